@@ -1,0 +1,431 @@
+/* ge-safetensors.c: see ge-safetensors.h.  Header JSON is parsed with
+ * json-glib; every number is range-checked before it becomes a size. */
+#include "ge-safetensors.h"
+
+#include <json-glib/json-glib.h>
+#include <string.h>
+#include <math.h>
+
+/* A header bigger than this is not a model we want to parse (the largest
+ * diffusers checkpoints have headers of a few hundred KiB). */
+#define GE_ST_MAX_HEADER (64u * 1024u * 1024u)
+
+struct _GeSafetensors {
+  char *name;
+  GMappedFile *mapped;          /* NULL when built from bytes */
+  GBytes *bytes;
+  GeStTensor *tensors;
+  guint n_tensors;
+  GHashTable *by_name;          /* name -> GeStTensor* */
+  GHashTable *metadata;         /* key -> value, both owned */
+  GStringChunk *names;          /* tensor names */
+};
+
+static const struct { const char *name; GeDType dtype; gsize size; } dtypes[] = {
+  { "F32", GE_DTYPE_F32, 4 }, { "F16", GE_DTYPE_F16, 2 }, { "BF16", GE_DTYPE_BF16, 2 },
+  { "F64", GE_DTYPE_F64, 8 }, { "I64", GE_DTYPE_I64, 8 }, { "I32", GE_DTYPE_I32, 4 },
+  { "I16", GE_DTYPE_I16, 2 }, { "I8", GE_DTYPE_I8, 1 }, { "U8", GE_DTYPE_U8, 1 },
+  { "BOOL", GE_DTYPE_BOOL, 1 },
+};
+
+const char *
+ge_dtype_name (GeDType dtype)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (dtypes); i++)
+    if (dtypes[i].dtype == dtype)
+      return dtypes[i].name;
+  return "?";
+}
+
+gsize
+ge_dtype_size (GeDType dtype)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (dtypes); i++)
+    if (dtypes[i].dtype == dtype)
+      return dtypes[i].size;
+  return 0;
+}
+
+static gboolean
+dtype_from_name (const char *s, GeDType * out)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (dtypes); i++)
+    if (strcmp (dtypes[i].name, s) == 0) {
+      *out = dtypes[i].dtype;
+      return TRUE;
+    }
+  return FALSE;
+}
+
+/* A JSON number that is an exact non-negative integer no larger than @max. */
+static gboolean
+node_to_size (JsonNode * node, guint64 max, guint64 * out)
+{
+  if (!node || JSON_NODE_TYPE (node) != JSON_NODE_VALUE)
+    return FALSE;
+  GType t = json_node_get_value_type (node);
+  if (t == G_TYPE_INT64) {
+    gint64 v = json_node_get_int (node);
+    if (v < 0 || (guint64) v > max)
+      return FALSE;
+    *out = (guint64) v;
+    return TRUE;
+  }
+  if (t == G_TYPE_DOUBLE) {
+    double v = json_node_get_double (node);
+    if (!(v >= 0) || v > (double) max || v != floor (v))
+      return FALSE;
+    *out = (guint64) v;
+    return TRUE;
+  }
+  return FALSE;
+}
+
+static int
+cmp_offset (gconstpointer a, gconstpointer b)
+{
+  const GeStTensor *x = a, *y = b;
+  const guint8 *px = x->data, *py = y->data;
+  if (px != py)
+    return px < py ? -1 : 1;
+  return x->n_bytes < y->n_bytes ? -1 : x->n_bytes > y->n_bytes;
+}
+
+#define FAIL(code, ...) do { \
+    char *m_ = g_strdup_printf (__VA_ARGS__); \
+    g_set_error (error, GE_ERROR, code, "%s: %s", st->name, m_); \
+    g_free (m_); goto fail; } while (0)
+
+static gboolean
+parse (GeSafetensors * st, const guint8 * data, gsize size, GError ** error)
+{
+  JsonParser *parser = NULL;
+  if (size < 8)
+    FAIL (GE_ERROR_CORRUPT, "file too short for a safetensors header "
+        "(%" G_GSIZE_FORMAT " bytes)", size);
+  guint64 hlen = 0;
+  for (int i = 7; i >= 0; i--)
+    hlen = (hlen << 8) | data[i];
+  if (hlen > size - 8)
+    FAIL (GE_ERROR_CORRUPT, "header length %" G_GUINT64_FORMAT
+        " runs past the end of the file (%" G_GSIZE_FORMAT " bytes): truncated "
+        "or not a safetensors file", hlen, size);
+  if (hlen < 2 || hlen > GE_ST_MAX_HEADER)
+    FAIL (GE_ERROR_CORRUPT, "implausible header length %" G_GUINT64_FORMAT, hlen);
+  const char *hdr = (const char *) data + 8;
+  if (memchr (hdr, '\0', hlen))
+    FAIL (GE_ERROR_CORRUPT, "header contains a NUL byte");
+  if (!g_utf8_validate (hdr, hlen, NULL))
+    FAIL (GE_ERROR_CORRUPT, "header is not valid UTF-8");
+
+  const guint8 *base = data + 8 + hlen;
+  guint64 data_size = size - 8 - hlen;
+
+  parser = json_parser_new_immutable ();
+  GError *jerr = NULL;
+  if (!json_parser_load_from_data (parser, hdr, (gssize) hlen, &jerr)) {
+    char *m = g_strdup (jerr->message);
+    g_clear_error (&jerr);
+    g_set_error (error, GE_ERROR, GE_ERROR_CORRUPT, "%s: header is not valid JSON: %s",
+        st->name, m);
+    g_free (m);
+    goto fail;
+  }
+  JsonNode *root = json_parser_get_root (parser);
+  if (!root || !JSON_NODE_HOLDS_OBJECT (root))
+    FAIL (GE_ERROR_CORRUPT, "header is not a JSON object");
+  JsonObject *obj = json_node_get_object (root);
+
+  GList *members = json_object_get_members (obj);
+  guint n = g_list_length (members);
+  st->tensors = g_new0 (GeStTensor, MAX (n, 1));
+  st->by_name = g_hash_table_new (g_str_hash, g_str_equal);
+  st->metadata = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+
+  for (GList * l = members; l; l = l->next) {
+    const char *key = l->data;
+    JsonNode *node = json_object_get_member (obj, key);
+    if (strcmp (key, "__metadata__") == 0) {
+      if (!JSON_NODE_HOLDS_OBJECT (node)) {
+        g_list_free (members);
+        FAIL (GE_ERROR_CORRUPT, "__metadata__ is not an object");
+      }
+      JsonObject *mo = json_node_get_object (node);
+      GList *mk = json_object_get_members (mo);
+      for (GList * m = mk; m; m = m->next) {
+        JsonNode *v = json_object_get_member (mo, m->data);
+        if (JSON_NODE_TYPE (v) != JSON_NODE_VALUE
+            || json_node_get_value_type (v) != G_TYPE_STRING) {
+          char *k = g_strdup (m->data);
+          g_list_free (mk);
+          g_list_free (members);
+          g_set_error (error, GE_ERROR, GE_ERROR_CORRUPT,
+              "%s: __metadata__ value \"%s\" is not a string", st->name, k);
+          g_free (k);
+          goto fail;
+        }
+        g_hash_table_insert (st->metadata, g_strdup (m->data),
+            g_strdup (json_node_get_string (v)));
+      }
+      g_list_free (mk);
+      continue;
+    }
+    GeStTensor *t = &st->tensors[st->n_tensors];
+#define TFAIL(...) do { char *w_ = g_strdup_printf (__VA_ARGS__); \
+      g_set_error (error, GE_ERROR, GE_ERROR_CORRUPT, "%s: tensor \"%s\": %s", \
+          st->name, key, w_); g_free (w_); g_list_free (members); goto fail; } while (0)
+    if (!JSON_NODE_HOLDS_OBJECT (node))
+      TFAIL ("entry is not an object");
+    JsonObject *to = json_node_get_object (node);
+    JsonNode *dn = json_object_get_member (to, "dtype");
+    if (!dn || JSON_NODE_TYPE (dn) != JSON_NODE_VALUE
+        || json_node_get_value_type (dn) != G_TYPE_STRING)
+      TFAIL ("missing dtype");
+    if (!dtype_from_name (json_node_get_string (dn), &t->dtype)) {
+      char *w = g_strdup_printf ("%s: tensor \"%s\": unknown dtype \"%s\"",
+          st->name, key, json_node_get_string (dn));
+      g_set_error_literal (error, GE_ERROR, GE_ERROR_UNSUPPORTED, w);
+      g_free (w);
+      g_list_free (members);
+      goto fail;
+    }
+    JsonNode *sn = json_object_get_member (to, "shape");
+    if (!sn || !JSON_NODE_HOLDS_ARRAY (sn))
+      TFAIL ("missing shape");
+    JsonArray *sa = json_node_get_array (sn);
+    guint nd = json_array_get_length (sa);
+    if (nd > GE_MAX_DIMS)
+      TFAIL ("%u dimensions (at most %d)", nd, GE_MAX_DIMS);
+    t->ndim = (int) nd;
+    guint64 nel = 1;
+    for (guint i = 0; i < nd; i++) {
+      guint64 d;
+      if (!node_to_size (json_array_get_element (sa, i), G_MAXINT64, &d))
+        TFAIL ("shape entry %u is not a non-negative integer", i);
+      if (d != 0 && nel > G_MAXUINT64 / d)
+        TFAIL ("element count overflows");
+      nel *= d;
+      t->shape[i] = (gint64) d;
+    }
+    gsize esz = ge_dtype_size (t->dtype);
+    if (nel > G_MAXUINT64 / esz)
+      TFAIL ("byte size overflows");
+    JsonNode *on = json_object_get_member (to, "data_offsets");
+    if (!on || !JSON_NODE_HOLDS_ARRAY (on)
+        || json_array_get_length (json_node_get_array (on)) != 2)
+      TFAIL ("data_offsets is not a [begin, end] pair");
+    guint64 b, e;
+    JsonArray *oa = json_node_get_array (on);
+    if (!node_to_size (json_array_get_element (oa, 0), G_MAXUINT64, &b)
+        || !node_to_size (json_array_get_element (oa, 1), G_MAXUINT64, &e))
+      TFAIL ("data_offsets are not non-negative integers");
+    if (b > e || e > data_size)
+      TFAIL ("data_offsets [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
+          "] outside the data section (%" G_GUINT64_FORMAT " bytes): truncated file?",
+          b, e, data_size);
+    if (e - b != nel * esz)
+      TFAIL ("data_offsets span %" G_GUINT64_FORMAT " bytes but a %s tensor of "
+          "that shape needs %" G_GUINT64_FORMAT, e - b, ge_dtype_name (t->dtype),
+          nel * esz);
+#undef TFAIL
+    t->name = key;              /* owned by the parser, kept alive below */
+    t->n_elements = (gsize) nel;
+    t->n_bytes = (gsize) (e - b);
+    t->data = base + b;
+    st->n_tensors++;
+  }
+  g_list_free (members);
+
+  qsort (st->tensors, st->n_tensors, sizeof (GeStTensor), cmp_offset);
+  for (guint i = 0; i + 1 < st->n_tensors; i++) {
+    const GeStTensor *a = &st->tensors[i], *c = &st->tensors[i + 1];
+    if ((const guint8 *) a->data + a->n_bytes > (const guint8 *) c->data)
+      FAIL (GE_ERROR_CORRUPT, "tensors \"%s\" and \"%s\" overlap", a->name, c->name);
+  }
+  /* Names must outlive the parser. */
+  st->names = g_string_chunk_new (1024);
+  for (guint i = 0; i < st->n_tensors; i++) {
+    GeStTensor *t = &st->tensors[i];
+    t->name = g_string_chunk_insert (st->names, t->name);
+    g_hash_table_insert (st->by_name, (gpointer) t->name, t);
+  }
+  g_object_unref (parser);
+  return TRUE;
+
+fail:
+  if (parser)
+    g_object_unref (parser);
+  return FALSE;
+}
+
+#undef FAIL
+
+GeSafetensors *
+ge_safetensors_new_from_bytes (GBytes * bytes, const char *name, GError ** error)
+{
+  GeSafetensors *st = g_new0 (GeSafetensors, 1);
+  st->name = g_strdup (name ? name : "(memory)");
+  st->bytes = g_bytes_ref (bytes);
+  gsize size;
+  const guint8 *data = g_bytes_get_data (bytes, &size);
+  if (!parse (st, data ? data : (const guint8 *) "", size, error)) {
+    ge_safetensors_free (st);
+    return NULL;
+  }
+  return st;
+}
+
+GeSafetensors *
+ge_safetensors_open (const char *path, GError ** error)
+{
+  GError *ferr = NULL;
+  if (g_file_test (path, G_FILE_TEST_IS_DIR)) {
+    g_set_error (error, GE_ERROR, GE_ERROR_INVALID, "%s: is a directory, not a "
+        ".safetensors file", path);
+    return NULL;
+  }
+  GMappedFile *mf = g_mapped_file_new (path, FALSE, &ferr);
+  if (!mf) {
+    g_set_error (error, GE_ERROR, ferr->code == G_FILE_ERROR_NOENT ?
+        GE_ERROR_NOT_FOUND : GE_ERROR_INVALID, "%s: cannot open: %s", path,
+        ferr->message);
+    g_error_free (ferr);
+    return NULL;
+  }
+  GBytes *bytes = g_mapped_file_get_bytes (mf);
+  GeSafetensors *st = ge_safetensors_new_from_bytes (bytes, path, error);
+  g_bytes_unref (bytes);
+  if (st)
+    st->mapped = mf;
+  else
+    g_mapped_file_unref (mf);
+  return st;
+}
+
+void
+ge_safetensors_free (GeSafetensors * st)
+{
+  if (!st)
+    return;
+  if (st->by_name)
+    g_hash_table_unref (st->by_name);
+  if (st->metadata)
+    g_hash_table_unref (st->metadata);
+  g_free (st->tensors);
+  if (st->names)
+    g_string_chunk_free (st->names);
+  if (st->bytes)
+    g_bytes_unref (st->bytes);
+  if (st->mapped)
+    g_mapped_file_unref (st->mapped);
+  g_free (st->name);
+  g_free (st);
+}
+
+const char *
+ge_safetensors_name (const GeSafetensors * st)
+{
+  return st->name;
+}
+
+guint
+ge_safetensors_n_tensors (const GeSafetensors * st)
+{
+  return st->n_tensors;
+}
+
+const GeStTensor *
+ge_safetensors_nth (const GeSafetensors * st, guint i)
+{
+  return i < st->n_tensors ? &st->tensors[i] : NULL;
+}
+
+const GeStTensor *
+ge_safetensors_find (const GeSafetensors * st, const char *name)
+{
+  return g_hash_table_lookup (st->by_name, name);
+}
+
+const char *
+ge_safetensors_metadata (const GeSafetensors * st, const char *key)
+{
+  return g_hash_table_lookup (st->metadata, key);
+}
+
+/* IEEE half -> float, exact (handles subnormals, inf, NaN). */
+static float
+half_to_f32 (guint16 h)
+{
+  guint32 sign = (guint32) (h & 0x8000) << 16;
+  guint32 exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+  if (exp == 0) {
+    if (man == 0)
+      bits = sign;
+    else {                      /* subnormal: renormalise */
+      int e = -1;
+      do {
+        e++;
+        man <<= 1;
+      } while (!(man & 0x400));
+      bits = sign | ((guint32) (127 - 15 - e) << 23) | ((man & 0x3ff) << 13);
+    }
+  } else if (exp == 31)
+    bits = sign | 0x7f800000u | (man << 13);
+  else
+    bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+  float f;
+  memcpy (&f, &bits, 4);
+  return f;
+}
+
+/* Element @i as double; data may be unaligned, so every read is a memcpy. */
+static double
+get_f64 (const GeStTensor * t, gsize i)
+{
+  const guint8 *p = (const guint8 *) t->data + i * ge_dtype_size (t->dtype);
+  switch (t->dtype) {
+    case GE_DTYPE_F32:{ float v; memcpy (&v, p, 4); return v; }
+    case GE_DTYPE_F64:{ double v; memcpy (&v, p, 8); return v; }
+    case GE_DTYPE_F16:{ guint16 v; memcpy (&v, p, 2); return half_to_f32 (v); }
+    case GE_DTYPE_BF16:{
+      guint16 v; memcpy (&v, p, 2);
+      guint32 bits = (guint32) v << 16; float f; memcpy (&f, &bits, 4); return f; }
+    case GE_DTYPE_I64:{ gint64 v; memcpy (&v, p, 8); return (double) v; }
+    case GE_DTYPE_I32:{ gint32 v; memcpy (&v, p, 4); return v; }
+    case GE_DTYPE_I16:{ gint16 v; memcpy (&v, p, 2); return v; }
+    case GE_DTYPE_I8: return (gint8) * p;
+    case GE_DTYPE_U8:
+    case GE_DTYPE_BOOL: return *p;
+  }
+  return 0;
+}
+
+void
+ge_st_tensor_to_f32 (const GeStTensor * t, float *dst)
+{
+  if (t->dtype == GE_DTYPE_F32) {
+    memcpy (dst, t->data, t->n_bytes);
+    return;
+  }
+  for (gsize i = 0; i < t->n_elements; i++)
+    dst[i] = (float) get_f64 (t, i);
+}
+
+void
+ge_st_tensor_to_f64 (const GeStTensor * t, double *dst)
+{
+  for (gsize i = 0; i < t->n_elements; i++)
+    dst[i] = get_f64 (t, i);
+}
+
+gint64
+ge_st_tensor_get_int (const GeStTensor * t, gsize i)
+{
+  g_return_val_if_fail (i < t->n_elements, 0);
+  if (t->dtype == GE_DTYPE_I64) {
+    gint64 v;
+    memcpy (&v, (const guint8 *) t->data + 8 * i, 8);
+    return v;
+  }
+  return (gint64) get_f64 (t, i);
+}

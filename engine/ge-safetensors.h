@@ -1,0 +1,74 @@
+/* ge-safetensors.h: a validating, mmap-backed .safetensors reader.
+ *
+ * Layout: 8-byte little-endian u64 N, N bytes of JSON header, then the data
+ * section.  Each header entry is {"dtype": .., "shape": [..],
+ * "data_offsets": [begin, end]} with offsets relative to the data section;
+ * "__metadata__" is an optional object of string values.
+ *
+ * Everything is validated before a single tensor byte is touched: header
+ * length inside the file, JSON well-formed, known dtypes, shapes whose element
+ * count times the dtype size equals end - begin (without overflow), offsets
+ * inside the data section and not overlapping.  Any violation gives a
+ * GE_ERROR_CORRUPT / GE_ERROR_UNSUPPORTED error whose message starts with the
+ * file name.
+ */
+#pragma once
+
+#include <glib.h>
+#include "ge-error.h"
+
+G_BEGIN_DECLS
+
+#define GE_MAX_DIMS 8
+
+typedef enum {
+  GE_DTYPE_F32,
+  GE_DTYPE_F16,
+  GE_DTYPE_BF16,
+  GE_DTYPE_F64,
+  GE_DTYPE_I64,
+  GE_DTYPE_I32,
+  GE_DTYPE_I16,
+  GE_DTYPE_I8,
+  GE_DTYPE_U8,
+  GE_DTYPE_BOOL,
+} GeDType;
+
+typedef struct {
+  const char *name;
+  GeDType dtype;
+  int ndim;
+  gint64 shape[GE_MAX_DIMS];
+  gsize n_elements;
+  const void *data;       /* inside the mapping; may be unaligned */
+  gsize n_bytes;
+} GeStTensor;
+
+typedef struct _GeSafetensors GeSafetensors;
+
+/* Maps @path read-only and validates it. */
+GeSafetensors *ge_safetensors_open (const char *path, GError **error);
+/* Validates @bytes (kept referenced); @name is used in error messages. */
+GeSafetensors *ge_safetensors_new_from_bytes (GBytes *bytes, const char *name,
+    GError **error);
+void ge_safetensors_free (GeSafetensors *st);
+
+const char *ge_safetensors_name (const GeSafetensors *st);
+guint ge_safetensors_n_tensors (const GeSafetensors *st);
+/* Tensors in file order of their data offsets. */
+const GeStTensor *ge_safetensors_nth (const GeSafetensors *st, guint i);
+const GeStTensor *ge_safetensors_find (const GeSafetensors *st, const char *name);
+/* A value of "__metadata__", or NULL. */
+const char *ge_safetensors_metadata (const GeSafetensors *st, const char *key);
+
+const char *ge_dtype_name (GeDType dtype);
+gsize ge_dtype_size (GeDType dtype);
+
+/* Converts any float or integer tensor to f32 into @dst (n_elements floats). */
+void ge_st_tensor_to_f32 (const GeStTensor *t, float *dst);
+/* Converts to f64 into @dst (n_elements doubles). */
+void ge_st_tensor_to_f64 (const GeStTensor *t, double *dst);
+/* Reads an integer tensor (I64/I32/...) element @i; floats are truncated. */
+gint64 ge_st_tensor_get_int (const GeStTensor *t, gsize i);
+
+G_END_DECLS
