@@ -73,7 +73,12 @@ node_to_size (JsonNode * node, guint64 max, guint64 * out)
   }
   if (t == G_TYPE_DOUBLE) {
     double v = json_node_get_double (node);
-    if (!(v >= 0) || v > (double) max || v != floor (v))
+    /* (double) G_MAXUINT64 rounds up to 2^64, so "v > (double) max" lets
+     * 2^64 through and the cast below would be undefined: bound by 2^64
+     * exactly and compare the integer. */
+    if (!(v >= 0) || v >= 18446744073709551616.0 || v != floor (v))
+      return FALSE;
+    if ((guint64) v > max)
       return FALSE;
     *out = (guint64) v;
     return TRUE;
@@ -89,6 +94,57 @@ cmp_offset (gconstpointer a, gconstpointer b)
   if (px != py)
     return px < py ? -1 : 1;
   return x->n_bytes < y->n_bytes ? -1 : x->n_bytes > y->n_bytes;
+}
+
+/* json-glib's parser recurses once per nesting level, so a header of a few
+ * hundred KiB of '[' overflows the stack.  A valid header nests three deep
+ * (root, tensor entry, shape array).  json-glib also accepts more than JSON
+ * (single-quoted strings, comments, hex numbers), which would hide brackets
+ * from a simple scan; so outside double-quoted strings only the characters
+ * of strict JSON are allowed, which makes the depth count below exact.
+ * Two more laxities would let this reader see a different file than other
+ * safetensors readers do, so they are rejected here too: json-glib ignores
+ * anything after the first complete value ("{} {...}"), and cuts names at
+ * an escaped NUL ("a\u0000b" reads as "a").
+ * Returns NULL when @s is acceptable, else a static description. */
+#define GE_ST_MAX_DEPTH 64
+
+static const char *
+prescan_header (const char *s, gsize n, gsize * pos)
+{
+  int depth = 0;
+  gboolean done = FALSE;        /* the root value has been closed */
+
+  for (gsize i = 0; i < n; i++) {
+    char c = s[i];
+    *pos = i;
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+      continue;
+    if (done)
+      return "trailing characters after the header object";
+    if (c == '"') {
+      for (i++; i < n && s[i] != '"'; i++) {
+        if (s[i] != '\\')
+          continue;
+        if (n - i >= 6 && memcmp (s + i, "\\u0000", 6) == 0) {
+          *pos = i;
+          return "escaped NUL in a string";
+        }
+        i++;
+      }
+      continue;                 /* an unterminated string is json-glib's error */
+    }
+    if (c == '[' || c == '{') {
+      if (++depth > GE_ST_MAX_DEPTH)
+        return "nested too deeply";
+    } else if (c == ']' || c == '}') {
+      if (--depth <= 0)
+        done = TRUE;
+    } else if (c == '\0' || !strchr (",:0123456789+-.eEtruefalsn", c)) {
+      return "unexpected character";
+    }
+  }
+  return NULL;
 }
 
 #define FAIL(code, ...) do { \
@@ -120,6 +176,12 @@ parse (GeSafetensors * st, const guint8 * data, gsize size, GError ** error)
 
   const guint8 *base = data + 8 + hlen;
   guint64 data_size = size - 8 - hlen;
+
+  gsize bad_at = 0;
+  const char *why = prescan_header (hdr, hlen, &bad_at);
+  if (why)
+    FAIL (GE_ERROR_CORRUPT, "header is not valid JSON: %s at byte %"
+        G_GSIZE_FORMAT, why, bad_at);
 
   parser = json_parser_new_immutable ();
   GError *jerr = NULL;
@@ -427,5 +489,14 @@ ge_st_tensor_get_int (const GeStTensor * t, gsize i)
     memcpy (&v, (const guint8 *) t->data + 8 * i, 8);
     return v;
   }
-  return (gint64) get_f64 (t, i);
+  /* Casting NaN or an out-of-range double is undefined; a hostile file
+   * may hold either in a float tensor. */
+  double v = get_f64 (t, i);
+  if (isnan (v))
+    return 0;
+  if (v >= 9223372036854775808.0)
+    return G_MAXINT64;
+  if (v < -9223372036854775808.0)
+    return G_MININT64;
+  return (gint64) v;
 }

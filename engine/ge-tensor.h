@@ -1,0 +1,35 @@
+/* ge-tensor.h: the engine's activation tensor: f32, NCHW, contiguous.
+ * Tensors do not own memory; models carve them from their GeArena. */
+#pragma once
+
+#include <glib.h>
+#include "ge-arena.h"
+
+G_BEGIN_DECLS
+
+typedef struct {
+  float *data;
+  int n, c, h, w;
+} GeTensor;
+
+static inline gsize
+ge_tensor_numel (const GeTensor * t)
+{
+  return (gsize) t->n * t->c * t->h * t->w;
+}
+
+static inline GeTensor
+ge_tensor_new (GeArena * arena, int n, int c, int h, int w)
+{
+  GeTensor t = { ge_arena_alloc (arena, (gsize) n * c * h * w), n, c, h, w };
+  return t;
+}
+
+/* Everything an op needs besides its operands: threads and scratch. */
+typedef struct _GePool GePool;
+typedef struct {
+  GePool *pool;
+  GeArena *arena;
+} GeCtx;
+
+G_END_DECLS

@@ -1,0 +1,296 @@
+/* blocks.c: ResnetBlock2D, Attention, Downsample2D, Upsample2D and
+ * UNetMidBlock2D with diffusers' exact order of operations (NOTES in
+ * tests/fixtures/diffusers list the details each one depends on). */
+#include "ge-blocks.h"
+#include "ge-pool.h"
+
+#include <math.h>
+#include <string.h>
+
+#define W(name_, nd_, ...) \
+  ({ char *n_ = g_strdup_printf ("%s.%s", prefix, name_); \
+     gint64 s_[] = { __VA_ARGS__ }; \
+     const float *w_ = ge_model_file_weight (mf, n_, nd_, s_, error); \
+     g_free (n_); w_; })
+
+gboolean
+ge_group_norm_load (GeModelFile * mf, const char *prefix, int channels, int groups,
+    float eps, GeGroupNormW * gn, GError ** error)
+{
+  if (groups <= 0 || channels % groups) {
+    g_set_error (error, GE_ERROR, GE_ERROR_UNSUPPORTED,
+        "%s: %s: %d channels cannot be split into %d groups", ge_model_file_path (mf),
+        prefix, channels, groups);
+    return FALSE;
+  }
+  gn->channels = channels;
+  gn->groups = groups;
+  gn->eps = eps;
+  return (gn->gamma = W ("weight", 1, channels)) && (gn->beta = W ("bias", 1, channels));
+}
+
+void
+ge_group_norm_apply (GeCtx * ctx, const GeGroupNormW * gn, const GeTensor * x,
+    GeTensor * y, GeAct act)
+{
+  ge_group_norm (ctx, x, y, gn->groups, gn->eps, gn->gamma, gn->beta, act);
+}
+
+gboolean
+ge_conv_load (GeModelFile * mf, const char *prefix, int in, int out, int k, int stride,
+    int pad, gboolean bias, GeConv2d * conv, GError ** error)
+{
+  const float *w = W ("weight", 4, out, in, k, k);
+  if (!w)
+    return FALSE;
+  const float *b = NULL;
+  if (bias && !(b = W ("bias", 1, out)))
+    return FALSE;
+  *conv = ge_conv2d_params (in, out, k, stride, pad, w, b);
+  return TRUE;
+}
+
+GeTensor
+ge_conv_forward (GeCtx * ctx, const GeConv2d * conv, const GeTensor * x)
+{
+  int oh, ow;
+  ge_conv2d_out_size (conv, x->h, x->w, &oh, &ow);
+  GeTensor y = ge_tensor_new (ctx->arena, x->n, conv->out_channels, oh, ow);
+  ge_conv2d (ctx, conv, x, &y);
+  return y;
+}
+
+gboolean
+ge_resnet_load (GeModelFile * mf, const char *prefix, int in, int out,
+    const GeBlockOpts * o, GeResnet * r, GError ** error)
+{
+  char *p = NULL;
+  memset (r, 0, sizeof (*r));
+  r->in = in;
+  r->out = out;
+  r->output_scale = o->output_scale;
+  r->temb_dim = o->temb_dim;
+#define SUB(name_) (g_free (p), p = g_strdup_printf ("%s.%s", prefix, name_))
+  gboolean ok = ge_group_norm_load (mf, SUB ("norm1"), in, o->groups, o->eps, &r->norm1, error)
+      && ge_conv_load (mf, SUB ("conv1"), in, out, 3, 1, 1, TRUE, &r->conv1, error)
+      && ge_group_norm_load (mf, SUB ("norm2"), out, o->groups, o->eps, &r->norm2, error)
+      && ge_conv_load (mf, SUB ("conv2"), out, out, 3, 1, 1, TRUE, &r->conv2, error);
+  if (ok && o->temb_dim > 0)
+    ok = (r->temb_w = W ("time_emb_proj.weight", 2, out, o->temb_dim))
+        && (r->temb_b = W ("time_emb_proj.bias", 1, out));
+  r->has_shortcut = in != out;
+  if (ok && r->has_shortcut)
+    ok = ge_conv_load (mf, SUB ("conv_shortcut"), in, out, 1, 1, 0, TRUE, &r->shortcut, error);
+#undef SUB
+  g_free (p);
+  return ok;
+}
+
+GeTensor
+ge_resnet_forward (GeCtx * ctx, const GeResnet * r, const GeTensor * x, const float *temb_act)
+{
+  GeTensor y = ge_tensor_new (ctx->arena, x->n, r->out, x->h, x->w);
+  gsize mark = ge_arena_mark (ctx->arena);
+
+  GeTensor h = ge_tensor_new (ctx->arena, x->n, r->in, x->h, x->w);
+  ge_group_norm_apply (ctx, &r->norm1, x, &h, GE_ACT_SILU);
+  GeTensor h2 = ge_conv_forward (ctx, &r->conv1, &h);
+  if (r->temb_w && temb_act) {
+    /* The time term goes in before norm2 (diffusers' "default" norm). */
+    float *proj = ge_arena_alloc (ctx->arena, (gsize) x->n * r->out);
+    ge_linear (ctx, temb_act, x->n, r->temb_dim, r->temb_w, r->temb_b, r->out, proj);
+    ge_add_channel_bias (ctx, &h2, proj);
+  }
+  ge_group_norm_apply (ctx, &r->norm2, &h2, &h2, GE_ACT_SILU);
+  ge_conv2d (ctx, &r->conv2, &h2, &y);
+
+  if (r->has_shortcut) {
+    GeTensor sc = ge_conv_forward (ctx, &r->shortcut, x);
+    ge_add (ctx, sc.data, y.data, y.data, ge_tensor_numel (&y), r->output_scale);
+  } else
+    ge_add (ctx, x->data, y.data, y.data, ge_tensor_numel (&y), r->output_scale);
+  ge_arena_release (ctx->arena, mark);
+  return y;
+}
+
+/* nn.Linear weights [out, in] are 1x1 conv weights: the projection of an
+ * NCHW tensor is then one banded sgemm with no transposes. */
+static gboolean
+linear_as_conv (GeModelFile * mf, const char *block, const char *name, int in, int out,
+    GeConv2d * c, GError ** error)
+{
+  char *prefix = g_strdup_printf ("%s.%s", block, name);
+  const float *w = W ("weight", 2, out, in);
+  const float *b = w ? W ("bias", 1, out) : NULL;
+  g_free (prefix);
+  if (!b)
+    return FALSE;
+  *c = ge_conv2d_params (in, out, 1, 1, 0, w, b);
+  return TRUE;
+}
+
+gboolean
+ge_attn_load (GeModelFile * mf, const char *prefix, int channels, int head_dim,
+    int groups, float eps, float rescale, GeAttnBlock * a, GError ** error)
+{
+  memset (a, 0, sizeof (*a));
+  a->channels = channels;
+  a->head_dim = head_dim > 0 ? head_dim : channels;
+  a->heads = head_dim > 0 ? channels / head_dim : 1;
+  if (a->heads < 1) {
+    g_set_error (error, GE_ERROR, GE_ERROR_UNSUPPORTED,
+        "%s: %s: attention_head_dim %d exceeds the %d channels", ge_model_file_path (mf),
+        prefix, head_dim, channels);
+    return FALSE;
+  }
+  a->inner = a->heads * a->head_dim;
+  a->rescale = rescale;
+  char *gn = g_strdup_printf ("%s.group_norm", prefix);
+  gboolean ok = ge_group_norm_load (mf, gn, channels, groups, eps, &a->norm, error)
+      && linear_as_conv (mf, prefix, "to_q", channels, a->inner, &a->to_q, error)
+      && linear_as_conv (mf, prefix, "to_k", channels, a->inner, &a->to_k, error)
+      && linear_as_conv (mf, prefix, "to_v", channels, a->inner, &a->to_v, error)
+      && linear_as_conv (mf, prefix, "to_out.0", a->inner, channels, &a->to_out, error);
+  g_free (gn);
+  return ok;
+}
+
+GeTensor
+ge_attn_forward (GeCtx * ctx, const GeAttnBlock * a, const GeTensor * x)
+{
+  GeTensor y = ge_tensor_new (ctx->arena, x->n, x->c, x->h, x->w);
+  gsize mark = ge_arena_mark (ctx->arena);
+  GeTensor hn = ge_tensor_new (ctx->arena, x->n, x->c, x->h, x->w);
+  ge_group_norm_apply (ctx, &a->norm, x, &hn, GE_ACT_NONE);
+  GeTensor q = ge_conv_forward (ctx, &a->to_q, &hn);
+  GeTensor k = ge_conv_forward (ctx, &a->to_k, &hn);
+  GeTensor v = ge_conv_forward (ctx, &a->to_v, &hn);
+  GeTensor o = ge_tensor_new (ctx->arena, x->n, a->inner, x->h, x->w);
+  const int T = x->h * x->w;
+  const gsize per = (gsize) a->inner * T;
+  const float scale = 1.0f / sqrtf ((float) a->head_dim);
+  for (int b = 0; b < x->n; b++)
+    ge_attention (ctx, q.data + b * per, k.data + b * per, v.data + b * per,
+        o.data + b * per, a->heads, a->head_dim, T, scale);
+  ge_conv2d (ctx, &a->to_out, &o, &y);
+  ge_add (ctx, y.data, x->data, y.data, ge_tensor_numel (&y), a->rescale);
+  ge_arena_release (ctx->arena, mark);
+  return y;
+}
+
+gboolean
+ge_downsample_load (GeModelFile * mf, const char *prefix, int channels, int padding,
+    GeDownsample * d, GError ** error)
+{
+  char *p = g_strdup_printf ("%s.conv", prefix);
+  gboolean ok = ge_conv_load (mf, p, channels, channels, 3, 2, padding, TRUE, &d->conv, error);
+  g_free (p);
+  if (ok && padding == 0) {
+    /* F.pad (x, (0, 1, 0, 1)): one zero column right, one zero row below. */
+    d->conv.pad_bottom = 1;
+    d->conv.pad_right = 1;
+  }
+  return ok;
+}
+
+GeTensor
+ge_downsample_forward (GeCtx * ctx, const GeDownsample * d, const GeTensor * x)
+{
+  return ge_conv_forward (ctx, &d->conv, x);
+}
+
+gboolean
+ge_upsample_load (GeModelFile * mf, const char *prefix, int channels, GeUpsample * u,
+    GError ** error)
+{
+  char *p = g_strdup_printf ("%s.conv", prefix);
+  gboolean ok = ge_conv_load (mf, p, channels, channels, 3, 1, 1, TRUE, &u->conv, error);
+  g_free (p);
+  return ok;
+}
+
+GeTensor
+ge_upsample_forward (GeCtx * ctx, const GeUpsample * u, const GeTensor * x)
+{
+  GeTensor y = ge_tensor_new (ctx->arena, x->n, u->conv.out_channels, x->h * 2, x->w * 2);
+  gsize mark = ge_arena_mark (ctx->arena);
+  GeTensor up = ge_tensor_new (ctx->arena, x->n, x->c, x->h * 2, x->w * 2);
+  ge_upsample_nearest (ctx, x, &up);
+  ge_conv2d (ctx, &u->conv, &up, &y);
+  ge_arena_release (ctx->arena, mark);
+  return y;
+}
+
+gboolean
+ge_mid_block_load (GeModelFile * mf, const char *prefix, int channels,
+    const GeBlockOpts * o, gboolean add_attention, int head_dim, int attn_groups,
+    GeMidBlock * m, GError ** error)
+{
+  char *p0 = g_strdup_printf ("%s.resnets.0", prefix);
+  char *p1 = g_strdup_printf ("%s.resnets.1", prefix);
+  char *pa = g_strdup_printf ("%s.attentions.0", prefix);
+  m->has_attn = add_attention;
+  gboolean ok = ge_resnet_load (mf, p0, channels, channels, o, &m->res0, error)
+      && (!add_attention || ge_attn_load (mf, pa, channels, head_dim, attn_groups,
+              o->eps, o->output_scale, &m->attn, error))
+      && ge_resnet_load (mf, p1, channels, channels, o, &m->res1, error);
+  g_free (p0);
+  g_free (p1);
+  g_free (pa);
+  return ok;
+}
+
+static void
+tap_at (GeTapFunc tap, void *data, const GeTensor * t, const char *fmt, ...)
+{
+  if (!tap)
+    return;
+  va_list ap;
+  va_start (ap, fmt);
+  char *name = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  tap (name, t, data);
+  g_free (name);
+}
+
+GeTensor
+ge_mid_block_forward (GeCtx * ctx, const GeMidBlock * m, const GeTensor * x,
+    const float *temb_act, GeTapFunc tap, void *tap_data, const char *prefix)
+{
+  GeTensor y = ge_tensor_new (ctx->arena, x->n, x->c, x->h, x->w);
+  gsize mark = ge_arena_mark (ctx->arena);
+  GeTensor h = ge_resnet_forward (ctx, &m->res0, x, temb_act);
+  tap_at (tap, tap_data, &h, "%s.resnets.0", prefix);
+  if (m->has_attn) {
+    h = ge_attn_forward (ctx, &m->attn, &h);
+    tap_at (tap, tap_data, &h, "%s.attentions.0", prefix);
+  }
+  h = ge_resnet_forward (ctx, &m->res1, &h, temb_act);
+  memcpy (y.data, h.data, sizeof (float) * ge_tensor_numel (&y));
+  ge_arena_release (ctx->arena, mark);
+  return y;
+}
+
+void
+ge_ctx_init (GeCtx * ctx, int n_threads)
+{
+  ctx->pool = ge_pool_new (n_threads);
+  ctx->arena = ge_arena_new ();
+}
+
+void
+ge_ctx_clear (GeCtx * ctx)
+{
+  g_clear_pointer (&ctx->pool, ge_pool_free);
+  g_clear_pointer (&ctx->arena, ge_arena_free);
+}
+
+void
+ge_ctx_set_n_threads (GeCtx * ctx, int n_threads)
+{
+  int want = n_threads > 0 ? n_threads : (int) g_get_num_processors ();
+  if (ctx->pool && ge_pool_n_threads (ctx->pool) == want)
+    return;
+  ge_pool_free (ctx->pool);
+  ctx->pool = ge_pool_new (want);
+}

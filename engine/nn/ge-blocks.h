@@ -1,0 +1,107 @@
+/* ge-blocks.h: diffusers' building blocks, loaded by their module names.
+ *
+ * Each block is a plain struct of shapes and weight pointers into the
+ * GeModelFile, loaded by *_load (prefix = the diffusers module path, e.g.
+ * "down_blocks.1.resnets.0") and run by *_forward, which returns a tensor
+ * carved from the arena after all its temporaries are released.
+ */
+#pragma once
+
+#include "ge-model-file.h"
+#include "ge-ops.h"
+
+G_BEGIN_DECLS
+
+/* Called by models at diffusers' module boundaries, for debugging and the
+ * conformance check; @name is the module path ("down_blocks.0", "conv_in"). */
+typedef void (*GeTapFunc) (const char *name, const GeTensor * t, void *user_data);
+
+typedef struct {
+  int channels, groups;
+  float eps;
+  const float *gamma, *beta;
+} GeGroupNormW;
+
+typedef struct {
+  int in, out;
+  GeGroupNormW norm1, norm2;
+  GeConv2d conv1, conv2, shortcut;
+  gboolean has_shortcut;
+  const float *temb_w, *temb_b; /* NULL when the block takes no time embedding */
+  int temb_dim;
+  float output_scale;
+} GeResnet;
+
+typedef struct {
+  int channels, heads, head_dim, inner;
+  GeGroupNormW norm;
+  GeConv2d to_q, to_k, to_v, to_out;   /* linear layers as 1x1 convs */
+  float rescale;
+} GeAttnBlock;
+
+typedef struct {
+  GeConv2d conv;
+} GeDownsample;
+
+typedef struct {
+  GeConv2d conv;
+} GeUpsample;
+
+/* Common block hyper-parameters from a config. */
+typedef struct {
+  int groups;
+  float eps;
+  int temb_dim;                 /* 0: no time embedding */
+  float output_scale;
+} GeBlockOpts;
+
+gboolean ge_group_norm_load (GeModelFile * mf, const char *prefix, int channels,
+    int groups, float eps, GeGroupNormW * gn, GError ** error);
+void ge_group_norm_apply (GeCtx * ctx, const GeGroupNormW * gn, const GeTensor * x,
+    GeTensor * y, GeAct act);
+
+gboolean ge_conv_load (GeModelFile * mf, const char *prefix, int in, int out, int k,
+    int stride, int pad, gboolean bias, GeConv2d * conv, GError ** error);
+/* Runs @conv on x into a new arena tensor. */
+GeTensor ge_conv_forward (GeCtx * ctx, const GeConv2d * conv, const GeTensor * x);
+
+gboolean ge_resnet_load (GeModelFile * mf, const char *prefix, int in, int out,
+    const GeBlockOpts * o, GeResnet * r, GError ** error);
+/* @temb_act: SiLU(emb), [n, temb_dim], or NULL for blocks without one. */
+GeTensor ge_resnet_forward (GeCtx * ctx, const GeResnet * r, const GeTensor * x,
+    const float *temb_act);
+
+/* head_dim <= 0 means one head over all channels. */
+gboolean ge_attn_load (GeModelFile * mf, const char *prefix, int channels,
+    int head_dim, int groups, float eps, float rescale, GeAttnBlock * a, GError ** error);
+GeTensor ge_attn_forward (GeCtx * ctx, const GeAttnBlock * a, const GeTensor * x);
+
+/* padding 0 means diffusers' F.pad (0, 1, 0, 1) then an unpadded conv. */
+gboolean ge_downsample_load (GeModelFile * mf, const char *prefix, int channels,
+    int padding, GeDownsample * d, GError ** error);
+GeTensor ge_downsample_forward (GeCtx * ctx, const GeDownsample * d, const GeTensor * x);
+
+gboolean ge_upsample_load (GeModelFile * mf, const char *prefix, int channels,
+    GeUpsample * u, GError ** error);
+GeTensor ge_upsample_forward (GeCtx * ctx, const GeUpsample * u, const GeTensor * x);
+
+/* ---- mid block: resnet, attention (optional), resnet ------------------- */
+typedef struct {
+  GeResnet res0, res1;
+  GeAttnBlock attn;
+  gboolean has_attn;
+} GeMidBlock;
+
+gboolean ge_mid_block_load (GeModelFile * mf, const char *prefix, int channels,
+    const GeBlockOpts * o, gboolean add_attention, int head_dim, int attn_groups,
+    GeMidBlock * m, GError ** error);
+GeTensor ge_mid_block_forward (GeCtx * ctx, const GeMidBlock * m, const GeTensor * x,
+    const float *temb_act, GeTapFunc tap, void *tap_data, const char *prefix);
+
+/* Runtime plumbing shared by models: pool + arena, re-created when the
+ * thread count changes. */
+void ge_ctx_init (GeCtx * ctx, int n_threads);
+void ge_ctx_clear (GeCtx * ctx);
+void ge_ctx_set_n_threads (GeCtx * ctx, int n_threads);
+
+G_END_DECLS

@@ -1,0 +1,84 @@
+/* eltwise.c: activations, adds, broadcasts and concatenation.  Memory-bound,
+ * so they are split into large contiguous chunks over the pool. */
+#include "ge-ops.h"
+#include "ge-pool.h"
+
+#include "act.h"
+
+#include <string.h>
+
+#define CHUNK (16 * 1024)
+
+typedef struct {
+  float *x;
+  const float *a, *b;
+  gsize n;
+  GeAct act;
+  float param;
+} EwJob;
+
+static void
+act_task (void *data, int t, int thread)
+{
+  const EwJob *j = data;
+  gsize i0 = (gsize) t * CHUNK, i1 = MIN (j->n, i0 + CHUNK);
+  for (gsize i = i0; i < i1; i++)
+    j->x[i] = ge_act1 (j->x[i], j->act, j->param);
+}
+
+void
+ge_act (GeCtx * ctx, float *x, gsize n, GeAct act, float param)
+{
+  if (act == GE_ACT_NONE)
+    return;
+  EwJob j = { .x = x, .n = n, .act = act, .param = param };
+  ge_pool_run (ctx->pool, (int) ((n + CHUNK - 1) / CHUNK), act_task, &j);
+}
+
+static void
+add_task (void *data, int t, int thread)
+{
+  const EwJob *j = data;
+  gsize i0 = (gsize) t * CHUNK, i1 = MIN (j->n, i0 + CHUNK);
+  const float s = j->param;
+  if (s == 1.0f)
+    for (gsize i = i0; i < i1; i++)
+      j->x[i] = j->a[i] + j->b[i];
+  else
+    for (gsize i = i0; i < i1; i++)
+      j->x[i] = (j->a[i] + j->b[i]) / s;
+}
+
+/* A divisor, not a factor: diffusers divides by output_scale_factor, and
+ * x / s is not always x * (1 / s) in float. */
+void
+ge_add (GeCtx * ctx, const float *a, const float *b, float *y, gsize n, float divisor)
+{
+  EwJob j = { .x = y, .a = a, .b = b, .n = n, .param = divisor };
+  ge_pool_run (ctx->pool, (int) ((n + CHUNK - 1) / CHUNK), add_task, &j);
+}
+
+void
+ge_add_channel_bias (GeCtx * ctx, GeTensor * x, const float *v)
+{
+  const gsize plane = (gsize) x->h * x->w;
+  for (int i = 0; i < x->n * x->c; i++) {
+    float *p = x->data + (gsize) i * plane, b = v[i];
+    for (gsize k = 0; k < plane; k++)
+      p[k] += b;
+  }
+}
+
+void
+ge_concat_channels (GeCtx * ctx, const GeTensor * a, const GeTensor * b, GeTensor * y)
+{
+  g_return_if_fail (a->n == b->n && a->h == b->h && a->w == b->w);
+  g_return_if_fail (y->c == a->c + b->c && y->h == a->h && y->w == a->w);
+  const gsize plane = (gsize) a->h * a->w;
+  for (int n = 0; n < a->n; n++) {
+    float *dst = y->data + (gsize) n * y->c * plane;
+    memcpy (dst, a->data + (gsize) n * a->c * plane, sizeof (float) * a->c * plane);
+    memcpy (dst + (gsize) a->c * plane, b->data + (gsize) n * b->c * plane,
+        sizeof (float) * b->c * plane);
+  }
+}

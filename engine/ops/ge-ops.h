@@ -1,0 +1,122 @@
+/* ge-ops.h: the engine's tensor operations.
+ *
+ * Every op computes in f32 on NCHW tensors allocated by the caller, splits
+ * its work over ctx->pool and takes any scratch from ctx->arena (released
+ * before returning).  Each op has a naive twin in tests/engine that it is
+ * checked against.
+ */
+#pragma once
+
+#include "ge-tensor.h"
+
+G_BEGIN_DECLS
+
+/* ---- convolution ------------------------------------------------------ */
+
+typedef struct {
+  int in_channels, out_channels;
+  int kh, kw;
+  int stride_h, stride_w;
+  int pad_top, pad_left, pad_bottom, pad_right;   /* zero padding */
+  int dil_h, dil_w;
+  int groups;
+  const float *weight;          /* [out, in/groups, kh, kw] as in PyTorch */
+  const float *bias;            /* [out] or NULL */
+} GeConv2d;
+
+/* Fills the common case: square kernel, symmetric padding, no dilation. */
+GeConv2d ge_conv2d_params (int in, int out, int k, int stride, int pad,
+    const float *weight, const float *bias);
+void ge_conv2d_out_size (const GeConv2d * p, int h, int w, int *oh, int *ow);
+/* y must be [x->n, out_channels, oh, ow].  Never builds a full-image im2col:
+ * at most a band of output rows per thread. */
+void ge_conv2d (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, GeTensor * y);
+
+/* 1-D convolutions on [n, c, 1, length] tensors (h == 1). */
+typedef struct {
+  int in_channels, out_channels, k, stride, pad_left, pad_right, dil, groups;
+  const float *weight;          /* [out, in/groups, k] */
+  const float *bias;
+} GeConv1d;
+int ge_conv1d_out_len (const GeConv1d * p, int len);
+void ge_conv1d (GeCtx * ctx, const GeConv1d * p, const GeTensor * x, GeTensor * y);
+
+/* Transposed convolutions (PyTorch ConvTranspose semantics: weight
+ * [in, out/groups, kh, kw], output = (i-1)*s - 2p + d*(k-1) + output_padding + 1). */
+typedef struct {
+  int in_channels, out_channels, kh, kw, stride_h, stride_w, pad_h, pad_w;
+  int out_pad_h, out_pad_w, dil_h, dil_w, groups;
+  const float *weight;
+  const float *bias;
+} GeConvTranspose2d;
+void ge_conv_transpose2d_out_size (const GeConvTranspose2d * p, int h, int w,
+    int *oh, int *ow);
+void ge_conv_transpose2d (GeCtx * ctx, const GeConvTranspose2d * p,
+    const GeTensor * x, GeTensor * y);
+/* 1-D: a 2-D transposed conv with kh = 1 on [n, c, 1, len]. */
+
+/* ---- dense ------------------------------------------------------------ */
+
+/* y[rows, out] = x[rows, in] * W^T + b, W [out, in] as nn.Linear. */
+void ge_linear (GeCtx * ctx, const float *x, int rows, int in, const float *w,
+    const float *b, int out, float *y);
+
+/* ---- normalisation ----------------------------------------------------- */
+
+typedef enum {
+  GE_ACT_NONE,
+  GE_ACT_SILU,
+  GE_ACT_GELU,                  /* exact (erf) */
+  GE_ACT_GELU_TANH,
+  GE_ACT_RELU,
+  GE_ACT_LEAKY_RELU,            /* slope in the param */
+  GE_ACT_TANH,
+  GE_ACT_SIGMOID,
+} GeAct;
+
+/* GroupNorm over (c/groups, h, w) per sample with biased variance, then an
+ * optional activation fused in.  In place allowed (y == x). */
+void ge_group_norm (GeCtx * ctx, const GeTensor * x, GeTensor * y, int groups,
+    float eps, const float *gamma, const float *beta, GeAct act);
+/* LayerNorm over the last @dim floats of each of @rows rows. */
+void ge_layer_norm (GeCtx * ctx, const float *x, float *y, int rows, int dim,
+    float eps, const float *gamma, const float *beta);
+
+/* ---- element-wise ----------------------------------------------------- */
+
+void ge_act (GeCtx * ctx, float *x, gsize n, GeAct act, float param);
+/* y = (a + b) / divisor; any of them may alias. */
+void ge_add (GeCtx * ctx, const float *a, const float *b, float *y, gsize n, float divisor);
+/* x[n, c, :, :] += v[n, c] (broadcast a per-channel vector). */
+void ge_add_channel_bias (GeCtx * ctx, GeTensor * x, const float *v);
+/* y = cat([a, b], dim=1) */
+void ge_concat_channels (GeCtx * ctx, const GeTensor * a, const GeTensor * b, GeTensor * y);
+
+/* ---- resampling -------------------------------------------------------- */
+
+/* Integer-factor nearest upsampling (source = floor(dst / f)). */
+void ge_upsample_nearest (GeCtx * ctx, const GeTensor * x, GeTensor * y);
+/* Bilinear upsampling to y's size, align_corners = FALSE (PyTorch). */
+void ge_upsample_bilinear (GeCtx * ctx, const GeTensor * x, GeTensor * y);
+/* Average pooling k x k, stride k (no padding; y = floor(h/k)). */
+void ge_avg_pool (GeCtx * ctx, const GeTensor * x, GeTensor * y, int k);
+/* Pixel shuffle: [n, c*r*r, h, w] -> [n, c, h*r, w*r] and back. */
+void ge_pixel_shuffle (GeCtx * ctx, const GeTensor * x, GeTensor * y, int r);
+void ge_pixel_unshuffle (GeCtx * ctx, const GeTensor * x, GeTensor * y, int r);
+
+/* ---- attention -------------------------------------------------------- */
+
+/* Multi-head self-attention core on channel-major tokens: q, k, v are
+ * [heads*d, T] (token index innermost, as NCHW gives after a 1x1 projection);
+ * out is [heads*d, T].  Softmax is max-subtracted, queries in blocks so the
+ * score matrix never exceeds a block of rows. */
+void ge_attention (GeCtx * ctx, const float *q, const float *k, const float *v,
+    float *out, int heads, int d, int tokens, float scale);
+
+/* ---- embeddings -------------------------------------------------------- */
+
+/* diffusers get_timestep_embedding: [n, dim] from n timesteps. */
+void ge_timestep_embedding (const float *t, int n, int dim, gboolean flip_sin_to_cos,
+    float freq_shift, float max_period, float *out);
+
+G_END_DECLS

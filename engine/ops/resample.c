@@ -1,0 +1,143 @@
+/* resample.c: nearest/bilinear upsampling, average pooling, pixel
+ * (un)shuffle.  Index maths follows PyTorch exactly (nearest: floor(dst/f);
+ * bilinear: align_corners=False with clamping at 0). */
+#include "ge-ops.h"
+#include "ge-pool.h"
+
+typedef struct {
+  const GeTensor *x;
+  GeTensor *y;
+  int k;
+} RsJob;
+
+static void
+nearest_task (void *data, int t, int thread)
+{
+  const RsJob *j = data;
+  const int fy = j->y->h / j->x->h, fx = j->y->w / j->x->w;
+  const float *src = j->x->data + (gsize) t * j->x->h * j->x->w;
+  float *dst = j->y->data + (gsize) t * j->y->h * j->y->w;
+  for (int oy = 0; oy < j->y->h; oy++) {
+    const float *s = src + (gsize) (oy / fy) * j->x->w;
+    float *d = dst + (gsize) oy * j->y->w;
+    for (int ox = 0; ox < j->y->w; ox++)
+      d[ox] = s[ox / fx];
+  }
+}
+
+void
+ge_upsample_nearest (GeCtx * ctx, const GeTensor * x, GeTensor * y)
+{
+  g_return_if_fail (y->n == x->n && y->c == x->c);
+  g_return_if_fail (y->h % x->h == 0 && y->w % x->w == 0);
+  RsJob j = { x, y, 0 };
+  ge_pool_run (ctx->pool, x->n * x->c, nearest_task, &j);
+}
+
+static inline void
+bilinear_coord (int dst, int in, int out, int *i0, int *i1, float *frac)
+{
+  float scale = (float) in / (float) out;
+  float src = ((float) dst + 0.5f) * scale - 0.5f;
+  if (src < 0)
+    src = 0;
+  int a = (int) src;
+  if (a > in - 1)
+    a = in - 1;
+  *i0 = a;
+  *i1 = a < in - 1 ? a + 1 : a;
+  *frac = src - (float) a;
+}
+
+static void
+bilinear_task (void *data, int t, int thread)
+{
+  const RsJob *j = data;
+  const int H = j->x->h, W = j->x->w, OH = j->y->h, OW = j->y->w;
+  const float *src = j->x->data + (gsize) t * H * W;
+  float *dst = j->y->data + (gsize) t * OH * OW;
+  for (int oy = 0; oy < OH; oy++) {
+    int y0, y1;
+    float fy;
+    bilinear_coord (oy, H, OH, &y0, &y1, &fy);
+    for (int ox = 0; ox < OW; ox++) {
+      int x0, x1;
+      float fx;
+      bilinear_coord (ox, W, OW, &x0, &x1, &fx);
+      const float *r0 = src + (gsize) y0 * W, *r1 = src + (gsize) y1 * W;
+      dst[(gsize) oy * OW + ox] = (1 - fy) * ((1 - fx) * r0[x0] + fx * r0[x1])
+          + fy * ((1 - fx) * r1[x0] + fx * r1[x1]);
+    }
+  }
+}
+
+void
+ge_upsample_bilinear (GeCtx * ctx, const GeTensor * x, GeTensor * y)
+{
+  g_return_if_fail (y->n == x->n && y->c == x->c);
+  RsJob j = { x, y, 0 };
+  ge_pool_run (ctx->pool, x->n * x->c, bilinear_task, &j);
+}
+
+static void
+avg_task (void *data, int t, int thread)
+{
+  const RsJob *j = data;
+  const int k = j->k, W = j->x->w;
+  const float *src = j->x->data + (gsize) t * j->x->h * W;
+  float *dst = j->y->data + (gsize) t * j->y->h * j->y->w;
+  const float inv = 1.0f / (float) (k * k);
+  for (int oy = 0; oy < j->y->h; oy++)
+    for (int ox = 0; ox < j->y->w; ox++) {
+      float s = 0;
+      for (int dy = 0; dy < k; dy++)
+        for (int dx = 0; dx < k; dx++)
+          s += src[(gsize) (oy * k + dy) * W + ox * k + dx];
+      dst[(gsize) oy * j->y->w + ox] = s * inv;
+    }
+}
+
+void
+ge_avg_pool (GeCtx * ctx, const GeTensor * x, GeTensor * y, int k)
+{
+  g_return_if_fail (y->n == x->n && y->c == x->c && y->h == x->h / k && y->w == x->w / k);
+  RsJob j = { x, y, k };
+  ge_pool_run (ctx->pool, x->n * x->c, avg_task, &j);
+}
+
+/* y[n, c, h*r + i, w*r + j] = x[n, c*r*r + i*r + j, h, w] (or the reverse). */
+static void
+shuffle (const GeTensor * lo, const GeTensor * hi, int r, gboolean to_hi)
+{
+  for (int n = 0; n < hi->n; n++)
+    for (int c = 0; c < hi->c; c++)
+      for (int i = 0; i < r; i++)
+        for (int jj = 0; jj < r; jj++) {
+          const int cl = (c * r + i) * r + jj;
+          float *lp = lo->data + ((gsize) n * lo->c + cl) * lo->h * lo->w;
+          float *hp = hi->data + ((gsize) n * hi->c + c) * hi->h * hi->w;
+          for (int y = 0; y < lo->h; y++)
+            for (int x = 0; x < lo->w; x++) {
+              float *h = hp + (gsize) (y * r + i) * hi->w + x * r + jj;
+              float *l = lp + (gsize) y * lo->w + x;
+              if (to_hi)
+                *h = *l;
+              else
+                *l = *h;
+            }
+        }
+}
+
+void
+ge_pixel_shuffle (GeCtx * ctx, const GeTensor * x, GeTensor * y, int r)
+{
+  g_return_if_fail (x->c == y->c * r * r && y->h == x->h * r && y->w == x->w * r);
+  shuffle (x, y, r, TRUE);
+}
+
+void
+ge_pixel_unshuffle (GeCtx * ctx, const GeTensor * x, GeTensor * y, int r)
+{
+  g_return_if_fail (y->c == x->c * r * r && x->h == y->h * r && x->w == y->w * r);
+  shuffle (y, x, r, FALSE);
+}

@@ -1,0 +1,308 @@
+/* conf-models.c: UNet2DModel, AutoencoderKL and VQModel cases. */
+#include "conf.h"
+#include "ge-unet2d.h"
+#include "ge-vae.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Debug taps hold batch element 0 of a module output, named debug.<module>. */
+typedef struct {
+  Conf *c;
+  int call;                     /* UNet call whose embeddings are checked */
+  gboolean active;              /* record debug.* taps */
+  GHashTable *seen;
+} Taps;
+
+static void
+on_tap (const char *name, const float *data, int n, int ch, int h, int w, void *user_data)
+{
+  Taps *t = user_data;
+  /* The UNet's time embeddings are stored for the whole batch of each call. */
+  const char *emb = strcmp (name, "time_proj") == 0 ? "t_emb"
+      : strcmp (name, "time_embedding") == 0 ? "emb" : NULL;
+  if (emb) {
+    char *key = g_strdup_printf ("call%d.%s", t->call, emb);
+    if (ge_safetensors_find (t->c->io, key))
+      conf_check (t->c, key, data, (gsize) n * ch * h * w);
+    g_free (key);
+    return;
+  }
+  if (!t->active)
+    return;
+  char *key = g_strdup_printf ("debug.%s", name);
+  if (ge_safetensors_find (t->c->io, key) && !g_hash_table_contains (t->seen, key)) {
+    conf_check (t->c, key, data, (gsize) ch * h * w);
+    g_hash_table_add (t->seen, key);
+  } else
+    g_free (key);
+}
+
+static GeModelFile *
+open_model (Conf * c, const char *dir)
+{
+  GError *err = NULL;
+  GeModelFile *mf = ge_model_file_open (dir, &err);
+  if (!mf) {
+    printf ("%s\n", err->message);
+    g_error_free (err);
+    c->n_failed++;
+  }
+  return mf;
+}
+
+static int
+meta_debug_call (Conf * c)
+{
+  JsonParser *p;
+  int call = -1;
+  char *path = g_build_filename (c->dir, "meta.json", NULL);
+  gboolean exists = g_file_test (path, G_FILE_TEST_EXISTS);
+  g_free (path);
+  if (!exists)
+    return -1;
+  JsonObject *meta = conf_read_json (c, "meta.json", &p);
+  if (!meta)
+    return -1;
+  JsonNode *d = json_object_get_member (meta, "debug_call");
+  if (d && JSON_NODE_HOLDS_VALUE (d)) {
+    if (json_node_get_value_type (d) == G_TYPE_INT64)
+      call = (int) json_node_get_int (d);
+    else if (json_node_get_value_type (d) == G_TYPE_STRING)
+      sscanf (json_node_get_string (d), "call%d", &call);
+  }
+  g_object_unref (p);
+  return call;
+}
+
+static const GeStTensor *
+input_tensor (Conf * c, const char *key)
+{
+  const GeStTensor *t = ge_safetensors_find (c->io, key);
+  if (!t || t->ndim != 4) {
+    printf ("%-48s %s\n", key, t ? "is not 4-D" : "MISSING in io.safetensors");
+    c->n_failed++;
+    return NULL;
+  }
+  return t;
+}
+
+void
+conf_unet_case (Conf * c, const char *dir)
+{
+  GeModelFile *mf = open_model (c, dir);
+  if (!mf)
+    return;
+  GError *err = NULL;
+  GeUNet2D *u = ge_unet2d_new (mf, &err);
+  ge_model_file_unref (mf);
+  if (!u) {
+    printf ("%s\n", err->message);
+    g_error_free (err);
+    c->n_failed++;
+    return;
+  }
+  printf ("UNet2DModel, %" G_GSIZE_FORMAT " parameters\n", ge_unet2d_n_params (u));
+  Taps taps = { c, 0, FALSE, g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL) };
+  ge_unet2d_set_tap (u, on_tap, &taps);
+  const int debug_call = meta_debug_call (c);
+
+  for (int call = 0;; call++) {
+    char *out_key = g_strdup_printf ("call%d.out", call);
+    if (!ge_safetensors_find (c->io, out_key)) {
+      g_free (out_key);
+      break;
+    }
+    char *in_key = g_strdup_printf ("call%d.sample", call);
+    if (!ge_safetensors_find (c->io, in_key)) {
+      g_free (in_key);
+      in_key = g_strdup ("input.sample");
+    }
+    char *t_key = g_strdup_printf ("call%d.timestep", call);
+    const GeStTensor *xt = input_tensor (c, in_key);
+    const GeStTensor *tt = ge_safetensors_find (c->io, t_key);
+    if (xt && tt) {
+      const int n = (int) xt->shape[0];
+      float *x = g_new (float, xt->n_elements);
+      ge_st_tensor_to_f32 (xt, x);
+      float *t = g_new (float, n);
+      double *tv = g_new (double, MAX (tt->n_elements, 1));
+      ge_st_tensor_to_f64 (tt, tv);
+      for (int b = 0; b < n; b++)
+        t[b] = (float) tv[tt->n_elements == 1 ? 0 : MIN ((gsize) b, tt->n_elements - 1)];
+      gsize out_n = (gsize) n * ge_unet2d_out_channels (u) * xt->shape[2] * xt->shape[3];
+      float *out = g_new (float, out_n);
+
+      taps.call = call;
+      taps.active = call == debug_call;
+      if (!ge_unet2d_forward (u, x, n, (int) xt->shape[2], (int) xt->shape[3], t, out, &err)) {
+        printf ("%s\n", err->message);
+        g_clear_error (&err);
+        c->n_failed++;
+      } else
+        conf_check (c, out_key, out, out_n);
+      taps.active = FALSE;
+      g_free (x);
+      g_free (t);
+      g_free (tv);
+      g_free (out);
+    } else if (!tt) {
+      printf ("%-48s MISSING in io.safetensors\n", t_key);
+      c->n_failed++;
+    }
+    g_free (in_key);
+    g_free (t_key);
+    g_free (out_key);
+  }
+  g_hash_table_unref (taps.seen);
+  ge_unet2d_free (u);
+}
+
+/* AutoencoderKL: encode -> moments/mean/logvar/std, decode(mean), decode(z). */
+void
+conf_vae_case (Conf * c, const char *dir)
+{
+  GeModelFile *mf = open_model (c, dir);
+  if (!mf)
+    return;
+  GError *err = NULL;
+  GeVae *v = ge_vae_new (mf, &err);
+  ge_model_file_unref (mf);
+  if (!v) {
+    printf ("%s\n", err->message);
+    g_error_free (err);
+    c->n_failed++;
+    return;
+  }
+  Taps taps = { c, -1, TRUE, g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL) };
+  ge_vae_set_tap (v, on_tap, &taps);
+
+  const GeStTensor *xt = input_tensor (c, "input.sample");
+  if (xt) {
+    const int n = (int) xt->shape[0], h = (int) xt->shape[2], w = (int) xt->shape[3];
+    const int lc = ge_vae_latent_channels (v);
+    int lh, lw;
+    ge_vae_latent_size (v, h, w, &lh, &lw);
+    const gsize ln = (gsize) n * lc * lh * lw, plane = (gsize) lh * lw;
+    float *x = g_new (float, xt->n_elements);
+    ge_st_tensor_to_f32 (xt, x);
+    float *mean = g_new (float, ln), *logvar = g_new (float, ln), *std = g_new (float, ln);
+    float *moments = g_new (float, 2 * ln);
+    if (ge_vae_encode (v, x, n, h, w, mean, logvar, &err)) {
+      for (gsize i = 0; i < ln; i++)
+        std[i] = expf (0.5f * logvar[i]);
+      for (int b = 0; b < n; b++) {
+        memcpy (moments + (gsize) b * 2 * lc * plane, mean + (gsize) b * lc * plane,
+            sizeof (float) * lc * plane);
+        memcpy (moments + (gsize) (2 * b + 1) * lc * plane, logvar + (gsize) b * lc * plane,
+            sizeof (float) * lc * plane);
+      }
+      /* The stored moments are unclamped; they only differ where
+       * logvar leaves [-30, 20], which random weights never reach. */
+      conf_check (c, "encode.moments", moments, 2 * ln);
+      conf_check (c, "encode.mean", mean, ln);
+      if (ge_safetensors_find (c->io, "encode.logvar"))
+        conf_check (c, "encode.logvar", logvar, ln);
+      conf_check (c, "encode.std", std, ln);
+
+      /* Decoder taps come from decode(mean). */
+      gsize on = (gsize) n * ge_vae_out_channels (v) * lh * ge_vae_downsample_factor (v)
+          * lw * ge_vae_downsample_factor (v);
+      float *out = g_new (float, on);
+      if (ge_vae_decode (v, mean, n, lh, lw, FALSE, out, &err))
+        conf_check (c, "decode_mean.sample", out, on);
+      taps.active = FALSE;
+      float *z;
+      gsize zn;
+      if (!err && (z = conf_try_load_f32 (c, "input.z", &zn))) {
+        const GeStTensor *zt = ge_safetensors_find (c->io, "input.z");
+        int zh = (int) zt->shape[2], zw = (int) zt->shape[3], zb = (int) zt->shape[0];
+        gsize dn = (gsize) zb * ge_vae_out_channels (v) * zh * zw
+            * ge_vae_downsample_factor (v) * ge_vae_downsample_factor (v);
+        float *dz = g_new (float, dn);
+        if (ge_vae_decode (v, z, zb, zh, zw, FALSE, dz, &err))
+          conf_check (c, "decode_z.sample", dz, dn);
+        g_free (dz);
+        g_free (z);
+      }
+      g_free (out);
+    }
+    if (err) {
+      printf ("%s\n", err->message);
+      g_clear_error (&err);
+      c->n_failed++;
+    }
+    g_free (x);
+    g_free (mean);
+    g_free (logvar);
+    g_free (std);
+    g_free (moments);
+  }
+  g_hash_table_unref (taps.seen);
+  ge_vae_free (v);
+}
+
+/* VQModel: encode -> latents h, quantize -> indices, decode with and
+ * without quantisation. */
+void
+conf_vq_case (Conf * c, const char *dir)
+{
+  GeModelFile *mf = open_model (c, dir);
+  if (!mf)
+    return;
+  GError *err = NULL;
+  GeVae *v = ge_vae_new (mf, &err);
+  ge_model_file_unref (mf);
+  if (!v) {
+    printf ("%s\n", err->message);
+    g_error_free (err);
+    c->n_failed++;
+    return;
+  }
+  Taps taps = { c, -1, TRUE, g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL) };
+  ge_vae_set_tap (v, on_tap, &taps);
+  const GeStTensor *xt = input_tensor (c, "input.sample");
+  if (xt) {
+    const int n = (int) xt->shape[0], h = (int) xt->shape[2], w = (int) xt->shape[3];
+    const int lc = ge_vae_latent_channels (v), f = ge_vae_downsample_factor (v);
+    int lh, lw;
+    ge_vae_latent_size (v, h, w, &lh, &lw);
+    const gsize ln = (gsize) n * lc * lh * lw;
+    const gsize on = (gsize) n * ge_vae_out_channels (v) * lh * f * lw * f;
+    float *x = g_new (float, xt->n_elements), *lat = g_new (float, ln);
+    float *zq = g_new (float, ln), *out = g_new (float, on);
+    gint64 *idx = g_new (gint64, (gsize) n * lh * lw);
+    ge_st_tensor_to_f32 (xt, x);
+    if (ge_vae_encode (v, x, n, h, w, lat, NULL, &err)) {
+      conf_check (c, "encode.latents", lat, ln);
+      /* Decode and quantise from the stored latents, so a near-tie in the
+       * codebook search cannot be blamed on encoder rounding. */
+      float *ref = conf_try_load_f32 (c, "encode.latents", NULL);
+      const float *src = ref ? ref : lat;
+      ge_vae_quantize (v, src, n, lh, lw, zq, idx, NULL);
+      if (ge_safetensors_find (c->io, "quantize.indices"))
+        conf_check_ints (c, "quantize.indices", idx, (gsize) n * lh * lw);
+      if (ge_safetensors_find (c->io, "quantize.latents"))
+        conf_check (c, "quantize.latents", zq, ln);
+      if (ge_vae_decode (v, src, n, lh, lw, TRUE, out, &err))
+        conf_check (c, "decode.sample", out, on);
+      if (!err && ge_safetensors_find (c->io, "decode_noquant.sample")
+          && ge_vae_decode (v, src, n, lh, lw, FALSE, out, &err))
+        conf_check (c, "decode_noquant.sample", out, on);
+      g_free (ref);
+    }
+    if (err) {
+      printf ("%s\n", err->message);
+      g_clear_error (&err);
+      c->n_failed++;
+    }
+    g_free (x);
+    g_free (lat);
+    g_free (zq);
+    g_free (out);
+    g_free (idx);
+  }
+  g_hash_table_unref (taps.seen);
+  ge_vae_free (v);
+}
