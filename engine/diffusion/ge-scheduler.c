@@ -263,7 +263,9 @@ ge_scheduler_config_from_json (GeSchedulerConfig * cfg, JsonObject * obj,
  * of torch's RangeFactoriesKernel computes it: the first n/16*16 entries in
  * 8-wide vectors whose base is an FMA from the nearer end (start below
  * n/2, end from there on) and whose lanes are base + (float) (k * step);
- * the tail entries with the scalar FMA formula. */
+ * the tail entries with the scalar FMA formula.  (torch splits n > 32768
+ * entries over threads, which would move the blocks; no schedule is that
+ * long, and the fixtures were made with one thread.) */
 static void
 torch_linspace_f32 (float start, float end, int n, float *out)
 {
@@ -331,9 +333,11 @@ make_betas (GeScheduler * s, GError ** error)
       return FALSE;
   }
   for (int i = 0; i < T; i++)
-    if (!(s->betas[i] >= 0 && s->betas[i] < 1)) {
+    /* beta = 0 makes 1 - alpha_cumprod = 0 at t = 0, which the steps divide
+     * by; beta >= 1 zeroes alphas_cumprod */
+    if (!(s->betas[i] > 0 && s->betas[i] < 1)) {
       g_set_error (error, GE_ERROR, GE_ERROR_INVALID,
-          "beta[%d] = %g is outside [0, 1) (beta_start %g, beta_end %g)", i,
+          "beta[%d] = %g is outside (0, 1) (beta_start %g, beta_end %g)", i,
           s->betas[i], cfg->beta_start, cfg->beta_end);
       return FALSE;
     }

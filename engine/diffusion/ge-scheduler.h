@@ -103,7 +103,7 @@ gboolean ge_scheduler_config_from_json_as (GeSchedulerConfig *cfg,
     GeSchedulerKind kind, JsonObject *obj, const char *source, GError **error);
 
 /* Builds the schedule.  GE_ERROR_INVALID for a config outside what the
- * formulas allow (num_train_timesteps < 1, betas outside [0, 1), ...). */
+ * formulas allow (num_train_timesteps < 1, betas outside (0, 1), ...). */
 GeScheduler *ge_scheduler_new (const GeSchedulerConfig *cfg, GError **error);
 void ge_scheduler_free (GeScheduler *s);
 
