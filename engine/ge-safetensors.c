@@ -102,10 +102,11 @@ cmp_offset (gconstpointer a, gconstpointer b)
  * (single-quoted strings, comments, hex numbers), which would hide brackets
  * from a simple scan; so outside double-quoted strings only the characters
  * of strict JSON are allowed, which makes the depth count below exact.
- * Two more laxities would let this reader see a different file than other
+ * More laxities would let this reader see a different file than other
  * safetensors readers do, so they are rejected here too: json-glib ignores
- * anything after the first complete value ("{} {...}"), and cuts names at
- * an escaped NUL ("a\u0000b" reads as "a").
+ * anything after the first complete value ("{} {...}"), cuts names at an
+ * escaped NUL ("a\u0000b" reads as "a") and decodes escapes JSON does not
+ * have.
  * Returns NULL when @s is acceptable, else a static description. */
 #define GE_ST_MAX_DEPTH 64
 
@@ -126,9 +127,21 @@ prescan_header (const char *s, gsize n, gsize * pos)
       for (i++; i < n && s[i] != '"'; i++) {
         if (s[i] != '\\')
           continue;
-        if (n - i >= 6 && memcmp (s + i, "\\u0000", 6) == 0) {
-          *pos = i;
-          return "escaped NUL in a string";
+        *pos = i;
+        if (i + 1 >= n)
+          break;
+        /* json-glib also takes octal escapes ("\377"), which make raw
+         * bytes that are not UTF-8: allow JSON's escapes only. */
+        if (!strchr ("\"\\/bfnrtu", s[i + 1]) || s[i + 1] == '\0')
+          return "invalid escape in a string";
+        if (s[i + 1] == 'u') {
+          if (n - i < 6 || !g_ascii_isxdigit (s[i + 2])
+              || !g_ascii_isxdigit (s[i + 3]) || !g_ascii_isxdigit (s[i + 4])
+              || !g_ascii_isxdigit (s[i + 5]))
+            return "invalid escape in a string";
+          if (memcmp (s + i + 2, "0000", 4) == 0)
+            return "escaped NUL in a string";
+          i += 4;
         }
         i++;
       }
@@ -186,7 +199,8 @@ parse (GeSafetensors * st, const guint8 * data, gsize size, GError ** error)
   parser = json_parser_new_immutable ();
   GError *jerr = NULL;
   if (!json_parser_load_from_data (parser, hdr, (gssize) hlen, &jerr)) {
-    char *m = g_strdup (jerr->message);
+    /* json-glib quotes the offending token, which need not be UTF-8. */
+    char *m = g_utf8_make_valid (jerr->message, -1);
     g_clear_error (&jerr);
     g_set_error (error, GE_ERROR, GE_ERROR_CORRUPT, "%s: header is not valid JSON: %s",
         st->name, m);
@@ -207,6 +221,12 @@ parse (GeSafetensors * st, const guint8 * data, gsize size, GError ** error)
   for (GList * l = members; l; l = l->next) {
     const char *key = l->data;
     JsonNode *node = json_object_get_member (obj, key);
+    /* Escapes such as a lone "\ud800" decode to bytes that are not UTF-8;
+     * names end up in messages and caps, so refuse them. */
+    if (!g_utf8_validate (key, -1, NULL)) {
+      g_list_free (members);
+      FAIL (GE_ERROR_CORRUPT, "a tensor name is not valid UTF-8");
+    }
     if (strcmp (key, "__metadata__") == 0) {
       if (!JSON_NODE_HOLDS_OBJECT (node)) {
         g_list_free (members);
@@ -216,6 +236,14 @@ parse (GeSafetensors * st, const guint8 * data, gsize size, GError ** error)
       GList *mk = json_object_get_members (mo);
       for (GList * m = mk; m; m = m->next) {
         JsonNode *v = json_object_get_member (mo, m->data);
+        if (!g_utf8_validate (m->data, -1, NULL)
+            || (JSON_NODE_TYPE (v) == JSON_NODE_VALUE
+                && json_node_get_value_type (v) == G_TYPE_STRING
+                && !g_utf8_validate (json_node_get_string (v), -1, NULL))) {
+          g_list_free (mk);
+          g_list_free (members);
+          FAIL (GE_ERROR_CORRUPT, "__metadata__ entry is not valid UTF-8");
+        }
         if (JSON_NODE_TYPE (v) != JSON_NODE_VALUE
             || json_node_get_value_type (v) != G_TYPE_STRING) {
           char *k = g_strdup (m->data);

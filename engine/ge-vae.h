@@ -23,10 +23,10 @@ gboolean ge_vae_is_vq (const GeVae * v);
 int ge_vae_in_channels (const GeVae * v);
 int ge_vae_out_channels (const GeVae * v);
 int ge_vae_latent_channels (const GeVae * v);
-/* 2^(levels-1): latents are ceil-ish (see ge_vae_latent_size) smaller. */
+/* 2^(levels-1): latents are that much smaller (floor; see below). */
 int ge_vae_downsample_factor (const GeVae * v);
 double ge_vae_scaling_factor (const GeVae * v);
-/* Latent size of an h x w input. */
+/* Latent size of an h x w input (0 when the input is too small). */
 void ge_vae_latent_size (const GeVae * v, int h, int w, int *lh, int *lw);
 
 /* mean, logvar: [n, latent_channels, lh, lw]; logvar may be NULL and is

@@ -339,10 +339,11 @@ double ge_vae_scaling_factor (const GeVae * v) { return v->scaling_factor; }
 void
 ge_vae_latent_size (const GeVae * v, int h, int w, int *lh, int *lw)
 {
-  /* Each pad (0,1,0,1) + 3x3 stride-2 conv maps s to (s - 1) / 2 + 1. */
+  /* Each pad (0,1,0,1) + 3x3 stride-2 conv maps s >= 2 to floor(s / 2);
+   * 0 marks an input too small to encode. */
   for (int i = 0; i < v->n_levels - 1; i++) {
-    h = (h - 1) / 2 + 1;
-    w = (w - 1) / 2 + 1;
+    h = h >= 2 ? (h - 2) / 2 + 1 : 0;
+    w = w >= 2 ? (w - 2) / 2 + 1 : 0;
   }
   *lh = h;
   *lw = w;
@@ -362,11 +363,11 @@ gboolean
 ge_vae_encode (GeVae * v, const float *x, int n, int h, int w, float *mean,
     float *logvar, GError ** error)
 {
-  if (!check_size (v, n, h, w, 1, "input", error))
-    return FALSE;
-  GeCtx *ctx = &v->ctx;
   int lh, lw;
   ge_vae_latent_size (v, h, w, &lh, &lw);
+  if (!check_size (v, n, MIN (lh, h), MIN (lw, w), 1, "input", error))
+    return FALSE;
+  GeCtx *ctx = &v->ctx;
   const int enc_out = v->enc.conv_out.out_channels;
   GeTensor xin = { (float *) x, n, v->in_ch, h, w };
   GeTensor e = ge_tensor_new (ctx->arena, n, enc_out, lh, lw);

@@ -1,0 +1,405 @@
+/* test-models: UNet2DModel/AutoencoderKL loading and running beyond the
+ * diffusers numbers: steady-state runs allocate nothing, thread counts agree,
+ * F16/BF16 and single-file exports load, legacy attention names load, and
+ * every broken model gives an error naming the file and the cause.
+ *
+ * Reference outputs come from the diffusers fixtures (io.safetensors), never
+ * from the engine itself. */
+#include "ge-safetensors.h"
+#include "ge-unet2d.h"
+#include "ge-vae.h"
+
+#include <glib/gstdio.h>
+#include <math.h>
+#include <string.h>
+
+static char *fixtures, *tmpdir;
+
+static char *
+fixture (const char *c, const char *file)
+{
+  return g_build_filename (fixtures, "diffusers", c, file, NULL);
+}
+
+static float *
+load_f32 (const char *case_name, const char *key, gsize * n)
+{
+  char *p = fixture (case_name, "io.safetensors");
+  GeSafetensors *st = ge_safetensors_open (p, NULL);
+  g_assert_nonnull (st);
+  const GeStTensor *t = ge_safetensors_find (st, key);
+  g_assert_nonnull (t);
+  float *d = g_new (float, t->n_elements);
+  ge_st_tensor_to_f32 (t, d);
+  if (n)
+    *n = t->n_elements;
+  ge_safetensors_free (st);
+  g_free (p);
+  return d;
+}
+
+static double
+rel_err (const float *a, const float *ref, gsize n)
+{
+  double m = 0, e = 0;
+  for (gsize i = 0; i < n; i++) {
+    m = fmax (m, fabs (ref[i]));
+    e = fmax (e, isnan (a[i]) ? INFINITY : fabs (a[i] - ref[i]));
+  }
+  return e / m;
+}
+
+/* ---- a tiny safetensors writer, to build variants of the fixtures ------ */
+
+typedef enum { AS_F32, AS_F16, AS_BF16 } Conv;
+
+static guint16
+f32_to_bf16 (float f)
+{
+  guint32 b;
+  memcpy (&b, &f, 4);
+  return (guint16) ((b + 0x7fff + ((b >> 16) & 1)) >> 16);     /* round to nearest even */
+}
+
+static guint16
+f32_to_f16 (float f)
+{
+  /* Normal range only (the weights here are small and not tiny). */
+  guint32 b;
+  memcpy (&b, &f, 4);
+  guint32 sign = (b >> 16) & 0x8000;
+  int exp = (int) ((b >> 23) & 0xff) - 127 + 15;
+  guint32 man = b & 0x7fffff;
+  if (exp <= 0)
+    return (guint16) sign;
+  guint32 h = sign | ((guint32) exp << 10) | (man >> 13);
+  guint32 rest = man & 0x1fff;
+  if (rest > 0x1000 || (rest == 0x1000 && (h & 1)))
+    h++;
+  return (guint16) h;
+}
+
+/* Writes @src's tensors (renamed by @rename, dropped when it returns NULL,
+ * converted to @conv, with shape @reshape_name doubled in its first dim if
+ * set) plus @metadata to @path. */
+static void
+write_variant (const char *src_path, const char *path, Conv conv,
+    char *(*rename) (const char *), const char *metadata_json, const char *reshape_name)
+{
+  GeSafetensors *st = ge_safetensors_open (src_path, NULL);
+  g_assert_nonnull (st);
+  GString *hdr = g_string_new ("{");
+  GByteArray *data = g_byte_array_new ();
+  if (metadata_json)
+    g_string_append_printf (hdr, "\"__metadata__\":%s", metadata_json);
+  for (guint i = 0; i < ge_safetensors_n_tensors (st); i++) {
+    const GeStTensor *t = ge_safetensors_nth (st, i);
+    char *name = rename ? rename (t->name) : g_strdup (t->name);
+    if (!name)
+      continue;
+    gsize n = t->n_elements;
+    float *f = g_new (float, n);
+    ge_st_tensor_to_f32 (t, f);
+    gboolean grow = reshape_name && strcmp (t->name, reshape_name) == 0;
+    gsize start = data->len;
+    for (int rep = 0; rep < (grow ? 2 : 1); rep++)
+      for (gsize k = 0; k < n; k++) {
+        if (conv == AS_F32)
+          g_byte_array_append (data, (guint8 *) & f[k], 4);
+        else {
+          guint16 h = conv == AS_F16 ? f32_to_f16 (f[k]) : f32_to_bf16 (f[k]);
+          g_byte_array_append (data, (guint8 *) & h, 2);
+        }
+      }
+    g_string_append_printf (hdr, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[", hdr->len > 1 ? "," : "",
+        name, conv == AS_F32 ? "F32" : conv == AS_F16 ? "F16" : "BF16");
+    for (int d = 0; d < t->ndim; d++)
+      g_string_append_printf (hdr, "%s%" G_GINT64_FORMAT, d ? "," : "",
+          t->shape[d] * (grow && d == 0 ? 2 : 1));
+    g_string_append_printf (hdr, "],\"data_offsets\":[%u,%u]}", (guint) start, data->len);
+    g_free (f);
+    g_free (name);
+  }
+  g_string_append_c (hdr, '}');
+  while (hdr->len % 8)
+    g_string_append_c (hdr, ' ');
+  guint64 hl = hdr->len;
+  GByteArray *file = g_byte_array_new ();
+  g_byte_array_append (file, (guint8 *) & hl, 8);
+  g_byte_array_append (file, (guint8 *) hdr->str, hdr->len);
+  g_byte_array_append (file, data->data, data->len);
+  g_assert_true (g_file_set_contents (path, (char *) file->data, file->len, NULL));
+  g_byte_array_unref (file);
+  g_byte_array_unref (data);
+  g_string_free (hdr, TRUE);
+  ge_safetensors_free (st);
+}
+
+/* The fixture's config.json as an escaped JSON string for __metadata__. */
+static char *
+metadata_with_config (const char *case_name, const char *arch)
+{
+  char *p = fixture (case_name, "config.json"), *text;
+  g_assert_true (g_file_get_contents (p, &text, NULL, NULL));
+  GString *esc = g_string_new (NULL);
+  for (const char *c = text; *c; c++) {
+    if (*c == '"' || *c == '\\')
+      g_string_append_c (esc, '\\');
+    if (*c == '\n')
+      continue;
+    g_string_append_c (esc, *c);
+  }
+  char *m = g_strdup_printf ("{\"format\":\"pt\",\"architecture\":\"%s\",\"config\":\"%s\"}",
+      arch, esc->str);
+  g_string_free (esc, TRUE);
+  g_free (text);
+  g_free (p);
+  return m;
+}
+
+/* Runs the fixture UNet's call1 on the model at @path; returns its output. */
+static float *
+run_unet (const char *path, int threads, guint * allocs_second_run, GError ** error)
+{
+  GeModelFile *mf = ge_model_file_open (path, error);
+  if (!mf)
+    return NULL;
+  GeUNet2D *u = ge_unet2d_new (mf, error);
+  ge_model_file_unref (mf);
+  if (!u)
+    return NULL;
+  ge_unet2d_set_n_threads (u, threads);
+  gsize n;
+  float *x = load_f32 ("unet_ddpm_small", "input.sample", &n);
+  float t[2] = { 500, 500 };
+  float *out = g_new (float, n);
+  gboolean ok = ge_unet2d_forward (u, x, 2, 32, 32, t, out, error);
+  if (ok && allocs_second_run) {
+    float *again = g_new (float, n);
+    ok = ge_unet2d_forward (u, x, 2, 32, 32, t, again, error);
+    *allocs_second_run = ge_unet2d_n_allocs (u);
+    /* Same input, same threads: the same bits. */
+    g_assert_cmpmem (again, n * 4, out, n * 4);
+    g_free (again);
+  }
+  ge_unet2d_free (u);
+  g_free (x);
+  if (!ok)
+    g_clear_pointer (&out, g_free);
+  return out;
+}
+
+static void
+test_unet_steady_state (void)
+{
+  char *dir = g_build_filename (fixtures, "diffusers", "unet_ddpm_small", NULL);
+  gsize n;
+  float *ref = load_f32 ("unet_ddpm_small", "call1.out", &n);
+  for (int threads = 1; threads <= 2; threads++) {
+    guint allocs = 99;
+    float *out = run_unet (dir, threads, &allocs, NULL);
+    g_assert_nonnull (out);
+    g_assert_cmpuint (allocs, ==, 0);
+    g_assert_cmpfloat (rel_err (out, ref, n), <, 1e-5);
+    g_free (out);
+  }
+  g_free (ref);
+  g_free (dir);
+}
+
+static void
+test_unet_single_file_and_dtypes (void)
+{
+  char *src = fixture ("unet_ddpm_small", "diffusion_pytorch_model.safetensors");
+  char *meta = metadata_with_config ("unet_ddpm_small", "UNet2DModel");
+  gsize n;
+  float *ref = load_f32 ("unet_ddpm_small", "call1.out", &n);
+  /* F16 keeps 11 bits, BF16 8: the bounds follow from that, not from runs. */
+  struct { Conv conv; double tol; } cases[] = { { AS_F32, 1e-5 }, { AS_F16, 5e-3 }, { AS_BF16, 5e-2 } };
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+    char *path = g_build_filename (tmpdir, "unet.safetensors", NULL);
+    write_variant (src, path, cases[i].conv, NULL, meta, NULL);
+    GError *err = NULL;
+    float *out = run_unet (path, 1, NULL, &err);
+    g_assert_no_error (err);
+    double e = rel_err (out, ref, n);
+    g_assert_cmpfloat (e, <, cases[i].tol);
+    if (cases[i].conv != AS_F32)
+      g_assert_cmpfloat (e, >, 0);      /* the conversion really happened */
+    g_free (out);
+    g_free (path);
+  }
+  g_free (ref);
+  g_free (meta);
+  g_free (src);
+}
+
+static char *
+to_legacy (const char *name)
+{
+  static const char *map[][2] = { { ".to_q.", ".query." }, { ".to_k.", ".key." },
+  { ".to_v.", ".value." }, { ".to_out.0.", ".proj_attn." } };
+  for (guint i = 0; i < G_N_ELEMENTS (map); i++) {
+    const char *hit = strstr (name, map[i][0]);
+    if (hit)
+      return g_strdup_printf ("%.*s%s%s", (int) (hit - name), name, map[i][1],
+          hit + strlen (map[i][0]));
+  }
+  return g_strdup (name);
+}
+
+static void
+test_unet_legacy_names (void)
+{
+  char *src = fixture ("unet_ddpm_small", "diffusion_pytorch_model.safetensors");
+  char *meta = metadata_with_config ("unet_ddpm_small", "UNet2DModel");
+  char *path = g_build_filename (tmpdir, "legacy.safetensors", NULL);
+  write_variant (src, path, AS_F32, to_legacy, meta, NULL);
+  gsize n;
+  float *ref = load_f32 ("unet_ddpm_small", "call1.out", &n);
+  GError *err = NULL;
+  float *out = run_unet (path, 1, NULL, &err);
+  g_assert_no_error (err);
+  g_assert_cmpfloat (rel_err (out, ref, n), <, 1e-5);
+  g_free (out);
+  g_free (ref);
+  g_free (path);
+  g_free (meta);
+  g_free (src);
+}
+
+static const char *drop_target;
+
+static char *
+drop_one (const char *name)
+{
+  return strcmp (name, drop_target) == 0 ? NULL : g_strdup (name);
+}
+
+static void
+expect_error (const char *path, GQuark domain, int code, const char *must_contain)
+{
+  GError *err = NULL;
+  float *out = run_unet (path, 1, NULL, &err);
+  g_assert_null (out);
+  g_assert_error (err, domain, code);
+  g_assert_nonnull (strstr (err->message, path));
+  if (must_contain && !strstr (err->message, must_contain)) {
+    g_printerr ("message \"%s\" lacks \"%s\"\n", err->message, must_contain);
+    g_assert_not_reached ();
+  }
+  g_error_free (err);
+}
+
+static void
+test_unet_errors (void)
+{
+  char *src = fixture ("unet_ddpm_small", "diffusion_pytorch_model.safetensors");
+  char *meta = metadata_with_config ("unet_ddpm_small", "UNet2DModel");
+  char *path = g_build_filename (tmpdir, "broken.safetensors", NULL);
+
+  drop_target = "mid_block.attentions.0.to_k.weight";
+  write_variant (src, path, AS_F32, drop_one, meta, NULL);
+  expect_error (path, GE_ERROR, GE_ERROR_NOT_FOUND, drop_target);
+
+  write_variant (src, path, AS_F32, NULL, meta, "up_blocks.1.resnets.2.conv1.weight");
+  expect_error (path, GE_ERROR, GE_ERROR_SHAPE, "up_blocks.1.resnets.2.conv1.weight");
+
+  /* A weights file without our metadata is not mistaken for a model. */
+  write_variant (src, path, AS_F32, NULL, NULL, NULL);
+  expect_error (path, GE_ERROR, GE_ERROR_UNSUPPORTED, "config");
+
+  /* Unknown architecture and unsupported block types are refused by name. */
+  char *bad = metadata_with_config ("unet_ddpm_small", "UNet3DConditionModel");
+  write_variant (src, path, AS_F32, NULL, bad, NULL);
+  expect_error (path, GE_ERROR, GE_ERROR_UNSUPPORTED, "UNet3DConditionModel");
+  g_free (bad);
+  char *m2 = metadata_with_config ("unet_ddpm_small", "UNet2DModel");
+  char *hit = strstr (m2, "AttnDownBlock2D");
+  g_assert_nonnull (hit);
+  memcpy (hit, "SkipDownBlock2D", 15);
+  write_variant (src, path, AS_F32, NULL, m2, NULL);
+  expect_error (path, GE_ERROR, GE_ERROR_UNSUPPORTED, "SkipDownBlock2D");
+  g_free (m2);
+
+  /* Missing files and folders. */
+  char *missing = g_build_filename (tmpdir, "nope.safetensors", NULL);
+  expect_error (missing, GE_ERROR, GE_ERROR_NOT_FOUND, NULL);
+  expect_error (tmpdir, GE_ERROR, GE_ERROR_NOT_FOUND, "config.json");
+  g_free (missing);
+
+  /* An input size the U-Net cannot halve twice. */
+  char *dir = g_build_filename (fixtures, "diffusers", "unet_ddpm_small", NULL);
+  GeModelFile *mf = ge_model_file_open (dir, NULL);
+  GeUNet2D *u = ge_unet2d_new (mf, NULL);
+  float x[3 * 30 * 30] = { 0 }, out[3 * 30 * 30], t = 1;
+  GError *err = NULL;
+  g_assert_false (ge_unet2d_forward (u, x, 1, 30, 30, &t, out, &err));
+  g_assert_error (err, GE_ERROR, GE_ERROR_SHAPE);
+  g_clear_error (&err);
+  /* A UNet file is not a VAE. */
+  g_assert_null (ge_vae_new (mf, &err));
+  g_assert_error (err, GE_ERROR, GE_ERROR_UNSUPPORTED);
+  g_error_free (err);
+  ge_unet2d_free (u);
+  ge_model_file_unref (mf);
+  g_free (dir);
+  g_remove (path);
+  g_free (path);
+  g_free (meta);
+  g_free (src);
+}
+
+/* The VAE at a size that is not a multiple of its factor: pad (0,1,0,1)
+ * then a stride-2 conv gives floor(s / 2), decode returns factor * latent. */
+static void
+test_vae_odd_size (void)
+{
+  char *dir = g_build_filename (fixtures, "diffusers", "vae_kl_small", NULL);
+  GeModelFile *mf = ge_model_file_open (dir, NULL);
+  GeVae *v = ge_vae_new (mf, NULL);
+  g_assert_nonnull (v);
+  ge_model_file_unref (mf);
+  g_assert_cmpint (ge_vae_downsample_factor (v), ==, 2);
+  int lh, lw;
+  ge_vae_latent_size (v, 33, 17, &lh, &lw);
+  g_assert_cmpint (lh, ==, 16);
+  g_assert_cmpint (lw, ==, 8);
+  ge_vae_latent_size (v, 1, 8, &lh, &lw);
+  g_assert_cmpint (lh, ==, 0);
+  ge_vae_latent_size (v, 33, 17, &lh, &lw);
+  float *x = g_new0 (float, 3 * 33 * 17), *m = g_new (float, 4 * lh * lw);
+  float *lv = g_new (float, 4 * lh * lw), *o = g_new (float, 3 * lh * 2 * lw * 2);
+  g_assert_true (ge_vae_encode (v, x, 1, 33, 17, m, lv, NULL));
+  g_assert_true (ge_vae_decode (v, m, 1, lh, lw, FALSE, o, NULL));
+  for (int i = 0; i < 3 * lh * 2 * lw * 2; i++)
+    g_assert_true (isfinite (o[i]));
+  GError *err = NULL;
+  g_assert_false (ge_vae_quantize (v, m, 1, lh, lw, m, NULL, &err));
+  g_assert_error (err, GE_ERROR, GE_ERROR_INVALID);
+  g_error_free (err);
+  g_free (x);
+  g_free (m);
+  g_free (lv);
+  g_free (o);
+  ge_vae_free (v);
+  g_free (dir);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  fixtures = g_test_build_filename (G_TEST_DIST, "..", "fixtures", NULL);
+  tmpdir = g_dir_make_tmp ("ge-test-models-XXXXXX", NULL);
+  g_test_add_func ("/unet/steady-state", test_unet_steady_state);
+  g_test_add_func ("/unet/single-file-dtypes", test_unet_single_file_and_dtypes);
+  g_test_add_func ("/unet/legacy-names", test_unet_legacy_names);
+  g_test_add_func ("/unet/errors", test_unet_errors);
+  g_test_add_func ("/vae/odd-size", test_vae_odd_size);
+  int r = g_test_run ();
+  g_rmdir (tmpdir);
+  g_free (tmpdir);
+  g_free (fixtures);
+  return r;
+}
