@@ -6,7 +6,7 @@
  * [block, T] score matrix, never [T, T]: 64x64 latents (T = 4096) would
  * otherwise need 64 MB per head.
  */
-#include "ge-ops.h"
+#include "act.h"
 #include "ge-pool.h"
 
 #include <cblas.h>
@@ -22,6 +22,23 @@ typedef struct {
   float *scratch;
 } AttnJob;
 
+/* Max-subtracted softmax of one row, in place; vectorised (ge_expf). */
+GE_VECTOR_CLONES static void
+softmax_row (float *row, int n)
+{
+  float m = row[0];
+  for (int k = 1; k < n; k++)
+    m = row[k] > m ? row[k] : m;
+  float sum = 0;
+  for (int k = 0; k < n; k++) {
+    row[k] = ge_expf (row[k] - m);
+    sum += row[k];
+  }
+  const float inv = 1.0f / sum;
+  for (int k = 0; k < n; k++)
+    row[k] *= inv;
+}
+
 static void
 attn_task (void *data, int t, int thread)
 {
@@ -34,19 +51,8 @@ attn_task (void *data, int t, int thread)
   /* s[nb, T] = Q[:, b0:b0+nb]^T K * scale */
   cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, nb, T, d, j->scale,
       j->q + hoff + b0, T, j->k + hoff, T, 0.0f, s, T);
-  for (int i = 0; i < nb; i++) {
-    float *row = s + (gsize) i * T, m = -INFINITY;
-    for (int k = 0; k < T; k++)
-      m = fmaxf (m, row[k]);
-    double sum = 0;
-    for (int k = 0; k < T; k++) {
-      row[k] = expf (row[k] - m);
-      sum += row[k];
-    }
-    const float inv = (float) (1.0 / sum);
-    for (int k = 0; k < T; k++)
-      row[k] *= inv;
-  }
+  for (int i = 0; i < nb; i++)
+    softmax_row (s + (gsize) i * T, T);
   /* out[:, b0:b0+nb] = V s^T */
   cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, d, nb, T, 1.0f,
       j->v + hoff, T, s, T, 0.0f, j->out + hoff + b0, T);
