@@ -57,6 +57,10 @@ main (int argc, char **argv)
       const int h = shapes[s].h, w = shapes[s].w;
       float *wt = filled ((gsize) cout * cin * k * k), *b = filled (cout);
       GeConv2d p = ge_conv2d_params (cin, cout, k, 1, k / 2, wt, b);
+      /* As the models run it: packed weights where the CPU takes them. */
+      float *packed = NULL;
+      if (ge_conv2d_packed_size (&p))
+        ge_conv2d_pack (&p, packed = g_malloc (ge_conv2d_packed_size (&p) * 4));
       GeTensor x = { filled ((gsize) cin * h * w), 1, cin, h, w };
       GeTensor y = { g_malloc ((gsize) cout * h * w * 4), 1, cout, h, w };
       const double flops = 2.0 * cout * cin * k * k * h * w;
@@ -97,6 +101,7 @@ main (int argc, char **argv)
       g_free (A);
       g_free (B);
       g_free (C);
+      g_free (packed);
       g_free (wt);
       g_free (b);
       g_free (x.data);

@@ -1,6 +1,7 @@
 #include "ge-model-file.h"
 #include "ge-safetensors.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 struct _GeModelFile {
@@ -12,6 +13,7 @@ struct _GeModelFile {
   char *class_name;
   GHashTable *aliases;          /* current name -> name in the file */
   GHashTable *converted;        /* name -> float* we own */
+  GSList *derived;              /* ge_model_file_alloc () blocks */
 };
 
 #define WEIGHTS_NAME "diffusion_pytorch_model.safetensors"
@@ -141,6 +143,7 @@ ge_model_file_unref (GeModelFile * mf)
     return;
   g_clear_pointer (&mf->aliases, g_hash_table_unref);
   g_clear_pointer (&mf->converted, g_hash_table_unref);
+  g_slist_free_full (mf->derived, free);
   g_clear_object (&mf->parser);
   ge_safetensors_free (mf->st);
   g_free (mf->class_name);
@@ -188,6 +191,16 @@ gboolean
 ge_model_file_has (GeModelFile * mf, const char *name)
 {
   return lookup (mf, name) != NULL;
+}
+
+float *
+ge_model_file_alloc (GeModelFile * mf, gsize n_floats)
+{
+  void *p = NULL;
+  if (posix_memalign (&p, 64, MAX (n_floats, 1) * sizeof (float)) != 0)
+    g_error ("out of memory allocating %" G_GSIZE_FORMAT " floats", n_floats);
+  mf->derived = g_slist_prepend (mf->derived, p);
+  return p;
 }
 
 static char *

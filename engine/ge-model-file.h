@@ -45,6 +45,9 @@ const char *ge_model_file_metadata (const GeModelFile * mf, const char *key);
 const float *ge_model_file_weight (GeModelFile * mf, const char *name, int ndim,
     const gint64 * shape, GError ** error);
 gboolean ge_model_file_has (GeModelFile * mf, const char *name);
+/* Memory for derived forms of the weights (packed copies), owned by @mf
+ * and freed with it; 64-byte aligned. */
+float *ge_model_file_alloc (GeModelFile * mf, gsize n_floats);
 
 /* Typed config readers: the default when the key is absent or null, an
  * error naming the file and key when it has the wrong type. */

@@ -47,7 +47,16 @@ ge_conv_load (GeModelFile * mf, const char *prefix, int in, int out, int k, int 
   if (bias && !(b = W ("bias", 1, out)))
     return FALSE;
   *conv = ge_conv2d_params (in, out, k, stride, pad, w, b);
+  ge_conv_prepare (mf, conv);
   return TRUE;
+}
+
+void
+ge_conv_prepare (GeModelFile * mf, GeConv2d * conv)
+{
+  gsize n = ge_conv2d_packed_size (conv);
+  if (n)
+    ge_conv2d_pack (conv, ge_model_file_alloc (mf, n));
 }
 
 GeTensor
@@ -126,6 +135,7 @@ linear_as_conv (GeModelFile * mf, const char *block, const char *name, int in, i
   if (!b)
     return FALSE;
   *c = ge_conv2d_params (in, out, 1, 1, 0, w, b);
+  ge_conv_prepare (mf, c);
   return TRUE;
 }
 

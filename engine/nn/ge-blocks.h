@@ -62,6 +62,9 @@ void ge_group_norm_apply (GeCtx * ctx, const GeGroupNormW * gn, const GeTensor *
 
 gboolean ge_conv_load (GeModelFile * mf, const char *prefix, int in, int out, int k,
     int stride, int pad, gboolean bias, GeConv2d * conv, GError ** error);
+/* Packs a conv's weights for the fast kernel where the CPU has one (the
+ * copy is owned by @mf).  Call after changing padding or weights. */
+void ge_conv_prepare (GeModelFile * mf, GeConv2d * conv);
 /* Runs @conv on x into a new arena tensor. */
 GeTensor ge_conv_forward (GeCtx * ctx, const GeConv2d * conv, const GeTensor * x);
 

@@ -22,12 +22,18 @@ typedef struct {
   int groups;
   const float *weight;          /* [out, in/groups, kh, kw] as in PyTorch */
   const float *bias;            /* [out] or NULL */
+  const float *packed;          /* weights for the packed kernel, or NULL */
 } GeConv2d;
 
 /* Fills the common case: square kernel, symmetric padding, no dilation. */
 GeConv2d ge_conv2d_params (int in, int out, int k, int stride, int pad,
     const float *weight, const float *bias);
 void ge_conv2d_out_size (const GeConv2d * p, int h, int w, int *oh, int *ow);
+/* Floats a packed copy of the weights needs (0: the packed kernel does not
+ * run on this CPU, so do not pack), and the packing itself: @storage must
+ * outlive @p.  Models pack every conv once at load. */
+gsize ge_conv2d_packed_size (const GeConv2d * p);
+void ge_conv2d_pack (GeConv2d * p, float *storage);
 /* y must be [x->n, out_channels, oh, ow].  Never builds a full-image im2col:
  * at most a band of output rows per thread. */
 void ge_conv2d (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, GeTensor * y);

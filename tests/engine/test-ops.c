@@ -96,13 +96,24 @@ check_conv2d (GeConv2d * p, int n, int h, int w)
   GeTensor x = { randn ((gsize) n * p->in_channels * h * w), n, p->in_channels, h, w };
   GeTensor y = { g_new (float, (gsize) n * p->out_channels * oh * ow), n, p->out_channels, oh, ow };
   double *ref = g_new (double, ge_tensor_numel (&y));
-  ge_conv2d (&ctx, p, &x, &y);
   conv2d_naive (p, &x, oh, ow, ref);
-  char *what = g_strdup_printf ("conv2d n%d %dx%d %d->%d k%dx%d s%d,%d p%d,%d,%d,%d d%d,%d g%d",
-      n, h, w, p->in_channels, p->out_channels, p->kh, p->kw, p->stride_h, p->stride_w,
+  /* Both GEMM paths: OpenBLAS, and the packed kernel where the CPU has it. */
+  gsize packed_n = ge_conv2d_packed_size (p);
+  float *packed = packed_n ? g_new (float, packed_n) : NULL;
+  for (int pass = 0; pass < (packed ? 2 : 1); pass++) {
+  p->packed = NULL;
+  if (pass)
+    ge_conv2d_pack (p, packed);
+  memset (y.data, 0xff, sizeof (float) * ge_tensor_numel (&y));   /* NaNs */
+  ge_conv2d (&ctx, p, &x, &y);
+  char *what = g_strdup_printf ("%s conv2d n%d %dx%d %d->%d k%dx%d s%d,%d p%d,%d,%d,%d d%d,%d g%d",
+      pass ? "packed" : "sgemm", n, h, w, p->in_channels, p->out_channels, p->kh, p->kw, p->stride_h, p->stride_w,
       p->pad_top, p->pad_left, p->pad_bottom, p->pad_right, p->dil_h, p->dil_w, p->groups);
   assert_close (what, y.data, ref, ge_tensor_numel (&y), 1e-5);
   g_free (what);
+  }
+  p->packed = NULL;
+  g_free (packed);
   g_free (wt);
   g_free (b);
   g_free (x.data);
@@ -144,6 +155,8 @@ test_conv2d_model_shapes (void)
     check_conv2d (&c, 1, 33, 32);
     GeConv2d d = ge_conv2d_params (128, 128, 3, 1, 1, NULL, NULL);
     check_conv2d (&d, 1, 8, 8);     /* one band: output channels split instead */
+    GeConv2d e = ge_conv2d_params (19, 3, 3, 1, 1, NULL, NULL);
+    check_conv2d (&e, 1, 50, 97);   /* partial register tiles and panels */
   }
 }
 
