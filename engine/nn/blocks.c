@@ -95,23 +95,44 @@ ge_resnet_load (GeModelFile * mf, const char *prefix, int in, int out,
   return ok;
 }
 
+GeConvInput
+ge_group_norm_input (GeCtx * ctx, const GeGroupNormW * gn, const GeTensor * x, GeAct act)
+{
+  GeConvInput in = { ge_arena_alloc (ctx->arena, (gsize) x->n * x->c),
+    ge_arena_alloc (ctx->arena, (gsize) x->n * x->c), act, 0 };
+  ge_group_norm_affine (ctx, x, gn->groups, gn->eps, gn->gamma, gn->beta,
+      (float *) in.scale, (float *) in.shift);
+  return in;
+}
+
 GeTensor
 ge_resnet_forward (GeCtx * ctx, const GeResnet * r, const GeTensor * x, const float *temb_act)
 {
   GeTensor y = ge_tensor_new (ctx->arena, x->n, r->out, x->h, x->w);
   gsize mark = ge_arena_mark (ctx->arena);
 
-  GeTensor h = ge_tensor_new (ctx->arena, x->n, r->in, x->h, x->w);
-  ge_group_norm_apply (ctx, &r->norm1, x, &h, GE_ACT_SILU);
-  GeTensor h2 = ge_conv_forward (ctx, &r->conv1, &h);
+  /* GN -> SiLU -> conv, with the normalisation applied as the conv reads
+   * its input: the normalised tensor is never written out. */
+  GeConvInput in1 = ge_group_norm_input (ctx, &r->norm1, x, GE_ACT_SILU);
+  GeTensor h = ge_tensor_new (ctx->arena, x->n, r->out, x->h, x->w);
+  GeConv2d conv1 = r->conv1;
+  float *proj = NULL;
   if (r->temb_w && temb_act) {
-    /* The time term goes in before norm2 (diffusers' "default" norm). */
-    float *proj = ge_arena_alloc (ctx->arena, (gsize) x->n * r->out);
+    /* The time term goes in before norm2 (diffusers' "default" norm); for
+     * one sample it is just more conv1 bias. */
+    proj = ge_arena_alloc (ctx->arena, (gsize) x->n * r->out);
     ge_linear (ctx, temb_act, x->n, r->temb_dim, r->temb_w, r->temb_b, r->out, proj);
-    ge_add_channel_bias (ctx, &h2, proj);
+    if (x->n == 1) {
+      for (int c = 0; c < r->out; c++)
+        proj[c] += conv1.bias[c];
+      conv1.bias = proj;
+    }
   }
-  ge_group_norm_apply (ctx, &r->norm2, &h2, &h2, GE_ACT_SILU);
-  ge_conv2d (ctx, &r->conv2, &h2, &y);
+  ge_conv2d_ex (ctx, &conv1, x, &in1, &h);
+  if (proj && x->n > 1)
+    ge_add_channel_bias (ctx, &h, proj);
+  GeConvInput in2 = ge_group_norm_input (ctx, &r->norm2, &h, GE_ACT_SILU);
+  ge_conv2d_ex (ctx, &r->conv2, &h, &in2, &y);
 
   if (r->has_shortcut) {
     GeTensor sc = ge_conv_forward (ctx, &r->shortcut, x);
@@ -222,12 +243,10 @@ ge_upsample_load (GeModelFile * mf, const char *prefix, int channels, GeUpsample
 GeTensor
 ge_upsample_forward (GeCtx * ctx, const GeUpsample * u, const GeTensor * x)
 {
+  /* Nearest x2 then conv; the conv reads the upsampled input as it pads. */
   GeTensor y = ge_tensor_new (ctx->arena, x->n, u->conv.out_channels, x->h * 2, x->w * 2);
-  gsize mark = ge_arena_mark (ctx->arena);
-  GeTensor up = ge_tensor_new (ctx->arena, x->n, x->c, x->h * 2, x->w * 2);
-  ge_upsample_nearest (ctx, x, &up);
-  ge_conv2d (ctx, &u->conv, &up, &y);
-  ge_arena_release (ctx->arena, mark);
+  const GeConvInput up = { NULL, NULL, GE_ACT_NONE, 2 };
+  ge_conv2d_ex (ctx, &u->conv, x, &up, &y);
   return y;
 }
 

@@ -60,6 +60,11 @@ gboolean ge_group_norm_load (GeModelFile * mf, const char *prefix, int channels,
 void ge_group_norm_apply (GeCtx * ctx, const GeGroupNormW * gn, const GeTensor * x,
     GeTensor * y, GeAct act);
 
+/* Group norm as a GeConvInput for the conv that reads its output (scale
+ * and shift arrays in the arena). */
+GeConvInput ge_group_norm_input (GeCtx * ctx, const GeGroupNormW * gn, const GeTensor * x,
+    GeAct act);
+
 gboolean ge_conv_load (GeModelFile * mf, const char *prefix, int in, int out, int k,
     int stride, int pad, gboolean bias, GeConv2d * conv, GError ** error);
 /* Packs a conv's weights for the fast kernel where the CPU has one (the

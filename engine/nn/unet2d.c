@@ -472,9 +472,9 @@ ge_unet2d_forward (GeUNet2D * u, const float *x, int n, int h, int w,
       hcur = ge_upsample_forward (ctx, &lv->up, &hcur);
     tap (u, &hcur, "up_blocks.%d", i);
   }
-  ge_group_norm_apply (ctx, &u->norm_out, &hcur, &hcur, GE_ACT_SILU);
+  GeConvInput norm_out = ge_group_norm_input (ctx, &u->norm_out, &hcur, GE_ACT_SILU);
   GeTensor y = { out, n, u->out_ch, h, w };
-  ge_conv2d (ctx, &u->conv_out, &hcur, &y);
+  ge_conv2d_ex (ctx, &u->conv_out, &hcur, &norm_out, &y);
 
   ge_arena_reset (ctx->arena);
   u->last_allocs = ge_arena_n_system_allocs (ctx->arena) - allocs0;

@@ -185,8 +185,8 @@ coder_forward (GeVae * v, const Coder * c, const GeTensor * x, GeTensor * y)
     tap (v, &h, "%s", mid);
   }
   g_free (mid);
-  ge_group_norm_apply (ctx, &c->norm_out, &h, &h, GE_ACT_SILU);
-  ge_conv2d (ctx, &c->conv_out, &h, y);
+  GeConvInput norm_out = ge_group_norm_input (ctx, &c->norm_out, &h, GE_ACT_SILU);
+  ge_conv2d_ex (ctx, &c->conv_out, &h, &norm_out, y);
   tap (v, y, "%s", c->name);
   ge_arena_release (ctx->arena, mark);
 }

@@ -1,26 +1,31 @@
-/* conv2d.c: 2-D convolution as banded im2col + GEMM.
+/* conv2d.c: 2-D convolution as GEMM, never with a full-image im2col.
  *
- * For each sample and group the output is W [cout, K] x col [K, pixels] with
- * K = cin/groups * kh * kw.  We never build col for the whole image (that is
- * the 1-2 GB stable-diffusion.cpp measured in the VAE): each task builds it
- * for a band of output pixels that fits in cache, multiplies, and writes the
- * matching band of y; bands run in parallel, and when there are too few of
- * them the output channels are split as well.
+ * For each sample and group the output is W [cout, K] x col [K, pixels]
+ * with K = cin/groups * kh * kw.  Three ways to run it:
  *
- * Two GEMMs: with packed weights (AVX-512, see gemm.h) col is written
- * straight into NR-wide panels and the bias is folded into the tile; else
- * col is a plain [K, pixels] matrix for single-threaded OpenBLAS sgemm.
+ *  - implicit GEMM (packed kernel, stride 1, no dilation, one group: every
+ *    3x3 and 1x1 conv of a U-Net): one zero-padded copy of the input, made
+ *    while applying the GeConvInput transform (group norm, SiLU, nearest
+ *    upsampling), and the kernel reads tap k of output row y straight from
+ *    it.  No im2col, and the normalised tensor is never written out;
+ *  - banded im2col + packed kernel (strided convs on AVX-512);
+ *  - banded im2col + single-threaded OpenBLAS sgemm (everything else, and
+ *    every conv where the CPU lacks AVX-512).
+ *
+ * Work is split into bands of output rows/pixels; with too few bands the
+ * output channels are split too.  Scratch comes from the arena.
  */
-#include "ge-ops.h"
+#include "act.h"
 #include "ge-pool.h"
 #include "gemm.h"
 
 #include <cblas.h>
 #include <string.h>
 
-/* Target size of one band's col buffer in floats (512 KiB: half of a
- * typical L2, leaving room for the weights streaming through). */
+/* Target size of one band's col buffer in floats (512 KiB, half an L2). */
 #define BAND_FLOATS (128 * 1024)
+/* Output pixels per implicit-GEMM task. */
+#define IMPLICIT_BAND_PIX 4096
 
 GeConv2d
 ge_conv2d_params (int in, int out, int k, int stride, int pad,
@@ -61,20 +66,107 @@ ge_conv2d_pack (GeConv2d * p, float *storage)
   p->packed = storage;
 }
 
+/* ---- input preparation -------------------------------------------------- */
+
+typedef struct {
+  const GeTensor *x;
+  const GeConvInput *in;
+  GeTensor *out;                /* [n, c, pt + h*up + pb, pl + w*up + pr] */
+  int pt, pl;
+} PrepJob;
+
+GE_VECTOR_CLONES static void
+transform_row (const float *src, float *dst, int n, float s, float b, GeAct act)
+{
+  if (act == GE_ACT_SILU)
+    for (int i = 0; i < n; i++) {
+      const float v = src[i] * s + b;
+      dst[i] = v / (1.0f + ge_expf (-v));
+    }
+  else
+    for (int i = 0; i < n; i++)
+      dst[i] = ge_act1 (src[i] * s + b, act, 0.0f);
+}
+
+static void
+prep_task (void *data, int t, int thread)
+{
+  const PrepJob *j = data;
+  const GeTensor *x = j->x;
+  const GeConvInput *in = j->in;
+  const int up = in && in->upsample > 1 ? in->upsample : 1;
+  const int ow = j->out->w, oh = j->out->h, iw = x->w * up, ih = x->h * up;
+  const float *src = x->data + (gsize) t * x->h * x->w;
+  float *dst = j->out->data + (gsize) t * oh * ow;
+  const float s = in && in->scale ? in->scale[t] : 1.0f;
+  const float b = in && in->shift ? in->shift[t] : 0.0f;
+  const GeAct act = in ? in->act : GE_ACT_NONE;
+  const gboolean identity = s == 1.0f && b == 0.0f && act == GE_ACT_NONE;
+
+  memset (dst, 0, sizeof (float) * ow * j->pt);
+  for (int y = 0; y < ih; y++) {
+    float *row = dst + (gsize) (j->pt + y) * ow;
+    memset (row, 0, sizeof (float) * j->pl);
+    memset (row + j->pl + iw, 0, sizeof (float) * (ow - j->pl - iw));
+    if (y % up) {               /* an upsampled row repeats the one above */
+      memcpy (row + j->pl, row + j->pl - ow, sizeof (float) * iw);
+      continue;
+    }
+    const float *s_row = src + (gsize) (y / up) * x->w;
+    float *d = row + j->pl;
+    if (up == 1) {
+      if (identity)
+        memcpy (d, s_row, sizeof (float) * x->w);
+      else
+        transform_row (s_row, d, x->w, s, b, act);
+    } else {
+      /* Transform into the row's right end, then spread it leftwards. */
+      float *t_row = d + iw - x->w;
+      if (identity)
+        memmove (t_row, s_row, sizeof (float) * x->w);
+      else
+        transform_row (s_row, t_row, x->w, s, b, act);
+      for (int xx = 0; xx < x->w; xx++) {
+        const float v = t_row[xx];
+        for (int r = 0; r < up; r++)
+          d[xx * up + r] = v;
+      }
+    }
+  }
+  const int done = j->pt + ih;
+  memset (dst + (gsize) done * ow, 0, sizeof (float) * ow * (oh - done));
+}
+
+/* The conv's real input, transformed, upsampled and padded, in the arena. */
+static GeTensor
+prepare (GeCtx * ctx, const GeTensor * x, const GeConvInput * in, int pt, int pl, int pb,
+    int pr)
+{
+  const int up = in && in->upsample > 1 ? in->upsample : 1;
+  GeTensor out = ge_tensor_new (ctx->arena, x->n, x->c, pt + x->h * up + pb,
+      pl + x->w * up + pr);
+  PrepJob j = { x, in, &out, pt, pl };
+  ge_pool_run (ctx->pool, x->n * x->c, prep_task, &j);
+  return out;
+}
+
+/* ---- the GEMMs -------------------------------------------------------- */
+
 typedef struct {
   const GeConv2d *p;
-  const GeTensor *x;
+  const GeTensor *x;            /* the conv's input (prepared if needed) */
   GeTensor *y;
   int oh, ow, opix;
   int cin_g, cout_g, K;
-  int band_pix, n_bands;        /* bands are ranges of flattened output pixels */
+  int band, n_bands;            /* implicit: rows; im2col: pixels */
   int cout_splits, cout_per_split;
-  float *scratch;               /* per thread: col (+ one im2col row) */
+  const int *boff;              /* implicit: tap offsets in the padded input */
+  float *scratch;               /* per thread: col + offsets */
   gsize scratch_floats;
 } ConvJob;
 
-/* Output row @oy, columns [ox0, ox1), of kernel tap (ky, kx) of input
- * plane @plane into @d (zero where the tap falls into the padding). */
+/* Output row @oy, columns [ox0, ox1), of tap (ky, kx) of input plane
+ * @plane into @d (zero where the tap falls into the padding). */
 static inline void
 tap_row (const ConvJob * j, const float *plane, int ky, int kx, int oy, int ox0, int ox1,
     float *d)
@@ -82,9 +174,8 @@ tap_row (const ConvJob * j, const float *plane, int ky, int kx, int oy, int ox0,
   const GeConv2d *p = j->p;
   const int H = j->x->h, W = j->x->w;
   const int iy = oy * p->stride_h + ky * p->dil_h - p->pad_top;
-  const int n = ox1 - ox0;
   if (iy < 0 || iy >= H) {
-    memset (d, 0, sizeof (float) * n);
+    memset (d, 0, sizeof (float) * (ox1 - ox0));
     return;
   }
   const int xoff = kx * p->dil_w - p->pad_left;
@@ -103,59 +194,64 @@ tap_row (const ConvJob * j, const float *plane, int ky, int kx, int oy, int ox0,
   memset (d + v1 - ox0, 0, sizeof (float) * (ox1 - v1));
 }
 
-/* col for output pixels [p0, p0 + npix) of one sample/group: row k holds
- * tap k.  Packed: NR-wide panels [K][NR]; else [K][npix]. */
+/* col [K, npix] for output pixels [p0, p0 + npix) of one sample/group. */
 static void
-im2col (const ConvJob * j, const float *xg, int p0, int npix, float *col, gboolean panels)
+im2col (const ConvJob * j, const float *xg, int p0, int npix, float *col)
 {
   const GeConv2d *p = j->p;
-  const gsize plane_sz = (gsize) j->x->h * j->x->w;
-  const int K = j->K;
-  float *row = col + (panels ? (gsize) K * ((npix + GE_NR - 1) / GE_NR) * GE_NR : (gsize) K * npix);
-  for (int ci = 0; ci < j->cin_g; ci++) {
-    const float *plane = xg + ci * plane_sz;
+  const gsize plane = (gsize) j->x->h * j->x->w;
+  for (int ci = 0; ci < j->cin_g; ci++)
     for (int ky = 0; ky < p->kh; ky++)
       for (int kx = 0; kx < p->kw; kx++) {
-        const int k = (ci * p->kh + ky) * p->kw + kx;
-        int q = 0;              /* pixels of the band done */
-        while (q < npix) {
+        float *dst = col + (gsize) ((ci * p->kh + ky) * p->kw + kx) * npix;
+        for (int q = 0; q < npix;) {
           const int oy = (p0 + q) / j->ow, ox0 = (p0 + q) % j->ow;
           const int ox1 = MIN (j->ow, ox0 + (npix - q));
-          if (!panels) {
-            tap_row (j, plane, ky, kx, oy, ox0, ox1, col + (gsize) k * npix + q);
-            q += ox1 - ox0;
-            continue;
-          }
-          tap_row (j, plane, ky, kx, oy, ox0, ox1, row);
-          for (int s = 0; s < ox1 - ox0;) {
-            const int pi = (q + s) / GE_NR, off = (q + s) % GE_NR;
-            const int len = MIN (GE_NR - off, ox1 - ox0 - s);
-            memcpy (col + ((gsize) pi * K + k) * GE_NR + off, row + s, sizeof (float) * len);
-            s += len;
-          }
+          tap_row (j, xg + ci * plane, ky, kx, oy, ox0, ox1, dst + q);
           q += ox1 - ox0;
         }
       }
-  }
-  if (panels && npix % GE_NR) {   /* zero the last panel's unused columns */
-    const int pi = npix / GE_NR, used = npix % GE_NR;
-    for (int k = 0; k < K; k++)
-      memset (col + ((gsize) pi * K + k) * GE_NR + used, 0, sizeof (float) * (GE_NR - used));
-  }
 }
 
 static void
-conv_task (void *data, int task, int thread)
+task_split (const ConvJob * j, int task, int *n, int *g, int *band, int *c0, int *nco)
+{
+  const int split = task % j->cout_splits;
+  *band = (task / j->cout_splits) % j->n_bands;
+  const int ng = task / (j->cout_splits * j->n_bands);
+  *g = ng % j->p->groups;
+  *n = ng / j->p->groups;
+  *c0 = split * j->cout_per_split;
+  *nco = MIN (j->cout_per_split, j->cout_g - *c0);
+}
+
+static void
+implicit_task (void *data, int task, int thread)
+{
+  const ConvJob *j = data;
+  int n, g, band, c0, nco;
+  task_split (j, task, &n, &g, &band, &c0, &nco);
+  const int y0 = band * j->band, y1 = MIN (j->oh, y0 + j->band);
+  if (nco <= 0)
+    return;
+  const GeConv2d *p = j->p;
+  const float *ap = p->packed + (gsize) c0 * j->K;
+  const float *bias = p->bias ? p->bias + c0 : NULL;
+  const float *xn = j->x->data + (gsize) n * j->x->c * j->x->h * j->x->w;
+  for (int oy = y0; oy < y1; oy++)
+    ge_gemm_packed (nco, j->ow, j->K, ap, xn + (gsize) oy * j->x->w, j->boff,
+        j->y->data + ((gsize) n * j->y->c + c0) * j->opix + (gsize) oy * j->ow, j->opix,
+        bias, FALSE);
+}
+
+static void
+im2col_task (void *data, int task, int thread)
 {
   const ConvJob *j = data;
   const GeConv2d *p = j->p;
-  const int split = task % j->cout_splits;
-  const int band = (task / j->cout_splits) % j->n_bands;
-  const int ng = task / (j->cout_splits * j->n_bands);
-  const int g = ng % p->groups, n = ng / p->groups;
-  const int p0 = band * j->band_pix, npix = MIN (j->band_pix, j->opix - p0);
-  const int c0 = split * j->cout_per_split;       /* within the group */
-  const int nco = MIN (j->cout_per_split, j->cout_g - c0);
+  int n, g, band, c0, nco;
+  task_split (j, task, &n, &g, &band, &c0, &nco);
+  const int p0 = band * j->band, npix = MIN (j->band, j->opix - p0);
   if (nco <= 0 || npix <= 0)
     return;
   const int co0 = g * j->cout_g + c0;
@@ -163,12 +259,15 @@ conv_task (void *data, int task, int thread)
   float *yb = j->y->data + ((gsize) n * j->y->c + co0) * j->opix + p0;
   const float *bias = p->bias ? p->bias + co0 : NULL;
   float *col = j->scratch + (gsize) thread * j->scratch_floats;
+  im2col (j, xg, p0, npix, col);
 
-  im2col (j, xg, p0, npix, col, p->packed != NULL);
   if (p->packed) {
+    int *boff = (int *) (col + (gsize) j->K * npix);
+    for (int k = 0; k < j->K; k++)
+      boff[k] = k * npix;
     const float *ap = p->packed + (gsize) g * ge_gemm_packed_a_size (j->cout_g, j->K)
         + (gsize) c0 * j->K;    /* c0 is a multiple of GE_MR */
-    ge_gemm_packed (nco, npix, j->K, ap, col, yb, j->opix, bias);
+    ge_gemm_packed (nco, npix, j->K, ap, col, boff, yb, j->opix, bias, FALSE);
     return;
   }
   float beta = 0.0f;
@@ -182,11 +281,24 @@ conv_task (void *data, int task, int thread)
       p->weight + (gsize) co0 * j->K, j->K, col, npix, beta, yb, j->opix);
 }
 
-void
-ge_conv2d (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, GeTensor * y)
+static void
+split_channels (ConvJob * j, int units, int n_threads)
 {
-  ConvJob j = { .p = p, .x = x, .y = y };
-  ge_conv2d_out_size (p, x->h, x->w, &j.oh, &j.ow);
+  j->cout_splits = 1;
+  if (units < 2 * n_threads && j->cout_g >= 32)
+    j->cout_splits = MIN (2 * n_threads, j->cout_g / 16);
+  j->cout_per_split = (j->cout_g + j->cout_splits - 1) / j->cout_splits;
+  if (j->p->packed)             /* whole register tiles */
+    j->cout_per_split = (j->cout_per_split + GE_MR - 1) / GE_MR * GE_MR;
+}
+
+void
+ge_conv2d_ex (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInput * in,
+    GeTensor * y)
+{
+  const int up = in && in->upsample > 1 ? in->upsample : 1;
+  ConvJob j = { .p = p, .y = y };
+  ge_conv2d_out_size (p, x->h * up, x->w * up, &j.oh, &j.ow);
   g_return_if_fail (x->c == p->in_channels && y->c == p->out_channels);
   g_return_if_fail (y->n == x->n && y->h == j.oh && y->w == j.ow);
   g_return_if_fail (p->in_channels % p->groups == 0 && p->out_channels % p->groups == 0);
@@ -194,26 +306,54 @@ ge_conv2d (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, GeTensor * y)
   j.cin_g = p->in_channels / p->groups;
   j.cout_g = p->out_channels / p->groups;
   j.K = j.cin_g * p->kh * p->kw;
-
   const int n_threads = ge_pool_n_threads (ctx->pool);
-  /* Band: col fits BAND_FLOATS, a whole number of panels, at least one. */
-  int band = (int) MAX (GE_NR, BAND_FLOATS / MAX (j.K, 1) / GE_NR * GE_NR);
-  j.band_pix = MIN (band, j.opix);
-  j.n_bands = (j.opix + j.band_pix - 1) / j.band_pix;
-  /* Few bands (small images, deep layers): split output channels too, in
-   * whole register tiles for the packed kernel. */
-  const int units = x->n * p->groups * j.n_bands;
-  j.cout_splits = 1;
-  if (units < n_threads && j.cout_g >= 32)
-    j.cout_splits = MIN (n_threads, j.cout_g / 16);
-  j.cout_per_split = (j.cout_g + j.cout_splits - 1) / j.cout_splits;
-  if (p->packed)
-    j.cout_per_split = (j.cout_per_split + GE_MR - 1) / GE_MR * GE_MR;
+  const gsize mark = ge_arena_mark (ctx->arena);
+  const gboolean needs_prep = in && (in->scale || in->shift || in->act != GE_ACT_NONE || up > 1);
 
-  gsize mark = ge_arena_mark (ctx->arena);
-  const gsize padded = (gsize) (j.band_pix + GE_NR - 1) / GE_NR * GE_NR;
-  j.scratch_floats = (gsize) j.K * padded + j.ow + 16;
+  if (p->packed && p->groups == 1 && p->stride_h == 1 && p->stride_w == 1
+      && p->dil_h == 1 && p->dil_w == 1) {
+    /* Implicit GEMM over the padded input: tap (ci, ky, kx) of output row
+     * y, column x is xp[ci][y + ky][x + kx]. */
+    GeTensor xp = *x;
+    const gboolean padded = p->pad_top || p->pad_left || p->pad_bottom || p->pad_right;
+    if (needs_prep || padded)
+      xp = prepare (ctx, x, in, p->pad_top, p->pad_left, p->pad_bottom, p->pad_right);
+    int *boff = (int *) ge_arena_alloc (ctx->arena, j.K);
+    for (int ci = 0, k = 0; ci < j.cin_g; ci++)
+      for (int ky = 0; ky < p->kh; ky++)
+        for (int kx = 0; kx < p->kw; kx++)
+          boff[k++] = (ci * xp.h + ky) * xp.w + kx;
+    j.x = &xp;
+    j.boff = boff;
+    /* The kernel reads output row y from input row y with stride xp.w:
+     * the output's row pitch must be the input's for the same offsets. */
+    j.band = MAX (1, IMPLICIT_BAND_PIX / j.ow);
+    j.n_bands = (j.oh + j.band - 1) / j.band;
+    const int units = x->n * j.n_bands;
+    split_channels (&j, units, n_threads);
+    ge_pool_run (ctx->pool, units * j.cout_splits, implicit_task, &j);
+    ge_arena_release (ctx->arena, mark);
+    return;
+  }
+
+  GeTensor xin = *x;
+  if (needs_prep)
+    xin = prepare (ctx, x, in, 0, 0, 0, 0);
+  j.x = &xin;
+  /* Band: col fits BAND_FLOATS, a whole number of kernel panels. */
+  j.band = (int) MAX (GE_NR, BAND_FLOATS / MAX (j.K, 1) / GE_NR * GE_NR);
+  j.band = MIN (j.band, j.opix);
+  j.n_bands = (j.opix + j.band - 1) / j.band;
+  const int units = x->n * p->groups * j.n_bands;
+  split_channels (&j, units, n_threads);
+  j.scratch_floats = (gsize) j.K * j.band + j.K + 16;      /* col + offsets */
   j.scratch = ge_arena_alloc (ctx->arena, j.scratch_floats * n_threads);
-  ge_pool_run (ctx->pool, units * j.cout_splits, conv_task, &j);
+  ge_pool_run (ctx->pool, units * j.cout_splits, im2col_task, &j);
   ge_arena_release (ctx->arena, mark);
+}
+
+void
+ge_conv2d (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, GeTensor * y)
+{
+  ge_conv2d_ex (ctx, p, x, NULL, y);
 }

@@ -13,6 +13,18 @@ G_BEGIN_DECLS
 
 /* ---- convolution ------------------------------------------------------ */
 
+typedef enum {
+  GE_ACT_NONE,
+  GE_ACT_SILU,
+  GE_ACT_GELU,                  /* exact (erf) */
+  GE_ACT_GELU_TANH,
+  GE_ACT_RELU,
+  GE_ACT_LEAKY_RELU,            /* slope in the param */
+  GE_ACT_TANH,
+  GE_ACT_SIGMOID,
+} GeAct;
+
+
 typedef struct {
   int in_channels, out_channels;
   int kh, kw;
@@ -29,6 +41,17 @@ typedef struct {
 GeConv2d ge_conv2d_params (int in, int out, int k, int stride, int pad,
     const float *weight, const float *bias);
 void ge_conv2d_out_size (const GeConv2d * p, int h, int w, int *oh, int *ow);
+/* How a conv's input is derived from x on the fly, saving a pass over
+ * memory per block: a per-channel affine (scale, shift: [n, c], e.g. a
+ * group norm reduced to its effect on each channel), then @act, then
+ * nearest upsampling by @upsample (0 or 1: none).  Zero padding is applied
+ * after all of it, as it would be to a materialised tensor. */
+typedef struct {
+  const float *scale, *shift;
+  GeAct act;
+  int upsample;
+} GeConvInput;
+
 /* Floats a packed copy of the weights needs (0: the packed kernel does not
  * run on this CPU, so do not pack), and the packing itself: @storage must
  * outlive @p.  Models pack every conv once at load. */
@@ -37,6 +60,9 @@ void ge_conv2d_pack (GeConv2d * p, float *storage);
 /* y must be [x->n, out_channels, oh, ow].  Never builds a full-image im2col:
  * at most a band of output rows per thread. */
 void ge_conv2d (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, GeTensor * y);
+/* The same on the input @in derives from @x (NULL: x itself). */
+void ge_conv2d_ex (GeCtx * ctx, const GeConv2d * p, const GeTensor * x,
+    const GeConvInput * in, GeTensor * y);
 
 /* 1-D convolutions on [n, c, 1, length] tensors (h == 1). */
 typedef struct {
@@ -69,21 +95,15 @@ void ge_linear (GeCtx * ctx, const float *x, int rows, int in, const float *w,
 
 /* ---- normalisation ----------------------------------------------------- */
 
-typedef enum {
-  GE_ACT_NONE,
-  GE_ACT_SILU,
-  GE_ACT_GELU,                  /* exact (erf) */
-  GE_ACT_GELU_TANH,
-  GE_ACT_RELU,
-  GE_ACT_LEAKY_RELU,            /* slope in the param */
-  GE_ACT_TANH,
-  GE_ACT_SIGMOID,
-} GeAct;
 
 /* GroupNorm over (c/groups, h, w) per sample with biased variance, then an
  * optional activation fused in.  In place allowed (y == x). */
 void ge_group_norm (GeCtx * ctx, const GeTensor * x, GeTensor * y, int groups,
     float eps, const float *gamma, const float *beta, GeAct act);
+/* The per-(sample, channel) scale and shift ([n, c] each) that group norm
+ * amounts to: y = x * scale + shift.  Feeds GeConvInput. */
+void ge_group_norm_affine (GeCtx * ctx, const GeTensor * x, int groups, float eps,
+    const float *gamma, const float *beta, float *scale, float *shift);
 /* LayerNorm over the last @dim floats of each of @rows rows. */
 void ge_layer_norm (GeCtx * ctx, const float *x, float *y, int rows, int dim,
     float eps, const float *gamma, const float *beta);

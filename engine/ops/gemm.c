@@ -1,16 +1,13 @@
 /* gemm.c: see gemm.h. */
 #include "gemm.h"
 
-#include <stdlib.h>
-#include <string.h>
-
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define HAVE_X86 1
 #endif
 
-/* K slice: one B panel slice (KC x NR floats = 24 KiB) stays in L1 while
- * every block of A runs over it. */
+/* K slice: the B rows of one panel (KC x NR floats = 16 KiB) stay in L1
+ * while every block of A runs over them. */
 #define KC 128
 
 gsize
@@ -30,53 +27,51 @@ ge_gemm_pack_a (const float *a, int m, int k, int lda, float *ap)
 
 #ifdef HAVE_X86
 
-/* One MR x NR tile over a K slice: acc (in registers) += A * B. */
-#define ROW(r) \
-  { __m512 a_ = _mm512_set1_ps (ap[r]); \
-    c##r##0 = _mm512_fmadd_ps (a_, b0, c##r##0); \
-    c##r##1 = _mm512_fmadd_ps (a_, b1, c##r##1); \
-    c##r##2 = _mm512_fmadd_ps (a_, b2, c##r##2); }
-
 #define FOR_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
 
+/* One MR x NR tile over a K slice. */
 __attribute__((target ("avx512f")))
 static void
-tile_8x48 (int kc, const float *ap, const float *bp, float *c, int ldc, int rows,
-    int cols, const float *bias, gboolean accumulate)
+tile_8x32 (int kc, const float *ap, const float *b, const int *boff, float *c,
+    int ldc, int rows, __mmask16 m0, __mmask16 m1, const float *bias, gboolean accumulate)
 {
-  __m512 c00, c01, c02, c10, c11, c12, c20, c21, c22, c30, c31, c32;
-  __m512 c40, c41, c42, c50, c51, c52, c60, c61, c62, c70, c71, c72;
-  const __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16) ((1u << cols) - 1);
-  const __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16) ((1u << (cols - 16)) - 1);
-  const __mmask16 m2 = cols >= 48 ? 0xffff : cols <= 32 ? 0 : (__mmask16) ((1u << (cols - 32)) - 1);
+  __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
 #define INIT(r) \
   if (accumulate && r < rows) { \
     c##r##0 = _mm512_maskz_loadu_ps (m0, c + (gsize) r * ldc); \
     c##r##1 = _mm512_maskz_loadu_ps (m1, c + (gsize) r * ldc + 16); \
-    c##r##2 = _mm512_maskz_loadu_ps (m2, c + (gsize) r * ldc + 32); \
   } else { \
     c##r##0 = _mm512_set1_ps (bias && r < rows ? bias[r] : 0.0f); \
-    c##r##1 = c##r##0; c##r##2 = c##r##0; }
+    c##r##1 = c##r##0; }
   FOR_ROWS (INIT)
 #undef INIT
-  for (int kk = 0; kk < kc; kk++) {
-    const __m512 b0 = _mm512_loadu_ps (bp);
-    const __m512 b1 = _mm512_loadu_ps (bp + 16);
-    const __m512 b2 = _mm512_loadu_ps (bp + 32);
-    FOR_ROWS (ROW)
-    ap += GE_MR;
-    bp += GE_NR;
+  if (m0 == 0xffff && m1 == 0xffff) {
+    for (int kk = 0; kk < kc; kk++) {
+      const float *bk = b + boff[kk];
+      const __m512 b0 = _mm512_loadu_ps (bk), b1 = _mm512_loadu_ps (bk + 16);
+#define ROW(r) { const __m512 a_ = _mm512_set1_ps (ap[r]); \
+        c##r##0 = _mm512_fmadd_ps (a_, b0, c##r##0); \
+        c##r##1 = _mm512_fmadd_ps (a_, b1, c##r##1); }
+      FOR_ROWS (ROW)
+      ap += GE_MR;
+    }
+  } else {
+    for (int kk = 0; kk < kc; kk++) {
+      const float *bk = b + boff[kk];
+      const __m512 b0 = _mm512_maskz_loadu_ps (m0, bk), b1 = _mm512_maskz_loadu_ps (m1, bk + 16);
+      FOR_ROWS (ROW)
+#undef ROW
+      ap += GE_MR;
+    }
   }
 #define STORE(r) \
   if (r < rows) { \
     _mm512_mask_storeu_ps (c + (gsize) r * ldc, m0, c##r##0); \
-    _mm512_mask_storeu_ps (c + (gsize) r * ldc + 16, m1, c##r##1); \
-    _mm512_mask_storeu_ps (c + (gsize) r * ldc + 32, m2, c##r##2); }
+    _mm512_mask_storeu_ps (c + (gsize) r * ldc + 16, m1, c##r##1); }
   FOR_ROWS (STORE)
 #undef STORE
 }
 
-#undef ROW
 #undef FOR_ROWS
 
 gboolean
@@ -91,19 +86,20 @@ ge_gemm_packed_available (void)
 }
 
 void
-ge_gemm_packed (int m, int n, int k, const float *ap, const float *bp, float *c,
-    int ldc, const float *bias)
+ge_gemm_packed (int m, int n, int k, const float *ap, const float *b, const int *boff,
+    float *c, int ldc, const float *bias, gboolean accumulate)
 {
-  const int n_panels = (n + GE_NR - 1) / GE_NR;
   for (int k0 = 0; k0 < k; k0 += KC) {
     const int kc = MIN (KC, k - k0);
-    for (int j = 0; j < n_panels; j++) {
-      const float *b = bp + ((gsize) j * k + k0) * GE_NR;
-      const int cols = MIN (GE_NR, n - j * GE_NR);
+    const gboolean acc = accumulate || k0 > 0;
+    for (int j = 0; j < n; j += GE_NR) {
+      const int cols = MIN (GE_NR, n - j);
+      const __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16) ((1u << cols) - 1);
+      const __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16) ((1u << (cols - 16)) - 1);
       for (int i0 = 0; i0 < m; i0 += GE_MR)
-        tile_8x48 (kc, ap + ((gsize) (i0 / GE_MR) * k + k0) * GE_MR, b,
-            c + (gsize) i0 * ldc + (gsize) j * GE_NR, ldc, MIN (GE_MR, m - i0), cols,
-            bias ? bias + i0 : NULL, k0 > 0);
+        tile_8x32 (kc, ap + ((gsize) (i0 / GE_MR) * k + k0) * GE_MR, b + j, boff + k0,
+            c + (gsize) i0 * ldc + j, ldc, MIN (GE_MR, m - i0), m0, m1,
+            bias ? bias + i0 : NULL, acc);
     }
   }
 }
@@ -117,8 +113,8 @@ ge_gemm_packed_available (void)
 }
 
 void
-ge_gemm_packed (int m, int n, int k, const float *ap, const float *bp, float *c,
-    int ldc, const float *bias)
+ge_gemm_packed (int m, int n, int k, const float *ap, const float *b, const int *boff,
+    float *c, int ldc, const float *bias, gboolean accumulate)
 {
   g_assert_not_reached ();
 }

@@ -2,10 +2,14 @@
  *
  * OpenBLAS 0.3.21 (Debian bookworm) runs its AVX2 kernels on CPUs it does
  * not know, such as AMD Zen 5, whose AVX-512 units do twice the work per
- * cycle; ONNX Runtime's MLAS uses them.  This is a GotoBLAS-style kernel:
- * weights packed once into blocks of GE_MR rows ([K][GE_MR]), im2col
- * written straight into panels of GE_NR pixels ([K][GE_NR]), an 8x48
- * register tile of 24 zmm accumulators, K in L1-sized slices.
+ * cycle; ONNX Runtime's MLAS uses them.  This is a GotoBLAS-style kernel
+ * with weights packed once into blocks of GE_MR rows ([K][GE_MR]) and an
+ * 8x32 register tile (16 zmm accumulators), K in L1-sized slices.
+ *
+ * B is addressed through a table of row offsets: row k of B starts at
+ * b + boff[k].  With boff[k] = k * ld that is a plain matrix (im2col); with
+ * boff[k] = offset of tap k in a padded input it is the input itself, and a
+ * stride-1 convolution needs no im2col at all ("implicit GEMM").
  * Where AVX-512 is missing the engine keeps using OpenBLAS.
  */
 #pragma once
@@ -15,9 +19,9 @@
 G_BEGIN_DECLS
 
 #define GE_MR 8
-#define GE_NR 48
+#define GE_NR 32
 
-/* TRUE when the CPU runs the AVX-512 kernel (GE_NO_AVX512 in the
+/* TRUE when the CPU runs the AVX-512 kernel (GE_NO_AVX512 set in the
  * environment turns it off, for comparisons). */
 gboolean ge_gemm_packed_available (void);
 
@@ -27,10 +31,10 @@ gsize ge_gemm_packed_a_size (int m, int k);
  * zero-filling the last block. */
 void ge_gemm_pack_a (const float *a, int m, int k, int lda, float *ap);
 
-/* C[m, n] = bias + A * B, where ap is packed A and bp holds ceil(n/NR)
- * panels [k][NR] (columns past n zero); C row-major with leading dimension
- * ldc; bias (m) may be NULL. */
-void ge_gemm_packed (int m, int n, int k, const float *ap, const float *bp,
-    float *c, int ldc, const float *bias);
+/* C[m, n] = (accumulate ? C : bias) + A * B with ap packed A, B(k, j) =
+ * b[boff[k] + j] (columns contiguous, read with masks: nothing past column
+ * n is touched); C row-major with leading dimension ldc; bias may be NULL. */
+void ge_gemm_packed (int m, int n, int k, const float *ap, const float *b,
+    const int *boff, float *c, int ldc, const float *bias, gboolean accumulate);
 
 G_END_DECLS

@@ -6,11 +6,12 @@
 
 typedef struct {
   const GeTensor *x;
-  GeTensor *y;
+  GeTensor *y;                  /* NULL: only the affine below */
   int groups;
   float eps;
   const float *gamma, *beta;
   GeAct act;
+  float *scale, *shift;         /* [n, c] */
 } GnJob;
 
 /* Sum and sum of squares about @shift: float lanes over blocks of 1024
@@ -57,7 +58,7 @@ gn_task (void *data, int t, int thread)
   const gsize plane = (gsize) j->x->h * j->x->w, count = plane * cg;
   const gsize off = ((gsize) n * j->x->c + (gsize) g * cg) * plane;
   const float *x = j->x->data + off;
-  float *y = j->y->data + off;
+  float *y = j->y ? j->y->data + off : NULL;
   double sum, sq;
   const float shift = x[0];
   moments (x, count, shift, &sum, &sq);
@@ -69,7 +70,13 @@ gn_task (void *data, int t, int thread)
     const int ch = g * cg + c;
     const float s = rstd * (j->gamma ? j->gamma[ch] : 1.0f);
     const float b = j->beta ? j->beta[ch] : 0.0f;
-    normalize (x + (gsize) c * plane, y + (gsize) c * plane, plane, m, s, b, j->act);
+    if (j->y)
+      normalize (x + (gsize) c * plane, y + (gsize) c * plane, plane, m, s, b, j->act);
+    else {
+      /* (x - m) * s + b == x * s + (b - m * s), up to one rounding */
+      j->scale[(gsize) n * j->x->c + ch] = s;
+      j->shift[(gsize) n * j->x->c + ch] = b - m * s;
+    }
   }
 }
 
@@ -79,7 +86,16 @@ ge_group_norm (GeCtx * ctx, const GeTensor * x, GeTensor * y, int groups,
 {
   g_return_if_fail (groups > 0 && x->c % groups == 0);
   g_return_if_fail (ge_tensor_numel (x) == ge_tensor_numel (y));
-  GnJob j = { x, y, groups, eps, gamma, beta, act };
+  GnJob j = { x, y, groups, eps, gamma, beta, act, NULL, NULL };
+  ge_pool_run (ctx->pool, x->n * groups, gn_task, &j);
+}
+
+void
+ge_group_norm_affine (GeCtx * ctx, const GeTensor * x, int groups, float eps,
+    const float *gamma, const float *beta, float *scale, float *shift)
+{
+  g_return_if_fail (groups > 0 && x->c % groups == 0);
+  GnJob j = { x, NULL, groups, eps, gamma, beta, GE_ACT_NONE, scale, shift };
   ge_pool_run (ctx->pool, x->n * groups, gn_task, &j);
 }
 

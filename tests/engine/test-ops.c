@@ -54,6 +54,22 @@ set_threads (int n)
   ctx.pool = ge_pool_new (n);
 }
 
+static double
+act_ref (double v, GeAct act, double param)
+{
+  switch (act) {
+    case GE_ACT_NONE: return v;
+    case GE_ACT_SILU: return v / (1 + exp (-v));
+    case GE_ACT_GELU: return 0.5 * v * (1 + erf (v / sqrt (2.0)));
+    case GE_ACT_GELU_TANH: return 0.5 * v * (1 + tanh (sqrt (2 / M_PI) * (v + 0.044715 * v * v * v)));
+    case GE_ACT_RELU: return v > 0 ? v : 0;
+    case GE_ACT_LEAKY_RELU: return v > 0 ? v : v * param;
+    case GE_ACT_TANH: return tanh (v);
+    case GE_ACT_SIGMOID: return 1 / (1 + exp (-v));
+  }
+  return NAN;
+}
+
 /* ---- conv2d ------------------------------------------------------------ */
 
 static void
@@ -157,6 +173,58 @@ test_conv2d_model_shapes (void)
     check_conv2d (&d, 1, 8, 8);     /* one band: output channels split instead */
     GeConv2d e = ge_conv2d_params (19, 3, 3, 1, 1, NULL, NULL);
     check_conv2d (&e, 1, 50, 97);   /* partial register tiles and panels */
+  }
+}
+
+/* GeConvInput: per-channel affine, SiLU and nearest upsampling applied on
+ * the fly must equal the conv of the materialised input (twin: done here
+ * by hand in double, then the naive conv). */
+static void
+test_conv2d_input_transform (void)
+{
+  for (int threads = 1; threads <= 3; threads += 2) {
+    set_threads (threads);
+    for (int it = 0; it < 24; it++) {
+      const int n = ri (1, 2), cin = ri (1, 12), cout = ri (1, 20), h = ri (1, 13), w = ri (1, 17);
+      const int up = ri (1, 2), k = it % 3 == 0 ? 1 : 3;
+      GeConv2d p = ge_conv2d_params (cin, cout, k, it % 5 == 4 ? 2 : 1, k / 2, NULL, NULL);
+      float *wt = randn ((gsize) cout * cin * k * k), *b = randn (cout);
+      p.weight = wt;
+      p.bias = b;
+      float *scale = randn ((gsize) n * cin), *shift = randn ((gsize) n * cin);
+      GeConvInput in = { scale, shift, it % 2 ? GE_ACT_SILU : GE_ACT_NONE, up };
+      GeTensor x = { randn ((gsize) n * cin * h * w), n, cin, h, w };
+      GeTensor xm = { g_new (float, (gsize) n * cin * h * up * w * up), n, cin, h * up, w * up };
+      for (int bc = 0; bc < n * cin; bc++)
+        for (int yy = 0; yy < h * up; yy++)
+          for (int xx = 0; xx < w * up; xx++) {
+            double v = (double) x.data[((gsize) bc * h + yy / up) * w + xx / up] * scale[bc] + shift[bc];
+            xm.data[((gsize) bc * h * up + yy) * w * up + xx] = (float) act_ref (v, in.act, 0);
+          }
+      int oh, ow;
+      ge_conv2d_out_size (&p, h * up, w * up, &oh, &ow);
+      GeTensor y = { g_new (float, (gsize) n * cout * oh * ow), n, cout, oh, ow };
+      double *ref = g_new (double, ge_tensor_numel (&y));
+      conv2d_naive (&p, &xm, oh, ow, ref);
+      gsize packed_n = ge_conv2d_packed_size (&p);
+      float *packed = packed_n ? g_new (float, packed_n) : NULL;
+      for (int pass = 0; pass < (packed ? 2 : 1); pass++) {
+        p.packed = NULL;
+        if (pass)
+          ge_conv2d_pack (&p, packed);
+        ge_conv2d_ex (&ctx, &p, &x, &in, &y);
+        assert_close ("conv2d with input transform", y.data, ref, ge_tensor_numel (&y), 1e-5);
+      }
+      g_free (packed);
+      g_free (wt);
+      g_free (b);
+      g_free (scale);
+      g_free (shift);
+      g_free (x.data);
+      g_free (xm.data);
+      g_free (y.data);
+      g_free (ref);
+    }
   }
 }
 
@@ -296,22 +364,6 @@ test_linear (void)
   }
 }
 
-static double
-act_ref (double v, GeAct act, double param)
-{
-  switch (act) {
-    case GE_ACT_NONE: return v;
-    case GE_ACT_SILU: return v / (1 + exp (-v));
-    case GE_ACT_GELU: return 0.5 * v * (1 + erf (v / sqrt (2.0)));
-    case GE_ACT_GELU_TANH: return 0.5 * v * (1 + tanh (sqrt (2 / M_PI) * (v + 0.044715 * v * v * v)));
-    case GE_ACT_RELU: return v > 0 ? v : 0;
-    case GE_ACT_LEAKY_RELU: return v > 0 ? v : v * param;
-    case GE_ACT_TANH: return tanh (v);
-    case GE_ACT_SIGMOID: return 1 / (1 + exp (-v));
-  }
-  return NAN;
-}
-
 static void
 test_activations (void)
 {
@@ -346,6 +398,9 @@ test_group_norm (void)
       GeTensor y = { g_new (float, ge_tensor_numel (&x)), n, c, h, w };
       double *ref = g_new (double, ge_tensor_numel (&x));
       ge_group_norm (&ctx, &x, &y, groups, 1e-5f, g, b, act);
+      /* The affine form must describe the same normalisation. */
+      float *sc = g_new (float, n * c), *sh = g_new (float, n * c);
+      ge_group_norm_affine (&ctx, &x, groups, 1e-5f, g, b, sc, sh);
       const int cg = c / groups;
       const gsize plane = (gsize) h * w;
       for (int bn = 0; bn < n; bn++)
@@ -366,6 +421,14 @@ test_group_norm (void)
             }
         }
       assert_close ("group_norm", y.data, ref, ge_tensor_numel (&x), 1e-5);
+      if (act == GE_ACT_NONE) {
+        for (int bc = 0; bc < n * c; bc++)
+          for (gsize i = 0; i < plane; i++)
+            y.data[bc * plane + i] = x.data[bc * plane + i] * sc[bc] + sh[bc];
+        assert_close ("group_norm_affine", y.data, ref, ge_tensor_numel (&x), 1e-5);
+      }
+      g_free (sc);
+      g_free (sh);
       g_free (x.data);
       g_free (y.data);
       g_free (ref);
@@ -626,6 +689,7 @@ main (int argc, char **argv)
   ctx.arena = ge_arena_new ();
   g_test_add_func ("/ops/conv2d/random", test_conv2d_random);
   g_test_add_func ("/ops/conv2d/model-shapes", test_conv2d_model_shapes);
+  g_test_add_func ("/ops/conv2d/input-transform", test_conv2d_input_transform);
   g_test_add_func ("/ops/conv1d", test_conv1d);
   g_test_add_func ("/ops/conv-transpose2d", test_conv_transpose2d);
   g_test_add_func ("/ops/linear", test_linear);
