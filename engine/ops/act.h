@@ -55,10 +55,10 @@ ge_act1 (float v, GeAct act, float param)
   return v;
 }
 
-/* Hot loops are compiled twice, for AVX2+FMA and the x86-64 baseline, and
+/* Hot loops are compiled three times, for AVX-512, AVX2 and the x86-64 baseline, and
  * the loader picks one (GCC function multi-versioning); elsewhere once. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define GE_VECTOR_CLONES __attribute__((target_clones ("avx2", "default")))
+#define GE_VECTOR_CLONES __attribute__((target_clones ("avx512f", "avx2", "default")))
 #else
 #define GE_VECTOR_CLONES
 #endif
