@@ -8,6 +8,7 @@
  */
 #include "act.h"
 #include "ge-pool.h"
+#include "gemm.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -58,10 +59,115 @@ attn_task (void *data, int t, int thread)
       j->v + hoff, T, s, T, 0.0f, j->out + hoff + b0, T);
 }
 
+/* ---- packed-kernel path (AVX-512) ----------------------------------------
+ *
+ * Scores are computed transposed, S^T [T, block] = (scale K)^T Q_block, so
+ * both products read their B operand straight from channel-major memory
+ * (Q, then S^T) and the second one, V S^T, writes the output columns in
+ * place: no transposes of large matrices, only K^T and V packed once per
+ * head. */
+
+#define PACKED_BLOCK 128
+
+typedef struct {
+  const float *q;
+  float *out;
+  int heads, d, tokens, n_blocks;
+  const float *kt_packed, *v_packed;    /* per head */
+  gsize kt_size, v_size;
+  const int *q_off;             /* c * T */
+  float *scratch;               /* per thread: S^T + offsets */
+  gsize scratch_floats;
+  const float *k, *v;
+  float scale;
+} PackedJob;
+
+static void
+pack_task (void *data, int h, int thread)
+{
+  PackedJob *j = data;
+  const gsize hoff = (gsize) h * j->d * j->tokens;
+  ge_gemm_pack_a_t (j->k + hoff, j->tokens, j->d, j->tokens, j->scale,
+      (float *) j->kt_packed + h * j->kt_size);
+  ge_gemm_pack_a (j->v + hoff, j->d, j->tokens, j->tokens, (float *) j->v_packed + h * j->v_size);
+}
+
+/* Softmax down the columns of s [rows, n] (each column one query). */
+GE_VECTOR_CLONES static void
+softmax_columns (float *s, int rows, int n)
+{
+  float m[PACKED_BLOCK], sum[PACKED_BLOCK];
+  for (int b = 0; b < n; b++) {
+    m[b] = s[b];
+    sum[b] = 0.0f;
+  }
+  for (int t = 1; t < rows; t++)
+    for (int b = 0; b < n; b++)
+      m[b] = s[(gsize) t * n + b] > m[b] ? s[(gsize) t * n + b] : m[b];
+  for (int t = 0; t < rows; t++)
+    for (int b = 0; b < n; b++) {
+      const float e = ge_expf (s[(gsize) t * n + b] - m[b]);
+      s[(gsize) t * n + b] = e;
+      sum[b] += e;
+    }
+  for (int b = 0; b < n; b++)
+    sum[b] = 1.0f / sum[b];
+  for (int t = 0; t < rows; t++)
+    for (int b = 0; b < n; b++)
+      s[(gsize) t * n + b] *= sum[b];
+}
+
+static void
+packed_task (void *data, int task, int thread)
+{
+  const PackedJob *j = data;
+  const int h = task / j->n_blocks, b0 = (task % j->n_blocks) * PACKED_BLOCK;
+  const int nb = MIN (PACKED_BLOCK, j->tokens - b0), T = j->tokens;
+  const gsize hoff = (gsize) h * j->d * T;
+  float *s = j->scratch + (gsize) thread * j->scratch_floats;
+  int *s_off = (int *) (s + (gsize) T * nb);
+  for (int t = 0; t < T; t++)
+    s_off[t] = t * nb;
+  ge_gemm_packed (T, nb, j->d, j->kt_packed + h * j->kt_size, j->q + hoff + b0, j->q_off,
+      s, nb, NULL, FALSE);
+  softmax_columns (s, T, nb);
+  ge_gemm_packed (j->d, nb, T, j->v_packed + h * j->v_size, s, s_off, j->out + hoff + b0, T,
+      NULL, FALSE);
+}
+
+static void
+attention_packed (GeCtx * ctx, const float *q, const float *k, const float *v,
+    float *out, int heads, int d, int tokens, float scale)
+{
+  const int n_threads = ge_pool_n_threads (ctx->pool);
+  PackedJob j = { q, out, heads, d, tokens, (tokens + PACKED_BLOCK - 1) / PACKED_BLOCK };
+  j.k = k;
+  j.v = v;
+  j.scale = scale;
+  j.kt_size = ge_gemm_packed_a_size (tokens, d);
+  j.v_size = ge_gemm_packed_a_size (d, tokens);
+  gsize mark = ge_arena_mark (ctx->arena);
+  j.kt_packed = ge_arena_alloc (ctx->arena, j.kt_size * heads);
+  j.v_packed = ge_arena_alloc (ctx->arena, j.v_size * heads);
+  int *q_off = (int *) ge_arena_alloc (ctx->arena, d);
+  for (int c = 0; c < d; c++)
+    q_off[c] = c * tokens;
+  j.q_off = q_off;
+  j.scratch_floats = (gsize) tokens * PACKED_BLOCK + tokens + 16;
+  j.scratch = ge_arena_alloc (ctx->arena, j.scratch_floats * n_threads);
+  ge_pool_run (ctx->pool, heads, pack_task, &j);
+  ge_pool_run (ctx->pool, heads * j.n_blocks, packed_task, &j);
+  ge_arena_release (ctx->arena, mark);
+}
+
 void
 ge_attention (GeCtx * ctx, const float *q, const float *k, const float *v,
     float *out, int heads, int d, int tokens, float scale)
 {
+  if (ge_gemm_packed_available ()) {
+    attention_packed (ctx, q, k, v, out, heads, d, tokens, scale);
+    return;
+  }
   AttnJob j = { q, k, v, out, heads, d, tokens, 0, 0, scale, NULL };
   j.block = (int) CLAMP (SCORE_FLOATS / MAX (tokens, 1), 16, 256);
   j.block = MIN (j.block, tokens);

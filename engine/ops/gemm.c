@@ -25,6 +25,17 @@ ge_gemm_pack_a (const float *a, int m, int k, int lda, float *ap)
         *ap++ = i0 + r < m ? a[(gsize) (i0 + r) * lda + kk] : 0.0f;
 }
 
+void
+ge_gemm_pack_a_t (const float *a, int m, int k, int lda, float scale, float *ap)
+{
+  for (int i0 = 0; i0 < m; i0 += GE_MR)
+    for (int kk = 0; kk < k; kk++) {
+      const float *src = a + (gsize) kk * lda + i0;
+      for (int r = 0; r < GE_MR; r++)
+        *ap++ = i0 + r < m ? src[r] * scale : 0.0f;
+    }
+}
+
 #ifdef HAVE_X86
 
 #define FOR_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
