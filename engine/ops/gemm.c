@@ -6,9 +6,9 @@
 #define HAVE_X86 1
 #endif
 
-/* K slice: the B rows of one panel (KC x NR floats = 16 KiB) stay in L1
+/* K slice: the B rows of one panel (KC x NR floats = 32 KiB) stay in L1
  * while every block of A runs over them. */
-#define KC 128
+#define KC 256
 
 gsize
 ge_gemm_packed_a_size (int m, int k)
