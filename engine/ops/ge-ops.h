@@ -124,6 +124,10 @@ void ge_concat_channels (GeCtx * ctx, const GeTensor * a, const GeTensor * b, Ge
 void ge_upsample_nearest (GeCtx * ctx, const GeTensor * x, GeTensor * y);
 /* Bilinear upsampling to y's size, align_corners = FALSE (PyTorch). */
 void ge_upsample_bilinear (GeCtx * ctx, const GeTensor * x, GeTensor * y);
+/* Bicubic resampling to y's size as PyTorch's interpolate (mode="bicubic",
+ * align_corners=False): Keys' cubic with A = -0.75, source indices clamped
+ * at the borders, no antialiasing. */
+void ge_upsample_bicubic (GeCtx * ctx, const GeTensor * x, GeTensor * y);
 /* Average pooling k x k, stride k (no padding; y = floor(h/k)). */
 void ge_avg_pool (GeCtx * ctx, const GeTensor * x, GeTensor * y, int k);
 /* Pixel shuffle: [n, c*r*r, h, w] -> [n, c, h*r, w*r] and back. */

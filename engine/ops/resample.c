@@ -4,6 +4,8 @@
 #include "ge-ops.h"
 #include "ge-pool.h"
 
+#include <math.h>
+
 typedef struct {
   const GeTensor *x;
   GeTensor *y;
@@ -77,6 +79,63 @@ ge_upsample_bilinear (GeCtx * ctx, const GeTensor * x, GeTensor * y)
   g_return_if_fail (y->n == x->n && y->c == x->c);
   RsJob j = { x, y, 0 };
   ge_pool_run (ctx->pool, x->n * x->c, bilinear_task, &j);
+}
+
+/* The four tap weights of Keys' cubic (A = -0.75) at fraction t, as
+ * PyTorch's upsample_bicubic2d computes them in float. */
+static inline void
+cubic_weights (float t, float w[4])
+{
+  const float A = -0.75f;
+  float x = t + 1.0f;
+  w[0] = ((A * x - 5.0f * A) * x + 8.0f * A) * x - 4.0f * A;
+  x = t;
+  w[1] = ((A + 2.0f) * x - (A + 3.0f)) * x * x + 1.0f;
+  x = 1.0f - t;
+  w[2] = ((A + 2.0f) * x - (A + 3.0f)) * x * x + 1.0f;
+  x = 2.0f - t;
+  w[3] = ((A * x - 5.0f * A) * x + 8.0f * A) * x - 4.0f * A;
+}
+
+static void
+bicubic_task (void *data, int t, int thread)
+{
+  const RsJob *j = data;
+  const int H = j->x->h, W = j->x->w, OH = j->y->h, OW = j->y->w;
+  const float *src = j->x->data + (gsize) t * H * W;
+  float *dst = j->y->data + (gsize) t * OH * OW;
+  const float sy = (float) H / OH, sx = (float) W / OW;
+  for (int oy = 0; oy < OH; oy++) {
+    const float fy = (oy + 0.5f) * sy - 0.5f;
+    const int iy = (int) floorf (fy);
+    float wy[4];
+    cubic_weights (fy - iy, wy);
+    const float *rows[4];
+    for (int k = 0; k < 4; k++)
+      rows[k] = src + (gsize) CLAMP (iy - 1 + k, 0, H - 1) * W;
+    for (int ox = 0; ox < OW; ox++) {
+      const float fx = (ox + 0.5f) * sx - 0.5f;
+      const int ix = (int) floorf (fx);
+      float wx[4];
+      cubic_weights (fx - ix, wx);
+      int xs[4];
+      for (int k = 0; k < 4; k++)
+        xs[k] = CLAMP (ix - 1 + k, 0, W - 1);
+      float acc = 0;
+      for (int r = 0; r < 4; r++)
+        acc += wy[r] * (wx[0] * rows[r][xs[0]] + wx[1] * rows[r][xs[1]]
+            + wx[2] * rows[r][xs[2]] + wx[3] * rows[r][xs[3]]);
+      dst[(gsize) oy * OW + ox] = acc;
+    }
+  }
+}
+
+void
+ge_upsample_bicubic (GeCtx * ctx, const GeTensor * x, GeTensor * y)
+{
+  g_return_if_fail (y->n == x->n && y->c == x->c);
+  RsJob j = { x, y, 0 };
+  ge_pool_run (ctx->pool, x->n * x->c, bicubic_task, &j);
 }
 
 static void

@@ -4,6 +4,7 @@
  * so the bound checks the op, not the twin. */
 #include "ge-ops.h"
 #include "ge-pool.h"
+#include "ge-safetensors.h"
 
 #include <math.h>
 #include <string.h>
@@ -556,6 +557,39 @@ test_resample (void)
   }
 }
 
+/* Bicubic and bilinear against PyTorch's interpolate (golden file made by
+ * tests/golden/make_ops_golden.py). */
+static void
+test_resample_golden (void)
+{
+  char *path = g_test_build_filename (G_TEST_DIST, "..", "golden", "ops", "resample.safetensors", NULL);
+  GeSafetensors *st = ge_safetensors_open (path, NULL);
+  g_assert_nonnull (st);
+  const GeStTensor *xt = ge_safetensors_find (st, "input");
+  GeTensor x = { g_new (float, xt->n_elements), 1, 3, (int) xt->shape[2], (int) xt->shape[3] };
+  ge_st_tensor_to_f32 (xt, x.data);
+  const char *names[] = { "bicubic.x2", "bicubic.x4", "bicubic.odd", "bilinear.x2",
+    "bilinear.x4", "bilinear.odd" };
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++) {
+    const GeStTensor *rt = ge_safetensors_find (st, names[i]);
+    g_assert_nonnull (rt);
+    GeTensor y = { g_new (float, rt->n_elements), 1, 3, (int) rt->shape[2], (int) rt->shape[3] };
+    double *ref = g_new (double, rt->n_elements);
+    ge_st_tensor_to_f64 (rt, ref);
+    if (g_str_has_prefix (names[i], "bicubic"))
+      ge_upsample_bicubic (&ctx, &x, &y);
+    else
+      ge_upsample_bilinear (&ctx, &x, &y);
+    /* A few float ulps: PyTorch sums the 16 taps in another order. */
+    assert_close (names[i], y.data, ref, rt->n_elements, 3e-6);
+    g_free (y.data);
+    g_free (ref);
+  }
+  g_free (x.data);
+  ge_safetensors_free (st);
+  g_free (path);
+}
+
 static void
 test_pixel_shuffle (void)
 {
@@ -698,6 +732,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ops/layer-norm", test_layer_norm);
   g_test_add_func ("/ops/add-concat", test_add_concat);
   g_test_add_func ("/ops/resample", test_resample);
+  g_test_add_func ("/ops/resample-golden", test_resample_golden);
   g_test_add_func ("/ops/pixel-shuffle", test_pixel_shuffle);
   g_test_add_func ("/ops/attention", test_attention);
   g_test_add_func ("/ops/timestep-embedding", test_timestep_embedding);
