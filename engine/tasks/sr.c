@@ -1,0 +1,376 @@
+/* sr.c: diffusion super-resolution (see ge-sr.h).
+ *
+ * Per tile of the low-resolution frame:
+ *   lr      the tile, replicate-padded to the U-Net's size multiple
+ *   x_T     seeded noise at each high-resolution pixel, pixel-unshuffled
+ *   loop    x0 = unet (cat (x_t, lr), t); x_{t-1} = DDIM step (x0, x_t)
+ *   result  pixel_shuffle (x0): the residual over bicubic upsampling
+ * The whole loop runs in the unshuffled layout (a pixel shuffle is a
+ * permutation and the DDIM step works element by element), so the only
+ * shuffles are one for the noise and one for the result.  Tiles overlap and
+ * their residuals are blended with smootherstep weights.
+ */
+#include "ge-sr.h"
+#include "ge-blocks.h"
+#include "ge-rng.h"
+#include "ge-scheduler.h"
+#include "ge-unet2d.h"
+
+#include <math.h>
+#include <string.h>
+
+struct _GeSr {
+  GeModelFile *mf;
+  GeUNet2D *unet;
+  GeScheduler *sched;
+  GeCtx ctx;
+  int scale, default_steps, steps, multiple;
+  guint64 seed;
+  int tile_size, tile_overlap;
+  guint last_allocs;
+};
+
+static gboolean
+fail (GError ** error, int code, const char *path, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  char *m = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  g_set_error (error, GE_ERROR, code, "%s: %s", path, m);
+  g_free (m);
+  return FALSE;
+}
+
+/* A JSON object stored as a string in the weights' __metadata__. */
+static JsonParser *
+metadata_object (GeModelFile * mf, const char *key, JsonObject ** obj, GError ** error)
+{
+  const char *text = ge_model_file_metadata (mf, key);
+  if (!text) {
+    fail (error, GE_ERROR_UNSUPPORTED, ge_model_file_path (mf),
+        "not a super-resolution model: no \"%s\" in its metadata", key);
+    return NULL;
+  }
+  JsonParser *p = json_parser_new ();
+  GError *jerr = NULL;
+  if (!json_parser_load_from_data (p, text, -1, &jerr)
+      || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (p))) {
+    fail (error, GE_ERROR_CORRUPT, ge_model_file_path (mf), "metadata \"%s\" is not a JSON "
+        "object%s%s", key, jerr ? ": " : "", jerr ? jerr->message : "");
+    g_clear_error (&jerr);
+    g_object_unref (p);
+    return NULL;
+  }
+  *obj = json_node_get_object (json_parser_get_root (p));
+  return p;
+}
+
+GeSr *
+ge_sr_new (const char *path, GError ** error)
+{
+  GeModelFile *mf = ge_model_file_open (path, error);
+  if (!mf)
+    return NULL;
+  GeSr *sr = g_new0 (GeSr, 1);
+  sr->mf = mf;
+  JsonParser *tp = NULL, *sp = NULL;
+  JsonObject *task, *sched;
+  if (strcmp (ge_model_file_class (mf), "UNet2DModel") != 0) {
+    fail (error, GE_ERROR_UNSUPPORTED, path, "is a %s, not a diffusion super-resolution model",
+        ge_model_file_class (mf));
+    goto fail;
+  }
+  if (!(tp = metadata_object (mf, "task", &task, error))
+      || !(sp = metadata_object (mf, "scheduler", &sched, error)))
+    goto fail;
+  JsonNode *sn = json_object_get_member (task, "scale");
+  if (!sn || !JSON_NODE_HOLDS_VALUE (sn) || json_node_get_value_type (sn) != G_TYPE_INT64
+      || json_node_get_int (sn) < 1 || json_node_get_int (sn) > 8) {
+    fail (error, GE_ERROR_CORRUPT, path, "task metadata lacks an integer \"scale\" in 1..8");
+    goto fail;
+  }
+  sr->scale = (int) json_node_get_int (sn);
+  sr->default_steps = json_object_has_member (task, "num_inference_steps")
+      ? (int) json_object_get_int_member (task, "num_inference_steps") : 4;
+  sr->default_steps = CLAMP (sr->default_steps, 1, 1000);
+
+  GeSchedulerConfig cfg;
+  if (!ge_scheduler_config_from_json_as (&cfg, GE_SCHEDULER_DDIM, sched, path, error)
+      || !(sr->sched = ge_scheduler_new (&cfg, error))
+      || !(sr->unet = ge_unet2d_new (mf, error)))
+    goto fail;
+  const int s2 = 3 * sr->scale * sr->scale;
+  if (ge_unet2d_in_channels (sr->unet) != s2 + 3 || ge_unet2d_out_channels (sr->unet) != s2) {
+    fail (error, GE_ERROR_UNSUPPORTED, path, "a x%d model needs a U-Net of %d input and %d "
+        "output channels, this one has %d and %d", sr->scale, s2 + 3, s2,
+        ge_unet2d_in_channels (sr->unet), ge_unet2d_out_channels (sr->unet));
+    goto fail;
+  }
+  sr->multiple = ge_unet2d_size_multiple (sr->unet);
+  ge_ctx_init (&sr->ctx, 0);
+  g_object_unref (tp);
+  g_object_unref (sp);
+  return sr;
+
+fail:
+  g_clear_object (&tp);
+  g_clear_object (&sp);
+  ge_sr_free (sr);
+  return NULL;
+}
+
+void
+ge_sr_free (GeSr * sr)
+{
+  if (!sr)
+    return;
+  ge_unet2d_free (sr->unet);
+  ge_scheduler_free (sr->sched);
+  ge_ctx_clear (&sr->ctx);
+  ge_model_file_unref (sr->mf);
+  g_free (sr);
+}
+
+int ge_sr_scale (const GeSr * sr) { return sr->scale; }
+int ge_sr_default_steps (const GeSr * sr) { return sr->default_steps; }
+int ge_sr_min_size (const GeSr * sr) { return MAX (sr->multiple, 8); }
+guint ge_sr_n_allocs (const GeSr * sr) { return sr->last_allocs; }
+
+void
+ge_sr_set_n_threads (GeSr * sr, int n_threads)
+{
+  ge_unet2d_set_n_threads (sr->unet, n_threads);
+  ge_ctx_set_n_threads (&sr->ctx, n_threads);
+}
+
+void
+ge_sr_set_num_steps (GeSr * sr, int steps)
+{
+  sr->steps = MAX (steps, 0);
+}
+
+void
+ge_sr_set_seed (GeSr * sr, guint64 seed)
+{
+  sr->seed = seed;
+}
+
+void
+ge_sr_set_tiling (GeSr * sr, int tile_size, int tile_overlap)
+{
+  sr->tile_size = MAX (tile_size, 0);
+  sr->tile_overlap = MAX (tile_overlap, 0);
+}
+
+/* ---- tiles ----------------------------------------------------------- */
+
+/* Tile starts along one axis: equal tiles of @t pixels overlapping by at
+ * least @o, the last one flush with the end. */
+static int
+tile_starts (int len, int t, int o, int *starts, int max)
+{
+  if (t >= len) {
+    starts[0] = 0;
+    return 1;
+  }
+  const int step = MAX (t - o, 1);
+  int n = 0;
+  for (int x = 0; n < max; x += step) {
+    if (x + t >= len) {
+      starts[n++] = len - t;
+      break;
+    }
+    starts[n++] = x;
+  }
+  return n;
+}
+
+/* Blending weight across an overlap of @o pixels at position @i from the
+ * tile's edge: smootherstep, so seams have no kink. */
+static inline float
+ramp (int i, int o)
+{
+  if (o <= 0 || i >= o)
+    return 1.0f;
+  const float t = (i + 0.5f) / o;
+  return t * t * t * (t * (t * 6.0f - 15.0f) + 10.0f);
+}
+
+typedef struct {
+  int x0, y0, w, h;             /* LR rectangle of the frame */
+  int pw, ph;                   /* padded to the U-Net multiple */
+} Tile;
+
+/* Runs the sampler on one tile; leaves the HR residual in @res
+ * [3, ph*s, pw*s]. */
+static gboolean
+run_tile (GeSr * sr, const GeTensor * lr, const Tile * t, float *x_in, float *x0,
+    float *noise, float *res, GError ** error)
+{
+  GeCtx *ctx = &sr->ctx;
+  const int s = sr->scale, s2 = 3 * s * s;
+  const gsize plane = (gsize) t->ph * t->pw;
+  const int H = lr->h, W = lr->w, hs = t->ph * s, ws = t->pw * s;
+
+  /* Conditioning: the LR tile, replicate-padded. */
+  for (int c = 0; c < 3; c++)
+    for (int y = 0; y < t->ph; y++) {
+      const float *src = lr->data + ((gsize) c * H + MIN (t->y0 + y, H - 1)) * W;
+      float *dst = x_in + (s2 + c) * plane + (gsize) y * t->pw;
+      for (int x = 0; x < t->pw; x++)
+        dst[x] = src[MIN (t->x0 + x, W - 1)];
+    }
+  /* x_T: the noise of HR pixel (c, Y, X) is element ((c << 16 | Y) << 16 | X)
+   * of the seed's stream, wherever the tile starts. */
+  for (int c = 0; c < 3; c++)
+    for (int y = 0; y < hs; y++) {
+      const guint64 gy = (guint64) (t->y0 * s + y), gx = (guint64) t->x0 * s;
+      ge_rng_normal (sr->seed, (((guint64) c << 16 | gy) << 16) | gx,
+          noise + ((gsize) c * hs + y) * ws, ws);
+    }
+  GeTensor nt = { noise, 1, 3, hs, ws }, xt = { x_in, 1, s2, t->ph, t->pw };
+  ge_pixel_unshuffle (ctx, &nt, &xt, s);
+
+  const int n_steps = ge_scheduler_n_timesteps (sr->sched);
+  const gsize n = (gsize) s2 * plane;
+  for (int i = 0; i < n_steps; i++) {
+    const float ts = (float) ge_scheduler_timesteps (sr->sched)[i];
+    if (!ge_unet2d_forward (sr->unet, x_in, 1, t->ph, t->pw, &ts, x0, error))
+      return FALSE;
+    ge_scheduler_step (sr->sched, i, x0, x_in, n, 0.0f, FALSE, NULL, x_in, NULL);
+  }
+  /* With x0-prediction the last step returns x0 itself; x_in holds it. */
+  GeTensor r = { res, 1, 3, hs, ws };
+  ge_pixel_shuffle (ctx, &xt, &r, s);
+  return TRUE;
+}
+
+static inline float
+u8_to_unit (guint8 v)
+{
+  return v / 127.5f - 1.0f;
+}
+
+static inline guint8
+unit_to_u8 (float v)
+{
+  float f = (v + 1.0f) * 127.5f + 0.5f;
+  return f <= 0 ? 0 : f >= 255 ? 255 : (guint8) f;
+}
+
+gboolean
+ge_sr_process (GeSr * sr, const GeImageU8 * in, GeImageU8 * out, GError ** error)
+{
+  const int s = sr->scale, W = in->width, H = in->height, Ws = W * s, Hs = H * s;
+  const char *path = ge_model_file_path (sr->mf);
+  if (out->width != Ws || out->height != Hs)
+    return fail (error, GE_ERROR_SHAPE, path, "output is %dx%d, a x%d model makes %dx%d "
+        "from %dx%d", out->width, out->height, s, Ws, Hs, W, H);
+  if (W < ge_sr_min_size (sr) || H < ge_sr_min_size (sr))
+    return fail (error, GE_ERROR_SHAPE, path, "a %dx%d frame is too small (at least %dx%d)",
+        W, H, ge_sr_min_size (sr), ge_sr_min_size (sr));
+  if (Ws >= 65536 || Hs >= 65536)
+    return fail (error, GE_ERROR_SHAPE, path, "a %dx%d output is too large", Ws, Hs);
+  const int steps = sr->steps ? sr->steps : sr->default_steps;
+  if (ge_scheduler_n_timesteps (sr->sched) != steps
+      && !ge_scheduler_set_timesteps (sr->sched, steps, error))
+    return FALSE;
+
+  GeCtx *ctx = &sr->ctx;
+  const guint allocs0 = ge_arena_n_system_allocs (ctx->arena);
+  GeTensor lr = ge_tensor_new (ctx->arena, 1, 3, H, W);
+  const int offs[3] = { in->r, in->g, in->b };
+  for (int c = 0; c < 3; c++)
+    for (int y = 0; y < H; y++) {
+      const guint8 *row = in->data + (gsize) y * in->stride + offs[c];
+      float *dst = lr.data + ((gsize) c * H + y) * W;
+      for (int x = 0; x < W; x++)
+        dst[x] = u8_to_unit (row[(gsize) x * in->pixel_stride]);
+    }
+  GeTensor up = ge_tensor_new (ctx->arena, 1, 3, Hs, Ws);
+  ge_upsample_bicubic (ctx, &lr, &up);
+
+  /* Tile grid: one tile unless tiling is on and the frame is bigger. */
+  const int m = sr->multiple;
+  int tsz = sr->tile_size > 0 ? MAX (sr->tile_size, m) : MAX (W, H);
+  tsz = MAX (tsz, 2 * sr->tile_overlap + m);
+  const int tw = MIN (tsz, W), th = MIN (tsz, H);
+  int xs[1024], ys[1024];
+  const int nx = tile_starts (W, tw, sr->tile_overlap, xs, 1024);
+  const int ny = tile_starts (H, th, sr->tile_overlap, ys, 1024);
+  const int pw = (tw + m - 1) / m * m, ph = (th + m - 1) / m * m, s2 = 3 * s * s;
+  const gsize tplane = (gsize) pw * ph, hplane = (gsize) pw * s * ph * s;
+  float *x_in = ge_arena_alloc (ctx->arena, (s2 + 3) * tplane);
+  float *x0 = ge_arena_alloc (ctx->arena, s2 * tplane);
+  float *noise = ge_arena_alloc (ctx->arena, 3 * hplane);
+  float *res = ge_arena_alloc (ctx->arena, 3 * hplane);
+  const gboolean tiled = nx * ny > 1;
+  float *acc = NULL, *wsum = NULL;
+  if (tiled) {
+    acc = ge_arena_alloc (ctx->arena, (gsize) 3 * Hs * Ws);
+    wsum = ge_arena_alloc (ctx->arena, (gsize) Hs * Ws);
+    memset (acc, 0, sizeof (float) * 3 * Hs * Ws);
+    memset (wsum, 0, sizeof (float) * Hs * Ws);
+  }
+
+  gboolean ok = TRUE;
+  for (int ty = 0; ok && ty < ny; ty++)
+    for (int tx = 0; ok && tx < nx; tx++) {
+      Tile t = { xs[tx], ys[ty], tw, th, pw, ph };
+      ok = run_tile (sr, &lr, &t, x_in, x0, noise, res, error);
+      if (!ok || !tiled)
+        break;
+      /* Overlaps ramp in from tile edges that are not frame edges. */
+      const int o = sr->tile_overlap * s;
+      for (int y = 0; y < th * s; y++) {
+        const int gy = t.y0 * s + y;
+        const float wy = (t.y0 > 0 ? ramp (y, o) : 1.0f)
+            * (t.y0 + th < H ? ramp (th * s - 1 - y, o) : 1.0f);
+        for (int x = 0; x < tw * s; x++) {
+          const int gx = t.x0 * s + x;
+          const float w = wy * (t.x0 > 0 ? ramp (x, o) : 1.0f)
+              * (t.x0 + tw < W ? ramp (tw * s - 1 - x, o) : 1.0f);
+          wsum[(gsize) gy * Ws + gx] += w;
+          for (int c = 0; c < 3; c++)
+            acc[((gsize) c * Hs + gy) * Ws + gx] += w * res[((gsize) c * ph * s + y) * pw * s + x];
+        }
+      }
+    }
+
+  if (ok) {
+    const int oo[3] = { out->r, out->g, out->b };
+    for (int c = 0; c < 3; c++)
+      for (int y = 0; y < Hs; y++) {
+        guint8 *row = out->data + (gsize) y * out->stride + oo[c];
+        const float *u = up.data + ((gsize) c * Hs + y) * Ws;
+        for (int x = 0; x < Ws; x++) {
+          const float r = tiled
+              ? acc[((gsize) c * Hs + y) * Ws + x] / wsum[(gsize) y * Ws + x]
+              : res[((gsize) c * ph * s + y) * pw * s + x];
+          row[(gsize) x * out->pixel_stride] = unit_to_u8 (u[x] + r);
+        }
+      }
+    if (out->a >= 0) {
+      /* Alpha is not the model's business: bilinear, or opaque. */
+      GeTensor a = { lr.data, 1, 1, H, W }, au = { up.data, 1, 1, Hs, Ws };
+      if (in->a >= 0) {
+        for (int y = 0; y < H; y++)
+          for (int x = 0; x < W; x++)
+            a.data[(gsize) y * W + x] = in->data[(gsize) y * in->stride
+                + (gsize) x * in->pixel_stride + in->a];
+        ge_upsample_bilinear (ctx, &a, &au);
+      }
+      for (int y = 0; y < Hs; y++) {
+        guint8 *row = out->data + (gsize) y * out->stride + out->a;
+        for (int x = 0; x < Ws; x++) {
+          const float v = in->a >= 0 ? au.data[(gsize) y * Ws + x] + 0.5f : 255.0f;
+          row[(gsize) x * out->pixel_stride] = v >= 255 ? 255 : (guint8) v;
+        }
+      }
+    }
+  }
+  ge_arena_reset (ctx->arena);
+  sr->last_allocs = ge_arena_n_system_allocs (ctx->arena) - allocs0 + ge_unet2d_n_allocs (sr->unet);
+  return ok;
+}
