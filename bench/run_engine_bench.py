@@ -1,0 +1,83 @@
+#!/usr/bin/python3
+"""The engine benchmark of issue 2, in one run: conv2d against OpenBLAS sgemm,
+and the U-Net forward (256x256, ~4.3M parameters) in the engine against
+PyTorch and ONNX Runtime on the same weights, 1 and 2 threads, medians.
+
+    /usr/bin/python3 bench/run_engine_bench.py [--build build] [--runs 7] [--rounds 3]
+
+Each round runs the three U-Net timings back to back, so a background load
+hits all of them alike; the reported number per engine is the median over
+all rounds' medians.  Prints a markdown section for bench/RESULTS.md.
+Needs the build, /usr/bin/python3 with torch, and node (it installs
+onnxruntime-node into bench/node_modules with --ignore-scripts when missing).
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+MODEL = os.path.join(HERE, "out", "unet_bench")
+
+
+def run(cmd, cwd=ROOT, env=None):
+    e = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    e.update(env or {})
+    return subprocess.run(cmd, cwd=cwd, env=e, check=True, capture_output=True, text=True).stdout
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+
+    if not os.path.exists(os.path.join(MODEL, "unet.onnx")):
+        run(["/usr/bin/python3", os.path.join(HERE, "unet_bench_model.py")])
+    if not os.path.isdir(os.path.join(HERE, "node_modules", "onnxruntime-node")):
+        run(["npm", "install", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=HERE)
+
+    conv = run([os.path.join(args.build, "bench", "conv_bench"), "--runs", str(args.runs)])
+
+    times = {"engine": {}, "torch": {}, "ort": {}}
+    params = None
+    for _ in range(args.rounds):
+        e = json.loads(run([os.path.join(args.build, "bench", "unet_bench"), MODEL,
+                            "--runs", str(args.runs)]))
+        params = e["params"]
+        t = json.loads(run(["/usr/bin/python3", os.path.join(HERE, "torch_unet.py"),
+                            "--runs", str(args.runs)]))
+        o = json.loads(run(["node", os.path.join(HERE, "ort_unet.js"), "--runs", str(args.runs)],
+                           cwd=HERE))
+        for name, res in (("engine", e), ("torch", t), ("ort", o)):
+            for n, r in res["threads"].items():
+                times[name].setdefault(n, []).append(r["median_ms"])
+        diff = e["threads"]["1"]["max_abs_diff_vs_torch"]
+
+    med = {k: {n: statistics.median(v) for n, v in d.items()} for k, d in times.items()}
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                if l.startswith("model name")), platform.processor())
+    print("## Engine: conv2d and U-Net forward (issue 2)\n")
+    print(f"Run {time.strftime('%Y-%m-%d')} on {cpu}, {os.cpu_count()} cores, with "
+          "`/usr/bin/python3 bench/run_engine_bench.py` "
+          f"(runs {args.runs}, rounds {args.rounds}).\n")
+    print("### conv2d vs OpenBLAS sgemm (same GEMM shape, same run)\n")
+    print(conv)
+    print(f"### U-Net forward, 1x3x256x256, {params} parameters (ms, median of round medians)\n")
+    print("| threads | engine | PyTorch | ONNX Runtime | engine / ORT | engine / PyTorch |")
+    print("|---|---|---|---|---|---|")
+    for n in sorted(med["engine"]):
+        en, to, ort = med["engine"][n], med["torch"][n], med["ort"][n]
+        print(f"| {n} | {en:.1f} | {to:.1f} | {ort:.1f} | {en / ort:.2f} | {en / to:.2f} |")
+    print(f"\nEngine output vs PyTorch: max abs difference {diff:.2g}.")
+    print("\nAll round medians (ms): " + json.dumps(times))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
