@@ -32,18 +32,14 @@
 /* Each element file adds its GST_ELEMENT_REGISTER_DECLARE (name) here, e.g.
  *   GST_ELEMENT_REGISTER_DECLARE (diffusionsr);
  * and a matching GST_ELEMENT_REGISTER (name, plugin) in plugin_init. */
+GST_ELEMENT_REGISTER_DECLARE (diffusionsr);
 
 static gboolean
 plugin_init (GstPlugin * plugin)
 {
   gboolean ret = FALSE;
 
-  /* Elements register here:
-   *   ret |= GST_ELEMENT_REGISTER (diffusionsr, plugin);
-   * Until the first one lands the plugin loads with no features (returning
-   * FALSE would make GStreamer reject it), so the plugin test still catches
-   * a broken build or an unresolved symbol.  Drop this line then. */
-  ret = TRUE;
+  ret |= GST_ELEMENT_REGISTER (diffusionsr, plugin);
 
   return ret;
 }

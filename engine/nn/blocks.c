@@ -237,16 +237,56 @@ ge_upsample_load (GeModelFile * mf, const char *prefix, int channels, GeUpsample
   char *p = g_strdup_printf ("%s.conv", prefix);
   gboolean ok = ge_conv_load (mf, p, channels, channels, 3, 1, 1, TRUE, &u->conv, error);
   g_free (p);
-  return ok;
+  if (!ok)
+    return FALSE;
+  /* Output row 2i + dy reads upsampled rows 2i + dy - 1 .. 2i + dy + 1,
+   * i.e. low-resolution rows i - 1 + dy + a for a = 0, 1: taps ky fold
+   * into a = (dy + ky + 1) / 2 - dy ... tabulated below. */
+  static const int fold[2][3] = { { 0, 1, 1 }, { 0, 0, 1 } };   /* [d][k] -> a */
+  const gsize cc = (gsize) channels * channels;
+  for (int ph = 0; ph < 4; ph++) {
+    const int dy = ph / 2, dx = ph % 2;
+    float *w = ge_model_file_alloc (mf, cc * 4);
+    memset (w, 0, sizeof (float) * cc * 4);
+    for (gsize oc = 0; oc < cc; oc++)
+      for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++)
+          w[oc * 4 + fold[dy][ky] * 2 + fold[dx][kx]] += u->conv.weight[oc * 9 + ky * 3 + kx];
+    GeConv2d *c = &u->phase[ph];
+    *c = ge_conv2d_params (channels, channels, 2, 1, 0, w, u->conv.bias);
+    c->pad_top = 1 - dy;
+    c->pad_bottom = dy;
+    c->pad_left = 1 - dx;
+    c->pad_right = dx;
+    ge_conv_prepare (mf, c);
+  }
+  return TRUE;
 }
 
 GeTensor
 ge_upsample_forward (GeCtx * ctx, const GeUpsample * u, const GeTensor * x)
 {
-  /* Nearest x2 then conv; the conv reads the upsampled input as it pads. */
-  GeTensor y = ge_tensor_new (ctx->arena, x->n, u->conv.out_channels, x->h * 2, x->w * 2);
-  const GeConvInput up = { NULL, NULL, GE_ACT_NONE, 2 };
-  ge_conv2d_ex (ctx, &u->conv, x, &up, &y);
+  const int C = u->conv.out_channels, H = x->h, W = x->w;
+  GeTensor y = ge_tensor_new (ctx->arena, x->n, C, H * 2, W * 2);
+  gsize mark = ge_arena_mark (ctx->arena);
+  GeTensor ph[4];
+  for (int i = 0; i < 4; i++) {
+    ph[i] = ge_tensor_new (ctx->arena, x->n, C, H, W);
+    ge_conv2d (ctx, &u->phase[i], x, &ph[i]);
+  }
+  /* Interleave the phases: y[2i + dy][2j + dx] = phase (dy, dx)[i][j]. */
+  for (int nc = 0; nc < x->n * C; nc++)
+    for (int i = 0; i < H; i++)
+      for (int dy = 0; dy < 2; dy++) {
+        const float *a = ph[dy * 2].data + ((gsize) nc * H + i) * W;
+        const float *b = ph[dy * 2 + 1].data + ((gsize) nc * H + i) * W;
+        float *row = y.data + ((gsize) nc * 2 * H + 2 * i + dy) * 2 * W;
+        for (int j = 0; j < W; j++) {
+          row[2 * j] = a[j];
+          row[2 * j + 1] = b[j];
+        }
+      }
+  ge_arena_release (ctx->arena, mark);
   return y;
 }
 
