@@ -100,8 +100,11 @@ void
 ge_gemm_packed (int m, int n, int k, const float *ap, const float *b, const int *boff,
     float *c, int ldc, const float *bias, gboolean accumulate)
 {
-  for (int k0 = 0; k0 < k; k0 += KC) {
-    const int kc = MIN (KC, k - k0);
+  /* Equal slices: a short last slice would pay a full load/store of the C
+   * tile for a few k. */
+  const int n_slices = (k + KC - 1) / KC, slice = (k + n_slices - 1) / n_slices;
+  for (int k0 = 0; k0 < k; k0 += slice) {
+    const int kc = MIN (slice, k - k0);
     const gboolean acc = accumulate || k0 > 0;
     for (int j = 0; j < n; j += GE_NR) {
       const int cols = MIN (GE_NR, n - j);
