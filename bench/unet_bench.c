@@ -86,9 +86,9 @@ main (int argc, char **argv)
       maxdiff = fmax (maxdiff, fabs (out[i] - ref[i]));
     qsort (ms, runs, sizeof (double), cmp_double);
     printf ("%s\"%d\": {\"median_ms\": %.2f, \"min_ms\": %.2f, \"allocs_per_run\": %u, "
-        "\"max_abs_diff_vs_torch\": %.3g}", threads > 1 ? ", " : "", threads,
-        runs % 2 ? ms[runs / 2] : 0.5 * (ms[runs / 2 - 1] + ms[runs / 2]), ms[0],
-        ge_unet2d_n_allocs (u), maxdiff);
+        "\"workspace_mb\": %.1f, \"max_abs_diff_vs_torch\": %.3g}", threads > 1 ? ", " : "",
+        threads, runs % 2 ? ms[runs / 2] : 0.5 * (ms[runs / 2 - 1] + ms[runs / 2]), ms[0],
+        ge_unet2d_n_allocs (u), ge_unet2d_workspace_bytes (u) / 1048576.0, maxdiff);
     g_free (ms);
   }
   printf ("}}\n");

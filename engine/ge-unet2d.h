@@ -36,5 +36,7 @@ void ge_unet2d_set_tap (GeUNet2D * u, GeModelTap tap, void *user_data);
 
 /* Allocations the last forward made (0 once shapes repeat). */
 guint ge_unet2d_n_allocs (const GeUNet2D * u);
+/* Bytes of activation memory planned for the largest input so far. */
+gsize ge_unet2d_workspace_bytes (const GeUNet2D * u);
 
 G_END_DECLS

@@ -326,17 +326,16 @@ GeTensor
 ge_mid_block_forward (GeCtx * ctx, const GeMidBlock * m, const GeTensor * x,
     const float *temb_act, GeTapFunc tap, void *tap_data, const char *prefix)
 {
-  GeTensor y = ge_tensor_new (ctx->arena, x->n, x->c, x->h, x->w);
-  gsize mark = ge_arena_mark (ctx->arena);
   GeTensor h = ge_resnet_forward (ctx, &m->res0, x, temb_act);
   tap_at (tap, tap_data, &h, "%s.resnets.0", prefix);
   if (m->has_attn) {
-    h = ge_attn_forward (ctx, &m->attn, &h);
+    GeTensor a = ge_attn_forward (ctx, &m->attn, &h);
+    ge_arena_free_floats (ctx->arena, h.data);
+    h = a;
     tap_at (tap, tap_data, &h, "%s.attentions.0", prefix);
   }
-  h = ge_resnet_forward (ctx, &m->res1, &h, temb_act);
-  memcpy (y.data, h.data, sizeof (float) * ge_tensor_numel (&y));
-  ge_arena_release (ctx->arena, mark);
+  GeTensor y = ge_resnet_forward (ctx, &m->res1, &h, temb_act);
+  ge_arena_free_floats (ctx->arena, h.data);
   return y;
 }
 

@@ -370,6 +370,12 @@ ge_unet2d_n_allocs (const GeUNet2D * u)
   return u->last_allocs;
 }
 
+gsize
+ge_unet2d_workspace_bytes (const GeUNet2D * u)
+{
+  return ge_arena_capacity (u->ctx.arena);
+}
+
 static void
 tap (GeUNet2D * u, const GeTensor * t, const char *fmt, ...)
 {
@@ -444,7 +450,9 @@ ge_unet2d_forward (GeUNet2D * u, const float *x, int n, int h, int w,
       hcur = ge_resnet_forward (ctx, &lv->resnets[l], &hcur, emb_act);
       tap (u, &hcur, "down_blocks.%d.resnets.%d", i, l);
       if (lv->attn) {
-        hcur = ge_attn_forward (ctx, &lv->attns[l], &hcur);
+        GeTensor a = ge_attn_forward (ctx, &lv->attns[l], &hcur);
+        ge_arena_free_floats (ctx->arena, hcur.data);
+        hcur = a;
         tap (u, &hcur, "down_blocks.%d.attentions.%d", i, l);
       }
       skips[n_skips++] = hcur;
@@ -455,21 +463,36 @@ ge_unet2d_forward (GeUNet2D * u, const float *x, int n, int h, int w,
     }
     tap (u, &hcur, "down_blocks.%d", i);
   }
-  hcur = ge_mid_block_forward (ctx, &u->mid, &hcur, emb_act, u->tap ? mid_tap : NULL,
-      u, "mid_block");
+  {
+    GeTensor m = ge_mid_block_forward (ctx, &u->mid, &hcur, emb_act, u->tap ? mid_tap : NULL,
+        u, "mid_block");
+    /* hcur is the last skip too: it stays. */
+    hcur = m;
+  }
   tap (u, &hcur, "mid_block");
   for (int i = 0; i < u->n_levels; i++) {
     const Level *lv = &u->up[i];
+    /* Tensors are freed as soon as they are dead, so the next ones reuse
+     * memory that is still in cache. */
     for (int l = 0; l < lv->n_layers; l++) {
       const GeTensor *skip = &skips[--n_skips];
       GeTensor cat = ge_tensor_new (ctx->arena, n, hcur.c + skip->c, hcur.h, hcur.w);
       ge_concat_channels (ctx, &hcur, skip, &cat);
+      ge_arena_free_floats (ctx->arena, hcur.data);
+      ge_arena_free_floats (ctx->arena, skip->data);
       hcur = ge_resnet_forward (ctx, &lv->resnets[l], &cat, emb_act);
-      if (lv->attn)
-        hcur = ge_attn_forward (ctx, &lv->attns[l], &hcur);
+      ge_arena_free_floats (ctx->arena, cat.data);
+      if (lv->attn) {
+        GeTensor a = ge_attn_forward (ctx, &lv->attns[l], &hcur);
+        ge_arena_free_floats (ctx->arena, hcur.data);
+        hcur = a;
+      }
     }
-    if (lv->has_sampler)
-      hcur = ge_upsample_forward (ctx, &lv->up, &hcur);
+    if (lv->has_sampler) {
+      GeTensor up = ge_upsample_forward (ctx, &lv->up, &hcur);
+      ge_arena_free_floats (ctx->arena, hcur.data);
+      hcur = up;
+    }
     tap (u, &hcur, "up_blocks.%d", i);
   }
   GeConvInput norm_out = ge_group_norm_input (ctx, &u->norm_out, &hcur, GE_ACT_SILU);
