@@ -1,0 +1,133 @@
+#!/usr/bin/python3
+"""Writes the tiny models the diffusionsr element tests load (tests/elements/models/).
+
+Run from the repository root when the model-file format changes:
+    /usr/bin/python3 tests/elements/make_test_models.py
+
+The files are in exactly the format of the shipped models (engine/ge-sr.h, models/sr/train.py):
+a diffusers UNet2DModel working at low resolution, whose input is the noisy high-resolution
+residual pixel-unshuffled by the scale concatenated with the low-resolution image
+(in_channels 3*s*s + 3, out_channels 3*s*s), a DDIMScheduler config (trailing timesteps,
+"sample" prediction) and the task ({"scale": s, "num_inference_steps": 2, ...}).  Weights are
+random (fixed seed), so the outputs mean nothing, but they do depend on the noise and on the
+image, which is what the element tests need (seeds change bytes, tiles must agree).
+
+Besides the two working models it writes broken ones for the error paths:
+  truncated.safetensors      a working model cut in the middle of its tensor data
+  not-a-model.safetensors    text, not a safetensors file at all
+  wrong-architecture.safetensors  a valid AutoencoderKL file, not a UNet2DModel
+  wrong-scale.safetensors    an x2 UNet whose task claims scale 4 (channels do not match)
+The working models are named like the installed ones (diffusionsr-x2/-x4.safetensors) so
+that the tests can point GST_GENERATIVE_MODEL_DIR here and run the element with no
+properties set.
+"""
+
+import json
+import os
+import sys
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "models", "common"))
+import diffusers_torch as dt  # noqa: E402
+import st  # noqa: E402
+
+OUT = os.path.join(ROOT, "tests", "elements", "models")
+
+
+def scheduler_config():
+    return {
+        "_class_name": "DDIMScheduler",
+        "_diffusers_version": dt.DIFFUSERS_VERSION,
+        "num_train_timesteps": 1000,
+        "beta_start": 0.0001,
+        "beta_end": 0.02,
+        "beta_schedule": "squaredcos_cap_v2",
+        "trained_betas": None,
+        "clip_sample": False,
+        "clip_sample_range": 1.0,
+        "set_alpha_to_one": True,
+        "steps_offset": 0,
+        "prediction_type": "sample",
+        "thresholding": False,
+        "dynamic_thresholding_ratio": 0.995,
+        "sample_max_value": 1.0,
+        "timestep_spacing": "trailing",
+        "rescale_betas_zero_snr": False,
+    }
+
+
+def unet(s, seed):
+    """A two-level UNet (8, 16 channels): a few thousand parameters."""
+    torch.manual_seed(seed)
+    m = dt.UNet2DModel(
+        sample_size=None, in_channels=3 * s * s + 3, out_channels=3 * s * s,
+        down_block_types=["DownBlock2D"] * 2, up_block_types=["UpBlock2D"] * 2,
+        block_out_channels=[8, 16], layers_per_block=1, norm_num_groups=4,
+        add_attention=False, attention_head_dim=None, flip_sin_to_cos=True, freq_shift=0,
+        downsample_padding=1, act_fn="silu", norm_eps=1e-5)
+    # With PyTorch's default init the predicted residual moves 8-bit pixels by about 25
+    # levels (std), mostly passed-through noise; a tenth of conv_out brings that to a few
+    # levels, still clearly seed-dependent, so that the tiling tolerance means something.
+    with torch.no_grad():
+        m.conv_out.weight.mul_(0.1)
+    return m
+
+
+def metadata(model, task):
+    return {
+        "format": "pt",
+        "architecture": "UNet2DModel",
+        "config": json.dumps(model.config_dict()),
+        "scheduler": json.dumps(scheduler_config()),
+        "task": json.dumps(task),
+    }
+
+
+def task(s):
+    # residual_scale 1: the U-Net's output is the residual itself, whichever way a reader
+    # treats the key.
+    return {"scale": s, "num_inference_steps": 2, "residual_scale": 1.0}
+
+
+def save_sr(path, s, seed, task_scale=None):
+    m = unet(s, seed)
+    t = task(task_scale or s)
+    st.save(path, m.state_dict(), metadata(m, t))
+    return path
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    x2 = save_sr(os.path.join(OUT, "diffusionsr-x2.safetensors"), 2, 1)
+    save_sr(os.path.join(OUT, "diffusionsr-x4.safetensors"), 4, 2)
+    save_sr(os.path.join(OUT, "wrong-scale.safetensors"), 2, 3, task_scale=4)
+
+    with open(x2, "rb") as f:
+        data = f.read()
+    with open(os.path.join(OUT, "truncated.safetensors"), "wb") as f:
+        f.write(data[: len(data) * 2 // 3])
+
+    with open(os.path.join(OUT, "not-a-model.safetensors"), "w") as f:
+        f.write("This is a text file, not a safetensors model.\n")
+
+    torch.manual_seed(4)
+    vae = dt.AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2, block_out_channels=[8, 8], layers_per_block=1,
+        latent_channels=2, norm_num_groups=4)
+    st.save(os.path.join(OUT, "wrong-architecture.safetensors"), vae.state_dict(), {
+        "format": "pt",
+        "architecture": "AutoencoderKL",
+        "config": json.dumps(vae.config_dict()),
+        "scheduler": json.dumps(scheduler_config()),
+        "task": json.dumps(task(2)),
+    })
+
+    for name in sorted(os.listdir(OUT)):
+        print("%8d %s" % (os.path.getsize(os.path.join(OUT, name)), name))
+
+
+if __name__ == "__main__":
+    main()
