@@ -4,7 +4,8 @@
  * The model file is a .safetensors whose __metadata__ holds, besides the
  * UNet2DModel "architecture" and "config", a DDIMScheduler config under
  * "scheduler" and the task under "task" (JSON: {"scale": 2,
- * "num_inference_steps": 4, ...}; see models/sr/MODEL.md).  The U-Net runs
+ * "num_inference_steps": 4, "residual_scale": 5.0}; see models/sr/MODEL.md).
+ * The U-Net runs
  * at the low resolution: its input is the noisy high-resolution residual,
  * pixel-unshuffled by the scale, concatenated with the low-resolution image;
  * it predicts the residual over bicubic upsampling.

@@ -73,6 +73,7 @@ typedef struct {
   const GeConvInput *in;
   GeTensor *out;                /* [n, c, pt + h*up + pb, pl + w*up + pr] */
   int pt, pl;
+  gboolean interleaved;         /* rows stored [n][y][c][x] */
 } PrepJob;
 
 GE_VECTOR_CLONES static void
@@ -97,15 +98,26 @@ prep_task (void *data, int t, int thread)
   const int up = in && in->upsample > 1 ? in->upsample : 1;
   const int ow = j->out->w, oh = j->out->h, iw = x->w * up, ih = x->h * up;
   const float *src = x->data + (gsize) t * x->h * x->w;
-  float *dst = j->out->data + (gsize) t * oh * ow;
+  /* Row y of this channel is at dst + y * pitch. */
+  const int n = t / x->c, c = t % x->c;
+  float *dst;
+  gsize pitch;
+  if (j->interleaved) {
+    dst = j->out->data + ((gsize) n * oh * x->c + c) * ow;
+    pitch = (gsize) x->c * ow;
+  } else {
+    dst = j->out->data + (gsize) t * oh * ow;
+    pitch = ow;
+  }
   const float s = in && in->scale ? in->scale[t] : 1.0f;
   const float b = in && in->shift ? in->shift[t] : 0.0f;
   const GeAct act = in ? in->act : GE_ACT_NONE;
   const gboolean identity = s == 1.0f && b == 0.0f && act == GE_ACT_NONE;
 
-  memset (dst, 0, sizeof (float) * ow * j->pt);
+  for (int y = 0; y < j->pt; y++)
+    memset (dst + y * pitch, 0, sizeof (float) * ow);
   for (int y = 0; y < ih; y++) {
-    float *row = dst + (gsize) (j->pt + y) * ow;
+    float *row = dst + (gsize) (j->pt + y) * pitch;
     /* Pads are a float or two: stores, not memset calls (one per row
      * added up to 4 % of a U-Net forward). */
     for (int i = 0; i < j->pl; i++)
@@ -113,7 +125,7 @@ prep_task (void *data, int t, int thread)
     for (int i = j->pl + iw; i < ow; i++)
       row[i] = 0.0f;
     if (y % up) {               /* an upsampled row repeats the one above */
-      memcpy (row + j->pl, row + j->pl - ow, sizeof (float) * iw);
+      memcpy (row + j->pl, row + j->pl - pitch, sizeof (float) * iw);
       continue;
     }
     const float *s_row = src + (gsize) (y / up) * x->w;
@@ -137,19 +149,21 @@ prep_task (void *data, int t, int thread)
       }
     }
   }
-  const int done = j->pt + ih;
-  memset (dst + (gsize) done * ow, 0, sizeof (float) * ow * (oh - done));
+  for (int y = j->pt + ih; y < oh; y++)
+    memset (dst + y * pitch, 0, sizeof (float) * ow);
 }
 
-/* The conv's real input, transformed, upsampled and padded, in the arena. */
+/* The conv's real input, transformed, upsampled and padded, in the arena;
+ * @interleaved stores the rows of all channels of one y together (the
+ * GeTensor then only carries the sizes). */
 static GeTensor
 prepare (GeCtx * ctx, const GeTensor * x, const GeConvInput * in, int pt, int pl, int pb,
-    int pr)
+    int pr, gboolean interleaved)
 {
   const int up = in && in->upsample > 1 ? in->upsample : 1;
   GeTensor out = ge_tensor_new (ctx->arena, x->n, x->c, pt + x->h * up + pb,
       pl + x->w * up + pr);
-  PrepJob j = { x, in, &out, pt, pl };
+  PrepJob j = { x, in, &out, pt, pl, interleaved };
   ge_pool_run (ctx->pool, x->n * x->c, prep_task, &j);
   return out;
 }
@@ -166,6 +180,7 @@ typedef struct {
   int cout_splits, cout_per_split;
   const int *boff;              /* implicit: tap offsets in the padded input */
   gboolean wide;                /* implicit: rows of a band run as one */
+  gsize row_pitch;              /* implicit: floats from one input row to the next */
   float *scratch;               /* per thread: col + offsets */
   gsize scratch_floats;
 } ConvJob;
@@ -241,13 +256,14 @@ implicit_task (void *data, int task, int thread)
     return;
   const GeConv2d *p = j->p;
   const int wp = j->x->w;
+  const gsize pitch = j->row_pitch;
   const float *ap = p->packed + (gsize) c0 * j->K;
   const float *bias = p->bias ? p->bias + c0 : NULL;
   const float *xn = j->x->data + (gsize) n * j->x->c * j->x->h * wp;
   float *yn = j->y->data + ((gsize) n * j->y->c + c0) * j->opix;
   if (!j->wide) {
     for (int oy = y0; oy < y1; oy++)
-      ge_gemm_packed (nco, j->ow, j->K, ap, xn + (gsize) oy * wp, j->boff,
+      ge_gemm_packed (nco, j->ow, j->K, ap, xn + (gsize) oy * pitch, j->boff,
           yn + (gsize) oy * j->ow, j->opix, bias, FALSE);
     return;
   }
@@ -333,23 +349,28 @@ ge_conv2d_ex (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvI
   if (p->packed && p->groups == 1 && p->stride_h == 1 && p->stride_w == 1
       && p->dil_h == 1 && p->dil_w == 1) {
     /* Implicit GEMM over the padded input: tap (ci, ky, kx) of output row
-     * y, column x is xp[ci][y + ky][x + kx]. */
+     * y, column x is xp[ci][y + ky][x + kx].  The padded copy keeps the
+     * rows of all channels at one y together, so the taps of an output row
+     * are one contiguous block instead of pages scattered over the planes.
+     * Narrow images run a band's rows as one long row (see implicit_task),
+     * which needs plain planes. */
+    /* Rows whose width leaves a quarter or more of the last panel empty. */
+    j.wide = j.ow % GE_NR != 0 && (GE_NR - j.ow % GE_NR) * 4 >= j.ow / GE_NR * GE_NR + GE_NR;
     GeTensor xp = *x;
     const gboolean padded = p->pad_top || p->pad_left || p->pad_bottom || p->pad_right;
+    const gboolean interleaved = (needs_prep || padded) && !j.wide;
     if (needs_prep || padded)
-      xp = prepare (ctx, x, in, p->pad_top, p->pad_left, p->pad_bottom, p->pad_right);
+      xp = prepare (ctx, x, in, p->pad_top, p->pad_left, p->pad_bottom, p->pad_right,
+          interleaved);
     int *boff = (int *) ge_arena_alloc (ctx->arena, j.K);
     for (int ci = 0, k = 0; ci < j.cin_g; ci++)
       for (int ky = 0; ky < p->kh; ky++)
         for (int kx = 0; kx < p->kw; kx++)
-          boff[k++] = (ci * xp.h + ky) * xp.w + kx;
+          boff[k++] = (interleaved ? ky * j.cin_g + ci : ci * xp.h + ky) * xp.w + kx;
+    j.row_pitch = interleaved ? (gsize) j.cin_g * xp.w : (gsize) xp.w;
     j.x = &xp;
     j.boff = boff;
-    /* The kernel reads output row y from input row y with stride xp.w:
-     * the output's row pitch must be the input's for the same offsets. */
     j.band = MAX (1, IMPLICIT_BAND_PIX / j.ow);
-    /* Rows whose width leaves a quarter or more of the last panel empty. */
-    j.wide = j.ow % GE_NR != 0 && (GE_NR - j.ow % GE_NR) * 4 >= j.ow / GE_NR * GE_NR + GE_NR;
     if (j.wide)
       j.band = MAX (1, 1024 / xp.w);
     j.n_bands = (j.oh + j.band - 1) / j.band;
@@ -366,7 +387,7 @@ ge_conv2d_ex (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvI
 
   GeTensor xin = *x;
   if (needs_prep)
-    xin = prepare (ctx, x, in, 0, 0, 0, 0);
+    xin = prepare (ctx, x, in, 0, 0, 0, 0, FALSE);
   j.x = &xin;
   /* Band: col fits BAND_FLOATS, a whole number of kernel panels. */
   j.band = (int) MAX (GE_NR, BAND_FLOATS / MAX (j.K, 1) / GE_NR * GE_NR);

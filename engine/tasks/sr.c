@@ -4,7 +4,9 @@
  *   lr      the tile, replicate-padded to the U-Net's size multiple
  *   x_T     seeded noise at each high-resolution pixel, pixel-unshuffled
  *   loop    x0 = unet (cat (x_t, lr), t); x_{t-1} = DDIM step (x0, x_t)
- *   result  pixel_shuffle (x0): the residual over bicubic upsampling
+ *   result  pixel_shuffle (x0) / residual_scale: the residual over bicubic
+ *           upsampling (the model is trained on the residual times a
+ *           constant that brings it to unit scale)
  * The whole loop runs in the unshuffled layout (a pixel shuffle is a
  * permutation and the DDIM step works element by element), so the only
  * shuffles are one for the noise and one for the result.  Tiles overlap and
@@ -25,6 +27,7 @@ struct _GeSr {
   GeScheduler *sched;
   GeCtx ctx;
   int scale, default_steps, steps, multiple;
+  float residual_scale;         /* the U-Net works on residual * this */
   guint64 seed;
   int tile_size, tile_overlap;
   guint last_allocs;
@@ -94,6 +97,12 @@ ge_sr_new (const char *path, GError ** error)
   sr->default_steps = json_object_has_member (task, "num_inference_steps")
       ? (int) json_object_get_int_member (task, "num_inference_steps") : 4;
   sr->default_steps = CLAMP (sr->default_steps, 1, 1000);
+  sr->residual_scale = json_object_has_member (task, "residual_scale")
+      ? (float) json_object_get_double_member (task, "residual_scale") : 1.0f;
+  if (!(sr->residual_scale > 0 && sr->residual_scale < 1e6)) {
+    fail (error, GE_ERROR_CORRUPT, path, "task \"residual_scale\" must be positive");
+    goto fail;
+  }
 
   GeSchedulerConfig cfg;
   if (!ge_scheduler_config_from_json_as (&cfg, GE_SCHEDULER_DDIM, sched, path, error)
@@ -340,6 +349,7 @@ ge_sr_process (GeSr * sr, const GeImageU8 * in, GeImageU8 * out, GError ** error
 
   if (ok) {
     const int oo[3] = { out->r, out->g, out->b };
+    const float inv_rs = 1.0f / sr->residual_scale;
     for (int c = 0; c < 3; c++)
       for (int y = 0; y < Hs; y++) {
         guint8 *row = out->data + (gsize) y * out->stride + oo[c];
@@ -348,7 +358,7 @@ ge_sr_process (GeSr * sr, const GeImageU8 * in, GeImageU8 * out, GError ** error
           const float r = tiled
               ? acc[((gsize) c * Hs + y) * Ws + x] / wsum[(gsize) y * Ws + x]
               : res[((gsize) c * ph * s + y) * pw * s + x];
-          row[(gsize) x * out->pixel_stride] = unit_to_u8 (u[x] + r);
+          row[(gsize) x * out->pixel_stride] = unit_to_u8 (u[x] + r * inv_rs);
         }
       }
     if (out->a >= 0) {
