@@ -97,35 +97,41 @@ cubic_weights (float t, float w[4])
   w[3] = ((A * x - 5.0f * A) * x + 8.0f * A) * x - 4.0f * A;
 }
 
+typedef struct {
+  const GeTensor *x;
+  GeTensor *y;
+  const int *xi;                /* [ow][4] source columns */
+  const float *xw;              /* [ow][4] their weights */
+  float *rows;                  /* per thread: one source-width row */
+} BicubicJob;
+
+/* Separable: the 4 source rows are blended vertically into one row, then
+ * each output pixel blends 4 of its columns with tabulated weights. */
 static void
 bicubic_task (void *data, int t, int thread)
 {
-  const RsJob *j = data;
+  const BicubicJob *j = data;
   const int H = j->x->h, W = j->x->w, OH = j->y->h, OW = j->y->w;
   const float *src = j->x->data + (gsize) t * H * W;
   float *dst = j->y->data + (gsize) t * OH * OW;
-  const float sy = (float) H / OH, sx = (float) W / OW;
+  float *tmp = j->rows + (gsize) thread * W;
+  const float sy = (float) H / OH;
   for (int oy = 0; oy < OH; oy++) {
     const float fy = (oy + 0.5f) * sy - 0.5f;
     const int iy = (int) floorf (fy);
     float wy[4];
     cubic_weights (fy - iy, wy);
-    const float *rows[4];
-    for (int k = 0; k < 4; k++)
-      rows[k] = src + (gsize) CLAMP (iy - 1 + k, 0, H - 1) * W;
+    const float *r0 = src + (gsize) CLAMP (iy - 1, 0, H - 1) * W;
+    const float *r1 = src + (gsize) CLAMP (iy, 0, H - 1) * W;
+    const float *r2 = src + (gsize) CLAMP (iy + 1, 0, H - 1) * W;
+    const float *r3 = src + (gsize) CLAMP (iy + 2, 0, H - 1) * W;
+    for (int x = 0; x < W; x++)
+      tmp[x] = wy[0] * r0[x] + wy[1] * r1[x] + wy[2] * r2[x] + wy[3] * r3[x];
+    float *d = dst + (gsize) oy * OW;
     for (int ox = 0; ox < OW; ox++) {
-      const float fx = (ox + 0.5f) * sx - 0.5f;
-      const int ix = (int) floorf (fx);
-      float wx[4];
-      cubic_weights (fx - ix, wx);
-      int xs[4];
-      for (int k = 0; k < 4; k++)
-        xs[k] = CLAMP (ix - 1 + k, 0, W - 1);
-      float acc = 0;
-      for (int r = 0; r < 4; r++)
-        acc += wy[r] * (wx[0] * rows[r][xs[0]] + wx[1] * rows[r][xs[1]]
-            + wx[2] * rows[r][xs[2]] + wx[3] * rows[r][xs[3]]);
-      dst[(gsize) oy * OW + ox] = acc;
+      const int *xi = j->xi + 4 * ox;
+      const float *xw = j->xw + 4 * ox;
+      d[ox] = xw[0] * tmp[xi[0]] + xw[1] * tmp[xi[1]] + xw[2] * tmp[xi[2]] + xw[3] * tmp[xi[3]];
     }
   }
 }
@@ -134,8 +140,21 @@ void
 ge_upsample_bicubic (GeCtx * ctx, const GeTensor * x, GeTensor * y)
 {
   g_return_if_fail (y->n == x->n && y->c == x->c);
-  RsJob j = { x, y, 0 };
+  const gsize mark = ge_arena_mark (ctx->arena);
+  int *xi = (int *) ge_arena_alloc (ctx->arena, (gsize) 4 * y->w);
+  float *xw = ge_arena_alloc (ctx->arena, (gsize) 4 * y->w);
+  const float sx = (float) x->w / y->w;
+  for (int ox = 0; ox < y->w; ox++) {
+    const float fx = (ox + 0.5f) * sx - 0.5f;
+    const int ix = (int) floorf (fx);
+    cubic_weights (fx - ix, xw + 4 * ox);
+    for (int k = 0; k < 4; k++)
+      xi[4 * ox + k] = CLAMP (ix - 1 + k, 0, x->w - 1);
+  }
+  BicubicJob j = { x, y, xi, xw,
+    ge_arena_alloc (ctx->arena, (gsize) x->w * ge_pool_n_threads (ctx->pool)) };
   ge_pool_run (ctx->pool, x->n * x->c, bicubic_task, &j);
+  ge_arena_release (ctx->arena, mark);
 }
 
 static void

@@ -31,6 +31,12 @@ struct _GeSr {
   guint64 seed;
   int tile_size, tile_overlap;
   guint last_allocs;
+  /* x_T of every tile, unshuffled: with a fixed seed it is the same for
+   * every frame of a size, and drawing 3 normals per output pixel is a
+   * good part of a small model's frame time. */
+  float *noise_cache;
+  gsize noise_cache_len;
+  guint64 noise_key[4];         /* seed, width, height, tiling */
 };
 
 static gboolean
@@ -138,6 +144,7 @@ ge_sr_free (GeSr * sr)
   ge_scheduler_free (sr->sched);
   ge_ctx_clear (&sr->ctx);
   ge_model_file_unref (sr->mf);
+  g_free (sr->noise_cache);
   g_free (sr);
 }
 
@@ -215,7 +222,7 @@ typedef struct {
  * [3, ph*s, pw*s]. */
 static gboolean
 run_tile (GeSr * sr, const GeTensor * lr, const Tile * t, float *x_in, float *x0,
-    float *noise, float *res, GError ** error)
+    float *noise, float *res, const float *cached, float *to_cache, GError ** error)
 {
   GeCtx *ctx = &sr->ctx;
   const int s = sr->scale, s2 = 3 * s * s;
@@ -232,14 +239,20 @@ run_tile (GeSr * sr, const GeTensor * lr, const Tile * t, float *x_in, float *x0
     }
   /* x_T: the noise of HR pixel (c, Y, X) is element ((c << 16 | Y) << 16 | X)
    * of the seed's stream, wherever the tile starts. */
-  for (int c = 0; c < 3; c++)
-    for (int y = 0; y < hs; y++) {
-      const guint64 gy = (guint64) (t->y0 * s + y), gx = (guint64) t->x0 * s;
-      ge_rng_normal (sr->seed, (((guint64) c << 16 | gy) << 16) | gx,
-          noise + ((gsize) c * hs + y) * ws, ws);
-    }
-  GeTensor nt = { noise, 1, 3, hs, ws }, xt = { x_in, 1, s2, t->ph, t->pw };
-  ge_pixel_unshuffle (ctx, &nt, &xt, s);
+  GeTensor xt = { x_in, 1, s2, t->ph, t->pw };
+  if (cached)
+    memcpy (x_in, cached, sizeof (float) * s2 * plane);
+  else {
+    for (int c = 0; c < 3; c++)
+      for (int y = 0; y < hs; y++) {
+        const guint64 gy = (guint64) (t->y0 * s + y), gx = (guint64) t->x0 * s;
+        ge_rng_normal (sr->seed, (((guint64) c << 16 | gy) << 16) | gx,
+            noise + ((gsize) c * hs + y) * ws, ws);
+      }
+    GeTensor nt = { noise, 1, 3, hs, ws };
+    ge_pixel_unshuffle (ctx, &nt, &xt, s);
+    memcpy (to_cache, x_in, sizeof (float) * s2 * plane);
+  }
 
   const int n_steps = ge_scheduler_n_timesteps (sr->sched);
   const gsize n = (gsize) s2 * plane;
@@ -315,6 +328,16 @@ ge_sr_process (GeSr * sr, const GeImageU8 * in, GeImageU8 * out, GError ** error
   float *noise = ge_arena_alloc (ctx->arena, 3 * hplane);
   float *res = ge_arena_alloc (ctx->arena, 3 * hplane);
   const gboolean tiled = nx * ny > 1;
+  const gsize per_tile = (gsize) s2 * tplane;
+  const guint64 key[4] = { sr->seed, (guint64) W << 32 | H,
+    (guint64) tw << 32 | th, (guint64) sr->tile_overlap };
+  const gboolean cached = sr->noise_cache && memcmp (key, sr->noise_key, sizeof (key)) == 0;
+  if (!cached) {
+    g_free (sr->noise_cache);
+    sr->noise_cache_len = per_tile * nx * ny;
+    sr->noise_cache = g_new (float, sr->noise_cache_len);
+    memcpy (sr->noise_key, key, sizeof (key));
+  }
   float *acc = NULL, *wsum = NULL;
   if (tiled) {
     acc = ge_arena_alloc (ctx->arena, (gsize) 3 * Hs * Ws);
@@ -327,7 +350,8 @@ ge_sr_process (GeSr * sr, const GeImageU8 * in, GeImageU8 * out, GError ** error
   for (int ty = 0; ok && ty < ny; ty++)
     for (int tx = 0; ok && tx < nx; tx++) {
       Tile t = { xs[tx], ys[ty], tw, th, pw, ph };
-      ok = run_tile (sr, &lr, &t, x_in, x0, noise, res, error);
+      float *slot = sr->noise_cache + per_tile * (ty * nx + tx);
+      ok = run_tile (sr, &lr, &t, x_in, x0, noise, res, cached ? slot : NULL, slot, error);
       if (!ok || !tiled)
         break;
       /* Overlaps ramp in from tile edges that are not frame edges. */
@@ -380,7 +404,10 @@ ge_sr_process (GeSr * sr, const GeImageU8 * in, GeImageU8 * out, GError ** error
       }
     }
   }
+  if (!ok)                      /* a half-filled cache must not be reused */
+    g_clear_pointer (&sr->noise_cache, g_free);
   ge_arena_reset (ctx->arena);
-  sr->last_allocs = ge_arena_n_system_allocs (ctx->arena) - allocs0 + ge_unet2d_n_allocs (sr->unet);
+  sr->last_allocs = ge_arena_n_system_allocs (ctx->arena) - allocs0 + ge_unet2d_n_allocs (sr->unet)
+      + (cached ? 0 : 1);
   return ok;
 }
