@@ -263,6 +263,29 @@ ge_upsample_load (GeModelFile * mf, const char *prefix, int channels, GeUpsample
   return TRUE;
 }
 
+typedef struct {
+  const GeTensor *ph;
+  GeTensor *y;
+} PhaseJob;
+
+/* y[2i + dy][2j + dx] = phase (dy, dx)[i][j], one channel per task. */
+static void
+interleave_task (void *data, int nc, int thread)
+{
+  const PhaseJob *j = data;
+  const int H = j->ph[0].h, W = j->ph[0].w;
+  for (int i = 0; i < H; i++)
+    for (int dy = 0; dy < 2; dy++) {
+      const float *a = j->ph[dy * 2].data + ((gsize) nc * H + i) * W;
+      const float *b = j->ph[dy * 2 + 1].data + ((gsize) nc * H + i) * W;
+      float *row = j->y->data + ((gsize) nc * 2 * H + 2 * i + dy) * 2 * W;
+      for (int x = 0; x < W; x++) {
+        row[2 * x] = a[x];
+        row[2 * x + 1] = b[x];
+      }
+    }
+}
+
 GeTensor
 ge_upsample_forward (GeCtx * ctx, const GeUpsample * u, const GeTensor * x)
 {
@@ -274,18 +297,8 @@ ge_upsample_forward (GeCtx * ctx, const GeUpsample * u, const GeTensor * x)
     ph[i] = ge_tensor_new (ctx->arena, x->n, C, H, W);
     ge_conv2d (ctx, &u->phase[i], x, &ph[i]);
   }
-  /* Interleave the phases: y[2i + dy][2j + dx] = phase (dy, dx)[i][j]. */
-  for (int nc = 0; nc < x->n * C; nc++)
-    for (int i = 0; i < H; i++)
-      for (int dy = 0; dy < 2; dy++) {
-        const float *a = ph[dy * 2].data + ((gsize) nc * H + i) * W;
-        const float *b = ph[dy * 2 + 1].data + ((gsize) nc * H + i) * W;
-        float *row = y.data + ((gsize) nc * 2 * H + 2 * i + dy) * 2 * W;
-        for (int j = 0; j < W; j++) {
-          row[2 * j] = a[j];
-          row[2 * j + 1] = b[j];
-        }
-      }
+  PhaseJob j = { ph, &y };
+  ge_pool_run (ctx->pool, x->n * C, interleave_task, &j);
   ge_arena_release (ctx->arena, mark);
   return y;
 }

@@ -79,16 +79,27 @@ ge_add_channel_bias (GeCtx * ctx, GeTensor * x, const float *v)
   }
 }
 
+typedef struct {
+  const GeTensor *a, *b;
+  GeTensor *y;
+} CatJob;
+
+static void
+cat_task (void *data, int t, int thread)
+{
+  const CatJob *j = data;
+  const gsize plane = (gsize) j->a->h * j->a->w;
+  const int n = t / j->y->c, c = t % j->y->c;
+  const float *src = c < j->a->c ? j->a->data + ((gsize) n * j->a->c + c) * plane
+      : j->b->data + ((gsize) n * j->b->c + c - j->a->c) * plane;
+  memcpy (j->y->data + (gsize) t * plane, src, sizeof (float) * plane);
+}
+
 void
 ge_concat_channels (GeCtx * ctx, const GeTensor * a, const GeTensor * b, GeTensor * y)
 {
   g_return_if_fail (a->n == b->n && a->h == b->h && a->w == b->w);
   g_return_if_fail (y->c == a->c + b->c && y->h == a->h && y->w == a->w);
-  const gsize plane = (gsize) a->h * a->w;
-  for (int n = 0; n < a->n; n++) {
-    float *dst = y->data + (gsize) n * y->c * plane;
-    memcpy (dst, a->data + (gsize) n * a->c * plane, sizeof (float) * a->c * plane);
-    memcpy (dst + (gsize) a->c * plane, b->data + (gsize) n * b->c * plane,
-        sizeof (float) * b->c * plane);
-  }
+  CatJob j = { a, b, y };
+  ge_pool_run (ctx->pool, y->n * y->c, cat_task, &j);
 }
