@@ -58,5 +58,21 @@ for ((i = 0; i < ${#demos[@]}; i += 2)); do
   fi
 done
 
+# Super-resolution of the bundled samples with the default (trained)
+# models, found in the source tree when the plugin is not installed.
+export GST_GENERATIVE_MODEL_DIR="$PWD/models/sr"
+OUT=${GE_DEMO_OUT:-demo-out}
+mkdir -p "$OUT"
+if [[ -f models/sr/diffusionsr-x2.safetensors ]]; then
+  log "diffusionsr: samples/butterfly.png -> $OUT/butterfly-x2.png"
+  pipelines/sr-image.sh samples/butterfly.png "$OUT/butterfly-x2.png" || status=1
+  log "diffusionsr: samples/building.webm -> $OUT/building-x2.webm"
+  pipelines/sr-video.sh samples/building.webm "$OUT/building-x2.webm" || status=1
+  ls -l "$OUT"
+else
+  echo "demo failed: the default model models/sr/diffusionsr-x2.safetensors is missing"
+  status=1
+fi
+
 log "done"
 exit "$status"
