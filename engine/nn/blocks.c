@@ -322,8 +322,8 @@ ge_mid_block_load (GeModelFile * mf, const char *prefix, int channels,
   return ok;
 }
 
-static void
-tap_at (GeTapFunc tap, void *data, const GeTensor * t, const char *fmt, ...)
+void
+ge_model_tap (GeModelTap tap, void *user_data, const GeTensor * t, const char *fmt, ...)
 {
   if (!tap)
     return;
@@ -331,21 +331,21 @@ tap_at (GeTapFunc tap, void *data, const GeTensor * t, const char *fmt, ...)
   va_start (ap, fmt);
   char *name = g_strdup_vprintf (fmt, ap);
   va_end (ap);
-  tap (name, t, data);
+  tap (name, t->data, t->n, t->c, t->h, t->w, user_data);
   g_free (name);
 }
 
 GeTensor
 ge_mid_block_forward (GeCtx * ctx, const GeMidBlock * m, const GeTensor * x,
-    const float *temb_act, GeTapFunc tap, void *tap_data, const char *prefix)
+    const float *temb_act, GeModelTap tap, void *tap_data, const char *prefix)
 {
   GeTensor h = ge_resnet_forward (ctx, &m->res0, x, temb_act);
-  tap_at (tap, tap_data, &h, "%s.resnets.0", prefix);
+  ge_model_tap (tap, tap_data, &h, "%s.resnets.0", prefix);
   if (m->has_attn) {
     GeTensor a = ge_attn_forward (ctx, &m->attn, &h);
     ge_arena_free_floats (ctx->arena, h.data);
     h = a;
-    tap_at (tap, tap_data, &h, "%s.attentions.0", prefix);
+    ge_model_tap (tap, tap_data, &h, "%s.attentions.0", prefix);
   }
   GeTensor y = ge_resnet_forward (ctx, &m->res1, &h, temb_act);
   ge_arena_free_floats (ctx->arena, h.data);

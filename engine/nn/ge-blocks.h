@@ -12,9 +12,11 @@
 
 G_BEGIN_DECLS
 
-/* Called by models at diffusers' module boundaries, for debugging and the
- * conformance check; @name is the module path ("down_blocks.0", "conv_in"). */
-typedef void (*GeTapFunc) (const char *name, const GeTensor * t, void *user_data);
+/* Models report diffusers' module outputs to their GeModelTap (debugging,
+ * the conformance check); @fmt builds the module path ("down_blocks.%d").
+ * Does nothing when @tap is NULL. */
+void ge_model_tap (GeModelTap tap, void *user_data, const GeTensor * t, const char *fmt, ...)
+    G_GNUC_PRINTF (4, 5);
 
 typedef struct {
   int channels, groups;
@@ -107,7 +109,7 @@ gboolean ge_mid_block_load (GeModelFile * mf, const char *prefix, int channels,
     const GeBlockOpts * o, gboolean add_attention, int head_dim, int attn_groups,
     GeMidBlock * m, GError ** error);
 GeTensor ge_mid_block_forward (GeCtx * ctx, const GeMidBlock * m, const GeTensor * x,
-    const float *temb_act, GeTapFunc tap, void *tap_data, const char *prefix);
+    const float *temb_act, GeModelTap tap, void *tap_data, const char *prefix);
 
 /* Runtime plumbing shared by models: pool + arena, re-created when the
  * thread count changes. */

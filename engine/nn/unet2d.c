@@ -376,24 +376,6 @@ ge_unet2d_workspace_bytes (const GeUNet2D * u)
   return ge_arena_capacity (u->ctx.arena);
 }
 
-static void
-tap (GeUNet2D * u, const GeTensor * t, const char *fmt, ...)
-{
-  if (!u->tap)
-    return;
-  va_list ap;
-  va_start (ap, fmt);
-  char *name = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  u->tap (name, t->data, t->n, t->c, t->h, t->w, u->tap_data);
-  g_free (name);
-}
-
-static void
-mid_tap (const char *name, const GeTensor * t, void *data)
-{
-  tap (data, t, "%s", name);
-}
 
 gboolean
 ge_unet2d_forward (GeUNet2D * u, const float *x, int n, int h, int w,
@@ -427,8 +409,8 @@ ge_unet2d_forward (GeUNet2D * u, const float *x, int n, int h, int w,
   ge_linear (ctx, emb_act, n, u->temb_dim, u->lin2_w, u->lin2_b, u->temb_dim, emb);
   if (u->tap) {
     GeTensor te = { t_emb, n, u->c0, 1, 1 }, e = { emb, n, u->temb_dim, 1, 1 };
-    tap (u, &te, "time_proj");
-    tap (u, &e, "time_embedding");
+    ge_model_tap (u->tap, u->tap_data, &te, "time_proj");
+    ge_model_tap (u->tap, u->tap_data, &e, "time_embedding");
   }
   memcpy (emb_act, emb, sizeof (float) * n * u->temb_dim);
   ge_act (ctx, emb_act, (gsize) n * u->temb_dim, GE_ACT_SILU, 0);
@@ -442,18 +424,18 @@ ge_unet2d_forward (GeUNet2D * u, const float *x, int n, int h, int w,
   int n_skips = 0;
 
   GeTensor hcur = ge_conv_forward (ctx, &u->conv_in, &xin);
-  tap (u, &hcur, "conv_in");
+  ge_model_tap (u->tap, u->tap_data, &hcur, "conv_in");
   skips[n_skips++] = hcur;
   for (int i = 0; i < u->n_levels; i++) {
     const Level *lv = &u->down[i];
     for (int l = 0; l < lv->n_layers; l++) {
       hcur = ge_resnet_forward (ctx, &lv->resnets[l], &hcur, emb_act);
-      tap (u, &hcur, "down_blocks.%d.resnets.%d", i, l);
+      ge_model_tap (u->tap, u->tap_data, &hcur, "down_blocks.%d.resnets.%d", i, l);
       if (lv->attn) {
         GeTensor a = ge_attn_forward (ctx, &lv->attns[l], &hcur);
         ge_arena_free_floats (ctx->arena, hcur.data);
         hcur = a;
-        tap (u, &hcur, "down_blocks.%d.attentions.%d", i, l);
+        ge_model_tap (u->tap, u->tap_data, &hcur, "down_blocks.%d.attentions.%d", i, l);
       }
       skips[n_skips++] = hcur;
     }
@@ -461,15 +443,11 @@ ge_unet2d_forward (GeUNet2D * u, const float *x, int n, int h, int w,
       hcur = ge_downsample_forward (ctx, &lv->down, &hcur);
       skips[n_skips++] = hcur;
     }
-    tap (u, &hcur, "down_blocks.%d", i);
+    ge_model_tap (u->tap, u->tap_data, &hcur, "down_blocks.%d", i);
   }
-  {
-    GeTensor m = ge_mid_block_forward (ctx, &u->mid, &hcur, emb_act, u->tap ? mid_tap : NULL,
-        u, "mid_block");
-    /* hcur is the last skip too: it stays. */
-    hcur = m;
-  }
-  tap (u, &hcur, "mid_block");
+  /* The mid block's input is the last skip: it stays allocated. */
+  hcur = ge_mid_block_forward (ctx, &u->mid, &hcur, emb_act, u->tap, u->tap_data, "mid_block");
+  ge_model_tap (u->tap, u->tap_data, &hcur, "mid_block");
   for (int i = 0; i < u->n_levels; i++) {
     const Level *lv = &u->up[i];
     /* Tensors are freed as soon as they are dead, so the next ones reuse
@@ -493,7 +471,7 @@ ge_unet2d_forward (GeUNet2D * u, const float *x, int n, int h, int w,
       ge_arena_free_floats (ctx->arena, hcur.data);
       hcur = up;
     }
-    tap (u, &hcur, "up_blocks.%d", i);
+    ge_model_tap (u->tap, u->tap_data, &hcur, "up_blocks.%d", i);
   }
   GeConvInput norm_out = ge_group_norm_input (ctx, &u->norm_out, &hcur, GE_ACT_SILU);
   GeTensor y = { out, n, u->out_ch, h, w };

@@ -139,24 +139,6 @@ decoder_load (GeModelFile * mf, Coder * c, int latent, int out_ch, const gint64 
   return ok;
 }
 
-static void
-tap (GeVae * v, const GeTensor * t, const char *fmt, ...)
-{
-  if (!v->tap)
-    return;
-  va_list ap;
-  va_start (ap, fmt);
-  char *name = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  v->tap (name, t->data, t->n, t->c, t->h, t->w, v->tap_data);
-  g_free (name);
-}
-
-static void
-mid_tap (const char *name, const GeTensor * t, void *data)
-{
-  tap (data, t, "%s", name);
-}
 
 /* Runs a coder on x; the result is written into @y (preallocated). */
 static void
@@ -166,11 +148,11 @@ coder_forward (GeVae * v, const Coder * c, const GeTensor * x, GeTensor * y)
   gsize mark = ge_arena_mark (ctx->arena);
   gboolean enc = c == &v->enc;
   GeTensor h = ge_conv_forward (ctx, &c->conv_in, x);
-  tap (v, &h, "%s.conv_in", c->name);
+  ge_model_tap (v->tap, v->tap_data, &h, "%s.conv_in", c->name);
   char *mid = g_strdup_printf ("%s.mid_block", c->name);
   if (!enc) {
-    h = ge_mid_block_forward (ctx, &c->mid, &h, NULL, v->tap ? mid_tap : NULL, v, mid);
-    tap (v, &h, "%s", mid);
+    h = ge_mid_block_forward (ctx, &c->mid, &h, NULL, v->tap, v->tap_data, mid);
+    ge_model_tap (v->tap, v->tap_data, &h, "%s", mid);
   }
   for (int i = 0; i < c->n_levels; i++) {
     const Level *lv = &c->levels[i];
@@ -178,16 +160,16 @@ coder_forward (GeVae * v, const Coder * c, const GeTensor * x, GeTensor * y)
       h = ge_resnet_forward (ctx, &lv->resnets[l], &h, NULL);
     if (lv->has_sampler)
       h = enc ? ge_downsample_forward (ctx, &lv->down, &h) : ge_upsample_forward (ctx, &lv->up, &h);
-    tap (v, &h, "%s.%s.%d", c->name, enc ? "down_blocks" : "up_blocks", i);
+    ge_model_tap (v->tap, v->tap_data, &h, "%s.%s.%d", c->name, enc ? "down_blocks" : "up_blocks", i);
   }
   if (enc) {
-    h = ge_mid_block_forward (ctx, &c->mid, &h, NULL, v->tap ? mid_tap : NULL, v, mid);
-    tap (v, &h, "%s", mid);
+    h = ge_mid_block_forward (ctx, &c->mid, &h, NULL, v->tap, v->tap_data, mid);
+    ge_model_tap (v->tap, v->tap_data, &h, "%s", mid);
   }
   g_free (mid);
   GeConvInput norm_out = ge_group_norm_input (ctx, &c->norm_out, &h, GE_ACT_SILU);
   ge_conv2d_ex (ctx, &c->conv_out, &h, &norm_out, y);
-  tap (v, y, "%s", c->name);
+  ge_model_tap (v->tap, v->tap_data, y, "%s", c->name);
   ge_arena_release (ctx->arena, mark);
 }
 
@@ -375,7 +357,7 @@ ge_vae_encode (GeVae * v, const float *x, int n, int h, int w, float *mean,
   GeTensor m = e;
   if (v->has_quant_conv) {
     m = ge_conv_forward (ctx, &v->quant_conv, &e);
-    tap (v, &m, "quant_conv");
+    ge_model_tap (v->tap, v->tap_data, &m, "quant_conv");
   }
   const gsize plane = (gsize) lh * lw;
   const int lc = ge_vae_latent_channels (v);
@@ -453,7 +435,7 @@ ge_vae_decode (GeVae * v, const float *z, int n, int lh, int lw, gboolean quant,
   GeTensor pz = zin;
   if (v->has_post_quant_conv) {
     pz = ge_conv_forward (ctx, &v->post_quant_conv, &zin);
-    tap (v, &pz, "post_quant_conv");
+    ge_model_tap (v->tap, v->tap_data, &pz, "post_quant_conv");
   }
   GeTensor y = { out, n, v->out_ch, lh * f, lw * f };
   coder_forward (v, &v->dec, &pz, &y);

@@ -159,13 +159,13 @@ conf_unet_case (Conf * c, const char *dir)
   ge_unet2d_free (u);
 }
 
-/* AutoencoderKL: encode -> moments/mean/logvar/std, decode(mean), decode(z). */
-void
-conf_vae_case (Conf * c, const char *dir)
+/* An AutoencoderKL or VQModel with every module output going to @taps. */
+static GeVae *
+open_vae (Conf * c, const char *dir, Taps * taps)
 {
   GeModelFile *mf = open_model (c, dir);
   if (!mf)
-    return;
+    return NULL;
   GError *err = NULL;
   GeVae *v = ge_vae_new (mf, &err);
   ge_model_file_unref (mf);
@@ -173,10 +173,22 @@ conf_vae_case (Conf * c, const char *dir)
     printf ("%s\n", err->message);
     g_error_free (err);
     c->n_failed++;
-    return;
+    return NULL;
   }
-  Taps taps = { c, -1, TRUE, g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL) };
-  ge_vae_set_tap (v, on_tap, &taps);
+  taps->seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  ge_vae_set_tap (v, on_tap, taps);
+  return v;
+}
+
+/* AutoencoderKL: encode -> moments/mean/logvar/std, decode(mean), decode(z). */
+void
+conf_vae_case (Conf * c, const char *dir)
+{
+  Taps taps = { c, -1, TRUE, NULL };
+  GeVae *v = open_vae (c, dir, &taps);
+  if (!v)
+    return;
+  GError *err = NULL;
 
   const GeStTensor *xt = input_tensor (c, "input.sample");
   if (xt) {
@@ -248,20 +260,11 @@ conf_vae_case (Conf * c, const char *dir)
 void
 conf_vq_case (Conf * c, const char *dir)
 {
-  GeModelFile *mf = open_model (c, dir);
-  if (!mf)
+  Taps taps = { c, -1, TRUE, NULL };
+  GeVae *v = open_vae (c, dir, &taps);
+  if (!v)
     return;
   GError *err = NULL;
-  GeVae *v = ge_vae_new (mf, &err);
-  ge_model_file_unref (mf);
-  if (!v) {
-    printf ("%s\n", err->message);
-    g_error_free (err);
-    c->n_failed++;
-    return;
-  }
-  Taps taps = { c, -1, TRUE, g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL) };
-  ge_vae_set_tap (v, on_tap, &taps);
   const GeStTensor *xt = input_tensor (c, "input.sample");
   if (xt) {
     const int n = (int) xt->shape[0], h = (int) xt->shape[2], w = (int) xt->shape[3];
