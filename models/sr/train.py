@@ -1,0 +1,464 @@
+#!/usr/bin/python3
+"""Trains the conditional diffusion super-resolution UNet of the `diffusionsr` element.
+
+The model (see models/sr/MODEL.md) is a diffusers UNet2DModel working at LOW resolution:
+  * up  = bicubic(lr, x s)  (torch F.interpolate, align_corners=False)
+  * r0  = (hr - up) * residual_scale          the scaled HR residual, diffusion runs on it
+  * input  = concat(pixel_unshuffle(r_t, s), lr)            3*s*s + 3 channels at LR size
+  * output = pixel_shuffle(unet(input, t), s) = r0 estimate ("sample" prediction)
+  * hr_out = up + r0_estimate / residual_scale
+with a DDIM sampler (eta 0, trailing timesteps, 4 steps by default) over a DDIMScheduler config.
+
+Data: the photos of models/data/fetch_photos.py (_work/data/photos/MANIFEST.json), train split
+only for training, the val split (whole packages) for validation.  LR = s x s box average of
+the 8-bit HR patch, rounded back to 8 bits.
+
+Run from the repository root, e.g.
+    OPENBLAS_NUM_THREADS=1 /usr/bin/python3 models/sr/train.py --scale 2
+    OPENBLAS_NUM_THREADS=1 /usr/bin/python3 models/sr/train.py --scale 2 --resume
+Checkpoints, train.log and train.pid go to _work/sr/x<s>/.  SIGSTOP/SIGCONT safe: the schedule,
+checkpoints and validation are counted in steps; wall time is only logged.
+"""
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "models", "common"))
+import diffusers_torch as dt  # noqa: E402
+
+MANIFEST = "_work/data/photos/MANIFEST.json"
+
+# ----------------------------------------------------------------------------------------------
+# data
+# ----------------------------------------------------------------------------------------------
+
+
+def load_photos(split, manifest=MANIFEST):
+    """-> list of (name, uint8 tensor [3, H, W]) of one split."""
+    from PIL import Image
+    with open(manifest) as f:
+        m = json.load(f)
+    base = os.path.dirname(manifest)
+    out = []
+    for e in m["photos"]:
+        if e["split"] != split:
+            continue
+        img = np.asarray(Image.open(os.path.join(base, e["file"])).convert("RGB"))
+        out.append((e["file"], torch.from_numpy(img.copy()).permute(2, 0, 1).contiguous()))
+    return out
+
+
+def degrade(hr, s):
+    """HR in [0,1] (N,3,H,W, H and W multiples of s) -> LR in [0,1]: s x s box average, 8-bit rounded."""
+    lr = F.avg_pool2d(hr, s)
+    return torch.round(lr * 255.0) / 255.0
+
+
+def upsample(lr, s):
+    """The fixed classical upsampling: torch bicubic (a=-0.75), align_corners=False, edge clamped."""
+    n, c, h, w = lr.shape
+    return F.interpolate(lr, size=(h * s, w * s), mode="bicubic", align_corners=False)
+
+
+class PatchSampler:
+    """Random HR patches (uint8 photos in memory) with flips / rot90, as float [0,1]."""
+
+    def __init__(self, photos, patch, seed):
+        self.photos = [p for _, p in photos if min(p.shape[1:]) >= patch]
+        self.patch = patch
+        self.g = torch.Generator().manual_seed(seed)
+
+    def batch(self, n):
+        P = self.patch
+        out = torch.empty(n, 3, P, P)
+        for i in range(n):
+            img = self.photos[int(torch.randint(len(self.photos), (1,), generator=self.g))]
+            _, H, W = img.shape
+            y = int(torch.randint(H - P + 1, (1,), generator=self.g))
+            x = int(torch.randint(W - P + 1, (1,), generator=self.g))
+            p = img[:, y:y + P, x:x + P].float() / 255.0
+            a = int(torch.randint(8, (1,), generator=self.g))
+            if a & 1:
+                p = p.flip(2)
+            if a & 2:
+                p = p.flip(1)
+            if a & 4:
+                p = p.transpose(1, 2)
+            out[i] = p
+        return out
+
+
+def val_crops(photos, size, per_image=2):
+    """Fixed validation HR crops (deterministic positions): centre and top-left-third."""
+    crops = []
+    for _, img in photos:
+        _, H, W = img.shape
+        if min(H, W) < size:
+            continue
+        pos = [((H - size) // 2, (W - size) // 2), ((H - size) // 3, (W - size) // 3)][:per_image]
+        for y, x in pos:
+            crops.append(img[:, y:y + size, x:x + size].float() / 255.0)
+    return torch.stack(crops)
+
+
+def luma_psnr(a, b, border):
+    """PSNR on BT.601 luma (Y in [16,235] of 8-bit), images [0,1] quantised to 8 bits, border cropped."""
+    def y(x):
+        x = torch.round(x.clamp(0, 1) * 255.0) / 255.0
+        return 16.0 + 65.481 * x[:, 0] + 128.553 * x[:, 1] + 24.966 * x[:, 2]
+    ya, yb = y(a), y(b)
+    if border:
+        ya, yb = ya[:, border:-border, border:-border], yb[:, border:-border, border:-border]
+    mse = ((ya - yb) ** 2).mean(dim=(1, 2)).clamp_min(1e-10)
+    return float((10 * torch.log10(255.0 ** 2 / mse)).mean())
+
+
+def lanczos_up(lr, s):
+    """PIL Lanczos upscaling of 8-bit LR images (the usual 'lanczos' baseline)."""
+    from PIL import Image
+    out = []
+    for im in lr:
+        a = (torch.round(im.clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy())
+        p = Image.fromarray(a).resize((a.shape[1] * s, a.shape[0] * s), Image.LANCZOS)
+        out.append(torch.from_numpy(np.asarray(p).copy()).permute(2, 0, 1).float() / 255.0)
+    return torch.stack(out)
+
+
+# ----------------------------------------------------------------------------------------------
+# scheduler (diffusers DDIMScheduler, prediction_type "sample", eta 0)
+# ----------------------------------------------------------------------------------------------
+
+
+def scheduler_config(beta_schedule="squaredcos_cap_v2"):
+    return {
+        "_class_name": "DDIMScheduler",
+        "_diffusers_version": dt.DIFFUSERS_VERSION,
+        "num_train_timesteps": 1000,
+        "beta_start": 0.0001,
+        "beta_end": 0.02,
+        "beta_schedule": beta_schedule,
+        "clip_sample": False,
+        "clip_sample_range": 1.0,
+        "set_alpha_to_one": True,
+        "steps_offset": 0,
+        "prediction_type": "sample",
+        "thresholding": False,
+        "dynamic_thresholding_ratio": 0.995,
+        "sample_max_value": 1.0,
+        "timestep_spacing": "trailing",
+        "rescale_betas_zero_snr": False,
+    }
+
+
+def alphas_cumprod(cfg):
+    T = cfg["num_train_timesteps"]
+    if cfg["beta_schedule"] == "linear":
+        betas = torch.linspace(cfg["beta_start"], cfg["beta_end"], T, dtype=torch.float32)
+    elif cfg["beta_schedule"] == "squaredcos_cap_v2":
+        def ab(t):
+            return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+        betas = torch.tensor([min(1 - ab((i + 1) / T) / ab(i / T), 0.999) for i in range(T)], dtype=torch.float32)
+    else:
+        raise ValueError(cfg["beta_schedule"])
+    return torch.cumprod(1.0 - betas, dim=0)
+
+
+def ddim_timesteps(cfg, n):
+    """diffusers DDIMScheduler.set_timesteps with timestep_spacing 'trailing'."""
+    T = cfg["num_train_timesteps"]
+    ts = np.round(np.arange(T, 0, -T / n)).astype(np.int64) - 1
+    return [int(t) for t in ts]
+
+
+def ddim_step(cfg, ac, x0, t, n, sample):
+    """One DDIM step (eta 0) with an x0 prediction; returns the previous sample."""
+    prev = t - cfg["num_train_timesteps"] // n
+    a_t = ac[t]
+    a_prev = ac[prev] if prev >= 0 else (torch.tensor(1.0) if cfg["set_alpha_to_one"] else ac[0])
+    eps = (sample - a_t.sqrt() * x0) / (1 - a_t).sqrt()
+    return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+
+
+# ----------------------------------------------------------------------------------------------
+# model
+# ----------------------------------------------------------------------------------------------
+
+
+def unet_config(s, channels, layers, groups):
+    n = len(channels)
+    return dict(
+        sample_size=None, in_channels=3 * s * s + 3, out_channels=3 * s * s,
+        down_block_types=["DownBlock2D"] * n, up_block_types=["UpBlock2D"] * n,
+        block_out_channels=list(channels), layers_per_block=layers, norm_num_groups=groups,
+        add_attention=False, attention_head_dim=None, flip_sin_to_cos=True, freq_shift=0,
+        downsample_padding=1, act_fn="silu", norm_eps=1e-5,
+    )
+
+
+class SR:
+    """The fixed pre/post-processing around the UNet."""
+
+    def __init__(self, unet, s, residual_scale, sched):
+        self.unet, self.s, self.rs, self.sched = unet, s, residual_scale, sched
+        self.ac = alphas_cumprod(sched)
+
+    def predict_x0(self, r_t, lr, t, unet=None):
+        """r_t: HR-size noisy scaled residual, lr in [-1,1]; -> HR-size x0 (scaled residual)."""
+        net = unet if unet is not None else self.unet
+        inp = torch.cat([F.pixel_unshuffle(r_t, self.s), lr], dim=1)
+        tt = torch.full((r_t.shape[0],), t, dtype=torch.long) if isinstance(t, int) else t
+        return F.pixel_shuffle(net(inp, tt).sample, self.s)
+
+    @torch.no_grad()
+    def sample(self, lr01, steps, generator=None, unet=None):
+        """LR in [0,1] -> HR in [0,1] (not clamped)."""
+        lr = lr01 * 2 - 1
+        up = upsample(lr, self.s)
+        r = torch.randn(up.shape, generator=generator)
+        for t in ddim_timesteps(self.sched, steps):
+            x0 = self.predict_x0(r, lr, t, unet)
+            r = ddim_step(self.sched, self.ac, x0, t, steps, r)
+        return ((up + r / self.rs) + 1) / 2
+
+
+def count_flops(model, inp, t):
+    """Multiply-adds x 2 of the convolutions and linear layers (+ GroupNorm/SiLU elementwise)."""
+    total = [0]
+
+    def conv_hook(m, i, o):
+        total[0] += 2 * o.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+
+    def lin_hook(m, i, o):
+        total[0] += 2 * o.numel() * m.in_features
+
+    def ew_hook(m, i, o):
+        total[0] += 5 * o.numel()
+
+    hs = []
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            hs.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, torch.nn.Linear):
+            hs.append(m.register_forward_hook(lin_hook))
+        elif isinstance(m, (torch.nn.GroupNorm, torch.nn.SiLU)):
+            hs.append(m.register_forward_hook(ew_hook))
+    with torch.no_grad():
+        model(inp, t)
+    for h in hs:
+        h.remove()
+    return total[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# training
+# ----------------------------------------------------------------------------------------------
+
+
+def log(path, msg):
+    line = time.strftime("%Y-%m-%d %H:%M:%S ") + msg
+    print(line, flush=True)
+    with open(path, "a") as f:
+        f.write(line + "\n")
+
+
+def save_atomic(obj, path):
+    tmp = path + ".tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def pick_timesteps(n, sched, g):
+    """Half uniform over [0, T), half on the trailing grids of 1-4 sampling steps."""
+    T = sched["num_train_timesteps"]
+    grid = sorted({t for k in (1, 2, 3, 4) for t in ddim_timesteps(sched, k)})
+    t = torch.randint(T, (n,), generator=g)
+    on_grid = torch.rand(n, generator=g) < 0.5
+    t[on_grid] = torch.tensor(grid)[torch.randint(len(grid), (int(on_grid.sum()),), generator=g)]
+    return t
+
+
+def lr_at(step, args):
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    p = min(1.0, (step - args.warmup) / max(1, args.total_steps - args.warmup))
+    return args.lr_min + (args.lr - args.lr_min) * 0.5 * (1 + math.cos(math.pi * p))
+
+
+def validate(sr, ema, crops, s, steps_list, seed=1234):
+    lr01 = degrade(crops, s)
+    res = {}
+    with torch.no_grad():
+        for k in steps_list:
+            g = torch.Generator().manual_seed(seed)
+            outs = [sr.sample(lr01[i:i + 8], k, generator=g, unet=ema) for i in range(0, len(crops), 8)]
+            res[f"diff{k}"] = luma_psnr(torch.cat(outs), crops, s)
+    return res
+
+
+def baselines(crops, s):
+    lr01 = degrade(crops, s)
+    bic = (upsample(lr01 * 2 - 1, s) + 1) / 2
+    return {"bicubic": luma_psnr(bic, crops, s), "lanczos": luma_psnr(lanczos_up(lr01, s), crops, s)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description="diffusion super-resolution training")
+    ap.add_argument("--scale", type=int, default=2)
+    ap.add_argument("--out", default=None, help="default _work/sr/x<scale>")
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--channels", default="16,32,64,64")
+    ap.add_argument("--layers", type=int, default=1)
+    ap.add_argument("--groups", type=int, default=8)
+    ap.add_argument("--beta-schedule", default="squaredcos_cap_v2")
+    ap.add_argument("--residual-scale", type=float, default=0.0,
+                    help="0: 5.0 for x2, 3.5 for x4 (scaled residual std about 0.36-0.38)")
+    ap.add_argument("--patch", type=int, default=128, help="HR patch size")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--loss", choices=("l2", "l1"), default="l2",
+                    help="on the scaled residual x0; l1 stalls at the bicubic solution (MODEL.md)")
+    ap.add_argument("--lr-min", type=float, default=1e-5)
+    ap.add_argument("--warmup", type=int, default=500)
+    ap.add_argument("--total-steps", type=int, default=40000, help="cosine horizon; training stops there")
+    ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--ckpt-every", type=int, default=250)
+    ap.add_argument("--val-every", type=int, default=1000)
+    ap.add_argument("--keep-every", type=int, default=5000, help="keep a copy of the checkpoint every N steps")
+    ap.add_argument("--log-every", type=int, default=25)
+    ap.add_argument("--val-size", type=int, default=192, help="HR size of the validation crops")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps in this run (tests)")
+    ap.add_argument("--info", action="store_true", help="print parameter count / GFLOP and exit")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    s = args.scale
+    if not args.residual_scale:
+        args.residual_scale = 5.0 if s == 2 else 3.5
+    out = args.out or f"_work/sr/x{s}"
+    os.makedirs(out, exist_ok=True)
+    logf = os.path.join(out, "train.log")
+    ckpt_path = os.path.join(out, "ckpt.pt")
+
+    state = None
+    if args.resume and os.path.exists(ckpt_path):
+        state = torch.load(ckpt_path)
+        saved = state["args"]
+        given = {a.split("=")[0] for a in sys.argv[1:] if a.startswith("--")}
+        for k in ("scale", "channels", "layers", "groups", "beta_schedule", "residual_scale", "patch", "batch",
+                  "loss", "lr", "lr_min", "warmup", "total_steps", "ema"):
+            # the model and data keys always come from the checkpoint; the schedule ones
+            # (lr, total steps, ...) too unless given again on the command line
+            fixed = k in ("scale", "channels", "layers", "groups", "beta_schedule", "residual_scale", "loss")
+            if k in saved and (fixed or "--" + k.replace("_", "-") not in given):
+                setattr(args, k, saved[k])
+
+    cfg = unet_config(s, [int(c) for c in args.channels.split(",")], args.layers, args.groups)
+    sched = scheduler_config(args.beta_schedule)
+    torch.manual_seed(args.seed)
+    unet = dt.UNet2DModel(**cfg)
+    ema = dt.UNet2DModel(**cfg)
+    nparams = sum(p.numel() for p in unet.parameters())
+    gflop = count_flops(unet, torch.zeros(1, cfg["in_channels"], 360, 640), torch.tensor([999])) / 1e9
+    if args.info:
+        print(json.dumps({"params": nparams, "gflop_640x360": round(gflop, 2), "config": cfg}))
+        return
+
+    with open(os.path.join(out, "train.pid"), "w") as f:
+        f.write(f"{os.getpid()}\n")
+    opt = torch.optim.Adam(unet.parameters(), lr=args.lr)
+    step = 0
+    if state is not None:
+        unet.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+        log(logf, f"resumed at step {step}")
+    else:
+        ema.load_state_dict(unet.state_dict())
+        log(logf, f"start: params {nparams} gflop/step@640x360 {gflop:.2f} config {json.dumps(cfg)} "
+                  f"sched {sched['beta_schedule']} args {json.dumps(vars(args))}")
+    ema.eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(dict(cfg, _class_name="UNet2DModel", _diffusers_version=dt.DIFFUSERS_VERSION), f, indent=2)
+    with open(os.path.join(out, "scheduler_config.json"), "w") as f:
+        json.dump(sched, f, indent=2)
+
+    train = load_photos("train")
+    val = load_photos("val")
+    crops = val_crops(val, args.val_size)
+    base = baselines(crops, s)
+    log(logf, f"data: {len(train)} train photos, {len(val)} val photos, {len(crops)} val crops "
+              f"{args.val_size}px; baselines bicubic {base['bicubic']:.3f} lanczos {base['lanczos']:.3f} dB")
+
+    sampler = PatchSampler(train, args.patch, args.seed * 1000 + step)
+    g = torch.Generator().manual_seed(args.seed * 7919 + step)
+    sr = SR(unet, s, args.residual_scale, sched)
+    ac = sr.ac
+    t_last = time.time()
+    steps_since, loss_acc = 0, 0.0
+    busy = 0.0  # wall seconds spent in steps (pauses excluded: a step longer than 60 s counts 60)
+    unet.train()
+    end = args.total_steps if not args.max_steps else min(args.total_steps, step + args.max_steps)
+    while step < end:
+        t0 = time.time()
+        for pg in opt.param_groups:
+            pg["lr"] = lr_at(step, args)
+        hr = sampler.batch(args.batch)
+        lr01 = degrade(hr, s)
+        hr_ = hr * 2 - 1
+        lr_ = lr01 * 2 - 1
+        r0 = (hr_ - upsample(lr_, s)) * args.residual_scale
+        t = pick_timesteps(args.batch, sched, g)
+        a = ac[t].view(-1, 1, 1, 1)
+        noise = torch.randn(r0.shape, generator=g)
+        r_t = a.sqrt() * r0 + (1 - a).sqrt() * noise
+        pred = sr.predict_x0(r_t, lr_, t)
+        d = pred - r0
+        loss = (d * d).mean() if args.loss == "l2" else d.abs().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            d = min(args.ema, (1 + step) / (10 + step))
+            for pe, pm in zip(ema.parameters(), unet.parameters()):
+                pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+        step += 1
+        steps_since += 1
+        loss_acc += float(loss)
+        busy += min(time.time() - t0, 60.0)
+        if step % args.log_every == 0:
+            now = time.time()
+            log(logf, f"step {step} loss {loss_acc / steps_since:.5f} lr {lr_at(step, args):.2e} "
+                      f"steps/s {steps_since / max(now - t_last, 1e-9):.3f} busy_h {busy / 3600:.3f}")
+            t_last, steps_since, loss_acc = now, 0, 0.0
+        if step % args.ckpt_every == 0 or step == end:
+            save_atomic({"model": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                         "step": step, "args": vars(args), "config": cfg, "scheduler": sched}, ckpt_path)
+            if step % args.keep_every == 0:
+                shutil.copyfile(ckpt_path, os.path.join(out, f"ckpt-{step:06d}.pt"))
+        if step % args.val_every == 0 or step == end:
+            tv = time.time()
+            res = validate(sr, ema, crops, s, (1, 4))
+            log(logf, f"val step {step} ema: 1-step {res['diff1']:.3f} 4-step {res['diff4']:.3f} dB "
+                      f"(bicubic {base['bicubic']:.3f} lanczos {base['lanczos']:.3f}) [{time.time() - tv:.0f}s]")
+            t_last = time.time()
+    log(logf, f"done at step {step}")
+
+
+if __name__ == "__main__":
+    main()
