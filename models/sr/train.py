@@ -316,6 +316,12 @@ def main():
     ap.add_argument("--scale", type=int, default=2)
     ap.add_argument("--out", default=None, help="default _work/sr/x<scale>")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--init", default=None,
+                    help="start from the weights of an exported model (e.g. the committed "
+                         "models/sr/diffusionsr-x2.safetensors) at --init-step, when no "
+                         "checkpoint is there to resume (a fresh checkout has no _work/)")
+    ap.add_argument("--init-step", type=int, default=0,
+                    help="the training step those weights were exported at (sets the schedule)")
     ap.add_argument("--channels", default="16,32,64,64")
     ap.add_argument("--layers", type=int, default=1)
     ap.add_argument("--groups", type=int, default=8)
@@ -385,6 +391,14 @@ def main():
         opt.load_state_dict(state["opt"])
         step = state["step"]
         log(logf, f"resumed at step {step}")
+    elif args.init:
+        sys.path.insert(0, os.path.join(ROOT, "models", "common"))
+        import st
+        weights, _ = st.load(args.init)
+        unet.load_state_dict(weights)     # the exported EMA weights: both copies start there
+        ema.load_state_dict(weights)
+        step = args.init_step
+        log(logf, f"initialised from {args.init} at step {step} (optimizer state restarts)")
     else:
         ema.load_state_dict(unet.state_dict())
         log(logf, f"start: params {nparams} gflop/step@640x360 {gflop:.2f} config {json.dumps(cfg)} "
