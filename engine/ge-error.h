@@ -21,4 +21,9 @@ typedef enum {
   GE_ERROR_INVALID,       /* bad argument from the caller */
 } GeErrorCode;
 
+/* Sets @error to "<path>: <message>" with @code in GE_ERROR and returns
+ * FALSE, for `return ge_fail (...)`. */
+gboolean ge_fail (GError ** error, GeErrorCode code, const char *path, const char *fmt, ...)
+    G_GNUC_PRINTF (4, 5);
+
 G_END_DECLS

@@ -35,18 +35,6 @@ struct _GeUNet2D {
   guint last_allocs;
 };
 
-static gboolean
-unsupported (GeModelFile * mf, GError ** error, const char *fmt, ...)
-{
-  va_list ap;
-  va_start (ap, fmt);
-  char *m = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  g_set_error (error, GE_ERROR, GE_ERROR_UNSUPPORTED, "%s: %s", ge_model_file_path (mf), m);
-  g_free (m);
-  return FALSE;
-}
-
 /* Rejects config values that change the maths in ways we do not implement,
  * instead of silently computing something else. */
 static gboolean
@@ -62,13 +50,13 @@ check_unsupported (GeModelFile * mf, GError ** error)
     if (!ge_config_string (mf, str[i].key, str[i].want, &v, error))
       return FALSE;
     if (strcmp (v, str[i].want) != 0)
-      return unsupported (mf, error, "%s \"%s\" is not supported (only \"%s\")",
+      return ge_fail (error, GE_ERROR_UNSUPPORTED, ge_model_file_path (mf), "%s \"%s\" is not supported (only \"%s\")",
           str[i].key, v, str[i].want);
   }
   static const char *absent[] = { "class_embed_type", "num_class_embeds" };
   for (guint i = 0; i < G_N_ELEMENTS (absent); i++)
     if (ge_config_has (mf, absent[i]))
-      return unsupported (mf, error, "class conditioning (%s) is not supported", absent[i]);
+      return ge_fail (error, GE_ERROR_UNSUPPORTED, ge_model_file_path (mf), "class conditioning (%s) is not supported", absent[i]);
   return TRUE;
 }
 
@@ -146,21 +134,21 @@ ge_unet2d_new (GeModelFile * mf, GError ** error)
     n_ch = 4;
   }
   if (!downs || !ups) {
-    unsupported (mf, error, "config lacks down_block_types/up_block_types");
+    ge_fail (error, GE_ERROR_UNSUPPORTED, ge_model_file_path (mf), "config lacks down_block_types/up_block_types");
     goto fail;
   }
   if (n_down != n_ch || n_up != n_ch) {
-    unsupported (mf, error, "%d block_out_channels but %d down and %d up blocks",
+    ge_fail (error, GE_ERROR_UNSUPPORTED, ge_model_file_path (mf), "%d block_out_channels but %d down and %d up blocks",
         n_ch, n_down, n_up);
     goto fail;
   }
   for (int i = 0; i < n_ch; i++)
     if (chans[i] <= 0 || chans[i] > 65536) {
-      unsupported (mf, error, "block_out_channels[%d] = %" G_GINT64_FORMAT, i, chans[i]);
+      ge_fail (error, GE_ERROR_UNSUPPORTED, ge_model_file_path (mf), "block_out_channels[%d] = %" G_GINT64_FORMAT, i, chans[i]);
       goto fail;
     }
   if (in_ch <= 0 || out_ch <= 0 || layers <= 0 || layers > 64 || groups <= 0) {
-    unsupported (mf, error, "implausible in/out channels, layers_per_block or groups");
+    ge_fail (error, GE_ERROR_UNSUPPORTED, ge_model_file_path (mf), "implausible in/out channels, layers_per_block or groups");
     goto fail;
   }
 
@@ -196,7 +184,7 @@ ge_unet2d_new (GeModelFile * mf, GError ** error)
     if (strcmp (downs[i], "AttnDownBlock2D") == 0)
       lv->attn = TRUE;
     else if (strcmp (downs[i], "DownBlock2D") != 0) {
-      unsupported (mf, error, "down block type \"%s\" is not supported", downs[i]);
+      ge_fail (error, GE_ERROR_UNSUPPORTED, ge_model_file_path (mf), "down block type \"%s\" is not supported", downs[i]);
       goto fail;
     }
     lv->n_layers = (int) layers;
@@ -249,7 +237,7 @@ ge_unet2d_new (GeModelFile * mf, GError ** error)
     if (strcmp (ups[i], "AttnUpBlock2D") == 0)
       lv->attn = TRUE;
     else if (strcmp (ups[i], "UpBlock2D") != 0) {
-      unsupported (mf, error, "up block type \"%s\" is not supported", ups[i]);
+      ge_fail (error, GE_ERROR_UNSUPPORTED, ge_model_file_path (mf), "up block type \"%s\" is not supported", ups[i]);
       goto fail;
     }
     lv->n_layers = (int) layers + 1;

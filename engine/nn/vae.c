@@ -41,18 +41,6 @@ struct _GeVae {
   void *tap_data;
 };
 
-static gboolean
-fail_unsupported (GeModelFile * mf, GError ** error, const char *fmt, ...)
-{
-  va_list ap;
-  va_start (ap, fmt);
-  char *m = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  g_set_error (error, GE_ERROR, GE_ERROR_UNSUPPORTED, "%s: %s", ge_model_file_path (mf), m);
-  g_free (m);
-  return FALSE;
-}
-
 static void
 coder_clear (Coder * c)
 {
@@ -216,33 +204,33 @@ ge_vae_new (GeModelFile * mf, GError ** error)
     n_ch = 1;
   }
   if (strcmp (act, "silu") != 0 || strcmp (norm_type, "group") != 0) {
-    fail_unsupported (mf, error, "act_fn \"%s\" / norm_type \"%s\" not supported "
+    ge_fail (error, GE_ERROR_UNSUPPORTED, ge_model_file_path (mf), "act_fn \"%s\" / norm_type \"%s\" not supported "
         "(only silu / group)", act, norm_type);
     goto fail;
   }
   if ((downs && n_down != n_ch) || (ups && n_up != n_ch)) {
-    fail_unsupported (mf, error, "%d block_out_channels but %d down and %d up blocks",
+    ge_fail (error, GE_ERROR_UNSUPPORTED, ge_model_file_path (mf), "%d block_out_channels but %d down and %d up blocks",
         n_ch, n_down, n_up);
     goto fail;
   }
   for (int i = 0; i < n_down; i++)
     if (strcmp (downs[i], "DownEncoderBlock2D") != 0) {
-      fail_unsupported (mf, error, "down block type \"%s\" is not supported", downs[i]);
+      ge_fail (error, GE_ERROR_UNSUPPORTED, ge_model_file_path (mf), "down block type \"%s\" is not supported", downs[i]);
       goto fail;
     }
   for (int i = 0; i < n_up; i++)
     if (strcmp (ups[i], "UpDecoderBlock2D") != 0) {
-      fail_unsupported (mf, error, "up block type \"%s\" is not supported", ups[i]);
+      ge_fail (error, GE_ERROR_UNSUPPORTED, ge_model_file_path (mf), "up block type \"%s\" is not supported", ups[i]);
       goto fail;
     }
   for (int i = 0; i < n_ch; i++)
     if (chans[i] <= 0 || chans[i] > 65536) {
-      fail_unsupported (mf, error, "block_out_channels[%d] = %" G_GINT64_FORMAT, i, chans[i]);
+      ge_fail (error, GE_ERROR_UNSUPPORTED, ge_model_file_path (mf), "block_out_channels[%d] = %" G_GINT64_FORMAT, i, chans[i]);
       goto fail;
     }
   if (in_ch <= 0 || out_ch <= 0 || latent <= 0 || layers <= 0 || layers > 64
       || groups <= 0 || embed_dim <= 0 || n_codes <= 0) {
-    fail_unsupported (mf, error, "implausible channels, layers or groups");
+    ge_fail (error, GE_ERROR_UNSUPPORTED, ge_model_file_path (mf), "implausible channels, layers or groups");
     goto fail;
   }
   v->in_ch = (int) in_ch;

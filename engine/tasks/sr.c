@@ -39,25 +39,13 @@ struct _GeSr {
   guint64 noise_key[4];         /* seed, width, height, tiling */
 };
 
-static gboolean
-fail (GError ** error, int code, const char *path, const char *fmt, ...)
-{
-  va_list ap;
-  va_start (ap, fmt);
-  char *m = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  g_set_error (error, GE_ERROR, code, "%s: %s", path, m);
-  g_free (m);
-  return FALSE;
-}
-
 /* A JSON object stored as a string in the weights' __metadata__. */
 static JsonParser *
 metadata_object (GeModelFile * mf, const char *key, JsonObject ** obj, GError ** error)
 {
   const char *text = ge_model_file_metadata (mf, key);
   if (!text) {
-    fail (error, GE_ERROR_UNSUPPORTED, ge_model_file_path (mf),
+    ge_fail (error, GE_ERROR_UNSUPPORTED, ge_model_file_path (mf),
         "not a super-resolution model: no \"%s\" in its metadata", key);
     return NULL;
   }
@@ -65,7 +53,7 @@ metadata_object (GeModelFile * mf, const char *key, JsonObject ** obj, GError **
   GError *jerr = NULL;
   if (!json_parser_load_from_data (p, text, -1, &jerr)
       || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (p))) {
-    fail (error, GE_ERROR_CORRUPT, ge_model_file_path (mf), "metadata \"%s\" is not a JSON "
+    ge_fail (error, GE_ERROR_CORRUPT, ge_model_file_path (mf), "metadata \"%s\" is not a JSON "
         "object%s%s", key, jerr ? ": " : "", jerr ? jerr->message : "");
     g_clear_error (&jerr);
     g_object_unref (p);
@@ -86,7 +74,7 @@ ge_sr_new (const char *path, GError ** error)
   JsonParser *tp = NULL, *sp = NULL;
   JsonObject *task, *sched;
   if (strcmp (ge_model_file_class (mf), "UNet2DModel") != 0) {
-    fail (error, GE_ERROR_UNSUPPORTED, path, "is a %s, not a diffusion super-resolution model",
+    ge_fail (error, GE_ERROR_UNSUPPORTED, path, "is a %s, not a diffusion super-resolution model",
         ge_model_file_class (mf));
     goto fail;
   }
@@ -96,7 +84,7 @@ ge_sr_new (const char *path, GError ** error)
   JsonNode *sn = json_object_get_member (task, "scale");
   if (!sn || !JSON_NODE_HOLDS_VALUE (sn) || json_node_get_value_type (sn) != G_TYPE_INT64
       || json_node_get_int (sn) < 1 || json_node_get_int (sn) > 8) {
-    fail (error, GE_ERROR_CORRUPT, path, "task metadata lacks an integer \"scale\" in 1..8");
+    ge_fail (error, GE_ERROR_CORRUPT, path, "task metadata lacks an integer \"scale\" in 1..8");
     goto fail;
   }
   sr->scale = (int) json_node_get_int (sn);
@@ -106,7 +94,7 @@ ge_sr_new (const char *path, GError ** error)
   sr->residual_scale = json_object_has_member (task, "residual_scale")
       ? (float) json_object_get_double_member (task, "residual_scale") : 1.0f;
   if (!(sr->residual_scale > 0 && sr->residual_scale < 1e6)) {
-    fail (error, GE_ERROR_CORRUPT, path, "task \"residual_scale\" must be positive");
+    ge_fail (error, GE_ERROR_CORRUPT, path, "task \"residual_scale\" must be positive");
     goto fail;
   }
 
@@ -117,7 +105,7 @@ ge_sr_new (const char *path, GError ** error)
     goto fail;
   const int s2 = 3 * sr->scale * sr->scale;
   if (ge_unet2d_in_channels (sr->unet) != s2 + 3 || ge_unet2d_out_channels (sr->unet) != s2) {
-    fail (error, GE_ERROR_UNSUPPORTED, path, "a x%d model needs a U-Net of %d input and %d "
+    ge_fail (error, GE_ERROR_UNSUPPORTED, path, "a x%d model needs a U-Net of %d input and %d "
         "output channels, this one has %d and %d", sr->scale, s2 + 3, s2,
         ge_unet2d_in_channels (sr->unet), ge_unet2d_out_channels (sr->unet));
     goto fail;
@@ -287,13 +275,13 @@ ge_sr_process (GeSr * sr, const GeImageU8 * in, GeImageU8 * out, GError ** error
   const int s = sr->scale, W = in->width, H = in->height, Ws = W * s, Hs = H * s;
   const char *path = ge_model_file_path (sr->mf);
   if (out->width != Ws || out->height != Hs)
-    return fail (error, GE_ERROR_SHAPE, path, "output is %dx%d, a x%d model makes %dx%d "
+    return ge_fail (error, GE_ERROR_SHAPE, path, "output is %dx%d, a x%d model makes %dx%d "
         "from %dx%d", out->width, out->height, s, Ws, Hs, W, H);
   if (W < ge_sr_min_size (sr) || H < ge_sr_min_size (sr))
-    return fail (error, GE_ERROR_SHAPE, path, "a %dx%d frame is too small (at least %dx%d)",
+    return ge_fail (error, GE_ERROR_SHAPE, path, "a %dx%d frame is too small (at least %dx%d)",
         W, H, ge_sr_min_size (sr), ge_sr_min_size (sr));
   if (Ws >= 65536 || Hs >= 65536)
-    return fail (error, GE_ERROR_SHAPE, path, "a %dx%d output is too large", Ws, Hs);
+    return ge_fail (error, GE_ERROR_SHAPE, path, "a %dx%d output is too large", Ws, Hs);
   const int steps = sr->steps ? sr->steps : sr->default_steps;
   if (ge_scheduler_n_timesteps (sr->sched) != steps
       && !ge_scheduler_set_timesteps (sr->sched, steps, error))
