@@ -33,29 +33,16 @@ sys.path.insert(0, os.path.join(ROOT, "models", "common"))
 import diffusers_torch as dt  # noqa: E402
 import st  # noqa: E402
 
+sys.path.insert(0, os.path.join(ROOT, "models", "sr"))
+import train  # noqa: E402
+
 OUT = os.path.join(ROOT, "tests", "elements", "models")
 
 
 def scheduler_config():
-    return {
-        "_class_name": "DDIMScheduler",
-        "_diffusers_version": dt.DIFFUSERS_VERSION,
-        "num_train_timesteps": 1000,
-        "beta_start": 0.0001,
-        "beta_end": 0.02,
-        "beta_schedule": "squaredcos_cap_v2",
-        "trained_betas": None,
-        "clip_sample": False,
-        "clip_sample_range": 1.0,
-        "set_alpha_to_one": True,
-        "steps_offset": 0,
-        "prediction_type": "sample",
-        "thresholding": False,
-        "dynamic_thresholding_ratio": 0.995,
-        "sample_max_value": 1.0,
-        "timestep_spacing": "trailing",
-        "rescale_betas_zero_snr": False,
-    }
+    """The trained models' scheduler (models/sr/train.py), so the test models
+    exercise the same sampler settings."""
+    return train.scheduler_config("squaredcos_cap_v2")
 
 
 def unet(s, seed):
