@@ -31,7 +31,6 @@ struct _GeUNet2D {
   gsize n_params;
   GeModelTap tap;
   void *tap_data;
-  guint allocs_before;
   guint last_allocs;
 };
 
@@ -80,6 +79,30 @@ attn_params (const GeAttnBlock * a)
 {
   return 2 * a->channels + conv_params (&a->to_q) + conv_params (&a->to_k)
       + conv_params (&a->to_v) + conv_params (&a->to_out);
+}
+
+/* Resnet @l of level @i of @kind ("down_blocks", "up_blocks") and, in an
+ * attention level, the attention after it; counts their parameters. */
+static gboolean
+load_layer (GeUNet2D * u, GeModelFile * mf, const char *kind, int i, int l, int in, int out,
+    const GeBlockOpts * o, int head_dim, GError ** error)
+{
+  Level *lv = g_str_equal (kind, "up_blocks") ? &u->up[i] : &u->down[i];
+  char *p = g_strdup_printf ("%s.%d.resnets.%d", kind, i, l);
+  gboolean ok = ge_resnet_load (mf, p, in, out, o, &lv->resnets[l], error);
+  g_free (p);
+  if (!ok)
+    return FALSE;
+  u->n_params += resnet_params (&lv->resnets[l]);
+  if (!lv->attn)
+    return TRUE;
+  p = g_strdup_printf ("%s.%d.attentions.%d", kind, i, l);
+  ok = ge_attn_load (mf, p, out, head_dim > 0 ? head_dim : out, o->groups, o->eps, 1.0f,
+      &lv->attns[l], error);
+  g_free (p);
+  if (ok)
+    u->n_params += attn_params (&lv->attns[l]);
+  return ok;
 }
 
 GeUNet2D *
@@ -190,19 +213,10 @@ ge_unet2d_new (GeModelFile * mf, GError ** error)
     lv->n_layers = (int) layers;
     lv->resnets = g_new0 (GeResnet, layers);
     lv->attns = g_new0 (GeAttnBlock, layers);
-    for (int l = 0; l < layers; l++) {
-      if (!ge_resnet_load (mf, SUB ("down_blocks.%d.resnets.%d", i, l),
-              l == 0 ? in_c : out_c, out_c, &o, &lv->resnets[l], error))
+    for (int l = 0; l < layers; l++)
+      if (!load_layer (u, mf, "down_blocks", i, l, l == 0 ? in_c : out_c, out_c, &o,
+              (int) head_dim, error))
         goto fail;
-      u->n_params += resnet_params (&lv->resnets[l]);
-      if (lv->attn) {
-        if (!ge_attn_load (mf, SUB ("down_blocks.%d.attentions.%d", i, l), out_c,
-                head_dim > 0 ? (int) head_dim : out_c, (int) groups, (float) eps, 1.0f,
-                &lv->attns[l], error))
-          goto fail;
-        u->n_params += attn_params (&lv->attns[l]);
-      }
-    }
     lv->has_sampler = i != n_ch - 1;
     if (lv->has_sampler) {
       if (!ge_downsample_load (mf, SUB ("down_blocks.%d.downsamplers.0", i), out_c,
@@ -246,17 +260,9 @@ ge_unet2d_new (GeModelFile * mf, GError ** error)
     for (int l = 0; l < lv->n_layers; l++) {
       int skip_c = l == lv->n_layers - 1 ? in_c : out_c;
       int res_in = l == 0 ? prev_c : out_c;
-      if (!ge_resnet_load (mf, SUB ("up_blocks.%d.resnets.%d", i, l), res_in + skip_c,
-              out_c, &o, &lv->resnets[l], error))
+      if (!load_layer (u, mf, "up_blocks", i, l, res_in + skip_c, out_c, &o, (int) head_dim,
+              error))
         goto fail;
-      u->n_params += resnet_params (&lv->resnets[l]);
-      if (lv->attn) {
-        if (!ge_attn_load (mf, SUB ("up_blocks.%d.attentions.%d", i, l), out_c,
-                head_dim > 0 ? (int) head_dim : out_c, (int) groups, (float) eps, 1.0f,
-                &lv->attns[l], error))
-          goto fail;
-        u->n_params += attn_params (&lv->attns[l]);
-      }
     }
     lv->has_sampler = i != n_ch - 1;
     if (lv->has_sampler) {
