@@ -263,43 +263,11 @@ ge_upsample_load (GeModelFile * mf, const char *prefix, int channels, GeUpsample
   return TRUE;
 }
 
-typedef struct {
-  const GeTensor *ph;
-  GeTensor *y;
-} PhaseJob;
-
-/* y[2i + dy][2j + dx] = phase (dy, dx)[i][j], one channel per task. */
-static void
-interleave_task (void *data, int nc, int thread)
-{
-  const PhaseJob *j = data;
-  const int H = j->ph[0].h, W = j->ph[0].w;
-  for (int i = 0; i < H; i++)
-    for (int dy = 0; dy < 2; dy++) {
-      const float *a = j->ph[dy * 2].data + ((gsize) nc * H + i) * W;
-      const float *b = j->ph[dy * 2 + 1].data + ((gsize) nc * H + i) * W;
-      float *row = j->y->data + ((gsize) nc * 2 * H + 2 * i + dy) * 2 * W;
-      for (int x = 0; x < W; x++) {
-        row[2 * x] = a[x];
-        row[2 * x + 1] = b[x];
-      }
-    }
-}
-
 GeTensor
 ge_upsample_forward (GeCtx * ctx, const GeUpsample * u, const GeTensor * x)
 {
-  const int C = u->conv.out_channels, H = x->h, W = x->w;
-  GeTensor y = ge_tensor_new (ctx->arena, x->n, C, H * 2, W * 2);
-  gsize mark = ge_arena_mark (ctx->arena);
-  GeTensor ph[4];
-  for (int i = 0; i < 4; i++) {
-    ph[i] = ge_tensor_new (ctx->arena, x->n, C, H, W);
-    ge_conv2d (ctx, &u->phase[i], x, &ph[i]);
-  }
-  PhaseJob j = { ph, &y };
-  ge_pool_run (ctx->pool, x->n * C, interleave_task, &j);
-  ge_arena_release (ctx->arena, mark);
+  GeTensor y = ge_tensor_new (ctx->arena, x->n, u->conv.out_channels, x->h * 2, x->w * 2);
+  ge_conv2d_phase2x (ctx, u->phase, x, &y);
   return y;
 }
 

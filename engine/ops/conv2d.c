@@ -457,3 +457,121 @@ ge_conv2d (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, GeTensor * y)
 {
   ge_conv2d_ex (ctx, p, x, NULL, y);
 }
+
+/* ---- 2x upsampling phases --------------------------------------------- */
+
+typedef struct {
+  const GeConv2d *phase;        /* [4], (dy, dx) = (i / 2, i % 2) */
+  const GeTensor *xp;           /* x with one zero row/column around, rows interleaved */
+  GeTensor *y;
+  const GeTensor *ph;           /* fallback: the four phase outputs */
+  int band, n_bands, cout_splits, cout_per_split, K;
+  const int *boff;
+  float *scratch;               /* per thread: 4 phases x cout_per_split x w */
+  gsize scratch_floats;
+} PhaseJob;
+
+/* Writes low-resolution row @i of the phases (pointers to [c][i][0] with
+ * channel pitch @cp) as rows 2i and 2i + 1 of @y's channels [c0, c0 + nc). */
+static void
+interleave_rows (const float *const ph[4], gsize cp, GeTensor * y, int n, int c0, int nc, int i)
+{
+  const int W = y->w / 2;
+  for (int c = 0; c < nc; c++)
+    for (int dy = 0; dy < 2; dy++) {
+      const float *a = ph[dy * 2] + c * cp, *b = ph[dy * 2 + 1] + c * cp;
+      float *row = y->data + (((gsize) n * y->c + c0 + c) * y->h + 2 * i + dy) * y->w;
+      for (int x = 0; x < W; x++) {
+        row[2 * x] = a[x];
+        row[2 * x + 1] = b[x];
+      }
+    }
+}
+
+/* One band of low-resolution rows: per row, the four phase GEMMs into
+ * scratch (a few tens of KiB, still in L2 when they are spread out), then
+ * the two output rows, so each output cache line is written by one task. */
+static void
+phase_task (void *data, int task, int thread)
+{
+  const PhaseJob *j = data;
+  const int split = task % j->cout_splits, band = (task / j->cout_splits) % j->n_bands;
+  const int n = task / (j->cout_splits * j->n_bands);
+  const int c0 = split * j->cout_per_split;
+  const int nco = MIN (j->cout_per_split, j->y->c - c0);
+  const int H = j->y->h / 2, W = j->y->w / 2, wp = j->xp->w;
+  const gsize pitch = (gsize) j->xp->c * wp;
+  const float *xn = j->xp->data + (gsize) n * j->xp->c * j->xp->h * wp;
+  float *tmp = j->scratch + (gsize) thread * j->scratch_floats;
+  const float *ph[4];
+  for (int i = 0; i < 4; i++)
+    ph[i] = tmp + (gsize) i * nco * W;
+  for (int oy = band * j->band; oy < MIN (H, (band + 1) * j->band); oy++) {
+    for (int i = 0; i < 4; i++) {
+      const GeConv2d *p = &j->phase[i];
+      /* Phase (dy, dx) pads by (1 - dy, 1 - dx): its padded row r is row
+       * r + dy of the shared copy, column c its column c + dx. */
+      ge_gemm_packed (nco, W, j->K, p->packed + (gsize) c0 * j->K,
+          xn + (gsize) (oy + i / 2) * pitch + i % 2, j->boff, (float *) ph[i], W,
+          p->bias ? p->bias + c0 : NULL, FALSE);
+    }
+    interleave_rows (ph, W, j->y, n, c0, nco, oy);
+  }
+}
+
+static void
+interleave_task (void *data, int nc, int thread)
+{
+  const PhaseJob *j = data;
+  const int H = j->ph[0].h, W = j->ph[0].w, n = nc / j->y->c, c = nc % j->y->c;
+  for (int i = 0; i < H; i++) {
+    const float *ph[4];
+    for (int k = 0; k < 4; k++)
+      ph[k] = j->ph[k].data + ((gsize) nc * H + i) * W;
+    interleave_rows (ph, 0, j->y, n, c, 1, i);
+  }
+}
+
+void
+ge_conv2d_phase2x (GeCtx * ctx, const GeConv2d phase[4], const GeTensor * x, GeTensor * y)
+{
+  const int C = phase[0].out_channels, H = x->h, W = x->w;
+  g_return_if_fail (y->n == x->n && y->c == C && y->h == 2 * H && y->w == 2 * W);
+  const gsize mark = ge_arena_mark (ctx->arena);
+  PhaseJob j = { .phase = phase, .y = y };
+  /* Rows narrow enough for implicit_task's wide mode keep the general path. */
+  const gboolean wide = W % GE_NR != 0 && (GE_NR - W % GE_NR) * 4 >= W / GE_NR * GE_NR + GE_NR;
+  if (phase[0].packed && !wide) {
+    /* All four phases read one padded copy; the outputs are interleaved
+     * from scratch, so neither the four phase tensors nor an interleave
+     * pass over them exist. */
+    GeTensor xp = prepare (ctx, x, NULL, 1, 1, 1, 1, TRUE);
+    const int cin = x->c, wp = xp.w;
+    j.K = cin * 4;
+    int *boff = (int *) ge_arena_alloc (ctx->arena, j.K);
+    for (int ci = 0, k = 0; ci < cin; ci++)
+      for (int ky = 0; ky < 2; ky++)
+        for (int kx = 0; kx < 2; kx++)
+          boff[k++] = (ky * cin + ci) * wp + kx;
+    j.xp = &xp;
+    j.boff = boff;
+    const int n_threads = ge_pool_n_threads (ctx->pool);
+    j.band = MAX (1, IMPLICIT_BAND_PIX / 4 / W);
+    j.n_bands = (H + j.band - 1) / j.band;
+    j.cout_splits = x->n * j.n_bands < 2 * n_threads && C >= 32 ? MIN (2 * n_threads, C / 16) : 1;
+    j.cout_per_split = ((C + j.cout_splits - 1) / j.cout_splits + GE_MR - 1) / GE_MR * GE_MR;
+    j.cout_splits = (C + j.cout_per_split - 1) / j.cout_per_split;
+    j.scratch_floats = (gsize) 4 * j.cout_per_split * W;
+    j.scratch = ge_arena_alloc (ctx->arena, j.scratch_floats * n_threads);
+    ge_pool_run (ctx->pool, x->n * j.n_bands * j.cout_splits, phase_task, &j);
+  } else {
+    GeTensor ph[4];
+    for (int i = 0; i < 4; i++) {
+      ph[i] = ge_tensor_new (ctx->arena, x->n, C, H, W);
+      ge_conv2d (ctx, &phase[i], x, &ph[i]);
+    }
+    j.ph = ph;
+    ge_pool_run (ctx->pool, x->n * C, interleave_task, &j);
+  }
+  ge_arena_release (ctx->arena, mark);
+}

@@ -229,6 +229,66 @@ test_conv2d_input_transform (void)
   }
 }
 
+/* ge_conv2d_phase2x against its definition: output pixel (2i + dy, 2j + dx)
+ * is pixel (i, j) of the naive conv with phase (dy, dx)'s weights and pads.
+ * Widths that take the fused path (one padded copy, channel splits) and
+ * the narrow-row fallback. */
+static void
+test_conv2d_phase2x (void)
+{
+  static const struct { int n, c, h, w; } shapes[] = {
+    { 1, 16, 9, 64 }, { 2, 24, 5, 96 }, { 1, 40, 3, 32 }, { 2, 8, 7, 16 }, { 1, 12, 4, 5 },
+  };
+  for (int threads = 1; threads <= 3; threads += 2) {
+    set_threads (threads);
+    for (guint s = 0; s < G_N_ELEMENTS (shapes); s++) {
+      const int n = shapes[s].n, c = shapes[s].c, h = shapes[s].h, w = shapes[s].w;
+      GeConv2d ph[4];
+      float *b = randn (c), *packed[4];
+      for (int i = 0; i < 4; i++) {
+        ph[i] = ge_conv2d_params (c, c, 2, 1, 0, randn ((gsize) c * c * 4), b);
+        ph[i].pad_top = 1 - i / 2;
+        ph[i].pad_bottom = i / 2;
+        ph[i].pad_left = 1 - i % 2;
+        ph[i].pad_right = i % 2;
+      }
+      GeTensor x = { randn ((gsize) n * c * h * w), n, c, h, w };
+      GeTensor y = { g_new (float, (gsize) n * c * 4 * h * w), n, c, 2 * h, 2 * w };
+      double *ref = g_new (double, ge_tensor_numel (&y)), *one = g_new (double, (gsize) n * c * h * w);
+      for (int i = 0; i < 4; i++) {
+        conv2d_naive (&ph[i], &x, h, w, one);
+        for (gsize nc = 0; nc < (gsize) n * c; nc++)
+          for (int yy = 0; yy < h; yy++)
+            for (int xx = 0; xx < w; xx++)
+              ref[(nc * 2 * h + 2 * yy + i / 2) * 2 * w + 2 * xx + i % 2] = one[(nc * h + yy) * w + xx];
+      }
+      const gboolean can_pack = ge_conv2d_packed_size (&ph[0]) > 0;
+      for (int pass = 0; pass < (can_pack ? 2 : 1); pass++) {
+        for (int i = 0; i < 4; i++) {
+          packed[i] = pass ? g_new (float, ge_conv2d_packed_size (&ph[i])) : NULL;
+          ph[i].packed = NULL;
+          if (pass)
+            ge_conv2d_pack (&ph[i], packed[i]);
+        }
+        memset (y.data, 0xff, sizeof (float) * ge_tensor_numel (&y));   /* NaNs */
+        ge_conv2d_phase2x (&ctx, ph, &x, &y);
+        char *what = g_strdup_printf ("%s phase2x n%d c%d %dx%d", pass ? "packed" : "sgemm", n, c, h, w);
+        assert_close (what, y.data, ref, ge_tensor_numel (&y), 1e-5);
+        g_free (what);
+        for (int i = 0; i < 4; i++)
+          g_free (packed[i]);
+      }
+      for (int i = 0; i < 4; i++)
+        g_free ((float *) ph[i].weight);
+      g_free (b);
+      g_free (x.data);
+      g_free (y.data);
+      g_free (ref);
+      g_free (one);
+    }
+  }
+}
+
 static void
 test_conv1d (void)
 {
@@ -724,6 +784,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ops/conv2d/random", test_conv2d_random);
   g_test_add_func ("/ops/conv2d/model-shapes", test_conv2d_model_shapes);
   g_test_add_func ("/ops/conv2d/input-transform", test_conv2d_input_transform);
+  g_test_add_func ("/ops/conv2d/phase2x", test_conv2d_phase2x);
   g_test_add_func ("/ops/conv1d", test_conv1d);
   g_test_add_func ("/ops/conv-transpose2d", test_conv_transpose2d);
   g_test_add_func ("/ops/linear", test_linear);
