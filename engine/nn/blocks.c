@@ -134,7 +134,9 @@ ge_resnet_forward (GeCtx * ctx, const GeResnet * r, const GeTensor * x, const fl
   GeConvInput in2 = ge_group_norm_input (ctx, &r->norm2, &h, GE_ACT_SILU);
   ge_conv2d_ex (ctx, &r->conv2, &h, &in2, &y);
 
-  if (r->has_shortcut) {
+  if (r->has_shortcut && r->output_scale == 1.0f)
+    ge_conv2d_accumulate (ctx, &r->shortcut, x, &y);
+  else if (r->has_shortcut) {
     GeTensor sc = ge_conv_forward (ctx, &r->shortcut, x);
     ge_add (ctx, sc.data, y.data, y.data, ge_tensor_numel (&y), r->output_scale);
   } else

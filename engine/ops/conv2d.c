@@ -231,6 +231,7 @@ typedef struct {
   int cout_splits, cout_per_split;
   const int *boff;              /* implicit: tap offsets in the padded input */
   gboolean wide;                /* implicit: rows of a band run as one */
+  gboolean accumulate;          /* y += conv (x) */
   gsize row_pitch;              /* implicit: floats from one input row to the next */
   float *scratch;               /* per thread: col + offsets */
   gsize scratch_floats;
@@ -315,7 +316,7 @@ implicit_task (void *data, int task, int thread)
   if (!j->wide) {
     for (int oy = y0; oy < y1; oy++)
       ge_gemm_packed (nco, j->ow, j->K, ap, xn + (gsize) oy * pitch, j->boff,
-          yn + (gsize) oy * j->ow, j->opix, bias, FALSE);
+          yn + (gsize) oy * j->ow, j->opix, bias, j->accumulate);
     return;
   }
   /* Narrow rows would leave most of a register panel masked off: run the
@@ -326,9 +327,15 @@ implicit_task (void *data, int task, int thread)
   ge_gemm_packed (nco, ncols, j->K, ap, xn + (gsize) y0 * wp, j->boff, tmp, ncols, bias,
       FALSE);
   for (int co = 0; co < nco; co++)
-    for (int oy = y0; oy < y1; oy++)
-      memcpy (yn + (gsize) co * j->opix + (gsize) oy * j->ow,
-          tmp + (gsize) co * ncols + (gsize) (oy - y0) * wp, sizeof (float) * j->ow);
+    for (int oy = y0; oy < y1; oy++) {
+      float *d = yn + (gsize) co * j->opix + (gsize) oy * j->ow;
+      const float *t = tmp + (gsize) co * ncols + (gsize) (oy - y0) * wp;
+      if (j->accumulate)
+        for (int i = 0; i < j->ow; i++)
+          d[i] += t[i];
+      else
+        memcpy (d, t, sizeof (float) * j->ow);
+    }
 }
 
 static void
@@ -354,14 +361,16 @@ im2col_task (void *data, int task, int thread)
       boff[k] = k * npix;
     const float *ap = p->packed + (gsize) g * ge_gemm_packed_a_size (j->cout_g, j->K)
         + (gsize) c0 * j->K;    /* c0 is a multiple of GE_MR */
-    ge_gemm_packed (nco, npix, j->K, ap, col, boff, yb, j->opix, bias, FALSE);
+    ge_gemm_packed (nco, npix, j->K, ap, col, boff, yb, j->opix, bias, j->accumulate);
     return;
   }
-  float beta = 0.0f;
+  float beta = j->accumulate ? 1.0f : 0.0f;
   if (bias) {
-    for (int co = 0; co < nco; co++)
+    for (int co = 0; co < nco; co++) {
+      float *row = yb + (gsize) co * j->opix;
       for (int i = 0; i < npix; i++)
-        yb[(gsize) co * j->opix + i] = bias[co];
+        row[i] = j->accumulate ? row[i] + bias[co] : bias[co];
+    }
     beta = 1.0f;
   }
   cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, nco, npix, j->K, 1.0f,
@@ -379,12 +388,12 @@ split_channels (ConvJob * j, int units, int n_threads)
     j->cout_per_split = (j->cout_per_split + GE_MR - 1) / GE_MR * GE_MR;
 }
 
-void
-ge_conv2d_ex (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInput * in,
-    GeTensor * y)
+static void
+conv2d_run (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInput * in,
+    GeTensor * y, gboolean accumulate)
 {
   const int up = in && in->upsample > 1 ? in->upsample : 1;
-  ConvJob j = { .p = p, .y = y };
+  ConvJob j = { .p = p, .y = y, .accumulate = accumulate };
   ge_conv2d_out_size (p, x->h * up, x->w * up, &j.oh, &j.ow);
   g_return_if_fail (x->c == p->in_channels && y->c == p->out_channels);
   g_return_if_fail (y->n == x->n && y->h == j.oh && y->w == j.ow);
@@ -453,9 +462,22 @@ ge_conv2d_ex (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvI
 }
 
 void
+ge_conv2d_ex (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInput * in,
+    GeTensor * y)
+{
+  conv2d_run (ctx, p, x, in, y, FALSE);
+}
+
+void
 ge_conv2d (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, GeTensor * y)
 {
-  ge_conv2d_ex (ctx, p, x, NULL, y);
+  conv2d_run (ctx, p, x, NULL, y, FALSE);
+}
+
+void
+ge_conv2d_accumulate (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, GeTensor * y)
+{
+  conv2d_run (ctx, p, x, NULL, y, TRUE);
 }
 
 /* ---- 2x upsampling phases --------------------------------------------- */

@@ -63,6 +63,10 @@ void ge_conv2d (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, GeTensor * 
 /* The same on the input @in derives from @x (NULL: x itself). */
 void ge_conv2d_ex (GeCtx * ctx, const GeConv2d * p, const GeTensor * x,
     const GeConvInput * in, GeTensor * y);
+/* y += conv (x), bias included: a residual add folded into the GEMM's
+ * output instead of a pass of its own. */
+void ge_conv2d_accumulate (GeCtx * ctx, const GeConv2d * p, const GeTensor * x,
+    GeTensor * y);
 /* A 3x3 conv after 2x nearest upsampling, as four 2x2 convs of x (Upsample2D
  * builds them): y[2i + dy][2j + dx] = phase[2 dy + dx] (x)[i][j], where
  * phase (dy, dx) pads by 1 - dy, dy (rows) and 1 - dx, dx (columns).

@@ -48,12 +48,11 @@ tile_8x32 (int kc, const float *ap, const float *b, const int *boff, float *c,
 {
   __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
 #define INIT(r) \
+  c##r##0 = _mm512_set1_ps (bias && r < rows ? bias[r] : 0.0f); \
+  c##r##1 = c##r##0; \
   if (accumulate && r < rows) { \
-    c##r##0 = _mm512_maskz_loadu_ps (m0, c + (gsize) r * ldc); \
-    c##r##1 = _mm512_maskz_loadu_ps (m1, c + (gsize) r * ldc + 16); \
-  } else { \
-    c##r##0 = _mm512_set1_ps (bias && r < rows ? bias[r] : 0.0f); \
-    c##r##1 = c##r##0; }
+    c##r##0 = _mm512_add_ps (c##r##0, _mm512_maskz_loadu_ps (m0, c + (gsize) r * ldc)); \
+    c##r##1 = _mm512_add_ps (c##r##1, _mm512_maskz_loadu_ps (m1, c + (gsize) r * ldc + 16)); }
   FOR_ROWS (INIT)
 #undef INIT
   if (m0 == 0xffff && m1 == 0xffff) {
@@ -113,7 +112,7 @@ ge_gemm_packed (int m, int n, int k, const float *ap, const float *b, const int 
       for (int i0 = 0; i0 < m; i0 += GE_MR)
         tile_8x32 (kc, ap + ((gsize) (i0 / GE_MR) * k + k0) * GE_MR, b + j, boff + k0,
             c + (gsize) i0 * ldc + j, ldc, MIN (GE_MR, m - i0), m0, m1,
-            bias ? bias + i0 : NULL, acc);
+            bias && k0 == 0 ? bias + i0 : NULL, acc);
     }
   }
 }

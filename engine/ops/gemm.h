@@ -34,7 +34,7 @@ void ge_gemm_pack_a (const float *a, int m, int k, int lda, float *ap);
 /* The same for a transposed source: A(i, kk) = a[kk * lda + i] * scale. */
 void ge_gemm_pack_a_t (const float *a, int m, int k, int lda, float scale, float *ap);
 
-/* C[m, n] = (accumulate ? C : bias) + A * B with ap packed A, B(k, j) =
+/* C[m, n] = (accumulate ? C : 0) + bias + A * B with ap packed A, B(k, j) =
  * b[boff[k] + j] (columns contiguous, read with masks: nothing past column
  * n is touched); C row-major with leading dimension ldc; bias may be NULL. */
 void ge_gemm_packed (int m, int n, int k, const float *ap, const float *b,

@@ -128,6 +128,16 @@ check_conv2d (GeConv2d * p, int n, int h, int w)
       p->pad_top, p->pad_left, p->pad_bottom, p->pad_right, p->dil_h, p->dil_w, p->groups);
   assert_close (what, y.data, ref, ge_tensor_numel (&y), 1e-5);
   g_free (what);
+  /* y += conv (x) on top of a random y */
+  double *acc = g_new (double, ge_tensor_numel (&y));
+  float *y0 = randn (ge_tensor_numel (&y));
+  for (gsize i = 0; i < ge_tensor_numel (&y); i++)
+    acc[i] = ref[i] + y0[i];
+  memcpy (y.data, y0, sizeof (float) * ge_tensor_numel (&y));
+  ge_conv2d_accumulate (&ctx, p, &x, &y);
+  assert_close ("conv2d accumulate", y.data, acc, ge_tensor_numel (&y), 1e-5);
+  g_free (acc);
+  g_free (y0);
   }
   p->packed = NULL;
   g_free (packed);
