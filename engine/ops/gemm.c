@@ -44,7 +44,8 @@ ge_gemm_pack_a_t (const float *a, int m, int k, int lda, float scale, float *ap)
 __attribute__((target ("avx512f")))
 static void
 tile_8x32 (int kc, const float *ap, const float *b, const int *boff, float *c,
-    int ldc, int rows, __mmask16 m0, __mmask16 m1, const float *bias, gboolean accumulate)
+    int ldc, int rows, __mmask16 m0, __mmask16 m1, const float *bias, gboolean accumulate,
+    gboolean prefetch)
 {
   __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
 #define INIT(r) \
@@ -59,6 +60,14 @@ tile_8x32 (int kc, const float *ap, const float *b, const int *boff, float *c,
     for (int kk = 0; kk < kc; kk++) {
       const float *bk = b + boff[kk];
       const __m512 b0 = _mm512_loadu_ps (bk), b1 = _mm512_loadu_ps (bk + 16);
+      /* The B rows of an implicit conv are taps scattered over the input,
+       * which the hardware prefetchers do not follow: the first row block
+       * fetches the next panel's part of each row (prefetches never fault,
+       * so running past the last panel is harmless). */
+      if (prefetch) {
+        _mm_prefetch ((const char *) (bk + 32), _MM_HINT_T0);
+        _mm_prefetch ((const char *) (bk + 47), _MM_HINT_T0);
+      }
 #define ROW(r) { const __m512 a_ = _mm512_set1_ps (ap[r]); \
         c##r##0 = _mm512_fmadd_ps (a_, b0, c##r##0); \
         c##r##1 = _mm512_fmadd_ps (a_, b1, c##r##1); }
@@ -112,7 +121,7 @@ ge_gemm_packed (int m, int n, int k, const float *ap, const float *b, const int 
       for (int i0 = 0; i0 < m; i0 += GE_MR)
         tile_8x32 (kc, ap + ((gsize) (i0 / GE_MR) * k + k0) * GE_MR, b + j, boff + k0,
             c + (gsize) i0 * ldc + j, ldc, MIN (GE_MR, m - i0), m0, m1,
-            bias && k0 == 0 ? bias + i0 : NULL, acc);
+            bias && k0 == 0 ? bias + i0 : NULL, acc, i0 == 0);
     }
   }
 }
