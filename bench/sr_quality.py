@@ -28,7 +28,7 @@ Run from the repository root after `meson compile -C build` and
     /usr/bin/python3 bench/sr_quality.py \\
         --x2-model models/sr/diffusionsr-x2.safetensors \\
         --x4-model models/sr/diffusionsr-x4.safetensors \\
-        --regression-x2 _work/sr/regression_x2/model.pt
+        --regression-x2 bench/baselines/regression-x2.safetensors
 
 Writes bench/out/sr_quality/results.md (the table, the command line) and results.json
 (per photo and mean values); --max-photos N and --max-side PX (centre crop of the HR photo)
@@ -229,9 +229,16 @@ def bicubic(lr, s):
 
 
 def load_regression(path, s):
-    """models/sr/train_regression.py's model from its saved file (a file, or a folder with model.pt
-    or ckpt.pt); None when absent."""
+    """models/sr/train_regression.py's model from its saved file (its .safetensors export, a .pt
+    file, or a folder with model.pt or ckpt.pt); None when absent."""
     import torch
+    if path.endswith(".safetensors") and os.path.isfile(path):
+        import st
+        import train_regression as R
+        net = R.ResidualCNN(s)
+        net.load_state_dict(st.load(path)[0], strict=True)
+        net.eval()
+        return net, path
     if os.path.isdir(path):
         for n in ("model.pt", "ckpt.pt"):
             if os.path.exists(os.path.join(path, n)):
@@ -405,9 +412,9 @@ def main():
     ap.add_argument("--x2-model", help="diffusionsr x2 model (.safetensors)")
     ap.add_argument("--x4-model", help="diffusionsr x4 model (.safetensors)")
     ap.add_argument("--steps", default="1,2,4,8", help="step counts besides the model's default")
-    ap.add_argument("--regression-x2", default=os.path.join("_work", "sr", "regression_x2"),
-                    help="train_regression.py's saved model (a file, or its folder: model.pt or ckpt.pt)")
-    ap.add_argument("--regression-x4", default=os.path.join("_work", "sr", "regression_x4"))
+    ap.add_argument("--regression-x2", default=os.path.join("bench", "baselines", "regression-x2.safetensors"),
+                    help="train_regression.py's model (its .safetensors export, a .pt, or its folder)")
+    ap.add_argument("--regression-x4", default=os.path.join("bench", "baselines", "regression-x4.safetensors"))
     ap.add_argument("--no-rdn", action="store_true", help="leave out the UpscalerJS RDN models")
     ap.add_argument("--rdn-check", action="store_true", help="only the RDN fixture reproduction check")
     ap.add_argument("--manifest", default=MANIFEST)

@@ -68,6 +68,10 @@ if [[ -f models/sr/diffusionsr-x2.safetensors ]]; then
   pipelines/sr-image.sh samples/butterfly.png "$OUT/butterfly-x2.png" || status=1
   log "diffusionsr: samples/building.webm -> $OUT/building-x2.webm"
   pipelines/sr-video.sh samples/building.webm "$OUT/building-x2.webm" || status=1
+  if [[ -f models/sr/diffusionsr-x4.safetensors ]]; then
+    log "diffusionsr scale=4: samples/butterfly.png -> $OUT/butterfly-x4.png"
+    pipelines/sr-image.sh samples/butterfly.png "$OUT/butterfly-x4.png" 4 || status=1
+  fi
   ls -l "$OUT"
 else
   echo "demo failed: the default model models/sr/diffusionsr-x2.safetensors is missing"

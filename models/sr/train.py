@@ -231,6 +231,34 @@ class SR:
         return ((up + r / self.rs) + 1) / 2
 
 
+def transfer_scale(src, dst, s_src, s_dst):
+    """Starts an x<s_dst> UNet from x<s_src> weights of the same widths (MODEL.md: x4 from x2).
+
+    Only conv_in and conv_out depend on the scale: their residual channels are pixel-unshuffled
+    blocks (channel c*s*s + dy*s + dx).  A channel of the x<s_dst> block takes the weights of the
+    x<s_src> channel that covers the same fraction of the LR pixel, so the start is the x<s_src>
+    model applied to a box-averaged residual; every other tensor is copied unchanged.
+    """
+    def sub(c, dy, dx):
+        return c * s_src * s_src + (dy * s_src // s_dst) * s_src + dx * s_src // s_dst
+
+    out = {}
+    for k, v in dst.items():
+        w = src[k]
+        if w.shape == v.shape:
+            out[k] = w.clone()
+            continue
+        idx = torch.tensor([sub(c, dy, dx) for c in range(3) for dy in range(s_dst) for dx in range(s_dst)])
+        if k == "conv_in.weight":       # [C, 3*s*s + 3, 3, 3]: residual channels in, then LR
+            ratio = (s_src * s_src) / (s_dst * s_dst)   # more channels now share the same signal
+            out[k] = torch.cat([w[:, idx] * ratio, w[:, 3 * s_src * s_src:]], dim=1)
+        elif k in ("conv_out.weight", "conv_out.bias"):
+            out[k] = w[idx].clone()
+        else:
+            raise ValueError(f"{k}: {tuple(w.shape)} does not map to {tuple(v.shape)}")
+    return out
+
+
 def count_flops(model, inp, t):
     """Multiply-adds x 2 of the convolutions and linear layers (+ GroupNorm/SiLU elementwise)."""
     total = [0]
@@ -277,13 +305,21 @@ def save_atomic(obj, path):
     os.replace(tmp, path)
 
 
-def pick_timesteps(n, sched, g):
-    """Half uniform over [0, T), half on the trailing grids of 1-4 sampling steps."""
+def pick_timesteps(n, sched, g, dist="first"):
+    """Training timesteps.  "mixed": half uniform over [0, T), half on the trailing grids of
+    1-4 sampling steps.  "first" (default): 40 % at T - 1, the first sampling step, which is
+    the plain regression that every step count starts from; 30 % on the grids, 30 % uniform.
+    "max": T - 1 only (the regression alone, a diagnostic)."""
     T = sched["num_train_timesteps"]
+    if dist == "max":
+        return torch.full((n,), T - 1, dtype=torch.long)
     grid = sorted({t for k in (1, 2, 3, 4) for t in ddim_timesteps(sched, k)})
     t = torch.randint(T, (n,), generator=g)
-    on_grid = torch.rand(n, generator=g) < 0.5
+    u = torch.rand(n, generator=g)
+    on_grid = u < 0.5 if dist == "mixed" else u < 0.7
     t[on_grid] = torch.tensor(grid)[torch.randint(len(grid), (int(on_grid.sum()),), generator=g)]
+    if dist == "first":
+        t[u < 0.4] = T - 1
     return t
 
 
@@ -322,20 +358,25 @@ def main():
                          "checkpoint is there to resume (a fresh checkout has no _work/)")
     ap.add_argument("--init-step", type=int, default=0,
                     help="the training step those weights were exported at (sets the schedule)")
-    ap.add_argument("--channels", default="16,32,64,64")
+    ap.add_argument("--channels", default="32")
     ap.add_argument("--layers", type=int, default=1)
     ap.add_argument("--groups", type=int, default=8)
     ap.add_argument("--beta-schedule", default="squaredcos_cap_v2")
     ap.add_argument("--residual-scale", type=float, default=0.0,
                     help="0: 5.0 for x2, 3.5 for x4 (scaled residual std about 0.36-0.38)")
-    ap.add_argument("--patch", type=int, default=128, help="HR patch size")
+    ap.add_argument("--patch", type=int, default=0, help="HR patch size (0: 64 LR pixels, i.e. 64 * scale)")
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--loss", choices=("l2", "l1"), default="l2",
                     help="on the scaled residual x0; l1 stalls at the bicubic solution (MODEL.md)")
+    ap.add_argument("--t-dist", choices=("first", "mixed", "max"), default="first",
+                    help="training timesteps (see pick_timesteps)")
+    ap.add_argument("--regression-steps", type=int, default=250,
+                    help="first steps at t = T - 1 only (the 1-step regression), then --t-dist")
+    ap.add_argument("--zero-out", type=int, default=1, help="1: conv_out starts at zero (new runs)")
     ap.add_argument("--lr-min", type=float, default=1e-5)
-    ap.add_argument("--warmup", type=int, default=500)
-    ap.add_argument("--total-steps", type=int, default=40000, help="cosine horizon; training stops there")
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--total-steps", type=int, default=3300, help="cosine horizon; training stops there")
     ap.add_argument("--ema", type=float, default=0.999)
     ap.add_argument("--ckpt-every", type=int, default=250)
     ap.add_argument("--val-every", type=int, default=1000)
@@ -352,6 +393,8 @@ def main():
     s = args.scale
     if not args.residual_scale:
         args.residual_scale = 5.0 if s == 2 else 3.5
+    if not args.patch:
+        args.patch = 64 * s
     out = args.out or f"_work/sr/x{s}"
     os.makedirs(out, exist_ok=True)
     logf = os.path.join(out, "train.log")
@@ -394,12 +437,20 @@ def main():
     elif args.init:
         sys.path.insert(0, os.path.join(ROOT, "models", "common"))
         import st
-        weights, _ = st.load(args.init)
+        weights, meta = st.load(args.init)
+        init_scale = int(json.loads(meta.get("task", "{}")).get("scale", s))
+        if init_scale != s:
+            weights = transfer_scale(weights, unet.state_dict(), init_scale, s)
         unet.load_state_dict(weights)     # the exported EMA weights: both copies start there
         ema.load_state_dict(weights)
         step = args.init_step
-        log(logf, f"initialised from {args.init} at step {step} (optimizer state restarts)")
+        log(logf, f"initialised from {args.init} (x{init_scale}) at step {step} (optimizer state restarts)")
     else:
+        if args.zero_out:
+            # start at the bicubic answer (x0 = 0 residual), as the regression baseline's
+            # near-zero tail does, instead of at a random residual of std ~1
+            torch.nn.init.zeros_(unet.conv_out.weight)
+            torch.nn.init.zeros_(unet.conv_out.bias)
         ema.load_state_dict(unet.state_dict())
         log(logf, f"start: params {nparams} gflop/step@640x360 {gflop:.2f} config {json.dumps(cfg)} "
                   f"sched {sched['beta_schedule']} args {json.dumps(vars(args))}")
@@ -436,7 +487,7 @@ def main():
         hr_ = hr * 2 - 1
         lr_ = lr01 * 2 - 1
         r0 = (hr_ - upsample(lr_, s)) * args.residual_scale
-        t = pick_timesteps(args.batch, sched, g)
+        t = pick_timesteps(args.batch, sched, g, "max" if step < args.regression_steps else args.t_dist)
         a = ac[t].view(-1, 1, 1, 1)
         noise = torch.randn(r0.shape, generator=g)
         r_t = a.sqrt() * r0 + (1 - a).sqrt() * noise
