@@ -85,6 +85,22 @@ CASES = {
         input_shape=(1, 3, 16, 24),
         timesteps=[("int", 10), ("tensor0d", 777), ("tensor1d", [250])],
     ),
+    # One level (no down/upsampling: the mid block runs at full resolution), the layout of the
+    # shipped super-resolution models (models/sr/MODEL.md) with fewer channels: 15 channels in
+    # (pixel-unshuffled residual + LR frame), 12 out, rows wide enough for the engine's
+    # interleaved implicit GEMM.
+    "unet_1level_sr": dict(
+        cls="UNet2DModel", seed=7250,
+        what="UNet2DModel 1 level (16,), in_channels=15, out_channels=12, layers_per_block=1, "
+             "add_attention=False, norm_num_groups=8, batch 1, input 10x64",
+        config=dict(
+            sample_size=None, in_channels=15, out_channels=12, layers_per_block=1,
+            block_out_channels=[16], down_block_types=["DownBlock2D"], up_block_types=["UpBlock2D"],
+            norm_num_groups=8, add_attention=False, attention_head_dim=None, flip_sin_to_cos=True,
+            freq_shift=0, downsample_padding=1),
+        input_shape=(1, 15, 10, 64),
+        timesteps=[("int", 999), ("tensor0d", 499), ("tensor1d", [249])],
+    ),
     # AutoencoderKL with 3 levels and 2 resnets per level (3 per decoder level).
     "vae_kl_3level": dict(
         cls="AutoencoderKL", seed=7300,
