@@ -59,7 +59,8 @@ def main():
     ap.add_argument("--out", default=None, help="default models/sr/diffusionsr-x<scale>.safetensors")
     ap.add_argument("--dtype", choices=("f32", "f16"), default="f32")
     ap.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA")
-    ap.add_argument("--steps", type=int, default=4, help="default num_inference_steps")
+    ap.add_argument("--steps", type=int, default=1,
+                    help="default num_inference_steps (1: the best PSNR of the shipped models, MODEL.md)")
     args = ap.parse_args()
 
     torch.set_num_threads(2)

@@ -7,7 +7,8 @@ The model (see models/sr/MODEL.md) is a diffusers UNet2DModel working at LOW res
   * input  = concat(pixel_unshuffle(r_t, s), lr)            3*s*s + 3 channels at LR size
   * output = pixel_shuffle(unet(input, t), s) = r0 estimate ("sample" prediction)
   * hr_out = up + r0_estimate / residual_scale
-with a DDIM sampler (eta 0, trailing timesteps, 4 steps by default) over a DDIMScheduler config.
+with a DDIM sampler (eta 0, trailing timesteps; the exported default is 1 step) over a
+DDIMScheduler config.
 
 Data: the photos of models/data/fetch_photos.py (_work/data/photos/MANIFEST.json), train split
 only for training, the val split (whole packages) for validation.  LR = s x s box average of
