@@ -67,7 +67,7 @@ def main():
     ap.add_argument("--out", default=None, help="default _work/sr/regression_x<scale>")
     ap.add_argument("--steps", type=int, default=1920, help="budget in steps (20 minutes alone at x2)")
     ap.add_argument("--minutes", type=float, default=0.0, help="budget in busy minutes instead of steps")
-    ap.add_argument("--patch", type=int, default=128)
+    ap.add_argument("--patch", type=int, default=0, help="HR patch size (0: 64 LR pixels, as train.py)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3, help="higher than the diffusion run: short budget")
     ap.add_argument("--loss", choices=("l2", "l1"), default="l2",
@@ -81,6 +81,7 @@ def main():
 
     torch.set_num_threads(args.threads)
     s = args.scale
+    args.patch = args.patch or 64 * s
     out = args.out or f"_work/sr/regression_x{s}"
     os.makedirs(out, exist_ok=True)
     logf = os.path.join(out, "train.log")
