@@ -377,15 +377,28 @@ im2col_task (void *data, int task, int thread)
       p->weight + (gsize) co0 * j->K, j->K, col, npix, beta, yb, j->opix);
 }
 
+/* With fewer work units (bands) than keep the threads busy, the output
+ * channels are split too; with @packed weights into whole register tiles
+ * (so rounding may leave fewer splits than asked for). */
 static void
-split_channels (ConvJob * j, int units, int n_threads)
+split_channels (int cout, int units, int n_threads, gboolean packed, int *splits,
+    int *per_split)
 {
-  j->cout_splits = 1;
-  if (units < 2 * n_threads && j->cout_g >= 32)
-    j->cout_splits = MIN (2 * n_threads, j->cout_g / 16);
-  j->cout_per_split = (j->cout_g + j->cout_splits - 1) / j->cout_splits;
-  if (j->p->packed)             /* whole register tiles */
-    j->cout_per_split = (j->cout_per_split + GE_MR - 1) / GE_MR * GE_MR;
+  int n = 1;
+  if (units < 2 * n_threads && cout >= 32)
+    n = MIN (2 * n_threads, cout / 16);
+  *per_split = (cout + n - 1) / n;
+  if (packed)
+    *per_split = (*per_split + GE_MR - 1) / GE_MR * GE_MR;
+  *splits = (cout + *per_split - 1) / *per_split;
+}
+
+/* Rows whose width leaves a quarter or more of the kernel's last column
+ * panel empty: implicit_task runs them in its wide mode. */
+static gboolean
+narrow_rows (int w)
+{
+  return w % GE_NR != 0 && (GE_NR - w % GE_NR) * 4 >= w / GE_NR * GE_NR + GE_NR;
 }
 
 static void
@@ -414,8 +427,7 @@ conv2d_run (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInp
      * are one contiguous block instead of pages scattered over the planes.
      * Narrow images run a band's rows as one long row (see implicit_task),
      * which needs plain planes. */
-    /* Rows whose width leaves a quarter or more of the last panel empty. */
-    j.wide = j.ow % GE_NR != 0 && (GE_NR - j.ow % GE_NR) * 4 >= j.ow / GE_NR * GE_NR + GE_NR;
+    j.wide = narrow_rows (j.ow);
     GeTensor xp = *x;
     const gboolean padded = p->pad_top || p->pad_left || p->pad_bottom || p->pad_right;
     const gboolean interleaved = (needs_prep || padded) && !j.wide;
@@ -435,7 +447,8 @@ conv2d_run (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInp
       j.band = MAX (1, 1024 / xp.w);
     j.n_bands = (j.oh + j.band - 1) / j.band;
     const int units = x->n * j.n_bands;
-    split_channels (&j, units, n_threads);
+    split_channels (j.cout_g, units, n_threads, p->packed != NULL, &j.cout_splits,
+      &j.cout_per_split);
     if (j.wide) {
       j.scratch_floats = (gsize) j.cout_per_split * j.band * xp.w + 16;
       j.scratch = ge_arena_alloc (ctx->arena, j.scratch_floats * n_threads);
@@ -454,7 +467,8 @@ conv2d_run (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInp
   j.band = MIN (j.band, j.opix);
   j.n_bands = (j.opix + j.band - 1) / j.band;
   const int units = x->n * p->groups * j.n_bands;
-  split_channels (&j, units, n_threads);
+  split_channels (j.cout_g, units, n_threads, p->packed != NULL, &j.cout_splits,
+      &j.cout_per_split);
   j.scratch_floats = (gsize) j.K * j.band + j.K + 16;      /* col + offsets */
   j.scratch = ge_arena_alloc (ctx->arena, j.scratch_floats * n_threads);
   ge_pool_run (ctx->pool, units * j.cout_splits, im2col_task, &j);
@@ -562,8 +576,7 @@ ge_conv2d_phase2x (GeCtx * ctx, const GeConv2d phase[4], const GeTensor * x, GeT
   const gsize mark = ge_arena_mark (ctx->arena);
   PhaseJob j = { .phase = phase, .y = y };
   /* Rows narrow enough for implicit_task's wide mode keep the general path. */
-  const gboolean wide = W % GE_NR != 0 && (GE_NR - W % GE_NR) * 4 >= W / GE_NR * GE_NR + GE_NR;
-  if (phase[0].packed && !wide) {
+  if (phase[0].packed && !narrow_rows (W)) {
     /* All four phases read one padded copy; the outputs are interleaved
      * from scratch, so neither the four phase tensors nor an interleave
      * pass over them exist. */
@@ -580,9 +593,7 @@ ge_conv2d_phase2x (GeCtx * ctx, const GeConv2d phase[4], const GeTensor * x, GeT
     const int n_threads = ge_pool_n_threads (ctx->pool);
     j.band = MAX (1, IMPLICIT_BAND_PIX / 4 / W);
     j.n_bands = (H + j.band - 1) / j.band;
-    j.cout_splits = x->n * j.n_bands < 2 * n_threads && C >= 32 ? MIN (2 * n_threads, C / 16) : 1;
-    j.cout_per_split = ((C + j.cout_splits - 1) / j.cout_splits + GE_MR - 1) / GE_MR * GE_MR;
-    j.cout_splits = (C + j.cout_per_split - 1) / j.cout_per_split;
+    split_channels (C, x->n * j.n_bands, n_threads, TRUE, &j.cout_splits, &j.cout_per_split);
     j.scratch_floats = (gsize) 4 * j.cout_per_split * W;
     j.scratch = ge_arena_alloc (ctx->arena, j.scratch_floats * n_threads);
     ge_pool_run (ctx->pool, x->n * j.n_bands * j.cout_splits, phase_task, &j);
