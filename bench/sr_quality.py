@@ -232,13 +232,7 @@ def load_regression(path, s):
     """models/sr/train_regression.py's model from its saved file (its .safetensors export, a .pt
     file, or a folder with model.pt or ckpt.pt); None when absent."""
     import torch
-    if path.endswith(".safetensors") and os.path.isfile(path):
-        import st
-        import train_regression as R
-        net = R.ResidualCNN(s)
-        net.load_state_dict(st.load(path)[0], strict=True)
-        net.eval()
-        return net, path
+    import train_regression as R
     if os.path.isdir(path):
         for n in ("model.pt", "ckpt.pt"):
             if os.path.exists(os.path.join(path, n)):
@@ -246,9 +240,12 @@ def load_regression(path, s):
                 break
     if not os.path.isfile(path):
         return None, path
-    import train_regression as R
-    ck = torch.load(path, map_location="cpu")
-    sd = ck.get("model", ck) if isinstance(ck, dict) else ck
+    if path.endswith(".safetensors"):
+        import st
+        sd = st.load(path)[0]
+    else:
+        ck = torch.load(path, map_location="cpu")
+        sd = ck.get("model", ck) if isinstance(ck, dict) else ck
     net = R.ResidualCNN(s)
     net.load_state_dict(sd, strict=True)
     net.eval()

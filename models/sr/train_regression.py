@@ -142,8 +142,7 @@ def main():
 def export(model, path, step, psnr):
     """The trained baseline for bench/sr_quality.py, committed so that the benchmark runs from a
     clean clone without retraining it (1 MB)."""
-    sys.path.insert(0, os.path.join(T.ROOT, "models", "common"))
-    import st
+    import st                           # models/common, on the path since train.py
     os.makedirs(os.path.dirname(path), exist_ok=True)
     st.save(path, {k: v.contiguous() for k, v in model.state_dict().items()},
             metadata={"model": "models/sr/train_regression.py ResidualCNN", "scale": str(model.s),
