@@ -1,0 +1,169 @@
+"""What the diffusion trainers share (models/sr/train.py, models/inpaint/train.py): the photos
+and their patches, diffusers' DDIMScheduler (prediction_type "sample", eta 0) as a config and
+its two formulas, the learning-rate schedule, FLOP counting, logging and atomic checkpoints."""
+
+import json
+import math
+import os
+import time
+
+import numpy as np
+import torch
+
+import diffusers_torch as dt
+
+MANIFEST = "_work/data/photos/MANIFEST.json"
+
+
+def load_photos(split, manifest=MANIFEST):
+    """-> list of (name, uint8 tensor [3, H, W]) of one split."""
+    from PIL import Image
+    with open(manifest) as f:
+        m = json.load(f)
+    base = os.path.dirname(manifest)
+    out = []
+    for e in m["photos"]:
+        if e["split"] != split:
+            continue
+        img = np.asarray(Image.open(os.path.join(base, e["file"])).convert("RGB"))
+        out.append((e["file"], torch.from_numpy(img.copy()).permute(2, 0, 1).contiguous()))
+    return out
+
+
+class PatchSampler:
+    """Random HR patches (uint8 photos in memory) with flips / rot90, as float [0,1]."""
+
+    def __init__(self, photos, patch, seed):
+        self.photos = [p for _, p in photos if min(p.shape[1:]) >= patch]
+        self.patch = patch
+        self.g = torch.Generator().manual_seed(seed)
+
+    def batch(self, n):
+        P = self.patch
+        out = torch.empty(n, 3, P, P)
+        for i in range(n):
+            img = self.photos[int(torch.randint(len(self.photos), (1,), generator=self.g))]
+            _, H, W = img.shape
+            y = int(torch.randint(H - P + 1, (1,), generator=self.g))
+            x = int(torch.randint(W - P + 1, (1,), generator=self.g))
+            p = img[:, y:y + P, x:x + P].float() / 255.0
+            a = int(torch.randint(8, (1,), generator=self.g))
+            if a & 1:
+                p = p.flip(2)
+            if a & 2:
+                p = p.flip(1)
+            if a & 4:
+                p = p.transpose(1, 2)
+            out[i] = p
+        return out
+
+
+def val_crops(photos, size, per_image=2):
+    """Fixed validation HR crops (deterministic positions): centre and top-left-third."""
+    crops = []
+    for _, img in photos:
+        _, H, W = img.shape
+        if min(H, W) < size:
+            continue
+        pos = [((H - size) // 2, (W - size) // 2), ((H - size) // 3, (W - size) // 3)][:per_image]
+        for y, x in pos:
+            crops.append(img[:, y:y + size, x:x + size].float() / 255.0)
+    return torch.stack(crops)
+
+
+def scheduler_config(beta_schedule="squaredcos_cap_v2"):
+    return {
+        "_class_name": "DDIMScheduler",
+        "_diffusers_version": dt.DIFFUSERS_VERSION,
+        "num_train_timesteps": 1000,
+        "beta_start": 0.0001,
+        "beta_end": 0.02,
+        "beta_schedule": beta_schedule,
+        "clip_sample": False,
+        "clip_sample_range": 1.0,
+        "set_alpha_to_one": True,
+        "steps_offset": 0,
+        "prediction_type": "sample",
+        "thresholding": False,
+        "dynamic_thresholding_ratio": 0.995,
+        "sample_max_value": 1.0,
+        "timestep_spacing": "trailing",
+        "rescale_betas_zero_snr": False,
+    }
+
+
+def alphas_cumprod(cfg):
+    T = cfg["num_train_timesteps"]
+    if cfg["beta_schedule"] == "linear":
+        betas = torch.linspace(cfg["beta_start"], cfg["beta_end"], T, dtype=torch.float32)
+    elif cfg["beta_schedule"] == "squaredcos_cap_v2":
+        def ab(t):
+            return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+        betas = torch.tensor([min(1 - ab((i + 1) / T) / ab(i / T), 0.999) for i in range(T)], dtype=torch.float32)
+    else:
+        raise ValueError(cfg["beta_schedule"])
+    return torch.cumprod(1.0 - betas, dim=0)
+
+
+def ddim_timesteps(cfg, n):
+    """diffusers DDIMScheduler.set_timesteps with timestep_spacing 'trailing'."""
+    T = cfg["num_train_timesteps"]
+    ts = np.round(np.arange(T, 0, -T / n)).astype(np.int64) - 1
+    return [int(t) for t in ts]
+
+
+def ddim_step(cfg, ac, x0, t, n, sample):
+    """One DDIM step (eta 0) with an x0 prediction; returns the previous sample."""
+    prev = t - cfg["num_train_timesteps"] // n
+    a_t = ac[t]
+    a_prev = ac[prev] if prev >= 0 else (torch.tensor(1.0) if cfg["set_alpha_to_one"] else ac[0])
+    eps = (sample - a_t.sqrt() * x0) / (1 - a_t).sqrt()
+    return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+
+
+def count_flops(model, inp, t):
+    """Multiply-adds x 2 of the convolutions and linear layers (+ GroupNorm/SiLU elementwise)."""
+    total = [0]
+
+    def conv_hook(m, i, o):
+        total[0] += 2 * o.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+
+    def lin_hook(m, i, o):
+        total[0] += 2 * o.numel() * m.in_features
+
+    def ew_hook(m, i, o):
+        total[0] += 5 * o.numel()
+
+    hs = []
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            hs.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, torch.nn.Linear):
+            hs.append(m.register_forward_hook(lin_hook))
+        elif isinstance(m, (torch.nn.GroupNorm, torch.nn.SiLU)):
+            hs.append(m.register_forward_hook(ew_hook))
+    with torch.no_grad():
+        model(inp, t)
+    for h in hs:
+        h.remove()
+    return total[0]
+
+
+def log(path, msg):
+    line = time.strftime("%Y-%m-%d %H:%M:%S ") + msg
+    print(line, flush=True)
+    with open(path, "a") as f:
+        f.write(line + "\n")
+
+
+def save_atomic(obj, path):
+    tmp = path + ".tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def lr_at(step, args):
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    p = min(1.0, (step - args.warmup) / max(1, args.total_steps - args.warmup))
+    return args.lr_min + (args.lr - args.lr_min) * 0.5 * (1 + math.cos(math.pi * p))

@@ -1,0 +1,282 @@
+#!/usr/bin/python3
+"""Trains the conditional diffusion inpainting UNet of the `diffusioninpaint` element.
+
+The model (see models/inpaint/MODEL.md) is a diffusers UNet2DModel conditioned the way Stable
+Diffusion's inpainting UNets are, by concatenation, in pixels instead of latents:
+  * x0      the image in [-1, 1]; m the mask (1 = regenerate); known = x0 * (1 - m)
+  * input   concat(x_t, m, known)                  3 + 1 + 3 = 7 channels
+  * output  unet(input, t) = x0 estimate ("sample" prediction)
+  * result  m * x0_estimate + (1 - m) * image      (the element feathers m at the seam)
+with a DDIM sampler (eta 0, trailing timesteps) over a DDIMScheduler config.
+
+Data: the photos of models/data/fetch_photos.py (_work/data/photos/MANIFEST.json), train split
+only; validation on fixed crops of the val split (whole packages never trained on) with fixed
+masks of each kind (models/inpaint/masks.py).  Loss: MSE on x0, weighted 1 inside the mask and
+0.1 outside (outside is given, but a model that keeps it costs nothing and conditions well).
+
+Run from the repository root, e.g.
+    OPENBLAS_NUM_THREADS=1 /usr/bin/python3 models/inpaint/train.py
+    OPENBLAS_NUM_THREADS=1 /usr/bin/python3 models/inpaint/train.py --resume
+Checkpoints, train.log and train.pid go to _work/inpaint/ (--out).  SIGSTOP/SIGCONT safe.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "models", "common"))
+sys.path.insert(0, HERE)
+import diffusers_torch as dt  # noqa: E402
+import masks as M  # noqa: E402
+from trainkit import (PatchSampler, alphas_cumprod, count_flops, ddim_step, ddim_timesteps,  # noqa: E402
+                      load_photos, log, lr_at, save_atomic, scheduler_config, val_crops)
+
+OUTSIDE_WEIGHT = 0.1
+
+
+def unet_config(channels, layers, groups, attention):
+    n = len(channels)
+    return dict(
+        sample_size=None, in_channels=7, out_channels=3,
+        down_block_types=["DownBlock2D"] * n, up_block_types=["UpBlock2D"] * n,
+        block_out_channels=list(channels), layers_per_block=layers, norm_num_groups=groups,
+        add_attention=attention, attention_head_dim=channels[-1] if attention else None,
+        flip_sin_to_cos=True, freq_shift=0, downsample_padding=1, act_fn="silu", norm_eps=1e-5,
+    )
+
+
+class Inpaint:
+    """The fixed pre/post-processing around the UNet (images in [-1, 1], masks in {0, 1})."""
+
+    def __init__(self, unet, sched):
+        self.unet, self.sched = unet, sched
+        self.ac = alphas_cumprod(sched)
+
+    def predict_x0(self, x_t, img, m, t, unet=None):
+        net = unet if unet is not None else self.unet
+        tt = torch.full((x_t.shape[0],), t, dtype=torch.long) if isinstance(t, int) else t
+        return net(torch.cat([x_t, m, img * (1 - m)], dim=1), tt).sample
+
+    @torch.no_grad()
+    def sample(self, img, m, steps, generator=None, unet=None):
+        """-> the composite in [-1, 1] (not clamped)."""
+        x = torch.randn(img.shape, generator=generator)
+        for t in ddim_timesteps(self.sched, steps):
+            x0 = self.predict_x0(x, img, m, t, unet)
+            x = ddim_step(self.sched, self.ac, x0, t, steps, x)
+        return m * x + (1 - m) * img
+
+
+def pick_timesteps(n, sched, g, regression_only):
+    """40 % at T - 1 (the one-step estimate every step count starts from), 30 % on the trailing
+    grids of 1-10 steps, 30 % uniform; T - 1 only in the first --regression-steps."""
+    T = sched["num_train_timesteps"]
+    if regression_only:
+        return torch.full((n,), T - 1, dtype=torch.long)
+    grid = sorted({t for k in range(1, 11) for t in ddim_timesteps(sched, k)})
+    t = torch.randint(T, (n,), generator=g)
+    u = torch.rand(n, generator=g)
+    on_grid = u < 0.7
+    t[on_grid] = torch.tensor(grid)[torch.randint(len(grid), (int(on_grid.sum()),), generator=g)]
+    t[u < 0.4] = T - 1
+    return t
+
+
+def masked_psnr(a, b, m):
+    """Mean over images of the RGB PSNR inside the mask; a, b in [-1, 1] quantised to 8 bits."""
+    def q(x):
+        return torch.round((x.clamp(-1, 1) + 1) * 127.5)
+    d2 = ((q(a) - q(b)) ** 2 * m).sum(dim=(1, 2, 3)) / (3 * m.sum(dim=(1, 2, 3))).clamp_min(1)
+    return float((10 * torch.log10(255.0 ** 2 / d2.clamp_min(1e-10))).mean())
+
+
+def val_set(photos, size, seed=4321):
+    """Fixed crops and, for each, one mask of each kind -> (imgs, masks, kinds)."""
+    crops = val_crops(photos, size) * 2 - 1
+    rng = np.random.default_rng(seed)
+    imgs, ms, kinds = [], [], []
+    for kind in M.KINDS:
+        for c in crops:
+            imgs.append(c)
+            ms.append(torch.from_numpy(M.make(kind, size, rng))[None])
+            kinds.append(kind)
+    return torch.stack(imgs), torch.stack(ms), kinds
+
+
+def opencv_baselines(imgs, ms, kinds):
+    """Telea and Navier-Stokes (cv2.inpaint, radius 3) masked PSNR per kind; {} without cv2."""
+    try:
+        import cv2
+    except ImportError:
+        return {}
+    res = {}
+    for name, flag in (("telea", cv2.INPAINT_TELEA), ("ns", cv2.INPAINT_NS)):
+        outs = []
+        for img, m in zip(imgs, ms):
+            u8 = torch.round((img + 1) * 127.5).byte().permute(1, 2, 0).numpy()
+            mk = (m[0].numpy() > 0.5).astype(np.uint8) * 255
+            o = cv2.inpaint(np.ascontiguousarray(u8[..., ::-1]), mk, 3, flag)[..., ::-1]
+            outs.append(torch.from_numpy(o.copy()).permute(2, 0, 1).float() / 127.5 - 1)
+        outs = torch.stack(outs)
+        for kind in M.KINDS:
+            sel = [i for i, k in enumerate(kinds) if k == kind]
+            res[f"{name}/{kind}"] = masked_psnr(outs[sel], imgs[sel], ms[sel])
+    return res
+
+
+def validate(ip, ema, imgs, ms, kinds, steps_list, seed=1234):
+    res = {}
+    for k in steps_list:
+        g = torch.Generator().manual_seed(seed)
+        outs = torch.cat([ip.sample(imgs[i:i + 8], ms[i:i + 8], k, generator=g, unet=ema)
+                          for i in range(0, len(imgs), 8)])
+        for kind in M.KINDS:
+            sel = [i for i, kk in enumerate(kinds) if kk == kind]
+            res[f"{k}/{kind}"] = masked_psnr(outs[sel], imgs[sel], ms[sel])
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser(description="diffusion inpainting training")
+    ap.add_argument("--out", default="_work/inpaint")
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--channels", default="16,32,64,64")
+    ap.add_argument("--layers", type=int, default=1)
+    ap.add_argument("--groups", type=int, default=8)
+    ap.add_argument("--attention", type=int, default=1, help="1: self-attention in the mid block")
+    ap.add_argument("--patch", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--lr-min", type=float, default=1e-5)
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--total-steps", type=int, default=8000, help="cosine horizon; training stops there")
+    ap.add_argument("--regression-steps", type=int, default=250)
+    ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--ckpt-every", type=int, default=250)
+    ap.add_argument("--val-every", type=int, default=1000)
+    ap.add_argument("--keep-every", type=int, default=2000)
+    ap.add_argument("--log-every", type=int, default=25)
+    ap.add_argument("--val-size", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps in this run")
+    ap.add_argument("--info", action="store_true", help="print parameter count / GFLOP and exit")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    os.makedirs(args.out, exist_ok=True)
+    logf = os.path.join(args.out, "train.log")
+    ckpt_path = os.path.join(args.out, "ckpt.pt")
+    state = None
+    if args.resume and os.path.exists(ckpt_path):
+        state = torch.load(ckpt_path)
+        given = {a.split("=")[0] for a in sys.argv[1:] if a.startswith("--")}
+        for k, v in state["args"].items():
+            fixed = k in ("channels", "layers", "groups", "attention")
+            if k not in ("out", "resume", "max_steps", "threads") and (fixed or "--" + k.replace("_", "-") not in given):
+                setattr(args, k, v)
+
+    cfg = unet_config([int(c) for c in args.channels.split(",")], args.layers, args.groups, bool(args.attention))
+    sched = scheduler_config()
+    torch.manual_seed(args.seed)
+    unet, ema = dt.UNet2DModel(**cfg), dt.UNet2DModel(**cfg)
+    nparams = sum(p.numel() for p in unet.parameters())
+    gflop = count_flops(unet, torch.zeros(1, 7, 256, 256), torch.tensor([999])) / 1e9
+    if args.info:
+        print(json.dumps({"params": nparams, "gflop_256x256": round(gflop, 2), "config": cfg}))
+        return
+
+    with open(os.path.join(args.out, "train.pid"), "w") as f:
+        f.write(f"{os.getpid()}\n")
+    opt = torch.optim.Adam(unet.parameters(), lr=args.lr)
+    step = 0
+    if state is not None:
+        unet.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+        log(logf, f"resumed at step {step}")
+    else:
+        # start at a mid-grey fill rather than at a random image of std ~1
+        torch.nn.init.zeros_(unet.conv_out.weight)
+        torch.nn.init.zeros_(unet.conv_out.bias)
+        ema.load_state_dict(unet.state_dict())
+        log(logf, f"start: params {nparams} gflop/step@256x256 {gflop:.2f} config {json.dumps(cfg)} "
+                  f"args {json.dumps(vars(args))}")
+    ema.eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    with open(os.path.join(args.out, "config.json"), "w") as f:
+        json.dump(dict(cfg, _class_name="UNet2DModel", _diffusers_version=dt.DIFFUSERS_VERSION), f, indent=2)
+    with open(os.path.join(args.out, "scheduler_config.json"), "w") as f:
+        json.dump(sched, f, indent=2)
+
+    train = load_photos("train")
+    vimgs, vms, vkinds = val_set(load_photos("val"), args.val_size)
+    base = opencv_baselines(vimgs, vms, vkinds)
+    log(logf, f"data: {len(train)} train photos, {len(vimgs)} val cases ({args.val_size} px, "
+              f"{len(vimgs) // len(M.KINDS)} crops x {len(M.KINDS)} mask kinds); masked PSNR baselines "
+              + (" ".join(f"{k} {v:.2f}" for k, v in base.items()) if base else "(no cv2)"))
+
+    sampler = PatchSampler(train, args.patch, args.seed * 1000 + step)
+    g = torch.Generator().manual_seed(args.seed * 7919 + step)
+    rng = np.random.default_rng(args.seed * 104729 + step)
+    ip = Inpaint(unet, sched)
+    ac = ip.ac
+    t_last, steps_since, loss_acc, busy = time.time(), 0, 0.0, 0.0
+    unet.train()
+    end = args.total_steps if not args.max_steps else min(args.total_steps, step + args.max_steps)
+    while step < end:
+        t0 = time.time()
+        for pg in opt.param_groups:
+            pg["lr"] = lr_at(step, args)
+        x0 = sampler.batch(args.batch) * 2 - 1
+        kinds = [M.KINDS[int(k)] for k in rng.integers(0, len(M.KINDS), args.batch)]
+        m = torch.from_numpy(M.batch(args.batch, args.patch, rng, kinds))
+        t = pick_timesteps(args.batch, sched, g, step < args.regression_steps)
+        a = ac[t].view(-1, 1, 1, 1)
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * torch.randn(x0.shape, generator=g)
+        pred = ip.predict_x0(x_t, x0, m, t)
+        w = m + OUTSIDE_WEIGHT * (1 - m)
+        loss = (w * (pred - x0) ** 2).sum() / (3 * w.sum())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            d = min(args.ema, (1 + step) / (10 + step))
+            for pe, pm in zip(ema.parameters(), unet.parameters()):
+                pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+        step += 1
+        steps_since += 1
+        loss_acc += float(loss)
+        busy += min(time.time() - t0, 60.0)
+        if step % args.log_every == 0:
+            now = time.time()
+            log(logf, f"step {step} loss {loss_acc / steps_since:.5f} lr {lr_at(step, args):.2e} "
+                      f"steps/s {steps_since / max(now - t_last, 1e-9):.3f} busy_h {busy / 3600:.3f}")
+            t_last, steps_since, loss_acc = now, 0, 0.0
+        if step % args.ckpt_every == 0 or step == end:
+            save_atomic({"model": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                         "step": step, "args": vars(args), "config": cfg, "scheduler": sched}, ckpt_path)
+            if step % args.keep_every == 0:
+                shutil.copyfile(ckpt_path, os.path.join(args.out, f"ckpt-{step:06d}.pt"))
+        if step % args.val_every == 0 or step == end:
+            tv = time.time()
+            res = validate(ip, ema, vimgs, vms, vkinds, (1, 4))
+            log(logf, f"val step {step} ema masked PSNR: " + " ".join(f"{k} {v:.2f}" for k, v in res.items())
+                + f" [{time.time() - tv:.0f}s]")
+            t_last = time.time()
+    log(logf, f"done at step {step}")
+
+
+if __name__ == "__main__":
+    main()
