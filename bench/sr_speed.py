@@ -12,12 +12,14 @@
    timed in node (npm onnxruntime-node in bench/node_modules) as `steps` session.run calls at the
    model's trailing DDIM timesteps per frame and nothing else, intraOpNumThreads 1 and 2;
    its output is checked against PyTorch's first.  Reported: engine / ORT per thread count.
+   Engine and ORT take turns for --rounds rounds (default 5); the ratio reported is the median
+   of the rounds' ratios.
 3. Memory: max RSS (/usr/bin/time -v) of gst-launch-1.0 upscaling one 1920x1080 PNG (made from
    the largest validation photo) to 3840x2160 with the element's automatic tiling (tiles of 256
    input pixels above 512x512) into fakesink; target at most 1.5 GB.
 
 The timing runs (1, 2) pause the background training processes (the PIDs in
-_work/sr/*/train.pid and their children) with SIGSTOP for their duration only and resume them
+_work/*/train.pid, _work/*/*/train.pid and their children) with SIGSTOP for their duration only and resume them
 with SIGCONT right after, also on error or interruption (and a detached watchdog resumes them
 should this script die); --no-pause leaves them alone.
 
@@ -69,9 +71,10 @@ def _children(pid):
 
 
 def training_pids():
-    """The PIDs in _work/sr/*/train.pid that are live training processes, and their descendants."""
+    """The PIDs in _work/*/train.pid and _work/*/*/train.pid that are live training processes, and their descendants."""
     pids = []
-    for f in sorted(glob.glob(os.path.join(ROOT, "_work", "sr", "*", "train.pid"))):
+    for f in sorted(glob.glob(os.path.join(ROOT, "_work", "*", "train.pid"))
+                    + glob.glob(os.path.join(ROOT, "_work", "*", "*", "train.pid"))):
         try:
             pid = int(open(f).read().split()[0])
             cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
@@ -340,6 +343,7 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--frames", type=int, default=7)
+    ap.add_argument("--rounds", type=int, default=5, help="engine/ORT turns; the ratio is their median")
     ap.add_argument("--no-pause", action="store_true", help="do not pause the background training")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--manifest", default=Q.MANIFEST)
@@ -368,18 +372,26 @@ def main():
     _, ort_cfg = export_onnx(args.model, args.out)
     res["onnx"] = {k: (Q.rel(v) if isinstance(v, str) else v) for k, v in ort_cfg.items()}
 
-    for n in threads:
-        # per frame (warm-up + timed) at most a few minutes for any model this engine runs in real time
+    # Engine and ORT take turns, round after round: the machine's speed drifts by 10 % and more
+    # over minutes (other jobs, memory state), so each round's ratio compares neighbours in
+    # time and the reported ratio is the median over rounds.
+    rounds = []
+    for rnd in range(args.rounds):
+        one = {"engine": {}, "ort": None}
+        for n in threads:
+            # per frame (warm-up + timed) at most a few minutes for any model this engine runs in real time
+            with TrainingPaused(not args.no_pause, 600):
+                one["engine"][n] = run_engine(args.model, scale, n, args.warmup, args.frames)
         with TrainingPaused(not args.no_pause, 600):
-            r = run_engine(args.model, scale, n, args.warmup, args.frames)
-        res["engine"][n] = r
-        print(f"engine n-threads={n}: median {r['median_ms']:.1f} ms/frame; stats {r['stats']}", flush=True)
-    with TrainingPaused(not args.no_pause, 600):
-        res["ort"] = run_ort(ort_cfg, args.out, threads, args.warmup, args.frames)
-    for n in threads:
-        o = res["ort"]["threads"][str(n)]
-        print(f"ORT intraOpNumThreads={n}: median {o['median_ms']:.1f} ms/frame ({steps} forwards); "
-              f"max |ORT - torch| {o['max_abs_diff_vs_torch']:.2e}", flush=True)
+            one["ort"] = run_ort(ort_cfg, args.out, threads, args.warmup, args.frames)
+        rounds.append(one)
+        for n in threads:
+            e, o = one["engine"][n], one["ort"]["threads"][str(n)]
+            print(f"round {rnd + 1}: {n} thr: engine {e['median_ms']:.1f} ms/frame, ORT {o['median_ms']:.1f} "
+                  f"({steps} forwards, max |ORT - torch| {o['max_abs_diff_vs_torch']:.2e}): "
+                  f"{e['median_ms'] / o['median_ms']:.2f}", flush=True)
+    res["rounds"] = rounds
+    res["engine"], res["ort"] = rounds[-1]["engine"], rounds[-1]["ort"]
 
     if not args.no_memory:
         png = os.path.join(args.out, "frame-1080p.png")
@@ -399,16 +411,20 @@ def main():
     md = ["# diffusionsr speed and memory", "", "Command line (from the repository root):", "", "```sh",
           command, "```", "",
           f"Model `{res['model']}` (x{scale}, default {steps} steps, {ort_cfg['params']} parameters); "
-          f"frame {res['frame']}; CPU {res['cpu']}, {res['cores']} cores; median of {args.frames} frames "
-          f"after {args.warmup} warm-up frames.", "",
+          f"frame {res['frame']}; CPU {res['cpu']}, {res['cores']} cores; {args.rounds} rounds, each the "
+          f"engine then ORT, each the median of {args.frames} frames after {args.warmup} warm-up frames.", "",
           "Engine: the `diffusionsr` element, whole frame time (bicubic, noise, U-Net steps, DDIM "
           f"updates, conversion) between its pads.  ORT: onnxruntime-node {res['ort']['onnxruntime_node']}, "
           f"{steps} x session.run of the same U-Net (opset 14) per frame and nothing else.", "",
-          "| threads | engine ms/frame | ORT ms/frame | engine / ORT |", "|---:|---:|---:|---:|"]
+          "| threads | engine ms/frame (median of rounds) | ORT ms/frame | engine / ORT per round | "
+          "engine / ORT (median) |", "|---:|---:|---:|---|---:|"]
     for n in threads:
-        e, o = res["engine"][n]["median_ms"], res["ort"]["threads"][str(n)]["median_ms"]
-        res.setdefault("ratio_engine_over_ort", {})[n] = e / o
-        md.append(f"| {n} | {e:.1f} | {o:.1f} | {e / o:.2f} |")
+        es = [r["engine"][n]["median_ms"] for r in rounds]
+        os_ = [r["ort"]["threads"][str(n)]["median_ms"] for r in rounds]
+        ratios = [e / o for e, o in zip(es, os_)]
+        res.setdefault("ratio_engine_over_ort", {})[n] = statistics.median(ratios)
+        md.append(f"| {n} | {statistics.median(es):.1f} | {statistics.median(os_):.1f} | "
+                  + ", ".join(f"{r:.2f}" for r in ratios) + f" | {statistics.median(ratios):.2f} |")
     md += ["", "ORT vs PyTorch on the same input: max abs diff "
            + ", ".join(f"{res['ort']['threads'][str(n)]['max_abs_diff_vs_torch']:.2e} ({n} thr)" for n in threads)
            + f" (output abs max {res['ort']['threads'][str(threads[0])]['ref_absmax']:.2f}).", "",

@@ -398,3 +398,27 @@ ge_config_string_array (GeModelFile * mf, const char *key, const char ***out, in
   *n_out = len;
   return TRUE;
 }
+
+JsonParser *
+ge_model_file_metadata_json (GeModelFile * mf, const char *key, const char *what,
+    JsonObject ** obj, GError ** error)
+{
+  const char *text = ge_model_file_metadata (mf, key);
+  if (!text) {
+    ge_fail (error, GE_ERROR_UNSUPPORTED, ge_model_file_path (mf),
+        "not a %s model: no \"%s\" in its metadata", what, key);
+    return NULL;
+  }
+  JsonParser *p = json_parser_new ();
+  GError *jerr = NULL;
+  if (!json_parser_load_from_data (p, text, -1, &jerr)
+      || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (p))) {
+    ge_fail (error, GE_ERROR_CORRUPT, ge_model_file_path (mf), "metadata \"%s\" is not a JSON "
+        "object%s%s", key, jerr ? ": " : "", jerr ? jerr->message : "");
+    g_clear_error (&jerr);
+    g_object_unref (p);
+    return NULL;
+  }
+  *obj = json_node_get_object (json_parser_get_root (p));
+  return p;
+}

@@ -38,6 +38,12 @@ JsonObject *ge_model_file_config (const GeModelFile * mf);
 /* A value of the weights file's __metadata__ (NULL if absent). */
 const char *ge_model_file_metadata (const GeModelFile * mf, const char *key);
 
+/* The metadata value @key parsed as a JSON object into *@obj, which lives
+ * as long as the returned parser.  Absent: GE_ERROR_UNSUPPORTED, "not a
+ * @what model"; not a JSON object: GE_ERROR_CORRUPT. */
+JsonParser *ge_model_file_metadata_json (GeModelFile * mf, const char *key, const char *what,
+    JsonObject ** obj, GError ** error);
+
 /* The weight @name as f32, checked to have @ndim dims of @shape (trailing
  * size-1 dims are ignored on both sides, so a 1x1 conv weight serves as a
  * linear one).  A missing tensor or a wrong shape is an error naming the

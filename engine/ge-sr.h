@@ -18,6 +18,7 @@
 
 #include <glib.h>
 #include "ge-error.h"
+#include "ge-image.h"
 
 G_BEGIN_DECLS
 
@@ -41,14 +42,6 @@ void ge_sr_set_seed (GeSr * sr, guint64 seed);
 /* Low-resolution tile side and overlap in pixels; tile_size 0 = whole
  * frame.  Tiles are blended with smooth weights in the overlap. */
 void ge_sr_set_tiling (GeSr * sr, int tile_size, int tile_overlap);
-
-/* An interleaved 8-bit image: @pixel_stride bytes per pixel, the colour
- * channels at byte offsets r, g, b, and alpha at @a (-1: none). */
-typedef struct {
-  guint8 *data;
-  int width, height, stride;
-  int pixel_stride, r, g, b, a;
-} GeImageU8;
 
 /* out must be (in.width * scale) x (in.height * scale) with the same
  * channel layout.  Alpha, when both have it, is upscaled bilinearly. */

@@ -39,30 +39,6 @@ struct _GeSr {
   guint64 noise_key[4];         /* seed, width, height, tiling */
 };
 
-/* A JSON object stored as a string in the weights' __metadata__. */
-static JsonParser *
-metadata_object (GeModelFile * mf, const char *key, JsonObject ** obj, GError ** error)
-{
-  const char *text = ge_model_file_metadata (mf, key);
-  if (!text) {
-    ge_fail (error, GE_ERROR_UNSUPPORTED, ge_model_file_path (mf),
-        "not a super-resolution model: no \"%s\" in its metadata", key);
-    return NULL;
-  }
-  JsonParser *p = json_parser_new ();
-  GError *jerr = NULL;
-  if (!json_parser_load_from_data (p, text, -1, &jerr)
-      || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (p))) {
-    ge_fail (error, GE_ERROR_CORRUPT, ge_model_file_path (mf), "metadata \"%s\" is not a JSON "
-        "object%s%s", key, jerr ? ": " : "", jerr ? jerr->message : "");
-    g_clear_error (&jerr);
-    g_object_unref (p);
-    return NULL;
-  }
-  *obj = json_node_get_object (json_parser_get_root (p));
-  return p;
-}
-
 GeSr *
 ge_sr_new (const char *path, GError ** error)
 {
@@ -78,8 +54,8 @@ ge_sr_new (const char *path, GError ** error)
         ge_model_file_class (mf));
     goto fail;
   }
-  if (!(tp = metadata_object (mf, "task", &task, error))
-      || !(sp = metadata_object (mf, "scheduler", &sched, error)))
+  if (!(tp = ge_model_file_metadata_json (mf, "task", "super-resolution", &task, error))
+      || !(sp = ge_model_file_metadata_json (mf, "scheduler", "super-resolution", &sched, error)))
     goto fail;
   JsonNode *sn = json_object_get_member (task, "scale");
   if (!sn || !JSON_NODE_HOLDS_VALUE (sn) || json_node_get_value_type (sn) != G_TYPE_INT64
@@ -256,19 +232,6 @@ run_tile (GeSr * sr, const GeTensor * lr, const Tile * t, float *x_in, float *x0
   return TRUE;
 }
 
-static inline float
-u8_to_unit (guint8 v)
-{
-  return v / 127.5f - 1.0f;
-}
-
-static inline guint8
-unit_to_u8 (float v)
-{
-  float f = (v + 1.0f) * 127.5f + 0.5f;
-  return f <= 0 ? 0 : f >= 255 ? 255 : (guint8) f;
-}
-
 gboolean
 ge_sr_process (GeSr * sr, const GeImageU8 * in, GeImageU8 * out, GError ** error)
 {
@@ -296,7 +259,7 @@ ge_sr_process (GeSr * sr, const GeImageU8 * in, GeImageU8 * out, GError ** error
       const guint8 *row = in->data + (gsize) y * in->stride + offs[c];
       float *dst = lr.data + ((gsize) c * H + y) * W;
       for (int x = 0; x < W; x++)
-        dst[x] = u8_to_unit (row[(gsize) x * in->pixel_stride]);
+        dst[x] = ge_u8_to_unit (row[(gsize) x * in->pixel_stride]);
     }
   GeTensor up = ge_tensor_new (ctx->arena, 1, 3, Hs, Ws);
   ge_upsample_bicubic (ctx, &lr, &up);
@@ -370,7 +333,7 @@ ge_sr_process (GeSr * sr, const GeImageU8 * in, GeImageU8 * out, GError ** error
           const float r = tiled
               ? acc[((gsize) c * Hs + y) * Ws + x] / wsum[(gsize) y * Ws + x]
               : res[((gsize) c * ph * s + y) * pw * s + x];
-          row[(gsize) x * out->pixel_stride] = unit_to_u8 (u[x] + r * inv_rs);
+          row[(gsize) x * out->pixel_stride] = ge_unit_to_u8 (u[x] + r * inv_rs);
         }
       }
     if (out->a >= 0) {

@@ -12,7 +12,10 @@ residual pixel-unshuffled by the scale concatenated with the low-resolution imag
 random (fixed seed), so the outputs mean nothing, but they do depend on the noise and on the
 image, which is what the element tests need (seeds change bytes, tiles must agree).
 
-Besides the two working models it writes broken ones for the error paths:
+It also writes diffusioninpaint.safetensors, a tiny model in the format of
+models/inpaint/train.py's (engine/ge-inpaint.h).
+
+Besides the working models it writes broken ones for the error paths:
   truncated.safetensors      a working model cut in the middle of its tensor data
   not-a-model.safetensors    text, not a safetensors file at all
   wrong-architecture.safetensors  a valid AutoencoderKL file, not a UNet2DModel
@@ -85,8 +88,23 @@ def save_sr(path, s, seed, task_scale=None):
     return path
 
 
+def save_inpaint(path, seed):
+    """A three-level inpainting UNet (8, 16, 16 channels, mid-block attention): 7 channels in
+    (noisy image, mask, masked image), 3 out, as models/inpaint/train.py's."""
+    torch.manual_seed(seed)
+    m = dt.UNet2DModel(
+        sample_size=None, in_channels=7, out_channels=3,
+        down_block_types=["DownBlock2D"] * 3, up_block_types=["UpBlock2D"] * 3,
+        block_out_channels=[8, 16, 16], layers_per_block=1, norm_num_groups=4,
+        add_attention=True, attention_head_dim=8, flip_sin_to_cos=True, freq_shift=0,
+        downsample_padding=1, act_fn="silu", norm_eps=1e-5)
+    st.save(path, m.state_dict(), metadata(m, {"task": "inpaint", "num_inference_steps": 2}))
+    return path
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    save_inpaint(os.path.join(OUT, "diffusioninpaint.safetensors"), 5)
     x2 = save_sr(os.path.join(OUT, "diffusionsr-x2.safetensors"), 2, 1)
     save_sr(os.path.join(OUT, "diffusionsr-x4.safetensors"), 4, 2)
     save_sr(os.path.join(OUT, "wrong-scale.safetensors"), 2, 3, task_scale=4)

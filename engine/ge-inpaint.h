@@ -1,0 +1,60 @@
+/* ge-inpaint.h: diffusion inpainting of masked regions of 8-bit images,
+ * what the diffusioninpaint element calls.
+ *
+ * The model file is a .safetensors whose __metadata__ holds a UNet2DModel
+ * ("architecture", "config"), a DDIMScheduler config under "scheduler" and
+ * the task under "task" (JSON: {"task": "inpaint", "num_inference_steps":
+ * 4}; see models/inpaint/MODEL.md).  The U-Net is conditioned as Stable
+ * Diffusion's inpainting U-Nets are, in pixels: its input is
+ * concat (x_t, hole, image * (1 - hole)), 3 + 1 + 3 channels in [-1, 1], and
+ * it predicts the image (x0).
+ *
+ * Only regions around the mask are diffused: each connected part of the
+ * mask, grown by the feather width, gets a box with context around it
+ * (half its larger side, at least 16 pixels on each side, clamped to the
+ * frame, widened to the U-Net's size multiple); overlapping boxes merge.
+ * The result is blended in with weights that are 1 on the mask and fall
+ * smoothly to 0 at feather + 1 pixels outside it (chamfer distance); every
+ * pixel that far out or further is the input's, bit for bit.
+ *
+ * Deterministic: the noise of pixel (x, y) depends only on the seed and
+ * (x, y), so a static mask on video gets the same noise every frame.
+ */
+#pragma once
+
+#include <glib.h>
+#include "ge-error.h"
+#include "ge-image.h"
+
+G_BEGIN_DECLS
+
+typedef struct _GeInpaint GeInpaint;
+
+/* Loads and checks the model: GE_ERROR_* naming @path on failure. */
+GeInpaint *ge_inpaint_new (const char *path, GError ** error);
+void ge_inpaint_free (GeInpaint * ip);
+
+/* The model's default number of sampling steps. */
+int ge_inpaint_default_steps (const GeInpaint * ip);
+
+/* 0 = one thread per core. */
+void ge_inpaint_set_n_threads (GeInpaint * ip, int n_threads);
+/* 0 = the model's default. */
+void ge_inpaint_set_num_steps (GeInpaint * ip, int steps);
+void ge_inpaint_set_seed (GeInpaint * ip, guint64 seed);
+/* Width in pixels of the blend outside the mask (0: a hard edge). */
+void ge_inpaint_set_feather (GeInpaint * ip, int feather);
+
+/* Regenerates the pixels of @img where @mask (8 bits per pixel, @mask_stride
+ * bytes per row, img's size) is not 0, in place.  Channels other than r, g,
+ * b (alpha) are left alone.  An empty mask changes nothing. */
+gboolean ge_inpaint_process (GeInpaint * ip, GeImageU8 * img, const guint8 * mask,
+    int mask_stride, GError ** error);
+
+/* Pixels diffused (the boxes' area) by the last call. */
+gsize ge_inpaint_last_area (const GeInpaint * ip);
+/* Work buffers are planned once per box size: with the same mask, a second
+ * frame allocates nothing (tests check this). */
+guint ge_inpaint_n_allocs (const GeInpaint * ip);
+
+G_END_DECLS

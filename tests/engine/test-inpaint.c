@@ -1,0 +1,226 @@
+/* test-inpaint: the inpainting task against PyTorch goldens made from the
+ * specification in ge-inpaint.h with the engine's noise
+ * (tests/golden/make_inpaint_golden.py), plus what must hold whatever the
+ * model: pixels away from the mask untouched, boxes not the whole frame,
+ * determinism, planned memory, strides, errors. */
+#include "ge-inpaint.h"
+#include "ge-safetensors.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define FEATHER 3
+
+static char *
+path_of (const char *a, const char *b, const char *c)
+{
+  return g_test_build_filename (G_TEST_DIST, "..", a, b, c, NULL);
+}
+
+typedef struct {
+  GeSafetensors *st;
+  const guint8 *img, *mask, *ref;
+  int w, h;
+} Golden;
+
+static void
+golden_load (Golden * g, const char *name)
+{
+  char *p = path_of ("golden", "inpaint", "diffusioninpaint.safetensors");
+  g->st = ge_safetensors_open (p, NULL);
+  g_assert_nonnull (g->st);
+  char *k[3] = { g_strdup_printf ("%s.img", name), g_strdup_printf ("%s.mask", name),
+    g_strdup_printf ("%s.out", name)
+  };
+  const GeStTensor *img = ge_safetensors_find (g->st, k[0]);
+  const GeStTensor *mask = ge_safetensors_find (g->st, k[1]);
+  const GeStTensor *out = ge_safetensors_find (g->st, k[2]);
+  g_assert_true (img && mask && out && img->dtype == GE_DTYPE_U8 && mask->dtype == GE_DTYPE_U8
+      && out->dtype == GE_DTYPE_U8);
+  g->h = (int) img->shape[0];
+  g->w = (int) img->shape[1];
+  g_assert_cmpint (mask->shape[0], ==, g->h);
+  g_assert_cmpint (mask->shape[1], ==, g->w);
+  g->img = img->data;
+  g->mask = mask->data;
+  g->ref = out->data;
+  for (int i = 0; i < 3; i++)
+    g_free (k[i]);
+  g_free (p);
+}
+
+static GeInpaint *
+model (const char *name)
+{
+  char *p = path_of ("elements", "models", name);
+  GError *err = NULL;
+  GeInpaint *ip = ge_inpaint_new (p, &err);
+  g_assert_no_error (err);
+  g_free (p);
+  ge_inpaint_set_seed (ip, 7);
+  ge_inpaint_set_feather (ip, FEATHER);
+  return ip;
+}
+
+/* A copy of the golden's image, inpainted (packed RGB). */
+static guint8 *
+run (GeInpaint * ip, const Golden * g, const guint8 * mask)
+{
+  guint8 *o = g_memdup2 (g->img, (gsize) g->w * g->h * 3);
+  GeImageU8 img = { o, g->w, g->h, g->w * 3, 3, 0, 1, 2, -1 };
+  GError *err = NULL;
+  g_assert_true (ge_inpaint_process (ip, &img, mask, g->w, &err));
+  g_assert_no_error (err);
+  return o;
+}
+
+/* Is (x, y) within @r pixels (Chebyshev) of a mask pixel?  The naive way. */
+static gboolean
+near_mask (const Golden * g, int x, int y, int r)
+{
+  for (int yy = MAX (y - r, 0); yy <= MIN (y + r, g->h - 1); yy++)
+    for (int xx = MAX (x - r, 0); xx <= MIN (x + r, g->w - 1); xx++)
+      if (g->mask[yy * g->w + xx])
+        return TRUE;
+  return FALSE;
+}
+
+/* The engine reproduces the PyTorch reference up to rounding, changes no
+ * pixel further than feather + 1 from the mask, and diffuses boxes, not the
+ * frame. */
+static void
+test_golden (gconstpointer data)
+{
+  const char *name = data;
+  Golden g;
+  golden_load (&g, name);
+  GeInpaint *ip = model ("diffusioninpaint.safetensors");
+  guint8 *o = run (ip, &g, g.mask);
+  const gsize n = (gsize) g.w * g.h * 3;
+  gsize off = 0, changed = 0;
+  int maxd = 0;
+  for (gsize i = 0; i < n; i++) {
+    const int d = abs (o[i] - g.ref[i]);
+    maxd = MAX (maxd, d);
+    off += d != 0;
+    changed += o[i] != g.img[i];
+  }
+  g_test_message ("%s: max diff %d, %" G_GSIZE_FORMAT " of %" G_GSIZE_FORMAT " differ; %"
+      G_GSIZE_FORMAT " changed; %" G_GSIZE_FORMAT " pixels diffused of %d", name, maxd, off, n,
+      changed, ge_inpaint_last_area (ip), g.w * g.h);
+  g_assert_cmpint (maxd, <=, 1);
+  g_assert_cmpuint (off, <=, n / 1000);
+  g_assert_cmpuint (changed, >, 0);
+  for (int y = 0; y < g.h; y++)
+    for (int x = 0; x < g.w; x++)
+      if (!near_mask (&g, x, y, FEATHER + 1))
+        g_assert_cmpmem (o + (y * g.w + x) * 3, 3, g.img + (y * g.w + x) * 3, 3);
+  if (strcmp (name, "a") == 0)  /* two boxes: 60x52 and 32x28 */
+    g_assert_cmpuint (ge_inpaint_last_area (ip), ==, 60 * 52 + 32 * 28);
+  g_free (o);
+  ge_inpaint_free (ip);
+  ge_safetensors_free (g.st);
+}
+
+static void
+test_determinism_and_memory (void)
+{
+  Golden g;
+  golden_load (&g, "a");
+  GeInpaint *a = model ("diffusioninpaint.safetensors");
+  GeInpaint *b = model ("diffusioninpaint.safetensors");
+  ge_inpaint_set_n_threads (b, 3);
+  guint8 *o1 = run (a, &g, g.mask);
+  guint8 *o2 = run (a, &g, g.mask);
+  g_assert_cmpuint (ge_inpaint_n_allocs (a), ==, 0);  /* same mask: planned */
+  guint8 *o3 = run (b, &g, g.mask);
+  const gsize n = (gsize) g.w * g.h * 3;
+  g_assert_cmpmem (o1, n, o2, n);
+  g_assert_cmpmem (o1, n, o3, n);      /* thread count does not change bytes */
+  ge_inpaint_set_seed (a, 1);
+  guint8 *o4 = run (a, &g, g.mask);
+  g_assert_true (memcmp (o1, o4, n) != 0);
+
+  /* An empty mask changes nothing and diffuses nothing. */
+  guint8 *none = g_malloc0 ((gsize) g.w * g.h);
+  guint8 *o5 = run (a, &g, none);
+  g_assert_cmpmem (o5, n, g.img, n);
+  g_assert_cmpuint (ge_inpaint_last_area (a), ==, 0);
+  g_free (none);
+  g_free (o1);
+  g_free (o2);
+  g_free (o3);
+  g_free (o4);
+  g_free (o5);
+  ge_inpaint_free (a);
+  ge_inpaint_free (b);
+  ge_safetensors_free (g.st);
+}
+
+/* A padded stride and a 4-byte layout give the same picture; the fourth
+ * byte is left alone. */
+static void
+test_strides (void)
+{
+  Golden g;
+  golden_load (&g, "b");
+  GeInpaint *ip = model ("diffusioninpaint.safetensors");
+  guint8 *tight = run (ip, &g, g.mask);
+  const int is = g.w * 4 + 12, ms = g.w + 5;
+  guint8 *buf = g_malloc (is * g.h), *mask = g_malloc0 (ms * g.h);
+  memset (buf, 0x5a, is * g.h);
+  for (int y = 0; y < g.h; y++)
+    for (int x = 0; x < g.w; x++) {
+      for (int c = 0; c < 3; c++)       /* BGRA */
+        buf[y * is + x * 4 + 2 - c] = g.img[(y * g.w + x) * 3 + c];
+      mask[y * ms + x] = g.mask[y * g.w + x];
+    }
+  GeImageU8 img = { buf, g.w, g.h, is, 4, 2, 1, 0, 3 };
+  g_assert_true (ge_inpaint_process (ip, &img, mask, ms, NULL));
+  for (int y = 0; y < g.h; y++)
+    for (int x = 0; x < g.w; x++) {
+      for (int c = 0; c < 3; c++)
+        g_assert_cmpint (buf[y * is + x * 4 + 2 - c], ==, tight[(y * g.w + x) * 3 + c]);
+      g_assert_cmpint (buf[y * is + x * 4 + 3], ==, 0x5a);
+    }
+  g_free (buf);
+  g_free (mask);
+  g_free (tight);
+  ge_inpaint_free (ip);
+  ge_safetensors_free (g.st);
+}
+
+static void
+expect_error (const char *name, int code, const char *words)
+{
+  GError *err = NULL;
+  char *p = path_of ("elements", "models", name);
+  g_assert_null (ge_inpaint_new (p, &err));
+  g_assert_error (err, GE_ERROR, code);
+  g_assert_nonnull (strstr (err->message, p));
+  if (words)
+    g_assert_nonnull (strstr (err->message, words));
+  g_clear_error (&err);
+  g_free (p);
+}
+
+static void
+test_errors (void)
+{
+  expect_error ("wrong-architecture.safetensors", GE_ERROR_UNSUPPORTED, "AutoencoderKL");
+  expect_error ("truncated.safetensors", GE_ERROR_CORRUPT, NULL);
+  expect_error ("diffusionsr-x2.safetensors", GE_ERROR_UNSUPPORTED, "inpaint");
+  expect_error ("no-such-file.safetensors", GE_ERROR_NOT_FOUND, NULL);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_data_func ("/inpaint/golden-two-boxes", "a", test_golden);
+  g_test_add_data_func ("/inpaint/golden-past-the-edge", "b", test_golden);
+  g_test_add_func ("/inpaint/determinism-memory", test_determinism_and_memory);
+  g_test_add_func ("/inpaint/strides", test_strides);
+  g_test_add_func ("/inpaint/errors", test_errors);
+  return g_test_run ();
+}

@@ -1,0 +1,188 @@
+#!/usr/bin/python3
+"""Golden output of the inpainting task, computed in PyTorch from the specification in
+engine/ge-inpaint.h (boxes around the mask's 8-connected parts with context, widened to the
+U-Net's multiple and merged; chamfer 3-4 distances; hole = within the feather; smootherstep
+blend to feather + 1 pixels; DDIM with x0 prediction as models/inpaint/train.py samples) with
+the engine's noise (models/common/ge_rng.py), for tests/engine/test-inpaint.c.
+
+    /usr/bin/python3 tests/golden/make_inpaint_golden.py
+
+Writes tests/golden/inpaint/diffusioninpaint.safetensors with two cases, "a" and "b": <case>.img
+(U8 [H, W, 3], an odd-sized crop of samples/butterfly.png), <case>.mask (U8 [H, W]: a box, a
+diagonal stroke touching it corner to corner, and a blob near the bottom-right corner) and
+<case>.out (U8 [H, W, 3]) for seed 7, feather 3, the model's default steps.
+"""
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+from PIL import Image
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "models", "common"))
+import diffusers_torch as dt  # noqa: E402
+import ge_rng  # noqa: E402
+import st  # noqa: E402
+import trainkit  # noqa: E402
+
+SEED, FEATHER, MIN_CONTEXT = 7, 3, 16
+
+
+def components(mask):
+    """Bounding boxes [x0, y0, x1, y1) of the 8-connected parts, in raster order of their first pixel."""
+    H, W = mask.shape
+    seen = np.zeros_like(mask, dtype=bool)
+    boxes = []
+    for y in range(H):
+        for x in range(W):
+            if not mask[y, x] or seen[y, x]:
+                continue
+            todo, b = [(y, x)], [x, y, x + 1, y + 1]
+            seen[y, x] = True
+            while todo:
+                py, px = todo.pop()
+                b = [min(b[0], px), min(b[1], py), max(b[2], px + 1), max(b[3], py + 1)]
+                for qy in range(py - 1, py + 2):
+                    for qx in range(px - 1, px + 2):
+                        if 0 <= qy < H and 0 <= qx < W and mask[qy, qx] and not seen[qy, qx]:
+                            seen[qy, qx] = True
+                            todo.append((qy, qx))
+            boxes.append(b)
+    return boxes
+
+
+def widen(a, b, length, n):
+    extra = length - (b - a)
+    a, b = a - extra // 2, b + extra - extra // 2
+    if b > n:
+        a, b = a - (b - n), n
+    if a < 0:
+        a, b = 0, b - a
+    return a, b
+
+
+def boxes_of(mask, m):
+    H, W = mask.shape
+    out = []
+    for x0, y0, x1, y1 in components(mask):
+        c = max(max(x1 - x0, y1 - y0) // 2, MIN_CONTEXT) + FEATHER
+        out.append([max(x0 - c, 0), max(y0 - c, 0), min(x1 + c, W), min(y1 + c, H)])
+    changed = True
+    while changed:
+        changed = False
+        for b in out:
+            old = list(b)
+            b[0], b[2] = widen(b[0], b[2], max(-(-(b[2] - b[0]) // m) * m, m), W)
+            b[1], b[3] = widen(b[1], b[3], max(-(-(b[3] - b[1]) // m) * m, m), H)
+            changed |= old != b
+        merged = True
+        while merged:
+            merged = False
+            for i in range(len(out)):
+                for j in range(i + 1, len(out)):
+                    a, b = out[i], out[j]
+                    if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
+                        out[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
+                        del out[j]
+                        merged = changed = True
+                        break
+                if merged:
+                    break
+    return out
+
+
+def chamfer(inside):
+    """3-4 chamfer distance (thirds of a pixel) to the True pixels, capped at 3 (FEATHER + 1)."""
+    cap = 3 * (FEATHER + 1)
+    h, w = inside.shape
+    d = np.where(inside, 0, cap).astype(np.int64)
+    for y in range(h):
+        for x in range(w):
+            for dy, dx, c in ((0, -1, 3), (-1, -1, 4), (-1, 0, 3), (-1, 1, 4)):
+                if 0 <= y + dy < h and 0 <= x + dx < w:
+                    d[y, x] = min(d[y, x], d[y + dy, x + dx] + c)
+    for y in range(h - 1, -1, -1):
+        for x in range(w - 1, -1, -1):
+            for dy, dx, c in ((0, 1, 3), (1, 1, 4), (1, 0, 3), (1, -1, 4)):
+                if 0 <= y + dy < h and 0 <= x + dx < w:
+                    d[y, x] = min(d[y, x], d[y + dy, x + dx] + c)
+    return d
+
+
+def alpha_of(d):
+    t = 1.0 - d.astype(np.float32) / np.float32(3.0 * (FEATHER + 1))
+    a = np.where(t <= 0, 0.0, t * t * t * (t * (t * 6 - 15) + 10)).astype(np.float32)
+    return np.where(d == 0, np.float32(1), a)
+
+
+def run(model_path, img, mask):
+    tensors, meta = st.load(model_path)
+    cfg = json.loads(meta["config"])
+    sched = json.loads(meta["scheduler"])
+    steps = json.loads(meta["task"])["num_inference_steps"]
+    unet = dt.UNet2DModel(**{k: v for k, v in cfg.items() if not k.startswith("_")})
+    unet.load_state_dict(tensors)
+    unet.eval()
+    m = 2 ** (len(cfg["block_out_channels"]) - 1)
+    ac = trainkit.alphas_cumprod(sched)
+    H, W = mask.shape
+    out = img.copy()
+    for x0, y0, x1, y1 in boxes_of(mask, m):
+        ys, xs = np.minimum(np.arange(y0, y1), H - 1), np.minimum(np.arange(x0, x1), W - 1)
+        inside = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+        inside[:min(y1, H) - y0, :min(x1, W) - x0] = mask[y0:y1, x0:x1] != 0
+        d = chamfer(inside)
+        hole = torch.from_numpy((d <= 3 * FEATHER).astype(np.float32))[None, None]
+        crop = torch.from_numpy(img[ys][:, xs].astype(np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
+        x = np.empty((3, y1 - y0, x1 - x0), np.float32)
+        for c in range(3):
+            for y in range(y1 - y0):
+                x[c, y] = ge_rng.normal(SEED, ((c << 16 | (y0 + y)) << 16) | x0, x1 - x0)
+        x = torch.from_numpy(x)[None]
+        with torch.no_grad():
+            for t in trainkit.ddim_timesteps(sched, steps):
+                x0_hat = unet(torch.cat([x, hole, crop * (1 - hole)], 1), torch.tensor([t])).sample
+                x = trainkit.ddim_step(sched, ac, x0_hat, t, steps, x)
+        g = ((x[0] + 1.0) * 127.5).permute(1, 2, 0).numpy()
+        a = alpha_of(d)[..., None]
+        hh, ww = min(y1, H) - y0, min(x1, W) - x0
+        region = out[y0:y0 + hh, x0:x0 + ww].astype(np.float32)
+        v = a[:hh, :ww] * g[:hh, :ww] + (1 - a[:hh, :ww]) * region + np.float32(0.5)
+        blended = np.clip(np.floor(v), 0, 255).astype(np.uint8)
+        keep = (a[:hh, :ww, 0] > 0)[..., None]
+        out[y0:y0 + hh, x0:x0 + ww] = np.where(keep, blended, out[y0:y0 + hh, x0:x0 + ww])
+    return out
+
+
+def case(x0, y0, w, h):
+    img = np.asarray(Image.open(os.path.join(ROOT, "samples", "butterfly.png")).convert("RGB"))
+    img = np.ascontiguousarray(img[y0:y0 + h, x0:x0 + w])
+    mask = np.zeros((h, w), np.uint8)
+    mask[10:22, 12:30] = 255                   # a box
+    for i in range(8):                         # a diagonal stroke from its corner
+        mask[22 + i, 30 + i] = 200
+    mask[h - 9:h - 3, w - 12:w - 4] = 1        # a blob near the corner
+    return img, mask
+
+
+def main():
+    model = os.path.join(ROOT, "tests", "elements", "models", "diffusioninpaint.safetensors")
+    tensors = {}
+    # "a": 161 x 120, two boxes; "b": 91 x 67, the boxes merge into one that runs past the
+    # frame's right and bottom edges (widened to the U-Net's multiple of 4)
+    for name, (x0, y0, w, h) in (("a", (10, 8, 161, 120)), ("b", (40, 30, 91, 67))):
+        img, mask = case(x0, y0, w, h)
+        out = run(model, img, mask)
+        tensors.update({f"{name}.img": img, f"{name}.mask": mask, f"{name}.out": out})
+        print(name, "boxes", boxes_of(mask, 4), "changed pixels", int((out != img).any(-1).sum()))
+    os.makedirs(os.path.join(HERE, "inpaint"), exist_ok=True)
+    st.save(os.path.join(HERE, "inpaint", "diffusioninpaint.safetensors"), tensors,
+            metadata={"model": "tests/elements/models/diffusioninpaint.safetensors", "seed": str(SEED),
+                      "feather": str(FEATHER), "torch": torch.__version__})
+
+
+if __name__ == "__main__":
+    main()
