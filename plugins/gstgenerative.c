@@ -31,8 +31,10 @@
 
 /* Each element file adds its GST_ELEMENT_REGISTER_DECLARE (name) here, e.g.
  *   GST_ELEMENT_REGISTER_DECLARE (diffusionsr);
+GST_ELEMENT_REGISTER_DECLARE (diffusioninpaint);
  * and a matching GST_ELEMENT_REGISTER (name, plugin) in plugin_init. */
 GST_ELEMENT_REGISTER_DECLARE (diffusionsr);
+GST_ELEMENT_REGISTER_DECLARE (diffusioninpaint);
 
 static gboolean
 plugin_init (GstPlugin * plugin)
@@ -40,6 +42,7 @@ plugin_init (GstPlugin * plugin)
   gboolean ret = FALSE;
 
   ret |= GST_ELEMENT_REGISTER (diffusionsr, plugin);
+  ret |= GST_ELEMENT_REGISTER (diffusioninpaint, plugin);
 
   return ret;
 }

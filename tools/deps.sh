@@ -11,7 +11,7 @@ PACKAGES=(
   # engine
   libopenblas-dev libglib2.0-dev libjson-glib-dev
   # plugin
-  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libpng-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   # fuzzer and sanitizers (libclang_rt.fuzzer comes from libclang-rt-14-dev)
   clang libclang-rt-14-dev

@@ -1,0 +1,122 @@
+/* gstmaskfile.c: see gstmaskfile.h. */
+#include "gstmaskfile.h"
+
+#include <gio/gio.h>
+#include <png.h>
+#include <string.h>
+
+static guint8 *
+bad (GError ** error, const gchar * path, const gchar * why)
+{
+  g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+      "Mask file \"%s\": %s", path, why);
+  return NULL;
+}
+
+/* PNM header integer after skipping whitespace and # comments; -1 when
+ * there is none. */
+static gint64
+pnm_int (const guint8 * d, gsize len, gsize * pos)
+{
+  gint64 v = -1;
+  while (*pos < len) {
+    if (d[*pos] == '#') {
+      while (*pos < len && d[*pos] != '\n')
+        (*pos)++;
+    } else if (g_ascii_isspace (d[*pos])) {
+      (*pos)++;
+    } else {
+      break;
+    }
+  }
+  while (*pos < len && g_ascii_isdigit (d[*pos]) && v < G_MAXINT) {
+    v = (v < 0 ? 0 : v * 10) + (d[*pos] - '0');
+    (*pos)++;
+  }
+  return v;
+}
+
+static guint8 *
+load_pgm (const gchar * path, const guint8 * d, gsize len, gint * width,
+    gint * height, GError ** error)
+{
+  const gboolean ascii = d[1] == '2';
+  gsize pos = 2;
+  gint64 w = pnm_int (d, len, &pos), h = pnm_int (d, len, &pos);
+  gint64 maxval = pnm_int (d, len, &pos);
+  if (w < 1 || h < 1 || w > 65535 || h > 65535 || maxval < 1 || maxval > 65535)
+    return bad (error, path, "bad PGM header (width, height and maximum value "
+        "must be 1 to 65535)");
+  const gsize n = (gsize) w * h, bpv = maxval > 255 ? 2 : 1;
+  guint8 *out = g_malloc (n);
+  if (ascii) {
+    for (gsize i = 0; i < n; i++) {
+      gint64 v = pnm_int (d, len, &pos);
+      if (v < 0 || v > maxval) {
+        g_free (out);
+        return bad (error, path, "PGM pixel data is truncated or out of range");
+      }
+      out[i] = (guint8) ((v * 255 + maxval / 2) / maxval);
+    }
+  } else {
+    pos++;                      /* the single whitespace after maxval */
+    if (pos > len || len - pos < n * bpv) {
+      g_free (out);
+      return bad (error, path, "PGM pixel data is truncated");
+    }
+    for (gsize i = 0; i < n; i++) {
+      guint v = bpv == 2 ? (guint) d[pos + 2 * i] << 8 | d[pos + 2 * i + 1] : d[pos + i];
+      out[i] = (guint8) ((MIN (v, (guint) maxval) * 255 + maxval / 2) / maxval);
+    }
+  }
+  *width = (gint) w;
+  *height = (gint) h;
+  return out;
+}
+
+static guint8 *
+load_png (const gchar * path, const guint8 * d, gsize len, gint * width,
+    gint * height, GError ** error)
+{
+  png_image img;
+  memset (&img, 0, sizeof (img));
+  img.version = PNG_IMAGE_VERSION;
+  if (!png_image_begin_read_from_memory (&img, d, len))
+    return bad (error, path, img.message);
+  if (img.width > 65535 || img.height > 65535) {
+    png_image_free (&img);
+    return bad (error, path, "PNG is larger than 65535 pixels a side");
+  }
+  img.format = PNG_FORMAT_GRAY;
+  guint8 *out = g_malloc ((gsize) img.width * img.height);
+  png_color black = { 0, 0, 0 };
+  if (!png_image_finish_read (&img, &black, out, (png_int_32) img.width, NULL)) {
+    g_free (out);
+    guint8 *r = bad (error, path, img.message);
+    png_image_free (&img);
+    return r;
+  }
+  *width = (gint) img.width;
+  *height = (gint) img.height;
+  return out;
+}
+
+guint8 *
+gst_mask_file_load (const gchar * path, gint * width, gint * height,
+    GError ** error)
+{
+  gchar *data = NULL;
+  gsize len = 0;
+  if (!g_file_get_contents (path, &data, &len, error))
+    return NULL;
+  const guint8 *d = (const guint8 *) data;
+  guint8 *out;
+  if (len >= 2 && d[0] == 'P' && (d[1] == '5' || d[1] == '2'))
+    out = load_pgm (path, d, len, width, height, error);
+  else if (len >= 8 && png_sig_cmp (d, 0, 8) == 0)
+    out = load_png (path, d, len, width, height, error);
+  else
+    out = bad (error, path, "not a PGM (P2, P5) or PNG image");
+  g_free (data);
+  return out;
+}
