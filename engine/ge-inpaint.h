@@ -9,6 +9,12 @@
  * concat (x_t, hole, image * (1 - hole)), 3 + 1 + 3 channels in [-1, 1], and
  * it predicts the image (x0).
  *
+ * Unconditional U-Nets (3 channels in and out, epsilon prediction, e.g. a
+ * diffusers UNet2DModel checkpoint without a "task") inpaint with RePaint,
+ * as diffusers' RePaintPipeline does (eta 0), with the file's "scheduler"
+ * config or DDPMScheduler's defaults, 50 steps and jumps of 10 steps taken
+ * 3 times unless set (ge_inpaint_set_repaint_jumps).
+ *
  * Only regions around the mask are diffused: each connected part of the
  * mask, grown by the feather width, gets a box with context around it
  * (half its larger side, at least 16 pixels on each side, clamped to the
@@ -36,6 +42,11 @@ void ge_inpaint_free (GeInpaint * ip);
 
 /* The model's default number of sampling steps. */
 int ge_inpaint_default_steps (const GeInpaint * ip);
+/* TRUE for an unconditional U-Net, which runs RePaint. */
+gboolean ge_inpaint_is_repaint (const GeInpaint * ip);
+/* RePaint's jumps: back @jump_length steps, @jump_n_sample - 1 times at
+ * every @jump_length-th step (1 = no jumps).  Conditional models ignore it. */
+void ge_inpaint_set_repaint_jumps (GeInpaint * ip, int jump_length, int jump_n_sample);
 
 /* 0 = one thread per core. */
 void ge_inpaint_set_n_threads (GeInpaint * ip, int n_threads);

@@ -45,6 +45,12 @@
  * #GstDiffusionInpaint:mask-threshold are regenerated
  * (#GstDiffusionInpaint:invert-mask swaps that).
  *
+ * A plain diffusers UNet2DModel (3 channels in and out, epsilon prediction,
+ * converted to .safetensors) inpaints with RePaint: #GstDiffusionInpaint:num-steps
+ * (default 50) with jumps (#GstDiffusionInpaint:repaint-jump-length,
+ * #GstDiffusionInpaint:repaint-jump-n-sample); slow, but any such
+ * checkpoint works.
+ *
  * The noise of each pixel depends only on #GstDiffusionInpaint:seed and the
  * pixel's position, so a static mask on video gives the same fill every
  * frame while the content around it does not change.
@@ -82,6 +88,8 @@ GST_DEBUG_CATEGORY_STATIC (gst_diffusion_inpaint_debug);
 #define DEFAULT_NUM_STEPS 0
 #define DEFAULT_SEED 0
 #define DEFAULT_N_THREADS 0
+#define DEFAULT_JUMP_LENGTH 10
+#define DEFAULT_JUMP_N_SAMPLE 3
 
 /* A new processing-time estimate is posted as a LATENCY message when it
  * differs from the reported one by more than this fraction. */
@@ -99,6 +107,8 @@ enum
   PROP_NUM_STEPS,
   PROP_SEED,
   PROP_N_THREADS,
+  PROP_JUMP_LENGTH,
+  PROP_JUMP_N_SAMPLE,
   PROP_STATS,
 };
 
@@ -219,6 +229,12 @@ gst_diffusion_inpaint_set_property (GObject * object, guint prop_id,
     case PROP_N_THREADS:
       self->n_threads = g_value_get_int (value);
       break;
+    case PROP_JUMP_LENGTH:
+      self->jump_length = g_value_get_int (value);
+      break;
+    case PROP_JUMP_N_SAMPLE:
+      self->jump_n_sample = g_value_get_int (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -287,6 +303,12 @@ gst_diffusion_inpaint_get_property (GObject * object, guint prop_id,
       break;
     case PROP_N_THREADS:
       g_value_set_int (value, self->n_threads);
+      break;
+    case PROP_JUMP_LENGTH:
+      g_value_set_int (value, self->jump_length);
+      break;
+    case PROP_JUMP_N_SAMPLE:
+      g_value_set_int (value, self->jump_n_sample);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -791,7 +813,7 @@ gst_diffusion_inpaint_aggregate (GstAggregator * agg, gboolean timeout)
     };
     GError *err = NULL;
     guint64 masked = 0;
-    gint steps, feather, n_threads;
+    gint steps, feather, n_threads, jump_length, jump_n_sample;
     guint64 seed;
 
     for (gsize i = 0; i < self->mask_len; i++)
@@ -801,8 +823,11 @@ gst_diffusion_inpaint_aggregate (GstAggregator * agg, gboolean timeout)
     feather = self->feather;
     n_threads = self->n_threads;
     seed = self->seed;
+    jump_length = self->jump_length;
+    jump_n_sample = self->jump_n_sample;
     GST_OBJECT_UNLOCK (self);
     ge_inpaint_set_num_steps (self->ip, steps);
+    ge_inpaint_set_repaint_jumps (self->ip, jump_length, jump_n_sample);
     ge_inpaint_set_feather (self->ip, feather);
     ge_inpaint_set_n_threads (self->ip, n_threads);
     ge_inpaint_set_seed (self->ip, seed);
@@ -902,6 +927,15 @@ gst_diffusion_inpaint_class_init (GstDiffusionInpaintClass * klass)
       g_param_spec_int ("n-threads", "Threads",
           "Worker threads (0: one per core)", 0, 256, DEFAULT_N_THREADS,
           rw | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (gobject_class, PROP_JUMP_LENGTH,
+      g_param_spec_int ("repaint-jump-length", "RePaint jump length",
+          "RePaint (unconditional models only): steps each jump goes back",
+          1, 1000, DEFAULT_JUMP_LENGTH, rw | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (gobject_class, PROP_JUMP_N_SAMPLE,
+      g_param_spec_int ("repaint-jump-n-sample", "RePaint jumps",
+          "RePaint (unconditional models only): passes over each jumped "
+          "stretch (1: no jumps)", 1, 100, DEFAULT_JUMP_N_SAMPLE,
+          rw | GST_PARAM_MUTABLE_PLAYING));
   g_object_class_install_property (gobject_class, PROP_STATS,
       g_param_spec_string ("stats", "Statistics",
           "frames, passed-through (no mask yet), masked-pixels and "
@@ -950,4 +984,6 @@ gst_diffusion_inpaint_init (GstDiffusionInpaint * self)
   self->num_steps = DEFAULT_NUM_STEPS;
   self->seed = DEFAULT_SEED;
   self->n_threads = DEFAULT_N_THREADS;
+  self->jump_length = DEFAULT_JUMP_LENGTH;
+  self->jump_n_sample = DEFAULT_JUMP_N_SAMPLE;
 }

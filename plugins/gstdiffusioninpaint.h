@@ -53,6 +53,8 @@ struct _GstDiffusionInpaint
   gint num_steps;
   guint64 seed;
   gint n_threads;
+  gint jump_length;
+  gint jump_n_sample;
 
   /* Between start() and stop() (streaming thread). */
   GeInpaint *ip;

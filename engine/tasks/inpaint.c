@@ -12,6 +12,13 @@
  *           x_{t-1} = DDIM step (x0, x_t), from seeded noise x_T
  *   blend   alpha * x0 + (1 - alpha) * image where alpha > 0; elsewhere the
  *           input bytes stay as they are
+ *
+ * RePaint (Lugmayr et al. 2022), for unconditional U-Nets (3 channels in
+ * and out, epsilon prediction: diffusers' UNet2DModel checkpoints), follows
+ * diffusers' RePaintScheduler and RePaintPipeline (eta 0): a DDIM step for
+ * the hole, the known pixels noised to the step's level outside it, and
+ * "jumps" that renoise the sample jump_length steps back, jump_n_sample - 1
+ * times per jump point, so that the hole and its surroundings harmonise.
  */
 #include "ge-inpaint.h"
 #include "ge-blocks.h"
@@ -20,10 +27,17 @@
 #include "ge-scheduler.h"
 #include "ge-unet2d.h"
 
+#include <math.h>
 #include <string.h>
 
 #define MAX_BOXES 256
 #define MIN_CONTEXT 16
+
+/* RePaint without a "task" in the file: these defaults (diffusers' pipeline
+ * uses 250 steps with 10 x 10 jumps, 2410 U-Net runs: far too slow here). */
+#define REPAINT_STEPS 50
+#define REPAINT_JUMP_LENGTH 10
+#define REPAINT_JUMP_N_SAMPLE 3
 
 typedef struct {
   int x0, y0, x1, y1;           /* [x0, x1) x [y0, y1) */
@@ -36,6 +50,12 @@ struct _GeInpaint {
   GeCtx ctx;
   int default_steps, steps, multiple, feather;
   guint64 seed;
+  /* RePaint mode (unconditional U-Net) and its timestep list with jumps,
+   * rebuilt when steps or jumps change. */
+  gboolean repaint;
+  int jump_length, jump_n_sample;
+  gint64 *rp_ts;
+  int rp_n, rp_key[3];
   gsize last_area;
   guint last_allocs;
   Box boxes[MAX_BOXES];
@@ -51,41 +71,70 @@ ge_inpaint_new (const char *path, GError ** error)
   ip->mf = mf;
   ip->feather = 4;
   JsonParser *tp = NULL, *sp = NULL;
-  JsonObject *task, *sched;
+  JsonObject *task = NULL, *sched = NULL;
   if (strcmp (ge_model_file_class (mf), "UNet2DModel") != 0) {
     ge_fail (error, GE_ERROR_UNSUPPORTED, path, "is a %s, not a diffusion inpainting model",
         ge_model_file_class (mf));
     goto fail;
   }
-  if (!(tp = ge_model_file_metadata_json (mf, "task", "diffusion inpainting", &task, error))
-      || !(sp = ge_model_file_metadata_json (mf, "scheduler", "diffusion inpainting", &sched,
-              error)))
+  /* Conditional models carry their task and scheduler; a plain diffusers
+   * UNet2DModel (no task) runs RePaint with its scheduler config, or
+   * DDPMScheduler's defaults. */
+  if (!(ip->unet = ge_unet2d_new (mf, error)))
     goto fail;
-  const char *kind = json_object_has_member (task, "task")
-      ? json_object_get_string_member (task, "task") : NULL;
-  if (!kind || strcmp (kind, "inpaint") != 0) {
-    ge_fail (error, GE_ERROR_UNSUPPORTED, path, "the task metadata is not {\"task\": \"inpaint\"}");
-    goto fail;
-  }
-  ip->default_steps = json_object_has_member (task, "num_inference_steps")
-      ? (int) json_object_get_int_member (task, "num_inference_steps") : 4;
-  ip->default_steps = CLAMP (ip->default_steps, 1, 1000);
-
-  GeSchedulerConfig cfg;
-  if (!ge_scheduler_config_from_json_as (&cfg, GE_SCHEDULER_DDIM, sched, path, error)
-      || !(ip->sched = ge_scheduler_new (&cfg, error))
-      || !(ip->unet = ge_unet2d_new (mf, error)))
-    goto fail;
-  if (ge_unet2d_in_channels (ip->unet) != 7 || ge_unet2d_out_channels (ip->unet) != 3) {
+  const int cin = ge_unet2d_in_channels (ip->unet), cout = ge_unet2d_out_channels (ip->unet);
+  ip->repaint = cin == 3 && cout == 3;
+  ip->jump_length = REPAINT_JUMP_LENGTH;
+  ip->jump_n_sample = REPAINT_JUMP_N_SAMPLE;
+  if (!ip->repaint && (cin != 7 || cout != 3)) {
     ge_fail (error, GE_ERROR_UNSUPPORTED, path, "an inpainting model needs a U-Net of 7 input "
-        "channels (noisy image, mask, masked image) and 3 output channels, this one has %d "
-        "and %d", ge_unet2d_in_channels (ip->unet), ge_unet2d_out_channels (ip->unet));
+        "channels (noisy image, mask, masked image) and 3 output channels, or an unconditional "
+        "one of 3 and 3 (RePaint); this one has %d and %d", cin, cout);
     goto fail;
   }
+  GeSchedulerConfig cfg;
+  if (ip->repaint) {
+    ge_scheduler_config_init_defaults (&cfg, GE_SCHEDULER_DDPM);
+    if (ge_model_file_metadata (mf, "scheduler")
+        && (!(sp = ge_model_file_metadata_json (mf, "scheduler", "diffusion inpainting",
+                    &sched, error))
+            || !ge_scheduler_config_from_json_as (&cfg, GE_SCHEDULER_DDIM, sched, path, error)))
+      goto fail;
+    if (cfg.prediction_type != GE_PREDICT_EPSILON) {
+      ge_fail (error, GE_ERROR_UNSUPPORTED, path, "RePaint needs an epsilon-predicting U-Net");
+      goto fail;
+    }
+    ip->default_steps = REPAINT_STEPS;
+    if (ge_model_file_metadata (mf, "task")) {
+      if (!(tp = ge_model_file_metadata_json (mf, "task", "diffusion inpainting", &task, error)))
+        goto fail;
+      if (json_object_has_member (task, "num_inference_steps"))
+        ip->default_steps = (int) json_object_get_int_member (task, "num_inference_steps");
+    }
+  } else {
+    if (!(tp = ge_model_file_metadata_json (mf, "task", "diffusion inpainting", &task, error))
+        || !(sp = ge_model_file_metadata_json (mf, "scheduler", "diffusion inpainting",
+                &sched, error)))
+      goto fail;
+    const char *kind = json_object_has_member (task, "task")
+        ? json_object_get_string_member (task, "task") : NULL;
+    if (!kind || strcmp (kind, "inpaint") != 0) {
+      ge_fail (error, GE_ERROR_UNSUPPORTED, path,
+          "the task metadata is not {\"task\": \"inpaint\"}");
+      goto fail;
+    }
+    ip->default_steps = json_object_has_member (task, "num_inference_steps")
+        ? (int) json_object_get_int_member (task, "num_inference_steps") : 4;
+    if (!ge_scheduler_config_from_json_as (&cfg, GE_SCHEDULER_DDIM, sched, path, error))
+      goto fail;
+  }
+  ip->default_steps = CLAMP (ip->default_steps, 1, 1000);
+  if (!(ip->sched = ge_scheduler_new (&cfg, error)))
+    goto fail;
   ip->multiple = ge_unet2d_size_multiple (ip->unet);
   ge_ctx_init (&ip->ctx, 0);
-  g_object_unref (tp);
-  g_object_unref (sp);
+  g_clear_object (&tp);
+  g_clear_object (&sp);
   return ip;
 
 fail:
@@ -104,10 +153,12 @@ ge_inpaint_free (GeInpaint * ip)
   ge_scheduler_free (ip->sched);
   ge_ctx_clear (&ip->ctx);
   ge_model_file_unref (ip->mf);
+  g_free (ip->rp_ts);
   g_free (ip);
 }
 
 int ge_inpaint_default_steps (const GeInpaint * ip) { return ip->default_steps; }
+gboolean ge_inpaint_is_repaint (const GeInpaint * ip) { return ip->repaint; }
 gsize ge_inpaint_last_area (const GeInpaint * ip) { return ip->last_area; }
 guint ge_inpaint_n_allocs (const GeInpaint * ip) { return ip->last_allocs; }
 
@@ -128,6 +179,13 @@ void
 ge_inpaint_set_seed (GeInpaint * ip, guint64 seed)
 {
   ip->seed = seed;
+}
+
+void
+ge_inpaint_set_repaint_jumps (GeInpaint * ip, int jump_length, int jump_n_sample)
+{
+  ip->jump_length = MAX (jump_length, 1);
+  ip->jump_n_sample = MAX (jump_n_sample, 1);
 }
 
 void
@@ -278,6 +336,105 @@ alpha_at (gint32 d, int f)
   return t <= 0 ? 0.0f : t * t * t * (t * (t * 6.0f - 15.0f) + 10.0f);
 }
 
+/* ---- sampling ------------------------------------------------------------ */
+
+/* Draw @k of the box's noise: the normal of pixel (c, Y, X) is element
+ * (k << 40 | (c << 16 | Y) << 16 | X) of the seed's stream, so it depends on
+ * the position in the frame, not on the box. */
+static void
+box_noise (const GeInpaint * ip, const Box * b, guint64 k, float *out)
+{
+  const int bw = b->x1 - b->x0, bh = b->y1 - b->y0;
+  for (int c = 0; c < 3; c++)
+    for (int y = 0; y < bh; y++)
+      ge_rng_normal (ip->seed, k << 40 | (((guint64) c << 16 | (guint64) (b->y0 + y)) << 16)
+          | (guint64) b->x0, out + ((gsize) c * bh + y) * bw, bw);
+}
+
+/* diffusers' RePaintScheduler.set_timesteps: descending steps of T / N,
+ * going back up jump_length steps jump_n_sample - 1 times at every
+ * jump_length-th step. */
+static void
+repaint_timesteps (GeInpaint * ip, int n)
+{
+  const int key[3] = { n, ip->jump_length, ip->jump_n_sample };
+  if (ip->rp_ts && memcmp (key, ip->rp_key, sizeof (key)) == 0)
+    return;
+  const int jl = ip->jump_length, T = ge_scheduler_config (ip->sched)->num_train_timesteps;
+  int *jumps = g_new0 (int, n + 1);
+  for (int j = 0; j < n - jl; j += jl)
+    jumps[j] = ip->jump_n_sample - 1;
+  GArray *ts = g_array_new (FALSE, FALSE, sizeof (gint64));
+  for (int t = n; t >= 1;) {
+    t--;
+    gint64 v = (gint64) t * (T / n);
+    g_array_append_val (ts, v);
+    if (jumps[t] > 0) {
+      jumps[t]--;
+      for (int i = 0; i < jl; i++) {
+        t++;
+        v = (gint64) t * (T / n);
+        g_array_append_val (ts, v);
+      }
+    }
+  }
+  g_free (jumps);
+  g_free (ip->rp_ts);
+  ip->rp_n = ts->len;
+  ip->rp_ts = (gint64 *) g_array_free (ts, FALSE);
+  memcpy (ip->rp_key, key, sizeof (key));
+}
+
+/* RePaint over @x [3, plane] (x_T in, the image out), @img the box's image
+ * in [-1, 1], @keep 1 where it is known; @eps and @noise [3, plane] of
+ * scratch. */
+static gboolean
+repaint (GeInpaint * ip, const Box * b, float *x, const float *img, const float *keep,
+    float *eps, float *noise, GError ** error)
+{
+  const int bw = b->x1 - b->x0, bh = b->y1 - b->y0, n = ip->steps ? ip->steps : ip->default_steps;
+  const gsize plane = (gsize) bw * bh;
+  const GeSchedulerConfig *cfg = ge_scheduler_config (ip->sched);
+  const float *ac = ge_scheduler_alphas_cumprod (ip->sched), *betas = ge_scheduler_betas (ip->sched);
+  const int stride = cfg->num_train_timesteps / n;
+  guint64 draw = 1;
+  repaint_timesteps (ip, n);
+  gint64 t_last = ip->rp_ts[0] + 1;
+  for (int i = 0; i < ip->rp_n; i++) {
+    const gint64 t = ip->rp_ts[i];
+    if (t < t_last) {
+      const float ts = (float) t;
+      if (!ge_unet2d_forward (ip->unet, x, 1, bh, bw, &ts, eps, error))
+        return FALSE;
+      const gint64 prev = t - stride;
+      const float a_t = ac[t], a_prev = prev >= 0 ? ac[prev] : 1.0f;
+      const float sa = sqrtf (a_t), s1a = sqrtf (1.0f - a_t);
+      const float sp = sqrtf (a_prev), dir = sqrtf (1.0f - a_prev);
+      box_noise (ip, b, draw++, noise);
+      for (gsize j = 0; j < 3 * plane; j++) {
+        float x0 = (x[j] - s1a * eps[j]) / sa;
+        if (cfg->clip_sample)
+          x0 = CLAMP (x0, -(float) cfg->clip_sample_range, (float) cfg->clip_sample_range);
+        const float unknown = sp * x0 + dir * eps[j];
+        /* As diffusers: the known part at alpha_t, not alpha_prev. */
+        const float known = sa * img[j] + s1a * noise[j];
+        const float k = keep[j % plane];
+        x[j] = k * known + (1.0f - k) * unknown;
+      }
+    } else {
+      /* undo_step: renoise T / N train steps from t_last up */
+      for (int k = 0; k < stride; k++) {
+        const float beta = betas[t_last + k], a = sqrtf (1.0f - beta), s = sqrtf (beta);
+        box_noise (ip, b, draw++, noise);
+        for (gsize j = 0; j < 3 * plane; j++)
+          x[j] = a * x[j] + s * noise[j];
+      }
+    }
+    t_last = t;
+  }
+  return TRUE;
+}
+
 /* ---- one box ----------------------------------------------------------- */
 
 static gboolean
@@ -294,12 +451,7 @@ run_box (GeInpaint * ip, GeImageU8 * img, const guint8 * mask, int mstride, cons
   float *x0 = ge_arena_alloc (arena, 3 * plane);
 
   distances (mask, mstride, W, H, b, 3 * (f + 1), d);
-  /* x_T: the noise of pixel (c, Y, X) is element ((c << 16 | Y) << 16 | X)
-   * of the seed's stream, wherever the box starts. */
-  for (int c = 0; c < 3; c++)
-    for (int y = 0; y < bh; y++)
-      ge_rng_normal (ip->seed, (((guint64) c << 16 | (guint64) (b->y0 + y)) << 16) | (guint64) b->x0,
-          x_in + c * plane + (gsize) y * bw, bw);
+  box_noise (ip, b, 0, x_in);   /* x_T */
   float *hole = x_in + 3 * plane, *known = x_in + 4 * plane;
   for (int y = 0; y < bh; y++) {
     const guint8 *row = img->data + (gsize) MIN (b->y0 + y, H - 1) * img->stride;
@@ -309,18 +461,28 @@ run_box (GeInpaint * ip, GeImageU8 * img, const guint8 * mask, int mstride, cons
       const gsize px = (gsize) MIN (b->x0 + x, W - 1) * img->pixel_stride;
       hole[i] = h;
       for (int c = 0; c < 3; c++)
-        known[c * plane + i] = (1.0f - h) * ge_u8_to_unit (row[px + offs[c]]);
+        known[c * plane + i] = (ip->repaint ? 1.0f : 1.0f - h) * ge_u8_to_unit (row[px + offs[c]]);
     }
   }
 
-  const int n_steps = ge_scheduler_n_timesteps (ip->sched);
-  for (int i = 0; i < n_steps; i++) {
-    const float ts = (float) ge_scheduler_timesteps (ip->sched)[i];
-    if (!ge_unet2d_forward (ip->unet, x_in, 1, bh, bw, &ts, x0, error))
+  if (ip->repaint) {
+    /* keep = 1 - hole, in place; eps and noise in x0 and the spare planes */
+    for (gsize i = 0; i < plane; i++)
+      hole[i] = 1.0f - hole[i];
+    float *noise = ge_arena_alloc (arena, 3 * plane);
+    if (!repaint (ip, b, x_in, known, hole, x0, noise, error))
       return FALSE;
-    ge_scheduler_step (ip->sched, i, x0, x_in, 3 * plane, 0.0f, FALSE, NULL, x_in, NULL);
+  } else {
+    const int n_steps = ge_scheduler_n_timesteps (ip->sched);
+    for (int i = 0; i < n_steps; i++) {
+      const float ts = (float) ge_scheduler_timesteps (ip->sched)[i];
+      if (!ge_unet2d_forward (ip->unet, x_in, 1, bh, bw, &ts, x0, error))
+        return FALSE;
+      ge_scheduler_step (ip->sched, i, x0, x_in, 3 * plane, 0.0f, FALSE, NULL, x_in, NULL);
+    }
   }
-  /* With x0-prediction the last step returns x0 itself; x_in holds it. */
+  /* With x0-prediction the last DDIM step returns x0 itself, and RePaint
+   * ends on the image: x_in holds it. */
   for (int y = 0; y < bh && b->y0 + y < H; y++) {
     guint8 *row = img->data + (gsize) (b->y0 + y) * img->stride;
     for (int x = 0; x < bw && b->x0 + x < W; x++) {
@@ -348,7 +510,7 @@ ge_inpaint_process (GeInpaint * ip, GeImageU8 * img, const guint8 * mask, int ma
     return ge_fail (error, GE_ERROR_SHAPE, ge_model_file_path (ip->mf), "a %dx%d frame cannot "
         "be inpainted (1 to 65535 pixels a side)", W, H);
   const int steps = ip->steps ? ip->steps : ip->default_steps;
-  if (ge_scheduler_n_timesteps (ip->sched) != steps
+  if (!ip->repaint && ge_scheduler_n_timesteps (ip->sched) != steps
       && !ge_scheduler_set_timesteps (ip->sched, steps, error))
     return FALSE;
   GeArena *arena = ip->ctx.arena;

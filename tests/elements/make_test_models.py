@@ -102,9 +102,28 @@ def save_inpaint(path, seed):
     return path
 
 
+def save_unconditional(path, seed):
+    """A plain diffusers UNet2DModel (3 channels in and out, epsilon) with a DDPMScheduler config
+    and no task: what a converted diffusers checkpoint looks like; inpainting runs RePaint."""
+    torch.manual_seed(seed)
+    m = dt.UNet2DModel(
+        sample_size=None, in_channels=3, out_channels=3,
+        down_block_types=["DownBlock2D"] * 2, up_block_types=["UpBlock2D"] * 2,
+        block_out_channels=[8, 16], layers_per_block=1, norm_num_groups=4,
+        add_attention=False, attention_head_dim=None, flip_sin_to_cos=True, freq_shift=0,
+        downsample_padding=1, act_fn="silu", norm_eps=1e-5)
+    sched = {"_class_name": "DDPMScheduler", "num_train_timesteps": 1000, "beta_start": 0.0001,
+             "beta_end": 0.02, "beta_schedule": "linear", "clip_sample": True,
+             "prediction_type": "epsilon"}
+    st.save(path, m.state_dict(), {"format": "pt", "architecture": "UNet2DModel",
+                                   "config": json.dumps(m.config_dict()), "scheduler": json.dumps(sched)})
+    return path
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     save_inpaint(os.path.join(OUT, "diffusioninpaint.safetensors"), 5)
+    save_unconditional(os.path.join(OUT, "unconditional-ddpm.safetensors"), 6)
     x2 = save_sr(os.path.join(OUT, "diffusionsr-x2.safetensors"), 2, 1)
     save_sr(os.path.join(OUT, "diffusionsr-x4.safetensors"), 4, 2)
     save_sr(os.path.join(OUT, "wrong-scale.safetensors"), 2, 3, task_scale=4)

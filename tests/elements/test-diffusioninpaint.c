@@ -528,6 +528,24 @@ GST_START_TEST (test_pipeline_png)
 }
 GST_END_TEST;
 
+/* An unconditional model inpaints with RePaint through the element too. */
+GST_START_TEST (test_repaint_model)
+{
+  gchar *path = write_mask_file ("ip-rp.pgm", FALSE, W, H);
+  gchar *m = test_path ("GE_TEST_MODELS", "unconditional-ddpm.safetensors");
+  gchar *extra = g_strdup_printf ("model-file=\"%s\" num-steps=6 "
+      "repaint-jump-length=2 repaint-jump-n-sample=2", m);
+  GstHarness *h = file_harness (path, "RGB", extra);
+
+  check_inpainted (h, GST_VIDEO_FORMAT_RGB, FALSE);
+  gst_harness_teardown (h);
+  g_unlink (path);
+  g_free (path);
+  g_free (m);
+  g_free (extra);
+}
+GST_END_TEST;
+
 static Suite *
 diffusioninpaint_suite (void)
 {
@@ -543,6 +561,7 @@ diffusioninpaint_suite (void)
   tcase_add_test (tc, test_mask_size);
   tcase_add_test (tc, test_errors);
   tcase_add_test (tc, test_pipeline_png);
+  tcase_add_test (tc, test_repaint_model);
   return s;
 }
 

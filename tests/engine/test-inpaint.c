@@ -122,6 +122,39 @@ test_golden (gconstpointer data)
   ge_safetensors_free (g.st);
 }
 
+/* RePaint with an unconditional diffusers-style U-Net, against the
+ * reference that follows diffusers' RePaint code. */
+static void
+test_golden_repaint (void)
+{
+  Golden g;
+  golden_load (&g, "r");
+  GeInpaint *ip = model ("unconditional-ddpm.safetensors");
+  g_assert_true (ge_inpaint_is_repaint (ip));
+  ge_inpaint_set_num_steps (ip, 10);
+  ge_inpaint_set_repaint_jumps (ip, 3, 2);
+  guint8 *o = run (ip, &g, g.mask);
+  const gsize n = (gsize) g.w * g.h * 3;
+  gsize off = 0;
+  int maxd = 0;
+  for (gsize i = 0; i < n; i++) {
+    const int d = abs (o[i] - g.ref[i]);
+    maxd = MAX (maxd, d);
+    off += d != 0;
+  }
+  g_test_message ("r: max diff %d, %" G_GSIZE_FORMAT " of %" G_GSIZE_FORMAT " differ", maxd,
+      off, n);
+  g_assert_cmpint (maxd, <=, 1);
+  g_assert_cmpuint (off, <=, n / 1000);
+  for (int y = 0; y < g.h; y++)
+    for (int x = 0; x < g.w; x++)
+      if (!near_mask (&g, x, y, FEATHER + 1))
+        g_assert_cmpmem (o + (y * g.w + x) * 3, 3, g.img + (y * g.w + x) * 3, 3);
+  g_free (o);
+  ge_inpaint_free (ip);
+  ge_safetensors_free (g.st);
+}
+
 static void
 test_determinism_and_memory (void)
 {
@@ -219,6 +252,7 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   g_test_add_data_func ("/inpaint/golden-two-boxes", "a", test_golden);
   g_test_add_data_func ("/inpaint/golden-past-the-edge", "b", test_golden);
+  g_test_add_func ("/inpaint/golden-repaint", test_golden_repaint);
   g_test_add_func ("/inpaint/determinism-memory", test_determinism_and_memory);
   g_test_add_func ("/inpaint/strides", test_strides);
   g_test_add_func ("/inpaint/errors", test_errors);

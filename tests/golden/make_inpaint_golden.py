@@ -7,7 +7,12 @@ the engine's noise (models/common/ge_rng.py), for tests/engine/test-inpaint.c.
 
     /usr/bin/python3 tests/golden/make_inpaint_golden.py
 
-Writes tests/golden/inpaint/diffusioninpaint.safetensors with two cases, "a" and "b": <case>.img
+RePaint (unconditional U-Nets) follows diffusers' RePaintScheduler and RePaintPipeline (eta 0)
+with the engine's noise draws.
+
+Writes tests/golden/inpaint/diffusioninpaint.safetensors with cases "a", "b" (the conditional
+model) and "r" (RePaint with tests/elements/models/unconditional-ddpm.safetensors, 10 steps,
+jump_length 3, jump_n_sample 2): <case>.img
 (U8 [H, W, 3], an odd-sized crop of samples/butterfly.png), <case>.mask (U8 [H, W]: a box, a
 diagonal stroke touching it corner to corner, and a blob near the bottom-right corner) and
 <case>.out (U8 [H, W, 3]) for seed 7, feather 3, the model's default steps.
@@ -168,6 +173,87 @@ def case(x0, y0, w, h):
     return img, mask
 
 
+def repaint_timesteps(n, jump_length, jump_n_sample, T):
+    """diffusers RePaintScheduler.set_timesteps."""
+    jumps = {j: jump_n_sample - 1 for j in range(0, n - jump_length, jump_length)}
+    ts, t = [], n
+    while t >= 1:
+        t -= 1
+        ts.append(t)
+        if jumps.get(t, 0) > 0:
+            jumps[t] -= 1
+            for _ in range(jump_length):
+                t += 1
+                ts.append(t)
+    return [t * (T // n) for t in ts]
+
+
+def box_noise(k, x0, y0, w, h):
+    out = np.empty((3, h, w), np.float32)
+    for c in range(3):
+        for y in range(h):
+            out[c, y] = ge_rng.normal(SEED, (k << 40) | ((c << 16 | (y0 + y)) << 16) | x0, w)
+    return torch.from_numpy(out)[None]
+
+
+def run_repaint(model_path, img, mask, n, jump_length, jump_n_sample):
+    """diffusers RePaintPipeline.__call__ / RePaintScheduler.step, undo_step (eta 0), with the
+    engine's noise: draw 0 is x_T, then one draw per step and per undone train step."""
+    tensors, meta = st.load(model_path)
+    cfg = json.loads(meta["config"])
+    sched = json.loads(meta["scheduler"])
+    unet = dt.UNet2DModel(**{k: v for k, v in cfg.items() if not k.startswith("_")})
+    unet.load_state_dict(tensors)
+    unet.eval()
+    T = sched["num_train_timesteps"]
+    betas = torch.linspace(sched["beta_start"], sched["beta_end"], T, dtype=torch.float32)
+    ac = torch.cumprod(1.0 - betas, dim=0)
+    m = 2 ** (len(cfg["block_out_channels"]) - 1)
+    H, W = mask.shape
+    out = img.copy()
+    for x0, y0, x1, y1 in boxes_of(mask, m):
+        ys, xs = np.minimum(np.arange(y0, y1), H - 1), np.minimum(np.arange(x0, x1), W - 1)
+        inside = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+        inside[:min(y1, H) - y0, :min(x1, W) - x0] = mask[y0:y1, x0:x1] != 0
+        d = chamfer(inside)
+        keep = torch.from_numpy((d > 3 * FEATHER).astype(np.float32))[None, None]
+        orig = torch.from_numpy(img[ys][:, xs].astype(np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
+        w, h = x1 - x0, y1 - y0
+        x = box_noise(0, x0, y0, w, h)
+        draw = 1
+        timesteps = repaint_timesteps(n, jump_length, jump_n_sample, T)
+        t_last = timesteps[0] + 1
+        stride = T // n
+        with torch.no_grad():
+            for t in timesteps:
+                if t < t_last:
+                    eps = unet(x, torch.tensor([t])).sample
+                    prev = t - stride
+                    a_t = ac[t]
+                    a_prev = ac[prev] if prev >= 0 else torch.tensor(1.0)
+                    x0_hat = ((x - (1 - a_t) ** 0.5 * eps) / a_t ** 0.5).clamp(-1, 1)
+                    noise = box_noise(draw, x0, y0, w, h)
+                    draw += 1
+                    unknown = a_prev ** 0.5 * x0_hat + (1 - a_prev) ** 0.5 * eps
+                    known = a_t ** 0.5 * orig + (1 - a_t) ** 0.5 * noise
+                    x = keep * known + (1 - keep) * unknown
+                else:
+                    for i in range(stride):
+                        beta = betas[t_last + i]
+                        x = (1 - beta) ** 0.5 * x + beta ** 0.5 * box_noise(draw, x0, y0, w, h)
+                        draw += 1
+                t_last = t
+        g = ((x[0] + 1.0) * 127.5).permute(1, 2, 0).numpy()
+        a = alpha_of(d)[..., None]
+        hh, ww = min(y1, H) - y0, min(x1, W) - x0
+        region = out[y0:y0 + hh, x0:x0 + ww].astype(np.float32)
+        v = a[:hh, :ww] * g[:hh, :ww] + (1 - a[:hh, :ww]) * region + np.float32(0.5)
+        blended = np.clip(np.floor(v), 0, 255).astype(np.uint8)
+        keep_px = (a[:hh, :ww, 0] > 0)[..., None]
+        out[y0:y0 + hh, x0:x0 + ww] = np.where(keep_px, blended, out[y0:y0 + hh, x0:x0 + ww])
+    return out
+
+
 def main():
     model = os.path.join(ROOT, "tests", "elements", "models", "diffusioninpaint.safetensors")
     tensors = {}
@@ -178,6 +264,12 @@ def main():
         out = run(model, img, mask)
         tensors.update({f"{name}.img": img, f"{name}.mask": mask, f"{name}.out": out})
         print(name, "boxes", boxes_of(mask, 4), "changed pixels", int((out != img).any(-1).sum()))
+    # "r": RePaint with the unconditional model, 10 steps, jumps of 3 taken twice
+    img, mask = case(40, 30, 91, 67)
+    out = run_repaint(os.path.join(ROOT, "tests", "elements", "models", "unconditional-ddpm.safetensors"),
+                      img, mask, 10, 3, 2)
+    tensors.update({"r.img": img, "r.mask": mask, "r.out": out})
+    print("r changed pixels", int((out != img).any(-1).sum()))
     os.makedirs(os.path.join(HERE, "inpaint"), exist_ok=True)
     st.save(os.path.join(HERE, "inpaint", "diffusioninpaint.safetensors"), tensors,
             metadata={"model": "tests/elements/models/diffusioninpaint.safetensors", "seed": str(SEED),
