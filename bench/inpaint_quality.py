@@ -1,0 +1,180 @@
+#!/usr/bin/python3
+"""Inpainting quality on the validation photos, per mask kind, all methods in one run.
+
+For every validation photo (_work/data/photos/MANIFEST.json, "split": "val"; never a training
+photo) a centre crop of --size pixels (default 256) gets one mask of each kind of
+models/inpaint/masks.py (box, stroke, logo; fixed seed, so every method and every run sees the
+same masks).  Each method fills the mask:
+
+  telea, ns        OpenCV's cv2.inpaint (INPAINT_TELEA, INPAINT_NS), radius --radius (3)
+  diffusioninpaint the element of build/plugins through gst-launch-1.0 (mask-file=<the mask as
+                   PGM>, model-file=M) at the model's default steps and at each of --steps
+
+Scores, per kind and over all: PSNR inside the mask (RGB, 8-bit, peak 255), SSIM inside the
+mask (BT.601 luma, 11x11 Gaussian window, sigma 1.5; the SSIM map averaged over the mask
+pixels whose window lies inside the image), and for the element the number of pixels changed
+further than mask-feather + 1 pixels (chessboard distance) from the mask, which must be 0.
+
+Run from the repository root after `meson compile -C build` (python3-opencv installed):
+
+    /usr/bin/python3 bench/inpaint_quality.py --model models/inpaint/diffusioninpaint.safetensors
+
+Writes bench/out/inpaint_quality/results.md and results.json.
+"""
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "models", "inpaint"))
+import masks as M  # noqa: E402
+import sr_quality as Q  # noqa: E402
+
+FEATHER = 4          # the element's default mask-feather
+
+
+def save_pgm(path, mask):
+    h, w = mask.shape
+    with open(path, "wb") as f:
+        f.write(b"P5\n%d %d\n255\n" % (w, h) + ((mask > 0) * 255).astype(np.uint8).tobytes())
+
+
+def gst_inpaint(img, mask, model, steps, tmp):
+    src, mpath, dst = (os.path.join(tmp, n) for n in ("img.png", "mask.pgm", "out.png"))
+    Q.save_png(src, img)
+    save_pgm(mpath, mask)
+    Q.gst_launch(["filesrc", f"location={src}", "!", "pngdec", "!", "videoconvert", "!",
+                  "diffusioninpaint", f"model-file={os.path.abspath(model)}", f"mask-file={mpath}",
+                  f"num-steps={steps}", "!", "videoconvert", "!", "video/x-raw,format=RGB", "!",
+                  "pngenc", "!", "filesink", f"location={dst}"])
+    return Q.load_rgb(dst)
+
+
+def opencv(img, mask, flag, radius):
+    import cv2
+    bgr = np.ascontiguousarray(img[..., ::-1])
+    return cv2.inpaint(bgr, (mask > 0).astype(np.uint8) * 255, radius, flag)[..., ::-1].copy()
+
+
+def masked_psnr(a, b, mask):
+    m = mask > 0
+    d = (a.astype(np.float64) - b.astype(np.float64))[m]
+    return float(10 * np.log10(255.0 ** 2 / max(float((d ** 2).mean()), 1e-10)))
+
+
+def masked_ssim(a, b, mask, size=11, sigma=1.5):
+    ya, yb = Q.luma(a), Q.luma(b)
+    g = np.exp(-0.5 * ((np.arange(size) - (size - 1) / 2.0) / sigma) ** 2)
+    g /= g.sum()
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mu_a, mu_b = Q._gauss_valid(ya, g), Q._gauss_valid(yb, g)
+    saa = Q._gauss_valid(ya * ya, g) - mu_a ** 2
+    sbb = Q._gauss_valid(yb * yb, g) - mu_b ** 2
+    sab = Q._gauss_valid(ya * yb, g) - mu_a * mu_b
+    s = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (saa + sbb + c2))
+    r = size // 2
+    m = (mask > 0)[r:-r, r:-r]
+    return float(s[m].mean()) if m.any() else float("nan")
+
+
+def far_from_mask(mask, r):
+    """Pixels further than r (chessboard distance) from every mask pixel."""
+    near = mask > 0
+    h, w = near.shape
+    grown = near.copy()
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            sh = np.zeros_like(near)
+            sh[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+                near[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+            grown |= sh
+    return ~grown
+
+
+def main():
+    ap = argparse.ArgumentParser(description="inpainting quality (masked PSNR, SSIM) on the validation photos")
+    ap.add_argument("--model", required=True, help="diffusioninpaint model (.safetensors)")
+    ap.add_argument("--steps", default="1,2,4,8", help="step counts besides the model's default")
+    ap.add_argument("--size", type=int, default=256, help="side of the centre crop of each photo")
+    ap.add_argument("--radius", type=int, default=3, help="cv2.inpaint radius")
+    ap.add_argument("--manifest", default=Q.MANIFEST)
+    ap.add_argument("--max-photos", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=2024)
+    ap.add_argument("--out", default=os.path.join(HERE, "out", "inpaint_quality"))
+    args = ap.parse_args()
+    import cv2
+
+    command = "/usr/bin/python3 " + shlex.join([Q.rel(sys.argv[0])] + sys.argv[1:])
+    sys.path.insert(0, os.path.join(ROOT, "models", "common"))
+    import st
+    default_steps = json.loads(st.read_header(args.model)[1]["task"])["num_inference_steps"]
+    steps_list = [int(k) for k in args.steps.split(",") if k.strip()]
+    photos = Q.val_photos(args.manifest, args.max_photos)
+    rng = np.random.default_rng(args.seed)
+    rows = {}
+    far = {}
+    t_start = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (name, path) in enumerate(photos):
+            full = Q.load_rgb(path)
+            H, W = full.shape[:2]
+            S = min(args.size, H, W) // 8 * 8
+            y0, x0 = (H - S) // 2, (W - S) // 2
+            img = np.ascontiguousarray(full[y0:y0 + S, x0:x0 + S])
+            for kind in M.KINDS:
+                mask = (M.make(kind, S, rng) > 0).astype(np.uint8)
+                outs = {"telea (OpenCV)": opencv(img, mask, cv2.INPAINT_TELEA, args.radius),
+                        "navier-stokes (OpenCV)": opencv(img, mask, cv2.INPAINT_NS, args.radius)}
+                for k in [0] + [k for k in steps_list if k != default_steps]:
+                    key = f"diffusioninpaint {k or default_steps} steps" + (" (default)" if k == 0 else "")
+                    outs[key] = gst_inpaint(img, mask, args.model, k, tmp)
+                far_mask = far_from_mask(mask, FEATHER + 1)
+                for key, out in outs.items():
+                    r = rows.setdefault(key, {}).setdefault(kind, [])
+                    r.append({"photo": name, "psnr": masked_psnr(out, img, mask),
+                              "ssim": masked_ssim(out, img, mask)})
+                    if key.startswith("diffusioninpaint"):
+                        far[key] = far.get(key, 0) + int((out != img).any(-1)[far_mask].sum())
+            print(f"[{i + 1}/{len(photos)}] {name}: " + ", ".join(
+                f"{k.split(' (')[0]} {np.mean([r['psnr'] for kind in M.KINDS for r in rows[k][kind][-1:]]):.2f}"
+                for k in rows) + f" [{time.time() - t_start:.0f}s]", flush=True)
+
+    summary = {k: {kind: {"psnr": float(np.mean([r["psnr"] for r in v[kind]])),
+                          "ssim": float(np.nanmean([r["ssim"] for r in v[kind]])), "n": len(v[kind])}
+                   for kind in M.KINDS} for k, v in rows.items()}
+    for k, v in summary.items():
+        v["all"] = {"psnr": float(np.mean([v[kind]["psnr"] for kind in M.KINDS])),
+                    "ssim": float(np.mean([v[kind]["ssim"] for kind in M.KINDS])), "n": sum(v[kind]["n"] for kind in M.KINDS)}
+    cols = list(M.KINDS) + ["all"]
+    md = ["# diffusioninpaint quality on the validation photos", "", "Command line (from the repository root):", "",
+          "```sh", command, "```", "",
+          f"Model `{Q.rel(args.model)}` (default {default_steps} steps).  Photos: the validation split of "
+          f"`{Q.rel(args.manifest)}` ({len(photos)}), centre crops of {args.size} px; one mask of each kind per "
+          f"photo (models/inpaint/masks.py, seed {args.seed}).  PSNR (RGB) and SSIM (luma) inside the mask; "
+          f"means over the photos.", "",
+          "| method | " + " | ".join(f"{c} PSNR | {c} SSIM" for c in cols) + " |",
+          "|---|" + "---:|" * (2 * len(cols))]
+    for k, v in summary.items():
+        md.append(f"| {k} | " + " | ".join(f"{v[c]['psnr']:.2f} | {v[c]['ssim']:.4f}" for c in cols) + " |")
+    md += ["", "Pixels changed further than mask-feather + 1 = %d pixels from the mask (must be 0): " % (FEATHER + 1)
+           + ", ".join(f"{k}: {n}" for k, n in far.items()) + ".", ""]
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump({"command": command, "summary": summary, "changed_far": far, "rows": rows}, f, indent=1)
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write("\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+#!/usr/bin/python3
+"""Exports an inpainting checkpoint of models/inpaint/train.py as one .safetensors file that
+the C engine loads (engine/ge-model-file.h, engine/ge-inpaint.h).
+
+    /usr/bin/python3 models/inpaint/export.py                 # EMA weights, F32
+    /usr/bin/python3 models/inpaint/export.py --dtype f16 --steps 4
+
+Reads _work/inpaint/ckpt.pt and writes models/inpaint/diffusioninpaint.safetensors with the
+diffusers weight names of UNet2DModel and __metadata__: format "pt", architecture
+"UNet2DModel", config, scheduler (DDIMScheduler) and task (JSON strings; task =
+{"task": "inpaint", "num_inference_steps": N, ...}).  It then reloads the file, rebuilds the
+model from the metadata alone and checks that it gives the checkpoint's outputs.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import train as T  # noqa: E402
+
+dt = T.dt
+st = dt.st
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--ckpt", default="_work/inpaint/ckpt.pt")
+    ap.add_argument("--out", default=os.path.join(HERE, "diffusioninpaint.safetensors"))
+    ap.add_argument("--dtype", choices=("f32", "f16"), default="f32")
+    ap.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA")
+    ap.add_argument("--steps", type=int, default=4, help="default num_inference_steps")
+    args = ap.parse_args()
+
+    torch.set_num_threads(2)
+    ckpt = torch.load(args.ckpt)
+    cfg, sched = ckpt["config"], ckpt["scheduler"]
+    unet = dt.UNet2DModel(**cfg)
+    unet.load_state_dict(ckpt["model" if args.raw else "ema"], strict=True)
+    unet.eval()
+    task = {
+        "task": "inpaint",
+        "num_inference_steps": args.steps,
+        "input": "concat(x_t, mask, image * (1 - mask))",
+        "input_range": [-1.0, 1.0],
+        "mask": "1 = regenerate",
+        "prediction_type": "sample",
+        "eta": 0.0,
+        "size_multiple": 2 ** (len(cfg["block_out_channels"]) - 1),
+    }
+    dtype = torch.float16 if args.dtype == "f16" else torch.float32
+    tensors = {k: v.detach().to(dtype).contiguous() for k, v in unet.state_dict().items()}
+    st.save(args.out, tensors, metadata={
+        "format": "pt",
+        "architecture": "UNet2DModel",
+        "config": json.dumps(dict(cfg, _class_name="UNet2DModel", _diffusers_version=dt.DIFFUSERS_VERSION),
+                             sort_keys=True),
+        "scheduler": json.dumps(sched, sort_keys=True),
+        "task": json.dumps(task, sort_keys=True),
+        "training_step": str(ckpt["step"]),
+        "weights": "raw" if args.raw else "ema",
+    })
+
+    w, m = st.load(args.out)
+    net2 = dt.model_from_config(json.loads(m["config"]))
+    net2.load_state_dict({k: v.float() for k, v in w.items()}, strict=True)
+    net2.eval()
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[:, :, 16:40, 20:44] = 1
+    a = T.Inpaint(unet, sched).sample(img, mask, args.steps, generator=torch.Generator().manual_seed(1))
+    b = T.Inpaint(net2, json.loads(m["scheduler"])).sample(img, mask, args.steps,
+                                                           generator=torch.Generator().manual_seed(1))
+    err = float((a - b).abs().max())
+    limit = 1e-5 if dtype == torch.float32 else 5e-2
+    print(f"wrote {args.out}: {os.path.getsize(args.out)} bytes, {len(w)} tensors, "
+          f"{sum(v.numel() for v in w.values())} parameters, step {ckpt['step']}, reload max abs diff {err:.2e}")
+    if err > limit:
+        raise SystemExit(f"reloaded model differs by {err}")
+
+
+if __name__ == "__main__":
+    main()
