@@ -18,10 +18,8 @@
    the largest validation photo) to 3840x2160 with the element's automatic tiling (tiles of 256
    input pixels above 512x512) into fakesink; target at most 1.5 GB.
 
-The timing runs (1, 2) pause the background training processes (the PIDs in
-_work/*/train.pid, _work/*/*/train.pid and their children) with SIGSTOP for their duration only and resume them
-with SIGCONT right after, also on error or interruption (and a detached watchdog resumes them
-should this script die); --no-pause leaves them alone.
+The timing runs (1, 2) pause the background training processes for their duration only
+(bench/speedkit.py); --no-pause leaves them alone.
 
 Run from the repository root after `meson compile -C build` and
 `(cd bench && npm install --ignore-scripts)`:
@@ -32,11 +30,9 @@ Writes bench/out/sr_speed/results.md and results.json.
 """
 
 import argparse
-import glob
 import json
 import os
 import shlex
-import signal
 import statistics
 import subprocess
 import sys
@@ -49,6 +45,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "models", "sr"))
 sys.path.insert(0, os.path.join(ROOT, "models", "common"))
 
+import speedkit as S  # noqa: E402
 import sr_quality as Q  # noqa: E402
 
 W, H = 640, 360
@@ -56,198 +53,19 @@ MEM_LIMIT_BYTES = 1.5e9
 
 
 # ----------------------------------------------------------------------------------------------
-# pausing the background training for a timing run
+# the two sides
 # ----------------------------------------------------------------------------------------------
-
-
-def _children(pid):
-    out = []
-    for f in glob.glob(f"/proc/{pid}/task/*/children"):
-        try:
-            out += [int(c) for c in open(f).read().split()]
-        except OSError:
-            pass
-    return out
-
-
-def training_pids():
-    """The PIDs in _work/*/train.pid and _work/*/*/train.pid that are live training processes, and their descendants."""
-    pids = []
-    for f in sorted(glob.glob(os.path.join(ROOT, "_work", "*", "train.pid"))
-                    + glob.glob(os.path.join(ROOT, "_work", "*", "*", "train.pid"))):
-        try:
-            pid = int(open(f).read().split()[0])
-            cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, ValueError, IndexError):
-            continue
-        if "train" not in cmd or pid == os.getpid():
-            continue
-        todo = [pid]
-        while todo:
-            p = todo.pop()
-            if p not in pids:
-                pids.append(p)
-                todo += _children(p)
-    return pids
-
-
-class TrainingPaused:
-    """with TrainingPaused(enabled): SIGSTOP the training processes, SIGCONT them on exit (always)."""
-
-    def __init__(self, enabled, max_s):
-        self.enabled, self.max_s, self.pids, self.watchdog = enabled, max_s, [], None
-
-    def _cont(self, *_):
-        for p in self.pids:
-            try:
-                os.kill(p, signal.SIGCONT)
-            except OSError:
-                pass
-
-    def __enter__(self):
-        if not self.enabled:
-            return self
-        self.pids = training_pids()
-        if not self.pids:
-            return self
-        # the watchdog resumes them even if this process is killed outright
-        self.watchdog = subprocess.Popen(
-            ["sh", "-c", f"sleep {int(self.max_s)}; kill -CONT {' '.join(map(str, self.pids))} 2>/dev/null"],
-            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-        for p in self.pids:
-            try:
-                os.kill(p, signal.SIGSTOP)
-            except OSError:
-                pass
-        print(f"  (training paused: pids {self.pids})", flush=True)
-        return self
-
-    def _on_signal(self, sig, frame):
-        self._cont()
-        raise KeyboardInterrupt(f"signal {sig}")
-
-    def __exit__(self, *exc):
-        if not self.pids:
-            return False
-        self._cont()
-        for s, h in self.old.items():
-            signal.signal(s, h)
-        if self.watchdog is not None:
-            try:
-                os.killpg(self.watchdog.pid, signal.SIGTERM)
-            except OSError:
-                pass
-            self.watchdog.wait()
-        print(f"  (training resumed: pids {self.pids})", flush=True)
-        return False
-
-
-# ----------------------------------------------------------------------------------------------
-# engine timing (worker process: python GStreamer bindings)
-# ----------------------------------------------------------------------------------------------
-
-
-def engine_worker(model, scale, threads, warmup, frames):
-    """Runs in a child process; prints one JSON line."""
-    os.environ["GST_PLUGIN_PATH"] = Q.gst_env()["GST_PLUGIN_PATH"]
-    import gi
-    gi.require_version("Gst", "1.0")
-    from gi.repository import Gst
-    Gst.init(None)
-    n = warmup + frames
-    desc = (f"videotestsrc num-buffers={n} pattern=smpte ! video/x-raw,format=RGB,width={W},height={H},"
-            f"framerate=30/1 ! diffusionsr name=sr model-file={shlex.quote(os.path.abspath(model))} "
-            f"scale={scale} n-threads={threads} ! fakesink sync=false")
-    pipe = Gst.parse_launch(desc)
-    sr = pipe.get_by_name("sr")
-    t_in, t_out = [], []
-    sr.get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER,
-                                        lambda p, i: (t_in.append(time.perf_counter()), Gst.PadProbeReturn.OK)[1])
-    sr.get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER,
-                                       lambda p, i: (t_out.append(time.perf_counter()), Gst.PadProbeReturn.OK)[1])
-    pipe.set_state(Gst.State.PLAYING)
-    msg = pipe.get_bus().timed_pop_filtered(Gst.CLOCK_TIME_NONE, Gst.MessageType.EOS | Gst.MessageType.ERROR)
-    if msg.type == Gst.MessageType.ERROR:
-        err, dbg = msg.parse_error()
-        pipe.set_state(Gst.State.NULL)
-        raise SystemExit(f"pipeline error: {err.message} ({dbg})")
-    stats = sr.get_property("stats")
-    pipe.set_state(Gst.State.NULL)
-    ms = [(b - a) * 1000.0 for a, b in zip(t_in, t_out)]
-    if len(ms) != n:
-        raise SystemExit(f"{len(ms)} frames timed, expected {n}")
-    print(json.dumps({"threads": threads, "ms_all": ms, "ms_timed": ms[warmup:],
-                      "median_ms": statistics.median(ms[warmup:]), "min_ms": min(ms[warmup:]),
-                      "stats": stats}))
 
 
 def run_engine(model, scale, threads, warmup, frames):
-    cmd = [sys.executable, os.path.abspath(__file__), "--engine-worker", "--model", model,
-           "--threads", str(threads), "--warmup", str(warmup), "--frames", str(frames), "--scale", str(scale)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"engine timing failed: {shlex.join(cmd)}\n{r.stdout}\n{r.stderr}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
-
-# ----------------------------------------------------------------------------------------------
-# ONNX Runtime
-# ----------------------------------------------------------------------------------------------
-
-
-ORT_JS = r"""'use strict';
-// Written by bench/sr_speed.py: times `timesteps.length` forwards of the exported U-Net per frame.
-const fs = require('fs');
-const ort = require('onnxruntime-node');
-const cfg = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
-function readF32(file) {
-  const b = fs.readFileSync(file);
-  const a = new ArrayBuffer(b.length);
-  new Uint8Array(a).set(b);
-  return new Float32Array(a);
-}
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-(async () => {
-  const sample = new ort.Tensor('float32', readF32(cfg.input), cfg.shape);
-  const ref = readF32(cfg.reference);
-  const out = { onnxruntime_node: require('onnxruntime-node/package.json').version, node: process.version, threads: {} };
-  for (const n of cfg.threads) {
-    const session = await ort.InferenceSession.create(cfg.model, {
-      executionProviders: ['cpu'], intraOpNumThreads: n, interOpNumThreads: 1, graphOptimizationLevel: 'all',
-    });
-    const feeds = (t) => ({ sample, timestep: new ort.Tensor('int64', BigInt64Array.from([BigInt(t)]), [1]) });
-    // check against PyTorch (first timestep)
-    const r = await session.run(feeds(cfg.timesteps[0]));
-    const got = r[session.outputNames[0]].data;
-    let maxDiff = 0, maxRef = 0;
-    for (let i = 0; i < ref.length; i++) {
-      maxDiff = Math.max(maxDiff, Math.abs(got[i] - ref[i]));
-      maxRef = Math.max(maxRef, Math.abs(ref[i]));
-    }
-    const frame = async () => {
-      const t0 = process.hrtime.bigint();
-      for (const t of cfg.timesteps) await session.run(feeds(t));
-      return Number(process.hrtime.bigint() - t0) / 1e6;
-    };
-    for (let i = 0; i < cfg.warmup; i++) await frame();
-    const ms = [];
-    for (let i = 0; i < cfg.frames; i++) ms.push(await frame());
-    out.threads[n] = { median_ms: median(ms), min_ms: Math.min(...ms), ms, max_abs_diff_vs_torch: maxDiff, ref_absmax: maxRef };
-    await session.release();
-  }
-  console.log(JSON.stringify(out));
-})().catch((e) => { console.error(e); process.exit(1); });
-"""
+    desc = (f"videotestsrc num-buffers={warmup + frames} pattern=smpte ! video/x-raw,format=RGB,width={W},"
+            f"height={H},framerate=30/1 ! diffusionsr name=sr model-file={shlex.quote(os.path.abspath(model))} "
+            f"scale={scale} n-threads={threads} ! fakesink sync=false")
+    return S.time_element(desc, "sr", warmup, frames)
 
 
 def export_onnx(model, out_dir):
-    """-> (onnx path, JSON config for the node script minus threads/warmup/frames)."""
-    import numpy as np
+    """-> (onnx path, the node script's config) for the SR U-Net of @model at 640x360."""
     import torch
     import diffusers_torch as dt
     import st
@@ -259,49 +77,12 @@ def export_onnx(model, out_dir):
     net = dt.model_from_config(cfg)
     net.load_state_dict({k: v.float() for k, v in w.items()}, strict=True)
     net.eval()
-
-    class Wrap(torch.nn.Module):
-        def __init__(self, u):
-            super().__init__()
-            self.u = u
-
-        def forward(self, sample, timestep):
-            return self.u(sample, timestep).sample
-
     s, steps = int(task["scale"]), int(task["num_inference_steps"])
-    shape = [1, cfg["in_channels"], H, W]
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(shape, generator=g)
+    x = torch.randn([1, cfg["in_channels"], H, W], generator=g)
     x[:, -3:] = torch.rand(1, 3, H, W, generator=g) * 2 - 1  # the LR image channels, in [-1, 1]
-    ts = T.ddim_timesteps(sched, steps)
-    t = torch.tensor([ts[0]], dtype=torch.int64)
-    with torch.no_grad():
-        ref = Wrap(net)(x, t)
-    onnx_path = os.path.join(out_dir, "sr_unet.onnx")
-    torch.onnx.export(Wrap(net), (x, t), onnx_path, opset_version=14, input_names=["sample", "timestep"],
-                      output_names=["out"], do_constant_folding=True)
-    x.numpy().astype("<f4").tofile(os.path.join(out_dir, "input.bin"))
-    ref.numpy().astype("<f4").tofile(os.path.join(out_dir, "torch_out.bin"))
-    return onnx_path, {"model": onnx_path, "input": os.path.join(out_dir, "input.bin"),
-                       "reference": os.path.join(out_dir, "torch_out.bin"), "shape": shape,
-                       "timesteps": ts, "scale": s, "steps": steps,
-                       "params": int(sum(int(np.prod(v.shape)) for v in w.values()))}
-
-
-def run_ort(cfg, out_dir, threads, warmup, frames):
-    js = os.path.join(out_dir, "ort_sr.js")
-    with open(js, "w") as f:
-        f.write(ORT_JS)
-    c = dict(cfg, threads=threads, warmup=warmup, frames=frames)
-    cj = os.path.join(out_dir, "ort_config.json")
-    with open(cj, "w") as f:
-        json.dump(c, f)
-    # the script lies under bench/, so require() finds bench/node_modules
-    env = dict(os.environ, NODE_PATH=os.path.join(HERE, "node_modules"))
-    r = subprocess.run(["node", js, cj], capture_output=True, text=True, env=env)
-    if r.returncode != 0:
-        raise RuntimeError(f"node {js} failed:\n{r.stdout}\n{r.stderr}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    c = S.export_unet_onnx(net, x, T.ddim_timesteps(sched, steps), out_dir, "sr_unet")
+    return c["model"], dict(c, scale=s, steps=steps)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -348,14 +129,9 @@ def main():
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--manifest", default=Q.MANIFEST)
     ap.add_argument("--out", default=os.path.join(HERE, "out", "sr_speed"))
-    ap.add_argument("--engine-worker", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--scale", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if not args.model:
         ap.error("--model is required")
-    if args.engine_worker:
-        engine_worker(args.model, args.scale, int(args.threads), args.warmup, args.frames)
-        return 0
 
     import torch
     torch.set_num_threads(2)
@@ -380,10 +156,10 @@ def main():
         one = {"engine": {}, "ort": None}
         for n in threads:
             # per frame (warm-up + timed) at most a few minutes for any model this engine runs in real time
-            with TrainingPaused(not args.no_pause, 600):
+            with S.TrainingPaused(not args.no_pause, 600):
                 one["engine"][n] = run_engine(args.model, scale, n, args.warmup, args.frames)
-        with TrainingPaused(not args.no_pause, 600):
-            one["ort"] = run_ort(ort_cfg, args.out, threads, args.warmup, args.frames)
+        with S.TrainingPaused(not args.no_pause, 600):
+            one["ort"] = S.run_ort(ort_cfg, args.out, threads, args.warmup, args.frames)
         rounds.append(one)
         for n in threads:
             e, o = one["engine"][n], one["ort"]["threads"][str(n)]

@@ -1,0 +1,156 @@
+#!/usr/bin/python3
+"""diffusioninpaint speed at default settings, with ONNX Runtime on the same network.
+
+1. Engine: 1280x720 RGB frames (videotestsrc) with a static 160x90 logo mask near the top
+   right corner (mask-file, a PGM) through the `diffusioninpaint` element of build/plugins
+   (model-file=M, the model's default steps) into fakesink, n-threads 1 and 2; a frame's time
+   is the time between two frames leaving the element's src pad (an aggregator queues its
+   input, so the time from the sink pad would count the wait in the queue; upstream is always
+   ahead, so the interval is the element's whole work per frame: mask, boxes, distances,
+   every U-Net step, DDIM updates, blending).  The element's stats
+   confirm the box it diffused.
+2. ONNX Runtime: the same UNet2DModel at that box's size ([1, 7, h, w]), `steps` session.run
+   calls per frame at the model's DDIM timesteps and nothing else, intraOpNumThreads 1 and 2.
+Engine and ORT take turns for --rounds rounds; the reported ratio is the median of the rounds'
+ratios.  Background training is paused during the timing runs (bench/speedkit.py).
+
+Run from the repository root after `meson compile -C build` and
+`(cd bench && npm install --ignore-scripts)`:
+
+    /usr/bin/python3 bench/inpaint_speed.py --model models/inpaint/diffusioninpaint.safetensors
+
+Writes bench/out/inpaint_speed/results.md and results.json.
+"""
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "models", "common"))
+
+import speedkit as S  # noqa: E402
+import sr_quality as Q  # noqa: E402
+
+W, H = 1280, 720
+LOGO = (1080, 30, 160, 90)            # x, y, w, h of the mask
+
+
+def write_mask(path):
+    x0, y0, w, h = LOGO
+    rows = bytearray(W * H)
+    for y in range(y0, y0 + h):
+        rows[y * W + x0:y * W + x0 + w] = b"\xff" * w
+    with open(path, "wb") as f:
+        f.write(b"P5\n%d %d\n255\n" % (W, H) + bytes(rows))
+
+
+def box_of_logo(multiple):
+    """The box engine/ge-inpaint.h diffuses for the logo: context max(side / 2, 16) + feather 4
+    on each side, clamped to the frame, widened to the U-Net's multiple."""
+    x0, y0, w, h = LOGO
+    c = max(max(w, h) // 2, 16) + 4
+    bx0, by0, bx1, by1 = max(x0 - c, 0), max(y0 - c, 0), min(x0 + w + c, W), min(y0 + h + c, H)
+
+    def widen(a, b, n):
+        length = max(-(-(b - a) // multiple) * multiple, multiple)
+        extra = length - (b - a)
+        a, b = a - extra // 2, b + extra - extra // 2
+        if b > n:
+            a, b = a - (b - n), n
+        if a < 0:
+            a, b = 0, b - a
+        return a, b
+    bx0, bx1 = widen(bx0, bx1, W)
+    by0, by1 = widen(by0, by1, H)
+    return bx1 - bx0, by1 - by0
+
+
+def main():
+    ap = argparse.ArgumentParser(description="diffusioninpaint speed (engine vs ONNX Runtime)")
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--frames", type=int, default=7)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--no-pause", action="store_true")
+    ap.add_argument("--out", default=os.path.join(HERE, "out", "inpaint_speed"))
+    args = ap.parse_args()
+
+    import torch
+    import diffusers_torch as dt
+    import st
+    import trainkit
+    torch.set_num_threads(2)
+    command = "/usr/bin/python3 " + shlex.join([Q.rel(sys.argv[0])] + sys.argv[1:])
+    threads = [int(t) for t in args.threads.split(",")]
+    os.makedirs(args.out, exist_ok=True)
+    mask = os.path.join(args.out, "logo-mask.pgm")
+    write_mask(mask)
+
+    w, meta = st.load(args.model)
+    cfg = json.loads(meta["config"])
+    sched = json.loads(meta["scheduler"])
+    steps = int(json.loads(meta["task"])["num_inference_steps"])
+    net = dt.model_from_config(cfg)
+    net.load_state_dict({k: v.float() for k, v in w.items()}, strict=True)
+    net.eval()
+    bw, bh = box_of_logo(2 ** (len(cfg["block_out_channels"]) - 1))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn([1, 7, bh, bw], generator=g)
+    x[:, 3:4] = (torch.rand(1, 1, bh, bw, generator=g) < 0.3).float()      # a mask
+    x[:, 4:] = (torch.rand(1, 3, bh, bw, generator=g) * 2 - 1) * (1 - x[:, 3:4])
+    ort_cfg = S.export_unet_onnx(net, x, trainkit.ddim_timesteps(sched, steps), args.out, "inpaint_unet")
+
+    rounds = []
+    for rnd in range(args.rounds):
+        one = {"engine": {}, "ort": None}
+        for n in threads:
+            desc = (f"videotestsrc num-buffers={args.warmup + args.frames} pattern=smpte ! "
+                    f"video/x-raw,format=RGB,width={W},height={H},framerate=30/1 ! diffusioninpaint name=ip "
+                    f"model-file={shlex.quote(os.path.abspath(args.model))} mask-file={shlex.quote(mask)} "
+                    f"n-threads={n} ! fakesink sync=false")
+            with S.TrainingPaused(not args.no_pause, 600):
+                one["engine"][n] = S.time_element(desc, "ip", args.warmup, args.frames, interval=True)
+        with S.TrainingPaused(not args.no_pause, 600):
+            one["ort"] = S.run_ort(ort_cfg, args.out, threads, args.warmup, args.frames)
+        rounds.append(one)
+        for n in threads:
+            e, o = one["engine"][n]["median_ms"], one["ort"]["threads"][str(n)]["median_ms"]
+            print(f"round {rnd + 1}: {n} thr: engine {e:.1f} ms/frame, ORT {o:.1f}: {e / o:.2f}", flush=True)
+
+    stats = rounds[-1]["engine"][threads[0]]["stats"]
+    md = ["# diffusioninpaint speed", "", "Command line (from the repository root):", "", "```sh", command, "```", "",
+          f"Model `{Q.rel(args.model)}` ({ort_cfg['params']} parameters, default {steps} steps); frame "
+          f"{W}x{H} with a {LOGO[2]}x{LOGO[3]} mask at ({LOGO[0]}, {LOGO[1]}): the element diffuses a "
+          f"{bw}x{bh} box (stats: `{stats}`).  {args.rounds} rounds, each the engine then ORT, each the "
+          f"median of {args.frames} frames after {args.warmup} warm-up frames.  ORT: onnxruntime-node "
+          f"{rounds[-1]['ort']['onnxruntime_node']}, {steps} x session.run of the same U-Net on "
+          f"[1, 7, {bh}, {bw}] per frame and nothing else; max |ORT - torch| "
+          f"{rounds[-1]['ort']['threads'][str(threads[0])]['max_abs_diff_vs_torch']:.2e}.", "",
+          "| threads | engine ms/frame (median of rounds) | ORT ms/frame | engine / ORT per round | "
+          "engine / ORT (median) |", "|---:|---:|---:|---|---:|"]
+    ratios = {}
+    for n in threads:
+        es = [r["engine"][n]["median_ms"] for r in rounds]
+        os_ = [r["ort"]["threads"][str(n)]["median_ms"] for r in rounds]
+        rr = [e / o for e, o in zip(es, os_)]
+        ratios[n] = statistics.median(rr)
+        md.append(f"| {n} | {statistics.median(es):.1f} | {statistics.median(os_):.1f} | "
+                  + ", ".join(f"{r:.2f}" for r in rr) + f" | {ratios[n]:.2f} |")
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump({"command": command, "box": [bw, bh], "rounds": rounds, "ratio_engine_over_ort": ratios}, f,
+                  indent=1)
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write("\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
