@@ -4,10 +4,18 @@
  * The model file is a .safetensors whose __metadata__ holds a UNet2DModel
  * ("architecture", "config"), a DDIMScheduler config under "scheduler" and
  * the task under "task" (JSON: {"task": "inpaint", "num_inference_steps":
- * 4}; see models/inpaint/MODEL.md).  The U-Net is conditioned as Stable
- * Diffusion's inpainting U-Nets are, in pixels: its input is
- * concat (x_t, hole, image * (1 - hole)), 3 + 1 + 3 channels in [-1, 1], and
- * it predicts the image (x0).
+ * 4, ...}; see models/inpaint/MODEL.md).  The U-Net is conditioned as Stable
+ * Diffusion's inpainting U-Nets are, by concatenation, in pixels, 3 + 1 + 3
+ * channels in [-1, 1]:
+ *  - plain: input concat (x_t, hole, image * (1 - hole)), it predicts the
+ *    image (x0);
+ *  - residual ("residual": "base_fill", "residual_scale", "base_sigmas",
+ *    "base_support"; what models/inpaint/ trains): the hole is first filled
+ *    classically (normalised Gaussian convolutions of the known pixels,
+ *    coarse to fine, as models/inpaint/train.py's base_fill), the diffusion
+ *    runs on r = (image - base) * residual_scale inside the hole, input
+ *    concat (r_t, hole, base), and the image is base + hole * r0 /
+ *    residual_scale.
  *
  * Unconditional U-Nets (3 channels in and out, epsilon prediction, e.g. a
  * diffusers UNet2DModel checkpoint without a "task") inpaint with RePaint,

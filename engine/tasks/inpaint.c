@@ -53,6 +53,12 @@ struct _GeInpaint {
   /* RePaint mode (unconditional U-Net) and its timestep list with jumps,
    * rebuilt when steps or jumps change. */
   gboolean repaint;
+  /* Residual models: the U-Net's sample is (image - base) * residual_scale
+   * inside the hole, base the classical fill below. */
+  gboolean residual;
+  float residual_scale, base_support;
+  int n_sigmas;
+  float base_sigmas[4];
   int jump_length, jump_n_sample;
   gint64 *rp_ts;
   int rp_n, rp_key[3];
@@ -125,6 +131,28 @@ ge_inpaint_new (const char *path, GError ** error)
     }
     ip->default_steps = json_object_has_member (task, "num_inference_steps")
         ? (int) json_object_get_int_member (task, "num_inference_steps") : 4;
+    if (json_object_has_member (task, "residual")) {
+      JsonArray *sig = json_object_has_member (task, "base_sigmas")
+          ? json_object_get_array_member (task, "base_sigmas") : NULL;
+      ip->residual = TRUE;
+      ip->residual_scale = json_object_has_member (task, "residual_scale")
+          ? (float) json_object_get_double_member (task, "residual_scale") : 0.0f;
+      ip->base_support = json_object_has_member (task, "base_support")
+          ? (float) json_object_get_double_member (task, "base_support") : 0.0f;
+      ip->n_sigmas = sig ? (int) json_array_get_length (sig) : 0;
+      gboolean ok = g_strcmp0 (json_object_get_string_member (task, "residual"), "base_fill") == 0
+          && ip->residual_scale > 0 && ip->residual_scale < 1e6 && ip->base_support > 0
+          && ip->n_sigmas >= 1 && ip->n_sigmas <= 4;
+      for (int i = 0; ok && i < ip->n_sigmas; i++) {
+        ip->base_sigmas[i] = (float) json_array_get_double_element (sig, i);
+        ok = ip->base_sigmas[i] > 0 && ip->base_sigmas[i] <= 256;
+      }
+      if (!ok) {
+        ge_fail (error, GE_ERROR_CORRUPT, path, "task: \"residual\" must be \"base_fill\" "
+            "with a positive residual_scale and base_support and 1-4 base_sigmas up to 256");
+        goto fail;
+      }
+    }
     if (!ge_scheduler_config_from_json_as (&cfg, GE_SCHEDULER_DDIM, sched, path, error))
       goto fail;
   }
@@ -336,6 +364,80 @@ alpha_at (gint32 d, int f)
   return t <= 0 ? 0.0f : t * t * t * (t * (t * 6.0f - 15.0f) + 10.0f);
 }
 
+/* ---- the classical fill under residual models ------------------------------ */
+
+/* Separable Gaussian blur of an @w x @h plane, rows then columns, zero
+ * outside; taps over [-3 sigma, 3 sigma], normalised in double. */
+static void
+blur_plane (const float *src, float *tmp, float *dst, int w, int h, float sigma)
+{
+  const int r = (int) (3.0 * sigma);
+  float g[2 * 3 * 256 + 1];
+  double sum = 0;
+  for (int j = -r; j <= r; j++)
+    sum += exp (-0.5 * ((double) j / sigma) * ((double) j / sigma));
+  for (int j = -r; j <= r; j++)
+    g[j + r] = (float) (exp (-0.5 * ((double) j / sigma) * ((double) j / sigma)) / sum);
+  for (int y = 0; y < h; y++) {
+    const float *s = src + (gsize) y * w;
+    float *t = tmp + (gsize) y * w;
+    memset (t, 0, sizeof (float) * w);
+    for (int j = -r; j <= r; j++) {
+      const float gj = g[j + r];
+      const int x0 = MAX (0, -j), x1 = MIN (w, w - j);
+      for (int x = x0; x < x1; x++)
+        t[x] += gj * s[x + j];
+    }
+  }
+  memset (dst, 0, sizeof (float) * w * h);
+  for (int y = 0; y < h; y++) {
+    float *d = dst + (gsize) y * w;
+    for (int j = MAX (-r, -y); j <= MIN (r, h - 1 - y); j++) {
+      const float gj = g[j + r], *t = tmp + (gsize) (y + j) * w;
+      for (int x = 0; x < w; x++)
+        d[x] += gj * t[x];
+    }
+  }
+}
+
+/* models/inpaint/train.py's base_fill: normalised convolutions of the
+ * known pixels, coarse to fine; a finer scale's estimate counts in
+ * proportion to its support (blurred known-mask / base_support, capped at 1).
+ * @img [3, plane] and @hole [plane] in, @base [3, plane] out (the known
+ * pixels as they are, the hole filled); @scratch 7 planes. */
+static void
+base_fill (const GeInpaint * ip, const float *img, const float *hole, int w, int h,
+    float *base, float *scratch)
+{
+  const gsize plane = (gsize) w * h;
+  float *known = scratch, *tmp = scratch + plane, *den = scratch + 2 * plane;
+  float *kc = scratch + 3 * plane, *num = scratch + 4 * plane;  /* 3 planes */
+  for (gsize i = 0; i < plane; i++)
+    known[i] = 1.0f - hole[i];
+  for (int s = 0; s < ip->n_sigmas; s++) {
+    const float sigma = ip->base_sigmas[s];
+    blur_plane (known, tmp, den, w, h, sigma);
+    for (int c = 0; c < 3; c++) {
+      for (gsize i = 0; i < plane; i++)
+        kc[i] = img[c * plane + i] * known[i];
+      blur_plane (kc, tmp, num + c * plane, w, h, sigma);
+    }
+    /* base holds the running estimate f */
+    for (gsize i = 0; i < plane; i++) {
+      const float d = MAX (den[i], 1e-6f);
+      const float a = MIN (MAX (den[i] / ip->base_support, 0.0f), 1.0f);
+      for (int c = 0; c < 3; c++) {
+        const float fs = num[c * plane + i] / d;
+        float *f = base + c * plane + i;
+        *f = s == 0 ? fs : a * fs + (1.0f - a) * *f;
+      }
+    }
+  }
+  for (int c = 0; c < 3; c++)
+    for (gsize i = 0; i < plane; i++)
+      base[c * plane + i] = known[i] * img[c * plane + i] + hole[i] * base[c * plane + i];
+}
+
 /* ---- sampling ------------------------------------------------------------ */
 
 /* Draw @k of the box's noise: the normal of pixel (c, Y, X) is element
@@ -461,10 +563,18 @@ run_box (GeInpaint * ip, GeImageU8 * img, const guint8 * mask, int mstride, cons
       const gsize px = (gsize) MIN (b->x0 + x, W - 1) * img->pixel_stride;
       hole[i] = h;
       for (int c = 0; c < 3; c++)
-        known[c * plane + i] = (ip->repaint ? 1.0f : 1.0f - h) * ge_u8_to_unit (row[px + offs[c]]);
+        known[c * plane + i] = (ip->repaint || ip->residual ? 1.0f : 1.0f - h)
+            * ge_u8_to_unit (row[px + offs[c]]);
     }
   }
 
+  if (ip->residual) {
+    /* input concat (r_t, hole, base): the known planes hold the whole image
+     * until base_fill replaces them with the base */
+    float *full = ge_arena_alloc (arena, 3 * plane), *scratch = ge_arena_alloc (arena, 7 * plane);
+    memcpy (full, known, sizeof (float) * 3 * plane);
+    base_fill (ip, full, hole, bw, bh, known, scratch);
+  }
   if (ip->repaint) {
     /* keep = 1 - hole, in place; eps and noise in x0 and the spare planes */
     for (gsize i = 0; i < plane; i++)
@@ -480,9 +590,14 @@ run_box (GeInpaint * ip, GeImageU8 * img, const guint8 * mask, int mstride, cons
         return FALSE;
       ge_scheduler_step (ip->sched, i, x0, x_in, 3 * plane, 0.0f, FALSE, NULL, x_in, NULL);
     }
+    if (ip->residual)           /* image = base + hole * r0 / residual_scale */
+      for (int c = 0; c < 3; c++)
+        for (gsize i = 0; i < plane; i++)
+          x_in[c * plane + i] = known[c * plane + i]
+              + hole[i] * x_in[c * plane + i] / ip->residual_scale;
   }
-  /* With x0-prediction the last DDIM step returns x0 itself, and RePaint
-   * ends on the image: x_in holds it. */
+  /* With x0-prediction the last DDIM step returns x0 itself (the image, or
+   * base + residual above), and RePaint ends on the image: x_in holds it. */
   for (int y = 0; y < bh && b->y0 + y < H; y++) {
     guint8 *row = img->data + (gsize) (b->y0 + y) * img->stride;
     for (int x = 0; x < bw && b->x0 + x < W; x++) {

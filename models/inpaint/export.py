@@ -8,7 +8,8 @@ the C engine loads (engine/ge-model-file.h, engine/ge-inpaint.h).
 Reads _work/inpaint/ckpt.pt and writes models/inpaint/diffusioninpaint.safetensors with the
 diffusers weight names of UNet2DModel and __metadata__: format "pt", architecture
 "UNet2DModel", config, scheduler (DDIMScheduler) and task (JSON strings; task =
-{"task": "inpaint", "num_inference_steps": N, ...}).  It then reloads the file, rebuilds the
+{"task": "inpaint", "num_inference_steps": N, "residual": "base_fill", "residual_scale",
+"base_sigmas", "base_support", ...}: engine/ge-inpaint.h).  It then reloads the file, rebuilds the
 model from the metadata alone and checks that it gives the checkpoint's outputs.
 """
 
@@ -42,10 +43,16 @@ def main():
     unet = dt.UNet2DModel(**cfg)
     unet.load_state_dict(ckpt["model" if args.raw else "ema"], strict=True)
     unet.eval()
+    rs = float(ckpt["args"]["residual_scale"])
     task = {
         "task": "inpaint",
         "num_inference_steps": args.steps,
-        "input": "concat(x_t, mask, image * (1 - mask))",
+        "residual": "base_fill",
+        "residual_scale": rs,
+        "base_sigmas": list(T.BASE_SIGMAS),
+        "base_support": T.BASE_SUPPORT,
+        "input": "concat(r_t, mask, base_fill(image, mask))",
+        "output": "base + mask * r0 / residual_scale",
         "input_range": [-1.0, 1.0],
         "mask": "1 = regenerate",
         "prediction_type": "sample",
@@ -73,9 +80,10 @@ def main():
     img = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
     mask = torch.zeros(2, 1, 64, 64)
     mask[:, :, 16:40, 20:44] = 1
-    a = T.Inpaint(unet, sched).sample(img, mask, args.steps, generator=torch.Generator().manual_seed(1))
-    b = T.Inpaint(net2, json.loads(m["scheduler"])).sample(img, mask, args.steps,
-                                                           generator=torch.Generator().manual_seed(1))
+    rs2 = json.loads(m["task"])["residual_scale"]
+    a = T.Inpaint(unet, sched, rs).sample(img, mask, args.steps, generator=torch.Generator().manual_seed(1))
+    b = T.Inpaint(net2, json.loads(m["scheduler"]), rs2).sample(img, mask, args.steps,
+                                                                generator=torch.Generator().manual_seed(1))
     err = float((a - b).abs().max())
     limit = 1e-5 if dtype == torch.float32 else 5e-2
     print(f"wrote {args.out}: {os.path.getsize(args.out)} bytes, {len(w)} tensors, "

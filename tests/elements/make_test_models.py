@@ -12,8 +12,10 @@ residual pixel-unshuffled by the scale concatenated with the low-resolution imag
 random (fixed seed), so the outputs mean nothing, but they do depend on the noise and on the
 image, which is what the element tests need (seeds change bytes, tiles must agree).
 
-It also writes diffusioninpaint.safetensors, a tiny model in the format of
-models/inpaint/train.py's (engine/ge-inpaint.h).
+It also writes the inpainting models of engine/ge-inpaint.h: diffusioninpaint.safetensors in
+the format of models/inpaint/train.py's (the residual over a classical fill), inpaint-x0.safetensors
+in the plain one (the model predicts the image), and unconditional-ddpm.safetensors, a plain
+diffusers UNet2DModel for RePaint.
 
 Besides the working models it writes broken ones for the error paths:
   truncated.safetensors      a working model cut in the middle of its tensor data
@@ -88,9 +90,10 @@ def save_sr(path, s, seed, task_scale=None):
     return path
 
 
-def save_inpaint(path, seed):
-    """A three-level inpainting UNet (8, 16, 16 channels, mid-block attention): 7 channels in
-    (noisy image, mask, masked image), 3 out, as models/inpaint/train.py's."""
+def save_inpaint(path, seed, residual):
+    """A three-level inpainting UNet (8, 16, 16 channels, mid-block attention): 7 channels in,
+    3 out.  residual: models/inpaint/train.py's formulation (noisy residual, mask, base fill);
+    else the plain one (noisy image, mask, masked image)."""
     torch.manual_seed(seed)
     m = dt.UNet2DModel(
         sample_size=None, in_channels=7, out_channels=3,
@@ -98,7 +101,10 @@ def save_inpaint(path, seed):
         block_out_channels=[8, 16, 16], layers_per_block=1, norm_num_groups=4,
         add_attention=True, attention_head_dim=8, flip_sin_to_cos=True, freq_shift=0,
         downsample_padding=1, act_fn="silu", norm_eps=1e-5)
-    st.save(path, m.state_dict(), metadata(m, {"task": "inpaint", "num_inference_steps": 2}))
+    task = {"task": "inpaint", "num_inference_steps": 2}
+    if residual:
+        task.update(residual="base_fill", residual_scale=2.0, base_sigmas=[8.0, 2.0], base_support=0.3)
+    st.save(path, m.state_dict(), metadata(m, task))
     return path
 
 
@@ -122,7 +128,8 @@ def save_unconditional(path, seed):
 
 def main():
     os.makedirs(OUT, exist_ok=True)
-    save_inpaint(os.path.join(OUT, "diffusioninpaint.safetensors"), 5)
+    save_inpaint(os.path.join(OUT, "inpaint-x0.safetensors"), 5, False)
+    save_inpaint(os.path.join(OUT, "diffusioninpaint.safetensors"), 7, True)
     save_unconditional(os.path.join(OUT, "unconditional-ddpm.safetensors"), 6)
     x2 = save_sr(os.path.join(OUT, "diffusionsr-x2.safetensors"), 2, 1)
     save_sr(os.path.join(OUT, "diffusionsr-x4.safetensors"), 4, 2)

@@ -10,8 +10,9 @@ the engine's noise (models/common/ge_rng.py), for tests/engine/test-inpaint.c.
 RePaint (unconditional U-Nets) follows diffusers' RePaintScheduler and RePaintPipeline (eta 0)
 with the engine's noise draws.
 
-Writes tests/golden/inpaint/diffusioninpaint.safetensors with cases "a", "b" (the conditional
-model) and "r" (RePaint with tests/elements/models/unconditional-ddpm.safetensors, 10 steps,
+Writes tests/golden/inpaint/diffusioninpaint.safetensors with cases "a", "b" (the plain
+conditional model, inpaint-x0.safetensors), "s" (the residual one, diffusioninpaint.safetensors,
+whose base fill is models/inpaint/train.py's base_fill) and "r" (RePaint with tests/elements/models/unconditional-ddpm.safetensors, 10 steps,
 jump_length 3, jump_n_sample 2): <case>.img
 (U8 [H, W, 3], an odd-sized crop of samples/butterfly.png), <case>.mask (U8 [H, W]: a box, a
 diagonal stroke touching it corner to corner, and a blob near the bottom-right corner) and
@@ -32,6 +33,8 @@ import diffusers_torch as dt  # noqa: E402
 import ge_rng  # noqa: E402
 import st  # noqa: E402
 import trainkit  # noqa: E402
+sys.path.insert(0, os.path.join(ROOT, "models", "inpaint"))
+import train as inpaint_train  # noqa: E402
 
 SEED, FEATHER, MIN_CONTEXT = 7, 3, 16
 
@@ -127,7 +130,12 @@ def run(model_path, img, mask):
     tensors, meta = st.load(model_path)
     cfg = json.loads(meta["config"])
     sched = json.loads(meta["scheduler"])
-    steps = json.loads(meta["task"])["num_inference_steps"]
+    task = json.loads(meta["task"])
+    steps = task["num_inference_steps"]
+    residual = task.get("residual") == "base_fill"
+    if residual:    # models/inpaint/train.py's base_fill with the file's parameters
+        inpaint_train.BASE_SIGMAS = tuple(task["base_sigmas"])
+        inpaint_train.BASE_SUPPORT = task["base_support"]
     unet = dt.UNet2DModel(**{k: v for k, v in cfg.items() if not k.startswith("_")})
     unet.load_state_dict(tensors)
     unet.eval()
@@ -147,10 +155,13 @@ def run(model_path, img, mask):
             for y in range(y1 - y0):
                 x[c, y] = ge_rng.normal(SEED, ((c << 16 | (y0 + y)) << 16) | x0, x1 - x0)
         x = torch.from_numpy(x)[None]
+        cond = inpaint_train.base_fill(crop, hole) if residual else crop * (1 - hole)
         with torch.no_grad():
             for t in trainkit.ddim_timesteps(sched, steps):
-                x0_hat = unet(torch.cat([x, hole, crop * (1 - hole)], 1), torch.tensor([t])).sample
+                x0_hat = unet(torch.cat([x, hole, cond], 1), torch.tensor([t])).sample
                 x = trainkit.ddim_step(sched, ac, x0_hat, t, steps, x)
+        if residual:
+            x = cond + hole * x / task["residual_scale"]
         g = ((x[0] + 1.0) * 127.5).permute(1, 2, 0).numpy()
         a = alpha_of(d)[..., None]
         hh, ww = min(y1, H) - y0, min(x1, W) - x0
@@ -255,7 +266,7 @@ def run_repaint(model_path, img, mask, n, jump_length, jump_n_sample):
 
 
 def main():
-    model = os.path.join(ROOT, "tests", "elements", "models", "diffusioninpaint.safetensors")
+    model = os.path.join(ROOT, "tests", "elements", "models", "inpaint-x0.safetensors")
     tensors = {}
     # "a": 161 x 120, two boxes; "b": 91 x 67, the boxes merge into one that runs past the
     # frame's right and bottom edges (widened to the U-Net's multiple of 4)
@@ -264,6 +275,11 @@ def main():
         out = run(model, img, mask)
         tensors.update({f"{name}.img": img, f"{name}.mask": mask, f"{name}.out": out})
         print(name, "boxes", boxes_of(mask, 4), "changed pixels", int((out != img).any(-1).sum()))
+    # "s": the residual formulation (models/inpaint/train.py's), case a's frame and mask
+    img, mask = case(10, 8, 161, 120)
+    out = run(os.path.join(ROOT, "tests", "elements", "models", "diffusioninpaint.safetensors"), img, mask)
+    tensors.update({"s.img": img, "s.mask": mask, "s.out": out})
+    print("s changed pixels", int((out != img).any(-1).sum()))
     # "r": RePaint with the unconditional model, 10 steps, jumps of 3 taken twice
     img, mask = case(40, 30, 91, 67)
     out = run_repaint(os.path.join(ROOT, "tests", "elements", "models", "unconditional-ddpm.safetensors"),
