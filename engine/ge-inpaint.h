@@ -72,6 +72,10 @@ gboolean ge_inpaint_process (GeInpaint * ip, GeImageU8 * img, const guint8 * mas
 
 /* Pixels diffused (the boxes' area) by the last call. */
 gsize ge_inpaint_last_area (const GeInpaint * ip);
+/* Boxes of the last call whose input (pixels and mask), position and
+ * settings were those of the call before: their last output was put back,
+ * the same bytes the model would give again, without running it. */
+gsize ge_inpaint_last_reused (const GeInpaint * ip);
 /* Work buffers are planned once per box size: with the same mask, a second
  * frame allocates nothing (tests check this). */
 guint ge_inpaint_n_allocs (const GeInpaint * ip);

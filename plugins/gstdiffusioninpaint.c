@@ -53,7 +53,9 @@
  *
  * The noise of each pixel depends only on #GstDiffusionInpaint:seed and the
  * pixel's position, so a static mask on video gives the same fill every
- * frame while the content around it does not change.
+ * frame while the content around it does not change; a box whose pixels and
+ * mask are exactly those of the frame before gets its last fill back without
+ * running the model (the same bytes it would compute).
  *
  * ## Example launch lines
  * |[
@@ -254,6 +256,7 @@ gst_diffusion_inpaint_stats_string (GstDiffusionInpaint * self)
       "passed-through", G_TYPE_UINT64, self->passed_through,
       "masked-pixels", G_TYPE_UINT64, self->masked_pixels,
       "diffused-pixels", G_TYPE_UINT64, self->diffused_pixels,
+      "reused-boxes", G_TYPE_UINT64, self->reused_boxes,
       "mean-ms", G_TYPE_DOUBLE,
       self->frames ? self->total_ms / self->frames : 0.0,
       "max-ms", G_TYPE_DOUBLE, self->max_ms,
@@ -377,7 +380,7 @@ gst_diffusion_inpaint_start (GstAggregator * agg)
   GST_OBJECT_LOCK (self);
   self->load_ms = (g_get_monotonic_time () - t0) / 1000.0;
   self->frames = self->passed_through = 0;
-  self->masked_pixels = self->diffused_pixels = 0;
+  self->masked_pixels = self->diffused_pixels = self->reused_boxes = 0;
   self->total_ms = self->max_ms = self->avg_ms = 0;
   self->reported_latency = 0;
   GST_OBJECT_UNLOCK (self);
@@ -844,6 +847,7 @@ gst_diffusion_inpaint_aggregate (GstAggregator * agg, gboolean timeout)
     GST_OBJECT_LOCK (self);
     self->masked_pixels = masked;
     self->diffused_pixels = ge_inpaint_last_area (self->ip);
+    self->reused_boxes = ge_inpaint_last_reused (self->ip);
     GST_OBJECT_UNLOCK (self);
   }
   gst_video_frame_unmap (&frame);
@@ -938,8 +942,9 @@ gst_diffusion_inpaint_class_init (GstDiffusionInpaintClass * klass)
           rw | GST_PARAM_MUTABLE_PLAYING));
   g_object_class_install_property (gobject_class, PROP_STATS,
       g_param_spec_string ("stats", "Statistics",
-          "frames, passed-through (no mask yet), masked-pixels and "
-          "diffused-pixels of the last frame, mean-ms, max-ms, load-ms",
+          "frames, passed-through (no mask yet), masked-pixels, diffused-pixels "
+          "and reused-boxes (unchanged since the frame before: last fill put "
+          "back) of the last frame, mean-ms, max-ms, load-ms",
           NULL, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
 
   gst_element_class_add_static_pad_template_with_gtype (element_class,

@@ -76,6 +76,7 @@ struct _GstDiffusionInpaint
   guint64 passed_through;
   guint64 masked_pixels;        /* of the last frame */
   guint64 diffused_pixels;      /* of the last frame */
+  guint64 reused_boxes;         /* of the last frame */
   gdouble total_ms;
   gdouble max_ms;
   gdouble load_ms;

@@ -276,6 +276,13 @@ GST_START_TEST (test_determinism)
     gst_buffer_unmap (c, &mc);
   }
   fail_unless_equals_uint64 (GST_BUFFER_PTS (b), GST_SECOND / 10);
+  {
+    gchar *stats;
+    g_object_get (element (h), "stats", &stats, NULL);
+    /* the second frame is the first one again: its box was put back */
+    fail_unless (strstr (stats, "reused-boxes=(guint64)1") != NULL, "%s", stats);
+    g_free (stats);
+  }
   gst_buffer_unref (a);
   gst_buffer_unref (b);
   gst_buffer_unref (c);

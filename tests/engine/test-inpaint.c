@@ -171,13 +171,37 @@ test_determinism_and_memory (void)
   GeInpaint *a = model ("diffusioninpaint.safetensors");
   GeInpaint *b = model ("diffusioninpaint.safetensors");
   ge_inpaint_set_n_threads (b, 3);
-  guint8 *o1 = run (a, &g, g.mask);
-  guint8 *o2 = run (a, &g, g.mask);
-  g_assert_cmpuint (ge_inpaint_n_allocs (a), ==, 0);  /* same mask: planned */
-  guint8 *o3 = run (b, &g, g.mask);
   const gsize n = (gsize) g.w * g.h * 3;
+  guint8 *o1 = run (a, &g, g.mask);
+  g_assert_cmpuint (ge_inpaint_last_reused (a), ==, 0);
+  /* The same frame again: both boxes come from the fill cache, and they
+   * are what a fresh instance computes (on 3 threads: the thread count
+   * does not change bytes either). */
+  guint8 *o2 = run (a, &g, g.mask);
+  g_assert_cmpuint (ge_inpaint_last_reused (a), ==, 2);
+  guint8 *o3 = run (b, &g, g.mask);
+  g_assert_cmpuint (ge_inpaint_last_reused (b), ==, 0);
   g_assert_cmpmem (o1, n, o2, n);
-  g_assert_cmpmem (o1, n, o3, n);      /* thread count does not change bytes */
+  g_assert_cmpmem (o1, n, o3, n);
+  /* One pixel changed in the first box: that box runs again (allocating
+   * nothing: same sizes, planned), the other is reused; a fresh instance
+   * agrees. */
+  guint8 *changed = g_memdup2 (g.img, n);
+  changed[(20 * g.w + 5) * 3] ^= 0x40;
+  const guint8 *orig_img = g.img;
+  g.img = changed;
+  guint8 *o6 = run (a, &g, g.mask);
+  g_assert_cmpuint (ge_inpaint_last_reused (a), ==, 1);
+  g_assert_cmpuint (ge_inpaint_n_allocs (a), ==, 0);
+  GeInpaint *c = model ("diffusioninpaint.safetensors");
+  guint8 *o7 = run (c, &g, g.mask);
+  g_assert_cmpmem (o6, n, o7, n);
+  g_assert_true (memcmp (o6, o1, n) != 0);
+  g.img = orig_img;
+  g_free (changed);
+  g_free (o6);
+  g_free (o7);
+  ge_inpaint_free (c);
   ge_inpaint_set_seed (a, 1);
   guint8 *o4 = run (a, &g, g.mask);
   g_assert_true (memcmp (o1, o4, n) != 0);
