@@ -40,6 +40,8 @@
  * - `file`: #GstDiffusionInpaint:mask-file, a PGM or PNG image.
  * - `auto` (default): the pad when one was requested, else the file when
  *   one is set, else alpha when the format has it, else ROI metas.
+ * Late frames are dropped (QoS, as GstBaseTransform does), and the measured
+ * time per frame is reported as latency.
  * A mask of another size than the frame is scaled (nearest) when its aspect
  * ratio is the frame's, and is an error otherwise.  Mask values above
  * #GstDiffusionInpaint:mask-threshold are regenerated
@@ -254,6 +256,7 @@ gst_diffusion_inpaint_stats_string (GstDiffusionInpaint * self)
   s = gst_structure_new ("diffusioninpaint-stats",
       "frames", G_TYPE_UINT64, self->frames,
       "passed-through", G_TYPE_UINT64, self->passed_through,
+      "dropped", G_TYPE_UINT64, self->dropped,
       "masked-pixels", G_TYPE_UINT64, self->masked_pixels,
       "diffused-pixels", G_TYPE_UINT64, self->diffused_pixels,
       "reused-boxes", G_TYPE_UINT64, self->reused_boxes,
@@ -379,7 +382,8 @@ gst_diffusion_inpaint_start (GstAggregator * agg)
   }
   GST_OBJECT_LOCK (self);
   self->load_ms = (g_get_monotonic_time () - t0) / 1000.0;
-  self->frames = self->passed_through = 0;
+  self->frames = self->passed_through = self->dropped = 0;
+  self->earliest_time = GST_CLOCK_TIME_NONE;
   self->masked_pixels = self->diffused_pixels = self->reused_boxes = 0;
   self->total_ms = self->max_ms = self->avg_ms = 0;
   self->reported_latency = 0;
@@ -479,6 +483,33 @@ gst_diffusion_inpaint_sink_event (GstAggregator * agg,
     gst_clear_buffer (&self->mask_buf);
   }
   return GST_AGGREGATOR_CLASS (parent_class)->sink_event (agg, pad, event);
+}
+
+/* QoS, as GstBaseTransform does it: a frame whose running time is before
+ * the last QoS event's timestamp + 2 * jitter (when late) is already too
+ * late to show, so it is dropped instead of inpainted. */
+static gboolean
+gst_diffusion_inpaint_src_event (GstAggregator * agg, GstEvent * event)
+{
+  GstDiffusionInpaint *self = GST_DIFFUSION_INPAINT (agg);
+
+  if (GST_EVENT_TYPE (event) == GST_EVENT_QOS) {
+    GstQOSType type;
+    gdouble proportion;
+    GstClockTimeDiff diff;
+    GstClockTime timestamp;
+
+    gst_event_parse_qos (event, &type, &proportion, &diff, &timestamp);
+    GST_OBJECT_LOCK (self);
+    if (type == GST_QOS_TYPE_THROTTLE || !GST_CLOCK_TIME_IS_VALID (timestamp))
+      self->earliest_time = GST_CLOCK_TIME_NONE;
+    else if (diff > 0)
+      self->earliest_time = timestamp + 2 * diff;
+    else
+      self->earliest_time = timestamp + diff;
+    GST_OBJECT_UNLOCK (self);
+  }
+  return GST_AGGREGATOR_CLASS (parent_class)->src_event (agg, event);
 }
 
 /* The output has the input's caps. */
@@ -778,6 +809,26 @@ gst_diffusion_inpaint_aggregate (GstAggregator * agg, gboolean timeout)
   rt = gst_segment_to_running_time (&self->sinkpad->segment, GST_FORMAT_TIME,
       GST_BUFFER_PTS (buf));
   gst_diffusion_inpaint_update_pad_mask (self, rt);
+  {
+    GstClockTime earliest, end = rt;
+    if (GST_CLOCK_TIME_IS_VALID (rt) && GST_BUFFER_DURATION_IS_VALID (buf))
+      end = rt + GST_BUFFER_DURATION (buf);
+    GST_OBJECT_LOCK (self);
+    earliest = self->earliest_time;
+    if (GST_CLOCK_TIME_IS_VALID (end) && GST_CLOCK_TIME_IS_VALID (earliest)
+        && end <= earliest) {
+      self->dropped++;
+      GST_OBJECT_UNLOCK (self);
+      GST_DEBUG_OBJECT (self, "dropping a late frame (running time %" GST_TIME_FORMAT
+          ")", GST_TIME_ARGS (rt));
+      gst_element_post_message (GST_ELEMENT (self), gst_message_new_qos (GST_OBJECT (self),
+              FALSE, rt, GST_CLOCK_TIME_NONE, GST_BUFFER_PTS (buf),
+              GST_BUFFER_DURATION (buf)));
+      gst_buffer_unref (buf);
+      return GST_FLOW_OK;
+    }
+    GST_OBJECT_UNLOCK (self);
+  }
 
   buf = gst_buffer_make_writable (buf);
   if (!gst_video_frame_map (&frame, &self->vinfo, buf, GST_MAP_READWRITE)) {
@@ -942,7 +993,8 @@ gst_diffusion_inpaint_class_init (GstDiffusionInpaintClass * klass)
           rw | GST_PARAM_MUTABLE_PLAYING));
   g_object_class_install_property (gobject_class, PROP_STATS,
       g_param_spec_string ("stats", "Statistics",
-          "frames, passed-through (no mask yet), masked-pixels, diffused-pixels "
+          "frames, passed-through (no mask yet), dropped (late, QoS), "
+          "masked-pixels, diffused-pixels "
           "and reused-boxes (unchanged since the frame before: last fill put "
           "back) of the last frame, mean-ms, max-ms, load-ms",
           NULL, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
@@ -965,6 +1017,7 @@ gst_diffusion_inpaint_class_init (GstDiffusionInpaintClass * klass)
   agg_class->aggregate = GST_DEBUG_FUNCPTR (gst_diffusion_inpaint_aggregate);
   agg_class->sink_event = GST_DEBUG_FUNCPTR (gst_diffusion_inpaint_sink_event);
   agg_class->sink_query = GST_DEBUG_FUNCPTR (gst_diffusion_inpaint_sink_query);
+  agg_class->src_event = GST_DEBUG_FUNCPTR (gst_diffusion_inpaint_src_event);
   agg_class->update_src_caps =
       GST_DEBUG_FUNCPTR (gst_diffusion_inpaint_update_src_caps);
   agg_class->create_new_pad =

@@ -74,6 +74,8 @@ struct _GstDiffusionInpaint
   /* Statistics (object lock). */
   guint64 frames;
   guint64 passed_through;
+  guint64 dropped;              /* late frames (QoS) */
+  GstClockTime earliest_time;   /* from the last QoS event */
   guint64 masked_pixels;        /* of the last frame */
   guint64 diffused_pixels;      /* of the last frame */
   guint64 reused_boxes;         /* of the last frame */

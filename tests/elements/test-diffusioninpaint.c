@@ -553,6 +553,35 @@ GST_START_TEST (test_repaint_model)
 }
 GST_END_TEST;
 
+/* A QoS event for a frame at 0.5 s that was 0.5 s late: frames that end
+ * before 0.5 s + 2 * 0.5 s are dropped (GstBaseTransform's rule), later
+ * ones inpainted. */
+GST_START_TEST (test_qos_drops_late_frames)
+{
+  gchar *path = write_mask_file ("ip-qos.pgm", FALSE, W, H);
+  GstHarness *h = file_harness (path, "RGB", NULL);
+  GstBuffer *out;
+  gchar *stats;
+
+  check_inpainted (h, GST_VIDEO_FORMAT_RGB, FALSE);
+  fail_unless (gst_harness_push_upstream_event (h, gst_event_new_qos
+          (GST_QOS_TYPE_UNDERFLOW, 2.0, GST_SECOND / 2, GST_SECOND / 2)));
+  for (gint i = 1; i <= 16; i++)
+    fail_unless_equals_int (gst_harness_push (h, make_frame (GST_VIDEO_FORMAT_RGB, W, H,
+                i * GST_SECOND / 10, FALSE)), GST_FLOW_OK);
+  out = gst_harness_pull (h);
+  fail_unless (out != NULL);
+  fail_unless_equals_uint64 (GST_BUFFER_PTS (out), 15 * GST_SECOND / 10);
+  gst_buffer_unref (out);
+  g_object_get (element (h), "stats", &stats, NULL);
+  fail_unless (strstr (stats, "dropped=(guint64)14") != NULL, "%s", stats);
+  g_free (stats);
+  gst_harness_teardown (h);
+  g_unlink (path);
+  g_free (path);
+}
+GST_END_TEST;
+
 static Suite *
 diffusioninpaint_suite (void)
 {
@@ -569,6 +598,7 @@ diffusioninpaint_suite (void)
   tcase_add_test (tc, test_errors);
   tcase_add_test (tc, test_pipeline_png);
   tcase_add_test (tc, test_repaint_model);
+  tcase_add_test (tc, test_qos_drops_late_frames);
   return s;
 }
 
