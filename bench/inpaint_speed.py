@@ -33,6 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "models", "common"))
+sys.path.insert(0, os.path.join(ROOT, "models", "inpaint"))
 
 import speedkit as S  # noqa: E402
 import sr_quality as Q  # noqa: E402
@@ -51,23 +52,13 @@ def write_mask(path):
 
 
 def box_of_logo(multiple):
-    """The box engine/ge-inpaint.h diffuses for the logo: context max(side / 2, 16) + feather 4
-    on each side, clamped to the frame, widened to the U-Net's multiple."""
+    """The box engine/ge-inpaint.h diffuses for the logo (models/inpaint/regions.py)."""
+    import numpy as np
+    import regions
+    mask = np.zeros((H, W), np.uint8)
     x0, y0, w, h = LOGO
-    c = max(max(w, h) // 2, 16) + 4
-    bx0, by0, bx1, by1 = max(x0 - c, 0), max(y0 - c, 0), min(x0 + w + c, W), min(y0 + h + c, H)
-
-    def widen(a, b, n):
-        length = max(-(-(b - a) // multiple) * multiple, multiple)
-        extra = length - (b - a)
-        a, b = a - extra // 2, b + extra - extra // 2
-        if b > n:
-            a, b = a - (b - n), n
-        if a < 0:
-            a, b = 0, b - a
-        return a, b
-    bx0, bx1 = widen(bx0, bx1, W)
-    by0, by1 = widen(by0, by1, H)
+    mask[y0:y0 + h, x0:x0 + w] = 1
+    (bx0, by0, bx1, by1), = regions.boxes_of(mask, multiple, 4)
     return bx1 - bx0, by1 - by0
 
 

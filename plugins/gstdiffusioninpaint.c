@@ -76,14 +76,12 @@
 #include <string.h>
 
 #include "gstdiffusioninpaint.h"
+#include "gstgenerativeutil.h"
 #include "gstmaskfile.h"
 
 GST_DEBUG_CATEGORY_STATIC (gst_diffusion_inpaint_debug);
 #define GST_CAT_DEFAULT gst_diffusion_inpaint_debug
 
-#ifndef GST_GENERATIVE_MODEL_DIR
-#define GST_GENERATIVE_MODEL_DIR "/usr/local/share/gst-generative/models"
-#endif
 #define MODEL_NAME "diffusioninpaint.safetensors"
 
 #define DEFAULT_MASK_SOURCE GST_DIFFUSION_INPAINT_MASK_AUTO
@@ -164,30 +162,11 @@ gst_diffusion_inpaint_mask_source_get_type (void)
 static gchar *
 gst_diffusion_inpaint_model_path_locked (GstDiffusionInpaint * self)
 {
-  const gchar *dir;
-
-  if (self->model_file && self->model_file[0])
-    return g_strdup (self->model_file);
-  dir = g_getenv ("GST_GENERATIVE_MODEL_DIR");
-  if (!dir || !dir[0])
-    dir = GST_GENERATIVE_MODEL_DIR;
-  return g_build_filename (dir, MODEL_NAME, NULL);
+  return gst_generative_model_path (self->model_file, MODEL_NAME);
 }
 
 /* ------------------------------------------------------------------------ */
 /* properties */
-
-static gboolean
-gst_diffusion_inpaint_is_running (GstDiffusionInpaint * self)
-{
-  gboolean running;
-
-  GST_OBJECT_LOCK (self);
-  running = GST_STATE (self) > GST_STATE_READY
-      || GST_STATE_PENDING (self) > GST_STATE_READY;
-  GST_OBJECT_UNLOCK (self);
-  return running;
-}
 
 static void
 gst_diffusion_inpaint_set_property (GObject * object, guint prop_id,
@@ -196,7 +175,7 @@ gst_diffusion_inpaint_set_property (GObject * object, guint prop_id,
   GstDiffusionInpaint *self = GST_DIFFUSION_INPAINT (object);
 
   if ((prop_id == PROP_MODEL_FILE || prop_id == PROP_MASK_FILE)
-      && gst_diffusion_inpaint_is_running (self)) {
+      && gst_generative_is_running (GST_ELEMENT (self))) {
     /* Both are loaded in start(). */
     GST_WARNING_OBJECT (self, "%s can only change in the NULL or READY "
         "state; ignored", pspec->name);

@@ -68,15 +68,11 @@
 #endif
 
 #include "gstdiffusionsr.h"
+#include "gstgenerativeutil.h"
 
 GST_DEBUG_CATEGORY_STATIC (gst_diffusion_sr_debug);
 #define GST_CAT_DEFAULT gst_diffusion_sr_debug
 
-/* Where meson installs the models; GST_GENERATIVE_MODEL_DIR in the
- * environment overrides it, so an uninstalled build can find them. */
-#ifndef GST_GENERATIVE_MODEL_DIR
-#define GST_GENERATIVE_MODEL_DIR "/usr/local/share/gst-generative/models"
-#endif
 #define DEFAULT_MODEL_X2 \
   GST_GENERATIVE_MODEL_DIR G_DIR_SEPARATOR_S "diffusionsr-x2.safetensors"
 
@@ -162,31 +158,14 @@ gst_diffusion_sr_scale_get_type (void)
 static gchar *
 gst_diffusion_sr_model_path_locked (GstDiffusionSr * self)
 {
-  const gchar *dir;
+  gchar name[32];
 
-  if (self->model_file && self->model_file[0])
-    return g_strdup (self->model_file);
-  dir = g_getenv ("GST_GENERATIVE_MODEL_DIR");
-  if (!dir || !dir[0])
-    dir = GST_GENERATIVE_MODEL_DIR;
-  return g_strdup_printf ("%s" G_DIR_SEPARATOR_S "diffusionsr-x%d.safetensors",
-      dir, self->scale);
+  g_snprintf (name, sizeof (name), "diffusionsr-x%d.safetensors", self->scale);
+  return gst_generative_model_path (self->model_file, name);
 }
 
 /* ------------------------------------------------------------------------ */
 /* properties */
-
-static gboolean
-gst_diffusion_sr_is_running (GstDiffusionSr * self)
-{
-  gboolean running;
-
-  GST_OBJECT_LOCK (self);
-  running = GST_STATE (self) > GST_STATE_READY
-      || GST_STATE_PENDING (self) > GST_STATE_READY;
-  GST_OBJECT_UNLOCK (self);
-  return running;
-}
 
 static void
 gst_diffusion_sr_set_property (GObject * object, guint prop_id,
@@ -198,7 +177,7 @@ gst_diffusion_sr_set_property (GObject * object, guint prop_id,
     case PROP_MODEL_FILE:
     case PROP_SCALE:
       /* The model and the caps depend on these: only between runs. */
-      if (gst_diffusion_sr_is_running (self)) {
+      if (gst_generative_is_running (GST_ELEMENT (self))) {
         GST_WARNING_OBJECT (self, "%s can only change in the NULL or READY "
             "state; ignored", pspec->name);
         return;

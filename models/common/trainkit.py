@@ -167,3 +167,49 @@ def lr_at(step, args):
         return args.lr * (step + 1) / args.warmup
     p = min(1.0, (step - args.warmup) / max(1, args.total_steps - args.warmup))
     return args.lr_min + (args.lr - args.lr_min) * 0.5 * (1 + math.cos(math.pi * p))
+
+
+def optimize(unet, ema, opt, loss, step, ema_decay):
+    """One Adam step on @loss (gradients clipped to norm 1) and the EMA update, whose decay
+    ramps up as min(ema_decay, (1 + step) / (10 + step))."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+    opt.step()
+    with torch.no_grad():
+        d = min(ema_decay, (1 + step) / (10 + step))
+        for pe, pm in zip(ema.parameters(), unet.parameters()):
+            pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+
+
+def checkpoint(path, step, keep_every, **state):
+    """Saves {step, **state} to @path atomically; every @keep_every steps a copy ckpt-NNNNNN.pt
+    stays next to it."""
+    import shutil
+    save_atomic(dict(state, step=step), path)
+    if step % keep_every == 0:
+        shutil.copyfile(path, os.path.join(os.path.dirname(path), f"ckpt-{step:06d}.pt"))
+
+
+class Meter:
+    """Loss and speed between log lines; busy time excludes pauses (a step longer than 60 s
+    counts 60: the process was stopped)."""
+
+    def __init__(self):
+        self.t_last, self.n, self.loss, self.busy = time.time(), 0, 0.0, 0.0
+
+    def step(self, loss, t0):
+        self.n += 1
+        self.loss += float(loss)
+        self.busy += min(time.time() - t0, 60.0)
+
+    def line(self, step, lr):
+        now = time.time()
+        msg = (f"step {step} loss {self.loss / max(self.n, 1):.5f} lr {lr:.2e} "
+               f"steps/s {self.n / max(now - self.t_last, 1e-9):.3f} busy_h {self.busy / 3600:.3f}")
+        self.t_last, self.n, self.loss = now, 0, 0.0
+        return msg
+
+    def restart_clock(self):
+        """After a pause that is not training (validation)."""
+        self.t_last = time.time()

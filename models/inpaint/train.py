@@ -26,7 +26,6 @@ Checkpoints, train.log and train.pid go to _work/inpaint/ (--out).  SIGSTOP/SIGC
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 
@@ -39,8 +38,8 @@ sys.path.insert(0, os.path.join(ROOT, "models", "common"))
 sys.path.insert(0, HERE)
 import diffusers_torch as dt  # noqa: E402
 import masks as M  # noqa: E402
-from trainkit import (PatchSampler, alphas_cumprod, count_flops, ddim_step, ddim_timesteps,  # noqa: E402
-                      load_photos, log, lr_at, save_atomic, scheduler_config, val_crops)
+from trainkit import (Meter, PatchSampler, alphas_cumprod, checkpoint, count_flops, ddim_step,  # noqa: E402
+                      ddim_timesteps, load_photos, log, lr_at, optimize, scheduler_config, val_crops)
 
 OUTSIDE_WEIGHT = 0.1
 
@@ -282,7 +281,7 @@ def main():
     rng = np.random.default_rng(args.seed * 104729 + step)
     ip = Inpaint(unet, sched, args.residual_scale)
     ac = ip.ac
-    t_last, steps_since, loss_acc, busy = time.time(), 0, 0.0, 0.0
+    meter = Meter()
     unet.train()
     end = args.total_steps if not args.max_steps else min(args.total_steps, step + args.max_steps)
     while step < end:
@@ -300,34 +299,20 @@ def main():
         pred = ip.predict_x0(x_t, base, m, t)
         w = m + OUTSIDE_WEIGHT * (1 - m)
         loss = (w * (pred - r0) ** 2).sum() / (3 * w.sum())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        with torch.no_grad():
-            d = min(args.ema, (1 + step) / (10 + step))
-            for pe, pm in zip(ema.parameters(), unet.parameters()):
-                pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+        optimize(unet, ema, opt, loss, step, args.ema)
         step += 1
-        steps_since += 1
-        loss_acc += float(loss)
-        busy += min(time.time() - t0, 60.0)
+        meter.step(loss, t0)
         if step % args.log_every == 0:
-            now = time.time()
-            log(logf, f"step {step} loss {loss_acc / steps_since:.5f} lr {lr_at(step, args):.2e} "
-                      f"steps/s {steps_since / max(now - t_last, 1e-9):.3f} busy_h {busy / 3600:.3f}")
-            t_last, steps_since, loss_acc = now, 0, 0.0
+            log(logf, meter.line(step, lr_at(step, args)))
         if step % args.ckpt_every == 0 or step == end:
-            save_atomic({"model": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                         "step": step, "args": vars(args), "config": cfg, "scheduler": sched}, ckpt_path)
-            if step % args.keep_every == 0:
-                shutil.copyfile(ckpt_path, os.path.join(args.out, f"ckpt-{step:06d}.pt"))
+            checkpoint(ckpt_path, step, args.keep_every, model=unet.state_dict(), ema=ema.state_dict(),
+                       opt=opt.state_dict(), args=vars(args), config=cfg, scheduler=sched)
         if step % args.val_every == 0 or step == end:
             tv = time.time()
             res = validate(ip, ema, vimgs, vms, vkinds, (1, 4))
             log(logf, f"val step {step} ema masked PSNR: " + " ".join(f"{k} {v:.2f}" for k, v in res.items())
                 + f" [{time.time() - tv:.0f}s]")
-            t_last = time.time()
+            meter.restart_clock()
     log(logf, f"done at step {step}")
 
 

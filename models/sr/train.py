@@ -24,7 +24,6 @@ checkpoints and validation are counted in steps; wall time is only logged.
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 
@@ -35,8 +34,8 @@ import torch.nn.functional as F
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "models", "common"))
 import diffusers_torch as dt  # noqa: E402
-from trainkit import (PatchSampler, alphas_cumprod, count_flops, ddim_step,  # noqa: E402,F401
-                      ddim_timesteps, load_photos, log, lr_at, save_atomic, scheduler_config, val_crops)
+from trainkit import (Meter, PatchSampler, alphas_cumprod, checkpoint, count_flops, ddim_step,  # noqa: E402,F401
+                      ddim_timesteps, load_photos, log, lr_at, optimize, scheduler_config, val_crops)
 
 # ----------------------------------------------------------------------------------------------
 # data
@@ -314,9 +313,7 @@ def main():
     g = torch.Generator().manual_seed(args.seed * 7919 + step)
     sr = SR(unet, s, args.residual_scale, sched)
     ac = sr.ac
-    t_last = time.time()
-    steps_since, loss_acc = 0, 0.0
-    busy = 0.0  # wall seconds spent in steps (pauses excluded: a step longer than 60 s counts 60)
+    meter = Meter()
     unet.train()
     end = args.total_steps if not args.max_steps else min(args.total_steps, step + args.max_steps)
     while step < end:
@@ -335,34 +332,20 @@ def main():
         pred = sr.predict_x0(r_t, lr_, t)
         d = pred - r0
         loss = (d * d).mean() if args.loss == "l2" else d.abs().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        with torch.no_grad():
-            d = min(args.ema, (1 + step) / (10 + step))
-            for pe, pm in zip(ema.parameters(), unet.parameters()):
-                pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+        optimize(unet, ema, opt, loss, step, args.ema)
         step += 1
-        steps_since += 1
-        loss_acc += float(loss)
-        busy += min(time.time() - t0, 60.0)
+        meter.step(loss, t0)
         if step % args.log_every == 0:
-            now = time.time()
-            log(logf, f"step {step} loss {loss_acc / steps_since:.5f} lr {lr_at(step, args):.2e} "
-                      f"steps/s {steps_since / max(now - t_last, 1e-9):.3f} busy_h {busy / 3600:.3f}")
-            t_last, steps_since, loss_acc = now, 0, 0.0
+            log(logf, meter.line(step, lr_at(step, args)))
         if step % args.ckpt_every == 0 or step == end:
-            save_atomic({"model": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                         "step": step, "args": vars(args), "config": cfg, "scheduler": sched}, ckpt_path)
-            if step % args.keep_every == 0:
-                shutil.copyfile(ckpt_path, os.path.join(out, f"ckpt-{step:06d}.pt"))
+            checkpoint(ckpt_path, step, args.keep_every, model=unet.state_dict(), ema=ema.state_dict(),
+                       opt=opt.state_dict(), args=vars(args), config=cfg, scheduler=sched)
         if step % args.val_every == 0 or step == end:
             tv = time.time()
             res = validate(sr, ema, crops, s, (1, 4))
             log(logf, f"val step {step} ema: 1-step {res['diff1']:.3f} 4-step {res['diff4']:.3f} dB "
                       f"(bicubic {base['bicubic']:.3f} lanczos {base['lanczos']:.3f}) [{time.time() - tv:.0f}s]")
-            t_last = time.time()
+            meter.restart_clock()
     log(logf, f"done at step {step}")
 
 

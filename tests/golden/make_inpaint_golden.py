@@ -1,9 +1,9 @@
 #!/usr/bin/python3
 """Golden output of the inpainting task, computed in PyTorch from the specification in
-engine/ge-inpaint.h (boxes around the mask's 8-connected parts with context, widened to the
-U-Net's multiple and merged; chamfer 3-4 distances; hole = within the feather; smootherstep
-blend to feather + 1 pixels; DDIM with x0 prediction as models/inpaint/train.py samples) with
-the engine's noise (models/common/ge_rng.py), for tests/engine/test-inpaint.c.
+engine/ge-inpaint.h (the regions of models/inpaint/regions.py: boxes around the mask's parts
+with context, chamfer distances, hole = within the feather, smootherstep blend; DDIM with x0
+prediction as models/inpaint/train.py samples) with the engine's noise
+(models/common/ge_rng.py), for tests/engine/test-inpaint.c.
 
     /usr/bin/python3 tests/golden/make_inpaint_golden.py
 
@@ -34,96 +34,10 @@ import ge_rng  # noqa: E402
 import st  # noqa: E402
 import trainkit  # noqa: E402
 sys.path.insert(0, os.path.join(ROOT, "models", "inpaint"))
+import regions  # noqa: E402
 import train as inpaint_train  # noqa: E402
 
-SEED, FEATHER, MIN_CONTEXT = 7, 3, 16
-
-
-def components(mask):
-    """Bounding boxes [x0, y0, x1, y1) of the 8-connected parts, in raster order of their first pixel."""
-    H, W = mask.shape
-    seen = np.zeros_like(mask, dtype=bool)
-    boxes = []
-    for y in range(H):
-        for x in range(W):
-            if not mask[y, x] or seen[y, x]:
-                continue
-            todo, b = [(y, x)], [x, y, x + 1, y + 1]
-            seen[y, x] = True
-            while todo:
-                py, px = todo.pop()
-                b = [min(b[0], px), min(b[1], py), max(b[2], px + 1), max(b[3], py + 1)]
-                for qy in range(py - 1, py + 2):
-                    for qx in range(px - 1, px + 2):
-                        if 0 <= qy < H and 0 <= qx < W and mask[qy, qx] and not seen[qy, qx]:
-                            seen[qy, qx] = True
-                            todo.append((qy, qx))
-            boxes.append(b)
-    return boxes
-
-
-def widen(a, b, length, n):
-    extra = length - (b - a)
-    a, b = a - extra // 2, b + extra - extra // 2
-    if b > n:
-        a, b = a - (b - n), n
-    if a < 0:
-        a, b = 0, b - a
-    return a, b
-
-
-def boxes_of(mask, m):
-    H, W = mask.shape
-    out = []
-    for x0, y0, x1, y1 in components(mask):
-        c = max(max(x1 - x0, y1 - y0) // 2, MIN_CONTEXT) + FEATHER
-        out.append([max(x0 - c, 0), max(y0 - c, 0), min(x1 + c, W), min(y1 + c, H)])
-    changed = True
-    while changed:
-        changed = False
-        for b in out:
-            old = list(b)
-            b[0], b[2] = widen(b[0], b[2], max(-(-(b[2] - b[0]) // m) * m, m), W)
-            b[1], b[3] = widen(b[1], b[3], max(-(-(b[3] - b[1]) // m) * m, m), H)
-            changed |= old != b
-        merged = True
-        while merged:
-            merged = False
-            for i in range(len(out)):
-                for j in range(i + 1, len(out)):
-                    a, b = out[i], out[j]
-                    if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
-                        out[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
-                        del out[j]
-                        merged = changed = True
-                        break
-                if merged:
-                    break
-    return out
-
-
-def chamfer(inside):
-    """3-4 chamfer distance (thirds of a pixel) to the True pixels, capped at 3 (FEATHER + 1)."""
-    cap = 3 * (FEATHER + 1)
-    h, w = inside.shape
-    d = np.where(inside, 0, cap).astype(np.int64)
-    for y in range(h):
-        for x in range(w):
-            for dy, dx, c in ((0, -1, 3), (-1, -1, 4), (-1, 0, 3), (-1, 1, 4)):
-                if 0 <= y + dy < h and 0 <= x + dx < w:
-                    d[y, x] = min(d[y, x], d[y + dy, x + dx] + c)
-    for y in range(h - 1, -1, -1):
-        for x in range(w - 1, -1, -1):
-            for dy, dx, c in ((0, 1, 3), (1, 1, 4), (1, 0, 3), (1, -1, 4)):
-                if 0 <= y + dy < h and 0 <= x + dx < w:
-                    d[y, x] = min(d[y, x], d[y + dy, x + dx] + c)
-    return d
-
-
-def alpha_of(d):
-    t = 1.0 - d.astype(np.float32) / np.float32(3.0 * (FEATHER + 1))
-    a = np.where(t <= 0, 0.0, t * t * t * (t * (t * 6 - 15) + 10)).astype(np.float32)
-    return np.where(d == 0, np.float32(1), a)
+SEED, FEATHER = 7, 3
 
 
 def run(model_path, img, mask):
@@ -143,11 +57,11 @@ def run(model_path, img, mask):
     ac = trainkit.alphas_cumprod(sched)
     H, W = mask.shape
     out = img.copy()
-    for x0, y0, x1, y1 in boxes_of(mask, m):
+    for x0, y0, x1, y1 in regions.boxes_of(mask, m, FEATHER):
         ys, xs = np.minimum(np.arange(y0, y1), H - 1), np.minimum(np.arange(x0, x1), W - 1)
         inside = np.zeros((y1 - y0, x1 - x0), dtype=bool)
         inside[:min(y1, H) - y0, :min(x1, W) - x0] = mask[y0:y1, x0:x1] != 0
-        d = chamfer(inside)
+        d = regions.chamfer(inside, FEATHER)
         hole = torch.from_numpy((d <= 3 * FEATHER).astype(np.float32))[None, None]
         crop = torch.from_numpy(img[ys][:, xs].astype(np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
         x = np.empty((3, y1 - y0, x1 - x0), np.float32)
@@ -163,13 +77,7 @@ def run(model_path, img, mask):
         if residual:
             x = cond + hole * x / task["residual_scale"]
         g = ((x[0] + 1.0) * 127.5).permute(1, 2, 0).numpy()
-        a = alpha_of(d)[..., None]
-        hh, ww = min(y1, H) - y0, min(x1, W) - x0
-        region = out[y0:y0 + hh, x0:x0 + ww].astype(np.float32)
-        v = a[:hh, :ww] * g[:hh, :ww] + (1 - a[:hh, :ww]) * region + np.float32(0.5)
-        blended = np.clip(np.floor(v), 0, 255).astype(np.uint8)
-        keep = (a[:hh, :ww, 0] > 0)[..., None]
-        out[y0:y0 + hh, x0:x0 + ww] = np.where(keep, blended, out[y0:y0 + hh, x0:x0 + ww])
+        regions.blend_into(out, g, d, (x0, y0, x1, y1), FEATHER)
     return out
 
 
@@ -222,11 +130,11 @@ def run_repaint(model_path, img, mask, n, jump_length, jump_n_sample):
     m = 2 ** (len(cfg["block_out_channels"]) - 1)
     H, W = mask.shape
     out = img.copy()
-    for x0, y0, x1, y1 in boxes_of(mask, m):
+    for x0, y0, x1, y1 in regions.boxes_of(mask, m, FEATHER):
         ys, xs = np.minimum(np.arange(y0, y1), H - 1), np.minimum(np.arange(x0, x1), W - 1)
         inside = np.zeros((y1 - y0, x1 - x0), dtype=bool)
         inside[:min(y1, H) - y0, :min(x1, W) - x0] = mask[y0:y1, x0:x1] != 0
-        d = chamfer(inside)
+        d = regions.chamfer(inside, FEATHER)
         keep = torch.from_numpy((d > 3 * FEATHER).astype(np.float32))[None, None]
         orig = torch.from_numpy(img[ys][:, xs].astype(np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
         w, h = x1 - x0, y1 - y0
@@ -255,13 +163,7 @@ def run_repaint(model_path, img, mask, n, jump_length, jump_n_sample):
                         draw += 1
                 t_last = t
         g = ((x[0] + 1.0) * 127.5).permute(1, 2, 0).numpy()
-        a = alpha_of(d)[..., None]
-        hh, ww = min(y1, H) - y0, min(x1, W) - x0
-        region = out[y0:y0 + hh, x0:x0 + ww].astype(np.float32)
-        v = a[:hh, :ww] * g[:hh, :ww] + (1 - a[:hh, :ww]) * region + np.float32(0.5)
-        blended = np.clip(np.floor(v), 0, 255).astype(np.uint8)
-        keep_px = (a[:hh, :ww, 0] > 0)[..., None]
-        out[y0:y0 + hh, x0:x0 + ww] = np.where(keep_px, blended, out[y0:y0 + hh, x0:x0 + ww])
+        regions.blend_into(out, g, d, (x0, y0, x1, y1), FEATHER)
     return out
 
 
@@ -274,7 +176,7 @@ def main():
         img, mask = case(x0, y0, w, h)
         out = run(model, img, mask)
         tensors.update({f"{name}.img": img, f"{name}.mask": mask, f"{name}.out": out})
-        print(name, "boxes", boxes_of(mask, 4), "changed pixels", int((out != img).any(-1).sum()))
+        print(name, "boxes", regions.boxes_of(mask, 4, FEATHER), "changed pixels", int((out != img).any(-1).sum()))
     # "s": the residual formulation (models/inpaint/train.py's), case a's frame and mask
     img, mask = case(10, 8, 161, 120)
     out = run(os.path.join(ROOT, "tests", "elements", "models", "diffusioninpaint.safetensors"), img, mask)
