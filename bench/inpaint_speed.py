@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """diffusioninpaint speed at default settings, with ONNX Runtime on the same network.
 
-1. Engine: 1280x720 RGB frames (videotestsrc) with a static 160x90 logo mask near the top
+1. Engine: 1280x720 RGB frames (videotestsrc, scrolling, so that no box's fill can be reused
+   from the frame before) with a static 160x90 logo mask near the top
    right corner (mask-file, a PGM) through the `diffusioninpaint` element of build/plugins
    (model-file=M, the model's default steps) into fakesink, n-threads 1 and 2; a frame's time
    is the time between two frames leaving the element's src pad (an aggregator queues its
@@ -102,7 +103,8 @@ def main():
     for rnd in range(args.rounds):
         one = {"engine": {}, "ort": None}
         for n in threads:
-            desc = (f"videotestsrc num-buffers={args.warmup + args.frames} pattern=smpte ! "
+            # a scrolling picture: every frame's box differs, so no fill is reused
+            desc = (f"videotestsrc num-buffers={args.warmup + args.frames} pattern=smpte horizontal-speed=4 ! "
                     f"video/x-raw,format=RGB,width={W},height={H},framerate=30/1 ! diffusioninpaint name=ip "
                     f"model-file={shlex.quote(os.path.abspath(args.model))} mask-file={shlex.quote(mask)} "
                     f"n-threads={n} ! fakesink sync=false")

@@ -23,6 +23,7 @@
 #include "ge-inpaint.h"
 #include "ge-blocks.h"
 #include "ge-model-file.h"
+#include "ge-pool.h"
 #include "ge-rng.h"
 #include "ge-scheduler.h"
 #include "ge-unet2d.h"
@@ -417,28 +418,42 @@ blur_plane (const float *src, float *tmp, float *dst, int w, int h, float sigma)
   }
 }
 
+typedef struct {
+  const float *src;             /* 4 planes: known, img * known (3) */
+  float *tmp, *dst;             /* 4 planes each */
+  int w, h;
+  float sigma;
+} BlurJob;
+
+static void
+blur_task (void *data, int t, int thread)
+{
+  const BlurJob *j = data;
+  const gsize plane = (gsize) j->w * j->h;
+  blur_plane (j->src + t * plane, j->tmp + t * plane, j->dst + t * plane, j->w, j->h, j->sigma);
+}
+
 /* models/inpaint/train.py's base_fill: normalised convolutions of the
  * known pixels, coarse to fine; a finer scale's estimate counts in
  * proportion to its support (blurred known-mask / base_support, capped at 1).
  * @img [3, plane] and @hole [plane] in, @base [3, plane] out (the known
- * pixels as they are, the hole filled); @scratch 7 planes. */
+ * pixels as they are, the hole filled); @scratch 12 planes.  The four blurs
+ * of a scale run on the pool. */
 static void
-base_fill (const GeInpaint * ip, const float *img, const float *hole, int w, int h,
-    float *base, float *scratch)
+base_fill (GeInpaint * ip, const float *img, const float *hole, int w, int h, float *base,
+    float *scratch)
 {
   const gsize plane = (gsize) w * h;
-  float *known = scratch, *tmp = scratch + plane, *den = scratch + 2 * plane;
-  float *kc = scratch + 3 * plane, *num = scratch + 4 * plane;  /* 3 planes */
-  for (gsize i = 0; i < plane; i++)
+  float *src = scratch, *tmp = scratch + 4 * plane, *blurred = scratch + 8 * plane;
+  float *known = src, *den = blurred, *num = blurred + plane;
+  for (gsize i = 0; i < plane; i++) {
     known[i] = 1.0f - hole[i];
+    for (int c = 0; c < 3; c++)
+      src[(c + 1) * plane + i] = img[c * plane + i] * known[i];
+  }
   for (int s = 0; s < ip->n_sigmas; s++) {
-    const float sigma = ip->base_sigmas[s];
-    blur_plane (known, tmp, den, w, h, sigma);
-    for (int c = 0; c < 3; c++) {
-      for (gsize i = 0; i < plane; i++)
-        kc[i] = img[c * plane + i] * known[i];
-      blur_plane (kc, tmp, num + c * plane, w, h, sigma);
-    }
+    BlurJob j = { src, tmp, blurred, w, h, ip->base_sigmas[s] };
+    ge_pool_run (ip->ctx.pool, 4, blur_task, &j);
     /* base holds the running estimate f */
     for (gsize i = 0; i < plane; i++) {
       const float d = MAX (den[i], 1e-6f);
@@ -588,7 +603,7 @@ run_box (GeInpaint * ip, GeImageU8 * img, const guint8 * mask, int mstride, cons
   if (ip->residual) {
     /* input concat (r_t, hole, base): the known planes hold the whole image
      * until base_fill replaces them with the base */
-    float *full = ge_arena_alloc (arena, 3 * plane), *scratch = ge_arena_alloc (arena, 7 * plane);
+    float *full = ge_arena_alloc (arena, 3 * plane), *scratch = ge_arena_alloc (arena, 12 * plane);
     memcpy (full, known, sizeof (float) * 3 * plane);
     base_fill (ip, full, hole, bw, bh, known, scratch);
   }
