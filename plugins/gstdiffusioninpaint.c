@@ -34,7 +34,9 @@
  *   Each frame uses the newest mask whose running time is not after the
  *   frame's; a mask stream that pauses or ends keeps its last mask.  Frames
  *   before the first mask pass through unchanged, with one WARNING: the
- *   video must not stall on a mask that may never come.
+ *   video must not stall on a mask that may never come.  (Not live, the
+ *   element waits, as every GstAggregator does, until the mask stream has
+ *   a buffer queued or has ended; live, it goes on at the latency deadline.)
  * - `alpha`: the frame's alpha channel (RGBA, BGRA).
  * - `roi-meta`: the rectangles of the frame's GstVideoRegionOfInterestMeta.
  * - `file`: #GstDiffusionInpaint:mask-file, a PGM or PNG image.
