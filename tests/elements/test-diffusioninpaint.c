@@ -582,6 +582,64 @@ GST_START_TEST (test_qos_drops_late_frames)
 }
 GST_END_TEST;
 
+/* A flush on the mask pad drops its mask (frames pass through again until
+ * a new one comes); EOS on the video pad ends the stream; the latency query
+ * reports the measured time per frame. */
+GST_START_TEST (test_flush_eos_latency)
+{
+  GstHarness *h = harness (NULL);
+  GstHarness *hm = gst_harness_new_with_element (element (h), "mask", NULL);
+  gchar *caps = caps_string ("RGB", W, H), *mcaps = caps_string ("GRAY8", W, H);
+  GstBuffer *out;
+  gsize inside, outside;
+  GstClockTime min_lat = 0, max_lat = 0;
+  gboolean live;
+  GstQuery *q;
+  GstEvent *ev;
+
+  gst_harness_set_src_caps_str (h, caps);
+  gst_harness_set_src_caps_str (hm, mcaps);
+  fail_unless_equals_int (gst_harness_push (hm, make_mask (W, H, 0)), GST_FLOW_OK);
+  out = gst_harness_push_and_pull (h, make_frame (GST_VIDEO_FORMAT_RGB, W, H, 0, FALSE));
+  count_changes (out, GST_VIDEO_FORMAT_RGB, &inside, &outside);
+  fail_unless (inside > 0);
+  gst_buffer_unref (out);
+
+  q = gst_query_new_latency ();
+  fail_unless (gst_pad_peer_query (h->sinkpad, q));
+  gst_query_parse_latency (q, &live, &min_lat, &max_lat);
+  fail_unless (min_lat > 0, "latency %" GST_TIME_FORMAT, GST_TIME_ARGS (min_lat));
+  gst_query_unref (q);
+
+  fail_unless (gst_harness_push_event (hm, gst_event_new_flush_start ()));
+  fail_unless (gst_harness_push_event (hm, gst_event_new_flush_stop (TRUE)));
+  {
+    GstSegment seg;
+    gst_segment_init (&seg, GST_FORMAT_TIME);
+    fail_unless (gst_harness_push_event (hm, gst_event_new_segment (&seg)));
+  }
+  gst_harness_push_event (hm, gst_event_new_eos ());
+  out = gst_harness_push_and_pull (h, make_frame (GST_VIDEO_FORMAT_RGB, W, H,
+          GST_SECOND / 10, FALSE));
+  count_changes (out, GST_VIDEO_FORMAT_RGB, &inside, &outside);
+  fail_unless_equals_int (inside + outside, 0);
+  gst_buffer_unref (out);
+
+  fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+  while ((ev = gst_harness_pull_event (h))) {
+    gboolean eos = GST_EVENT_TYPE (ev) == GST_EVENT_EOS;
+    gst_event_unref (ev);
+    if (eos)
+      break;
+  }
+  fail_unless (ev != NULL, "no EOS downstream");
+  gst_harness_teardown (hm);
+  gst_harness_teardown (h);
+  g_free (caps);
+  g_free (mcaps);
+}
+GST_END_TEST;
+
 static Suite *
 diffusioninpaint_suite (void)
 {
@@ -599,6 +657,7 @@ diffusioninpaint_suite (void)
   tcase_add_test (tc, test_pipeline_png);
   tcase_add_test (tc, test_repaint_model);
   tcase_add_test (tc, test_qos_drops_late_frames);
+  tcase_add_test (tc, test_flush_eos_latency);
   return s;
 }
 
