@@ -40,23 +40,30 @@ import train as inpaint_train  # noqa: E402
 SEED, FEATHER = 7, 3
 
 
-def run(model_path, img, mask):
-    tensors, meta = st.load(model_path)
+def load_unet(path):
+    """-> (UNet2DModel in eval mode, its config, scheduler config, task or {})."""
+    tensors, meta = st.load(path)
     cfg = json.loads(meta["config"])
-    sched = json.loads(meta["scheduler"])
-    task = json.loads(meta["task"])
-    steps = task["num_inference_steps"]
-    residual = task.get("residual") == "base_fill"
-    if residual:    # models/inpaint/train.py's base_fill with the file's parameters
-        inpaint_train.BASE_SIGMAS = tuple(task["base_sigmas"])
-        inpaint_train.BASE_SUPPORT = task["base_support"]
     unet = dt.UNet2DModel(**{k: v for k, v in cfg.items() if not k.startswith("_")})
     unet.load_state_dict(tensors)
     unet.eval()
-    m = 2 ** (len(cfg["block_out_channels"]) - 1)
-    ac = trainkit.alphas_cumprod(sched)
+    return unet, cfg, json.loads(meta["scheduler"]), json.loads(meta.get("task", "{}"))
+
+
+def box_noise(k, x0, y0, w, h):
+    """Draw k of a box's noise, as the engine numbers it (engine/tasks/inpaint.c)."""
+    out = np.empty((3, h, w), np.float32)
+    for c in range(3):
+        for y in range(h):
+            out[c, y] = ge_rng.normal(SEED, (k << 40) | ((c << 16 | (y0 + y)) << 16) | x0, w)
+    return torch.from_numpy(out)[None]
+
+
+def boxes(img, mask, cfg):
+    """For each box of regions.boxes_of: (box, chamfer distances, hole [1,1,h,w], the box's
+    image in [-1, 1] [1,3,h,w], edge pixels replicated past the frame)."""
     H, W = mask.shape
-    out = img.copy()
+    m = 2 ** (len(cfg["block_out_channels"]) - 1)
     for x0, y0, x1, y1 in regions.boxes_of(mask, m, FEATHER):
         ys, xs = np.minimum(np.arange(y0, y1), H - 1), np.minimum(np.arange(x0, x1), W - 1)
         inside = np.zeros((y1 - y0, x1 - x0), dtype=bool)
@@ -64,11 +71,25 @@ def run(model_path, img, mask):
         d = regions.chamfer(inside, FEATHER)
         hole = torch.from_numpy((d <= 3 * FEATHER).astype(np.float32))[None, None]
         crop = torch.from_numpy(img[ys][:, xs].astype(np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
-        x = np.empty((3, y1 - y0, x1 - x0), np.float32)
-        for c in range(3):
-            for y in range(y1 - y0):
-                x[c, y] = ge_rng.normal(SEED, ((c << 16 | (y0 + y)) << 16) | x0, x1 - x0)
-        x = torch.from_numpy(x)[None]
+        yield (x0, y0, x1, y1), d, hole, crop
+
+
+def blend(out, x, d, box):
+    regions.blend_into(out, ((x[0] + 1.0) * 127.5).permute(1, 2, 0).numpy(), d, box, FEATHER)
+
+
+def run(model_path, img, mask):
+    unet, cfg, sched, task = load_unet(model_path)
+    steps = task["num_inference_steps"]
+    residual = task.get("residual") == "base_fill"
+    if residual:    # models/inpaint/train.py's base_fill with the file's parameters
+        inpaint_train.BASE_SIGMAS = tuple(task["base_sigmas"])
+        inpaint_train.BASE_SUPPORT = task["base_support"]
+    ac = trainkit.alphas_cumprod(sched)
+    out = img.copy()
+    for box, d, hole, crop in boxes(img, mask, cfg):
+        x0, y0, x1, y1 = box
+        x = box_noise(0, x0, y0, x1 - x0, y1 - y0)
         cond = inpaint_train.base_fill(crop, hole) if residual else crop * (1 - hole)
         with torch.no_grad():
             for t in trainkit.ddim_timesteps(sched, steps):
@@ -76,8 +97,7 @@ def run(model_path, img, mask):
                 x = trainkit.ddim_step(sched, ac, x0_hat, t, steps, x)
         if residual:
             x = cond + hole * x / task["residual_scale"]
-        g = ((x[0] + 1.0) * 127.5).permute(1, 2, 0).numpy()
-        regions.blend_into(out, g, d, (x0, y0, x1, y1), FEATHER)
+        blend(out, x, d, box)
     return out
 
 
@@ -107,36 +127,17 @@ def repaint_timesteps(n, jump_length, jump_n_sample, T):
     return [t * (T // n) for t in ts]
 
 
-def box_noise(k, x0, y0, w, h):
-    out = np.empty((3, h, w), np.float32)
-    for c in range(3):
-        for y in range(h):
-            out[c, y] = ge_rng.normal(SEED, (k << 40) | ((c << 16 | (y0 + y)) << 16) | x0, w)
-    return torch.from_numpy(out)[None]
-
-
 def run_repaint(model_path, img, mask, n, jump_length, jump_n_sample):
     """diffusers RePaintPipeline.__call__ / RePaintScheduler.step, undo_step (eta 0), with the
     engine's noise: draw 0 is x_T, then one draw per step and per undone train step."""
-    tensors, meta = st.load(model_path)
-    cfg = json.loads(meta["config"])
-    sched = json.loads(meta["scheduler"])
-    unet = dt.UNet2DModel(**{k: v for k, v in cfg.items() if not k.startswith("_")})
-    unet.load_state_dict(tensors)
-    unet.eval()
+    unet, cfg, sched, _ = load_unet(model_path)
     T = sched["num_train_timesteps"]
     betas = torch.linspace(sched["beta_start"], sched["beta_end"], T, dtype=torch.float32)
     ac = torch.cumprod(1.0 - betas, dim=0)
-    m = 2 ** (len(cfg["block_out_channels"]) - 1)
-    H, W = mask.shape
     out = img.copy()
-    for x0, y0, x1, y1 in regions.boxes_of(mask, m, FEATHER):
-        ys, xs = np.minimum(np.arange(y0, y1), H - 1), np.minimum(np.arange(x0, x1), W - 1)
-        inside = np.zeros((y1 - y0, x1 - x0), dtype=bool)
-        inside[:min(y1, H) - y0, :min(x1, W) - x0] = mask[y0:y1, x0:x1] != 0
-        d = regions.chamfer(inside, FEATHER)
-        keep = torch.from_numpy((d > 3 * FEATHER).astype(np.float32))[None, None]
-        orig = torch.from_numpy(img[ys][:, xs].astype(np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
+    for box, d, hole, orig in boxes(img, mask, cfg):
+        x0, y0, x1, y1 = box
+        keep = 1 - hole
         w, h = x1 - x0, y1 - y0
         x = box_noise(0, x0, y0, w, h)
         draw = 1
@@ -162,8 +163,7 @@ def run_repaint(model_path, img, mask, n, jump_length, jump_n_sample):
                         x = (1 - beta) ** 0.5 * x + beta ** 0.5 * box_noise(draw, x0, y0, w, h)
                         draw += 1
                 t_last = t
-        g = ((x[0] + 1.0) * 127.5).permute(1, 2, 0).numpy()
-        regions.blend_into(out, g, d, (x0, y0, x1, y1), FEATHER)
+        blend(out, x, d, box)
     return out
 
 
