@@ -10,9 +10,11 @@
  *  - plain: input concat (x_t, hole, image * (1 - hole)), it predicts the
  *    image (x0);
  *  - residual ("residual": "base_fill", "residual_scale", "base_sigmas",
- *    "base_support"; what models/inpaint/ trains): the hole is first filled
- *    classically (normalised Gaussian convolutions of the known pixels,
- *    coarse to fine, as models/inpaint/train.py's base_fill), the diffusion
+ *    "base_support", optional "base_harmonic_sweeps" and
+ *    "base_harmonic_omega"; what models/inpaint/ trains): the hole is first
+ *    filled classically (normalised Gaussian convolutions of the known
+ *    pixels, coarse to fine, then SOR sweeps towards the harmonic fill, as
+ *    models/inpaint/train.py's base_fill), the diffusion
  *    runs on r = (image - base) * residual_scale inside the hole, input
  *    concat (r_t, hole, base), and the image is base + hole * r0 /
  *    residual_scale.

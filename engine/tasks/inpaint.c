@@ -60,6 +60,8 @@ struct _GeInpaint {
   float residual_scale, base_support;
   int n_sigmas;
   float base_sigmas[4];
+  int harmonic_sweeps;          /* 0: the Gaussian stage alone */
+  float harmonic_omega;
   int jump_length, jump_n_sample;
   gint64 *rp_ts;
   int rp_n, rp_key[3];
@@ -151,16 +153,23 @@ ge_inpaint_new (const char *path, GError ** error)
       ip->base_support = json_object_has_member (task, "base_support")
           ? (float) json_object_get_double_member (task, "base_support") : 0.0f;
       ip->n_sigmas = sig ? (int) json_array_get_length (sig) : 0;
+      ip->harmonic_sweeps = json_object_has_member (task, "base_harmonic_sweeps")
+          ? (int) json_object_get_int_member (task, "base_harmonic_sweeps") : 0;
+      ip->harmonic_omega = json_object_has_member (task, "base_harmonic_omega")
+          ? (float) json_object_get_double_member (task, "base_harmonic_omega") : 1.0f;
       gboolean ok = g_strcmp0 (json_object_get_string_member (task, "residual"), "base_fill") == 0
           && ip->residual_scale > 0 && ip->residual_scale < 1e6 && ip->base_support > 0
-          && ip->n_sigmas >= 1 && ip->n_sigmas <= 4;
+          && ip->n_sigmas >= 1 && ip->n_sigmas <= 4
+          && ip->harmonic_sweeps >= 0 && ip->harmonic_sweeps <= 10000
+          && ip->harmonic_omega > 0 && ip->harmonic_omega < 2;
       for (int i = 0; ok && i < ip->n_sigmas; i++) {
         ip->base_sigmas[i] = (float) json_array_get_double_element (sig, i);
         ok = ip->base_sigmas[i] > 0 && ip->base_sigmas[i] <= 256;
       }
       if (!ok) {
         ge_fail (error, GE_ERROR_CORRUPT, path, "task: \"residual\" must be \"base_fill\" "
-            "with a positive residual_scale and base_support and 1-4 base_sigmas up to 256");
+            "with a positive residual_scale and base_support, 1-4 base_sigmas up to 256, "
+            "base_harmonic_sweeps in [0, 10000] and base_harmonic_omega in (0, 2)");
         goto fail;
       }
     }
@@ -433,12 +442,47 @@ blur_task (void *data, int t, int thread)
   blur_plane (j->src + t * plane, j->tmp + t * plane, j->dst + t * plane, j->w, j->h, j->sigma);
 }
 
+typedef struct {
+  float *u;                     /* 3 planes */
+  const float *hole;
+  int w, h, sweeps;
+  float omega;
+} HarmonicJob;
+
+/* train.py's harmonic() on one colour plane: red-black SOR sweeps of the
+ * 5-point Laplacian at the hole's pixels, a neighbour beyond the edge being
+ * the pixel itself.  A pixel's neighbours all have the other colour, so the
+ * loop order within a colour does not matter and the result is torch's, sum
+ * for sum (up + down + left + right). */
+static void
+harmonic_task (void *data, int c, int thread)
+{
+  const HarmonicJob *j = data;
+  const int w = j->w, h = j->h;
+  float *u = j->u + (gsize) c * w * h;
+  for (int s = 0; s < j->sweeps; s++)
+    for (int colour = 0; colour < 2; colour++)
+      for (int y = 0; y < h; y++) {
+        float *row = u + (gsize) y * w;
+        const float *up = u + (gsize) MAX (y - 1, 0) * w, *down = u + (gsize) MIN (y + 1, h - 1) * w;
+        const float *hole = j->hole + (gsize) y * w;
+        for (int x = (y + colour) & 1; x < w; x += 2) {
+          if (hole[x] <= 0.0f)
+            continue;
+          const float left = row[x > 0 ? x - 1 : x], right = row[x < w - 1 ? x + 1 : x];
+          const float avg = (up[x] + down[x] + left + right) / 4.0f;
+          row[x] += j->omega * (avg - row[x]);
+        }
+      }
+}
+
 /* models/inpaint/train.py's base_fill: normalised convolutions of the
  * known pixels, coarse to fine; a finer scale's estimate counts in
- * proportion to its support (blurred known-mask / base_support, capped at 1).
- * @img [3, plane] and @hole [plane] in, @base [3, plane] out (the known
- * pixels as they are, the hole filled); @scratch 12 planes.  The four blurs
- * of a scale run on the pool. */
+ * proportion to its support (blurred known-mask / base_support, capped at 1);
+ * then harmonic_sweeps of SOR towards the harmonic fill.  @img [3, plane]
+ * and @hole [plane] in, @base [3, plane] out (the known pixels as they are,
+ * the hole filled); @scratch 12 planes.  The four blurs of a scale, and the
+ * three planes' sweeps, run on the pool. */
 static void
 base_fill (GeInpaint * ip, const float *img, const float *hole, int w, int h, float *base,
     float *scratch)
@@ -468,6 +512,8 @@ base_fill (GeInpaint * ip, const float *img, const float *hole, int w, int h, fl
   for (int c = 0; c < 3; c++)
     for (gsize i = 0; i < plane; i++)
       base[c * plane + i] = known[i] * img[c * plane + i] + hole[i] * base[c * plane + i];
+  HarmonicJob hj = { base, hole, w, h, ip->harmonic_sweeps, ip->harmonic_omega };
+  ge_pool_run (ip->ctx.pool, 3, harmonic_task, &hj);
 }
 
 /* ---- sampling ------------------------------------------------------------ */

@@ -9,7 +9,8 @@ Reads _work/inpaint/ckpt.pt and writes models/inpaint/diffusioninpaint.safetenso
 diffusers weight names of UNet2DModel and __metadata__: format "pt", architecture
 "UNet2DModel", config, scheduler (DDIMScheduler) and task (JSON strings; task =
 {"task": "inpaint", "num_inference_steps": N, "residual": "base_fill", "residual_scale",
-"base_sigmas", "base_support", ...}: engine/ge-inpaint.h).  It then reloads the file, rebuilds the
+"base_sigmas", "base_support", "base_harmonic_sweeps",
+"base_harmonic_omega", ...}: engine/ge-inpaint.h).  It then reloads the file, rebuilds the
 model from the metadata alone and checks that it gives the checkpoint's outputs.
 """
 
@@ -51,6 +52,8 @@ def main():
         "residual_scale": rs,
         "base_sigmas": list(T.BASE_SIGMAS),
         "base_support": T.BASE_SUPPORT,
+        "base_harmonic_sweeps": T.HARMONIC_SWEEPS,
+        "base_harmonic_omega": T.HARMONIC_OMEGA,
         "input": "concat(r_t, mask, base_fill(image, mask))",
         "output": "base + mask * r0 / residual_scale",
         "input_range": [-1.0, 1.0],

@@ -103,7 +103,8 @@ def save_inpaint(path, seed, residual):
         downsample_padding=1, act_fn="silu", norm_eps=1e-5)
     task = {"task": "inpaint", "num_inference_steps": 2}
     if residual:
-        task.update(residual="base_fill", residual_scale=2.0, base_sigmas=[8.0, 2.0], base_support=0.3)
+        task.update(residual="base_fill", residual_scale=2.0, base_sigmas=[8.0, 2.0], base_support=0.3,
+                    base_harmonic_sweeps=16, base_harmonic_omega=1.9)
     st.save(path, m.state_dict(), metadata(m, task))
     return path
 

@@ -85,6 +85,8 @@ def run(model_path, img, mask):
     if residual:    # models/inpaint/train.py's base_fill with the file's parameters
         inpaint_train.BASE_SIGMAS = tuple(task["base_sigmas"])
         inpaint_train.BASE_SUPPORT = task["base_support"]
+        inpaint_train.HARMONIC_SWEEPS = task.get("base_harmonic_sweeps", 0)
+        inpaint_train.HARMONIC_OMEGA = task.get("base_harmonic_omega", 1.0)
     ac = trainkit.alphas_cumprod(sched)
     out = img.copy()
     for box, d, hole, crop in boxes(img, mask, cfg):
