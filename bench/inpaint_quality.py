@@ -7,6 +7,9 @@ models/inpaint/masks.py (box, stroke, logo; fixed seed, so every method and ever
 same masks).  Each method fills the mask:
 
   telea, ns        OpenCV's cv2.inpaint (INPAINT_TELEA, INPAINT_NS), radius --radius (3)
+  base fill        the model's classical stage alone (models/inpaint/train.py's base_fill with the
+                   model file's parameters, hole = the mask, whole crop, no network): what the
+                   U-Net's residual is added to, so the difference is what the network brings
   diffusioninpaint the element of build/plugins through gst-launch-1.0 (mask-file=<the mask as
                    PGM>, model-file=M) at the model's default steps and at each of --steps
 
@@ -19,7 +22,10 @@ Run from the repository root after `meson compile -C build` (python3-opencv inst
 
     /usr/bin/python3 bench/inpaint_quality.py --model models/inpaint/diffusioninpaint.safetensors
 
-Writes bench/out/inpaint_quality/results.md and results.json.
+Writes bench/out/inpaint_quality/results.md and results.json; with --pictures DIR, one PNG per
+photo of --picture-photos and mask kind: the input with the mask in magenta | Telea |
+Navier-Stokes | diffusioninpaint (default steps) | the original, and DIR/README.md listing them
+with each method's PSNR inside the mask.
 """
 
 import argparse
@@ -59,8 +65,36 @@ def gst_inpaint(img, mask, model, steps, tmp):
     return Q.load_rgb(dst)
 
 
+def base_fill(img, mask, task):
+    """models/inpaint/train.py's base_fill with the model file's parameters -> uint8 RGB."""
+    import torch
+    import train as T
+    T.BASE_SIGMAS, T.BASE_SUPPORT = tuple(task["base_sigmas"]), task["base_support"]
+    T.HARMONIC_SWEEPS = task.get("base_harmonic_sweeps", 0)
+    T.HARMONIC_OMEGA = task.get("base_harmonic_omega", 1.0)
+    x = torch.from_numpy(img.astype(np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
+    m = torch.from_numpy((mask > 0).astype(np.float32))[None, None]
+    with torch.no_grad():
+        out = T.base_fill(x, m)[0].permute(1, 2, 0).numpy()
+    return np.clip(np.floor((out + 1) * 127.5 + 0.5), 0, 255).astype(np.uint8)
+
+
+def picture(path, img, mask, outs):
+    """input (mask magenta) | Telea | Navier-Stokes | diffusioninpaint | original, 4 px apart."""
+    shown = img.copy()
+    shown[mask > 0] = (shown[mask > 0] // 2 + np.array([127, 0, 127])).astype(np.uint8)
+    tiles = [shown] + outs + [img]
+    H, W = img.shape[:2]
+    strip = np.full((H, len(tiles) * (W + 4) - 4, 3), 255, np.uint8)
+    for i, t in enumerate(tiles):
+        strip[:, i * (W + 4):i * (W + 4) + W] = t
+    Q.save_png(path, strip)
+
+
 def opencv(img, mask, flag, radius):
     import cv2
+    if args.pictures:
+        os.makedirs(args.pictures, exist_ok=True)
     bgr = np.ascontiguousarray(img[..., ::-1])
     return cv2.inpaint(bgr, (mask > 0).astype(np.uint8) * 255, radius, flag)[..., ::-1].copy()
 
@@ -110,13 +144,19 @@ def main():
     ap.add_argument("--max-photos", type=int, default=0)
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--out", default=os.path.join(HERE, "out", "inpaint_quality"))
+    ap.add_argument("--pictures", default="", help="write before/after strips to this folder")
+    ap.add_argument("--picture-photos", default="opencv-doc/building.png,opencv-doc/butterfly.png,"
+                    "lxqt-themes/flowers.png")
     args = ap.parse_args()
     import cv2
 
     command = "/usr/bin/python3 " + shlex.join([Q.rel(sys.argv[0])] + sys.argv[1:])
     sys.path.insert(0, os.path.join(ROOT, "models", "common"))
     import st
-    default_steps = json.loads(st.read_header(args.model)[1]["task"])["num_inference_steps"]
+    task = json.loads(st.read_header(args.model)[1]["task"])
+    default_steps = task["num_inference_steps"]
+    pictured = args.picture_photos.split(",") if args.pictures else []
+    shown = []
     steps_list = [int(k) for k in args.steps.split(",") if k.strip()]
     photos = Q.val_photos(args.manifest, args.max_photos)
     rng = np.random.default_rng(args.seed)
@@ -134,6 +174,8 @@ def main():
                 mask = (M.make(kind, S, rng) > 0).astype(np.uint8)
                 outs = {"telea (OpenCV)": opencv(img, mask, cv2.INPAINT_TELEA, args.radius),
                         "navier-stokes (OpenCV)": opencv(img, mask, cv2.INPAINT_NS, args.radius)}
+                if task.get("residual") == "base_fill":
+                    outs["base fill alone (no network)"] = base_fill(img, mask, task)
                 for k in [0] + [k for k in steps_list if k != default_steps]:
                     key = f"diffusioninpaint {k or default_steps} steps" + (" (default)" if k == 0 else "")
                     outs[key] = gst_inpaint(img, mask, args.model, k, tmp)
@@ -144,6 +186,11 @@ def main():
                               "ssim": masked_ssim(out, img, mask)})
                     if key.startswith("diffusioninpaint"):
                         far[key] = far.get(key, 0) + int((out != img).any(-1)[far_mask].sum())
+                if name in pictured:
+                    keys = ["telea (OpenCV)", "navier-stokes (OpenCV)", next(k for k in outs if k.endswith("(default)"))]
+                    fname = f"{name.replace('/', '-').rsplit('.', 1)[0]}-{kind}.png"
+                    picture(os.path.join(args.pictures, fname), img, mask, [outs[k] for k in keys])
+                    shown.append((fname, name, kind, [(k.split(" (")[0], rows[k][kind][-1]["psnr"]) for k in keys]))
             print(f"[{i + 1}/{len(photos)}] {name}: " + ", ".join(
                 f"{k.split(' (')[0]} {np.mean([r['psnr'] for kind in M.KINDS for r in rows[k][kind][-1:]]):.2f}"
                 for k in rows) + f" [{time.time() - t_start:.0f}s]", flush=True)
@@ -167,6 +214,16 @@ def main():
         md.append(f"| {k} | " + " | ".join(f"{v[c]['psnr']:.2f} | {v[c]['ssim']:.4f}" for c in cols) + " |")
     md += ["", "Pixels changed further than mask-feather + 1 = %d pixels from the mask (must be 0): " % (FEATHER + 1)
            + ", ".join(f"{k}: {n}" for k, n in far.items()) + ".", ""]
+    if shown:
+        pm = ["# diffusioninpaint: before and after", "",
+              "Made by `" + command + "` (validation photos, never trained on; "
+              f"centre crops of {args.size} px).  Each strip: the input with the mask in magenta | OpenCV Telea | "
+              "OpenCV Navier-Stokes | diffusioninpaint (default steps) | the original.  PSNR inside the mask.", ""]
+        for fname, name, kind, ps in shown:
+            pm += [f"**{name}, {kind} mask**: " + ", ".join(f"{k} {v:.2f} dB" for k, v in ps), "",
+                   f"![{name} {kind}]({fname})", ""]
+        with open(os.path.join(args.pictures, "README.md"), "w") as f:
+            f.write("\n".join(pm))
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump({"command": command, "summary": summary, "changed_far": far, "rows": rows}, f, indent=1)

@@ -58,8 +58,8 @@ for ((i = 0; i < ${#demos[@]}; i += 2)); do
   fi
 done
 
-# Super-resolution of the bundled samples with the default (trained)
-# models, found in the source tree when the plugin is not installed.
+# Super-resolution, then inpainting, of the bundled samples with the default
+# (trained) models, found in the source tree when the plugin is not installed.
 export GST_GENERATIVE_MODEL_DIR="$PWD/models/sr"
 OUT=${GE_DEMO_OUT:-demo-out}
 mkdir -p "$OUT"
@@ -72,11 +72,26 @@ if [[ -f models/sr/diffusionsr-x2.safetensors ]]; then
     log "diffusionsr scale=4: samples/butterfly.png -> $OUT/butterfly-x4.png"
     pipelines/sr-image.sh samples/butterfly.png "$OUT/butterfly-x4.png" 4 || status=1
   fi
-  ls -l "$OUT"
 else
   echo "demo failed: the default model models/sr/diffusionsr-x2.safetensors is missing"
   status=1
 fi
+
+# Inpainting of the bundled samples with the default model.
+if [[ -f models/inpaint/diffusioninpaint.safetensors ]]; then
+  export GST_GENERATIVE_MODEL_DIR="$PWD/models/inpaint"
+  log "diffusioninpaint: the logo of samples/building-logo.webm -> $OUT/building-nologo.webm"
+  pipelines/inpaint-logo.sh samples/building-logo.webm samples/building-logo-mask.png \
+    "$OUT/building-nologo.webm" || status=1
+  log "diffusioninpaint: the antennae of samples/butterfly.png -> $OUT/butterfly-erased.png"
+  pipelines/inpaint-image.sh samples/butterfly.png samples/butterfly-mask.png \
+    "$OUT/butterfly-erased.png" || status=1
+else
+  echo "demo failed: the default model models/inpaint/diffusioninpaint.safetensors is missing"
+  status=1
+fi
+
+ls -l "$OUT"
 
 log "done"
 exit "$status"
