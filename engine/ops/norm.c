@@ -3,6 +3,7 @@
  * loses the 1e-4 budget on its own. */
 #include "act.h"
 #include "ge-pool.h"
+#include "gemm.h"
 
 typedef struct {
   const GeTensor *x;
@@ -19,7 +20,7 @@ typedef struct {
  * group keeps its digits.  Shifting by the first value keeps the variance
  * exact for offset data. */
 GE_VECTOR_CLONES static void
-moments (const float *x, gsize n, float shift, double *sum, double *sq)
+moments_generic (const float *x, gsize n, float shift, double *sum, double *sq)
 {
   /* 16 independent lanes: without -ffast-math GCC keeps a single float
    * accumulator in order (a scalar add chain), so spell the lanes out. */
@@ -46,6 +47,57 @@ moments (const float *x, gsize n, float shift, double *sum, double *sq)
   }
   *sum = s;
   *sq = q;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+/* moments_generic's blocks with one zmm of lanes each for the sum and the
+ * sum of squares.  Spelt out because GCC vectorises the generic loop across
+ * the blocks instead (gathers): 8 % of an inpainting frame went there. */
+__attribute__((target ("avx512f")))
+static void
+moments_avx512 (const float *x, gsize n, float shift, double *sum, double *sq)
+{
+  const __m512 sh = _mm512_set1_ps (shift);
+  double s = 0, q = 0;
+  gsize i = 0;
+  while (i + 16 <= n) {
+    const gsize end = MIN (n, i + 1024) / 16 * 16;
+    __m512 fs = _mm512_setzero_ps (), fq = _mm512_setzero_ps ();
+    for (; i < end; i += 16) {
+      const __m512 d = _mm512_sub_ps (_mm512_loadu_ps (x + i), sh);
+      fs = _mm512_add_ps (fs, d);
+      fq = _mm512_fmadd_ps (d, d, fq);
+    }
+    float ls[16], lq[16];
+    _mm512_storeu_ps (ls, fs);
+    _mm512_storeu_ps (lq, fq);
+    for (int l = 0; l < 16; l++) {
+      s += ls[l];
+      q += lq[l];
+    }
+  }
+  for (; i < n; i++) {
+    const double d = x[i] - shift;
+    s += d;
+    q += d * d;
+  }
+  *sum = s;
+  *sq = q;
+}
+#endif
+
+static void
+moments (const float *x, gsize n, float shift, double *sum, double *sq)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (ge_gemm_packed_available ()) {    /* AVX-512 */
+    moments_avx512 (x, n, shift, sum, sq);
+    return;
+  }
+#endif
+  moments_generic (x, n, shift, sum, sq);
 }
 
 GE_VECTOR_CLONES static void
