@@ -67,8 +67,13 @@ def gst_inpaint(img, mask, model, steps, tmp):
 
 def base_fill(img, mask, task):
     """models/inpaint/train.py's base_fill with the model file's parameters -> uint8 RGB."""
+    import importlib.util
     import torch
-    import train as T
+    # by path: bench/sr_quality.py puts models/sr (another train.py) on sys.path
+    spec = importlib.util.spec_from_file_location(
+        "inpaint_train", os.path.join(ROOT, "models", "inpaint", "train.py"))
+    T = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(T)
     T.BASE_SIGMAS, T.BASE_SUPPORT = tuple(task["base_sigmas"]), task["base_support"]
     T.HARMONIC_SWEEPS = task.get("base_harmonic_sweeps", 0)
     T.HARMONIC_OMEGA = task.get("base_harmonic_omega", 1.0)
@@ -93,8 +98,6 @@ def picture(path, img, mask, outs):
 
 def opencv(img, mask, flag, radius):
     import cv2
-    if args.pictures:
-        os.makedirs(args.pictures, exist_ok=True)
     bgr = np.ascontiguousarray(img[..., ::-1])
     return cv2.inpaint(bgr, (mask > 0).astype(np.uint8) * 255, radius, flag)[..., ::-1].copy()
 
@@ -149,6 +152,8 @@ def main():
                     "lxqt-themes/flowers.png")
     args = ap.parse_args()
     import cv2
+    if args.pictures:
+        os.makedirs(args.pictures, exist_ok=True)
 
     command = "/usr/bin/python3 " + shlex.join([Q.rel(sys.argv[0])] + sys.argv[1:])
     sys.path.insert(0, os.path.join(ROOT, "models", "common"))
@@ -177,7 +182,8 @@ def main():
                 if task.get("residual") == "base_fill":
                     outs["base fill alone (no network)"] = base_fill(img, mask, task)
                 for k in [0] + [k for k in steps_list if k != default_steps]:
-                    key = f"diffusioninpaint {k or default_steps} steps" + (" (default)" if k == 0 else "")
+                    n = k or default_steps
+                    key = f"diffusioninpaint {n} step{'s' if n > 1 else ''}" + (" (default)" if k == 0 else "")
                     outs[key] = gst_inpaint(img, mask, args.model, k, tmp)
                 far_mask = far_from_mask(mask, FEATHER + 1)
                 for key, out in outs.items():
