@@ -148,17 +148,24 @@ class Inpaint:
         return base + m * r / self.rs
 
 
-def pick_timesteps(n, sched, g, regression_only):
-    """40 % at T - 1 (the one-step estimate every step count starts from), 30 % on the trailing
-    grids of 1-10 steps, 30 % uniform; T - 1 only in the first --regression-steps."""
+def pick_timesteps(n, sched, g, regression_only, focus=None):
+    """40 % at T - 1 (the one-step estimate every step count starts from), the rest:
+    focus None: 30 % on the trailing grids of 1-10 steps, 30 % uniform;
+    focus [k, ...]: 60 % on the trailing grids of those step counts only (the samplers the
+    element runs), uniform over their timesteps below T - 1.
+    T - 1 only in the first --regression-steps."""
     T = sched["num_train_timesteps"]
     if regression_only:
         return torch.full((n,), T - 1, dtype=torch.long)
-    grid = sorted({t for k in range(1, 11) for t in ddim_timesteps(sched, k)})
-    t = torch.randint(T, (n,), generator=g)
     u = torch.rand(n, generator=g)
-    on_grid = u < 0.7
-    t[on_grid] = torch.tensor(grid)[torch.randint(len(grid), (int(on_grid.sum()),), generator=g)]
+    if focus:
+        grid = sorted({t for k in focus for t in ddim_timesteps(sched, k) if t < T - 1})
+        t = torch.tensor(grid)[torch.randint(len(grid), (n,), generator=g)]
+    else:
+        grid = sorted({t for k in range(1, 11) for t in ddim_timesteps(sched, k)})
+        t = torch.randint(T, (n,), generator=g)
+        on_grid = u < 0.7
+        t[on_grid] = torch.tensor(grid)[torch.randint(len(grid), (int(on_grid.sum()),), generator=g)]
     t[u < 0.4] = T - 1
     return t
 
@@ -232,6 +239,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--total-steps", type=int, default=8000, help="cosine horizon; training stops there")
     ap.add_argument("--regression-steps", type=int, default=250)
+    ap.add_argument("--focus-steps", default="",
+                    help="e.g. 4,8: train below T - 1 only on these samplers' timesteps (pick_timesteps)")
     ap.add_argument("--residual-scale", type=float, default=2.0,
                     help="r0 = (image - base) * this: about unit scale inside the holes (MODEL.md)")
     ap.add_argument("--ema", type=float, default=0.999)
@@ -306,6 +315,7 @@ def main():
     rng = np.random.default_rng(args.seed * 104729 + step)
     ip = Inpaint(unet, sched, args.residual_scale)
     ac = ip.ac
+    focus = [int(k) for k in args.focus_steps.split(",") if k.strip()]
     meter = Meter()
     unet.train()
     end = args.total_steps if not args.max_steps else min(args.total_steps, step + args.max_steps)
@@ -316,7 +326,7 @@ def main():
         x0 = sampler.batch(args.batch) * 2 - 1
         kinds = [M.KINDS[int(k)] for k in rng.integers(0, len(M.KINDS), args.batch)]
         m = torch.from_numpy(M.batch(args.batch, args.patch, rng, kinds))
-        t = pick_timesteps(args.batch, sched, g, step < args.regression_steps)
+        t = pick_timesteps(args.batch, sched, g, step < args.regression_steps, focus)
         base = base_fill(x0, m)
         r0 = m * (x0 - base) * args.residual_scale
         a = ac[t].view(-1, 1, 1, 1)
