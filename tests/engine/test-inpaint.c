@@ -1,7 +1,7 @@
 /* test-inpaint: the inpainting task against PyTorch goldens made from the
  * specification in ge-inpaint.h with the engine's noise
  * (tests/golden/make_inpaint_golden.py) for the plain, the residual (the
- * shipped formulation) and the RePaint models, plus what must hold whatever the
+ * shipped formulation), the shipped model itself and the RePaint models, plus what must hold whatever the
  * model: pixels away from the mask untouched, boxes not the whole frame,
  * determinism, planned memory, strides, errors. */
 #include "ge-inpaint.h"
@@ -50,10 +50,15 @@ golden_load (Golden * g, const char *name)
   g_free (p);
 }
 
+/* "shipped": the default model of models/inpaint/; else a test model of
+ * tests/elements/models/. */
 static GeInpaint *
 model (const char *name)
 {
-  char *p = path_of ("elements", "models", name);
+  char *p = strcmp (name, "shipped") == 0
+      ? g_test_build_filename (G_TEST_DIST, "..", "..", "models", "inpaint",
+      "diffusioninpaint.safetensors", NULL)
+      : path_of ("elements", "models", name);
   GError *err = NULL;
   GeInpaint *ip = ge_inpaint_new (p, &err);
   g_assert_no_error (err);
@@ -93,7 +98,8 @@ near_mask (const Golden * g, int x, int y, int r)
 static const char *
 model_of_case (const char *name)
 {
-  return strcmp (name, "s") == 0 ? "diffusioninpaint.safetensors" : "inpaint-x0.safetensors";
+  return strcmp (name, "s") == 0 ? "diffusioninpaint.safetensors"
+      : strcmp (name, "d") == 0 ? "shipped" : "inpaint-x0.safetensors";
 }
 
 static void
@@ -123,7 +129,9 @@ test_golden (gconstpointer data)
     for (int x = 0; x < g.w; x++)
       if (!near_mask (&g, x, y, FEATHER + 1))
         g_assert_cmpmem (o + (y * g.w + x) * 3, 3, g.img + (y * g.w + x) * 3, 3);
-  if (strcmp (name, "b") != 0)  /* two boxes: 60x52 and 32x28 */
+  if (strcmp (name, "d") == 0)  /* the same two boxes widened to multiples of 8 */
+    g_assert_cmpuint (ge_inpaint_last_area (ip), ==, 64 * 56 + 32 * 32);
+  else if (strcmp (name, "b") != 0)     /* two boxes: 60x52 and 32x28 */
     g_assert_cmpuint (ge_inpaint_last_area (ip), ==, 60 * 52 + 32 * 28);
   g_free (o);
   ge_inpaint_free (ip);
@@ -285,6 +293,7 @@ main (int argc, char **argv)
   g_test_add_data_func ("/inpaint/golden-two-boxes", "a", test_golden);
   g_test_add_data_func ("/inpaint/golden-past-the-edge", "b", test_golden);
   g_test_add_data_func ("/inpaint/golden-residual", "s", test_golden);
+  g_test_add_data_func ("/inpaint/golden-shipped-model", "d", test_golden);
   g_test_add_func ("/inpaint/golden-repaint", test_golden_repaint);
   g_test_add_func ("/inpaint/determinism-memory", test_determinism_and_memory);
   g_test_add_func ("/inpaint/strides", test_strides);

@@ -12,7 +12,8 @@ with the engine's noise draws.
 
 Writes tests/golden/inpaint/diffusioninpaint.safetensors with cases "a", "b" (the plain
 conditional model, inpaint-x0.safetensors), "s" (the residual one, diffusioninpaint.safetensors,
-whose base fill is models/inpaint/train.py's base_fill) and "r" (RePaint with tests/elements/models/unconditional-ddpm.safetensors, 10 steps,
+whose base fill is models/inpaint/train.py's base_fill), "d" (the shipped
+models/inpaint/diffusioninpaint.safetensors on case a's frame) and "r" (RePaint with tests/elements/models/unconditional-ddpm.safetensors, 10 steps,
 jump_length 3, jump_n_sample 2): <case>.img
 (U8 [H, W, 3], an odd-sized crop of samples/butterfly.png), <case>.mask (U8 [H, W]: a box, a
 diagonal stroke touching it corner to corner, and a blob near the bottom-right corner) and
@@ -184,6 +185,10 @@ def main():
     out = run(os.path.join(ROOT, "tests", "elements", "models", "diffusioninpaint.safetensors"), img, mask)
     tensors.update({"s.img": img, "s.mask": mask, "s.out": out})
     print("s changed pixels", int((out != img).any(-1).sum()))
+    # "d": the shipped default model (4 levels, mid attention, 64 harmonic sweeps), same frame
+    out = run(os.path.join(ROOT, "models", "inpaint", "diffusioninpaint.safetensors"), img, mask)
+    tensors.update({"d.img": img, "d.mask": mask, "d.out": out})
+    print("d changed pixels", int((out != img).any(-1).sum()))
     # "r": RePaint with the unconditional model, 10 steps, jumps of 3 taken twice
     img, mask = case(40, 30, 91, 67)
     out = run_repaint(os.path.join(ROOT, "tests", "elements", "models", "unconditional-ddpm.safetensors"),
