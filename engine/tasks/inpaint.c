@@ -6,7 +6,8 @@
  *           then widened to the U-Net's size multiple
  * Per box:
  *   dist    chamfer (3-4) distance of each pixel to the mask, in the box
- *   hole    dist <= feather: what the model regenerates
+ *   hole    the mask itself (dist 0): what the model regenerates, as in
+ *           training (the feather band only blends the model's output in)
  *   alpha   1 on the mask, smootherstep down to 0 at feather + 1 pixels
  *   loop    x0 = unet (cat (x_t, hole, image * (1 - hole)), t);
  *           x_{t-1} = DDIM step (x0, x_t), from seeded noise x_T
@@ -637,7 +638,7 @@ run_box (GeInpaint * ip, GeImageU8 * img, const guint8 * mask, int mstride, cons
     const guint8 *row = img->data + (gsize) MIN (b->y0 + y, H - 1) * img->stride;
     for (int x = 0; x < bw; x++) {
       const gsize i = (gsize) y * bw + x;
-      const float h = d[i] <= 3 * f ? 1.0f : 0.0f;
+      const float h = d[i] == 0 ? 1.0f : 0.0f;
       const gsize px = (gsize) MIN (b->x0 + x, W - 1) * img->pixel_stride;
       hole[i] = h;
       for (int c = 0; c < 3; c++)

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Golden output of the inpainting task, computed in PyTorch from the specification in
 engine/ge-inpaint.h (the regions of models/inpaint/regions.py: boxes around the mask's parts
-with context, chamfer distances, hole = within the feather, smootherstep blend; DDIM with x0
+with context, chamfer distances, hole = the mask, smootherstep blend; DDIM with x0
 prediction as models/inpaint/train.py samples) with the engine's noise
 (models/common/ge_rng.py), for tests/engine/test-inpaint.c.
 
@@ -70,7 +70,7 @@ def boxes(img, mask, cfg):
         inside = np.zeros((y1 - y0, x1 - x0), dtype=bool)
         inside[:min(y1, H) - y0, :min(x1, W) - x0] = mask[y0:y1, x0:x1] != 0
         d = regions.chamfer(inside, FEATHER)
-        hole = torch.from_numpy((d <= 3 * FEATHER).astype(np.float32))[None, None]
+        hole = torch.from_numpy((d == 0).astype(np.float32))[None, None]
         crop = torch.from_numpy(img[ys][:, xs].astype(np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
         yield (x0, y0, x1, y1), d, hole, crop
 
