@@ -53,7 +53,7 @@ def antennae_mask(size):
     m = Image.new("L", size, 0)
     d = ImageDraw.Draw(m)
     d.line([(62, 9), (75, 19), (86, 30)], fill=255, width=6, joint="curve")
-    d.line([(117, 5), (106, 17), (97, 29)], fill=255, width=6, joint="curve")
+    d.line([(117, 5), (105, 15), (93, 25), (90, 30)], fill=255, width=6, joint="curve")
     return m
 
 
