@@ -65,22 +65,24 @@ def gst_inpaint(img, mask, model, steps, tmp):
     return Q.load_rgb(dst)
 
 
-def base_fill(img, mask, task):
-    """models/inpaint/train.py's base_fill with the model file's parameters -> uint8 RGB."""
+def inpaint_train():
+    """models/inpaint/train.py, loaded by path: bench/sr_quality.py puts models/sr (another
+    train.py) on sys.path."""
     import importlib.util
-    import torch
-    # by path: bench/sr_quality.py puts models/sr (another train.py) on sys.path
     spec = importlib.util.spec_from_file_location(
         "inpaint_train", os.path.join(ROOT, "models", "inpaint", "train.py"))
     T = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(T)
-    T.BASE_SIGMAS, T.BASE_SUPPORT = tuple(task["base_sigmas"]), task["base_support"]
-    T.HARMONIC_SWEEPS = task.get("base_harmonic_sweeps", 0)
-    T.HARMONIC_OMEGA = task.get("base_harmonic_omega", 1.0)
+    return T
+
+
+def base_fill(T, img, mask, task):
+    """train.py's (T) base_fill with the model file's parameters -> uint8 RGB."""
+    import torch
     x = torch.from_numpy(img.astype(np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
     m = torch.from_numpy((mask > 0).astype(np.float32))[None, None]
     with torch.no_grad():
-        out = T.base_fill(x, m)[0].permute(1, 2, 0).numpy()
+        out = T.base_fill(x, m, **T.base_params(task))[0].permute(1, 2, 0).numpy()
     return np.clip(np.floor((out + 1) * 127.5 + 0.5), 0, 255).astype(np.uint8)
 
 
@@ -160,6 +162,7 @@ def main():
     import st
     task = json.loads(st.read_header(args.model)[1]["task"])
     default_steps = task["num_inference_steps"]
+    T = inpaint_train() if task.get("residual") == "base_fill" else None
     pictured = args.picture_photos.split(",") if args.pictures else []
     shown = []
     steps_list = [int(k) for k in args.steps.split(",") if k.strip()]
@@ -179,8 +182,8 @@ def main():
                 mask = (M.make(kind, S, rng) > 0).astype(np.uint8)
                 outs = {"telea (OpenCV)": opencv(img, mask, cv2.INPAINT_TELEA, args.radius),
                         "navier-stokes (OpenCV)": opencv(img, mask, cv2.INPAINT_NS, args.radius)}
-                if task.get("residual") == "base_fill":
-                    outs["base fill alone (no network)"] = base_fill(img, mask, task)
+                if T is not None:
+                    outs["base fill alone (no network)"] = base_fill(T, img, mask, task)
                 for k in [0] + [k for k in steps_list if k != default_steps]:
                     n = k or default_steps
                     key = f"diffusioninpaint {n} step{'s' if n > 1 else ''}" + (" (default)" if k == 0 else "")

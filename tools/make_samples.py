@@ -84,5 +84,6 @@ def main():
     logo_mask((240, 136)).save(os.path.join(OUT, "building-logo-mask.png"), optimize=True)
     antennae_mask((192, 136)).save(os.path.join(OUT, "butterfly-mask.png"), optimize=True)
 
+
 if __name__ == "__main__":
     main()

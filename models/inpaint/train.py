@@ -105,19 +105,27 @@ def harmonic(u, m, sweeps, omega):
     return u
 
 
-def base_fill(img, m):
-    """img in [-1, 1] [N, 3, H, W], m 1 = hole -> the image with its holes filled classically."""
+def base_params(task):
+    """base_fill's keyword arguments from a model file's task metadata (export.py writes them)."""
+    return dict(sigmas=tuple(task["base_sigmas"]), support=task["base_support"],
+                sweeps=task.get("base_harmonic_sweeps", 0), omega=task.get("base_harmonic_omega", 1.0))
+
+
+def base_fill(img, m, sigmas=BASE_SIGMAS, support=BASE_SUPPORT, sweeps=HARMONIC_SWEEPS,
+              omega=HARMONIC_OMEGA):
+    """img in [-1, 1] [N, 3, H, W], m 1 = hole -> the image with its holes filled classically
+    (this script's parameters, or a model file's through base_params)."""
     k = 1 - m
     f = None
-    for s in BASE_SIGMAS:
+    for s in sigmas:
         den = blur(k, s)
         fs = blur(img * k, s) / den.clamp_min(1e-6)
         if f is None:
             f = fs
         else:
-            a = (den / BASE_SUPPORT).clamp(0, 1)
+            a = (den / support).clamp(0, 1)
             f = a * fs + (1 - a) * f
-    return harmonic(k * img + m * f, m, HARMONIC_SWEEPS, HARMONIC_OMEGA)
+    return harmonic(k * img + m * f, m, sweeps, omega)
 
 
 class Inpaint:

@@ -83,17 +83,14 @@ def run(model_path, img, mask):
     unet, cfg, sched, task = load_unet(model_path)
     steps = task["num_inference_steps"]
     residual = task.get("residual") == "base_fill"
-    if residual:    # models/inpaint/train.py's base_fill with the file's parameters
-        inpaint_train.BASE_SIGMAS = tuple(task["base_sigmas"])
-        inpaint_train.BASE_SUPPORT = task["base_support"]
-        inpaint_train.HARMONIC_SWEEPS = task.get("base_harmonic_sweeps", 0)
-        inpaint_train.HARMONIC_OMEGA = task.get("base_harmonic_omega", 1.0)
     ac = trainkit.alphas_cumprod(sched)
     out = img.copy()
     for box, d, hole, crop in boxes(img, mask, cfg):
         x0, y0, x1, y1 = box
         x = box_noise(0, x0, y0, x1 - x0, y1 - y0)
-        cond = inpaint_train.base_fill(crop, hole) if residual else crop * (1 - hole)
+        # models/inpaint/train.py's base_fill with the file's parameters
+        cond = (inpaint_train.base_fill(crop, hole, **inpaint_train.base_params(task)) if residual
+                else crop * (1 - hole))
         with torch.no_grad():
             for t in trainkit.ddim_timesteps(sched, steps):
                 x0_hat = unet(torch.cat([x, hole, cond], 1), torch.tensor([t])).sample
