@@ -41,4 +41,8 @@ gboolean ge_vae_decode (GeVae * v, const float *z, int n, int lh, int lw,
 gboolean ge_vae_quantize (GeVae * v, const float *z, int n, int lh, int lw,
     float *zq, gint64 * indices, GError ** error);
 
+/* System allocations of the work arena since the model was loaded (or
+ * its thread count last changed). */
+guint ge_vae_n_system_allocs (const GeVae * v);
+
 G_END_DECLS

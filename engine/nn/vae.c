@@ -305,6 +305,7 @@ int ge_vae_out_channels (const GeVae * v) { return v->out_ch; }
 int ge_vae_latent_channels (const GeVae * v) { return v->vq ? v->embed_dim : v->latent_ch; }
 int ge_vae_downsample_factor (const GeVae * v) { return 1 << (v->n_levels - 1); }
 double ge_vae_scaling_factor (const GeVae * v) { return v->scaling_factor; }
+guint ge_vae_n_system_allocs (const GeVae * v) { return ge_arena_n_system_allocs (v->ctx.arena); }
 
 void
 ge_vae_latent_size (const GeVae * v, int h, int w, int *lh, int *lw)

@@ -17,6 +17,7 @@
 #include "ge-rng.h"
 #include "ge-scheduler.h"
 #include "ge-unet2d.h"
+#include "tiles.h"
 
 #include <math.h>
 #include <string.h>
@@ -145,38 +146,6 @@ ge_sr_set_tiling (GeSr * sr, int tile_size, int tile_overlap)
 
 /* ---- tiles ----------------------------------------------------------- */
 
-/* Tile starts along one axis: equal tiles of @t pixels overlapping by at
- * least @o, the last one flush with the end. */
-static int
-tile_starts (int len, int t, int o, int *starts, int max)
-{
-  if (t >= len) {
-    starts[0] = 0;
-    return 1;
-  }
-  const int step = MAX (t - o, 1);
-  int n = 0;
-  for (int x = 0; n < max; x += step) {
-    if (x + t >= len) {
-      starts[n++] = len - t;
-      break;
-    }
-    starts[n++] = x;
-  }
-  return n;
-}
-
-/* Blending weight across an overlap of @o pixels at position @i from the
- * tile's edge: smootherstep, so seams have no kink. */
-static inline float
-ramp (int i, int o)
-{
-  if (o <= 0 || i >= o)
-    return 1.0f;
-  const float t = (i + 0.5f) / o;
-  return t * t * t * (t * (t * 6.0f - 15.0f) + 10.0f);
-}
-
 typedef struct {
   int x0, y0, w, h;             /* LR rectangle of the frame */
   int pw, ph;                   /* padded to the U-Net multiple */
@@ -270,8 +239,8 @@ ge_sr_process (GeSr * sr, const GeImageU8 * in, GeImageU8 * out, GError ** error
   tsz = MAX (tsz, 2 * sr->tile_overlap + m);
   const int tw = MIN (tsz, W), th = MIN (tsz, H);
   int xs[1024], ys[1024];
-  const int nx = tile_starts (W, tw, sr->tile_overlap, xs, 1024);
-  const int ny = tile_starts (H, th, sr->tile_overlap, ys, 1024);
+  const int nx = ge_tile_starts (W, tw, sr->tile_overlap, xs, 1024);
+  const int ny = ge_tile_starts (H, th, sr->tile_overlap, ys, 1024);
   const int pw = (tw + m - 1) / m * m, ph = (th + m - 1) / m * m, s2 = 3 * s * s;
   const gsize tplane = (gsize) pw * ph, hplane = (gsize) pw * s * ph * s;
   float *x_in = ge_arena_alloc (ctx->arena, (s2 + 3) * tplane);
@@ -309,12 +278,9 @@ ge_sr_process (GeSr * sr, const GeImageU8 * in, GeImageU8 * out, GError ** error
       const int o = sr->tile_overlap * s;
       for (int y = 0; y < th * s; y++) {
         const int gy = t.y0 * s + y;
-        const float wy = (t.y0 > 0 ? ramp (y, o) : 1.0f)
-            * (t.y0 + th < H ? ramp (th * s - 1 - y, o) : 1.0f);
         for (int x = 0; x < tw * s; x++) {
           const int gx = t.x0 * s + x;
-          const float w = wy * (t.x0 > 0 ? ramp (x, o) : 1.0f)
-              * (t.x0 + tw < W ? ramp (tw * s - 1 - x, o) : 1.0f);
+          const float w = ge_tile_weight (x, y, t.x0 * s, t.y0 * s, tw * s, th * s, Ws, Hs, o);
           wsum[(gsize) gy * Ws + gx] += w;
           for (int c = 0; c < 3; c++)
             acc[((gsize) c * Hs + gy) * Ws + gx] += w * res[((gsize) c * ph * s + y) * pw * s + x];

@@ -47,11 +47,12 @@ def normal(seed, offset, n):
     return z[np.arange(n), pick].astype(np.float32)
 
 
-def sr_noise(seed, s, y0, x0, h, w):
-    """x_T of the super-resolution task for an HR window [3, h, w] at (y0, x0):
-    the noise of pixel (c, Y, X) is element ((c << 16 | Y) << 16 | X)."""
-    out = np.empty((3, h, w), dtype=np.float32)
-    for c in range(3):
+def sr_noise(seed, s, y0, x0, h, w, channels=3):
+    """x_T of the super-resolution task for an HR window [channels, h, w] at (y0, x0):
+    the noise of pixel (c, Y, X) is element ((c << 16 | Y) << 16 | X).  The VAE codec draws
+    its latent noise the same way."""
+    out = np.empty((channels, h, w), dtype=np.float32)
+    for c in range(channels):
         for y in range(h):
             out[c, y] = normal(seed, ((c << 16 | (y0 + y)) << 16) | x0, w)
     return out

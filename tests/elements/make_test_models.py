@@ -12,6 +12,10 @@ residual pixel-unshuffled by the scale concatenated with the low-resolution imag
 random (fixed seed), so the outputs mean nothing, but they do depend on the noise and on the
 image, which is what the element tests need (seeds change bytes, tiles must agree).
 
+It writes the VAEs of the vaeencode/vaedecode tests: vae.safetensors (factor 4, 4 latent
+channels, named like the installed model), vae-f2.safetensors (factor 2) and vae-c3.safetensors
+(3 latent channels) for the mismatch errors; `--vae-only` writes only those.
+
 It also writes the inpainting models of engine/ge-inpaint.h: diffusioninpaint.safetensors in
 the format of models/inpaint/train.py's (the residual over a classical fill), inpaint-x0.safetensors
 in the plain one (the model predicts the image), and unconditional-ddpm.safetensors, a plain
@@ -127,8 +131,26 @@ def save_unconditional(path, seed):
     return path
 
 
+def save_vae(path, seed, channels, latent):
+    """A diffusers AutoencoderKL with mid-block attention, as models/vae/export.py writes them
+    (config in the metadata, no task): factor 2^(len(channels)-1)."""
+    torch.manual_seed(seed)
+    m = dt.AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * len(channels),
+        up_block_types=["UpDecoderBlock2D"] * len(channels), block_out_channels=channels,
+        layers_per_block=1, latent_channels=latent, norm_num_groups=4, scaling_factor=0.5)
+    st.save(path, m.state_dict(), {"format": "pt", "architecture": "AutoencoderKL",
+                                   "config": json.dumps(m.config_dict())})
+    return path
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    save_vae(os.path.join(OUT, "vae.safetensors"), 8, [8, 16, 16], 4)
+    save_vae(os.path.join(OUT, "vae-f2.safetensors"), 9, [8, 8], 4)
+    save_vae(os.path.join(OUT, "vae-c3.safetensors"), 10, [8, 16, 16], 3)
+    if "--vae-only" in sys.argv:
+        return
     save_inpaint(os.path.join(OUT, "inpaint-x0.safetensors"), 5, False)
     save_inpaint(os.path.join(OUT, "diffusioninpaint.safetensors"), 7, True)
     save_unconditional(os.path.join(OUT, "unconditional-ddpm.safetensors"), 6)
