@@ -345,13 +345,9 @@ gst_diffusion_inpaint_start (GstAggregator * agg)
     }
   }
 
-  if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
-    GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND,
-        ("Model file \"%s\" not found.", path),
-        ("Set model-file to a diffusioninpaint model; the default one is "
-            "installed in %s", GST_GENERATIVE_MODEL_DIR));
+  if (!gst_generative_check_model_file (GST_ELEMENT (self), path,
+          "a diffusioninpaint model"))
     goto failed;
-  }
   t0 = g_get_monotonic_time ();
   self->ip = ge_inpaint_new (path, &err);
   if (!self->ip) {
@@ -835,21 +831,13 @@ gst_diffusion_inpaint_aggregate (GstAggregator * agg, gboolean timeout)
     self->passed_through++;
     GST_OBJECT_UNLOCK (self);
   } else {
-    const GstVideoFormatInfo *fi = self->vinfo.finfo;
-    GeImageU8 img = { GST_VIDEO_FRAME_PLANE_DATA (&frame, 0),
-      GST_VIDEO_FRAME_WIDTH (&frame), GST_VIDEO_FRAME_HEIGHT (&frame),
-      GST_VIDEO_FRAME_PLANE_STRIDE (&frame, 0),
-      GST_VIDEO_FRAME_COMP_PSTRIDE (&frame, 0),
-      GST_VIDEO_FORMAT_INFO_POFFSET (fi, 0),
-      GST_VIDEO_FORMAT_INFO_POFFSET (fi, 1),
-      GST_VIDEO_FORMAT_INFO_POFFSET (fi, 2),
-      GST_VIDEO_FORMAT_INFO_HAS_ALPHA (fi) ?
-          (int) GST_VIDEO_FORMAT_INFO_POFFSET (fi, 3) : -1
-    };
+    GeImageU8 img;
     GError *err = NULL;
     guint64 masked = 0;
     gint steps, feather, n_threads, jump_length, jump_n_sample;
     guint64 seed;
+
+    gst_generative_frame_image (&frame, &img);
 
     for (gsize i = 0; i < self->mask_len; i++)
       masked += self->mask[i];

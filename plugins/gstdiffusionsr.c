@@ -60,12 +60,6 @@
 #endif
 
 #include <string.h>
-#include <glib/gstdio.h>
-#ifdef G_OS_UNIX
-#include <unistd.h>
-#else
-#define R_OK 4
-#endif
 
 #include "gstdiffusionsr.h"
 #include "gstgenerativeutil.h"
@@ -344,20 +338,9 @@ gst_diffusion_sr_start (GstBaseTransform * trans)
   gst_diffusion_sr_post_progress (self, GST_PROGRESS_TYPE_START, text);
   g_free (text);
 
-  /* The engine reports a missing file and a missing tensor with the same
-   * code; the user needs to know which. */
-  if (!g_file_test (path, G_FILE_TEST_EXISTS)) {
-    GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND,
-        ("Model file \"%s\" not found.", path),
-        ("Set model-file to a diffusionsr model; the default ones are "
-            "installed in %s", GST_GENERATIVE_MODEL_DIR));
+  if (!gst_generative_check_model_file (GST_ELEMENT (self), path,
+          "a diffusionsr model"))
     goto failed;
-  }
-  if (g_access (path, R_OK) != 0) {
-    GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ,
-        ("Could not read model file \"%s\".", path), GST_ERROR_SYSTEM);
-    goto failed;
-  }
 
   t0 = g_get_monotonic_time ();
   sr = ge_sr_new (path, &err);
@@ -822,28 +805,6 @@ gst_diffusion_sr_submit_input_buffer (GstBaseTransform * trans,
 /* ------------------------------------------------------------------------ */
 /* processing */
 
-static void
-gst_diffusion_sr_frame_image (GstVideoFrame * frame, GeImageU8 * img)
-{
-  guint8 *base = GST_VIDEO_FRAME_PLANE_DATA (frame, 0);
-
-  img->data = base;
-  img->width = GST_VIDEO_FRAME_WIDTH (frame);
-  img->height = GST_VIDEO_FRAME_HEIGHT (frame);
-  img->stride = GST_VIDEO_FRAME_PLANE_STRIDE (frame, 0);
-  img->pixel_stride = GST_VIDEO_FRAME_COMP_PSTRIDE (frame, 0);
-  /* Byte offsets inside a pixel, from the component pointers: the plane
-   * pointer already includes the plane offset that COMP_OFFSET adds. */
-  img->r = (guint8 *) GST_VIDEO_FRAME_COMP_DATA (frame, GST_VIDEO_COMP_R)
-      - base;
-  img->g = (guint8 *) GST_VIDEO_FRAME_COMP_DATA (frame, GST_VIDEO_COMP_G)
-      - base;
-  img->b = (guint8 *) GST_VIDEO_FRAME_COMP_DATA (frame, GST_VIDEO_COMP_B)
-      - base;
-  img->a = GST_VIDEO_INFO_HAS_ALPHA (&frame->info) ?
-      (guint8 *) GST_VIDEO_FRAME_COMP_DATA (frame, GST_VIDEO_COMP_A) - base : -1;
-}
-
 /* Hands changed properties and the QoS decision to the engine.  Only the
  * streaming thread touches the engine, so setters never race a frame. */
 static void
@@ -936,8 +897,8 @@ gst_diffusion_sr_transform_frame (GstVideoFilter * filter,
     return GST_FLOW_ERROR;
   }
 
-  gst_diffusion_sr_frame_image (in_frame, &in);
-  gst_diffusion_sr_frame_image (out_frame, &out);
+  gst_generative_frame_image (in_frame, &in);
+  gst_generative_frame_image (out_frame, &out);
   gst_diffusion_sr_apply_settings (self, in.width, in.height);
 
   t0 = g_get_monotonic_time ();

@@ -35,6 +35,8 @@ GST_ELEMENT_REGISTER_DECLARE (diffusioninpaint);
  * and a matching GST_ELEMENT_REGISTER (name, plugin) in plugin_init. */
 GST_ELEMENT_REGISTER_DECLARE (diffusionsr);
 GST_ELEMENT_REGISTER_DECLARE (diffusioninpaint);
+GST_ELEMENT_REGISTER_DECLARE (vaeencode);
+GST_ELEMENT_REGISTER_DECLARE (vaedecode);
 
 static gboolean
 plugin_init (GstPlugin * plugin)
@@ -43,6 +45,8 @@ plugin_init (GstPlugin * plugin)
 
   ret |= GST_ELEMENT_REGISTER (diffusionsr, plugin);
   ret |= GST_ELEMENT_REGISTER (diffusioninpaint, plugin);
+  ret |= GST_ELEMENT_REGISTER (vaeencode, plugin);
+  ret |= GST_ELEMENT_REGISTER (vaedecode, plugin);
 
   return ret;
 }
