@@ -8,6 +8,7 @@
 - time_element: runs a gst-launch description in a child process (python GStreamer bindings)
   and times each frame between pad probes on the sink and src pads of one element: the whole
   of its work per frame;
+- export_onnx: any one-input network (the VAE's encoder and decoder) exported the same way;
 - export_unet_onnx / run_ort: the same U-Net exported with torch.onnx.export (opset 14,
   inputs sample and int64 timestep), its output checked against PyTorch, and timed in node
   (npm onnxruntime-node in bench/node_modules) as one session.run per timestep of a frame
@@ -179,7 +180,8 @@ def time_element(desc, name, warmup, frames, interval=False):
 
 
 ORT_JS = r"""'use strict';
-// Written by bench/speedkit.py: times `timesteps.length` forwards of the exported U-Net per frame.
+// Written by bench/speedkit.py: times `timesteps.length` forwards of the exported U-Net per frame
+// (one forward of a network without a timestep input when cfg.timesteps is absent).
 const fs = require('fs');
 const ort = require('onnxruntime-node');
 const cfg = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
@@ -202,9 +204,11 @@ function median(xs) {
     const session = await ort.InferenceSession.create(cfg.model, {
       executionProviders: ['cpu'], intraOpNumThreads: n, interOpNumThreads: 1, graphOptimizationLevel: 'all',
     });
-    const feeds = (t) => ({ sample, timestep: new ort.Tensor('int64', BigInt64Array.from([BigInt(t)]), [1]) });
+    const steps = cfg.timesteps || [null];
+    const feeds = (t) => (t === null ? { sample }
+      : { sample, timestep: new ort.Tensor('int64', BigInt64Array.from([BigInt(t)]), [1]) });
     // check against PyTorch (first timestep)
-    const r = await session.run(feeds(cfg.timesteps[0]));
+    const r = await session.run(feeds(steps[0]));
     const got = r[session.outputNames[0]].data;
     let maxDiff = 0, maxRef = 0;
     for (let i = 0; i < ref.length; i++) {
@@ -213,7 +217,7 @@ function median(xs) {
     }
     const frame = async () => {
       const t0 = process.hrtime.bigint();
-      for (const t of cfg.timesteps) await session.run(feeds(t));
+      for (const t of steps) await session.run(feeds(t));
       return Number(process.hrtime.bigint() - t0) / 1e6;
     };
     for (let i = 0; i < cfg.warmup; i++) await frame();
@@ -254,6 +258,23 @@ def export_unet_onnx(net, x, timesteps, out_dir, name):
     return {"model": onnx_path, "input": os.path.join(out_dir, f"{name}-input.bin"),
             "reference": os.path.join(out_dir, f"{name}-torch_out.bin"), "shape": list(x.shape),
             "timesteps": list(timesteps),
+            "params": int(sum(int(np.prod(p.shape)) for p in net.state_dict().values()))}
+
+
+def export_onnx(net, x, out_dir, name):
+    """Exports the torch module @net (one input, one output) for input @x as out_dir/name.onnx
+    with the input named "sample", for run_ort (one session.run per frame)."""
+    import numpy as np
+    import torch
+    with torch.no_grad():
+        ref = net(x)
+    onnx_path = os.path.join(out_dir, f"{name}.onnx")
+    torch.onnx.export(net, (x,), onnx_path, opset_version=14, input_names=["sample"], output_names=["out"],
+                      do_constant_folding=True)
+    x.numpy().astype("<f4").tofile(os.path.join(out_dir, f"{name}-input.bin"))
+    ref.numpy().astype("<f4").tofile(os.path.join(out_dir, f"{name}-torch_out.bin"))
+    return {"model": onnx_path, "input": os.path.join(out_dir, f"{name}-input.bin"),
+            "reference": os.path.join(out_dir, f"{name}-torch_out.bin"), "shape": list(x.shape),
             "params": int(sum(int(np.prod(p.shape)) for p in net.state_dict().values()))}
 
 

@@ -91,6 +91,21 @@ else
   status=1
 fi
 
+# The VAE round trip: a clip to a latent file and back, and the attached
+# latents read by an application.
+if [[ -f models/vae/vae.safetensors ]]; then
+  export GST_GENERATIVE_MODEL_DIR="$PWD/models/vae"
+  log "vaeencode: samples/building.webm -> $OUT/building.latent"
+  pipelines/vae-encode.sh samples/building.webm "$OUT/building.latent" || status=1
+  log "vaedecode: $OUT/building.latent -> $OUT/building-vae.webm"
+  pipelines/vae-decode.sh "$OUT/building.latent" "$OUT/building-vae.webm" || status=1
+  log "latent-appsink: the latents attached to the first frames of samples/building.webm"
+  "$BUILD/pipelines/latent-appsink" samples/building.webm 5 || status=1
+else
+  echo "demo failed: the default model models/vae/vae.safetensors is missing"
+  status=1
+fi
+
 ls -l "$OUT"
 
 log "done"
