@@ -14,7 +14,10 @@ image, which is what the element tests need (seeds change bytes, tiles must agre
 
 It writes the VAEs of the vaeencode/vaedecode tests: vae.safetensors (factor 4, 4 latent
 channels, named like the installed model), vae-f2.safetensors (factor 2) and vae-c3.safetensors
-(3 latent channels) for the mismatch errors; `--vae-only` writes only those.
+(3 latent channels) for the mismatch errors, and the image-to-image models of
+engine/ge-img2img.h: diffusionimg2img.safetensors (colorization: chroma at half resolution under
+the source's luma) and img2img-rgb.safetensors (a paired RGB translation at full resolution);
+`--vae-only` writes only these.
 
 It also writes the inpainting models of engine/ge-inpaint.h: diffusioninpaint.safetensors in
 the format of models/inpaint/train.py's (the residual over a classical fill), inpaint-x0.safetensors
@@ -144,12 +147,33 @@ def save_vae(path, seed, channels, latent):
     return path
 
 
+def save_img2img(path, seed, target, s):
+    """An image-to-image UNet in the format of engine/ge-img2img.h (models/img2img/): two levels
+    (8, 16 channels); target "chroma": x_t (2) + unshuffled luma (s*s) in, chroma out; "rgb":
+    unshuffled x_t and source (3*s*s each) in, unshuffled target out."""
+    torch.manual_seed(seed)
+    cx, cc = (2, s * s) if target == "chroma" else (3 * s * s, 3 * s * s)
+    m = dt.UNet2DModel(
+        sample_size=None, in_channels=cx + cc, out_channels=cx,
+        down_block_types=["DownBlock2D"] * 2, up_block_types=["UpBlock2D"] * 2,
+        block_out_channels=[8, 16], layers_per_block=1, norm_num_groups=4,
+        add_attention=False, attention_head_dim=None, flip_sin_to_cos=True, freq_shift=0,
+        downsample_padding=1, act_fn="silu", norm_eps=1e-5)
+    with torch.no_grad():
+        m.conv_out.weight.mul_(0.3)
+    task = {"task": "img2img", "target": target, "scale": s, "num_inference_steps": 3}
+    st.save(path, m.state_dict(), metadata(m, task))
+    return path
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    save_img2img(os.path.join(OUT, "diffusionimg2img.safetensors"), 11, "chroma", 2)
+    save_img2img(os.path.join(OUT, "img2img-rgb.safetensors"), 12, "rgb", 1)
     save_vae(os.path.join(OUT, "vae.safetensors"), 8, [8, 16, 16], 4)
     save_vae(os.path.join(OUT, "vae-f2.safetensors"), 9, [8, 8], 4)
     save_vae(os.path.join(OUT, "vae-c3.safetensors"), 10, [8, 16, 16], 3)
-    if "--vae-only" in sys.argv:
+    if "--vae-only" in sys.argv:  # and the image-to-image models
         return
     save_inpaint(os.path.join(OUT, "inpaint-x0.safetensors"), 5, False)
     save_inpaint(os.path.join(OUT, "diffusioninpaint.safetensors"), 7, True)
