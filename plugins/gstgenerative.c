@@ -37,6 +37,7 @@ GST_ELEMENT_REGISTER_DECLARE (diffusionsr);
 GST_ELEMENT_REGISTER_DECLARE (diffusioninpaint);
 GST_ELEMENT_REGISTER_DECLARE (vaeencode);
 GST_ELEMENT_REGISTER_DECLARE (vaedecode);
+GST_ELEMENT_REGISTER_DECLARE (diffusionimg2img);
 
 static gboolean
 plugin_init (GstPlugin * plugin)
@@ -47,6 +48,7 @@ plugin_init (GstPlugin * plugin)
   ret |= GST_ELEMENT_REGISTER (diffusioninpaint, plugin);
   ret |= GST_ELEMENT_REGISTER (vaeencode, plugin);
   ret |= GST_ELEMENT_REGISTER (vaedecode, plugin);
+  ret |= GST_ELEMENT_REGISTER (diffusionimg2img, plugin);
 
   return ret;
 }
