@@ -66,14 +66,7 @@ def gst_inpaint(img, mask, model, steps, tmp):
 
 
 def inpaint_train():
-    """models/inpaint/train.py, loaded by path: bench/sr_quality.py puts models/sr (another
-    train.py) on sys.path."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        "inpaint_train", os.path.join(ROOT, "models", "inpaint", "train.py"))
-    T = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(T)
-    return T
+    return Q.load_module("models/inpaint/train.py", "inpaint_train")
 
 
 def base_fill(T, img, mask, task):

@@ -57,6 +57,16 @@ UPSCALERJS = os.path.join(HERE, "node_modules", "@upscalerjs")
 RDN_PACKAGES = ("esrgan-slim", "esrgan-medium")
 
 
+def load_module(relpath, name):
+    """A training script loaded by path as module @name: models/*/train.py share one file name,
+    and this module puts models/sr on sys.path."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, relpath))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def rel(path):
     """A path as shown in reports: relative to the repository root when inside it."""
     p = os.path.relpath(os.path.abspath(path), ROOT)

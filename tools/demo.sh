@@ -106,6 +106,17 @@ else
   status=1
 fi
 
+# Colorization of the clip made black and white.
+if [[ -f models/img2img/diffusionimg2img.safetensors ]]; then
+  export GST_GENERATIVE_MODEL_DIR="$PWD/models/img2img"
+  log "diffusionimg2img: samples/building.webm in black and white -> $OUT/building-colorized.webm"
+  pipelines/to-gray.sh samples/building.webm "$OUT/building-gray.webm" || status=1
+  pipelines/colorize.sh "$OUT/building-gray.webm" "$OUT/building-colorized.webm" || status=1
+else
+  echo "demo failed: the default model models/img2img/diffusionimg2img.safetensors is missing"
+  status=1
+fi
+
 ls -l "$OUT"
 
 log "done"

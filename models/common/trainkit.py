@@ -1,5 +1,5 @@
-"""What the diffusion trainers share (models/sr/train.py, models/inpaint/train.py): the photos
-and their patches, diffusers' DDIMScheduler (prediction_type "sample", eta 0) as a config and
+"""What the trainers share (models/sr, inpaint, vae and img2img train.py): the photos and their
+patches (at native size, or zoomed out as whole photos are seen), diffusers' DDIMScheduler (prediction_type "sample", eta 0) as a config and
 its two formulas, the learning-rate schedule, FLOP counting, logging and atomic checkpoints."""
 
 import json
@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 import diffusers_torch as dt
 
@@ -58,6 +59,43 @@ class PatchSampler:
         return out
 
 
+class ZoomPatchSampler:
+    """Random patches [0,1] from uint8 images (any channel count), each area-downscaled from a
+    region s times larger (s uniform in [1, max_zoom_out], capped by the image's size), with
+    flips and transposes."""
+
+    def __init__(self, photos, patch, max_zoom_out, seed):
+        self.photos = [p for _, p in photos if min(p.shape[1:]) >= patch]
+        self.patch, self.zmax = patch, max_zoom_out
+        self.g = torch.Generator().manual_seed(seed)
+
+    def _rand(self, n):
+        return int(torch.randint(n, (1,), generator=self.g))
+
+    def batch(self, n):
+        P = self.patch
+        out = torch.empty(n, self.photos[0].shape[0], P, P)
+        for i in range(n):
+            img = self.photos[self._rand(len(self.photos))]
+            _, H, W = img.shape
+            s = 1.0 + float(torch.rand(1, generator=self.g)) * (self.zmax - 1.0)
+            R = max(P, min(int(round(P * s)), H, W))
+            y, x = self._rand(H - R + 1), self._rand(W - R + 1)
+            p = img[:, y:y + R, x:x + R].float().unsqueeze(0) / 255.0
+            if R != P:
+                p = F.interpolate(p, size=(P, P), mode="area")
+            p = p[0]
+            a = self._rand(8)
+            if a & 1:
+                p = p.flip(2)
+            if a & 2:
+                p = p.flip(1)
+            if a & 4:
+                p = p.transpose(1, 2)
+            out[i] = p
+        return out
+
+
 def val_crops(photos, size, per_image=2):
     """Fixed validation HR crops (deterministic positions): centre and top-left-third."""
     crops = []
@@ -69,6 +107,20 @@ def val_crops(photos, size, per_image=2):
         for y, x in pos:
             crops.append(img[:, y:y + size, x:x + size].float() / 255.0)
     return torch.stack(crops)
+
+
+def val_squares(photos, size):
+    """Each image area-resized to a short side of @size, centre-cropped to size x size, rounded
+    to 8 bits: whole photos as a frame shows them (the VAE and colorization validation)."""
+    out = []
+    for _, img in photos:
+        _, H, W = img.shape
+        k = size / min(H, W)
+        h, w = max(size, round(H * k)), max(size, round(W * k))
+        x = F.interpolate(img.float().unsqueeze(0) / 255.0, size=(h, w), mode="area")
+        y0, x0 = (h - size) // 2, (w - size) // 2
+        out.append(torch.round(x[0, :, y0:y0 + size, x0:x0 + size] * 255.0) / 255.0)
+    return torch.stack(out)
 
 
 def scheduler_config(beta_schedule="squaredcos_cap_v2"):

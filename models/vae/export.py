@@ -67,7 +67,7 @@ def main():
     vae2 = build(json.loads(meta["config"]))
     vae2.load_state_dict({k: v.float() for k, v in t2.items()})
     vae2.eval()
-    val = T.val_images(T.load_photos("val"), 256)[:4]
+    val = T.val_squares(T.load_photos("val"), 256)[:4]
     with torch.no_grad():
         a = vae.decode(vae.encode(val * 2 - 1).latent_dist.mean).sample
         b = vae2.decode(vae2.encode(val * 2 - 1).latent_dist.mean).sample

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "models", "common"))
 import diffusers_torch as dt  # noqa: E402
-from trainkit import Meter, checkpoint, load_photos, log, lr_at  # noqa: E402
+from trainkit import Meter, ZoomPatchSampler, checkpoint, load_photos, log, lr_at, val_squares  # noqa: E402
 
 
 def vae_config(args):
@@ -57,56 +57,6 @@ def vae_config(args):
 # ----------------------------------------------------------------------------------------------
 # data
 # ----------------------------------------------------------------------------------------------
-
-
-class ZoomPatchSampler:
-    """Random patches [0,1] from uint8 photos, each area-downscaled from a region s x larger
-    (s uniform in [1, max_zoom_out], capped by the photo's size), with flips and transposes."""
-
-    def __init__(self, photos, patch, max_zoom_out, seed):
-        self.photos = [p for _, p in photos if min(p.shape[1:]) >= patch]
-        self.patch, self.zmax = patch, max_zoom_out
-        self.g = torch.Generator().manual_seed(seed)
-
-    def _rand(self, n):
-        return int(torch.randint(n, (1,), generator=self.g))
-
-    def batch(self, n):
-        P = self.patch
-        out = torch.empty(n, 3, P, P)
-        for i in range(n):
-            img = self.photos[self._rand(len(self.photos))]
-            _, H, W = img.shape
-            s = 1.0 + float(torch.rand(1, generator=self.g)) * (self.zmax - 1.0)
-            R = max(P, min(int(round(P * s)), H, W))
-            y, x = self._rand(H - R + 1), self._rand(W - R + 1)
-            p = img[:, y:y + R, x:x + R].float().unsqueeze(0) / 255.0
-            if R != P:
-                p = F.interpolate(p, size=(P, P), mode="area")
-            p = p[0]
-            a = self._rand(8)
-            if a & 1:
-                p = p.flip(2)
-            if a & 2:
-                p = p.flip(1)
-            if a & 4:
-                p = p.transpose(1, 2)
-            out[i] = p
-        return out
-
-
-def val_images(photos, size):
-    """Each photo area-resized to a short side of @size, centre-cropped to size x size, rounded
-    to 8 bits (what the benchmark encodes)."""
-    out = []
-    for _, img in photos:
-        _, H, W = img.shape
-        k = size / min(H, W)
-        h, w = max(size, round(H * k)), max(size, round(W * k))
-        x = F.interpolate(img.float().unsqueeze(0) / 255.0, size=(h, w), mode="area")
-        y0, x0 = (h - size) // 2, (w - size) // 2
-        out.append(torch.round(x[0, :, y0:y0 + size, x0:x0 + size] * 255.0) / 255.0)
-    return torch.stack(out)
 
 
 def psnr(a, b):
@@ -183,6 +133,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--init", default=None, help="start from the weights of an exported model "
+                    "(models/vae/export.py; a fresh optimizer and schedule)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -198,7 +150,7 @@ def main():
     opt = torch.optim.Adam(vae.parameters(), lr=args.lr, betas=(0.9, 0.99))
     dopt = torch.optim.Adam(disc.parameters(), lr=args.lr, betas=(0.5, 0.9)) if disc else None
     sampler = ZoomPatchSampler(load_photos("train"), args.patch, args.max_zoom_out, args.seed)
-    val = val_images(load_photos("val"), args.val_size)
+    val = val_squares(load_photos("val"), args.val_size)
     ckpt = os.path.join(args.work, "last.pt")
     step, best = 0, -1.0
     if args.resume and os.path.exists(ckpt):
@@ -212,6 +164,11 @@ def main():
         step, best = st["step"], st.get("best", -1.0)
         log(logf, f"resumed at step {step}")
     else:
+        if args.init:
+            w, meta = dt.st.load(args.init)
+            if json.loads(meta["config"])["block_out_channels"] != cfg["block_out_channels"]:
+                raise SystemExit(f"{args.init}: other block_out_channels than --channels")
+            vae.load_state_dict({k: v.float() for k, v in w.items()})
         nparams = sum(p.numel() for p in vae.parameters())
         log(logf, f"start: {json.dumps(vars(args))} params {nparams} val images {len(val)}")
         with open(os.path.join(args.work, "config.json"), "w") as f:

@@ -1,0 +1,121 @@
+#!/usr/bin/python3
+"""Colorization by diffusionimg2img on validation photos turned gray.
+
+Each validation photo (the val split of models/data/fetch_photos.py: whole packages never
+trained on) is area-resized to a short side of --size and centre-cropped square (as a frame
+shows a whole scene), turned gray (8-bit BT.601 luma in all three channels) and colorized by
+the `diffusionimg2img` element of build/plugins (--model, default strength, seed 0) at the
+model's default steps and at --steps.  Against the original:
+  - chroma PSNR: PSNR of the Cb and Cr planes (8-bit units); the baseline is the gray image
+    itself (chroma 0), what leaving the footage black and white scores;
+  - colorfulness (Hasler and Suesstrunk 2003): the mean over the photos, as a ratio to the
+    originals' (1 = as colourful; the target is within 30 %).
+
+Run from the repository root after `meson compile -C build`:
+
+    /usr/bin/python3 bench/img2img_quality.py --model models/img2img/diffusionimg2img.safetensors \
+        [--pictures docs/img2img]
+
+Writes bench/out/img2img_quality/results.md and results.json.
+"""
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import sys
+import tempfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "models", "common"))
+
+import sr_quality as Q  # noqa: E402
+import vae_quality as V  # noqa: E402
+
+
+def colorize(img, model, steps, tmp):
+    src, dst = os.path.join(tmp, "gray.png"), os.path.join(tmp, "color.png")
+    Q.save_png(src, img)
+    Q.gst_launch(["filesrc", f"location={src}", "!", "pngdec", "!", "videoconvert", "!",
+                  "video/x-raw,format=RGB", "!", "diffusionimg2img", f"model-file={os.path.abspath(model)}",
+                  f"num-steps={steps}", "!", "videoconvert", "!", "video/x-raw,format=RGB", "!", "pngenc", "!",
+                  "filesink", f"location={dst}"])
+    return Q.load_rgb(dst)
+
+
+def main():
+    ap = argparse.ArgumentParser(description="colorization quality (chroma PSNR, colorfulness)")
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--steps", default="1,8", help="step counts besides the default")
+    ap.add_argument("--max-photos", type=int, default=0)
+    ap.add_argument("--pictures", default=None)
+    ap.add_argument("--n-pictures", type=int, default=4)
+    ap.add_argument("--out", default=os.path.join(HERE, "out", "img2img_quality"))
+    args = ap.parse_args()
+    import torch
+    import st
+    T = Q.load_module("models/img2img/train.py", "img2img_train")
+    os.makedirs(args.out, exist_ok=True)
+    if args.pictures:
+        os.makedirs(args.pictures, exist_ok=True)
+    default = int(json.loads(st.read_header(args.model)[1]["task"])["num_inference_steps"])
+    steps = [default] + [int(k) for k in args.steps.split(",") if int(k) != default]
+
+    def t(img):
+        return torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (name, path) in enumerate(Q.val_photos(max_photos=args.max_photos)):
+            orig = V.square(Q.load_rgb(path), args.size)
+            g = T.gray(t(orig))
+            gray = np.round(g[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+            r = {"photo": name, "gray_chroma_psnr": T.chroma_psnr(g, t(orig)),
+                 "orig_colorfulness": float(T.colorfulness(t(orig))[0])}
+            outs = {}
+            for k in steps:
+                outs[k] = colorize(gray, args.model, k, tmp)
+                r[f"chroma_psnr_{k}"] = T.chroma_psnr(t(outs[k]), t(orig))
+                r[f"colorfulness_{k}"] = float(T.colorfulness(t(outs[k]))[0])
+            rows.append(r)
+            print(f"{name:50s} gray {r['gray_chroma_psnr']:.2f} dB  "
+                  + "  ".join(f"{k} steps {r[f'chroma_psnr_{k}']:.2f} dB C {r[f'colorfulness_{k}']:.1f}"
+                              for k in steps) + f"  (orig C {r['orig_colorfulness']:.1f})", flush=True)
+            if args.pictures and i < args.n_pictures:
+                Q.save_png(os.path.join(args.pictures, f"{i:02d}-{os.path.basename(name)}"),
+                           np.concatenate([gray, outs[default], orig], axis=1))
+
+    def mean(k):
+        return statistics.mean(r[k] for r in rows)
+
+    oc = mean("orig_colorfulness")
+    summary = {"gray_chroma_psnr": mean("gray_chroma_psnr"), "orig_colorfulness": oc}
+    for k in steps:
+        summary[f"chroma_psnr_{k}"] = mean(f"chroma_psnr_{k}")
+        summary[f"colorfulness_ratio_{k}"] = mean(f"colorfulness_{k}") / oc
+    cmd = "/usr/bin/python3 bench/img2img_quality.py " + shlex.join(
+        [a if not os.path.isabs(a) else Q.rel(a) for a in sys.argv[1:]])
+    md = [f"`{cmd}`", "",
+          f"{len(rows)} validation photos (packages never trained on), {args.size}x{args.size}, turned gray; "
+          f"model {Q.rel(args.model)} (default {default} steps):", "",
+          "| output | chroma PSNR (dB) | colorfulness / originals' |", "|---|---:|---:|",
+          f"| gray (left black and white) | {summary['gray_chroma_psnr']:.2f} | 0.00 |"]
+    for k in steps:
+        md.append(f"| diffusionimg2img, {k} step{'s' if k > 1 else ''}{' (default)' if k == default else ''} | "
+                  f"{summary[f'chroma_psnr_{k}']:.2f} | {summary[f'colorfulness_ratio_{k}']:.2f} |")
+    text = "\n".join(md) + "\n"
+    print("\n" + text)
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump({"summary": summary, "rows": rows, "command": cmd}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

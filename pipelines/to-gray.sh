@@ -1,0 +1,6 @@
+#!/bin/sh
+# Turn a clip black and white (VP8/WebM), e.g. to try pipelines/colorize.sh on it.
+#   pipelines/to-gray.sh IN OUT.webm
+set -eu
+exec gst-launch-1.0 -q filesrc location="$1" ! decodebin ! videoconvert ! videobalance saturation=0 \
+  ! videoconvert ! vp8enc deadline=1 ! webmmux ! filesink location="$2"
