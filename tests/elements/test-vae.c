@@ -573,6 +573,41 @@ GST_START_TEST (test_no_properties)
 
 GST_END_TEST;
 
+/* After a frame its processing time is the latency (a LATENCY message, the
+ * query), and stats counts it. */
+GST_START_TEST (test_latency_stats)
+{
+  Golden g;
+  GstHarness *h = harness ("vaeencode", "vae.safetensors", NULL);
+  GstBus *bus = gst_bus_new ();
+  GstElement *e = gst_harness_find_element (h, "vaeencode");
+  GstMessage *msg;
+  gchar *caps = video_caps ("RGB", GW, GH), *stats = NULL;
+
+  golden_load (&g);
+  gst_element_set_bus (h->element, bus);
+  gst_harness_set_src_caps_str (h, caps);
+  fail_unless_equals_int (gst_harness_push (h, golden_frame (&g,
+              GST_VIDEO_FORMAT_RGB)), GST_FLOW_OK);
+  gst_buffer_unref (gst_harness_pull (h));
+  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_LATENCY);
+  fail_unless (msg != NULL, "no LATENCY message");
+  gst_message_unref (msg);
+  fail_unless (gst_harness_query_latency (h) > 0);
+  g_object_get (e, "stats", &stats, NULL);
+  fail_unless (strstr (stats, "frames=(guint64)1") != NULL, "%s", stats);
+  g_free (stats);
+  g_free (caps);
+  gst_object_unref (e);
+  gst_element_set_bus (h->element, NULL);
+  gst_object_unref (bus);
+  gst_harness_teardown (h);
+  g_free (g.mean);
+  ge_safetensors_free (g.st);
+}
+
+GST_END_TEST;
+
 /* A diffusers AutoencoderKL folder (config.json + weights, as converted
  * checkpoints come) decodes in vaedecode as diffusers itself did: the
  * fixture's decode_z.sample, made by the real library, to 8 bits. */
@@ -710,6 +745,7 @@ vae_suite (void)
   tcase_add_test (tc, test_bad_latent_buffers);
   tcase_add_test (tc, test_start_errors);
   tcase_add_test (tc, test_no_properties);
+  tcase_add_test (tc, test_latency_stats);
   tcase_add_test (tc, test_diffusers_checkpoint);
   tcase_add_test (tc, test_pipeline_file);
   return s;
