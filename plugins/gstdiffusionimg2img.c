@@ -38,8 +38,9 @@
 #include "config.h"
 #endif
 
+#include <string.h>
+
 #include "gstdiffusionimg2img.h"
-#include "gstgenerativeutil.h"
 
 GST_DEBUG_CATEGORY_STATIC (gst_diffusion_img2img_debug);
 #define GST_CAT_DEFAULT gst_diffusion_img2img_debug
@@ -55,7 +56,6 @@ GST_DEBUG_CATEGORY_STATIC (gst_diffusion_img2img_debug);
  * AUTO_TILE_SIZE above (the U-Net's activations grow with the area). */
 #define AUTO_WHOLE_FRAME_PIXELS (1280 * 720)
 #define AUTO_TILE_SIZE 512
-#define LATENCY_CHANGE 0.25
 
 enum
 {
@@ -159,13 +159,9 @@ gst_diffusion_img2img_get_property (GObject * object, guint prop_id,
       g_value_set_int (value, self->n_threads);
       break;
     case PROP_STATS:{
-      GstStructure *s = gst_structure_new ("diffusionimg2img-stats",
-          "frames", G_TYPE_UINT64, self->frames,
-          "dropped", G_TYPE_UINT64, self->dropped,
-          "mean-ms", G_TYPE_DOUBLE,
-          self->frames ? self->total_ms / self->frames : 0.0,
-          "max-ms", G_TYPE_DOUBLE, self->max_ms,
-          "load-ms", G_TYPE_DOUBLE, self->load_ms, NULL);
+      GstStructure *s = gst_structure_new_empty ("diffusionimg2img-stats");
+
+      gst_generative_timing_to_structure (&self->timing, s);
 
       g_value_take_string (value, gst_structure_to_string (s));
       gst_structure_free (s);
@@ -206,10 +202,8 @@ gst_diffusion_img2img_start (GstBaseTransform * trans)
     goto failed;
   }
   GST_OBJECT_LOCK (self);
-  self->load_ms = (g_get_monotonic_time () - t0) / 1000.0;
-  self->frames = self->dropped = 0;
-  self->total_ms = self->max_ms = self->avg_ms = 0;
-  self->reported_latency = 0;
+  memset (&self->timing, 0, sizeof (self->timing));
+  self->timing.load_ms = (g_get_monotonic_time () - t0) / 1000.0;
   GST_OBJECT_UNLOCK (self);
   g_free (self->loaded_path);
   self->loaded_path = path;
@@ -247,18 +241,12 @@ gst_diffusion_img2img_query (GstBaseTransform * trans,
 
   if (ret && direction == GST_PAD_SRC
       && GST_QUERY_TYPE (query) == GST_QUERY_LATENCY) {
-    GstClockTime min, max, ours;
-    gboolean live;
+    GstClockTime ours;
 
-    gst_query_parse_latency (query, &live, &min, &max);
     GST_OBJECT_LOCK (self);
-    ours = self->reported_latency;
+    ours = self->timing.latency;
     GST_OBJECT_UNLOCK (self);
-    /* A frame's output is ready one processing time after its input. */
-    min += ours;
-    if (GST_CLOCK_TIME_IS_VALID (max))
-      max += ours;
-    gst_query_set_latency (query, live, min, max);
+    gst_generative_latency_add (query, ours);
   }
   return ret;
 }
@@ -272,10 +260,9 @@ gst_diffusion_img2img_submit_input_buffer (GstBaseTransform * trans,
   GstFlowReturn ret = GST_BASE_TRANSFORM_CLASS (parent_class)->
       submit_input_buffer (trans, is_discont, input);
 
-  if ((ret == GST_FLOW_OK || ret == GST_BASE_TRANSFORM_FLOW_DROPPED)
-      && trans->queued_buf == NULL) {
+  if (gst_generative_qos_dropped (trans, ret)) {
     GST_OBJECT_LOCK (self);
-    self->dropped++;
+    self->timing.dropped++;
     GST_OBJECT_UNLOCK (self);
   }
   return ret;
@@ -291,7 +278,7 @@ gst_diffusion_img2img_transform_frame (GstVideoFilter * filter,
   gdouble strength, ms;
   gint steps, tile, overlap, n_threads;
   guint64 seed;
-  gboolean post = FALSE;
+  gboolean post;
   gint64 t0;
 
   if (G_UNLIKELY (!self->task)) {
@@ -333,16 +320,7 @@ gst_diffusion_img2img_transform_frame (GstVideoFilter * filter,
   ms = (g_get_monotonic_time () - t0) / 1000.0;
 
   GST_OBJECT_LOCK (self);
-  self->frames++;
-  self->total_ms += ms;
-  self->max_ms = MAX (self->max_ms, ms);
-  self->avg_ms = self->frames == 1 ? ms : 0.8 * self->avg_ms + 0.2 * ms;
-  if (self->reported_latency == 0
-      || ABS (self->avg_ms * GST_MSECOND - (gdouble) self->reported_latency) >
-      LATENCY_CHANGE * self->reported_latency) {
-    self->reported_latency = (GstClockTime) (self->avg_ms * GST_MSECOND);
-    post = TRUE;
-  }
+  post = gst_generative_timing_frame (&self->timing, ms);
   GST_OBJECT_UNLOCK (self);
   if (post)
     gst_element_post_message (GST_ELEMENT (self),

@@ -14,6 +14,7 @@
 #include <gst/video/gstvideofilter.h>
 
 #include "ge-img2img.h"
+#include "gstgenerativeutil.h"
 
 G_BEGIN_DECLS
 
@@ -39,11 +40,7 @@ struct _GstDiffusionImg2Img
   gchar *loaded_path;
   gint applied_n_threads;
 
-  /* Statistics (object lock). */
-  guint64 frames;
-  guint64 dropped;
-  gdouble total_ms, max_ms, load_ms, avg_ms;
-  GstClockTime reported_latency;
+  GstGenerativeTiming timing;   /* object lock */
 };
 
 GST_ELEMENT_REGISTER_DECLARE (diffusionimg2img);

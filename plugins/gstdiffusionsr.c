@@ -89,10 +89,6 @@ GST_DEBUG_CATEGORY_STATIC (gst_diffusion_sr_debug);
 #define QOS_LATE_EVENTS 3
 #define QOS_ONTIME_EVENTS 25
 
-/* A new processing-time estimate is posted as a LATENCY message when it
- * differs from the reported one by more than this fraction. */
-#define LATENCY_CHANGE 0.25
-
 enum
 {
   PROP_0,
@@ -224,15 +220,10 @@ gst_diffusion_sr_stats_string (GstDiffusionSr * self)
 
   GST_OBJECT_LOCK (self);
   s = gst_structure_new ("diffusionsr-stats",
-      "frames", G_TYPE_UINT64, self->frames,
-      "dropped", G_TYPE_UINT64, self->dropped,
       "steps", G_TYPE_INT, self->steps_in_use,
       "qos-reduced", G_TYPE_BOOLEAN, self->qos_reduced,
-      "qos-reductions", G_TYPE_UINT64, self->qos_reductions,
-      "mean-ms", G_TYPE_DOUBLE,
-      self->frames ? self->total_ms / self->frames : 0.0,
-      "max-ms", G_TYPE_DOUBLE, self->max_ms,
-      "load-ms", G_TYPE_DOUBLE, self->load_ms, NULL);
+      "qos-reductions", G_TYPE_UINT64, self->qos_reductions, NULL);
+  gst_generative_timing_to_structure (&self->timing, s);
   GST_OBJECT_UNLOCK (self);
   str = gst_structure_to_string (s);
   gst_structure_free (s);
@@ -305,13 +296,8 @@ static void
 gst_diffusion_sr_reset_stats (GstDiffusionSr * self)
 {
   GST_OBJECT_LOCK (self);
-  self->frames = 0;
-  self->dropped = 0;
+  memset (&self->timing, 0, sizeof (self->timing));
   self->qos_reductions = 0;
-  self->total_ms = 0;
-  self->max_ms = 0;
-  self->avg_ms = 0;
-  self->reported_latency = 0;
   self->late_events = 0;
   self->ontime_events = 0;
   self->qos_reduced = FALSE;
@@ -376,14 +362,14 @@ gst_diffusion_sr_start (GstBaseTransform * trans)
   self->applied_seed_valid = FALSE;
 
   GST_OBJECT_LOCK (self);
-  self->load_ms = (g_get_monotonic_time () - t0) / 1000.0;
+  self->timing.load_ms = (g_get_monotonic_time () - t0) / 1000.0;
   self->steps_in_use = ge_sr_default_steps (sr);
   self->active_scale = scale;
   GST_OBJECT_UNLOCK (self);
 
   GST_INFO_OBJECT (self, "loaded %s (x%d, %d steps, min size %d) in %.1f ms",
       path, scale, ge_sr_default_steps (sr), ge_sr_min_size (sr),
-      self->load_ms);
+      self->timing.load_ms);
   text = g_strdup_printf ("Loaded model %s", path);
   gst_diffusion_sr_post_progress (self, GST_PROGRESS_TYPE_COMPLETE, text);
   g_free (text);
@@ -763,20 +749,14 @@ gst_diffusion_sr_query (GstBaseTransform * trans, GstPadDirection direction,
 
   if (ret && direction == GST_PAD_SRC
       && GST_QUERY_TYPE (query) == GST_QUERY_LATENCY) {
-    GstClockTime min, max, ours;
-    gboolean live;
+    GstClockTime ours;
 
-    gst_query_parse_latency (query, &live, &min, &max);
     GST_OBJECT_LOCK (self);
-    ours = self->reported_latency;
+    ours = self->timing.latency;
     GST_OBJECT_UNLOCK (self);
-    /* The output of a frame is ready one processing time after its input. */
-    min += ours;
-    if (GST_CLOCK_TIME_IS_VALID (max))
-      max += ours;
-    GST_DEBUG_OBJECT (self, "latency: ours %" GST_TIME_FORMAT ", total min %"
-        GST_TIME_FORMAT, GST_TIME_ARGS (ours), GST_TIME_ARGS (min));
-    gst_query_set_latency (query, live, min, max);
+    GST_DEBUG_OBJECT (self, "latency: ours %" GST_TIME_FORMAT,
+        GST_TIME_ARGS (ours));
+    gst_generative_latency_add (query, ours);
   }
   return ret;
 }
@@ -792,10 +772,9 @@ gst_diffusion_sr_submit_input_buffer (GstBaseTransform * trans,
 
   ret = GST_BASE_TRANSFORM_CLASS (parent_class)->submit_input_buffer (trans,
       is_discont, input);
-  if ((ret == GST_FLOW_OK || ret == GST_BASE_TRANSFORM_FLOW_DROPPED)
-      && trans->queued_buf == NULL) {
+  if (gst_generative_qos_dropped (trans, ret)) {
     GST_OBJECT_LOCK (self);
-    self->dropped++;
+    self->timing.dropped++;
     GST_OBJECT_UNLOCK (self);
     GST_DEBUG_OBJECT (self, "late frame dropped");
   }
@@ -857,27 +836,14 @@ gst_diffusion_sr_apply_settings (GstDiffusionSr * self, gint width,
 static void
 gst_diffusion_sr_update_timing (GstDiffusionSr * self, gdouble ms)
 {
-  gboolean post = FALSE;
-  GstClockTime estimate;
+  gboolean post;
 
   GST_OBJECT_LOCK (self);
-  self->frames++;
-  self->total_ms += ms;
-  self->max_ms = MAX (self->max_ms, ms);
-  /* A running average follows changes of load or of num-steps. */
-  self->avg_ms = self->frames == 1 ? ms : 0.8 * self->avg_ms + 0.2 * ms;
-  estimate = (GstClockTime) (self->avg_ms * GST_MSECOND);
-  if (self->reported_latency == 0
-      || ABS ((gdouble) estimate - (gdouble) self->reported_latency) >
-      LATENCY_CHANGE * self->reported_latency) {
-    self->reported_latency = estimate;
-    post = TRUE;
-  }
+  post = gst_generative_timing_frame (&self->timing, ms);
   GST_OBJECT_UNLOCK (self);
-
   if (post) {
     GST_DEBUG_OBJECT (self, "processing latency now %" GST_TIME_FORMAT,
-        GST_TIME_ARGS (estimate));
+        GST_TIME_ARGS (self->timing.latency));
     gst_element_post_message (GST_ELEMENT (self),
         gst_message_new_latency (GST_OBJECT (self)));
   }

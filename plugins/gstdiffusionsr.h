@@ -25,6 +25,7 @@
 #include <gst/video/gstvideofilter.h>
 
 #include "ge-sr.h"
+#include "gstgenerativeutil.h"
 
 G_BEGIN_DECLS
 
@@ -82,15 +83,9 @@ struct _GstDiffusionSr
   gint full_steps;              /* the steps without QoS reduction */
 
   /* Statistics (object lock). */
-  guint64 frames;
-  guint64 dropped;
+  GstGenerativeTiming timing;
   guint64 qos_reductions;
   gint steps_in_use;
-  gdouble total_ms;
-  gdouble max_ms;
-  gdouble load_ms;
-  gdouble avg_ms;               /* running average, for the latency */
-  GstClockTime reported_latency;
 };
 
 GST_ELEMENT_REGISTER_DECLARE (diffusionsr);

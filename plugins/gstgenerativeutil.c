@@ -73,3 +73,51 @@ gst_generative_check_model_file (GstElement * element, const gchar * path,
   }
   return TRUE;
 }
+
+gboolean
+gst_generative_timing_frame (GstGenerativeTiming * t, gdouble ms)
+{
+  GstClockTime estimate;
+
+  t->frames++;
+  t->total_ms += ms;
+  t->max_ms = MAX (t->max_ms, ms);
+  t->avg_ms = t->frames == 1 ? ms : 0.8 * t->avg_ms + 0.2 * ms;
+  estimate = (GstClockTime) (t->avg_ms * GST_MSECOND);
+  if (t->latency != 0
+      && ABS ((gdouble) estimate - (gdouble) t->latency) <= 0.25 * t->latency)
+    return FALSE;
+  t->latency = estimate;
+  return TRUE;
+}
+
+void
+gst_generative_timing_to_structure (const GstGenerativeTiming * t,
+    GstStructure * s)
+{
+  gst_structure_set (s, "frames", G_TYPE_UINT64, t->frames,
+      "dropped", G_TYPE_UINT64, t->dropped,
+      "mean-ms", G_TYPE_DOUBLE, t->frames ? t->total_ms / t->frames : 0.0,
+      "max-ms", G_TYPE_DOUBLE, t->max_ms,
+      "load-ms", G_TYPE_DOUBLE, t->load_ms, NULL);
+}
+
+void
+gst_generative_latency_add (GstQuery * query, GstClockTime ours)
+{
+  GstClockTime min, max;
+  gboolean live;
+
+  gst_query_parse_latency (query, &live, &min, &max);
+  min += ours;
+  if (GST_CLOCK_TIME_IS_VALID (max))
+    max += ours;
+  gst_query_set_latency (query, live, min, max);
+}
+
+gboolean
+gst_generative_qos_dropped (GstBaseTransform * trans, GstFlowReturn ret)
+{
+  return (ret == GST_FLOW_OK || ret == GST_BASE_TRANSFORM_FLOW_DROPPED)
+      && trans->queued_buf == NULL;
+}

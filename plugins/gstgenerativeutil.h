@@ -3,6 +3,7 @@
 #define __GST_GENERATIVE_UTIL_H__
 
 #include <gst/gst.h>
+#include <gst/base/gstbasetransform.h>
 #include <gst/video/video.h>
 
 #include "ge-image.h"
@@ -31,6 +32,33 @@ void gst_generative_frame_image (GstVideoFrame * frame, GeImageU8 * img);
  * wants ("a vaeencode model").  FALSE when it posted. */
 gboolean gst_generative_check_model_file (GstElement * element,
     const gchar * path, const gchar * kind);
+
+/* Frame statistics and the processing-time latency of an element; the
+ * element's object lock guards them. */
+typedef struct
+{
+  guint64 frames, dropped;
+  gdouble total_ms, max_ms, load_ms;
+  gdouble avg_ms;               /* running average: follows load changes */
+  GstClockTime latency;         /* the processing time reported */
+} GstGenerativeTiming;
+
+/* Counts a frame that took @ms; TRUE when the running average has moved
+ * more than 25 % away from the reported latency, which it then becomes:
+ * the caller posts a LATENCY message (after releasing the lock). */
+gboolean gst_generative_timing_frame (GstGenerativeTiming * t, gdouble ms);
+/* Sets frames, dropped, mean-ms, max-ms and load-ms on @s. */
+void gst_generative_timing_to_structure (const GstGenerativeTiming * t,
+    GstStructure * s);
+
+/* Adds @ours to the min and max of a latency query answered upstream: a
+ * frame's output is ready one processing time after its input. */
+void gst_generative_latency_add (GstQuery * query, GstClockTime ours);
+
+/* After chaining up submit_input_buffer: TRUE when the base class dropped
+ * the frame for QoS (it tells subclasses nothing, leaving nothing queued). */
+gboolean gst_generative_qos_dropped (GstBaseTransform * trans,
+    GstFlowReturn ret);
 
 G_END_DECLS
 

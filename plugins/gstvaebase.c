@@ -33,10 +33,6 @@ GST_DEBUG_CATEGORY_STATIC (gst_vae_base_debug);
 #define AUTO_WHOLE_FRAME_PIXELS (1280 * 720)
 #define AUTO_TILE_SIZE 512
 
-/* A new processing-time estimate is posted as a LATENCY message when it
- * differs from the reported one by more than this fraction. */
-#define LATENCY_CHANGE 0.25
-
 enum
 {
   PROP_0,
@@ -63,10 +59,7 @@ typedef struct
   /* Settings last handed to the engine (streaming thread). */
   gint applied_tile, applied_overlap, applied_n_threads;
 
-  /* Statistics (object lock). */
-  guint64 frames, dropped;
-  gdouble total_ms, max_ms, load_ms, avg_ms;
-  GstClockTime reported_latency;
+  GstGenerativeTiming timing;   /* object lock */
 } GstVaeBasePrivate;
 
 #define gst_vae_base_parent_class parent_class
@@ -141,12 +134,8 @@ gst_vae_base_stats_string (GstVaeBase * self)
   gchar *name = g_strdup_printf ("%s-stats",
       GST_OBJECT_NAME (gst_element_get_factory (GST_ELEMENT (self))));
 
-  s = gst_structure_new (name,
-      "frames", G_TYPE_UINT64, p->frames,
-      "dropped", G_TYPE_UINT64, p->dropped,
-      "mean-ms", G_TYPE_DOUBLE, p->frames ? p->total_ms / p->frames : 0.0,
-      "max-ms", G_TYPE_DOUBLE, p->max_ms,
-      "load-ms", G_TYPE_DOUBLE, p->load_ms, NULL);
+  s = gst_structure_new_empty (name);
+  gst_generative_timing_to_structure (&p->timing, s);
   GST_OBJECT_UNLOCK (self);
   g_free (name);
   str = gst_structure_to_string (s);
@@ -248,14 +237,12 @@ gst_vae_base_start (GstBaseTransform * trans)
   p->factor = ge_vae_codec_factor (codec);
   p->channels = ge_vae_codec_latent_channels (codec);
   p->scaling_factor = ge_vae_codec_scaling_factor (codec);
-  p->load_ms = (g_get_monotonic_time () - t0) / 1000.0;
-  p->frames = p->dropped = 0;
-  p->total_ms = p->max_ms = p->avg_ms = 0;
-  p->reported_latency = 0;
+  memset (&p->timing, 0, sizeof (p->timing));
+  p->timing.load_ms = (g_get_monotonic_time () - t0) / 1000.0;
   GST_OBJECT_UNLOCK (self);
   GST_INFO_OBJECT (self, "loaded %s (%s, factor %d, %d latent channels) in "
       "%.1f ms", path, ge_vae_codec_model_class (codec), p->factor,
-      p->channels, p->load_ms);
+      p->channels, p->timing.load_ms);
   gst_vae_base_post_progress (self, GST_PROGRESS_TYPE_COMPLETE, "Loaded",
       path);
   g_free (kind);
@@ -463,22 +450,10 @@ gst_vae_base_apply_settings (GstVaeBase * self, gint width, gint height)
 void
 gst_vae_base_frame_done (GstVaeBase * self, gdouble ms)
 {
-  GstVaeBasePrivate *p = PRIV (self);
-  gboolean post = FALSE;
-  GstClockTime estimate;
+  gboolean post;
 
   GST_OBJECT_LOCK (self);
-  p->frames++;
-  p->total_ms += ms;
-  p->max_ms = MAX (p->max_ms, ms);
-  p->avg_ms = p->frames == 1 ? ms : 0.8 * p->avg_ms + 0.2 * ms;
-  estimate = (GstClockTime) (p->avg_ms * GST_MSECOND);
-  if (p->reported_latency == 0
-      || ABS ((gdouble) estimate - (gdouble) p->reported_latency) >
-      LATENCY_CHANGE * p->reported_latency) {
-    p->reported_latency = estimate;
-    post = TRUE;
-  }
+  post = gst_generative_timing_frame (&PRIV (self)->timing, ms);
   GST_OBJECT_UNLOCK (self);
   if (post)
     gst_element_post_message (GST_ELEMENT (self),
@@ -489,24 +464,17 @@ static gboolean
 gst_vae_base_query (GstBaseTransform * trans, GstPadDirection direction,
     GstQuery * query)
 {
-  GstVaeBasePrivate *p = PRIV (trans);
   gboolean ret = GST_BASE_TRANSFORM_CLASS (parent_class)->query (trans,
       direction, query);
 
   if (ret && direction == GST_PAD_SRC
       && GST_QUERY_TYPE (query) == GST_QUERY_LATENCY) {
-    GstClockTime min, max, ours;
-    gboolean live;
+    GstClockTime ours;
 
-    gst_query_parse_latency (query, &live, &min, &max);
     GST_OBJECT_LOCK (trans);
-    ours = p->reported_latency;
+    ours = PRIV (trans)->timing.latency;
     GST_OBJECT_UNLOCK (trans);
-    /* A frame's output is ready one processing time after its input. */
-    min += ours;
-    if (GST_CLOCK_TIME_IS_VALID (max))
-      max += ours;
-    gst_query_set_latency (query, live, min, max);
+    gst_generative_latency_add (query, ours);
   }
   return ret;
 }
@@ -521,10 +489,9 @@ gst_vae_base_submit_input_buffer (GstBaseTransform * trans,
   GstFlowReturn ret = GST_BASE_TRANSFORM_CLASS (parent_class)->
       submit_input_buffer (trans, is_discont, input);
 
-  if ((ret == GST_FLOW_OK || ret == GST_BASE_TRANSFORM_FLOW_DROPPED)
-      && trans->queued_buf == NULL) {
+  if (gst_generative_qos_dropped (trans, ret)) {
     GST_OBJECT_LOCK (trans);
-    p->dropped++;
+    p->timing.dropped++;
     GST_OBJECT_UNLOCK (trans);
   }
   return ret;
