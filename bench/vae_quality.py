@@ -57,6 +57,18 @@ def psnr_rgb(a, b):
     return 10.0 * np.log10(255.0 ** 2 / mse)
 
 
+def vae_tiled(img, model, tile, overlap, tmp):
+    """The round trip with both elements tiled (f32 latents)."""
+    src, dst = os.path.join(tmp, "in.png"), os.path.join(tmp, "tiled.png")
+    Q.save_png(src, img)
+    m = f"model-file={os.path.abspath(model)}"
+    t = [f"tile-size={tile}", f"tile-overlap={overlap}"]
+    Q.gst_launch(["filesrc", f"location={src}", "!", "pngdec", "!", "videoconvert", "!", "vaeencode", m, *t, "!",
+                  "vaedecode", m, *t, "!", "videoconvert", "!", "video/x-raw,format=RGB", "!", "pngenc", "!",
+                  "filesink", f"location={dst}"])
+    return Q.load_rgb(dst)
+
+
 def vae_round_trip(img, model, dims, tmp):
     """-> (decoded from f16 latents, decoded from f32 latents, bytes of the f16 latent)."""
     h, w = img.shape[:2]
@@ -123,6 +135,7 @@ def main():
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--max-photos", type=int, default=0)
     ap.add_argument("--pictures", default=None, help="folder for before/after strips")
+    ap.add_argument("--tile", default="128,32", help="tile size and overlap of the tiling check")
     ap.add_argument("--n-pictures", type=int, default=4)
     ap.add_argument("--out", default=os.path.join(HERE, "out", "vae_quality"))
     args = ap.parse_args()
@@ -137,9 +150,11 @@ def main():
             img = square(Q.load_rgb(path), args.size)
             v16, v32, lat_bytes = vae_round_trip(img, args.model, dims, tmp)
             q, jp, jbytes = jpeg_at_size(img, lat_bytes, tmp)
+            tiled = vae_tiled(img, args.model, *[int(v) for v in args.tile.split(",")], tmp)
             px = img.shape[0] * img.shape[1]
             r = {"photo": name, "vae_psnr": psnr_rgb(v16, img), "vae_ssim": Q.ssim_y(v16, img, 0),
                  "vae_f32_psnr": psnr_rgb(v32, img), "vae_bpp": lat_bytes * 8 / px,
+                 "tiled_psnr": psnr_rgb(tiled, img), "tiled_vs_whole_psnr": psnr_rgb(tiled, v32),
                  "jpeg_quality": q, "jpeg_psnr": psnr_rgb(jp, img), "jpeg_ssim": Q.ssim_y(jp, img, 0),
                  "jpeg_bpp": jbytes * 8 / px}
             rows.append(r)
@@ -154,7 +169,7 @@ def main():
         return statistics.mean(r[k] for r in rows)
 
     summary = {k: mean(k) for k in ("vae_psnr", "vae_ssim", "vae_f32_psnr", "vae_bpp", "jpeg_psnr",
-                                    "jpeg_ssim", "jpeg_bpp", "jpeg_quality")}
+                                    "jpeg_ssim", "jpeg_bpp", "jpeg_quality", "tiled_psnr", "tiled_vs_whole_psnr")}
     cmd = "/usr/bin/python3 bench/vae_quality.py " + shlex.join(
         [a if not os.path.isabs(a) else Q.rel(a) for a in sys.argv[1:]])
     md = [f"`{cmd}`", "",
@@ -164,7 +179,10 @@ def main():
           f"| VAE, f16 latents | {summary['vae_psnr']:.2f} | {summary['vae_ssim']:.4f} | {summary['vae_bpp']:.2f} |",
           f"| VAE, f32 latents | {summary['vae_f32_psnr']:.2f} | | {summary['vae_bpp'] * 2:.2f} |",
           f"| JPEG (jpegenc, quality searched per photo, mean q {summary['jpeg_quality']:.0f}) | "
-          f"{summary['jpeg_psnr']:.2f} | {summary['jpeg_ssim']:.4f} | {summary['jpeg_bpp']:.2f} |"]
+          f"{summary['jpeg_psnr']:.2f} | {summary['jpeg_ssim']:.4f} | {summary['jpeg_bpp']:.2f} |", "",
+          f"Tiled ({args.tile.replace(',', ' px tiles, ')} px overlap, both elements, f32 latents): "
+          f"{summary['tiled_psnr']:.2f} dB against the photo, {summary['tiled_vs_whole_psnr']:.2f} dB against "
+          f"the whole-frame round trip."]
     text = "\n".join(md) + "\n"
     print("\n" + text)
     with open(os.path.join(args.out, "results.md"), "w") as f:
