@@ -49,7 +49,7 @@ def vae_config(args):
         _class_name="AutoencoderKL", _diffusers_version=dt.DIFFUSERS_VERSION,
         in_channels=3, out_channels=3, latent_channels=4,
         down_block_types=["DownEncoderBlock2D"] * len(boc), up_block_types=["UpDecoderBlock2D"] * len(boc),
-        block_out_channels=boc, layers_per_block=args.layers, act_fn="silu", norm_num_groups=32,
+        block_out_channels=boc, layers_per_block=args.layers, act_fn="silu", norm_num_groups=args.groups,
         sample_size=args.patch, scaling_factor=1.0, mid_block_add_attention=bool(args.attention),
     )
 
@@ -115,6 +115,9 @@ def main():
     ap.add_argument("--work", default="_work/vae")
     ap.add_argument("--channels", default="32,64,128,128", help="block_out_channels (levels = factor log2 + 1)")
     ap.add_argument("--layers", type=int, default=1, help="layers_per_block")
+    ap.add_argument("--groups", type=int, default=8,
+                    help="GroupNorm groups; 32 on 32 channels is a per-channel (instance) norm, which "
+                         "erases each channel's mean and scale over the image: the colours (MODEL.md)")
     ap.add_argument("--attention", type=int, default=0, help="attention in the mid blocks")
     ap.add_argument("--patch", type=int, default=128)
     ap.add_argument("--batch", type=int, default=8)
