@@ -57,6 +57,16 @@ def psnr_rgb(a, b):
     return 10.0 * np.log10(255.0 ** 2 / mse)
 
 
+def thumbnail(img, f):
+    """The image's f x f block means (3 values per block, the VAE's latent grid) upsampled
+    bicubically: what a VAE must beat to be worth its network."""
+    import torch
+    import torch.nn.functional as F
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float()
+    up = F.interpolate(F.avg_pool2d(x, f), scale_factor=f, mode="bicubic", align_corners=False)
+    return torch.round(up.clamp(0, 255))[0].permute(1, 2, 0).byte().numpy()
+
+
 def vae_tiled(img, model, tile, overlap, tmp):
     """The round trip with both elements tiled (f32 latents)."""
     src, dst = os.path.join(tmp, "in.png"), os.path.join(tmp, "tiled.png")
@@ -155,6 +165,7 @@ def main():
             r = {"photo": name, "vae_psnr": psnr_rgb(v16, img), "vae_ssim": Q.ssim_y(v16, img, 0),
                  "vae_f32_psnr": psnr_rgb(v32, img), "vae_bpp": lat_bytes * 8 / px,
                  "tiled_psnr": psnr_rgb(tiled, img), "tiled_vs_whole_psnr": psnr_rgb(tiled, v32),
+                 "thumb_psnr": psnr_rgb(thumbnail(img, dims[0]), img),
                  "jpeg_quality": q, "jpeg_psnr": psnr_rgb(jp, img), "jpeg_ssim": Q.ssim_y(jp, img, 0),
                  "jpeg_bpp": jbytes * 8 / px}
             rows.append(r)
@@ -169,7 +180,8 @@ def main():
         return statistics.mean(r[k] for r in rows)
 
     summary = {k: mean(k) for k in ("vae_psnr", "vae_ssim", "vae_f32_psnr", "vae_bpp", "jpeg_psnr",
-                                    "jpeg_ssim", "jpeg_bpp", "jpeg_quality", "tiled_psnr", "tiled_vs_whole_psnr")}
+                                    "jpeg_ssim", "jpeg_bpp", "jpeg_quality", "tiled_psnr", "tiled_vs_whole_psnr",
+                                    "thumb_psnr")}
     cmd = "/usr/bin/python3 bench/vae_quality.py " + shlex.join(
         [a if not os.path.isabs(a) else Q.rel(a) for a in sys.argv[1:]])
     md = [f"`{cmd}`", "",
@@ -179,7 +191,9 @@ def main():
           f"| VAE, f16 latents | {summary['vae_psnr']:.2f} | {summary['vae_ssim']:.4f} | {summary['vae_bpp']:.2f} |",
           f"| VAE, f32 latents | {summary['vae_f32_psnr']:.2f} | | {summary['vae_bpp'] * 2:.2f} |",
           f"| JPEG (jpegenc, quality searched per photo, mean q {summary['jpeg_quality']:.0f}) | "
-          f"{summary['jpeg_psnr']:.2f} | {summary['jpeg_ssim']:.4f} | {summary['jpeg_bpp']:.2f} |", "",
+          f"{summary['jpeg_psnr']:.2f} | {summary['jpeg_ssim']:.4f} | {summary['jpeg_bpp']:.2f} |",
+          f"| {dims[0]}x{dims[0]} block means, bicubic up (3 values per latent position) | "
+          f"{summary['thumb_psnr']:.2f} | | {3 * 16 / dims[0] ** 2:.2f} (f16) |", "",
           f"Tiled ({args.tile.replace(',', ' px tiles, ')} px overlap, both elements, f32 latents): "
           f"{summary['tiled_psnr']:.2f} dB against the photo, {summary['tiled_vs_whole_psnr']:.2f} dB against "
           f"the whole-frame round trip."]
