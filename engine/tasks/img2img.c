@@ -258,20 +258,11 @@ ge_img2img_process (GeImg2Img * t, const GeImageU8 * in, GeImageU8 * out, GError
       if (!ok)
         break;
       /* With x0-prediction the last step returns x0 itself; x_in holds it. */
-      for (int y = 0; y < th; y++)
-        for (int x = 0; x < tw; x++) {
-          const float w = ge_tile_weight (x, y, x0t, y0t, tw, th, w0, h0, ov);
-          const gsize o = (gsize) (y0t + y) * w0 + x0t + x;
-          wsum[o] += w;
-          for (int c = 0; c < cx; c++)
-            acc[c * wplane + o] += w * x_in[c * tplane + (gsize) y * pw + x];
-        }
+      ge_tile_accumulate (acc, wsum, cx, w0, h0, x_in, pw, tplane, x0t, y0t, tw, th, ov);
     }
 
   if (ok) {
-    for (int c = 0; c < cx; c++)
-      for (gsize i = 0; i < wplane; i++)
-        acc[c * wplane + i] /= wsum[i];
+    ge_tile_normalize (acc, wsum, cx, wplane);
     GeTensor res = { acc, 1, cx, h0, w0 };
     GeTensor up = ge_tensor_new (ctx->arena, 1, t->chroma ? 2 : 3, Hp, Wp);
     if (t->chroma)

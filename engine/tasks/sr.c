@@ -275,17 +275,8 @@ ge_sr_process (GeSr * sr, const GeImageU8 * in, GeImageU8 * out, GError ** error
       if (!ok || !tiled)
         break;
       /* Overlaps ramp in from tile edges that are not frame edges. */
-      const int o = sr->tile_overlap * s;
-      for (int y = 0; y < th * s; y++) {
-        const int gy = t.y0 * s + y;
-        for (int x = 0; x < tw * s; x++) {
-          const int gx = t.x0 * s + x;
-          const float w = ge_tile_weight (x, y, t.x0 * s, t.y0 * s, tw * s, th * s, Ws, Hs, o);
-          wsum[(gsize) gy * Ws + gx] += w;
-          for (int c = 0; c < 3; c++)
-            acc[((gsize) c * Hs + gy) * Ws + gx] += w * res[((gsize) c * ph * s + y) * pw * s + x];
-        }
-      }
+      ge_tile_accumulate (acc, wsum, 3, Ws, Hs, res, pw * s, hplane, t.x0 * s, t.y0 * s,
+          tw * s, th * s, sr->tile_overlap * s);
     }
 
   if (ok) {

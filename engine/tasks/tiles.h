@@ -47,3 +47,33 @@ ge_tile_weight (int x, int y, int x0, int y0, int tw, int th, int W, int H, int 
   return wy * (x0 > 0 ? ge_tile_ramp (x, o) : 1.0f)
       * (x0 + tw < W ? ge_tile_ramp (tw - 1 - x, o) : 1.0f);
 }
+
+/* Adds a tile's @channels planes into the frame's: acc[c][y0 + y][x0 + x]
+ * += w (x, y) * src[c][y][x] over its @tw x @th area, w the tile's weight
+ * in the @W x @H frame (ge_tile_weight); @wsum (W x H) collects the weights
+ * unless NULL.  @src: planes of @src_plane floats, rows of @src_stride. */
+static inline void
+ge_tile_accumulate (float *acc, float *wsum, int channels, int W, int H,
+    const float *src, int src_stride, gsize src_plane, int x0, int y0, int tw, int th,
+    int o)
+{
+  const gsize plane = (gsize) W * H;
+  for (int y = 0; y < th; y++)
+    for (int x = 0; x < tw; x++) {
+      const float w = ge_tile_weight (x, y, x0, y0, tw, th, W, H, o);
+      const gsize p = (gsize) (y0 + y) * W + x0 + x;
+      if (wsum)
+        wsum[p] += w;
+      for (int c = 0; c < channels; c++)
+        acc[c * plane + p] += w * src[c * src_plane + (gsize) y * src_stride + x];
+    }
+}
+
+/* acc[c][i] /= wsum[i]: the blend of the tiles accumulated. */
+static inline void
+ge_tile_normalize (float *acc, const float *wsum, int channels, gsize plane)
+{
+  for (int c = 0; c < channels; c++)
+    for (gsize i = 0; i < plane; i++)
+      acc[c * plane + i] /= wsum[i];
+}

@@ -191,25 +191,15 @@ ge_vae_codec_encode (GeVaeCodec * c, const GeImageU8 * in, float *latent, GError
                 x + ((gsize) ch * Hp + y0 * f + y) * Wp + (gsize) x0 * f, sizeof (float) * tpw);
         if (!(ok = ge_vae_encode (c->vae, tile, 1, tph, tpw, tm, tl, error)))
           break;
-        for (int y = 0; y < g.th; y++)
-          for (int xx = 0; xx < g.tw; xx++) {
-            const float w = ge_tile_weight (xx, y, x0, y0, g.tw, g.th, lw, lh, g.o);
-            const gsize o = (gsize) (y0 + y) * lw + x0 + xx, i = (gsize) y * g.tw + xx;
-            wsum[o] += w;
-            for (int ch = 0; ch < C; ch++) {
-              latent[ch * lplane + o] += w * tm[ch * tplane + i];
-              if (tl)
-                logvar[ch * lplane + o] += w * tl[ch * tplane + i];
-            }
-          }
+        ge_tile_accumulate (latent, wsum, C, lw, lh, tm, g.tw, tplane, x0, y0, g.tw, g.th, g.o);
+        if (tl)
+          ge_tile_accumulate (logvar, NULL, C, lw, lh, tl, g.tw, tplane, x0, y0, g.tw, g.th, g.o);
       }
-    if (ok)
-      for (int ch = 0; ch < C; ch++)
-        for (gsize i = 0; i < lplane; i++) {
-          latent[ch * lplane + i] /= wsum[i];
-          if (logvar)
-            logvar[ch * lplane + i] /= wsum[i];
-        }
+    if (ok) {
+      ge_tile_normalize (latent, wsum, C, lplane);
+      if (logvar)
+        ge_tile_normalize (logvar, wsum, C, lplane);
+    }
   }
   if (ok && logvar) {
     float *n = ge_arena_alloc (c->arena, (gsize) lw);
@@ -270,19 +260,10 @@ ge_vae_codec_decode (GeVaeCodec * c, const float *latent, int lw, int lh, GeImag
                 latent + ch * lplane + (gsize) (y0 + y) * lw + x0, sizeof (float) * g.tw);
         if (!(ok = ge_vae_decode (c->vae, tl, 1, g.th, g.tw, TRUE, tp, error)))
           break;
-        for (int y = 0; y < tph; y++)
-          for (int xx = 0; xx < tpw; xx++) {
-            const float w = ge_tile_weight (xx, y, x0 * f, y0 * f, tpw, tph, Wp, Hp, o);
-            const gsize po = (gsize) (y0 * f + y) * Wp + x0 * f + xx, i = (gsize) y * tpw + xx;
-            wsum[po] += w;
-            for (int ch = 0; ch < 3; ch++)
-              img[ch * (gsize) Hp * Wp + po] += w * tp[ch * pplane + i];
-          }
+        ge_tile_accumulate (img, wsum, 3, Wp, Hp, tp, tpw, pplane, x0 * f, y0 * f, tpw, tph, o);
       }
     if (ok)
-      for (int ch = 0; ch < 3; ch++)
-        for (gsize i = 0; i < (gsize) Hp * Wp; i++)
-          img[ch * (gsize) Hp * Wp + i] /= wsum[i];
+      ge_tile_normalize (img, wsum, 3, (gsize) Hp * Wp);
   }
   if (ok) {
     const int offs[3] = { out->r, out->g, out->b };
