@@ -186,9 +186,8 @@ gst_diffusion_img2img_start (GstBaseTransform * trans)
   path = gst_generative_model_path (self->model_file, MODEL_NAME);
   GST_OBJECT_UNLOCK (self);
 
-  gst_element_post_message (GST_ELEMENT (self),
-      gst_message_new_progress (GST_OBJECT (self), GST_PROGRESS_TYPE_START,
-          "load-model", path));
+  gst_generative_post_load_progress (GST_ELEMENT (self),
+      GST_PROGRESS_TYPE_START, path);
   if (!gst_generative_check_model_file (GST_ELEMENT (self), path,
           "a diffusionimg2img model"))
     goto failed;
@@ -208,15 +207,13 @@ gst_diffusion_img2img_start (GstBaseTransform * trans)
   g_free (self->loaded_path);
   self->loaded_path = path;
   self->applied_n_threads = -1;
-  gst_element_post_message (GST_ELEMENT (self),
-      gst_message_new_progress (GST_OBJECT (self),
-          GST_PROGRESS_TYPE_COMPLETE, "load-model", path));
+  gst_generative_post_load_progress (GST_ELEMENT (self),
+      GST_PROGRESS_TYPE_COMPLETE, path);
   return TRUE;
 
 failed:
-  gst_element_post_message (GST_ELEMENT (self),
-      gst_message_new_progress (GST_OBJECT (self), GST_PROGRESS_TYPE_ERROR,
-          "load-model", path));
+  gst_generative_post_load_progress (GST_ELEMENT (self),
+      GST_PROGRESS_TYPE_ERROR, path);
   g_free (path);
   return FALSE;
 }

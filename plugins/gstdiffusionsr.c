@@ -285,14 +285,6 @@ gst_diffusion_sr_get_property (GObject * object, guint prop_id,
 /* model loading */
 
 static void
-gst_diffusion_sr_post_progress (GstDiffusionSr * self, GstProgressType type,
-    const gchar * text)
-{
-  gst_element_post_message (GST_ELEMENT (self),
-      gst_message_new_progress (GST_OBJECT (self), type, "load-model", text));
-}
-
-static void
 gst_diffusion_sr_reset_stats (GstDiffusionSr * self)
 {
   GST_OBJECT_LOCK (self);
@@ -310,7 +302,7 @@ gst_diffusion_sr_start (GstBaseTransform * trans)
 {
   GstDiffusionSr *self = GST_DIFFUSION_SR (trans);
   GError *err = NULL;
-  gchar *path, *text;
+  gchar *path;
   gint scale;
   gint64 t0;
   GeSr *sr;
@@ -320,9 +312,8 @@ gst_diffusion_sr_start (GstBaseTransform * trans)
   scale = self->scale;
   GST_OBJECT_UNLOCK (self);
 
-  text = g_strdup_printf ("Loading model %s", path);
-  gst_diffusion_sr_post_progress (self, GST_PROGRESS_TYPE_START, text);
-  g_free (text);
+  gst_generative_post_load_progress (GST_ELEMENT (self),
+      GST_PROGRESS_TYPE_START, path);
 
   if (!gst_generative_check_model_file (GST_ELEMENT (self), path,
           "a diffusionsr model"))
@@ -370,15 +361,13 @@ gst_diffusion_sr_start (GstBaseTransform * trans)
   GST_INFO_OBJECT (self, "loaded %s (x%d, %d steps, min size %d) in %.1f ms",
       path, scale, ge_sr_default_steps (sr), ge_sr_min_size (sr),
       self->timing.load_ms);
-  text = g_strdup_printf ("Loaded model %s", path);
-  gst_diffusion_sr_post_progress (self, GST_PROGRESS_TYPE_COMPLETE, text);
-  g_free (text);
+  gst_generative_post_load_progress (GST_ELEMENT (self),
+      GST_PROGRESS_TYPE_COMPLETE, path);
   return TRUE;
 
 failed:
-  text = g_strdup_printf ("Failed to load model %s", path);
-  gst_diffusion_sr_post_progress (self, GST_PROGRESS_TYPE_ERROR, text);
-  g_free (text);
+  gst_generative_post_load_progress (GST_ELEMENT (self),
+      GST_PROGRESS_TYPE_ERROR, path);
   g_free (path);
   return FALSE;
 }

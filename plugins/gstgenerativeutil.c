@@ -74,6 +74,19 @@ gst_generative_check_model_file (GstElement * element, const gchar * path,
   return TRUE;
 }
 
+void
+gst_generative_post_load_progress (GstElement * element, GstProgressType type,
+    const gchar * path)
+{
+  const gchar *verb = type == GST_PROGRESS_TYPE_START ? "Loading" :
+      type == GST_PROGRESS_TYPE_COMPLETE ? "Loaded" : "Failed to load";
+  gchar *text = g_strdup_printf ("%s model %s", verb, path);
+
+  gst_element_post_message (element, gst_message_new_progress (GST_OBJECT
+          (element), type, "load-model", text));
+  g_free (text);
+}
+
 gboolean
 gst_generative_timing_frame (GstGenerativeTiming * t, gdouble ms)
 {

@@ -33,6 +33,11 @@ void gst_generative_frame_image (GstVideoFrame * frame, GeImageU8 * img);
 gboolean gst_generative_check_model_file (GstElement * element,
     const gchar * path, const gchar * kind);
 
+/* Posts the PROGRESS message of a model load (code "load-model"): START,
+ * COMPLETE or ERROR, with "Loading / Loaded / Failed to load model PATH". */
+void gst_generative_post_load_progress (GstElement * element,
+    GstProgressType type, const gchar * path);
+
 /* Frame statistics and the processing-time latency of an element; the
  * element's object lock guards them. */
 typedef struct

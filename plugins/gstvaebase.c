@@ -127,17 +127,15 @@ static gchar *
 gst_vae_base_stats_string (GstVaeBase * self)
 {
   GstVaeBasePrivate *p = PRIV (self);
-  GstStructure *s;
-  gchar *str;
-
-  GST_OBJECT_LOCK (self);
   gchar *name = g_strdup_printf ("%s-stats",
       GST_OBJECT_NAME (gst_element_get_factory (GST_ELEMENT (self))));
+  GstStructure *s = gst_structure_new_empty (name);
+  gchar *str;
 
-  s = gst_structure_new_empty (name);
+  g_free (name);
+  GST_OBJECT_LOCK (self);
   gst_generative_timing_to_structure (&p->timing, s);
   GST_OBJECT_UNLOCK (self);
-  g_free (name);
   str = gst_structure_to_string (s);
   gst_structure_free (s);
   return str;
@@ -189,17 +187,6 @@ gst_vae_base_get_property (GObject * object, guint prop_id, GValue * value,
 /* ------------------------------------------------------------------------ */
 /* model */
 
-static void
-gst_vae_base_post_progress (GstVaeBase * self, GstProgressType type,
-    const gchar * verb, const gchar * path)
-{
-  gchar *text = g_strdup_printf ("%s model %s", verb, path);
-
-  gst_element_post_message (GST_ELEMENT (self),
-      gst_message_new_progress (GST_OBJECT (self), type, "load-model", text));
-  g_free (text);
-}
-
 static gboolean
 gst_vae_base_start (GstBaseTransform * trans)
 {
@@ -216,7 +203,8 @@ gst_vae_base_start (GstBaseTransform * trans)
   kind = g_strdup_printf ("a %s model (a VAE)",
       GST_ELEMENT_NAME (gst_element_get_factory (GST_ELEMENT (self))));
 
-  gst_vae_base_post_progress (self, GST_PROGRESS_TYPE_START, "Loading", path);
+  gst_generative_post_load_progress (GST_ELEMENT (self),
+      GST_PROGRESS_TYPE_START, path);
   if (!gst_generative_check_model_file (GST_ELEMENT (self), path, kind))
     goto failed;
   t0 = g_get_monotonic_time ();
@@ -243,14 +231,14 @@ gst_vae_base_start (GstBaseTransform * trans)
   GST_INFO_OBJECT (self, "loaded %s (%s, factor %d, %d latent channels) in "
       "%.1f ms", path, ge_vae_codec_model_class (codec), p->factor,
       p->channels, p->timing.load_ms);
-  gst_vae_base_post_progress (self, GST_PROGRESS_TYPE_COMPLETE, "Loaded",
-      path);
+  gst_generative_post_load_progress (GST_ELEMENT (self),
+      GST_PROGRESS_TYPE_COMPLETE, path);
   g_free (kind);
   return TRUE;
 
 failed:
-  gst_vae_base_post_progress (self, GST_PROGRESS_TYPE_ERROR,
-      "Failed to load", path);
+  gst_generative_post_load_progress (GST_ELEMENT (self),
+      GST_PROGRESS_TYPE_ERROR, path);
   g_free (path);
   g_free (kind);
   return FALSE;
