@@ -38,9 +38,9 @@ import sr_quality as Q  # noqa: E402
 import vae_quality as V  # noqa: E402
 
 
-def colorize(img, model, steps, tmp):
-    src, dst = os.path.join(tmp, "gray.png"), os.path.join(tmp, "color.png")
-    Q.save_png(src, img)
+def colorize(src, model, steps, tmp):
+    """The PNG @src colorized by the element at @steps."""
+    dst = os.path.join(tmp, "color.png")
     Q.gst_launch(["filesrc", f"location={src}", "!", "pngdec", "!", "videoconvert", "!",
                   "video/x-raw,format=RGB", "!", "diffusionimg2img", f"model-file={os.path.abspath(model)}",
                   f"num-steps={steps}", "!", "videoconvert", "!", "video/x-raw,format=RGB", "!", "pngenc", "!",
@@ -78,9 +78,11 @@ def main():
             gray = np.round(g[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
             r = {"photo": name, "gray_chroma_psnr": T.chroma_psnr(g, t(orig)),
                  "orig_colorfulness": float(T.colorfulness(t(orig))[0])}
+            src = os.path.join(tmp, "gray.png")
+            Q.save_png(src, gray)
             outs = {}
             for k in steps:
-                outs[k] = colorize(gray, args.model, k, tmp)
+                outs[k] = colorize(src, args.model, k, tmp)
                 r[f"chroma_psnr_{k}"] = T.chroma_psnr(t(outs[k]), t(orig))
                 r[f"colorfulness_{k}"] = float(T.colorfulness(t(outs[k]))[0])
             rows.append(r)

@@ -67,10 +67,9 @@ def thumbnail(img, f):
     return torch.round(up.clamp(0, 255))[0].permute(1, 2, 0).byte().numpy()
 
 
-def vae_tiled(img, model, tile, overlap, tmp):
-    """The round trip with both elements tiled (f32 latents)."""
-    src, dst = os.path.join(tmp, "in.png"), os.path.join(tmp, "tiled.png")
-    Q.save_png(src, img)
+def vae_tiled(src, model, tile, overlap, tmp):
+    """The round trip of the PNG @src with both elements tiled (f32 latents)."""
+    dst = os.path.join(tmp, "tiled.png")
     m = f"model-file={os.path.abspath(model)}"
     t = [f"tile-size={tile}", f"tile-overlap={overlap}"]
     Q.gst_launch(["filesrc", f"location={src}", "!", "pngdec", "!", "videoconvert", "!", "vaeencode", m, *t, "!",
@@ -79,11 +78,10 @@ def vae_tiled(img, model, tile, overlap, tmp):
     return Q.load_rgb(dst)
 
 
-def vae_round_trip(img, model, dims, tmp):
-    """-> (decoded from f16 latents, decoded from f32 latents, bytes of the f16 latent)."""
-    h, w = img.shape[:2]
-    src, lat = os.path.join(tmp, "in.png"), os.path.join(tmp, "lat.f32")
-    Q.save_png(src, img)
+def vae_round_trip(src, w, h, model, dims, tmp):
+    """The PNG @src (w x h) -> (decoded from f16 latents, decoded from f32 latents, bytes of
+    the f16 latent)."""
+    lat = os.path.join(tmp, "lat.f32")
     m = f"model-file={os.path.abspath(model)}"
     Q.gst_launch(["filesrc", f"location={src}", "!", "pngdec", "!", "videoconvert", "!", "vaeencode", m, "!",
                   "filesink", f"location={lat}"])
@@ -113,30 +111,28 @@ def model_dims(path):
     return 2 ** (len(cfg.get("block_out_channels", [64])) - 1), cfg.get("latent_channels", 4)
 
 
-def jpeg(img, quality, tmp):
-    src, dst, dec = os.path.join(tmp, "in.png"), os.path.join(tmp, "q.jpg"), os.path.join(tmp, "q.png")
-    Q.save_png(src, img)
-    Q.gst_launch(["filesrc", f"location={src}", "!", "pngdec", "!", "videoconvert", "!", "jpegenc",
-                  f"quality={quality}", "!", "filesink", f"location={dst}"])
-    Q.gst_launch(["filesrc", f"location={dst}", "!", "jpegdec", "!", "videoconvert", "!",
-                  "video/x-raw,format=RGB", "!", "pngenc", "!", "filesink", f"location={dec}"])
-    return Q.load_rgb(dec), os.path.getsize(dst)
+def jpeg_at_size(src, max_bytes, tmp):
+    """The PNG @src through jpegenc at the highest quality whose file has at most max_bytes
+    (quality 1 if none fits; binary search) -> (quality, decoded image, bytes)."""
+    dst = os.path.join(tmp, "q.jpg")
 
+    def size(q):
+        Q.gst_launch(["filesrc", f"location={src}", "!", "pngdec", "!", "videoconvert", "!", "jpegenc",
+                      f"quality={q}", "!", "filesink", f"location={dst}"])
+        return os.path.getsize(dst)
 
-def jpeg_at_size(img, max_bytes, tmp):
-    """Highest jpegenc quality with a file of at most max_bytes (quality 1 if none fits)."""
-    lo, hi, best = 1, 100, None
+    lo, hi, best = 1, 100, 1
     while lo <= hi:
         q = (lo + hi) // 2
-        dec, n = jpeg(img, q, tmp)
-        if n <= max_bytes:
-            best, lo = (q, dec, n), q + 1
+        if size(q) <= max_bytes:
+            best, lo = q, q + 1
         else:
             hi = q - 1
-    if best is None:
-        dec, n = jpeg(img, 1, tmp)
-        best = (1, dec, n)
-    return best
+    n = size(best)
+    dec = os.path.join(tmp, "q.png")
+    Q.gst_launch(["filesrc", f"location={dst}", "!", "jpegdec", "!", "videoconvert", "!",
+                  "video/x-raw,format=RGB", "!", "pngenc", "!", "filesink", f"location={dec}"])
+    return best, Q.load_rgb(dec), n
 
 
 def main():
@@ -158,9 +154,11 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, path) in enumerate(Q.val_photos(max_photos=args.max_photos)):
             img = square(Q.load_rgb(path), args.size)
-            v16, v32, lat_bytes = vae_round_trip(img, args.model, dims, tmp)
-            q, jp, jbytes = jpeg_at_size(img, lat_bytes, tmp)
-            tiled = vae_tiled(img, args.model, *[int(v) for v in args.tile.split(",")], tmp)
+            src = os.path.join(tmp, "in.png")
+            Q.save_png(src, img)
+            v16, v32, lat_bytes = vae_round_trip(src, img.shape[1], img.shape[0], args.model, dims, tmp)
+            q, jp, jbytes = jpeg_at_size(src, lat_bytes, tmp)
+            tiled = vae_tiled(src, args.model, *[int(v) for v in args.tile.split(",")], tmp)
             px = img.shape[0] * img.shape[1]
             r = {"photo": name, "vae_psnr": psnr_rgb(v16, img), "vae_ssim": Q.ssim_y(v16, img, 0),
                  "vae_f32_psnr": psnr_rgb(v32, img), "vae_bpp": lat_bytes * 8 / px,
