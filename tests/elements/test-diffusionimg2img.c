@@ -11,16 +11,8 @@
 
 #include <string.h>
 
+#include "elementcheck.h"
 #include "ge-safetensors.h"
-
-static gchar *
-test_path (const gchar * env, const gchar * name)
-{
-  const gchar *dir = g_getenv (env);
-
-  fail_unless (dir != NULL, "%s not set (run through meson test)", env);
-  return g_build_filename (dir, name, NULL);
-}
 
 typedef struct
 {
@@ -234,46 +226,18 @@ GST_START_TEST (test_latency)
 
 GST_END_TEST;
 
-static void
-expect_start_error (const gchar * file, GQuark domain, gint code)
-{
-  GstElement *e = gst_element_factory_make ("diffusionimg2img", NULL);
-  gchar *path = test_path ("GE_TEST_MODELS", file);
-  GstBus *bus = gst_bus_new ();
-  GstMessage *msg;
-  GError *err = NULL;
-
-  g_object_set (e, "model-file", path, NULL);
-  gst_element_set_bus (e, bus);
-  fail_unless_equals_int (gst_element_set_state (e, GST_STATE_PAUSED),
-      GST_STATE_CHANGE_FAILURE);
-  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
-  fail_unless (msg != NULL, "%s: no ERROR", file);
-  gst_message_parse_error (msg, &err, NULL);
-  fail_unless (err->domain == domain && err->code == code, "%s: %s", file,
-      err->message);
-  fail_unless (strstr (err->message, file) != NULL, "%s", err->message);
-  g_clear_error (&err);
-  gst_message_unref (msg);
-  gst_element_set_state (e, GST_STATE_NULL);
-  gst_element_set_bus (e, NULL);
-  gst_object_unref (bus);
-  gst_object_unref (e);
-  g_free (path);
-}
-
 GST_START_TEST (test_start_errors)
 {
-  expect_start_error ("no-such.safetensors", GST_RESOURCE_ERROR,
-      GST_RESOURCE_ERROR_NOT_FOUND);
-  expect_start_error ("truncated.safetensors", GST_STREAM_ERROR,
-      GST_STREAM_ERROR_WRONG_TYPE);
-  expect_start_error ("not-a-model.safetensors", GST_STREAM_ERROR,
-      GST_STREAM_ERROR_WRONG_TYPE);
-  expect_start_error ("diffusionsr-x2.safetensors", GST_STREAM_ERROR,
-      GST_STREAM_ERROR_WRONG_TYPE);
-  expect_start_error ("vae.safetensors", GST_STREAM_ERROR,
-      GST_STREAM_ERROR_WRONG_TYPE);
+  expect_start_error ("diffusionimg2img", "no-such.safetensors",
+      GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND);
+  expect_start_error ("diffusionimg2img", "truncated.safetensors",
+      GST_STREAM_ERROR, GST_STREAM_ERROR_WRONG_TYPE);
+  expect_start_error ("diffusionimg2img", "not-a-model.safetensors",
+      GST_STREAM_ERROR, GST_STREAM_ERROR_WRONG_TYPE);
+  expect_start_error ("diffusionimg2img", "diffusionsr-x2.safetensors",
+      GST_STREAM_ERROR, GST_STREAM_ERROR_WRONG_TYPE);
+  expect_start_error ("diffusionimg2img", "vae.safetensors",
+      GST_STREAM_ERROR, GST_STREAM_ERROR_WRONG_TYPE);
 }
 
 GST_END_TEST;
@@ -289,31 +253,16 @@ GST_START_TEST (test_pipeline_file)
       "videoconvert ! fakesink", clip, mdl);
   GError *err = NULL;
   GstElement *pipe = gst_parse_launch (launch, &err), *c;
-  GstBus *bus;
-  GstMessage *msg;
   gchar *stats = NULL;
 
   fail_unless (pipe != NULL, "%s", err ? err->message : "?");
-  bus = gst_element_get_bus (pipe);
-  fail_unless (gst_element_set_state (pipe, GST_STATE_PLAYING) !=
-      GST_STATE_CHANGE_FAILURE);
-  msg = gst_bus_timed_pop_filtered (bus, 120 * GST_SECOND,
-      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
-  fail_unless (msg != NULL, "timeout");
-  if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ERROR) {
-    gchar *dbg = NULL;
-
-    gst_message_parse_error (msg, &err, &dbg);
-    fail ("pipeline error: %s (%s)", err->message, dbg);
-  }
-  gst_message_unref (msg);
+  run_to_eos (pipe);
   c = gst_bin_get_by_name (GST_BIN (pipe), "c");
   g_object_get (c, "stats", &stats, NULL);
   fail_unless (strstr (stats, "frames=(guint64)0") == NULL, "%s", stats);
   g_free (stats);
   gst_object_unref (c);
   gst_element_set_state (pipe, GST_STATE_NULL);
-  gst_object_unref (bus);
   gst_object_unref (pipe);
   g_free (launch);
   g_free (mdl);

@@ -15,17 +15,9 @@
 #include <math.h>
 #include <string.h>
 
+#include "elementcheck.h"
 #include "ge-safetensors.h"
 #include "gstlatentmeta.h"
-
-static gchar *
-test_path (const gchar * env, const gchar * name)
-{
-  const gchar *dir = g_getenv (env);
-
-  fail_unless (dir != NULL, "%s not set (run through meson test)", env);
-  return g_build_filename (dir, name, NULL);
-}
 
 static gchar *
 model (const gchar * name)
@@ -505,37 +497,8 @@ GST_START_TEST (test_bad_latent_buffers)
 
 GST_END_TEST;
 
-/* Start errors: each fails the state change with one ERROR naming the
- * file. */
-static void
-expect_start_error (const gchar * factory, const gchar * file, GQuark domain,
-    gint code)
-{
-  GstElement *e = gst_element_factory_make (factory, NULL);
-  gchar *path = model (file);
-  GstBus *bus = gst_bus_new ();
-  GstMessage *msg;
-  GError *err = NULL;
-
-  g_object_set (e, "model-file", path, NULL);
-  gst_element_set_bus (e, bus);
-  fail_unless_equals_int (gst_element_set_state (e, GST_STATE_PAUSED),
-      GST_STATE_CHANGE_FAILURE);
-  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
-  fail_unless (msg != NULL, "%s %s: no ERROR", factory, file);
-  gst_message_parse_error (msg, &err, NULL);
-  fail_unless (err->domain == domain && err->code == code,
-      "%s %s: %s", factory, file, err->message);
-  fail_unless (strstr (err->message, file) != NULL, "%s", err->message);
-  g_clear_error (&err);
-  gst_message_unref (msg);
-  gst_element_set_state (e, GST_STATE_NULL);
-  gst_element_set_bus (e, NULL);
-  gst_object_unref (bus);
-  gst_object_unref (e);
-  g_free (path);
-}
-
+/* Start errors of both elements: each fails the state change with one
+ * ERROR naming the file (elementcheck.h). */
 GST_START_TEST (test_start_errors)
 {
   const gchar *factories[] = { "vaeencode", "vaedecode" };
@@ -686,26 +649,12 @@ GST_START_TEST (test_pipeline_file)
       "signal-handoffs=false", clip, mdl, mdl);
   GError *err = NULL;
   GstElement *pipe = gst_parse_launch (launch, &err), *sink;
-  GstBus *bus;
-  GstMessage *msg;
   GstSample *last = NULL;
 
   fail_unless (pipe != NULL, "%s", err ? err->message : "?");
   sink = gst_bin_get_by_name (GST_BIN (pipe), "sink");
   g_object_set (sink, "enable-last-sample", TRUE, NULL);
-  bus = gst_element_get_bus (pipe);
-  fail_unless (gst_element_set_state (pipe, GST_STATE_PLAYING) !=
-      GST_STATE_CHANGE_FAILURE);
-  msg = gst_bus_timed_pop_filtered (bus, 120 * GST_SECOND,
-      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
-  fail_unless (msg != NULL, "timeout");
-  if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ERROR) {
-    gchar *dbg = NULL;
-
-    gst_message_parse_error (msg, &err, &dbg);
-    fail ("pipeline error: %s (%s)", err->message, dbg);
-  }
-  gst_message_unref (msg);
+  run_to_eos (pipe);
   g_object_get (sink, "last-sample", &last, NULL);
   fail_unless (last != NULL);
   {
@@ -720,7 +669,6 @@ GST_START_TEST (test_pipeline_file)
   gst_sample_unref (last);
   gst_element_set_state (pipe, GST_STATE_NULL);
   gst_object_unref (sink);
-  gst_object_unref (bus);
   gst_object_unref (pipe);
   g_free (launch);
   g_free (mdl);
