@@ -38,6 +38,7 @@ GST_ELEMENT_REGISTER_DECLARE (diffusioninpaint);
 GST_ELEMENT_REGISTER_DECLARE (vaeencode);
 GST_ELEMENT_REGISTER_DECLARE (vaedecode);
 GST_ELEMENT_REGISTER_DECLARE (diffusionimg2img);
+GST_ELEMENT_REGISTER_DECLARE (gansynth);
 
 static gboolean
 plugin_init (GstPlugin * plugin)
@@ -49,6 +50,7 @@ plugin_init (GstPlugin * plugin)
   ret |= GST_ELEMENT_REGISTER (vaeencode, plugin);
   ret |= GST_ELEMENT_REGISTER (vaedecode, plugin);
   ret |= GST_ELEMENT_REGISTER (diffusionimg2img, plugin);
+  ret |= GST_ELEMENT_REGISTER (gansynth, plugin);
 
   return ret;
 }

@@ -159,4 +159,25 @@ void ge_attention (GeCtx * ctx, const float *q, const float *k, const float *v,
 void ge_timestep_embedding (const float *t, int n, int dim, gboolean flip_sin_to_cos,
     float freq_shift, float max_period, float *out);
 
+/* ---- audio ------------------------------------------------------------ */
+
+/* Mixed-radix FFT plan for n = 2^a 3^b 5^c (NULL for other sizes).  Shared
+ * read-only by any number of threads; each call needs its own scratch of
+ * ge_fft_scratch_size() floats. */
+typedef struct _GeFft GeFft;
+GeFft *ge_fft_new (int n);
+void ge_fft_free (GeFft * f);
+int ge_fft_size (const GeFft * f);
+gsize ge_fft_scratch_size (const GeFft * f);
+/* x[n] -> spec[n/2 + 1] complex (re, im interleaved), unnormalised. */
+void ge_fft_forward_real (const GeFft * f, const float *x, float *spec, float *scratch);
+/* The inverse of the above (divides by n), as numpy's irfft. */
+void ge_fft_inverse_real (const GeFft * f, const float *spec, float *x, float *scratch);
+
+/* One step of PyTorch's nn.GRU layer (gates r, z, n): @h [hidden] is
+ * updated in place from @x [in]; w_ih [3 hidden, in], w_hh [3 hidden,
+ * hidden]; @scratch holds 6 hidden floats. */
+void ge_gru_step (const float *x, int in, float *h, int hidden, const float *w_ih,
+    const float *w_hh, const float *b_ih, const float *b_hh, float *scratch);
+
 G_END_DECLS

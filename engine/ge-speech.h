@@ -1,0 +1,56 @@
+/* ge-speech.h: streaming speech enhancement, what the gansynth element and
+ * the gst-generative-denoise tool call.
+ *
+ * The model ("SpectralMaskGRU", trained by models/gansynth/train.py, whose
+ * net.py is the reference this follows) is a causal mask network on the
+ * short-time spectrum: 20 ms sqrt-Hann frames every 10 ms, a gain per
+ * 50 Hz bin up to 8 kHz from a convolution over the last frames and a GRU,
+ * and, at rates above 16 kHz, the energy-weighted gain of 6-8 kHz for every
+ * bin above 8 kHz.  Overlap-add resynthesis.
+ *
+ * Streaming: the caller feeds hops (10 ms) and gets hops back; output sample
+ * i is the enhanced input sample i - (frame - hop), so the first frame - hop
+ * samples out are the start-up (silence for a fresh stream) and draining
+ * needs frame - hop more samples in (zeros).  Nothing is looked ahead: the
+ * algorithmic latency is one frame (the hop being filled plus that delay).
+ *
+ * The weights are shared read-only; each channel has its own stream.
+ * Non-finite input samples count as 0 and samples are clamped to +-8, so
+ * NaNs, infinities and clipping never reach the recurrent state.
+ */
+#pragma once
+
+#include <glib.h>
+#include "ge-error.h"
+
+G_BEGIN_DECLS
+
+typedef struct _GeSpeechModel GeSpeechModel;
+typedef struct _GeSpeechStream GeSpeechStream;
+
+/* Loads and checks the model: GE_ERROR_* naming @path on failure. */
+GeSpeechModel *ge_speech_model_new (const char *path, GError ** error);
+void ge_speech_model_free (GeSpeechModel * m);
+
+/* The sample rates the model runs at (ascending). */
+const int *ge_speech_model_rates (const GeSpeechModel * m, int *n_rates);
+gboolean ge_speech_model_supports_rate (const GeSpeechModel * m, int rate);
+/* Samples per hop and per analysis frame at @rate. */
+int ge_speech_model_hop (const GeSpeechModel * m, int rate);
+int ge_speech_model_frame (const GeSpeechModel * m, int rate);
+
+/* A stream at one of the model's rates (GE_ERROR_INVALID otherwise). */
+GeSpeechStream *ge_speech_stream_new (const GeSpeechModel * m, int rate, GError ** error);
+void ge_speech_stream_free (GeSpeechStream * s);
+/* Back to a fresh stream: silence history, recurrent state zero. */
+void ge_speech_stream_reset (GeSpeechStream * s);
+
+/* Processes @n_hops hops: reads n_hops * hop samples from @in (every
+ * @in_stride floats: interleaved channels), writes as many to @out (every
+ * @out_stride floats; may alias @in).  @strength in [0, 1] blends the gains
+ * towards 1 (0: the input, delayed).  Returns the mean voice activity
+ * (0..1) of the hops. */
+float ge_speech_stream_process (GeSpeechStream * s, const float *in, int in_stride,
+    float *out, int out_stride, int n_hops, float strength);
+
+G_END_DECLS

@@ -1,0 +1,34 @@
+/* gru.c: one time step of a PyTorch nn.GRU layer, for the streaming audio
+ * models that run a frame at a time (so two matrix-vector products, not a
+ * GEMM over a sequence). */
+#include "ge-ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+static inline float
+sigmoidf (float x)
+{
+  return 1.0f / (1.0f + expf (-x));
+}
+
+void
+ge_gru_step (const float *x, int in, float *h, int hidden, const float *w_ih,
+    const float *w_hh, const float *b_ih, const float *b_hh, float *scratch)
+{
+  float *gi = scratch, *gh = scratch + 3 * hidden;
+  const int H = hidden;
+
+  memcpy (gi, b_ih, sizeof (float) * 3 * H);
+  memcpy (gh, b_hh, sizeof (float) * 3 * H);
+  cblas_sgemv (CblasRowMajor, CblasNoTrans, 3 * H, in, 1.0f, w_ih, in, x, 1, 1.0f, gi, 1);
+  cblas_sgemv (CblasRowMajor, CblasNoTrans, 3 * H, H, 1.0f, w_hh, H, h, 1, 1.0f, gh, 1);
+  /* PyTorch's gate order: reset, update, new. */
+  for (int i = 0; i < H; i++) {
+    const float r = sigmoidf (gi[i] + gh[i]);
+    const float z = sigmoidf (gi[H + i] + gh[H + i]);
+    const float n = tanhf (gi[2 * H + i] + r * gh[2 * H + i]);
+    h[i] = (1.0f - z) * n + z * h[i];
+  }
+}

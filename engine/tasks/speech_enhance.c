@@ -1,0 +1,380 @@
+/* speech_enhance.c: the SpectralMaskGRU speech enhancer, a hop at a time
+ * (see ge-speech.h and models/gansynth/net.py, the reference). */
+#include "ge-speech.h"
+#include "ge-model-file.h"
+#include "ge-ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#define MAX_RATES 8
+#define MAX_LAYERS 4
+#define INPUT_LIMIT 8.0f
+
+typedef struct {
+  int rate, frame, hop, hb_lo;          /* hb_lo: first bin of the high-band gain's band */
+  GeFft *fft;
+  float *window;                        /* sqrt-Hann [frame] */
+  float inv_window_sum;
+} RatePlan;
+
+struct _GeSpeechModel {
+  GeModelFile *mf;
+  int hidden, layers, kernel, bins;
+  float eps;
+  const float *conv_w;                  /* repacked [hidden][kernel][bins]: oldest frame first */
+  const float *conv_b;
+  const float *w_ih[MAX_LAYERS], *w_hh[MAX_LAYERS], *b_ih[MAX_LAYERS], *b_hh[MAX_LAYERS];
+  const float *mask_w, *mask_b, *vad_w, *vad_b;
+  RatePlan plans[MAX_RATES];
+  int rates[MAX_RATES];
+  int n_rates;
+};
+
+struct _GeSpeechStream {
+  const GeSpeechModel *m;
+  const RatePlan *p;
+  float *mem;                           /* one block for everything below */
+  float *in_frame;                      /* the last frame of input [frame] */
+  float *ola;                           /* overlap-add accumulator [frame] */
+  float *work;                          /* windowed frame / resynthesis [frame] */
+  float *spec;                          /* [frame/2 + 1] complex */
+  float *power;                         /* normalised |X|^2 [frame/2 + 1] */
+  float *feats;                         /* [kernel][bins], oldest first */
+  float *state;                         /* GRU states [layers][hidden] */
+  float *act, *gains, *scratch, *fft_scratch;
+};
+
+static gboolean
+load_weight (GeModelFile * mf, const char *name, int ndim, gint64 a, gint64 b, gint64 c,
+    const float **out, GError ** error)
+{
+  const gint64 shape[3] = { a, b, c };
+  *out = ge_model_file_weight (mf, name, ndim, shape, error);
+  return *out != NULL;
+}
+
+static gboolean
+plan_rate (GeSpeechModel * m, RatePlan * p, int rate, int frame_ms, int hop_ms,
+    double hb_from_hz, GError ** error)
+{
+  const char *path = ge_model_file_path (m->mf);
+  p->rate = rate;
+  p->frame = (int) ((gint64) rate * frame_ms / 1000);
+  p->hop = (int) ((gint64) rate * hop_ms / 1000);
+  /* The network's bins are 1000/frame_ms Hz apart from 0: a rate must give
+   * that spacing and reach the last bin. */
+  if (rate <= 0 || (gint64) p->frame * 1000 != (gint64) rate * frame_ms
+      || (gint64) p->hop * 1000 != (gint64) rate * hop_ms || p->frame / 2 + 1 < m->bins
+      || p->hop * 2 != p->frame)
+    return ge_fail (error, GE_ERROR_UNSUPPORTED, path,
+        "sample rate %d Hz does not fit %d ms frames every %d ms with %d bins", rate,
+        frame_ms, hop_ms, m->bins);
+  p->fft = ge_fft_new (p->frame);
+  if (!p->fft)
+    return ge_fail (error, GE_ERROR_UNSUPPORTED, path,
+        "sample rate %d Hz: a %d-sample frame is not a product of 2, 3 and 5", rate, p->frame);
+  p->hb_lo = (int) (hb_from_hz * p->frame / rate);
+  if (p->hb_lo < 0 || p->hb_lo >= m->bins)
+    return ge_fail (error, GE_ERROR_UNSUPPORTED, path, "high_band_from_hz %g out of range",
+        hb_from_hz);
+  p->window = ge_model_file_alloc (m->mf, p->frame);
+  double sum = 0.0;
+  for (int i = 0; i < p->frame; i++) {
+    /* periodic Hann, as net.sqrt_hann */
+    p->window[i] = (float) sqrt (0.5 - 0.5 * cos (2.0 * G_PI * i / p->frame));
+    sum += p->window[i];
+  }
+  p->inv_window_sum = (float) (1.0 / sum);
+  return TRUE;
+}
+
+GeSpeechModel *
+ge_speech_model_new (const char *path, GError ** error)
+{
+  GeModelFile *mf = ge_model_file_open (path, error);
+  if (!mf)
+    return NULL;
+  GeSpeechModel *m = g_new0 (GeSpeechModel, 1);
+  m->mf = mf;
+  gint64 hidden, layers, kernel, bins, frame_ms, hop_ms, *rates = NULL;
+  double hb, eps;
+  int n_rates = 0;
+  char name[64];
+
+  if (g_strcmp0 (ge_model_file_class (mf), "SpectralMaskGRU") != 0) {
+    ge_fail (error, GE_ERROR_UNSUPPORTED, path,
+        "architecture '%s' is not a speech enhancer (SpectralMaskGRU)", ge_model_file_class (mf));
+    goto fail;
+  }
+  if (!ge_config_int (mf, "hidden", 160, &hidden, error)
+      || !ge_config_int (mf, "gru_layers", 2, &layers, error)
+      || !ge_config_int (mf, "conv_kernel", 3, &kernel, error)
+      || !ge_config_int (mf, "bins", 161, &bins, error)
+      || !ge_config_int (mf, "frame_ms", 20, &frame_ms, error)
+      || !ge_config_int (mf, "hop_ms", 10, &hop_ms, error)
+      || !ge_config_double (mf, "high_band_from_hz", 6000.0, &hb, error)
+      || !ge_config_double (mf, "feature_eps", 1e-8, &eps, error)
+      || !ge_config_int_array (mf, "sample_rates", &rates, &n_rates, error))
+    goto fail;
+  if (hidden < 1 || hidden > 4096 || layers < 1 || layers > MAX_LAYERS || kernel < 1
+      || kernel > 64 || bins < 2 || bins > 4096 || frame_ms < 1 || hop_ms < 1 || n_rates < 1
+      || n_rates > MAX_RATES || !(eps > 0.0)) {
+    ge_fail (error, GE_ERROR_UNSUPPORTED, path, "config out of range (hidden %" G_GINT64_FORMAT
+        ", gru_layers %" G_GINT64_FORMAT ", conv_kernel %" G_GINT64_FORMAT ", bins %"
+        G_GINT64_FORMAT ", %d sample rates)", hidden, layers, kernel, bins, n_rates);
+    goto fail;
+  }
+  m->hidden = hidden, m->layers = layers, m->kernel = kernel, m->bins = bins;
+  m->eps = (float) eps;
+
+  const float *conv_w;
+  if (!load_weight (mf, "conv_in.weight", 3, hidden, bins, kernel, &conv_w, error)
+      || !load_weight (mf, "conv_in.bias", 1, hidden, 0, 0, &m->conv_b, error)
+      || !load_weight (mf, "mask.weight", 2, bins, hidden, 0, &m->mask_w, error)
+      || !load_weight (mf, "mask.bias", 1, bins, 0, 0, &m->mask_b, error)
+      || !load_weight (mf, "vad.weight", 2, 1, hidden, 0, &m->vad_w, error)
+      || !load_weight (mf, "vad.bias", 1, 1, 0, 0, &m->vad_b, error))
+    goto fail;
+  for (int l = 0; l < m->layers; l++) {
+    g_snprintf (name, sizeof name, "gru.weight_ih_l%d", l);
+    if (!load_weight (mf, name, 2, 3 * hidden, hidden, 0, &m->w_ih[l], error))
+      goto fail;
+    g_snprintf (name, sizeof name, "gru.weight_hh_l%d", l);
+    if (!load_weight (mf, name, 2, 3 * hidden, hidden, 0, &m->w_hh[l], error))
+      goto fail;
+    g_snprintf (name, sizeof name, "gru.bias_ih_l%d", l);
+    if (!load_weight (mf, name, 1, 3 * hidden, 0, 0, &m->b_ih[l], error))
+      goto fail;
+    g_snprintf (name, sizeof name, "gru.bias_hh_l%d", l);
+    if (!load_weight (mf, name, 1, 3 * hidden, 0, 0, &m->b_hh[l], error))
+      goto fail;
+  }
+  /* [hidden][bins][kernel] -> [hidden][kernel][bins]: the convolution is
+   * then one matrix-vector product with the feature history. */
+  float *packed = ge_model_file_alloc (mf, (gsize) hidden * bins * kernel);
+  for (int o = 0; o < hidden; o++)
+    for (int c = 0; c < bins; c++)
+      for (int j = 0; j < kernel; j++)
+        packed[((gsize) o * kernel + j) * bins + c] = conv_w[((gsize) o * bins + c) * kernel + j];
+  m->conv_w = packed;
+
+  for (int i = 0; i < n_rates; i++) {
+    if (i > 0 && rates[i] <= rates[i - 1]) {
+      ge_fail (error, GE_ERROR_UNSUPPORTED, path, "sample_rates must be ascending");
+      goto fail;
+    }
+    if (rates[i] > 768000 || !plan_rate (m, &m->plans[i], (int) rates[i], frame_ms, hop_ms, hb,
+            error))
+      goto fail;
+    m->rates[i] = (int) rates[i];
+  }
+  m->n_rates = n_rates;
+  g_free (rates);
+  return m;
+
+fail:
+  g_free (rates);
+  ge_speech_model_free (m);
+  return NULL;
+}
+
+void
+ge_speech_model_free (GeSpeechModel * m)
+{
+  if (!m)
+    return;
+  for (int i = 0; i < MAX_RATES; i++)
+    ge_fft_free (m->plans[i].fft);
+  ge_model_file_unref (m->mf);
+  g_free (m);
+}
+
+const int *
+ge_speech_model_rates (const GeSpeechModel * m, int *n_rates)
+{
+  *n_rates = m->n_rates;
+  return m->rates;
+}
+
+static const RatePlan *
+find_plan (const GeSpeechModel * m, int rate)
+{
+  for (int i = 0; i < m->n_rates; i++)
+    if (m->rates[i] == rate)
+      return &m->plans[i];
+  return NULL;
+}
+
+gboolean
+ge_speech_model_supports_rate (const GeSpeechModel * m, int rate)
+{
+  return find_plan (m, rate) != NULL;
+}
+
+int
+ge_speech_model_hop (const GeSpeechModel * m, int rate)
+{
+  const RatePlan *p = find_plan (m, rate);
+  return p ? p->hop : 0;
+}
+
+int
+ge_speech_model_frame (const GeSpeechModel * m, int rate)
+{
+  const RatePlan *p = find_plan (m, rate);
+  return p ? p->frame : 0;
+}
+
+GeSpeechStream *
+ge_speech_stream_new (const GeSpeechModel * m, int rate, GError ** error)
+{
+  const RatePlan *p = find_plan (m, rate);
+  if (!p) {
+    ge_fail (error, GE_ERROR_INVALID, ge_model_file_path (m->mf),
+        "the model does not run at %d Hz", rate);
+    return NULL;
+  }
+  GeSpeechStream *s = g_new0 (GeSpeechStream, 1);
+  const int n = p->frame, nb = n / 2 + 1, H = m->hidden;
+  const gsize sizes[] = { n, n, n, 2 * nb, nb, (gsize) m->kernel * m->bins,
+    (gsize) m->layers * H, H, nb, 6 * (gsize) H, ge_fft_scratch_size (p->fft)
+  };
+  float **slots[] = { &s->in_frame, &s->ola, &s->work, &s->spec, &s->power, &s->feats,
+    &s->state, &s->act, &s->gains, &s->scratch, &s->fft_scratch
+  };
+  gsize total = 0;
+  for (guint i = 0; i < G_N_ELEMENTS (sizes); i++)
+    total += sizes[i];
+  s->m = m;
+  s->p = p;
+  s->mem = g_new (float, total);
+  float *q = s->mem;
+  for (guint i = 0; i < G_N_ELEMENTS (sizes); i++) {
+    *slots[i] = q;
+    q += sizes[i];
+  }
+  ge_speech_stream_reset (s);
+  return s;
+}
+
+void
+ge_speech_stream_free (GeSpeechStream * s)
+{
+  if (!s)
+    return;
+  g_free (s->mem);
+  g_free (s);
+}
+
+void
+ge_speech_stream_reset (GeSpeechStream * s)
+{
+  const GeSpeechModel *m = s->m;
+  const int n = s->p->frame;
+  memset (s->in_frame, 0, sizeof (float) * n);
+  memset (s->ola, 0, sizeof (float) * n);
+  memset (s->state, 0, sizeof (float) * m->layers * m->hidden);
+  /* Before the first frame the convolution sees zero features, as the
+   * reference's F.pad of the feature sequence gives it. */
+  memset (s->feats, 0, sizeof (float) * m->kernel * m->bins);
+}
+
+static inline float
+sigmoidf (float x)
+{
+  return 1.0f / (1.0f + expf (-x));
+}
+
+/* One hop: s->in_frame holds the newest frame; returns the voice activity
+ * and leaves the finished hop at the start of s->ola. */
+static float
+process_frame (GeSpeechStream * s, float strength)
+{
+  const GeSpeechModel *m = s->m;
+  const RatePlan *p = s->p;
+  const int n = p->frame, nb = n / 2 + 1, H = m->hidden, B = m->bins;
+
+  for (int i = 0; i < n; i++)
+    s->work[i] = s->in_frame[i] * p->window[i];
+  ge_fft_forward_real (p->fft, s->work, s->spec, s->fft_scratch);
+  const float norm = p->inv_window_sum * p->inv_window_sum;
+  for (int k = 0; k < nb; k++)
+    s->power[k] = (s->spec[2 * k] * s->spec[2 * k] + s->spec[2 * k + 1] * s->spec[2 * k + 1]) * norm;
+
+  /* features: the history shifts by one frame, the newest last */
+  memmove (s->feats, s->feats + B, sizeof (float) * (m->kernel - 1) * B);
+  float *newest = s->feats + (gsize) (m->kernel - 1) * B;
+  for (int k = 0; k < B; k++)
+    newest[k] = logf (s->power[k] + m->eps);
+
+  /* causal convolution over the history, ReLU */
+  memcpy (s->act, m->conv_b, sizeof (float) * H);
+  cblas_sgemv (CblasRowMajor, CblasNoTrans, H, m->kernel * B, 1.0f, m->conv_w, m->kernel * B,
+      s->feats, 1, 1.0f, s->act, 1);
+  for (int i = 0; i < H; i++)
+    s->act[i] = s->act[i] > 0.0f ? s->act[i] : 0.0f;
+
+  const float *x = s->act;
+  for (int l = 0; l < m->layers; l++) {
+    float *h = s->state + (gsize) l * H;
+    ge_gru_step (x, H, h, H, m->w_ih[l], m->w_hh[l], m->b_ih[l], m->b_hh[l], s->scratch);
+    x = h;
+  }
+
+  float vad = m->vad_b[0];
+  for (int i = 0; i < H; i++)
+    vad += m->vad_w[i] * x[i];
+  memcpy (s->gains, m->mask_b, sizeof (float) * B);
+  cblas_sgemv (CblasRowMajor, CblasNoTrans, B, H, 1.0f, m->mask_w, H, x, 1, 1.0f, s->gains, 1);
+  for (int k = 0; k < B; k++)
+    s->gains[k] = sigmoidf (s->gains[k]);
+  if (nb > B) {
+    /* Above the network's band: the energy-weighted gain of the band below
+     * (eps keeps it the plain mean when that band is silent). */
+    double num = 0.0, den = 0.0;
+    for (int k = p->hb_lo; k < B; k++) {
+      const double w = s->power[k] + m->eps;
+      num += w * s->gains[k] * s->gains[k];
+      den += w;
+    }
+    const float g = (float) sqrt (num / den);
+    for (int k = B; k < nb; k++)
+      s->gains[k] = g;
+  }
+  for (int k = 0; k < nb; k++)
+    s->gains[k] = 1.0f - strength * (1.0f - s->gains[k]);
+  for (int k = 0; k < nb; k++) {
+    s->spec[2 * k] *= s->gains[k];
+    s->spec[2 * k + 1] *= s->gains[k];
+  }
+
+  ge_fft_inverse_real (p->fft, s->spec, s->work, s->fft_scratch);
+  for (int i = 0; i < n; i++)
+    s->ola[i] += s->work[i] * p->window[i];
+  return sigmoidf (vad);
+}
+
+float
+ge_speech_stream_process (GeSpeechStream * s, const float *in, int in_stride,
+    float *out, int out_stride, int n_hops, float strength)
+{
+  const int n = s->p->frame, hop = s->p->hop;
+  strength = CLAMP (strength, 0.0f, 1.0f);
+  double vad = 0.0;
+  for (int h = 0; h < n_hops; h++) {
+    memmove (s->in_frame, s->in_frame + hop, sizeof (float) * (n - hop));
+    float *dst = s->in_frame + n - hop;
+    for (int i = 0; i < hop; i++) {
+      const float v = in[(gsize) (h * hop + i) * in_stride];
+      dst[i] = isfinite (v) ? CLAMP (v, -INPUT_LIMIT, INPUT_LIMIT) : 0.0f;
+    }
+    vad += process_frame (s, strength);
+    for (int i = 0; i < hop; i++)
+      out[(gsize) (h * hop + i) * out_stride] = s->ola[i];
+    memmove (s->ola, s->ola + hop, sizeof (float) * (n - hop));
+    memset (s->ola + n - hop, 0, sizeof (float) * hop);
+  }
+  return n_hops > 0 ? (float) (vad / n_hops) : 0.0f;
+}

@@ -1,0 +1,135 @@
+"""The gansynth speech enhancer as PyTorch modules, the reference that the engine
+(engine/tasks/speech_enhance.c) follows operation for operation, and its discriminators.
+
+Generator ("SpectralMaskGRU"): a causal mask network on the short-time spectrum.
+  analysis   20 ms sqrt-Hann frames every 10 ms (320/160 samples at 16 kHz, 960/480 at 48 kHz):
+             both rates give bins every 50 Hz, so the network sees the same 161 bins (0-8 kHz)
+             at either rate.  The spectrum is divided by the window's sum, which makes a bin's
+             expected power the same at both rates for the same sound.
+  features   log (|X|^2 + eps) of bins 0..160
+  network    causal Conv1d over the last `kernel` frames -> ReLU -> GRU x layers ->
+             Linear -> sigmoid: a gain in [0, 1] per bin; a second Linear -> sigmoid: voice
+             activity of the frame
+  synthesis  Y = gain * X; above 8 kHz (48 kHz only) every bin takes the band gain of
+             6-8 kHz (energy-weighted: sqrt (sum g^2 (|X|^2 + eps) / sum (|X|^2 + eps))), since the noisy
+             spectrum above 8 kHz has nothing the network saw; then the strength blends
+             every gain towards 1; inverse FFT, sqrt-Hann,
+             overlap-add.  With all gains 1 the output is the input delayed by one frame
+             minus one hop (10 ms): the two windows' product sums to 1 at 50 % overlap.
+  latency    one 20 ms frame (a hop to fill plus the 10 ms overlap delay), nothing ahead.
+"""
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+BINS = 161          # 0..8 kHz in 50 Hz steps
+FRAME_MS, HOP_MS = 20, 10
+HIGH_BAND_FROM_HZ = 6000
+EPS = 1e-8
+
+
+def frame_sizes(rate):
+    return rate * FRAME_MS // 1000, rate * HOP_MS // 1000
+
+
+def sqrt_hann(n):
+    # periodic Hann: hann[i] + hann[i + n/2] == 1, so analysis * synthesis overlap-adds to 1
+    return torch.sqrt(0.5 - 0.5 * torch.cos(2 * math.pi * torch.arange(n, dtype=torch.float64) / n)).float()
+
+
+class SpectralMaskGRU(nn.Module):
+    def __init__(self, hidden=160, layers=2, kernel=3):
+        super().__init__()
+        self.hidden, self.layers, self.kernel = hidden, layers, kernel
+        self.conv_in = nn.Conv1d(BINS, hidden, kernel)
+        self.gru = nn.GRU(hidden, hidden, num_layers=layers, batch_first=True)
+        self.mask = nn.Linear(hidden, BINS)
+        self.vad = nn.Linear(hidden, 1)
+
+    def config(self):
+        return {"hidden": self.hidden, "gru_layers": self.layers, "conv_kernel": self.kernel,
+                "bins": BINS, "frame_ms": FRAME_MS, "hop_ms": HOP_MS, "sample_rates": [16000, 48000],
+                "high_band_from_hz": HIGH_BAND_FROM_HZ, "feature_eps": EPS}
+
+    def stft(self, x, rate):
+        """x [B, T] -> complex [B, F, frames] (frames with a full window), scaled by 1/sum(w)."""
+        n, hop = frame_sizes(rate)
+        w = sqrt_hann(n).to(x.device)
+        fr = x.unfold(-1, n, hop) * w                     # [B, frames, n]
+        return (torch.fft.rfft(fr, dim=-1) / w.sum()).transpose(1, 2)
+
+    def istft(self, spec, rate, length):
+        n, hop = frame_sizes(rate)
+        w = sqrt_hann(n).to(spec.device)
+        fr = torch.fft.irfft(spec.transpose(1, 2) * w.sum(), n=n, dim=-1) * w   # [B, frames, n]
+        frames = fr.shape[1]
+        y = F.fold(fr.transpose(1, 2), output_size=(1, (frames - 1) * hop + n), kernel_size=(1, n),
+                   stride=(1, hop))
+        y = y.reshape(fr.shape[0], -1)
+        return F.pad(y, (0, max(0, length - y.shape[1])))[:, :length]
+
+    def gains(self, spec):
+        """spec [B, F>=161, frames] -> (gain [B, 161, frames], vad [B, frames])."""
+        feat = torch.log(spec[:, :BINS].abs() ** 2 + EPS)
+        h = F.relu(self.conv_in(F.pad(feat, (self.kernel - 1, 0))))
+        h, _ = self.gru(h.transpose(1, 2))
+        return torch.sigmoid(self.mask(h)).transpose(1, 2), torch.sigmoid(self.vad(h)).squeeze(-1)
+
+    def forward(self, x, rate=16000, strength=1.0):
+        """x [B, T] -> (enhanced [B, T], vad [B, frames]).  Output sample i is input sample
+        i - (frame - hop) when the gains are 1 (the streaming delay), the first frame - hop
+        output samples being the overlap-add's start-up."""
+        n, hop = frame_sizes(rate)
+        T = x.shape[1]
+        xp = F.pad(x, (n - hop, 0))                       # streaming: frames end at hops
+        spec = self.stft(xp, rate)
+        g, vad = self.gains(spec)
+        if spec.shape[1] > BINS:
+            lo = HIGH_BAND_FROM_HZ * n // rate
+            p = spec[:, lo:BINS].abs() ** 2 + EPS
+            ghb = torch.sqrt((g[:, lo:BINS] ** 2 * p).sum(1, keepdim=True) / p.sum(1, keepdim=True))
+            g = torch.cat([g, ghb.expand(-1, spec.shape[1] - BINS, -1)], 1)
+        g = 1 - strength * (1 - g)
+        y = self.istft(spec * g, rate, T + n - hop)
+        return y[:, :T], vad
+
+
+class ScaleDiscriminator(nn.Module):
+    """MelGAN's waveform discriminator, narrower (grouped strided convolutions)."""
+
+    def __init__(self, ch=16):
+        super().__init__()
+        c = [ch, ch * 4, ch * 16, ch * 16]
+        self.layers = nn.ModuleList([
+            nn.Conv1d(1, c[0], 15, padding=7),
+            nn.Conv1d(c[0], c[1], 41, stride=4, padding=20, groups=4),
+            nn.Conv1d(c[1], c[2], 41, stride=4, padding=20, groups=16),
+            nn.Conv1d(c[2], c[3], 41, stride=4, padding=20, groups=16),
+            nn.Conv1d(c[3], c[3], 5, padding=2),
+        ])
+        self.out = nn.Conv1d(c[3], 1, 3, padding=1)
+
+    def forward(self, x):
+        feats = []
+        for layer in self.layers:
+            x = F.leaky_relu(layer(x), 0.2)
+            feats.append(x)
+        return self.out(x), feats
+
+
+class MultiScaleDiscriminator(nn.Module):
+    def __init__(self, scales=3, ch=16):
+        super().__init__()
+        self.ds = nn.ModuleList([ScaleDiscriminator(ch) for _ in range(scales)])
+
+    def forward(self, x):
+        outs = []
+        x = x.unsqueeze(1)
+        for i, d in enumerate(self.ds):
+            if i:
+                x = F.avg_pool1d(x, 4, 2, padding=1, count_include_pad=False)
+            outs.append(d(x))
+        return outs

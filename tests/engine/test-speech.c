@@ -1,0 +1,283 @@
+/* test-speech: the streaming speech enhancer against the PyTorch reference
+ * (tests/golden/make_speech_golden.py runs models/gansynth/net.py on whole
+ * signals) at 16 and 48 kHz and two strengths, fed in chunks of several
+ * sizes; the FFT against a naive DFT; the identity at strength 0; reset,
+ * strides, silence, NaNs and errors. */
+#include "ge-speech.h"
+#include "ge-ops.h"
+#include "ge-safetensors.h"
+
+#include <glib/gstdio.h>
+#include <math.h>
+#include <string.h>
+
+static char *
+path_of (const char *a, const char *b, const char *c)
+{
+  return g_test_build_filename (G_TEST_DIST, "..", a, b, c, NULL);
+}
+
+static GeSpeechModel *
+model (void)
+{
+  char *p = path_of ("golden", "speech", "model.safetensors");
+  GError *err = NULL;
+  GeSpeechModel *m = ge_speech_model_new (p, &err);
+  g_assert_no_error (err);
+  g_free (p);
+  return m;
+}
+
+static const float *
+golden (GeSafetensors * st, const char *prefix, int rate, const char *suffix, gsize * n)
+{
+  char *name = g_strdup_printf ("%s%d%s", prefix, rate, suffix);
+  const GeStTensor *t = ge_safetensors_find (st, name);
+  g_assert_nonnull (t);
+  g_free (name);
+  *n = t->shape[0];
+  return t->data;
+}
+
+static float
+max_diff (const float *a, const float *b, gsize n)
+{
+  float d = 0.0f;
+  for (gsize i = 0; i < n; i++)
+    d = MAX (d, fabsf (a[i] - b[i]));
+  return d;
+}
+
+static void
+test_fft (void)
+{
+  const int sizes[] = { 2, 3, 4, 5, 12, 30, 320, 960 };
+  for (guint s = 0; s < G_N_ELEMENTS (sizes); s++) {
+    const int n = sizes[s], nb = n / 2 + 1;
+    GeFft *f = ge_fft_new (n);
+    g_assert_nonnull (f);
+    float *x = g_new (float, n), *spec = g_new (float, 2 * nb), *back = g_new (float, n);
+    float *scratch = g_new (float, ge_fft_scratch_size (f));
+    for (int i = 0; i < n; i++)
+      x[i] = (float) sin (0.37 * i * i + 1.0) + 0.25f * (i % 7);
+    ge_fft_forward_real (f, x, spec, scratch);
+    double maxe = 0.0, scale = 0.0;
+    for (int k = 0; k < nb; k++) {
+      double re = 0.0, im = 0.0;
+      for (int i = 0; i < n; i++) {
+        re += x[i] * cos (2.0 * G_PI * k * i / n);
+        im -= x[i] * sin (2.0 * G_PI * k * i / n);
+      }
+      maxe = MAX (maxe, MAX (fabs (re - spec[2 * k]), fabs (im - spec[2 * k + 1])));
+      scale = MAX (scale, hypot (re, im));
+    }
+    g_assert_cmpfloat (maxe, <, 1e-5 * MAX (scale, 1.0));
+    ge_fft_inverse_real (f, spec, back, scratch);
+    g_assert_cmpfloat (max_diff (x, back, n), <, 1e-5);
+    g_free (x), g_free (spec), g_free (back), g_free (scratch);
+    ge_fft_free (f);
+  }
+  g_assert_null (ge_fft_new (7));
+  g_assert_null (ge_fft_new (882));      /* 44.1 kHz frames: 2 * 3^2 * 7^2 */
+  g_assert_null (ge_fft_new (1));
+}
+
+/* The reference output, fed @chunk hops at a time. */
+static void
+check_golden (int rate, int chunk)
+{
+  char *p = path_of ("golden", "speech", "io.safetensors");
+  GeSafetensors *st = ge_safetensors_open (p, NULL);
+  g_assert_nonnull (st);
+  GeSpeechModel *m = model ();
+  const int hop = ge_speech_model_hop (m, rate);
+  g_assert_cmpint (hop, ==, rate / 100);
+  g_assert_cmpint (ge_speech_model_frame (m, rate), ==, rate / 50);
+  gsize n, nv;
+  const float *in = golden (st, "in", rate, "", &n);
+  const float *vad = golden (st, "vad", rate, "", &nv);
+  const char *outs[] = { "", "_s04" };
+  const float strengths[] = { 1.0f, 0.4f };
+  g_assert_cmpuint (n % hop, ==, 0);
+  g_assert_cmpuint (nv, ==, n / hop);
+  for (int k = 0; k < 2; k++) {
+    gsize no;
+    const float *ref = golden (st, "out", rate, outs[k], &no);
+    g_assert_cmpuint (no, ==, n);
+    GeSpeechStream *s = ge_speech_stream_new (m, rate, NULL);
+    float *out = g_new (float, n);
+    float vd = 0.0f;
+    for (gsize h = 0; h < n / hop; h += chunk) {
+      const int nh = MIN ((gsize) chunk, n / hop - h);
+      const float v = ge_speech_stream_process (s, in + h * hop, 1, out + h * hop, 1, nh,
+          strengths[k]);
+      if (k == 0 && nh == 1)
+        vd = MAX (vd, fabsf (v - vad[h]));
+    }
+    const float d = max_diff (out, ref, n);
+    g_test_message ("%d Hz, strength %.1f, %d hops a call: max diff %g, vad %g", rate,
+        strengths[k], chunk, d, vd);
+    g_assert_cmpfloat (d, <, 2e-5);
+    g_assert_cmpfloat (vd, <, 1e-5);
+    /* reset: a fresh stream again */
+    ge_speech_stream_reset (s);
+    float *again = g_new (float, n);
+    ge_speech_stream_process (s, in, 1, again, 1, n / hop, strengths[k]);
+    g_assert_cmpfloat (max_diff (again, ref, n), <, 2e-5);
+    g_free (again);
+    g_free (out);
+    ge_speech_stream_free (s);
+  }
+  ge_speech_model_free (m);
+  ge_safetensors_free (st);
+  g_free (p);
+}
+
+static void
+test_golden_16k (void)
+{
+  check_golden (16000, 1);
+  check_golden (16000, 7);
+}
+
+static void
+test_golden_48k (void)
+{
+  check_golden (48000, 1);
+  check_golden (48000, 37);
+}
+
+/* Strength 0: the input, delayed by frame - hop, up to FFT rounding. */
+static void
+test_identity (void)
+{
+  GeSpeechModel *m = model ();
+  const int rate = 48000, hop = 480, delay = 480, n = 40 * hop;
+  GeSpeechStream *s = ge_speech_stream_new (m, rate, NULL);
+  float *in = g_new (float, n), *out = g_new (float, n);
+  for (int i = 0; i < n; i++)
+    in[i] = 0.5f * (float) sin (0.01 * i) + 0.1f * (float) cos (1.3 * i);
+  ge_speech_stream_process (s, in, 1, out, 1, n / hop, 0.0f);
+  g_assert_cmpfloat (max_diff (out + delay, in, n - delay), <, 1e-5);
+  for (int i = 0; i < delay; i++)
+    g_assert_cmpfloat (fabsf (out[i]), <, 1e-6);
+  g_free (in), g_free (out);
+  ge_speech_stream_free (s);
+  ge_speech_model_free (m);
+}
+
+/* Two interleaved channels through two streams with stride 2, in place,
+ * equal each channel run alone. */
+static void
+test_strides (void)
+{
+  GeSpeechModel *m = model ();
+  const int hop = 160, n = 12 * hop;
+  float *il = g_new (float, 2 * n), *a = g_new (float, n), *b = g_new (float, n);
+  for (int i = 0; i < n; i++) {
+    a[i] = il[2 * i] = (float) sin (0.05 * i);
+    b[i] = il[2 * i + 1] = (float) sin (0.3 * i) * 0.2f;
+  }
+  GeSpeechStream *s0 = ge_speech_stream_new (m, 16000, NULL);
+  GeSpeechStream *s1 = ge_speech_stream_new (m, 16000, NULL);
+  ge_speech_stream_process (s0, il, 2, il, 2, n / hop, 1.0f);
+  ge_speech_stream_process (s1, il + 1, 2, il + 1, 2, n / hop, 1.0f);
+  ge_speech_stream_reset (s0);
+  ge_speech_stream_process (s0, a, 1, a, 1, n / hop, 1.0f);
+  ge_speech_stream_reset (s0);
+  ge_speech_stream_process (s0, b, 1, b, 1, n / hop, 1.0f);
+  for (int i = 0; i < n; i++) {
+    g_assert_cmpfloat (il[2 * i], ==, a[i]);
+    g_assert_cmpfloat (il[2 * i + 1], ==, b[i]);
+  }
+  g_free (il), g_free (a), g_free (b);
+  ge_speech_stream_free (s0);
+  ge_speech_stream_free (s1);
+  ge_speech_model_free (m);
+}
+
+/* Silence gives exact silence; NaNs, infinities and huge values never
+ * poison the state: silence after them is silence again. */
+static void
+test_silence_and_nan (void)
+{
+  GeSpeechModel *m = model ();
+  const int hop = 160, n = 20 * hop;
+  GeSpeechStream *s = ge_speech_stream_new (m, 16000, NULL);
+  float *x = g_new0 (float, n), *y = g_new (float, n);
+  ge_speech_stream_process (s, x, 1, y, 1, n / hop, 1.0f);
+  for (int i = 0; i < n; i++)
+    g_assert_cmpfloat (y[i], ==, 0.0f);
+  for (int i = 0; i < n; i++)
+    x[i] = i % 3 == 0 ? NAN : i % 3 == 1 ? INFINITY : (i % 2 ? 1e30f : -1.0f);
+  ge_speech_stream_process (s, x, 1, y, 1, n / hop, 1.0f);
+  for (int i = 0; i < n; i++)
+    g_assert_true (isfinite (y[i]) && fabsf (y[i]) <= 16.0f);
+  memset (x, 0, sizeof (float) * n);
+  ge_speech_stream_process (s, x, 1, y, 1, n / hop, 1.0f);
+  ge_speech_stream_process (s, x, 1, y, 1, n / hop, 1.0f);
+  for (int i = 0; i < n; i++)
+    g_assert_cmpfloat (y[i], ==, 0.0f);
+  g_free (x), g_free (y);
+  ge_speech_stream_free (s);
+  ge_speech_model_free (m);
+}
+
+static void
+expect_error (const char *path, GeErrorCode code, const char *fragment)
+{
+  GError *err = NULL;
+  g_assert_null (ge_speech_model_new (path, &err));
+  g_assert_error (err, GE_ERROR, (gint) code);
+  g_test_message ("%s", err->message);
+  g_assert_nonnull (strstr (err->message, fragment));
+  g_error_free (err);
+}
+
+static void
+test_errors (void)
+{
+  expect_error ("/nonexistent/gansynth.safetensors", GE_ERROR_NOT_FOUND, "gansynth.safetensors");
+  char *vae = path_of ("elements", "models", "vae.safetensors");
+  expect_error (vae, GE_ERROR_UNSUPPORTED, "SpectralMaskGRU");
+  g_free (vae);
+
+  /* truncated */
+  char *p = path_of ("golden", "speech", "model.safetensors");
+  gchar *data;
+  gsize len;
+  g_assert_true (g_file_get_contents (p, &data, &len, NULL));
+  char *cut = g_build_filename (g_get_tmp_dir (), "test-speech-cut.safetensors", NULL);
+  g_assert_true (g_file_set_contents (cut, data, len - 100, NULL));
+  expect_error (cut, GE_ERROR_CORRUPT, "test-speech-cut.safetensors");
+  g_unlink (cut);
+  g_free (cut), g_free (data), g_free (p);
+
+  GeSpeechModel *m = model ();
+  GError *err = NULL;
+  g_assert_false (ge_speech_model_supports_rate (m, 44100));
+  g_assert_null (ge_speech_stream_new (m, 44100, &err));
+  g_assert_error (err, GE_ERROR, GE_ERROR_INVALID);
+  g_assert_nonnull (strstr (err->message, "44100"));
+  g_error_free (err);
+  int nr;
+  const int *rates = ge_speech_model_rates (m, &nr);
+  g_assert_cmpint (nr, ==, 2);
+  g_assert_cmpint (rates[0], ==, 16000);
+  g_assert_cmpint (rates[1], ==, 48000);
+  ge_speech_model_free (m);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/speech/fft", test_fft);
+  g_test_add_func ("/speech/golden-16k", test_golden_16k);
+  g_test_add_func ("/speech/golden-48k", test_golden_48k);
+  g_test_add_func ("/speech/identity", test_identity);
+  g_test_add_func ("/speech/strides", test_strides);
+  g_test_add_func ("/speech/silence-nan", test_silence_and_nan);
+  g_test_add_func ("/speech/errors", test_errors);
+  return g_test_run ();
+}

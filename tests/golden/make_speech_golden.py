@@ -1,0 +1,58 @@
+#!/usr/bin/python3
+"""Golden outputs of the speech enhancer (engine/ge-speech.h), computed with the PyTorch
+reference models/gansynth/net.py (whole-signal STFT, mask, overlap-add: not streaming), for
+tests/engine/test-speech.c.
+
+    /usr/bin/python3 tests/golden/make_speech_golden.py
+
+Writes tests/golden/speech/model.safetensors (a small SpectralMaskGRU: hidden 24, 2 layers,
+kernel 3, seeded weights with biases spread so gains cover 0..1) and io.safetensors: for 16 and
+48 kHz, a 0.37 s test signal (a chirp, a tone and noise), the output at strength 1 and 0.4 and
+the voice activity per hop.
+"""
+import os
+import sys
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "models", "gansynth"))
+sys.path.insert(0, os.path.join(ROOT, "models", "common"))
+import export  # noqa: E402
+import net  # noqa: E402
+import st  # noqa: E402
+
+
+def signal(rate, seconds=0.37, seed=3):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(rate * seconds)) / rate
+    chirp = 0.3 * np.sin(2 * np.pi * (200 * t + 4000 * t ** 2))
+    tone = 0.1 * np.sin(2 * np.pi * 1234.5 * t) * (t > 0.1)
+    return torch.from_numpy((chirp + tone + 0.05 * rng.standard_normal(t.size)).astype(np.float32))
+
+
+def main():
+    out = os.path.join(HERE, "speech")
+    os.makedirs(out, exist_ok=True)
+    torch.manual_seed(11)
+    G = net.SpectralMaskGRU(hidden=24, layers=2, kernel=3)
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if "bias" in name:
+                p.uniform_(-2, 2)
+    export.export(G, os.path.join(out, "model.safetensors"))
+    io = {}
+    with torch.no_grad():
+        for rate in (16000, 48000):
+            x = signal(rate)
+            y, vad = G(x[None], rate)
+            yh, _ = G(x[None], rate, strength=0.4)
+            io[f"in{rate}"], io[f"out{rate}"], io[f"out{rate}_s04"] = x, y[0], yh[0]
+            io[f"vad{rate}"] = vad[0]
+    st.save(os.path.join(out, "io.safetensors"), io)
+
+
+if __name__ == "__main__":
+    main()
