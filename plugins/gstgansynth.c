@@ -477,7 +477,8 @@ drain (GstGanSynth * self)
   const guint64 need = total + (self->frame - self->hop) - self->samples_in;
   const gint n_hops = (gint) ((need + self->hop - 1) / self->hop);
   gfloat *in = g_new0 (gfloat, (gsize) n_hops * self->hop * ch);
-  gst_adapter_copy (self->adapter, in, 0, rest * ch * sizeof (gfloat));
+  if (rest > 0)
+    gst_adapter_copy (self->adapter, in, 0, rest * ch * sizeof (gfloat));
   gst_adapter_clear (self->adapter);
   GstBuffer *buf = run_hops (self, in, n_hops, total - self->samples_out);
   g_free (in);

@@ -13,7 +13,9 @@ PACKAGES=(
   # plugin
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libpng-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-  # gdppay/gdpdepay: the latent files of the VAE recipes
+  # gansynth-clean (formats, resampling)
+  libsndfile1-dev libsamplerate0-dev
+  # gdppay/gdpdepay: the latent files of the VAE recipes; webrtcdsp (bench)
   gstreamer1.0-plugins-bad
   # fuzzer and sanitizers (libclang_rt.fuzzer comes from libclang-rt-14-dev)
   clang libclang-rt-14-dev
