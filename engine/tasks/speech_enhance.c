@@ -22,7 +22,7 @@ typedef struct {
 struct _GeSpeechModel {
   GeModelFile *mf;
   int hidden, layers, kernel, bins;
-  float eps;
+  float eps, feat_mean, feat_inv_std;
   const float *conv_w;                  /* repacked [hidden][kernel][bins]: oldest frame first */
   const float *conv_b;
   const float *w_ih[MAX_LAYERS], *w_hh[MAX_LAYERS], *b_ih[MAX_LAYERS], *b_hh[MAX_LAYERS];
@@ -99,7 +99,7 @@ ge_speech_model_new (const char *path, GError ** error)
   GeSpeechModel *m = g_new0 (GeSpeechModel, 1);
   m->mf = mf;
   gint64 hidden, layers, kernel, bins, frame_ms, hop_ms, *rates = NULL;
-  double hb, eps;
+  double hb, eps, feat_mean, feat_std;
   int n_rates = 0;
   char name[64];
 
@@ -115,12 +115,14 @@ ge_speech_model_new (const char *path, GError ** error)
       || !ge_config_int (mf, "frame_ms", 20, &frame_ms, error)
       || !ge_config_int (mf, "hop_ms", 10, &hop_ms, error)
       || !ge_config_double (mf, "high_band_from_hz", 6000.0, &hb, error)
-      || !ge_config_double (mf, "feature_eps", 1e-8, &eps, error)
+      || !ge_config_double (mf, "feature_eps", 1e-12, &eps, error)
+      || !ge_config_double (mf, "feature_mean", 0.0, &feat_mean, error)
+      || !ge_config_double (mf, "feature_std", 1.0, &feat_std, error)
       || !ge_config_int_array (mf, "sample_rates", &rates, &n_rates, error))
     goto fail;
   if (hidden < 1 || hidden > 4096 || layers < 1 || layers > MAX_LAYERS || kernel < 1
       || kernel > 64 || bins < 2 || bins > 4096 || frame_ms < 1 || hop_ms < 1 || n_rates < 1
-      || n_rates > MAX_RATES || !(eps > 0.0)) {
+      || n_rates > MAX_RATES || !(eps > 0.0) || !(feat_std > 0.0) || !isfinite (feat_mean)) {
     ge_fail (error, GE_ERROR_UNSUPPORTED, path, "config out of range (hidden %" G_GINT64_FORMAT
         ", gru_layers %" G_GINT64_FORMAT ", conv_kernel %" G_GINT64_FORMAT ", bins %"
         G_GINT64_FORMAT ", %d sample rates)", hidden, layers, kernel, bins, n_rates);
@@ -128,6 +130,8 @@ ge_speech_model_new (const char *path, GError ** error)
   }
   m->hidden = hidden, m->layers = layers, m->kernel = kernel, m->bins = bins;
   m->eps = (float) eps;
+  m->feat_mean = (float) feat_mean;
+  m->feat_inv_std = (float) (1.0 / feat_std);
 
   const float *conv_w;
   if (!load_weight (mf, "conv_in.weight", 3, hidden, bins, kernel, &conv_w, error)
@@ -307,7 +311,7 @@ process_frame (GeSpeechStream * s, float strength)
   memmove (s->feats, s->feats + B, sizeof (float) * (m->kernel - 1) * B);
   float *newest = s->feats + (gsize) (m->kernel - 1) * B;
   for (int k = 0; k < B; k++)
-    newest[k] = logf (s->power[k] + m->eps);
+    newest[k] = (logf (s->power[k] + m->eps) - m->feat_mean) * m->feat_inv_std;
 
   /* causal convolution over the history, ReLU */
   memcpy (s->act, m->conv_b, sizeof (float) * H);

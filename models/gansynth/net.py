@@ -6,7 +6,7 @@ Generator ("SpectralMaskGRU"): a causal mask network on the short-time spectrum.
              both rates give bins every 50 Hz, so the network sees the same 161 bins (0-8 kHz)
              at either rate.  The spectrum is divided by the window's sum, which makes a bin's
              expected power the same at both rates for the same sound.
-  features   log (|X|^2 + eps) of bins 0..160
+  features   (log (|X|^2 + eps) - mean) / std of bins 0..160, with fixed mean and std
   network    causal Conv1d over the last `kernel` frames -> ReLU -> GRU x layers ->
              Linear -> sigmoid: a gain in [0, 1] per bin; a second Linear -> sigmoid: voice
              activity of the frame
@@ -28,7 +28,10 @@ import torch.nn.functional as F
 BINS = 161          # 0..8 kHz in 50 Hz steps
 FRAME_MS, HOP_MS = 20, 10
 HIGH_BAND_FROM_HZ = 6000
-EPS = 1e-8
+EPS = 1e-12
+# log-power features are standardised with these constants (the mean and deviation of
+# log (|X|^2 + EPS) over training mixtures): unscaled, they saturate the GRU's gates at init
+FEAT_MEAN, FEAT_STD = -21.0, 4.6
 
 
 def frame_sizes(rate):
@@ -52,7 +55,8 @@ class SpectralMaskGRU(nn.Module):
     def config(self):
         return {"hidden": self.hidden, "gru_layers": self.layers, "conv_kernel": self.kernel,
                 "bins": BINS, "frame_ms": FRAME_MS, "hop_ms": HOP_MS, "sample_rates": [16000, 48000],
-                "high_band_from_hz": HIGH_BAND_FROM_HZ, "feature_eps": EPS}
+                "high_band_from_hz": HIGH_BAND_FROM_HZ, "feature_eps": EPS,
+                "feature_mean": FEAT_MEAN, "feature_std": FEAT_STD}
 
     def stft(self, x, rate):
         """x [B, T] -> complex [B, F, frames] (frames with a full window), scaled by 1/sum(w)."""
@@ -73,7 +77,7 @@ class SpectralMaskGRU(nn.Module):
 
     def gains(self, spec):
         """spec [B, F>=161, frames] -> (gain [B, 161, frames], vad [B, frames])."""
-        feat = torch.log(spec[:, :BINS].abs() ** 2 + EPS)
+        feat = (torch.log(spec[:, :BINS].abs() ** 2 + EPS) - FEAT_MEAN) / FEAT_STD
         h = F.relu(self.conv_in(F.pad(feat, (self.kernel - 1, 0))))
         h, _ = self.gru(h.transpose(1, 2))
         return torch.sigmoid(self.mask(h)).transpose(1, 2), torch.sigmoid(self.vad(h)).squeeze(-1)

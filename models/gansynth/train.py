@@ -12,8 +12,8 @@ from a training package (p 0.15 babble of 3-5 training speakers instead; p 0.1 a
 top) at an SNR uniform in [-5, 20] dB, then a level uniform in [-40, -6] dBFS peak.  5 % are
 noise only (target: silence), 5 % speech only (target: itself).
 
-Losses: multi-resolution STFT (spectral convergence + log magnitude, FFT 256/512/1024), L1 on
-the waveform, binary cross-entropy of the voice activity head against the clean frame energy,
+Losses, on output and target scaled by the mixture's RMS: multi-resolution STFT (compressed
+magnitude and complex spectra, FFT 256/512/1024), L1 on the waveform, binary cross-entropy of the voice activity head against the clean frame energy,
 and after --adv-start steps least-squares GAN + feature matching with a MelGAN multi-scale
 waveform discriminator (narrowed, on a random 0.5 s crop of each batch: on whole segments it
 cost 8x the generator).  Validation every --val-every steps: SI-SDR improvement on fixed
@@ -183,12 +183,17 @@ def delay(x, d):
 
 
 def mrstft_loss(y, s):
+    """Multi-resolution STFT loss on power-law compressed spectra (magnitude and complex, as
+    GTCRN and DeepFilterNet train): unlike a log-magnitude loss it stays bounded where the
+    target is silent."""
     loss = 0.0
     for n in (256, 512, 1024):
         w = torch.hann_window(n)
-        Y = torch.stft(y, n, n // 4, window=w, return_complex=True).abs() + 1e-6
-        S = torch.stft(s, n, n // 4, window=w, return_complex=True).abs() + 1e-6
-        loss = loss + torch.norm(S - Y, p="fro") / (torch.norm(S, p="fro") + 1e-6) + (S.log() - Y.log()).abs().mean()
+        Y = torch.stft(y, n, n // 4, window=w, return_complex=True)
+        S = torch.stft(s, n, n // 4, window=w, return_complex=True)
+        ym, sm = (Y.abs() + 1e-8) ** 0.3, (S.abs() + 1e-8) ** 0.3
+        loss = loss + F.mse_loss(ym, sm) + F.mse_loss(torch.view_as_real(Y / (Y.abs() + 1e-8) * ym),
+                                                      torch.view_as_real(S / (S.abs() + 1e-8) * sm))
     return loss / 3
 
 
@@ -272,13 +277,16 @@ def main():
         y, vad = G(x)
         s = delay(s, n - hop)
         adv = step >= args.adv_start
-        loss = mrstft_loss(y, s) + 2.0 * (y - s).abs().mean() / (s.abs().mean() + 1e-5)
+        # every mixture counts alike whatever its level: both scaled by the input's RMS
+        scale = 1.0 / (x.pow(2).mean(1, keepdim=True).sqrt() + 1e-5)
+        ys, ss = y * scale, s * scale
+        loss = 10.0 * mrstft_loss(ys, ss) + (ys - ss).abs().mean()
         loss = loss + 0.05 * F.binary_cross_entropy(vad.clamp(1e-5, 1 - 1e-5), vad_target(s, vad.shape[1]))
         if adv:
             # on a random crop (the discriminator costs more than the generator on whole
             # segments); real = clean, fake = enhanced, least squares
             o = int(np.random.randint(0, s.shape[1] - args.adv_crop + 1))
-            sc, yc = s[:, o:o + args.adv_crop], y[:, o:o + args.adv_crop]
+            sc, yc = ss[:, o:o + args.adv_crop], ys[:, o:o + args.adv_crop]
             real = D(sc)
             ld = 0.0
             for (dr, _), (df, _) in zip(real, D(yc.detach())):
