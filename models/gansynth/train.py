@@ -10,10 +10,13 @@ reverberation (p 0.25, synthetic exponential room responses, RT60 0.15-0.8 s: th
 speech is the target), band-limiting (p 0.15, 3.4-7 kHz, input and target alike), plus noise
 from a training package (p 0.15 babble of 3-5 training speakers instead; p 0.1 a mains hum on
 top) at an SNR uniform in [-5, 20] dB, then a level uniform in [-40, -6] dBFS peak.  5 % are
-noise only (target: silence), 5 % speech only (target: itself).
+speech only (target: itself).  No mixture is noise alone: with losses scaled by the mixture's
+level those dominated the gradient and drove every gain down; the starts and gaps of the speech
+segments hold the noise-only stretches.
 
 Losses, on output and target scaled by the mixture's RMS: multi-resolution STFT (compressed
-magnitude and complex spectra, FFT 256/512/1024), L1 on the waveform, binary cross-entropy of the voice activity head against the clean frame energy,
+magnitude and complex spectra, FFT 256/512/1024), L1 on the waveform, binary cross-entropy of
+the voice activity head against the clean frame energy,
 and after --adv-start steps least-squares GAN + feature matching with a MelGAN multi-scale
 waveform discriminator (narrowed, on a random 0.5 s crop of each batch: on whole segments it
 cost 8x the generator).  Validation every --val-every steps: SI-SDR improvement on fixed
@@ -135,15 +138,12 @@ class Mixer:
         if self.rng.random() < 0.25:
             s = self.reverb(s)
         nz = self.noise_segment()
-        r = self.rng.random()
-        if r < 0.05:
-            s[:] = 0
         snr = self.rng.uniform(-5, 20) if snr is None else snr
         ns = rms(nz)
-        if r > 0.95 or ns < 1e-7:
+        if self.rng.random() < 0.05 or ns < 1e-7:
             nz[:] = 0
         else:
-            nz *= active_rms(s) / ns * 10 ** (-snr / 20) if r >= 0.05 else 0.05 / ns
+            nz *= active_rms(s) / ns * 10 ** (-snr / 20)
         x = s + nz
         if self.rng.random() < 0.15:
             x, s = self.bandlimit(x, s)
