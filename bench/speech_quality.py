@@ -11,8 +11,10 @@ Needs models/data/fetch_speech.py's data, a build (build/plugins), gstreamer1.0-
 Each mixture: 1 s of noise alone, then 5 s of speech (validation clips end to end) plus the
 noise, the noise scaled to the SNR against the active speech level, peak at -3 dBFS.
   gansynth  filesrc ! wavparse ! audioconvert ! gansynth ! audioconvert ! wavenc (defaults)
-  webrtcdsp noise-suppression-level=very-high, echo-cancel=false (no far end), gain-control=false
-            (AGC would change the level, not the noise), other settings default
+  webrtcdsp noise-suppression-level=very-high and nothing else: echo-cancel=false (no far end),
+            gain-control=false (AGC changes the level, not the noise), high-pass-filter=false (it
+            cuts the voice's lowest band, which SI-SDR counts against it: off, webrtcdsp scores
+            better); delay-agnostic, extended-filter etc. are echo-canceller settings
   sox       noisered with a profile of the 1 s noise-only lead (sox's documented use), amount 0.5
             (its default)
   rnnoise   @jitsi/rnnoise-wasm (bench/rnnoise_run.mjs)
@@ -125,7 +127,7 @@ def enhance(method, items, d, model):
         if method == "gansynth":
             el = "gansynth" + (f" model-file={model}" if model else "")
         else:
-            el = ("webrtcdsp echo-cancel=false gain-control=false noise-suppression=true "
+            el = ("webrtcdsp echo-cancel=false gain-control=false high-pass-filter=false noise-suppression=true "
                   "noise-suppression-level=very-high")
         run(["gst-launch-1.0", "-q", "filesrc", f"location={src}", "!", "wavparse", "!", "audioconvert", "!"]
             + el.split() + ["!", "audioconvert", "!", "audio/x-raw,format=F32LE", "!", "wavenc", "!",

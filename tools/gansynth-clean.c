@@ -100,8 +100,11 @@ resample (SRC_STATE * src, double ratio, int ch, float *in, gsize n, gboolean la
     gsize * n_out, const char *path)
 {
   if (!src) {
+    /* a copy, also of nothing (g_memdup2 gives NULL for 0 bytes) */
+    float *copy = g_new (float, MAX (n * ch, 1));
+    memcpy (copy, in, n * ch * sizeof (float));
     *n_out = n;
-    return g_memdup2 (in, n * ch * sizeof (float));
+    return copy;
   }
   gsize cap = (gsize) ceil (n * ratio) + 256;
   float *out = g_new (float, cap * ch);

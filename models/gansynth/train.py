@@ -15,8 +15,8 @@ level those dominated the gradient and drove every gain down; the starts and gap
 segments hold the noise-only stretches.
 
 Losses, on output and target scaled by the mixture's RMS: multi-resolution STFT (compressed
-magnitude and complex spectra, FFT 256/512/1024), L1 on the waveform, binary cross-entropy of
-the voice activity head against the clean frame energy,
+magnitude and complex spectra, FFT 256/512/1024), L1 on the waveform, -0.1 SI-SDR (dB), binary
+cross-entropy of the voice activity head against the clean frame energy,
 and after --adv-start steps least-squares GAN + feature matching with a MelGAN multi-scale
 waveform discriminator (narrowed, on a random 0.5 s crop of each batch: on whole segments it
 cost 8x the generator).  Validation every --val-every steps: SI-SDR improvement on fixed
@@ -231,6 +231,7 @@ def main():
     ap.add_argument("--adv-start", type=int, default=1500)
     ap.add_argument("--adv-weight", type=float, default=0.1)
     ap.add_argument("--adv-crop", type=int, default=8000)
+    ap.add_argument("--sisdr-weight", type=float, default=0.1)
     ap.add_argument("--disc-channels", type=int, default=8)
     ap.add_argument("--val-every", type=int, default=250)
     ap.add_argument("--threads", type=int, default=2)
@@ -250,6 +251,8 @@ def main():
 
     torch.manual_seed(args.seed)
     G = net.SpectralMaskGRU(args.hidden, args.layers)
+    with torch.no_grad():
+        G.mask.bias.fill_(2.0)          # start near the identity (gains 0.88), not at 0.5
     D = net.MultiScaleDiscriminator(ch=args.disc_channels)
     og = torch.optim.AdamW(G.parameters(), args.lr, betas=(0.8, 0.99))
     od = torch.optim.AdamW(D.parameters(), args.lr * 0.5, betas=(0.8, 0.99))
@@ -280,7 +283,8 @@ def main():
         # every mixture counts alike whatever its level: both scaled by the input's RMS
         scale = 1.0 / (x.pow(2).mean(1, keepdim=True).sqrt() + 1e-5)
         ys, ss = y * scale, s * scale
-        loss = 10.0 * mrstft_loss(ys, ss) + (ys - ss).abs().mean()
+        # SI-SDR is what the mask trades: noise removed against speech distorted
+        loss = 10.0 * mrstft_loss(ys, ss) + (ys - ss).abs().mean() - args.sisdr_weight * si_sdr(ys, ss).mean()
         loss = loss + 0.05 * F.binary_cross_entropy(vad.clamp(1e-5, 1 - 1e-5), vad_target(s, vad.shape[1]))
         if adv:
             # on a random crop (the discriminator costs more than the generator on whole

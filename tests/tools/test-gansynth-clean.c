@@ -76,9 +76,8 @@ run_tool (const char *in, const char *out, const char *strength, gboolean expect
 }
 
 static void
-check_identity (const char *name, int format, int rate, int ch, double tol)
+check_identity (const char *name, int format, int rate, int ch, gint64 frames, double tol)
 {
-  const gint64 frames = rate * 3 / 2 + 123;
   char *in = write_input (name, format, rate, ch, frames);
   char *out = g_strconcat (in, ".out", strchr (name, '.'), NULL);
   run_tool (in, out, "0", TRUE);
@@ -104,14 +103,23 @@ static void
 test_flac_48k (void)
 {
   check_identity ("gansynth-clean-in.flac", SF_FORMAT_FLAC | SF_FORMAT_PCM_16, 48000, 1,
-      1.5 / 32768);
+      48000 * 3 / 2 + 123, 1.5 / 32768);
+}
+
+/* A length of whole read blocks (1 s): the last read returns nothing. */
+static void
+test_whole_blocks (void)
+{
+  check_identity ("gansynth-clean-blocks.wav", SF_FORMAT_WAV | SF_FORMAT_FLOAT, 48000, 1,
+      2 * 48000, 1e-6);
 }
 
 static void
 test_wav_44k (void)
 {
   /* 44.1 -> 48 -> 44.1 kHz with libsamplerate's medium sinc */
-  check_identity ("gansynth-clean-in.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_16, 44100, 2, 5e-3);
+  check_identity ("gansynth-clean-in.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_16, 44100, 2,
+      44100 * 3 / 2 + 123, 5e-3);
 }
 
 /* Strength 1 at a model rate: what the engine gives on the same samples. */
@@ -167,6 +175,7 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/gansynth-clean/flac-48k", test_flac_48k);
   g_test_add_func ("/gansynth-clean/wav-44k", test_wav_44k);
+  g_test_add_func ("/gansynth-clean/whole-blocks", test_whole_blocks);
   g_test_add_func ("/gansynth-clean/engine-output", test_engine_output);
   g_test_add_func ("/gansynth-clean/errors", test_errors);
   return g_test_run ();
