@@ -17,7 +17,8 @@ The validation split is made by SPEAKER and by NOISE PACKAGE, never per clip:
   speech  train: fillets-ng-data-cs's two main voices ('m', 'v'), asterisk en/es/ru, and the
                  word and letter voices of klettres-data, ktuberling-data, kajongg
           val:   asterisk-it (a voice heard nowhere else) and every minor voice of fillets
-  noise   train: flightgear-data-base, 0ad-data (ambient, music), sonic-pi-samples, lmms-common
+  noise   train: flightgear-data-base, 0ad-data (ambient, music), sonic-pi-samples, lmms-common,
+                 supertuxkart-data (effects and engines)
           val:   gcompris-qt-data (memory-sound: rain, train, factory, car, applause, door) and
                  wesnoth-1.16-data (effects, ambient, horns)
 Needs ffmpeg (g722 and ogg decoding) and python3-numpy.
@@ -54,6 +55,7 @@ PACKAGES = {
     "0ad-data": ("noise", ["./usr/share/games/0ad/mods/public/public.zip"]),
     "sonic-pi-samples": ("noise", ["./usr/share/sonic-pi/*"]),
     "lmms-common": ("noise", ["./usr/share/lmms/samples/*"]),
+    "supertuxkart-data": ("noise", ["./usr/share/games/supertuxkart/data/sfx/*"]),
     "gcompris-qt-data": ("noise", ["./usr/share/gcompris-qt/rcc/memory-sound.rcc"]),
     "wesnoth-1.16-data": ("noise", ["./usr/share/games/wesnoth/1.16/data/core/sounds/*",
                                     "./usr/share/games/wesnoth/1.16/sounds/*"]),

@@ -8,8 +8,8 @@ Mixtures, made on the fly from the TRAIN split (speakers and noise packages of t
 split are never seen): 2 s at 16 kHz of clean speech (clips end to end with short gaps), with
 reverberation (p 0.25, synthetic exponential room responses, RT60 0.15-0.8 s: the reverberant
 speech is the target), band-limiting (p 0.15, 3.4-7 kHz, input and target alike), plus noise
-from a training package (p 0.15 babble of 3-5 training speakers instead; p 0.1 a mains hum on
-top) at an SNR uniform in [-5, 20] dB, then a level uniform in [-40, -6] dBFS peak.  5 % are
+from a training package (p 0.15 babble of 3-5 training speakers instead; with --synthetic-noise
+p 0.25 a noise of random spectral shape instead; p 0.1 a mains hum on top) at an SNR uniform in [-5, 20] dB, then a level uniform in [-40, -6] dBFS peak.  5 % are
 speech only (target: itself).  No mixture is noise alone: with losses scaled by the mixture's
 level those dominated the gradient and drove every gain down; the starts and gaps of the speech
 segments hold the noise-only stretches.
@@ -79,8 +79,9 @@ def active_rms(x, rate=RATE):
 
 
 class Mixer:
-    def __init__(self, speech, noise, rng, seconds=2.0):
+    def __init__(self, speech, noise, rng, seconds=2.0, synthetic=False):
         self.speech, self.noise, self.rng = speech, noise, rng
+        self.synthetic = synthetic
         self.n = int(seconds * RATE)
         self.noise_weights = None
 
@@ -97,10 +98,26 @@ class Mixer:
             pos += take + int(self.rng.integers(0, RATE * 3 // 10))
         return out
 
+    def synthetic_noise(self):
+        """Stationary-ish noise of a random spectral shape (a smooth random envelope over
+        log-frequency, +-15 dB, on a random tilt from white to brown), slowly modulated: the
+        training packages hold mostly music and effects, this covers the shapes between."""
+        X = np.fft.rfft(self.rng.standard_normal(self.n))
+        f = np.maximum(np.fft.rfftfreq(self.n, 1 / RATE), 20.0)
+        knots = np.linspace(np.log(20), np.log(RATE / 2), 8)
+        env_db = np.interp(np.log(f), knots, self.rng.uniform(-15, 15, 8))
+        env_db -= self.rng.uniform(0, 6) * np.log2(f / 1000)      # 0 (white) to 6 dB/oct (brown)
+        x = np.fft.irfft(X * 10 ** (env_db / 20), n=self.n)
+        t = np.arange(self.n) / RATE
+        am = 1 + self.rng.uniform(0, 0.8) * np.sin(2 * np.pi * self.rng.uniform(0.1, 4) * t + self.rng.uniform(0, 6))
+        return (x * am).astype(np.float32)
+
     def noise_segment(self):
         r = self.rng.random()
         if r < 0.15:
             out = sum(self.speech_segment() for _ in range(int(self.rng.integers(3, 6))))
+        elif r < 0.40 and self.synthetic:
+            out = self.synthetic_noise()
         else:
             _, c = self.noise[self.rng.integers(len(self.noise))]
             c = c.astype(np.float32) / 32768
@@ -232,6 +249,8 @@ def main():
     ap.add_argument("--adv-weight", type=float, default=0.1)
     ap.add_argument("--adv-crop", type=int, default=8000)
     ap.add_argument("--sisdr-weight", type=float, default=0.1)
+    ap.add_argument("--synthetic-noise", action="store_true",
+                    help="a quarter of the noises synthetic (random spectral shapes)")
     ap.add_argument("--disc-channels", type=int, default=8)
     ap.add_argument("--val-every", type=int, default=250)
     ap.add_argument("--threads", type=int, default=2)
@@ -264,7 +283,7 @@ def main():
         og.load_state_dict(ck["og"]), od.load_state_dict(ck["od"])
         step, best = ck["step"], ck["best"]
         tk.log(logf, f"resumed at step {step}")
-    mixer = Mixer(speech, noise, np.random.default_rng(args.seed + step), args.seconds)
+    mixer = Mixer(speech, noise, np.random.default_rng(args.seed + step), args.seconds, args.synthetic_noise)
     tk.log(logf, f"generator {sum(p.numel() for p in G.parameters())} parameters, "
            f"discriminator {sum(p.numel() for p in D.parameters())}")
     n, hop = net.frame_sizes(RATE)
