@@ -80,10 +80,11 @@ def ensure_python_deps():
         importlib.invalidate_caches()
 
 
-def download(debs):
+def download(debs, packages=PACKAGES):
+    """`apt-get download` of the @packages not in @debs yet (fetch_speech.py uses it too)."""
     os.makedirs(debs, exist_ok=True)
     have = {os.path.basename(p).split("_")[0] for p in glob.glob(os.path.join(debs, "*.deb"))}
-    want = [p for p in PACKAGES if p not in have]
+    want = [p for p in packages if p not in have]
     if want:
         print("apt-get download", " ".join(want), flush=True)
         subprocess.run(["apt-get", "download"] + want, cwd=debs, check=True)

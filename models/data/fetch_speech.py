@@ -40,6 +40,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import rcc  # noqa: E402
+from fetch_photos import download  # noqa: E402
 
 RATES = (16000, 48000)
 ASTERISK = [f"asterisk-core-sounds-{lang}-g722" for lang in ("en", "es", "it", "ru")]
@@ -64,15 +65,6 @@ VAL_NOISE = {"gcompris-qt-data", "wesnoth-1.16-data"}
 FILLETS_TRAIN_VOICES = {"m", "v"}
 AUDIO_EXT = (".ogg", ".wav", ".flac", ".g722", ".mp3")
 MIN_SECONDS = 0.3
-
-
-def download(debs):
-    os.makedirs(debs, exist_ok=True)
-    have = {os.path.basename(p).split("_")[0] for p in glob.glob(os.path.join(debs, "*.deb"))}
-    want = [p for p in PACKAGES if p not in have]
-    if want:
-        print("apt-get download", " ".join(want), flush=True)
-        subprocess.run(["apt-get", "download"] + want, cwd=debs, check=True)
 
 
 def extract(debs, xdir):
@@ -183,7 +175,7 @@ def main():
     ap.add_argument("--work", default="_work/data")
     args = ap.parse_args()
     debs, xdir, out = (os.path.join(args.work, d) for d in ("debs", "x", "audio"))
-    download(debs)
+    download(debs, PACKAGES)
     extract(debs, xdir)
     os.makedirs(out, exist_ok=True)
     mpath = os.path.join(out, "MANIFEST.json")
