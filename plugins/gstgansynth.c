@@ -356,8 +356,10 @@ process_channel (void *data, int c, int thread)
   GstGanSynth *self = j->self;
   const gint ch = self->n_streams;
 
-  j->vad[c % 64] = ge_speech_stream_process (self->streams[c], j->in + c, ch,
+  const gfloat vad = ge_speech_stream_process (self->streams[c], j->in + c, ch,
       self->out + c, ch, j->n_hops, j->strength);
+  if (c < (int) G_N_ELEMENTS (j->vad))
+    j->vad[c] = vad;            /* the first 64 channels vote on speech */
 }
 
 static void
@@ -412,7 +414,7 @@ run_hops (GstGanSynth * self, const gfloat * in, gint n_hops, guint64 limit)
   self->samples_in += n;
 
   gfloat vad = 0.0f;
-  for (gint c = 0; c < MIN (ch, 64); c++)
+  for (gint c = 0; c < MIN (ch, (gint) G_N_ELEMENTS (job.vad)); c++)
     vad = MAX (vad, job.vad[c]);
   GST_OBJECT_LOCK (self);
   self->hops += n_hops;
