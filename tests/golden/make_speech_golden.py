@@ -8,9 +8,11 @@ tests/engine/test-speech.c.
 Writes tests/golden/speech/model.safetensors (a small SpectralMaskGRU: hidden 24, 2 layers,
 kernel 3, seeded weights with biases spread so gains cover 0..1) and io.safetensors: for 16 and
 48 kHz, a 0.37 s test signal (a chirp, a tone and noise), the output at strength 1 and 0.4 and
-the voice activity per hop.
+the voice activity per hop.  The model is also the element tests' default
+(tests/elements/models/gansynth.safetensors).
 """
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -43,6 +45,9 @@ def main():
             if "bias" in name:
                 p.uniform_(-2, 2)
     export.export(G, os.path.join(out, "model.safetensors"))
+    # the element tests' "installed" model (GST_GENERATIVE_MODEL_DIR) is the same one
+    shutil.copyfile(os.path.join(out, "model.safetensors"),
+                    os.path.join(ROOT, "tests", "elements", "models", "gansynth.safetensors"))
     io = {}
     with torch.no_grad():
         for rate in (16000, 48000):
