@@ -16,34 +16,60 @@ test_path (const gchar * env, const gchar * name)
   return g_build_filename (dir, name, NULL);
 }
 
-/* A @factory element with model-file=@file (of GE_TEST_MODELS) going to
- * PAUSED: the state change must fail with one ERROR of @domain/@code whose
- * message names @file. */
+/* Takes @e to PAUSED: the state change must fail with one ERROR of
+ * @domain/@code whose message names @name and which has debug text, and the
+ * model load must be announced as failed (a PROGRESS ERROR). */
+static inline void
+expect_element_start_error (GstElement * e, GQuark domain, gint code,
+    const gchar * name)
+{
+  GstBus *bus = gst_bus_new ();
+  GstMessage *msg;
+  GError *err = NULL;
+  gchar *debug = NULL;
+  gboolean progress_error = FALSE;
+
+  gst_element_set_bus (e, bus);
+  fail_unless_equals_int (gst_element_set_state (e, GST_STATE_PAUSED),
+      GST_STATE_CHANGE_FAILURE);
+  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
+  fail_unless (msg != NULL, "%s: no ERROR message", name);
+  gst_message_parse_error (msg, &err, &debug);
+  GST_INFO ("error: %s (%s)", err->message, debug);
+  fail_unless (err->domain == domain, "domain %s, expected %s",
+      g_quark_to_string (err->domain), g_quark_to_string (domain));
+  fail_unless_equals_int (err->code, code);
+  fail_unless (strstr (err->message, name) != NULL, "message \"%s\" does not "
+      "name %s", err->message, name);
+  fail_unless (debug != NULL && debug[0]);
+  g_clear_error (&err);
+  g_free (debug);
+  gst_message_unref (msg);
+  while ((msg = gst_bus_pop_filtered (bus, GST_MESSAGE_PROGRESS))) {
+    GstProgressType type;
+
+    gst_message_parse_progress (msg, &type, NULL, NULL);
+    progress_error |= type == GST_PROGRESS_TYPE_ERROR;
+    gst_message_unref (msg);
+  }
+  fail_unless (progress_error, "%s: the load was not announced as failed",
+      name);
+  gst_element_set_state (e, GST_STATE_NULL);
+  gst_element_set_bus (e, NULL);
+  gst_object_unref (bus);
+}
+
+/* A @factory element with model-file=@file (of GE_TEST_MODELS): as
+ * expect_element_start_error, the message naming @file. */
 static inline void
 expect_start_error (const gchar * factory, const gchar * file, GQuark domain,
     gint code)
 {
   GstElement *e = gst_element_factory_make (factory, NULL);
   gchar *path = test_path ("GE_TEST_MODELS", file);
-  GstBus *bus = gst_bus_new ();
-  GstMessage *msg;
-  GError *err = NULL;
 
   g_object_set (e, "model-file", path, NULL);
-  gst_element_set_bus (e, bus);
-  fail_unless_equals_int (gst_element_set_state (e, GST_STATE_PAUSED),
-      GST_STATE_CHANGE_FAILURE);
-  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
-  fail_unless (msg != NULL, "%s %s: no ERROR", factory, file);
-  gst_message_parse_error (msg, &err, NULL);
-  fail_unless (err->domain == domain && err->code == code, "%s %s: %s",
-      factory, file, err->message);
-  fail_unless (strstr (err->message, file) != NULL, "%s", err->message);
-  g_clear_error (&err);
-  gst_message_unref (msg);
-  gst_element_set_state (e, GST_STATE_NULL);
-  gst_element_set_bus (e, NULL);
-  gst_object_unref (bus);
+  expect_element_start_error (e, domain, code, file);
   gst_object_unref (e);
   g_free (path);
 }

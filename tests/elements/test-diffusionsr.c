@@ -7,22 +7,14 @@
  * (GE_TEST_MODELS), never the installed ones: meson points
  * GST_GENERATIVE_MODEL_DIR at them too, so "no properties set" loads them.
  */
-#include <gst/check/gstcheck.h>
+#include "elementcheck.h"
+
 #include <gst/check/gstharness.h>
 #include <gst/video/video.h>
 #include <gst/base/gstbasetransform.h>
 
 #include <glib/gstdio.h>
 #include <string.h>
-
-static gchar *
-test_path (const gchar * env, const gchar * name)
-{
-  const gchar *dir = g_getenv (env);
-
-  fail_unless (dir != NULL, "%s not set (run through meson test)", env);
-  return g_build_filename (dir, name, NULL);
-}
 
 static gchar *
 model (const gchar * name)
@@ -844,48 +836,6 @@ GST_END_TEST;
 /* ------------------------------------------------------------------------ */
 /* errors */
 
-/* Takes @e to PAUSED: the state change must fail with one ERROR of
- * @domain/@code whose message names @name. */
-static void
-expect_start_error (GstElement * e, GQuark domain, gint code,
-    const gchar * name)
-{
-  GstBus *bus = gst_bus_new ();
-  GstMessage *msg;
-  GError *err = NULL;
-  gchar *debug = NULL;
-  gboolean progress_error = FALSE;
-
-  gst_element_set_bus (e, bus);
-  fail_unless_equals_int (gst_element_set_state (e, GST_STATE_PAUSED),
-      GST_STATE_CHANGE_FAILURE);
-  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
-  fail_unless (msg != NULL, "no ERROR message");
-  gst_message_parse_error (msg, &err, &debug);
-  GST_INFO ("error: %s (%s)", err->message, debug);
-  fail_unless (err->domain == domain, "domain %s, expected %s",
-      g_quark_to_string (err->domain), g_quark_to_string (domain));
-  fail_unless_equals_int (err->code, code);
-  fail_unless (strstr (err->message, name) != NULL, "message \"%s\" does not "
-      "name %s", err->message, name);
-  fail_unless (debug != NULL && debug[0]);
-  g_clear_error (&err);
-  g_free (debug);
-  gst_message_unref (msg);
-  /* the load was announced as failed too */
-  while ((msg = gst_bus_pop_filtered (bus, GST_MESSAGE_PROGRESS))) {
-    GstProgressType type;
-
-    gst_message_parse_progress (msg, &type, NULL, NULL);
-    progress_error |= type == GST_PROGRESS_TYPE_ERROR;
-    gst_message_unref (msg);
-  }
-  fail_unless (progress_error);
-  gst_element_set_state (e, GST_STATE_NULL);
-  gst_element_set_bus (e, NULL);
-  gst_object_unref (bus);
-}
-
 static GstElement *
 element_with_model (const gchar * file)
 {
@@ -901,7 +851,7 @@ GST_START_TEST (test_error_missing_file)
 {
   GstElement *e = element_with_model ("no-such-model.safetensors");
 
-  expect_start_error (e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND,
+  expect_element_start_error (e, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND,
       "no-such-model.safetensors");
   gst_object_unref (e);
 }
@@ -918,7 +868,7 @@ GST_START_TEST (test_error_not_a_model)
   for (i = 0; i < G_N_ELEMENTS (files); i++) {
     GstElement *e = element_with_model (files[i]);
 
-    expect_start_error (e, GST_STREAM_ERROR, GST_STREAM_ERROR_WRONG_TYPE,
+    expect_element_start_error (e, GST_STREAM_ERROR, GST_STREAM_ERROR_WRONG_TYPE,
         files[i]);
     gst_object_unref (e);
   }
@@ -931,12 +881,12 @@ GST_START_TEST (test_error_scale_mismatch)
   GstElement *e = element_with_model ("diffusionsr-x2.safetensors");
 
   g_object_set (e, "scale", 4, NULL);
-  expect_start_error (e, GST_CORE_ERROR, GST_CORE_ERROR_NEGOTIATION,
+  expect_element_start_error (e, GST_CORE_ERROR, GST_CORE_ERROR_NEGOTIATION,
       "diffusionsr-x2.safetensors");
   gst_object_unref (e);
 
   e = element_with_model ("diffusionsr-x4.safetensors");
-  expect_start_error (e, GST_CORE_ERROR, GST_CORE_ERROR_NEGOTIATION,
+  expect_element_start_error (e, GST_CORE_ERROR, GST_CORE_ERROR_NEGOTIATION,
       "diffusionsr-x4.safetensors");
   gst_object_unref (e);
 }
