@@ -29,7 +29,7 @@
 #define PROGRESS_MIN_SECONDS 30.0
 
 typedef struct {
-  int channels, rate;           /* the engine's side */
+  int channels;
   int hop;
   GeSpeechStream **streams;
   float strength;
@@ -201,7 +201,7 @@ main (int argc, char **argv)
   }
   sf_command (out, SFC_SET_CLIPPING, NULL, SF_TRUE);
 
-  Cleaner c = { .channels = ch, .rate = rate, .hop = ge_speech_model_hop (model, rate),
+  Cleaner c = { .channels = ch, .hop = ge_speech_model_hop (model, rate),
     .strength = (float) strength, .out = g_array_new (FALSE, FALSE, sizeof (float)) };
   c.streams = g_new0 (GeSpeechStream *, ch);
   for (int k = 0; k < ch; k++)
