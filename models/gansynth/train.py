@@ -32,6 +32,7 @@ import sys
 import time
 
 import numpy as np
+import scipy.signal
 import torch
 import torch.nn.functional as F
 
@@ -139,7 +140,7 @@ class Mixer:
         h = self.rng.standard_normal(L) * np.exp(-6.9 * t / rt60)
         h[0] = 1.0 / self.rng.uniform(0.3, 1.0)
         h = h / np.sqrt((h ** 2).sum())
-        return np.convolve(x, h)[:len(x)].astype(np.float32)
+        return scipy.signal.fftconvolve(x, h)[:len(x)].astype(np.float32)
 
     def bandlimit(self, *xs):
         cut = self.rng.uniform(3400, 7000)
@@ -255,6 +256,8 @@ def main():
     ap.add_argument("--val-every", type=int, default=250)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", help="start from this checkpoint's generator and discriminator "
+                    "(fresh optimisers, step 0): fine-tuning with other data or losses")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
@@ -283,6 +286,10 @@ def main():
         og.load_state_dict(ck["og"]), od.load_state_dict(ck["od"])
         step, best = ck["step"], ck["best"]
         tk.log(logf, f"resumed at step {step}")
+    elif args.init:
+        ck = torch.load(args.init)
+        G.load_state_dict(ck["G"]), D.load_state_dict(ck["D"])
+        tk.log(logf, f"initialised from {args.init} (step {ck['step']})")
     mixer = Mixer(speech, noise, np.random.default_rng(args.seed + step), args.seconds, args.synthetic_noise)
     tk.log(logf, f"generator {sum(p.numel() for p in G.parameters())} parameters, "
            f"discriminator {sum(p.numel() for p in D.parameters())}")
