@@ -20,11 +20,13 @@ cross-entropy of the voice activity head against the clean frame energy,
 and after --adv-start steps least-squares GAN + feature matching with a MelGAN multi-scale
 waveform discriminator (narrowed, on a random 0.5 s crop of each batch: on whole segments it
 cost 8x the generator).  Validation every --val-every steps: SI-SDR improvement on fixed
-mixtures of the VALIDATION speakers and noises at 0, 5 and 10 dB; best.pt keeps the best.
+mixtures of the VALIDATION speakers and noises at 0, 5 and 10 dB (with --ema, of the weights'
+moving average, which best.pt then holds); best.pt keeps the best.
 Checkpoints and logs go to --out (resumable: last.pt).
 """
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -252,6 +254,9 @@ def main():
     ap.add_argument("--sisdr-weight", type=float, default=0.1)
     ap.add_argument("--synthetic-noise", action="store_true",
                     help="a quarter of the noises synthetic (random spectral shapes)")
+    ap.add_argument("--ema", type=float, default=0.0,
+                    help="validate and keep an exponential moving average of the generator's "
+                    "weights with this decay (0: the weights themselves)")
     ap.add_argument("--disc-channels", type=int, default=8)
     ap.add_argument("--val-every", type=int, default=250)
     ap.add_argument("--threads", type=int, default=2)
@@ -278,17 +283,22 @@ def main():
     D = net.MultiScaleDiscriminator(ch=args.disc_channels)
     og = torch.optim.AdamW(G.parameters(), args.lr, betas=(0.8, 0.99))
     od = torch.optim.AdamW(D.parameters(), args.lr * 0.5, betas=(0.8, 0.99))
+    ema = copy.deepcopy(G) if args.ema else None
     step, best = 0, -1e9
     last = os.path.join(args.out, "last.pt")
     if os.path.exists(last):
         ck = torch.load(last)
         G.load_state_dict(ck["G"]), D.load_state_dict(ck["D"])
         og.load_state_dict(ck["og"]), od.load_state_dict(ck["od"])
+        if ema is not None:
+            ema.load_state_dict(ck.get("G_ema", ck["G"]))
         step, best = ck["step"], ck["best"]
         tk.log(logf, f"resumed at step {step}")
     elif args.init:
         ck = torch.load(args.init)
         G.load_state_dict(ck["G"]), D.load_state_dict(ck["D"])
+        if ema is not None:
+            ema.load_state_dict(ck["G"])
         tk.log(logf, f"initialised from {args.init} (step {ck['step']})")
     mixer = Mixer(speech, noise, np.random.default_rng(args.seed + step), args.seconds, args.synthetic_noise)
     tk.log(logf, f"generator {sum(p.numel() for p in G.parameters())} parameters, "
@@ -333,19 +343,26 @@ def main():
         loss.backward()
         torch.nn.utils.clip_grad_norm_(G.parameters(), 5.0)
         og.step()
+        if ema is not None:
+            with torch.no_grad():
+                for pe, pm in zip(ema.parameters(), G.parameters()):
+                    pe.lerp_(pm, 1 - args.ema)
         step += 1
         meter.step(loss.item(), t0)
         if step % 25 == 0:
             tk.log(logf, meter.line(step, lr) + (" adv" if adv else ""))
         if step % args.val_every == 0 or step == args.steps:
-            v = validate(G, vs)
+            kept = ema if ema is not None else G     # what is validated, saved as best and exported
+            v = validate(kept, vs)
             mean = float(np.mean(list(v.values())))
             tk.log(logf, f"val step {step} SI-SDRi 0dB {v[0]:.2f} 5dB {v[5]:.2f} 10dB {v[10]:.2f} mean {mean:.2f}")
             state = dict(G=G.state_dict(), D=D.state_dict(), og=og.state_dict(), od=od.state_dict(),
                          best=max(best, mean), config=G.config(), args=vars(args))
+            if ema is not None:
+                state["G_ema"] = ema.state_dict()
             if mean > best:
                 best = mean
-                tk.save_atomic(dict(state, step=step, val=v), os.path.join(args.out, "best.pt"))
+                tk.save_atomic(dict(state, G=kept.state_dict(), step=step, val=v), os.path.join(args.out, "best.pt"))
             tk.checkpoint(last, step, 1000, **state)
             meter.restart_clock()
 
