@@ -42,6 +42,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "common"))
 import net  # noqa: E402
+import st  # noqa: E402
 import trainkit as tk  # noqa: E402
 
 AUDIO = "_work/data/audio"
@@ -261,8 +262,9 @@ def main():
     ap.add_argument("--val-every", type=int, default=250)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--init", help="start from this checkpoint's generator and discriminator "
-                    "(fresh optimisers, step 0): fine-tuning with other data or losses")
+    ap.add_argument("--init", help="start from this checkpoint's generator and discriminator, or "
+                    "from an exported .safetensors generator (fresh optimisers, step 0): "
+                    "fine-tuning with other data or losses")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
@@ -294,6 +296,14 @@ def main():
             ema.load_state_dict(ck.get("G_ema", ck["G"]))
         step, best = ck["step"], ck["best"]
         tk.log(logf, f"resumed at step {step}")
+    elif args.init and args.init.endswith(".safetensors"):
+        # the exported model (what a fresh checkout has): the discriminator starts afresh
+        weights, meta = st.load(args.init)
+        G.load_state_dict(weights)
+        if ema is not None:
+            ema.load_state_dict(weights)
+        tk.log(logf, f"initialised from {args.init} ({meta.get('training', 'no training record')}), "
+               "new discriminator")
     elif args.init:
         ck = torch.load(args.init)
         G.load_state_dict(ck["G"]), D.load_state_dict(ck["D"])
