@@ -228,10 +228,14 @@ def optimize(unet, ema, opt, loss, step, ema_decay):
     loss.backward()
     torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
     opt.step()
-    with torch.no_grad():
-        d = min(ema_decay, (1 + step) / (10 + step))
-        for pe, pm in zip(ema.parameters(), unet.parameters()):
-            pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+    ema_update(ema, unet, min(ema_decay, (1 + step) / (10 + step)))
+
+
+@torch.no_grad()
+def ema_update(ema, model, decay):
+    """@ema's weights <- decay * @ema's + (1 - decay) * @model's."""
+    for pe, pm in zip(ema.parameters(), model.parameters()):
+        pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
 
 
 def checkpoint(path, step, keep_every, **state):

@@ -285,31 +285,28 @@ def main():
     D = net.MultiScaleDiscriminator(ch=args.disc_channels)
     og = torch.optim.AdamW(G.parameters(), args.lr, betas=(0.8, 0.99))
     od = torch.optim.AdamW(D.parameters(), args.lr * 0.5, betas=(0.8, 0.99))
-    ema = copy.deepcopy(G) if args.ema else None
-    step, best = 0, -1e9
+    step, best, ck = 0, -1e9, None
     last = os.path.join(args.out, "last.pt")
     if os.path.exists(last):
         ck = torch.load(last)
         G.load_state_dict(ck["G"]), D.load_state_dict(ck["D"])
         og.load_state_dict(ck["og"]), od.load_state_dict(ck["od"])
-        if ema is not None:
-            ema.load_state_dict(ck.get("G_ema", ck["G"]))
         step, best = ck["step"], ck["best"]
         tk.log(logf, f"resumed at step {step}")
     elif args.init and args.init.endswith(".safetensors"):
         # the exported model (what a fresh checkout has): the discriminator starts afresh
         weights, meta = st.load(args.init)
         G.load_state_dict(weights)
-        if ema is not None:
-            ema.load_state_dict(weights)
         tk.log(logf, f"initialised from {args.init} ({meta.get('training', 'no training record')}), "
                "new discriminator")
     elif args.init:
         ck = torch.load(args.init)
         G.load_state_dict(ck["G"]), D.load_state_dict(ck["D"])
-        if ema is not None:
-            ema.load_state_dict(ck["G"])
         tk.log(logf, f"initialised from {args.init} (step {ck['step']})")
+    # the average starts at the generator's starting weights (a resumed run's at its own)
+    ema = copy.deepcopy(G) if args.ema else None
+    if ema is not None and step and "G_ema" in ck:
+        ema.load_state_dict(ck["G_ema"])
     mixer = Mixer(speech, noise, np.random.default_rng(args.seed + step), args.seconds, args.synthetic_noise)
     tk.log(logf, f"generator {sum(p.numel() for p in G.parameters())} parameters, "
            f"discriminator {sum(p.numel() for p in D.parameters())}")
@@ -354,9 +351,7 @@ def main():
         torch.nn.utils.clip_grad_norm_(G.parameters(), 5.0)
         og.step()
         if ema is not None:
-            with torch.no_grad():
-                for pe, pm in zip(ema.parameters(), G.parameters()):
-                    pe.lerp_(pm, 1 - args.ema)
+            tk.ema_update(ema, G, args.ema)
         step += 1
         meter.step(loss.item(), t0)
         if step % 25 == 0:
