@@ -21,6 +21,8 @@ masks of each kind (models/inpaint/masks.py).  Loss: MSE on r0, weighted 1 insid
 Run from the repository root, e.g.
     OPENBLAS_NUM_THREADS=1 /usr/bin/python3 models/inpaint/train.py
     OPENBLAS_NUM_THREADS=1 /usr/bin/python3 models/inpaint/train.py --resume
+    OPENBLAS_NUM_THREADS=1 /usr/bin/python3 models/inpaint/train.py --out _work/inpaint-ft \
+        --init models/inpaint/diffusioninpaint.safetensors --regression-steps 0
 Checkpoints, train.log and train.pid go to _work/inpaint/ (--out).  SIGSTOP/SIGCONT safe.
 """
 
@@ -236,6 +238,8 @@ def main():
     ap = argparse.ArgumentParser(description="diffusion inpainting training")
     ap.add_argument("--out", default="_work/inpaint")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--init", default=None,
+                    help="start from an exported model (models/inpaint/diffusioninpaint.safetensors); fresh optimizer")
     ap.add_argument("--channels", default="16,32,64,64")
     ap.add_argument("--layers", type=int, default=1)
     ap.add_argument("--groups", type=int, default=8)
@@ -297,9 +301,12 @@ def main():
         step = state["step"]
         log(logf, f"resumed at step {step}")
     else:
-        # start at a mid-grey fill rather than at a random image of std ~1
-        torch.nn.init.zeros_(unet.conv_out.weight)
-        torch.nn.init.zeros_(unet.conv_out.bias)
+        if args.init:   # the exported (EMA, maybe F16) weights: both copies start there
+            w, _ = dt.st.load(args.init)
+            unet.load_state_dict({k: v.float() for k, v in w.items()})
+        else:           # start at a mid-grey fill rather than at a random image of std ~1
+            torch.nn.init.zeros_(unet.conv_out.weight)
+            torch.nn.init.zeros_(unet.conv_out.bias)
         ema.load_state_dict(unet.state_dict())
         log(logf, f"start: params {nparams} gflop/step@256x256 {gflop:.2f} config {json.dumps(cfg)} "
                   f"args {json.dumps(vars(args))}")
