@@ -61,8 +61,9 @@ def main():
     ap.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA")
     ap.add_argument("--steps", type=int, default=1,
                     help="default num_inference_steps (1: the best PSNR of the shipped models, MODEL.md)")
-    ap.add_argument("--prior-steps", type=int, default=0,
-                    help="steps of the model a --init run started from, counted in training_step")
+    ap.add_argument("--prior-steps", type=int, default=None,
+                    help="steps of the model a --init run started from, counted in training_step "
+                         "(default: what the checkpoint recorded, 0 for a fresh run)")
     args = ap.parse_args()
 
     torch.set_num_threads(2)
@@ -70,6 +71,7 @@ def main():
     ckpt = torch.load(args.ckpt or f"_work/sr/x{s}/ckpt.pt")
     cfg, sched = ckpt["config"], ckpt["scheduler"]
     sd = ckpt["model" if args.raw else "ema"]
+    total_steps = ckpt["step"] + (ckpt.get("prior_steps", 0) if args.prior_steps is None else args.prior_steps)
     unet = dt.UNet2DModel(**cfg)
     unet.load_state_dict(sd, strict=True)
     unet.eval()
@@ -83,7 +85,7 @@ def main():
         "config": json.dumps(config, sort_keys=True),
         "scheduler": json.dumps(sched, sort_keys=True),
         "task": json.dumps(task, sort_keys=True),
-        "training_step": str(args.prior_steps + ckpt["step"]),
+        "training_step": str(total_steps),
         "weights": "raw" if args.raw else "ema",
     }
     out = args.out or os.path.join(HERE, f"diffusionsr-x{s}.safetensors")
@@ -106,7 +108,7 @@ def main():
     limit = 1e-6 if dtype == torch.float32 else 2e-2
     nparams = sum(v.numel() for v in w.values())
     print(f"wrote {out}: {os.path.getsize(out)} bytes, {len(w)} tensors, {nparams} parameters, "
-          f"step {args.prior_steps + ckpt['step']}, reload max abs diff {err:.2e}")
+          f"step {total_steps}, reload max abs diff {err:.2e}")
     if err > limit:
         raise SystemExit(f"reloaded model differs by {err}")
 

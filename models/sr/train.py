@@ -268,11 +268,13 @@ def main():
         f.write(f"{os.getpid()}\n")
     opt = torch.optim.Adam(unet.parameters(), lr=args.lr)
     step = 0
+    prior_steps = 0     # training steps of the exported model an --init run started from
     if state is not None:
         unet.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
         step = state["step"]
+        prior_steps = state.get("prior_steps", 0)
         log(logf, f"resumed at step {step}")
     elif args.init:
         sys.path.insert(0, os.path.join(ROOT, "models", "common"))
@@ -284,7 +286,9 @@ def main():
         unet.load_state_dict(weights)     # the exported EMA weights: both copies start there
         ema.load_state_dict(weights)
         step = args.init_step
-        log(logf, f"initialised from {args.init} (x{init_scale}) at step {step} (optimizer state restarts)")
+        prior_steps = int(meta.get("training_step", 0))
+        log(logf, f"initialised from {args.init} (x{init_scale}, {prior_steps} steps) at step {step} "
+                  "(optimizer state restarts)")
     else:
         if args.zero_out:
             # start at the bicubic answer (x0 = 0 residual), as the regression baseline's
@@ -339,7 +343,8 @@ def main():
             log(logf, meter.line(step, lr_at(step, args)))
         if step % args.ckpt_every == 0 or step == end:
             checkpoint(ckpt_path, step, args.keep_every, model=unet.state_dict(), ema=ema.state_dict(),
-                       opt=opt.state_dict(), args=vars(args), config=cfg, scheduler=sched)
+                       opt=opt.state_dict(), args=vars(args), config=cfg, scheduler=sched,
+                       prior_steps=prior_steps)
         if step % args.val_every == 0 or step == end:
             tv = time.time()
             res = validate(sr, ema, crops, s, (1, 4))
