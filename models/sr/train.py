@@ -268,7 +268,7 @@ def main():
         f.write(f"{os.getpid()}\n")
     opt = torch.optim.Adam(unet.parameters(), lr=args.lr)
     step = 0
-    prior_steps = 0     # training steps of the exported model an --init run started from
+    prior_steps = 0     # exported steps an --init run adds to its own count (export.py)
     if state is not None:
         unet.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
@@ -286,9 +286,10 @@ def main():
         unet.load_state_dict(weights)     # the exported EMA weights: both copies start there
         ema.load_state_dict(weights)
         step = args.init_step
-        prior_steps = int(meta.get("training_step", 0))
-        log(logf, f"initialised from {args.init} (x{init_scale}, {prior_steps} steps) at step {step} "
-                  "(optimizer state restarts)")
+        # the step counter goes on from --init-step: count only what the file had beyond it
+        prior_steps = int(meta["training_step"]) - step if "training_step" in meta else 0
+        log(logf, f"initialised from {args.init} (x{init_scale}, {meta.get('training_step', '?')} steps) "
+                  f"at step {step} (optimizer state restarts)")
     else:
         if args.zero_out:
             # start at the bicubic answer (x0 = 0 residual), as the regression baseline's
