@@ -76,7 +76,6 @@ def main():
 
     import torch
     import diffusers_torch as dt
-    import st
     import trainkit
     torch.set_num_threads(2)
     command = "/usr/bin/python3 " + shlex.join([Q.rel(sys.argv[0])] + sys.argv[1:])
@@ -85,13 +84,10 @@ def main():
     mask = os.path.join(args.out, "logo-mask.pgm")
     write_mask(mask)
 
-    w, meta = st.load(args.model)
+    net, meta = dt.load_file(args.model)
     cfg = json.loads(meta["config"])
     sched = json.loads(meta["scheduler"])
     steps = int(json.loads(meta["task"])["num_inference_steps"])
-    net = dt.model_from_config(cfg)
-    net.load_state_dict({k: v.float() for k, v in w.items()}, strict=True)
-    net.eval()
     bw, bh = box_of_logo(2 ** (len(cfg["block_out_channels"]) - 1))
     g = torch.Generator().manual_seed(0)
     x = torch.randn([1, 7, bh, bw], generator=g)

@@ -27,7 +27,6 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import sr_quality as Q  # noqa: E402  (puts models/sr and models/common on sys.path)
-import st  # noqa: E402
 import train as T  # noqa: E402
 
 SAMPLERS = ("ddim", "ddpm", "restart", "fixed")
@@ -74,11 +73,8 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    w, meta = st.load(args.model)
+    net, meta = T.dt.load_file(args.model)
     task = json.loads(meta["task"])
-    net = T.dt.model_from_config(json.loads(meta["config"]))
-    net.load_state_dict({k: v.float() for k, v in w.items()}, strict=True)
-    net.eval()
     s = task["scale"]
     sr = T.SR(net, s, task["residual_scale"], json.loads(meta["scheduler"]))
     crops = T.val_crops(T.load_photos("val"), 192)

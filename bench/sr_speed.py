@@ -68,15 +68,11 @@ def export_onnx(model, out_dir):
     """-> (onnx path, the node script's config) for the SR U-Net of @model at 640x360."""
     import torch
     import diffusers_torch as dt
-    import st
     import train as T
-    w, meta = st.load(model)
+    net, meta = dt.load_file(model)
     cfg = json.loads(meta["config"])
     sched = json.loads(meta["scheduler"])
     task = json.loads(meta["task"])
-    net = dt.model_from_config(cfg)
-    net.load_state_dict({k: v.float() for k, v in w.items()}, strict=True)
-    net.eval()
     s, steps = int(task["scale"]), int(task["num_inference_steps"])
     g = torch.Generator().manual_seed(0)
     x = torch.randn([1, cfg["in_channels"], H, W], generator=g)

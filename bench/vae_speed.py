@@ -51,17 +51,13 @@ def main():
 
     import torch
     import diffusers_torch as dt
-    import st
     torch.set_num_threads(2)
     command = "/usr/bin/python3 " + shlex.join([Q.rel(sys.argv[0])] + sys.argv[1:])
     threads = [int(t) for t in args.threads.split(",")]
     os.makedirs(args.out, exist_ok=True)
 
-    w, meta = st.load(args.model)
+    vae, meta = dt.load_file(args.model)
     cfg = json.loads(meta["config"])
-    vae = dt.model_from_config(cfg)
-    vae.load_state_dict({k: v.float() for k, v in w.items()}, strict=True)
-    vae.eval()
     f = 2 ** (len(cfg["block_out_channels"]) - 1)
 
     class Enc(torch.nn.Module):

@@ -695,6 +695,15 @@ def load_pretrained(folder, dtype=torch.float32):
     return model.to(dtype).eval()
 
 
+def load_file(path):
+    """One exported .safetensors file, its config in __metadata__ (models/*/export.py) ->
+    (model in eval mode, F32, strict load; the metadata dict)."""
+    weights, meta = st.load(path)
+    model = model_from_config(json.loads(meta["config"]))
+    model.load_state_dict({k: v.float() for k, v in weights.items()}, strict=True)
+    return model.eval(), meta
+
+
 def save_pretrained(model, folder):
     """Writes config.json and diffusion_pytorch_model.safetensors (F32, metadata format=pt)."""
     model.save_config(folder)

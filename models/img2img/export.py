@@ -50,10 +50,7 @@ def main():
         "scheduler": json.dumps(meta["scheduler"], sort_keys=True), "task": json.dumps(task, sort_keys=True),
         "training_step": str(ck["step"]), "weights": "ema"})
 
-    w, m = st.load(args.out)
-    net2 = dt.model_from_config(json.loads(m["config"]))
-    net2.load_state_dict({k: v.float() for k, v in w.items()})
-    net2.eval()
+    net2, m = dt.load_file(args.out)
     t1 = T.Task(task["target"], task["scale"], meta["scheduler"])
     t2 = T.Task(json.loads(m["task"])["target"], json.loads(m["task"])["scale"], json.loads(m["scheduler"]))
     src = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(0))

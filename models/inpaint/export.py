@@ -75,10 +75,7 @@ def main():
         "weights": "raw" if args.raw else "ema",
     })
 
-    w, m = st.load(args.out)
-    net2 = dt.model_from_config(json.loads(m["config"]))
-    net2.load_state_dict({k: v.float() for k, v in w.items()}, strict=True)
-    net2.eval()
+    net2, m = dt.load_file(args.out)
     g = torch.Generator().manual_seed(0)
     img = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
     mask = torch.zeros(2, 1, 64, 64)
@@ -89,8 +86,8 @@ def main():
                                                                 generator=torch.Generator().manual_seed(1))
     err = float((a - b).abs().max())
     limit = 1e-5 if dtype == torch.float32 else 5e-2
-    print(f"wrote {args.out}: {os.path.getsize(args.out)} bytes, {len(w)} tensors, "
-          f"{sum(v.numel() for v in w.values())} parameters, step {ckpt['step']}, reload max abs diff {err:.2e}")
+    print(f"wrote {args.out}: {os.path.getsize(args.out)} bytes, {len(tensors)} tensors, "
+          f"{sum(v.numel() for v in tensors.values())} parameters, step {ckpt['step']}, reload max abs diff {err:.2e}")
     if err > limit:
         raise SystemExit(f"reloaded model differs by {err}")
 

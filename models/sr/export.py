@@ -92,11 +92,7 @@ def main():
     st.save(out, tensors, metadata=meta)
 
     # check: rebuild from the file alone and compare with the checkpoint model
-    w, m = st.load(out)
-    cfg2 = json.loads(m["config"])
-    net2 = dt.model_from_config(cfg2)
-    net2.load_state_dict({k: v.float() for k, v in w.items()}, strict=True)
-    net2.eval()
+    net2, m = dt.load_file(out)
     task2, sched2 = json.loads(m["task"]), json.loads(m["scheduler"])
     sr1 = T.SR(unet, s, task["residual_scale"], sched)
     sr2 = T.SR(net2, s, task2["residual_scale"], sched2)
@@ -106,8 +102,8 @@ def main():
     b = sr2.sample(lr, task2["num_inference_steps"], generator=torch.Generator().manual_seed(1))
     err = float((a - b).abs().max())
     limit = 1e-6 if dtype == torch.float32 else 2e-2
-    nparams = sum(v.numel() for v in w.values())
-    print(f"wrote {out}: {os.path.getsize(out)} bytes, {len(w)} tensors, {nparams} parameters, "
+    nparams = sum(v.numel() for v in tensors.values())
+    print(f"wrote {out}: {os.path.getsize(out)} bytes, {len(tensors)} tensors, {nparams} parameters, "
           f"step {total_steps}, reload max abs diff {err:.2e}")
     if err > limit:
         raise SystemExit(f"reloaded model differs by {err}")
