@@ -40,7 +40,7 @@ import torch.nn.functional as F
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "models", "common"))
 import diffusers_torch as dt  # noqa: E402
-from trainkit import Meter, ZoomPatchSampler, checkpoint, load_photos, log, lr_at, val_squares  # noqa: E402
+from trainkit import Meter, ZoomPatchSampler, checkpoint, ema_update, load_photos, log, lr_at, val_squares  # noqa: E402
 
 
 def vae_config(args):
@@ -127,6 +127,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--total-steps", type=int, default=6000)
     ap.add_argument("--kl-weight", type=float, default=1e-6)
+    ap.add_argument("--ema", type=float, default=0.999,
+                    help="decay of the weights' moving average, which is validated and exported; 0: none")
     ap.add_argument("--gan-start", type=int, default=0, help="0: no discriminator")
     ap.add_argument("--gan-weight", type=float, default=0.05)
     ap.add_argument("--val-size", type=int, default=256)
@@ -149,6 +151,7 @@ def main():
 
     cfg = vae_config(args)
     vae = dt.AutoencoderKL(**{k: v for k, v in cfg.items() if not k.startswith("_")})
+    ema = dt.AutoencoderKL(**{k: v for k, v in cfg.items() if not k.startswith("_")}) if args.ema else None
     disc = PatchDiscriminator() if args.gan_start else None
     opt = torch.optim.Adam(vae.parameters(), lr=args.lr, betas=(0.9, 0.99))
     dopt = torch.optim.Adam(disc.parameters(), lr=args.lr, betas=(0.5, 0.9)) if disc else None
@@ -160,6 +163,8 @@ def main():
         st = torch.load(ckpt)
         vae.load_state_dict(st["vae"])
         opt.load_state_dict(st["opt"])
+        if ema is not None:     # a checkpoint of a run without one starts it from the weights
+            ema.load_state_dict(st.get("ema", st["vae"]))
         if disc is not None and "disc" in st:
             disc.load_state_dict(st["disc"])
             dopt.load_state_dict(st["dopt"])
@@ -176,6 +181,14 @@ def main():
         log(logf, f"start: {json.dumps(vars(args))} params {nparams} val images {len(val)}")
         with open(os.path.join(args.work, "config.json"), "w") as f:
             json.dump(cfg, f, indent=1)
+        if ema is not None:
+            ema.load_state_dict(vae.state_dict())
+    # validated and exported: the moving average where there is one (a small batch's gradient
+    # noise costs the raw weights PSNR until the learning rate has decayed)
+    kept = ema if ema is not None else vae
+    if ema is not None:
+        for p in ema.parameters():
+            p.requires_grad_(False)
 
     meter = Meter()
     while step < args.total_steps:
@@ -194,6 +207,8 @@ def main():
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
+        if ema is not None:
+            ema_update(ema, vae, min(args.ema, (1 + step) / (10 + step)))
         if gan_on:
             d_loss = F.relu(1 - disc(x)).mean() + F.relu(1 + disc(rec.detach())).mean()
             dopt.zero_grad(set_to_none=True)
@@ -204,16 +219,19 @@ def main():
         if step % 25 == 0:
             log(logf, meter.line(step, lr) + f" logvar {float(dist.logvar.mean()):.2f}")
         if step % args.val_every == 0 or step == args.total_steps:
-            p = evaluate(vae, val)
+            p = evaluate(kept, val)
             if p > best:
                 best = p
-                torch.save({"step": step, "vae": vae.state_dict(), "config": cfg, "val_psnr": p},
+                torch.save({"step": step, "vae": kept.state_dict(), "config": cfg, "val_psnr": p},
                            os.path.join(args.work, "best.pt"))
-            log(logf, f"val step {step} psnr {p:.3f} best {best:.3f}")
+            raw = f" (raw weights {evaluate(vae, val):.3f})" if ema is not None else ""
+            log(logf, f"val step {step} psnr {p:.3f} best {best:.3f}{raw}")
             meter.restart_clock()
         if step % args.ckpt_every == 0 or step == args.total_steps:
             state = dict(vae=vae.state_dict(), opt=opt.state_dict(), rng=sampler.g.get_state(), best=best,
                          config=cfg)
+            if ema is not None:
+                state.update(ema=ema.state_dict())
             if disc is not None:
                 state.update(disc=disc.state_dict(), dopt=dopt.state_dict())
             checkpoint(ckpt, step, args.keep_every, **state)
