@@ -2,7 +2,7 @@
 """Exports an AutoencoderKL checkpoint of models/vae/train.py as the .safetensors file that
 vaeencode / vaedecode load (engine/ge-vae-codec.h).
 
-    /usr/bin/python3 models/vae/export.py [--ckpt _work/vae/best.pt] [--dtype f16]
+    /usr/bin/python3 models/vae/export.py [--ckpt _work/vae/best.pt] [--dtype f16] [--prior-steps N]
 
 Writes models/vae/vae.safetensors with diffusers' AutoencoderKL weight names and __metadata__:
   format       "pt"
@@ -40,6 +40,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "vae.safetensors"))
     ap.add_argument("--dtype", choices=("f32", "f16"), default="f16")
     ap.add_argument("--scaling-patches", type=int, default=256)
+    ap.add_argument("--prior-steps", type=int, default=0,
+                    help="training steps of the model the run started from (train.py --init)")
     args = ap.parse_args()
     torch.set_num_threads(2)
 
@@ -57,7 +59,7 @@ def main():
     cfg["scaling_factor"] = float(1.0 / z.std())
 
     tensors = {k: (v.half() if args.dtype == "f16" else v) for k, v in vae.state_dict().items()}
-    training = {"step": ck["step"], "val_psnr_256": ck.get("val_psnr"), "script": "models/vae/train.py",
+    training = {"step": ck["step"] + args.prior_steps, "val_psnr_256": ck.get("val_psnr"), "script": "models/vae/train.py",
                 "latent_std": float(z.std()), "latent_mean": float(z.mean())}
     st.save(args.out, tensors, {"format": "pt", "architecture": "AutoencoderKL",
                                 "config": json.dumps(cfg), "training": json.dumps(training)})
@@ -72,7 +74,8 @@ def main():
         a = vae.decode(vae.encode(val * 2 - 1).latent_dist.mean).sample
         b = vae2.decode(vae2.encode(val * 2 - 1).latent_dist.mean).sample
     d = float((a - b).abs().max())
-    print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB, {args.dtype}) step {ck['step']} "
+    print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB, {args.dtype}) step "
+          f"{training['step']} "
           f"scaling_factor {cfg['scaling_factor']:.4f}; reload max abs diff {d:.2e}; "
           f"val PSNR {T.psnr((b + 1) / 2, val):.2f} dB on 4 images")
     assert d < (0.05 if args.dtype == "f16" else 1e-5), d
