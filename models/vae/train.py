@@ -150,8 +150,9 @@ def main():
     torch.manual_seed(args.seed)
 
     cfg = vae_config(args)
-    vae = dt.AutoencoderKL(**{k: v for k, v in cfg.items() if not k.startswith("_")})
-    ema = dt.AutoencoderKL(**{k: v for k, v in cfg.items() if not k.startswith("_")}) if args.ema else None
+    model_args = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    vae = dt.AutoencoderKL(**model_args)
+    ema = dt.AutoencoderKL(**model_args) if args.ema else None
     disc = PatchDiscriminator() if args.gan_start else None
     opt = torch.optim.Adam(vae.parameters(), lr=args.lr, betas=(0.9, 0.99))
     dopt = torch.optim.Adam(disc.parameters(), lr=args.lr, betas=(0.5, 0.9)) if disc else None
