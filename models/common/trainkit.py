@@ -222,13 +222,14 @@ def lr_at(step, args):
 
 
 def optimize(unet, ema, opt, loss, step, ema_decay):
-    """One Adam step on @loss (gradients clipped to norm 1) and the EMA update, whose decay
-    ramps up as min(ema_decay, (1 + step) / (10 + step))."""
+    """One Adam step on @loss (gradients clipped to norm 1) and the EMA update (none when @ema
+    is None), whose decay ramps up as min(ema_decay, (1 + step) / (10 + step))."""
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
     opt.step()
-    ema_update(ema, unet, min(ema_decay, (1 + step) / (10 + step)))
+    if ema is not None:
+        ema_update(ema, unet, min(ema_decay, (1 + step) / (10 + step)))
 
 
 @torch.no_grad()

@@ -65,10 +65,7 @@ def main():
                                 "config": json.dumps(cfg), "training": json.dumps(training)})
 
     # Reload from the file alone and compare on the validation images.
-    t2, meta = st.load(args.out)
-    vae2 = build(json.loads(meta["config"]))
-    vae2.load_state_dict({k: v.float() for k, v in t2.items()})
-    vae2.eval()
+    vae2, _ = dt.load_file(args.out)
     val = T.val_squares(T.load_photos("val"), 256)[:4]
     with torch.no_grad():
         a = vae.decode(vae.encode(val * 2 - 1).latent_dist.mean).sample

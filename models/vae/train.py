@@ -40,7 +40,7 @@ import torch.nn.functional as F
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "models", "common"))
 import diffusers_torch as dt  # noqa: E402
-from trainkit import Meter, ZoomPatchSampler, checkpoint, ema_update, load_photos, log, lr_at, val_squares  # noqa: E402
+from trainkit import Meter, ZoomPatchSampler, checkpoint, load_photos, log, lr_at, optimize, val_squares  # noqa: E402
 
 
 def vae_config(args):
@@ -204,12 +204,7 @@ def main():
         gan_on = disc is not None and step >= args.gan_start
         if gan_on:
             loss = loss + args.gan_weight * (-disc(rec).mean())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        if ema is not None:
-            ema_update(ema, vae, min(args.ema, (1 + step) / (10 + step)))
+        optimize(vae, ema, opt, loss, step, args.ema)
         if gan_on:
             d_loss = F.relu(1 - disc(x)).mean() + F.relu(1 + disc(rec.detach())).mean()
             dopt.zero_grad(set_to_none=True)
