@@ -207,6 +207,18 @@ prep_task (void *data, int t, int thread)
     memset (dst + y * pitch, 0, sizeof (float) * ow);
 }
 
+/* Floats per row of a padded copy that the implicit GEMM reads: at least
+ * @w, and an odd number of cache lines.  The taps of one output row are
+ * rows of the copy a whole number of row pitches apart; with a pitch of an
+ * even number of lines (1282 floats is 80.1) they crowd into a quarter of
+ * the L1 sets and evict each other within a K slice. */
+static int
+conflict_free_width (int w)
+{
+  int lines = (w + 15) / 16;
+  return (lines | 1) * 16;
+}
+
 /* The conv's real input, transformed, upsampled and padded, in the arena;
  * @interleaved stores the rows of all channels of one y together (the
  * GeTensor then only carries the sizes). */
@@ -236,8 +248,20 @@ typedef struct {
   gboolean wide;                /* implicit: rows of a band run as one */
   gboolean accumulate;          /* y += conv (x) */
   gsize row_pitch;              /* implicit: floats from one input row to the next */
-  float *scratch;               /* per thread: col + offsets */
+  float *scratch;               /* per thread: col + offsets, or the ring */
   gsize scratch_floats;
+  /* Ring mode of the implicit GEMM (ring_row): each task pads and
+   * transforms the input rows its band reads into a ring of a few rows in
+   * its thread's scratch, just before the GEMMs read them, instead of
+   * reading one padded copy of the whole input: the prepared rows are
+   * written and read back in L2, not through memory, which is what limited
+   * the full-resolution layers. */
+  gboolean ring;
+  const GeTensor *src;          /* the untransformed input */
+  const GeConvInput *in;
+  int ring_rows;                /* slots: the rows one output row reads */
+  int ring_pitch;               /* floats per channel row of a slot */
+  gsize ring_slot;              /* floats per slot */
 } ConvJob;
 
 /* Output row @oy, columns [ox0, ox1), of tap (ky, kx) of input plane
@@ -300,6 +324,81 @@ task_split (const ConvJob * j, int task, int *n, int *g, int *band, int *c0, int
   *nco = MIN (j->cout_per_split, j->cout_g - *c0);
 }
 
+/* Row @r of sample @n's padded input, all channels, transformed, into the
+ * ring slot @dst; for a stride s > 1 split into its s x s phases, so that
+ * the GEMM reads a strided conv as it reads a stride-1 one: phase (py, px)
+ * of row r holds padded pixels (r * s + py, c * s + px) at column c, at
+ * dst + ((py * s + px) * channels + ci) * ring_pitch.  Tap (ci, ky, kx) of
+ * output row oy, column ox is then phase (ky % s, kx % s) of row
+ * oy + ky / s at column ox + kx / s: consecutive outputs read consecutive
+ * floats.  @tmp: a transformed input row when s > 1. */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize ("no-tree-loop-distribute-patterns")))
+#endif
+static void
+ring_row (const ConvJob * j, int n, int r, float *dst, float *tmp)
+{
+  const GeTensor *x = j->src;
+  const GeConvInput *in = j->in;
+  const int s = j->p->stride_h, pl = j->p->pad_left, w = x->w, C = x->c, wp = j->ring_pitch;
+  for (int py = 0; py < s; py++) {
+    const int y = r * s + py - j->p->pad_top;
+    for (int ci = 0; ci < C; ci++) {
+      float *d = dst + (gsize) py * s * C * wp + (gsize) ci * wp;
+      if (y < 0 || y >= x->h) {
+        for (int px = 0; px < s; px++)
+          memset (d + (gsize) px * C * wp, 0, sizeof (float) * wp);
+        continue;
+      }
+      const int bc = n * C + ci;
+      const float *src = x->data + ((gsize) bc * x->h + y) * w;
+      /* The next call reads the next rows of every channel plane: too many
+       * streams for the hardware prefetchers, so they are fetched into L2
+       * while this row's GEMMs run. */
+      if (y + s < x->h)
+        for (int i = 0; i < w; i += 16)
+          __builtin_prefetch (src + (gsize) s * w + i, 0, 2);
+      const float sc = in && in->scale ? in->scale[bc] : 1.0f;
+      const float sh = in && in->shift ? in->shift[bc] : 0.0f;
+      const GeAct act = in ? in->act : GE_ACT_NONE;
+      const gboolean identity = sc == 1.0f && sh == 0.0f && act == GE_ACT_NONE;
+      if (s == 1) {
+        for (int i = 0; i < pl; i++)
+          d[i] = 0.0f;
+        if (identity)
+          memcpy (d + pl, src, sizeof (float) * w);
+        else
+          transform_row (src, d + pl, w, sc, sh, act);
+        for (int i = pl + w; i < wp; i++)
+          d[i] = 0.0f;
+        continue;
+      }
+      if (!identity) {
+        transform_row (src, tmp, w, sc, sh, act);
+        src = tmp;
+      }
+      for (int px = 0; px < s; px++, d += (gsize) C * wp) {
+        /* Columns c0 <= c < c1 read the input: 0 <= c * s + px - pl < w. */
+        const int off = px - pl;
+        int c0 = off < 0 ? (-off + s - 1) / s : 0, c1 = off < w ? (w - 1 - off) / s + 1 : 0;
+        c1 = CLAMP (c1, 0, wp);
+        c0 = MIN (c0, c1);
+        for (int c = 0; c < c0; c++)
+          d[c] = 0.0f;
+        const float *sp = src + off;
+        if (s == 2)
+          for (int c = c0; c < c1; c++)
+            d[c] = sp[2 * c];
+        else
+          for (int c = c0; c < c1; c++)
+            d[c] = sp[c * s];
+        for (int c = c1; c < wp; c++)
+          d[c] = 0.0f;
+      }
+    }
+  }
+}
+
 static void
 implicit_task (void *data, int task, int thread)
 {
@@ -316,6 +415,21 @@ implicit_task (void *data, int task, int thread)
   const float *bias = p->bias ? p->bias + c0 : NULL;
   const float *xn = j->x->data + (gsize) n * j->x->c * j->x->h * wp;
   float *yn = j->y->data + ((gsize) n * j->y->c + c0) * j->opix;
+  if (j->ring) {
+    /* Row r lives in slot r % R; boff holds one tap table per oy % R, the
+     * rotation of the slots that output row oy reads. */
+    const int R = j->ring_rows;
+    float *ring = j->scratch + (gsize) thread * j->scratch_floats;
+    float *tmp = ring + R * j->ring_slot;
+    for (int r = y0; r < y1 + R - 1; r++) {
+      ring_row (j, n, r, ring + (r % R) * j->ring_slot, tmp);
+      const int oy = r - (R - 1);
+      if (oy >= y0)
+        ge_gemm_packed (nco, j->ow, j->K, ap, ring, j->boff + (gsize) (oy % R) * j->K,
+            yn + (gsize) oy * j->ow, j->opix, bias, j->accumulate);
+    }
+    return;
+  }
   if (!j->wide) {
     for (int oy = y0; oy < y1; oy++)
       ge_gemm_packed (nco, j->ow, j->K, ap, xn + (gsize) oy * pitch, j->boff,
@@ -422,40 +536,69 @@ conv2d_run (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInp
   const gsize mark = ge_arena_mark (ctx->arena);
   const gboolean needs_prep = in && (in->scale || in->shift || in->act != GE_ACT_NONE || up > 1);
 
-  if (p->packed && p->groups == 1 && p->stride_h == 1 && p->stride_w == 1
-      && p->dil_h == 1 && p->dil_w == 1) {
-    /* Implicit GEMM over the padded input: tap (ci, ky, kx) of output row
-     * y, column x is xp[ci][y + ky][x + kx].  The padded copy keeps the
-     * rows of all channels at one y together, so the taps of an output row
-     * are one contiguous block instead of pages scattered over the planes.
-     * Narrow images run a band's rows as one long row (see implicit_task),
-     * which needs plain planes. */
+  const int s = p->stride_h;
+  if (p->packed && p->groups == 1 && p->stride_w == s && p->dil_h == 1 && p->dil_w == 1
+      && (s == 1 || (up == 1 && !narrow_rows (j.ow)))) {
+    /* Implicit GEMM: tap (ci, ky, kx) of output row y, column x is read
+     * straight from the (padded, transformed) input, no im2col.  Three
+     * layouts: the rows of all channels at one y together, prepared band
+     * by band in a ring (ring_row: padding, transforms and strides); the
+     * input itself (stride 1, nothing to prepare); for narrow images at
+     * stride 1, a padded copy of plain planes whose band of rows runs as
+     * one long row (see implicit_task). */
     j.wide = narrow_rows (j.ow);
-    GeTensor xp = *x;
     const gboolean padded = p->pad_top || p->pad_left || p->pad_bottom || p->pad_right;
-    const gboolean interleaved = (needs_prep || padded) && !j.wide;
-    if (needs_prep || padded)
-      xp = prepare (ctx, x, in, p->pad_top, p->pad_left, p->pad_bottom, p->pad_right,
-          interleaved);
-    int *boff = (int *) ge_arena_alloc (ctx->arena, j.K);
-    for (int ci = 0, k = 0; ci < j.cin_g; ci++)
-      for (int ky = 0; ky < p->kh; ky++)
-        for (int kx = 0; kx < p->kw; kx++)
-          boff[k++] = (interleaved ? ky * j.cin_g + ci : ci * xp.h + ky) * xp.w + kx;
-    j.row_pitch = interleaved ? (gsize) j.cin_g * xp.w : (gsize) xp.w;
-    j.x = &xp;
-    j.boff = boff;
+    j.ring = !j.wide && up == 1 && (needs_prep || padded || s > 1);
+    /* Ring rows are padded to conflict_free_width (): the GEMM never
+     * reads the extra columns. */
+    const int wpad = j.ring ? conflict_free_width (j.ow + (p->kw - 1) / s)
+        : p->pad_left + x->w * up + p->pad_right;
     j.band = MAX (1, IMPLICIT_BAND_PIX / j.ow);
     if (j.wide)
-      j.band = MAX (1, 1024 / xp.w);
+      j.band = MAX (1, 1024 / wpad);
+    else if (j.ring)            /* long bands: each prepares R - 1 rows of the one before */
+      j.band = MAX (j.band, (j.oh + 4 * n_threads - 1) / (4 * n_threads));
     j.n_bands = (j.oh + j.band - 1) / j.band;
-    const int units = x->n * j.n_bands;
-    split_channels (j.cout_g, units, n_threads, p->packed != NULL, &j.cout_splits,
+    split_channels (j.cout_g, x->n * j.n_bands, n_threads, p->packed != NULL, &j.cout_splits,
       &j.cout_per_split);
-    if (j.wide) {
-      j.scratch_floats = (gsize) j.cout_per_split * j.band * xp.w + 16;
+    GeTensor xp = *x;
+    if (j.ring) {
+      const int R = (p->kh - 1) / s + 1;
+      j.src = x;
+      j.in = in;
+      j.ring_rows = R;
+      j.ring_pitch = wpad;
+      j.ring_slot = (gsize) s * s * j.cin_g * wpad;
+      j.scratch_floats = R * j.ring_slot + x->w;
       j.scratch = ge_arena_alloc (ctx->arena, j.scratch_floats * n_threads);
+      int *boff = (int *) ge_arena_alloc (ctx->arena, (gsize) R * j.K);
+      for (int q = 0; q < R; q++)
+        for (int ci = 0, k = 0; ci < j.cin_g; ci++)
+          for (int ky = 0; ky < p->kh; ky++)
+            for (int kx = 0; kx < p->kw; kx++)
+              boff[q * j.K + k++] = (int) ((q + ky / s) % R * j.ring_slot)
+                  + ((ky % s * s + kx % s) * j.cin_g + ci) * wpad + kx / s;
+      j.boff = boff;
+      j.x = x;
+    } else {
+      if (needs_prep || padded)
+        xp = prepare (ctx, x, in, p->pad_top, p->pad_left, p->pad_bottom, p->pad_right,
+            !j.wide);
+      const gboolean interleaved = (needs_prep || padded) && !j.wide;
+      int *boff = (int *) ge_arena_alloc (ctx->arena, j.K);
+      for (int ci = 0, k = 0; ci < j.cin_g; ci++)
+        for (int ky = 0; ky < p->kh; ky++)
+          for (int kx = 0; kx < p->kw; kx++)
+            boff[k++] = (interleaved ? ky * j.cin_g + ci : ci * xp.h + ky) * xp.w + kx;
+      j.row_pitch = interleaved ? (gsize) j.cin_g * xp.w : (gsize) xp.w;
+      j.x = &xp;
+      j.boff = boff;
+      if (j.wide) {
+        j.scratch_floats = (gsize) j.cout_per_split * j.band * xp.w + 16;
+        j.scratch = ge_arena_alloc (ctx->arena, j.scratch_floats * n_threads);
+      }
     }
+    const int units = x->n * j.n_bands;
     ge_pool_run (ctx->pool, units * j.cout_splits, implicit_task, &j);
     ge_arena_release (ctx->arena, mark);
     return;

@@ -184,6 +184,15 @@ test_conv2d_model_shapes (void)
     check_conv2d (&d, 1, 8, 8);     /* one band: output channels split instead */
     GeConv2d e = ge_conv2d_params (19, 3, 3, 1, 1, NULL, NULL);
     check_conv2d (&e, 1, 50, 97);   /* partial register tiles and panels */
+    /* Strided convs with outputs wide enough (95, 96 columns) for the
+     * implicit GEMM on phase-split rows: the encoders' downsamplers, odd
+     * sizes, and a stride-3 4x4 kernel. */
+    GeConv2d f = ge_conv2d_params (24, 40, 3, 2, 0, NULL, NULL);
+    f.pad_bottom = f.pad_right = 1;
+    check_conv2d (&f, 2, 45, 191);
+    GeConv2d g = ge_conv2d_params (7, 9, 4, 3, 1, NULL, NULL);
+    g.pad_right = 2;
+    check_conv2d (&g, 1, 23, 287);
   }
 }
 
@@ -196,7 +205,10 @@ test_conv2d_input_transform (void)
   for (int threads = 1; threads <= 3; threads += 2) {
     set_threads (threads);
     for (int it = 0; it < 24; it++) {
-      const int n = ri (1, 2), cin = ri (1, 12), cout = ri (1, 20), h = ri (1, 13), w = ri (1, 17);
+      /* The last iterations have outputs wide enough (50-128 columns) for
+       * the implicit GEMM with the transform done in its ring of rows. */
+      const int n = ri (1, 2), cin = ri (1, 12), cout = ri (1, 20), h = ri (1, 13);
+      const int w = it >= 18 ? ri (100, 128) : ri (1, 17);
       const int up = ri (1, 2), k = it % 3 == 0 ? 1 : 3;
       GeConv2d p = ge_conv2d_params (cin, cout, k, it % 5 == 4 ? 2 : 1, k / 2, NULL, NULL);
       float *wt = randn ((gsize) cout * cin * k * k), *b = randn (cout);
