@@ -253,6 +253,12 @@ def main():
     ap.add_argument("--regression-steps", type=int, default=250)
     ap.add_argument("--focus-steps", default="",
                     help="e.g. 4,8: train below T - 1 only on these samplers' timesteps (pick_timesteps)")
+    ap.add_argument("--trajectory", type=float, default=0.0,
+                    help="fraction of batches (after --regression-steps) trained on the input the "
+                         "sampler gives at one of its steps: DDIM run from noise with the model's own "
+                         "predictions (no gradient) up to that step, instead of a noised true image, "
+                         "so that later steps learn to correct the earlier estimates (exposure bias)")
+    ap.add_argument("--trajectory-steps", default="2,4,8", help="samplers for --trajectory")
     ap.add_argument("--residual-scale", type=float, default=2.0,
                     help="r0 = (image - base) * this: about unit scale inside the holes (MODEL.md)")
     ap.add_argument("--ema", type=float, default=0.999)
@@ -331,6 +337,7 @@ def main():
     ip = Inpaint(unet, sched, args.residual_scale)
     ac = ip.ac
     focus = [int(k) for k in args.focus_steps.split(",") if k.strip()]
+    traj_steps = [int(k) for k in args.trajectory_steps.split(",") if k.strip()]
     meter = Meter()
     unet.train()
     end = args.total_steps if not args.max_steps else min(args.total_steps, step + args.max_steps)
@@ -344,8 +351,18 @@ def main():
         t = pick_timesteps(args.batch, sched, g, step < args.regression_steps, focus)
         base = base_fill(x0, m)
         r0 = m * (x0 - base) * args.residual_scale
-        a = ac[t].view(-1, 1, 1, 1)
-        x_t = a.sqrt() * r0 + (1 - a).sqrt() * torch.randn(r0.shape, generator=g)
+        if step >= args.regression_steps and rng.random() < args.trajectory:
+            k = traj_steps[int(rng.integers(len(traj_steps)))]
+            grid = ddim_timesteps(sched, k)
+            i = int(rng.integers(1, k))         # the sampler's steps before the one trained
+            x_t = torch.randn(r0.shape, generator=g)
+            with torch.no_grad():
+                for tt in grid[:i]:
+                    x_t = ddim_step(sched, ac, ip.predict_x0(x_t, base, m, tt), tt, k, x_t)
+            t = torch.full((args.batch,), grid[i], dtype=torch.long)
+        else:
+            a = ac[t].view(-1, 1, 1, 1)
+            x_t = a.sqrt() * r0 + (1 - a).sqrt() * torch.randn(r0.shape, generator=g)
         pred = ip.predict_x0(x_t, base, m, t)
         w = m + OUTSIDE_WEIGHT * (1 - m)
         loss = (w * (pred - r0) ** 2).sum() / (3 * w.sum())
@@ -359,7 +376,7 @@ def main():
                        opt=opt.state_dict(), args=vars(args), config=cfg, scheduler=sched)
         if step % args.val_every == 0 or step == end:
             tv = time.time()
-            res = validate(ip, ema, vimgs, vms, vkinds, (1, 4))
+            res = validate(ip, ema, vimgs, vms, vkinds, (1, 4, 8))
             log(logf, f"val step {step} ema masked PSNR: " + " ".join(f"{k} {v:.2f}" for k, v in res.items())
                 + f" [{time.time() - tv:.0f}s]")
             meter.restart_clock()
