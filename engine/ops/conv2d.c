@@ -3,12 +3,15 @@
  * For each sample and group the output is W [cout, K] x col [K, pixels]
  * with K = cin/groups * kh * kw.  Three ways to run it:
  *
- *  - implicit GEMM (packed kernel, stride 1, no dilation, one group: every
- *    3x3 and 1x1 conv of a U-Net): one zero-padded copy of the input, made
- *    while applying the GeConvInput transform (group norm, SiLU, nearest
- *    upsampling), and the kernel reads tap k of output row y straight from
- *    it.  No im2col, and the normalised tensor is never written out;
- *  - banded im2col + packed kernel (strided convs on AVX-512);
+ *  - implicit GEMM (packed kernel, no dilation, one group, equal strides:
+ *    every conv of the U-Nets and VAEs): the kernel reads tap k of output
+ *    row y straight from the input's rows, which each task pads, applies
+ *    the GeConvInput transform to (group norm, SiLU) and, for a strided
+ *    conv, splits into phases in a ring of a few rows in L2 (ring_row).
+ *    No im2col, and neither the normalised tensor nor a padded copy is
+ *    written out;
+ *  - banded im2col + packed kernel (the rest on AVX-512: narrow strided
+ *    outputs, dilation, groups);
  *  - banded im2col + single-threaded OpenBLAS sgemm (everything else, and
  *    every conv where the CPU lacks AVX-512).
  *
@@ -207,11 +210,11 @@ prep_task (void *data, int t, int thread)
     memset (dst + y * pitch, 0, sizeof (float) * ow);
 }
 
-/* Floats per row of a padded copy that the implicit GEMM reads: at least
- * @w, and an odd number of cache lines.  The taps of one output row are
- * rows of the copy a whole number of row pitches apart; with a pitch of an
- * even number of lines (1282 floats is 80.1) they crowd into a quarter of
- * the L1 sets and evict each other within a K slice. */
+/* Floats per channel row of a ring slot (ring_row): at least @w, and an
+ * odd number of cache lines.  The taps of one output row are rows a whole
+ * number of row pitches apart; with a pitch of an even number of lines
+ * (1282 floats is 80.1) they crowd into a quarter of the L1 sets and
+ * evict each other within a K slice. */
 static int
 conflict_free_width (int w)
 {
