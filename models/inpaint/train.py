@@ -351,7 +351,7 @@ def main():
         t = pick_timesteps(args.batch, sched, g, step < args.regression_steps, focus)
         base = base_fill(x0, m)
         r0 = m * (x0 - base) * args.residual_scale
-        if step >= args.regression_steps and rng.random() < args.trajectory:
+        if args.trajectory > 0 and step >= args.regression_steps and rng.random() < args.trajectory:
             k = traj_steps[int(rng.integers(len(traj_steps)))]
             grid = ddim_timesteps(sched, k)
             i = int(rng.integers(1, k))         # the sampler's steps before the one trained
