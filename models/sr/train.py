@@ -211,6 +211,10 @@ def main():
                     help="on the scaled residual x0; l1 stalls at the bicubic solution (MODEL.md)")
     ap.add_argument("--t-dist", choices=("first", "mixed", "max"), default="first",
                     help="training timesteps (see pick_timesteps)")
+    ap.add_argument("--trajectory", type=float, default=0.0,
+                    help="fraction of batches trained on the input the DDIM sampler itself gives at "
+                         "one of its steps (models/inpaint/train.py --trajectory)")
+    ap.add_argument("--trajectory-steps", default="2,4,8", help="samplers for --trajectory")
     ap.add_argument("--regression-steps", type=int, default=250,
                     help="first steps at t = T - 1 only (the 1-step regression), then --t-dist")
     ap.add_argument("--zero-out", type=int, default=1, help="1: conv_out starts at zero (new runs)")
@@ -318,6 +322,7 @@ def main():
     g = torch.Generator().manual_seed(args.seed * 7919 + step)
     sr = SR(unet, s, args.residual_scale, sched)
     ac = sr.ac
+    traj_steps = [int(k) for k in args.trajectory_steps.split(",") if k.strip()]
     meter = Meter()
     unet.train()
     end = args.total_steps if not args.max_steps else min(args.total_steps, step + args.max_steps)
@@ -331,9 +336,20 @@ def main():
         lr_ = lr01 * 2 - 1
         r0 = (hr_ - upsample(lr_, s)) * args.residual_scale
         t = pick_timesteps(args.batch, sched, g, "max" if step < args.regression_steps else args.t_dist)
-        a = ac[t].view(-1, 1, 1, 1)
-        noise = torch.randn(r0.shape, generator=g)
-        r_t = a.sqrt() * r0 + (1 - a).sqrt() * noise
+        if (args.trajectory > 0 and step >= args.regression_steps
+                and float(torch.rand(1, generator=g)) < args.trajectory):
+            # the input the sampler itself gives at its i-th step (models/inpaint/train.py)
+            k = traj_steps[int(torch.randint(len(traj_steps), (1,), generator=g))]
+            grid = ddim_timesteps(sched, k)
+            i = int(torch.randint(1, k, (1,), generator=g))
+            r_t = torch.randn(r0.shape, generator=g)
+            with torch.no_grad():
+                for tt in grid[:i]:
+                    r_t = ddim_step(sched, ac, sr.predict_x0(r_t, lr_, tt), tt, k, r_t)
+            t = torch.full((args.batch,), grid[i], dtype=torch.long)
+        else:
+            a = ac[t].view(-1, 1, 1, 1)
+            r_t = a.sqrt() * r0 + (1 - a).sqrt() * torch.randn(r0.shape, generator=g)
         pred = sr.predict_x0(r_t, lr_, t)
         d = pred - r0
         loss = (d * d).mean() if args.loss == "l2" else d.abs().mean()
@@ -348,8 +364,9 @@ def main():
                        prior_steps=prior_steps)
         if step % args.val_every == 0 or step == end:
             tv = time.time()
-            res = validate(sr, ema, crops, s, (1, 4))
-            log(logf, f"val step {step} ema: 1-step {res['diff1']:.3f} 4-step {res['diff4']:.3f} dB "
+            res = validate(sr, ema, crops, s, (1, 4, 8))
+            log(logf, f"val step {step} ema: 1-step {res['diff1']:.3f} 4-step {res['diff4']:.3f} "
+                      f"8-step {res['diff8']:.3f} dB "
                       f"(bicubic {base['bicubic']:.3f} lanczos {base['lanczos']:.3f}) [{time.time() - tv:.0f}s]")
             meter.restart_clock()
     log(logf, f"done at step {step}")
