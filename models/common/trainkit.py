@@ -173,6 +173,19 @@ def ddim_step(cfg, ac, x0, t, n, sample):
     return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
 
 
+@torch.no_grad()
+def sampler_input(predict_x0, cfg, ac, shape, n, i, generator):
+    """What a DDIM sampler of @n steps (eta 0, from fresh noise) feeds the network at its step
+    @i >= 1, with @predict_x0(x_t, t) as its x0 estimates; -> (x_t, t).  Training on it
+    (--trajectory in the training scripts) teaches later steps to correct the earlier
+    estimates instead of taking their input for a noised true image (exposure bias)."""
+    grid = ddim_timesteps(cfg, n)
+    x = torch.randn(shape, generator=generator)
+    for t in grid[:i]:
+        x = ddim_step(cfg, ac, predict_x0(x, t), t, n, x)
+    return x, grid[i]
+
+
 def count_flops(model, inp, t):
     """Multiply-adds x 2 of the convolutions and linear layers (+ GroupNorm/SiLU elementwise)."""
     total = [0]

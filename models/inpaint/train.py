@@ -42,7 +42,8 @@ sys.path.insert(0, HERE)
 import diffusers_torch as dt  # noqa: E402
 import masks as M  # noqa: E402
 from trainkit import (Meter, PatchSampler, alphas_cumprod, checkpoint, count_flops, ddim_step,  # noqa: E402
-                      ddim_timesteps, load_photos, log, lr_at, optimize, scheduler_config, val_crops)
+                      ddim_timesteps, load_photos, log, lr_at, optimize, sampler_input, scheduler_config,
+                      val_crops)
 
 OUTSIDE_WEIGHT = 0.1
 
@@ -353,13 +354,9 @@ def main():
         r0 = m * (x0 - base) * args.residual_scale
         if args.trajectory > 0 and step >= args.regression_steps and rng.random() < args.trajectory:
             k = traj_steps[int(rng.integers(len(traj_steps)))]
-            grid = ddim_timesteps(sched, k)
-            i = int(rng.integers(1, k))         # the sampler's steps before the one trained
-            x_t = torch.randn(r0.shape, generator=g)
-            with torch.no_grad():
-                for tt in grid[:i]:
-                    x_t = ddim_step(sched, ac, ip.predict_x0(x_t, base, m, tt), tt, k, x_t)
-            t = torch.full((args.batch,), grid[i], dtype=torch.long)
+            x_t, ti = sampler_input(lambda x, tt: ip.predict_x0(x, base, m, tt), sched, ac, r0.shape,
+                                    k, int(rng.integers(1, k)), g)
+            t = torch.full((args.batch,), ti, dtype=torch.long)
         else:
             a = ac[t].view(-1, 1, 1, 1)
             x_t = a.sqrt() * r0 + (1 - a).sqrt() * torch.randn(r0.shape, generator=g)

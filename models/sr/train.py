@@ -35,7 +35,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "models", "common"))
 import diffusers_torch as dt  # noqa: E402
 from trainkit import (Meter, PatchSampler, alphas_cumprod, checkpoint, count_flops, ddim_step,  # noqa: E402,F401
-                      ddim_timesteps, load_photos, log, lr_at, optimize, scheduler_config, val_crops)
+                      ddim_timesteps, load_photos, log, lr_at, optimize, sampler_input, scheduler_config,
+                      val_crops)
 
 # ----------------------------------------------------------------------------------------------
 # data
@@ -338,15 +339,10 @@ def main():
         t = pick_timesteps(args.batch, sched, g, "max" if step < args.regression_steps else args.t_dist)
         if (args.trajectory > 0 and step >= args.regression_steps
                 and float(torch.rand(1, generator=g)) < args.trajectory):
-            # the input the sampler itself gives at its i-th step (models/inpaint/train.py)
             k = traj_steps[int(torch.randint(len(traj_steps), (1,), generator=g))]
-            grid = ddim_timesteps(sched, k)
-            i = int(torch.randint(1, k, (1,), generator=g))
-            r_t = torch.randn(r0.shape, generator=g)
-            with torch.no_grad():
-                for tt in grid[:i]:
-                    r_t = ddim_step(sched, ac, sr.predict_x0(r_t, lr_, tt), tt, k, r_t)
-            t = torch.full((args.batch,), grid[i], dtype=torch.long)
+            r_t, ti = sampler_input(lambda x, tt: sr.predict_x0(x, lr_, tt), sched, ac, r0.shape, k,
+                                    int(torch.randint(1, k, (1,), generator=g)), g)
+            t = torch.full((args.batch,), ti, dtype=torch.long)
         else:
             a = ac[t].view(-1, 1, 1, 1)
             r_t = a.sqrt() * r0 + (1 - a).sqrt() * torch.randn(r0.shape, generator=g)
