@@ -4,7 +4,7 @@ the C engine loads (engine/ge-model-file.h, engine/ge-inpaint.h).
 
     /usr/bin/python3 models/inpaint/export.py                 # EMA weights, F32
     /usr/bin/python3 models/inpaint/export.py --dtype f16 --steps 4
-    /usr/bin/python3 models/inpaint/export.py --ckpt RUN/ckpt.pt --prior-steps N   # after --init
+    /usr/bin/python3 models/inpaint/export.py --ckpt RUN/ckpt.pt   # a train.py --init run
 
 Reads _work/inpaint/ckpt.pt and writes models/inpaint/diffusioninpaint.safetensors with the
 diffusers weight names of UNet2DModel and __metadata__: format "pt", architecture
@@ -37,12 +37,14 @@ def main():
     ap.add_argument("--dtype", choices=("f32", "f16"), default="f32")
     ap.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA")
     ap.add_argument("--steps", type=int, default=4, help="default num_inference_steps")
-    ap.add_argument("--prior-steps", type=int, default=0,
-                    help="training steps of the model the run started from (train.py --init)")
+    ap.add_argument("--prior-steps", type=int, default=None,
+                    help="steps of the model a --init run started from, counted in training_step "
+                         "(default: what the checkpoint recorded, 0 for a fresh run)")
     args = ap.parse_args()
 
     torch.set_num_threads(2)
     ckpt = torch.load(args.ckpt)
+    total_steps = ckpt["step"] + (ckpt.get("prior_steps", 0) if args.prior_steps is None else args.prior_steps)
     cfg, sched = ckpt["config"], ckpt["scheduler"]
     unet = dt.UNet2DModel(**cfg)
     unet.load_state_dict(ckpt["model" if args.raw else "ema"], strict=True)
@@ -74,7 +76,7 @@ def main():
                              sort_keys=True),
         "scheduler": json.dumps(sched, sort_keys=True),
         "task": json.dumps(task, sort_keys=True),
-        "training_step": str(ckpt["step"] + args.prior_steps),
+        "training_step": str(total_steps),
         "weights": "raw" if args.raw else "ema",
     })
 
@@ -90,7 +92,7 @@ def main():
     err = float((a - b).abs().max())
     limit = 1e-5 if dtype == torch.float32 else 5e-2
     print(f"wrote {args.out}: {os.path.getsize(args.out)} bytes, {len(tensors)} tensors, "
-          f"{sum(v.numel() for v in tensors.values())} parameters, step {ckpt['step'] + args.prior_steps}, reload max abs diff {err:.2e}")
+          f"{sum(v.numel() for v in tensors.values())} parameters, step {total_steps}, reload max abs diff {err:.2e}")
     if err > limit:
         raise SystemExit(f"reloaded model differs by {err}")
 

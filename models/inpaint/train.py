@@ -301,16 +301,19 @@ def main():
         f.write(f"{os.getpid()}\n")
     opt = torch.optim.Adam(unet.parameters(), lr=args.lr)
     step = 0
+    prior_steps = 0     # training steps of the --init file, which export.py adds to this run's
     if state is not None:
         unet.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
         step = state["step"]
+        prior_steps = state.get("prior_steps", 0)
         log(logf, f"resumed at step {step}")
     else:
         if args.init:   # the exported (EMA, maybe F16) weights: both copies start there
-            w, _ = dt.st.load(args.init)
+            w, meta = dt.st.load(args.init)
             unet.load_state_dict({k: v.float() for k, v in w.items()})
+            prior_steps = int(meta.get("training_step", 0))
         else:           # start at a mid-grey fill rather than at a random image of std ~1
             torch.nn.init.zeros_(unet.conv_out.weight)
             torch.nn.init.zeros_(unet.conv_out.bias)
@@ -370,7 +373,8 @@ def main():
             log(logf, meter.line(step, lr_at(step, args)))
         if step % args.ckpt_every == 0 or step == end:
             checkpoint(ckpt_path, step, args.keep_every, model=unet.state_dict(), ema=ema.state_dict(),
-                       opt=opt.state_dict(), args=vars(args), config=cfg, scheduler=sched)
+                       opt=opt.state_dict(), args=vars(args), config=cfg, scheduler=sched,
+                       prior_steps=prior_steps)
         if step % args.val_every == 0 or step == end:
             tv = time.time()
             res = validate(ip, ema, vimgs, vms, vkinds, (1, 4, 8))
