@@ -131,9 +131,15 @@ silu_row_avx512 (const float *src, float *dst, int n, float s, float b)
 }
 #endif
 
+/* dst = act (src * s + b) over @n floats; a plain copy when that is the
+ * identity. */
 static void
 transform_row (const float *src, float *dst, int n, float s, float b, GeAct act)
 {
+  if (s == 1.0f && b == 0.0f && act == GE_ACT_NONE) {
+    memcpy (dst, src, sizeof (float) * n);
+    return;
+  }
 #if defined(__x86_64__) && defined(__GNUC__)
   if (act == GE_ACT_SILU && ge_gemm_packed_available ()) {      /* AVX-512 */
     silu_row_avx512 (src, dst, n, s, b);
@@ -171,7 +177,6 @@ prep_task (void *data, int t, int thread)
   const float s = in && in->scale ? in->scale[t] : 1.0f;
   const float b = in && in->shift ? in->shift[t] : 0.0f;
   const GeAct act = in ? in->act : GE_ACT_NONE;
-  const gboolean identity = s == 1.0f && b == 0.0f && act == GE_ACT_NONE;
 
   for (int y = 0; y < j->pt; y++)
     memset (dst + y * pitch, 0, sizeof (float) * ow);
@@ -187,18 +192,12 @@ prep_task (void *data, int t, int thread)
     }
     const float *s_row = src + (gsize) (y / up) * x->w;
     float *d = row + j->pl;
-    if (up == 1) {
-      if (identity)
-        memcpy (d, s_row, sizeof (float) * x->w);
-      else
-        transform_row (s_row, d, x->w, s, b, act);
-    } else {
+    if (up == 1)
+      transform_row (s_row, d, x->w, s, b, act);
+    else {
       /* Transform into the row's right end, then spread it leftwards. */
       float *t_row = d + iw - x->w;
-      if (identity)
-        memmove (t_row, s_row, sizeof (float) * x->w);
-      else
-        transform_row (s_row, t_row, x->w, s, b, act);
+      transform_row (s_row, t_row, x->w, s, b, act);
       for (int xx = 0; xx < x->w; xx++) {
         const float v = t_row[xx];
         for (int r = 0; r < up; r++)
@@ -364,19 +363,15 @@ ring_row (const ConvJob * j, int n, int r, float *dst, float *tmp)
       const float sc = in && in->scale ? in->scale[bc] : 1.0f;
       const float sh = in && in->shift ? in->shift[bc] : 0.0f;
       const GeAct act = in ? in->act : GE_ACT_NONE;
-      const gboolean identity = sc == 1.0f && sh == 0.0f && act == GE_ACT_NONE;
       if (s == 1) {
         for (int i = 0; i < pl; i++)
           d[i] = 0.0f;
-        if (identity)
-          memcpy (d + pl, src, sizeof (float) * w);
-        else
-          transform_row (src, d + pl, w, sc, sh, act);
+        transform_row (src, d + pl, w, sc, sh, act);
         for (int i = pl + w; i < wp; i++)
           d[i] = 0.0f;
         continue;
       }
-      if (!identity) {
+      if (sc != 1.0f || sh != 0.0f || act != GE_ACT_NONE) {    /* else read it in place */
         transform_row (src, tmp, w, sc, sh, act);
         src = tmp;
       }
@@ -564,7 +559,7 @@ conv2d_run (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInp
     j.n_bands = (j.oh + j.band - 1) / j.band;
     split_channels (j.cout_g, x->n * j.n_bands, n_threads, p->packed != NULL, &j.cout_splits,
       &j.cout_per_split);
-    GeTensor xp = *x;
+    GeTensor xp = *x;           /* outside the ring: what the GEMM reads (j.x) */
     if (j.ring) {
       const int R = (p->kh - 1) / s + 1;
       j.src = x;
@@ -584,10 +579,10 @@ conv2d_run (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInp
       j.boff = boff;
       j.x = x;
     } else {
+      const gboolean interleaved = (needs_prep || padded) && !j.wide;
       if (needs_prep || padded)
         xp = prepare (ctx, x, in, p->pad_top, p->pad_left, p->pad_bottom, p->pad_right,
-            !j.wide);
-      const gboolean interleaved = (needs_prep || padded) && !j.wide;
+            interleaved);
       int *boff = (int *) ge_arena_alloc (ctx->arena, j.K);
       for (int ci = 0, k = 0; ci < j.cin_g; ci++)
         for (int ky = 0; ky < p->kh; ky++)
