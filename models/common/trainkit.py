@@ -186,6 +186,19 @@ def sampler_input(predict_x0, cfg, ac, shape, n, i, generator):
     return x, grid[i]
 
 
+def add_prior_steps_argument(ap):
+    """export.py's --prior-steps (see exported_steps)."""
+    ap.add_argument("--prior-steps", type=int, default=None,
+                    help="steps of the model a --init run started from, counted in training_step "
+                         "(default: what the checkpoint recorded, 0 for a fresh run)")
+
+
+def exported_steps(ckpt, prior_steps=None):
+    """Training steps behind a checkpoint: its own plus those of the file a --init run started
+    from, as the run recorded them (ckpt["prior_steps"]) unless @prior_steps is given."""
+    return ckpt["step"] + (ckpt.get("prior_steps", 0) if prior_steps is None else prior_steps)
+
+
 def count_flops(model, inp, t):
     """Multiply-adds x 2 of the convolutions and linear layers (+ GroupNorm/SiLU elementwise)."""
     total = [0]

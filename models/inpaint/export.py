@@ -25,6 +25,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import train as T  # noqa: E402
+from trainkit import add_prior_steps_argument, exported_steps  # noqa: E402
 
 dt = T.dt
 st = dt.st
@@ -37,14 +38,12 @@ def main():
     ap.add_argument("--dtype", choices=("f32", "f16"), default="f32")
     ap.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA")
     ap.add_argument("--steps", type=int, default=4, help="default num_inference_steps")
-    ap.add_argument("--prior-steps", type=int, default=None,
-                    help="steps of the model a --init run started from, counted in training_step "
-                         "(default: what the checkpoint recorded, 0 for a fresh run)")
+    add_prior_steps_argument(ap)
     args = ap.parse_args()
 
     torch.set_num_threads(2)
     ckpt = torch.load(args.ckpt)
-    total_steps = ckpt["step"] + (ckpt.get("prior_steps", 0) if args.prior_steps is None else args.prior_steps)
+    total_steps = exported_steps(ckpt, args.prior_steps)
     cfg, sched = ckpt["config"], ckpt["scheduler"]
     unet = dt.UNet2DModel(**cfg)
     unet.load_state_dict(ckpt["model" if args.raw else "ema"], strict=True)

@@ -26,6 +26,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import train as T  # noqa: E402
+from trainkit import add_prior_steps_argument, exported_steps  # noqa: E402
 from train import dt  # noqa: E402
 
 st = dt.st
@@ -61,9 +62,7 @@ def main():
     ap.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA")
     ap.add_argument("--steps", type=int, default=1,
                     help="default num_inference_steps (1: the best PSNR of the shipped models, MODEL.md)")
-    ap.add_argument("--prior-steps", type=int, default=None,
-                    help="steps of the model a --init run started from, counted in training_step "
-                         "(default: what the checkpoint recorded, 0 for a fresh run)")
+    add_prior_steps_argument(ap)
     args = ap.parse_args()
 
     torch.set_num_threads(2)
@@ -71,7 +70,7 @@ def main():
     ckpt = torch.load(args.ckpt or f"_work/sr/x{s}/ckpt.pt")
     cfg, sched = ckpt["config"], ckpt["scheduler"]
     sd = ckpt["model" if args.raw else "ema"]
-    total_steps = ckpt["step"] + (ckpt.get("prior_steps", 0) if args.prior_steps is None else args.prior_steps)
+    total_steps = exported_steps(ckpt, args.prior_steps)
     unet = dt.UNet2DModel(**cfg)
     unet.load_state_dict(sd, strict=True)
     unet.eval()

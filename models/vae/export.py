@@ -25,6 +25,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import train as T  # noqa: E402
+from trainkit import add_prior_steps_argument, exported_steps  # noqa: E402
 from train import dt  # noqa: E402
 
 st = dt.st
@@ -40,8 +41,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "vae.safetensors"))
     ap.add_argument("--dtype", choices=("f32", "f16"), default="f16")
     ap.add_argument("--scaling-patches", type=int, default=256)
-    ap.add_argument("--prior-steps", type=int, default=0,
-                    help="training steps of the model the run started from (train.py --init)")
+    add_prior_steps_argument(ap)
     args = ap.parse_args()
     torch.set_num_threads(2)
 
@@ -59,7 +59,7 @@ def main():
     cfg["scaling_factor"] = float(1.0 / z.std())
 
     tensors = {k: (v.half() if args.dtype == "f16" else v) for k, v in vae.state_dict().items()}
-    training = {"step": ck["step"] + args.prior_steps, "val_psnr_256": ck.get("val_psnr"), "script": "models/vae/train.py",
+    training = {"step": exported_steps(ck, args.prior_steps), "val_psnr_256": ck.get("val_psnr"), "script": "models/vae/train.py",
                 "latent_std": float(z.std()), "latent_mean": float(z.mean())}
     st.save(args.out, tensors, {"format": "pt", "architecture": "AutoencoderKL",
                                 "config": json.dumps(cfg), "training": json.dumps(training)})
