@@ -160,6 +160,7 @@ def main():
     val = val_squares(load_photos("val"), args.val_size)
     ckpt = os.path.join(args.work, "last.pt")
     step, best = 0, -1.0
+    prior_steps = 0     # training steps of the --init file, which export.py adds to this run's
     if args.resume and os.path.exists(ckpt):
         st = torch.load(ckpt)
         vae.load_state_dict(st["vae"])
@@ -171,6 +172,7 @@ def main():
             dopt.load_state_dict(st["dopt"])
         sampler.g.set_state(st["rng"])
         step, best = st["step"], st.get("best", -1.0)
+        prior_steps = st.get("prior_steps", 0)
         log(logf, f"resumed at step {step}")
     else:
         if args.init:
@@ -178,6 +180,7 @@ def main():
             if json.loads(meta["config"])["block_out_channels"] != cfg["block_out_channels"]:
                 raise SystemExit(f"{args.init}: other block_out_channels than --channels")
             vae.load_state_dict({k: v.float() for k, v in w.items()})
+            prior_steps = int(json.loads(meta.get("training", "{}")).get("step", 0))
         nparams = sum(p.numel() for p in vae.parameters())
         log(logf, f"start: {json.dumps(vars(args))} params {nparams} val images {len(val)}")
         with open(os.path.join(args.work, "config.json"), "w") as f:
@@ -218,14 +221,15 @@ def main():
             p = evaluate(kept, val)
             if p > best:
                 best = p
-                torch.save({"step": step, "vae": kept.state_dict(), "config": cfg, "val_psnr": p},
+                torch.save({"step": step, "vae": kept.state_dict(), "config": cfg, "val_psnr": p,
+                            "prior_steps": prior_steps},
                            os.path.join(args.work, "best.pt"))
             raw = f" (raw weights {evaluate(vae, val):.3f})" if ema is not None else ""
             log(logf, f"val step {step} psnr {p:.3f} best {best:.3f}{raw}")
             meter.restart_clock()
         if step % args.ckpt_every == 0 or step == args.total_steps:
             state = dict(vae=vae.state_dict(), opt=opt.state_dict(), rng=sampler.g.get_state(), best=best,
-                         config=cfg)
+                         config=cfg, prior_steps=prior_steps)
             if ema is not None:
                 state.update(ema=ema.state_dict())
             if disc is not None:
