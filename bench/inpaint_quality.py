@@ -25,7 +25,7 @@ Run from the repository root after `meson compile -C build` (python3-opencv inst
 Writes bench/out/inpaint_quality/results.md and results.json; with --pictures DIR, one PNG per
 photo of --picture-photos and mask kind: the input with the mask in magenta | Telea |
 Navier-Stokes | diffusioninpaint (default steps) | the original, and DIR/README.md listing them
-with each method's PSNR inside the mask.
+with each method's PSNR inside the mask; and for --steps-photos, strips of every step count.
 """
 
 import argparse
@@ -145,6 +145,9 @@ def main():
     ap.add_argument("--pictures", default="", help="write before/after strips to this folder")
     ap.add_argument("--picture-photos", default="opencv-doc/building.png,opencv-doc/butterfly.png,"
                     "lxqt-themes/flowers.png")
+    ap.add_argument("--steps-photos", default="lxqt-themes/fog.png",
+                    help="with --pictures, also a strip per mask kind of these photos filled at every "
+                         "step count (the photo where more steps lose the most)")
     args = ap.parse_args()
     import cv2
     if args.pictures:
@@ -157,7 +160,8 @@ def main():
     default_steps = task["num_inference_steps"]
     T = inpaint_train() if task.get("residual") == "base_fill" else None
     pictured = args.picture_photos.split(",") if args.pictures else []
-    shown = []
+    stepped = args.steps_photos.split(",") if args.pictures else []
+    shown, shown_steps = [], []
     steps_list = [int(k) for k in args.steps.split(",") if k.strip()]
     photos = Q.val_photos(args.manifest, args.max_photos)
     rng = np.random.default_rng(args.seed)
@@ -193,6 +197,11 @@ def main():
                     fname = f"{name.replace('/', '-').rsplit('.', 1)[0]}-{kind}.png"
                     picture(os.path.join(args.pictures, fname), img, mask, [outs[k] for k in keys])
                     shown.append((fname, name, kind, [(k.split(" (")[0], rows[k][kind][-1]["psnr"]) for k in keys]))
+                if name in stepped:
+                    keys = sorted((k for k in outs if k.startswith("diffusioninpaint")), key=lambda k: int(k.split()[1]))
+                    fname = f"{name.replace('/', '-').rsplit('.', 1)[0]}-{kind}-steps.png"
+                    picture(os.path.join(args.pictures, fname), img, mask, [outs[k] for k in keys])
+                    shown_steps.append((fname, name, kind, [(k.split(" (")[0], rows[k][kind][-1]["psnr"]) for k in keys]))
             print(f"[{i + 1}/{len(photos)}] {name}: " + ", ".join(
                 f"{k.split(' (')[0]} {np.mean([r['psnr'] for kind in M.KINDS for r in rows[k][kind][-1:]]):.2f}"
                 for k in rows) + f" [{time.time() - t_start:.0f}s]", flush=True)
@@ -224,6 +233,13 @@ def main():
         for fname, name, kind, ps in shown:
             pm += [f"**{name}, {kind} mask**: " + ", ".join(f"{k} {v:.2f} dB" for k, v in ps), "",
                    f"![{name} {kind}]({fname})", ""]
+        if shown_steps:
+            pm += ["## More steps", "",
+                   "Each strip: the input with the mask in magenta | diffusioninpaint at each step count, "
+                   "fewest first | the original.", ""]
+        for fname, name, kind, ps in shown_steps:
+            pm += [f"**{name}, {kind} mask**: " + ", ".join(f"{k.split(' ', 1)[1]} {v:.2f} dB" for k, v in ps), "",
+                   f"![{name} {kind} steps]({fname})", ""]
         with open(os.path.join(args.pictures, "README.md"), "w") as f:
             f.write("\n".join(pm))
     os.makedirs(args.out, exist_ok=True)
