@@ -18,6 +18,8 @@
  *    runs on r = (image - base) * residual_scale inside the hole, input
  *    concat (r_t, hole, base), and the image is base + hole * r0 /
  *    residual_scale.
+ * The DDIM sampler's eta is the task's "eta" (0 when absent, at most 1):
+ * with eta > 0 every step adds draw i + 1 of the seeded noise below.
  *
  * Unconditional U-Nets (3 channels in and out, epsilon prediction, e.g. a
  * diffusers UNet2DModel checkpoint without a "task") inpaint with RePaint,

@@ -651,6 +651,15 @@ ge_scheduler_step (const GeScheduler * s, int step_index,
   }
 }
 
+float
+ge_scheduler_step_noise_std (const GeScheduler * s, int step_index, float eta)
+{
+  g_return_val_if_fail (s && step_index >= 0 && step_index < s->n_timesteps, 0.0f);
+  StepCoefs k;
+  step_coefs (s, step_index, eta, &k);
+  return k.std;
+}
+
 void
 ge_scheduler_add_noise (const GeScheduler * s, const float *x0,
     const float *noise, gint64 t, gsize n, float *out)

@@ -148,6 +148,12 @@ void ge_scheduler_step (const GeScheduler *s, int step_index,
     gboolean use_clipped_model_output, const float *noise, float *prev_sample,
     float *pred_original);
 
+/* The standard deviation of the noise ge_scheduler_step adds at @step_index
+ * with @eta (0 where it adds none, as at DDIM's last step with
+ * set_alpha_to_one): callers skip drawing noise that would be multiplied by
+ * 0. */
+float ge_scheduler_step_noise_std (const GeScheduler *s, int step_index, float eta);
+
 /* Forward process at timestep @t (0 <= t < num_train_timesteps):
  * out = sqrt(a_t) * x0 + sqrt(1 - a_t) * noise.  @out may alias. */
 void ge_scheduler_add_noise (const GeScheduler *s, const float *x0,

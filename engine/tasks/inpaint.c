@@ -52,6 +52,10 @@ struct _GeInpaint {
   GeCtx ctx;
   int default_steps, steps, multiple, feather;
   guint64 seed;
+  /* DDIM's eta (task "eta"): 0 deterministic, 1 a fresh draw of noise at
+   * every step, so that no draw persists through the steps for the network
+   * to take for structure (the flat fog of MODEL.md grew spots with eta 0). */
+  float eta;
   /* RePaint mode (unconditional U-Net) and its timestep list with jumps,
    * rebuilt when steps or jumps change. */
   gboolean repaint;
@@ -145,6 +149,12 @@ ge_inpaint_new (const char *path, GError ** error)
     }
     ip->default_steps = json_object_has_member (task, "num_inference_steps")
         ? (int) json_object_get_int_member (task, "num_inference_steps") : 4;
+    ip->eta = json_object_has_member (task, "eta")
+        ? (float) json_object_get_double_member (task, "eta") : 0.0f;
+    if (!(ip->eta >= 0.0f && ip->eta <= 1.0f)) {
+      ge_fail (error, GE_ERROR_CORRUPT, path, "task: \"eta\" %g is not in [0, 1]", ip->eta);
+      goto fail;
+    }
     if (json_object_has_member (task, "residual")) {
       JsonArray *sig = json_object_has_member (task, "base_sigmas")
           ? json_object_get_array_member (task, "base_sigmas") : NULL;
@@ -519,17 +529,37 @@ base_fill (GeInpaint * ip, const float *img, const float *hole, int w, int h, fl
 
 /* ---- sampling ------------------------------------------------------------ */
 
+typedef struct {
+  guint64 seed, k;
+  const Box *b;
+  float *out;
+  int n_tasks;
+} NoiseJob;
+
+#define NOISE_TASKS 16
+
+static void
+noise_task (void *data, int task, int thread)
+{
+  const NoiseJob *j = data;
+  const Box *b = j->b;
+  const int bw = b->x1 - b->x0, bh = b->y1 - b->y0, rows = 3 * bh;
+  for (int r = task * rows / j->n_tasks; r < (task + 1) * rows / j->n_tasks; r++) {
+    const int c = r / bh, y = r % bh;
+    ge_rng_normal (j->seed, j->k << 40 | (((guint64) c << 16 | (guint64) (b->y0 + y)) << 16)
+        | (guint64) b->x0, j->out + (gsize) r * bw, bw);
+  }
+}
+
 /* Draw @k of the box's noise: the normal of pixel (c, Y, X) is element
  * (k << 40 | (c << 16 | Y) << 16 | X) of the seed's stream, so it depends on
- * the position in the frame, not on the box. */
+ * the position in the frame, not on the box.  Rows in parallel: a draw
+ * (double-precision Box-Muller) costs about 3 % of a U-Net step. */
 static void
 box_noise (const GeInpaint * ip, const Box * b, guint64 k, float *out)
 {
-  const int bw = b->x1 - b->x0, bh = b->y1 - b->y0;
-  for (int c = 0; c < 3; c++)
-    for (int y = 0; y < bh; y++)
-      ge_rng_normal (ip->seed, k << 40 | (((guint64) c << 16 | (guint64) (b->y0 + y)) << 16)
-          | (guint64) b->x0, out + ((gsize) c * bh + y) * bw, bw);
+  NoiseJob j = { ip->seed, k, b, out, MIN (NOISE_TASKS, 3 * (b->y1 - b->y0)) };
+  ge_pool_run (ip->ctx.pool, j.n_tasks, noise_task, &j);
 }
 
 /* diffusers' RePaintScheduler.set_timesteps: descending steps of T / N,
@@ -663,11 +693,17 @@ run_box (GeInpaint * ip, GeImageU8 * img, const guint8 * mask, int mstride, cons
       return FALSE;
   } else {
     const int n_steps = ge_scheduler_n_timesteps (ip->sched);
+    float *noise = ip->eta > 0.0f ? ge_arena_alloc (arena, 3 * plane) : NULL;
     for (int i = 0; i < n_steps; i++) {
       const float ts = (float) ge_scheduler_timesteps (ip->sched)[i];
       if (!ge_unet2d_forward (ip->unet, x_in, 1, bh, bw, &ts, x0, error))
         return FALSE;
-      ge_scheduler_step (ip->sched, i, x0, x_in, 3 * plane, 0.0f, FALSE, NULL, x_in, NULL);
+      /* draw 0 is x_T; none where the step adds no noise (the last) */
+      const gboolean draw = noise && ge_scheduler_step_noise_std (ip->sched, i, ip->eta) > 0.0f;
+      if (draw)
+        box_noise (ip, b, (guint64) i + 1, noise);
+      ge_scheduler_step (ip->sched, i, x0, x_in, 3 * plane, ip->eta, FALSE, draw ? noise : NULL,
+          x_in, NULL);
     }
     if (ip->residual)           /* image = base + hole * r0 / residual_scale */
       for (int c = 0; c < 3; c++)

@@ -164,13 +164,19 @@ def ddim_timesteps(cfg, n):
     return [int(t) for t in ts]
 
 
-def ddim_step(cfg, ac, x0, t, n, sample):
-    """One DDIM step (eta 0) with an x0 prediction; returns the previous sample."""
+def ddim_step(cfg, ac, x0, t, n, sample, eta=0.0, noise=None):
+    """One DDIM step with an x0 prediction; returns the previous sample.  With eta > 0, @noise
+    (standard normals of sample's shape) enters as in diffusers' DDIMScheduler.step: std =
+    eta * sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)), the direction term shrunk to
+    sqrt(1 - a_prev - std^2)."""
     prev = t - cfg["num_train_timesteps"] // n
     a_t = ac[t]
     a_prev = ac[prev] if prev >= 0 else (torch.tensor(1.0) if cfg["set_alpha_to_one"] else ac[0])
     eps = (sample - a_t.sqrt() * x0) / (1 - a_t).sqrt()
-    return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+    if eta == 0:
+        return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+    std = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).sqrt()
+    return a_prev.sqrt() * x0 + (1 - a_prev - std ** 2).sqrt() * eps + std * noise
 
 
 @torch.no_grad()

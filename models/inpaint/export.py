@@ -38,6 +38,9 @@ def main():
     ap.add_argument("--dtype", choices=("f32", "f16"), default="f32")
     ap.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA")
     ap.add_argument("--steps", type=int, default=4, help="default num_inference_steps")
+    ap.add_argument("--eta", type=float, default=1.0,
+                    help="DDIM eta of the element's sampler: 1 draws fresh noise at every step "
+                         "(with 0, more steps painted spots into flat regions: MODEL.md)")
     add_prior_steps_argument(ap)
     args = ap.parse_args()
 
@@ -63,7 +66,7 @@ def main():
         "input_range": [-1.0, 1.0],
         "mask": "1 = regenerate",
         "prediction_type": "sample",
-        "eta": 0.0,
+        "eta": args.eta,
         "size_multiple": 2 ** (len(cfg["block_out_channels"]) - 1),
     }
     dtype = torch.float16 if args.dtype == "f16" else torch.float32

@@ -11,7 +11,7 @@ as the super-resolution models, on the residual over a classical answer:
   * input  concat(r_t, m, base)                    3 + 1 + 3 = 7 channels
   * output unet(input, t) = r0 estimate ("sample" prediction)
   * result base + m * r0_estimate / residual_scale (the element feathers m at the seam)
-with a DDIM sampler (eta 0, trailing timesteps) over a DDIMScheduler config.
+with a DDIM sampler (trailing timesteps; eta 1 by default, export.py --eta) over a DDIMScheduler config.
 
 Data: the photos of models/data/fetch_photos.py (_work/data/photos/MANIFEST.json), train split
 only; validation on fixed crops of the val split (whole packages never trained on) with fixed
@@ -149,13 +149,14 @@ class Inpaint:
         return net(torch.cat([r_t, m, base], dim=1), tt).sample
 
     @torch.no_grad()
-    def sample(self, img, m, steps, generator=None, unet=None):
-        """-> the composite in [-1, 1] (not clamped)."""
+    def sample(self, img, m, steps, generator=None, unet=None, eta=1.0):
+        """-> the composite in [-1, 1] (not clamped); eta as the element's (export.py --eta)."""
         base = base_fill(img, m)
         r = torch.randn(img.shape, generator=generator)
         for t in ddim_timesteps(self.sched, steps):
             x0 = self.predict_x0(r, base, m, t, unet)
-            r = ddim_step(self.sched, self.ac, x0, t, steps, r)
+            noise = torch.randn(r.shape, generator=generator) if eta > 0 else None
+            r = ddim_step(self.sched, self.ac, x0, t, steps, r, eta, noise)
         return base + m * r / self.rs
 
 

@@ -7,6 +7,7 @@
 #include "ge-inpaint.h"
 #include "ge-safetensors.h"
 
+#include <glib/gstdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -277,6 +278,34 @@ expect_error (const char *name, int code, const char *words)
   g_free (p);
 }
 
+/* The shipped model with its task's "eta": 1.0 rewritten to 7.0 (same
+ * length, so the header's offsets hold) must be refused, naming eta. */
+static void
+test_bad_eta (void)
+{
+  char *src = g_test_build_filename (G_TEST_DIST, "..", "..", "models", "inpaint",
+      "diffusioninpaint.safetensors", NULL);
+  char *data, *dst = g_build_filename (g_get_tmp_dir (), "test-inpaint-eta.safetensors", NULL);
+  gsize len;
+  g_assert_true (g_file_get_contents (src, &data, &len, NULL));
+  static const char key[] = "\\\"eta\\\": 1.0";
+  /* after the 8-byte length (it holds NULs); the JSON header has none */
+  char *at = g_strstr_len (data + 8, MIN (len - 8, 65536), key);
+  g_assert_nonnull (at);
+  at[sizeof (key) - 4] = '7';
+  g_assert_true (g_file_set_contents (dst, data, len, NULL));
+  GError *err = NULL;
+  g_assert_null (ge_inpaint_new (dst, &err));
+  g_assert_error (err, GE_ERROR, GE_ERROR_CORRUPT);
+  g_assert_nonnull (strstr (err->message, dst));
+  g_assert_nonnull (strstr (err->message, "eta"));
+  g_clear_error (&err);
+  g_unlink (dst);
+  g_free (data);
+  g_free (dst);
+  g_free (src);
+}
+
 static void
 test_errors (void)
 {
@@ -284,6 +313,7 @@ test_errors (void)
   expect_error ("truncated.safetensors", GE_ERROR_CORRUPT, NULL);
   expect_error ("diffusionsr-x2.safetensors", GE_ERROR_UNSUPPORTED, "inpaint");
   expect_error ("no-such-file.safetensors", GE_ERROR_NOT_FOUND, NULL);
+  test_bad_eta ();
 }
 
 int

@@ -91,10 +91,13 @@ def run(model_path, img, mask):
         # models/inpaint/train.py's base_fill with the file's parameters
         cond = (inpaint_train.base_fill(crop, hole, **inpaint_train.base_params(task)) if residual
                 else crop * (1 - hole))
+        eta = task.get("eta", 0.0)
         with torch.no_grad():
-            for t in trainkit.ddim_timesteps(sched, steps):
+            for i, t in enumerate(trainkit.ddim_timesteps(sched, steps)):
                 x0_hat = unet(torch.cat([x, hole, cond], 1), torch.tensor([t])).sample
-                x = trainkit.ddim_step(sched, ac, x0_hat, t, steps, x)
+                # with eta > 0, draw i + 1 of the box's noise at step i (draw 0 is x_T)
+                noise = box_noise(i + 1, x0, y0, x1 - x0, y1 - y0) if eta > 0 else None
+                x = trainkit.ddim_step(sched, ac, x0_hat, t, steps, x, eta, noise)
         if residual:
             x = cond + hole * x / task["residual_scale"]
         blend(out, x, d, box)
