@@ -240,6 +240,38 @@ def validate(model, vs):
     return {k: float(np.mean(v)) for k, v in res.items()}
 
 
+def widened(weights, G):
+    """@weights of a narrower SpectralMaskGRU embedded in @G (Net2Net-style widening): the old
+    units keep their weights; the new units start from G's random initialisation, and every
+    weight from a new unit into an old unit or an output is zero, so the widened network computes
+    exactly what the narrow one did, while the new units' non-zero activations give those zero
+    weights gradients from the first step."""
+    out = {k: v.clone() for k, v in G.state_dict().items()}
+    h0, H = weights["conv_in.bias"].shape[0], G.hidden
+    if h0 > H:
+        raise SystemExit(f"cannot widen hidden {h0} to {H}")
+    for name, w in weights.items():
+        dst = out[name]
+        if name.startswith("gru."):
+            # gates r, z, n stacked along dim 0, each [H, H]
+            for g in range(3):
+                rows = dst[g * H:(g + 1) * H]
+                if w.dim() == 2:    # every GRU input is hidden-sized (conv_in or a layer below)
+                    rows[:h0, :h0] = w[g * h0:(g + 1) * h0]
+                    rows[:h0, h0:] = 0
+                else:
+                    rows[:h0] = w[g * h0:(g + 1) * h0]
+        elif name.startswith("conv_in."):
+            dst[:h0] = w
+        else:                       # mask and vad heads: [outputs, hidden] and biases
+            if w.dim() == 2:
+                dst[:, :w.shape[1]] = w
+                dst[:, w.shape[1]:] = 0
+            else:
+                dst.copy_(w)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="_work/gansynth")
@@ -264,7 +296,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init", help="start from this checkpoint's generator and discriminator, or "
                     "from an exported .safetensors generator (fresh optimisers, step 0): "
-                    "fine-tuning with other data or losses")
+                    "fine-tuning with other data or losses; with a --hidden larger than the "
+                    "file's, its network is widened first (widened())")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
@@ -296,7 +329,7 @@ def main():
     elif args.init and args.init.endswith(".safetensors"):
         # the exported model (what a fresh checkout has): the discriminator starts afresh
         weights, meta = st.load(args.init)
-        G.load_state_dict(weights)
+        G.load_state_dict(widened(weights, G) if G.hidden != weights["conv_in.bias"].shape[0] else weights)
         tk.log(logf, f"initialised from {args.init} ({meta.get('training', 'no training record')}), "
                "new discriminator")
     elif args.init:
