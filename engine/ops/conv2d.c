@@ -131,12 +131,18 @@ silu_row_avx512 (const float *src, float *dst, int n, float s, float b)
 }
 #endif
 
+static inline gboolean
+is_identity (float s, float b, GeAct act)
+{
+  return s == 1.0f && b == 0.0f && act == GE_ACT_NONE;
+}
+
 /* dst = act (src * s + b) over @n floats; a plain copy when that is the
  * identity. */
 static void
 transform_row (const float *src, float *dst, int n, float s, float b, GeAct act)
 {
-  if (s == 1.0f && b == 0.0f && act == GE_ACT_NONE) {
+  if (is_identity (s, b, act)) {
     memcpy (dst, src, sizeof (float) * n);
     return;
   }
@@ -371,7 +377,7 @@ ring_row (const ConvJob * j, int n, int r, float *dst, float *tmp)
           d[i] = 0.0f;
         continue;
       }
-      if (sc != 1.0f || sh != 0.0f || act != GE_ACT_NONE) {    /* else read it in place */
+      if (!is_identity (sc, sh, act)) {  /* else read it in place */
         transform_row (src, tmp, w, sc, sh, act);
         src = tmp;
       }

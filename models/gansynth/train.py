@@ -245,7 +245,7 @@ def widened(weights, G):
     units keep their weights; the new units start from G's random initialisation, and every
     weight from a new unit into an old unit or an output is zero, so the widened network computes
     exactly what the narrow one did, while the new units' non-zero activations give those zero
-    weights gradients from the first step."""
+    weights gradients from the first step.  At equal widths: @weights as they are."""
     out = {k: v.clone() for k, v in G.state_dict().items()}
     h0, H = weights["conv_in.bias"].shape[0], G.hidden
     if h0 > H:
@@ -329,7 +329,7 @@ def main():
     elif args.init and args.init.endswith(".safetensors"):
         # the exported model (what a fresh checkout has): the discriminator starts afresh
         weights, meta = st.load(args.init)
-        G.load_state_dict(widened(weights, G) if G.hidden != weights["conv_in.bias"].shape[0] else weights)
+        G.load_state_dict(widened(weights, G))
         tk.log(logf, f"initialised from {args.init} ({meta.get('training', 'no training record')}), "
                "new discriminator")
     elif args.init:

@@ -38,7 +38,7 @@ def main():
     ap.add_argument("--dtype", choices=("f32", "f16"), default="f32")
     ap.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA")
     ap.add_argument("--steps", type=int, default=4, help="default num_inference_steps")
-    ap.add_argument("--eta", type=float, default=1.0,
+    ap.add_argument("--eta", type=float, default=T.ETA,
                     help="DDIM eta of the element's sampler: 1 draws fresh noise at every step "
                          "(with 0, more steps painted spots into flat regions: MODEL.md)")
     add_prior_steps_argument(ap)

@@ -46,6 +46,9 @@ from trainkit import (Meter, PatchSampler, alphas_cumprod, checkpoint, count_flo
                       val_crops)
 
 OUTSIDE_WEIGHT = 0.1
+# DDIM eta of the element's sampler (export.py --eta's default, the validation's): fresh
+# noise at every step, so that no draw persists for the network to take for structure
+ETA = 1.0
 
 
 def unet_config(channels, layers, groups, attention):
@@ -149,7 +152,7 @@ class Inpaint:
         return net(torch.cat([r_t, m, base], dim=1), tt).sample
 
     @torch.no_grad()
-    def sample(self, img, m, steps, generator=None, unet=None, eta=1.0):
+    def sample(self, img, m, steps, generator=None, unet=None, eta=ETA):
         """-> the composite in [-1, 1] (not clamped); eta as the element's (export.py --eta)."""
         base = base_fill(img, m)
         r = torch.randn(img.shape, generator=generator)
