@@ -18,9 +18,7 @@ The validation split is made by SPEAKER and by NOISE PACKAGE, never per clip:
                  word and letter voices of klettres-data, ktuberling-data, kajongg
           val:   asterisk-it (a voice heard nowhere else) and every minor voice of fillets
   noise   train: flightgear-data-base, 0ad-data (ambient, music), sonic-pi-samples, lmms-common,
-                 supertuxkart-data (effects and engines)
-                 and, for more effects and ambience, hedgewars-data, megaglest-data (no unit
-                 voices), lincity-ng-data, extremetuxracer-data, minetest-data, tuxpaint-data
+                 supertuxkart-data (effects and engines), tuxpaint-data (effects)
           val:   gcompris-qt-data (memory-sound: rain, train, factory, car, applause, door) and
                  wesnoth-1.16-data (effects, ambient, horns)
 Needs ffmpeg (g722 and ogg decoding) and python3-numpy.
@@ -62,19 +60,11 @@ PACKAGES = {
     "gcompris-qt-data": ("noise", ["./usr/share/gcompris-qt/rcc/memory-sound.rcc"]),
     "wesnoth-1.16-data": ("noise", ["./usr/share/games/wesnoth/1.16/data/core/sounds/*",
                                     "./usr/share/games/wesnoth/1.16/sounds/*"]),
-    # More effects and ambience for training (the packages above are mostly music and loops;
-    # the validation noises are effects): not in the data notes' list, same kind of material.
-    "hedgewars-data": ("noise", ["./usr/share/games/hedgewars/Data/Sounds/*"]),
-    "megaglest-data": ("noise", ["./usr/share/games/megaglest/techs/megapack/commondata/*",
-                                 "./usr/share/games/megaglest/tilesets/*/sounds/*",
-                                 "./usr/share/games/megaglest/data/core/water_sounds/*"]),
-    "lincity-ng-data": ("noise", ["./usr/share/games/lincity-ng/sounds/*"]),
-    "extremetuxracer-data": ("noise", ["./usr/share/games/etr/sounds/*"]),
-    "minetest-data": ("noise", ["./usr/share/games/minetest/games/*"]),
+    # More effects for training (the packages above are mostly music and loops; the validation
+    # noises are effects).  Only packages of the data notes' list: others are kept aside for
+    # an independent evaluation (tuxpaint-data is listed for its photos).
     "tuxpaint-data": ("noise", ["./usr/share/tuxpaint/sounds/*"]),
 }
-# Spoken clips inside noise packages (unit and character voices) stay out: they are speech.
-NOISE_EXCLUDE = {"hedgewars-data": "/voices/", "megaglest-data": "_ack"}
 VAL_NOISE = {"gcompris-qt-data", "wesnoth-1.16-data"}
 FILLETS_TRAIN_VOICES = {"m", "v"}
 AUDIO_EXT = (".ogg", ".wav", ".flac", ".g722", ".mp3")
@@ -122,8 +112,6 @@ def clips(xdir, pkg):
         rel = os.path.relpath(p, root)
         base = os.path.basename(p)
         if kind == "noise":
-            if NOISE_EXCLUDE.get(pkg, "\0") in rel:
-                continue
             yield rel, os.path.dirname(rel), "val" if pkg in VAL_NOISE else "train", p
         elif pkg == "fillets-ng-data-cs":
             parts = base.split("-")
@@ -196,6 +184,8 @@ def main():
     os.makedirs(out, exist_ok=True)
     mpath = os.path.join(out, "MANIFEST.json")
     manifest = json.load(open(mpath)) if os.path.exists(mpath) else {}
+    # only the packages above: a manifest from an older package list loses the others
+    manifest = {pkg: e for pkg, e in manifest.items() if pkg in PACKAGES}
     for pkg in PACKAGES:
         convert(xdir, out, pkg, manifest)
         with open(mpath + ".tmp", "w") as f:

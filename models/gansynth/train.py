@@ -83,9 +83,9 @@ def active_rms(x, rate=RATE):
 
 
 class Mixer:
-    def __init__(self, speech, noise, rng, seconds=2.0, synthetic=False):
+    def __init__(self, speech, noise, rng, seconds=2.0, synthetic=False, augment=False):
         self.speech, self.noise, self.rng = speech, noise, rng
-        self.synthetic = synthetic
+        self.synthetic, self.augment = synthetic, augment
         self.n = int(seconds * RATE)
         self.noise_weights = None
 
@@ -102,16 +102,21 @@ class Mixer:
             pos += take + int(self.rng.integers(0, RATE * 3 // 10))
         return out
 
+    def random_eq(self, x, span_db):
+        """x through a smooth random filter: an envelope over log-frequency (8 knots, +-span_db)."""
+        X = np.fft.rfft(x)
+        f = np.maximum(np.fft.rfftfreq(len(x), 1 / RATE), 20.0)
+        knots = np.linspace(np.log(20), np.log(RATE / 2), 8)
+        env_db = np.interp(np.log(f), knots, self.rng.uniform(-span_db, span_db, 8))
+        return np.fft.irfft(X * 10 ** (env_db / 20), n=len(x)), f
+
     def synthetic_noise(self):
         """Stationary-ish noise of a random spectral shape (a smooth random envelope over
         log-frequency, +-15 dB, on a random tilt from white to brown), slowly modulated: the
         training packages hold mostly music and effects, this covers the shapes between."""
-        X = np.fft.rfft(self.rng.standard_normal(self.n))
-        f = np.maximum(np.fft.rfftfreq(self.n, 1 / RATE), 20.0)
-        knots = np.linspace(np.log(20), np.log(RATE / 2), 8)
-        env_db = np.interp(np.log(f), knots, self.rng.uniform(-15, 15, 8))
-        env_db -= self.rng.uniform(0, 6) * np.log2(f / 1000)      # 0 (white) to 6 dB/oct (brown)
-        x = np.fft.irfft(X * 10 ** (env_db / 20), n=self.n)
+        x, f = self.random_eq(self.rng.standard_normal(self.n), 15)
+        tilt_db = -self.rng.uniform(0, 6) * np.log2(f / 1000)     # 0 (white) to 6 dB/oct (brown)
+        x = np.fft.irfft(np.fft.rfft(x) * 10 ** (tilt_db / 20), n=self.n)
         t = np.arange(self.n) / RATE
         am = 1 + self.rng.uniform(0, 0.8) * np.sin(2 * np.pi * self.rng.uniform(0.1, 4) * t + self.rng.uniform(0, 6))
         return (x * am).astype(np.float32)
@@ -125,10 +130,16 @@ class Mixer:
         else:
             _, c = self.noise[self.rng.integers(len(self.noise))]
             c = c.astype(np.float32) / 32768
-            if len(c) < self.n:
-                c = np.tile(c, self.n // len(c) + 1)
-            start = int(self.rng.integers(0, len(c) - self.n + 1))
-            out = c[start:start + self.n].copy()
+            # augmented: played 0.7-1.4 times as fast (pitch and tempo, as another source of
+            # the same kind would sound) through a random +-10 dB filter
+            aug = self.augment and self.rng.random() < 0.5
+            m = int(self.n * 2 ** self.rng.uniform(-0.5, 0.5)) if aug else self.n
+            if len(c) < m:
+                c = np.tile(c, m // len(c) + 1)
+            start = int(self.rng.integers(0, len(c) - m + 1))
+            out = c[start:start + m].copy()
+            if aug:
+                out = self.random_eq(scipy.signal.resample(out, self.n), 10)[0].astype(np.float32)
         if self.rng.random() < 0.1:
             t = np.arange(self.n) / RATE
             f0 = self.rng.choice([50.0, 60.0])
@@ -287,6 +298,8 @@ def main():
     ap.add_argument("--sisdr-weight", type=float, default=0.1)
     ap.add_argument("--synthetic-noise", action="store_true",
                     help="a quarter of the noises synthetic (random spectral shapes)")
+    ap.add_argument("--noise-augment", action="store_true",
+                    help="half the recorded noises resampled 0.7-1.4x and randomly filtered")
     ap.add_argument("--ema", type=float, default=0.0,
                     help="validate and keep an exponential moving average of the generator's "
                     "weights with this decay (0: the weights themselves)")
@@ -340,7 +353,8 @@ def main():
     ema = copy.deepcopy(G) if args.ema else None
     if ema is not None and step and "G_ema" in ck:
         ema.load_state_dict(ck["G_ema"])
-    mixer = Mixer(speech, noise, np.random.default_rng(args.seed + step), args.seconds, args.synthetic_noise)
+    mixer = Mixer(speech, noise, np.random.default_rng(args.seed + step), args.seconds, args.synthetic_noise,
+                  args.noise_augment)
     tk.log(logf, f"generator {sum(p.numel() for p in G.parameters())} parameters, "
            f"discriminator {sum(p.numel() for p in D.parameters())}")
     n, hop = net.frame_sizes(RATE)
