@@ -87,7 +87,6 @@ class Mixer:
         self.speech, self.noise, self.rng = speech, noise, rng
         self.synthetic, self.augment = synthetic, augment
         self.n = int(seconds * RATE)
-        self.noise_weights = None
 
     def speech_segment(self):
         out = np.zeros(self.n, np.float32)
@@ -102,21 +101,22 @@ class Mixer:
             pos += take + int(self.rng.integers(0, RATE * 3 // 10))
         return out
 
-    def random_eq(self, x, span_db):
-        """x through a smooth random filter: an envelope over log-frequency (8 knots, +-span_db)."""
+    def random_eq(self, x, span_db, max_tilt_db=0.0):
+        """x through a smooth random filter: an envelope over log-frequency (8 knots,
+        +-span_db), tilted down by 0 to max_tilt_db per octave when that is given."""
         X = np.fft.rfft(x)
         f = np.maximum(np.fft.rfftfreq(len(x), 1 / RATE), 20.0)
         knots = np.linspace(np.log(20), np.log(RATE / 2), 8)
         env_db = np.interp(np.log(f), knots, self.rng.uniform(-span_db, span_db, 8))
-        return np.fft.irfft(X * 10 ** (env_db / 20), n=len(x)), f
+        if max_tilt_db:
+            env_db -= self.rng.uniform(0, max_tilt_db) * np.log2(f / 1000)
+        return np.fft.irfft(X * 10 ** (env_db / 20), n=len(x))
 
     def synthetic_noise(self):
         """Stationary-ish noise of a random spectral shape (a smooth random envelope over
         log-frequency, +-15 dB, on a random tilt from white to brown), slowly modulated: the
         training packages hold mostly music and effects, this covers the shapes between."""
-        x, f = self.random_eq(self.rng.standard_normal(self.n), 15)
-        tilt_db = -self.rng.uniform(0, 6) * np.log2(f / 1000)     # 0 (white) to 6 dB/oct (brown)
-        x = np.fft.irfft(np.fft.rfft(x) * 10 ** (tilt_db / 20), n=self.n)
+        x = self.random_eq(self.rng.standard_normal(self.n), 15, max_tilt_db=6)   # 6 dB/oct: brown
         t = np.arange(self.n) / RATE
         am = 1 + self.rng.uniform(0, 0.8) * np.sin(2 * np.pi * self.rng.uniform(0.1, 4) * t + self.rng.uniform(0, 6))
         return (x * am).astype(np.float32)
@@ -139,7 +139,7 @@ class Mixer:
             start = int(self.rng.integers(0, len(c) - m + 1))
             out = c[start:start + m].copy()
             if aug:
-                out = self.random_eq(scipy.signal.resample(out, self.n), 10)[0].astype(np.float32)
+                out = self.random_eq(scipy.signal.resample(out, self.n), 10).astype(np.float32)
         if self.rng.random() < 0.1:
             t = np.arange(self.n) / RATE
             f0 = self.rng.choice([50.0, 60.0])
