@@ -17,8 +17,8 @@ The validation split is made by SPEAKER and by NOISE PACKAGE, never per clip:
   speech  train: fillets-ng-data-cs's two main voices ('m', 'v'), asterisk en/es/ru, and the
                  word and letter voices of klettres-data, ktuberling-data, kajongg
           val:   asterisk-it (a voice heard nowhere else) and every minor voice of fillets
-  noise   train: flightgear-data-base, 0ad-data (ambient, music), sonic-pi-samples, lmms-common,
-                 supertuxkart-data (effects and engines), tuxpaint-data (effects)
+  noise   train: flightgear-data-base (Sounds/*.wav), 0ad-data (ambient, music), sonic-pi-samples,
+                 lmms-common, supertuxkart-data (effects and engines), tuxpaint-data (effects)
           val:   gcompris-qt-data (memory-sound: rain, train, factory, car, applause, door) and
                  wesnoth-1.16-data (effects, ambient, horns)
 Needs ffmpeg (g722 and ogg decoding) and python3-numpy.
@@ -71,6 +71,15 @@ AUDIO_EXT = (".ogg", ".wav", ".flac", ".g722", ".mp3")
 MIN_SECONDS = 0.3
 
 
+def wanted(pkg, rel):
+    """flightgear-data-base: only the .wav files of Sounds/ itself, as the data notes list them;
+    its subfolders mk-viii and tcas hold spoken callouts ("terrain", "traffic"), which as noise
+    would teach the model to remove voices."""
+    if pkg == "flightgear-data-base":
+        return os.path.dirname(rel).endswith("/Sounds") and rel.endswith(".wav")
+    return True
+
+
 def extract(debs, xdir):
     for pkg, (_kind, paths) in PACKAGES.items():
         dst = os.path.join(xdir, pkg)
@@ -111,6 +120,8 @@ def clips(xdir, pkg):
     for p in _files(root):
         rel = os.path.relpath(p, root)
         base = os.path.basename(p)
+        if not wanted(pkg, rel):
+            continue
         if kind == "noise":
             yield rel, os.path.dirname(rel), "val" if pkg in VAL_NOISE else "train", p
         elif pkg == "fillets-ng-data-cs":
@@ -184,8 +195,9 @@ def main():
     os.makedirs(out, exist_ok=True)
     mpath = os.path.join(out, "MANIFEST.json")
     manifest = json.load(open(mpath)) if os.path.exists(mpath) else {}
-    # only the packages above: a manifest from an older package list loses the others
-    manifest = {pkg: e for pkg, e in manifest.items() if pkg in PACKAGES}
+    # only the packages and files above: a package converted under older rules is converted again
+    manifest = {pkg: e for pkg, e in manifest.items()
+                if pkg in PACKAGES and all(wanted(pkg, c["name"]) for c in e["clips"])}
     for pkg in PACKAGES:
         convert(xdir, out, pkg, manifest)
         with open(mpath + ".tmp", "w") as f:

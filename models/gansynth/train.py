@@ -347,8 +347,10 @@ def main():
                "new discriminator")
     elif args.init:
         ck = torch.load(args.init)
-        G.load_state_dict(ck["G"]), D.load_state_dict(ck["D"])
-        tk.log(logf, f"initialised from {args.init} (step {ck['step']})")
+        # a run with --ema validated (and exports) its average: that is what to go on from
+        G.load_state_dict(ck.get("G_ema", ck["G"])), D.load_state_dict(ck["D"])
+        tk.log(logf, f"initialised from {args.init} (step {ck['step']}"
+               f"{', EMA weights' if 'G_ema' in ck else ''})")
     # the average starts at the generator's starting weights (a resumed run's at its own)
     ema = copy.deepcopy(G) if args.ema else None
     if ema is not None and step and "G_ema" in ck:
