@@ -1,7 +1,8 @@
 #!/usr/bin/python3
-"""Exports a gansynth checkpoint (train.py's best.pt or last.pt) to the .safetensors file the
-engine loads (engine/ge-speech.h): the generator's weights as F32 (the discriminator is only
-for training) with "architecture": "SpectralMaskGRU" and the config in the __metadata__.
+"""Exports a gansynth checkpoint (train.py's best.pt, last.pt or ckpt-*.pt) to the .safetensors
+file the engine loads (engine/ge-speech.h): the generator's weights as F32 (the EMA weights when
+the run kept them; the discriminator is only for training) with "architecture":
+"SpectralMaskGRU" and the config in the __metadata__.
 
     /usr/bin/python3 models/gansynth/export.py _work/gansynth/best.pt models/gansynth/gansynth.safetensors
 """
@@ -30,7 +31,8 @@ def main():
     ck = torch.load(src, map_location="cpu")
     cfg = ck["config"]
     G = net.SpectralMaskGRU(cfg["hidden"], cfg["gru_layers"], cfg["conv_kernel"])
-    G.load_state_dict(ck["G"])
+    # with --ema the average is what was validated (best.pt holds it as "G" as well)
+    G.load_state_dict(ck.get("G_ema", ck["G"]))
     export(G, dst, training={"step": ck["step"], "val_si_sdri": ck.get("val")})
     print(f"{dst}: step {ck['step']}, {sum(p.numel() for p in G.parameters())} parameters, "
           f"{os.path.getsize(dst) / 1e6:.2f} MB")
