@@ -17,6 +17,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "common"))
 import net  # noqa: E402
 import st  # noqa: E402
+from train import validated_generator  # noqa: E402
 
 
 def export(G, path, **extra):
@@ -31,8 +32,7 @@ def main():
     ck = torch.load(src, map_location="cpu")
     cfg = ck["config"]
     G = net.SpectralMaskGRU(cfg["hidden"], cfg["gru_layers"], cfg["conv_kernel"])
-    # with --ema the average is what was validated (best.pt holds it as "G" as well)
-    G.load_state_dict(ck.get("G_ema", ck["G"]))
+    G.load_state_dict(validated_generator(ck))
     export(G, dst, training={"step": ck["step"], "val_si_sdri": ck.get("val")})
     print(f"{dst}: step {ck['step']}, {sum(p.numel() for p in G.parameters())} parameters, "
           f"{os.path.getsize(dst) / 1e6:.2f} MB")

@@ -49,6 +49,13 @@ AUDIO = "_work/data/audio"
 RATE = 16000
 
 
+def validated_generator(ck):
+    """The generator weights of checkpoint @ck that were validated: the average of a run with
+    --ema (checkpoints hold the raw weights as "G" beside it; best.pt holds the average in both),
+    else "G".  What export.py exports and --init goes on from."""
+    return ck.get("G_ema", ck["G"])
+
+
 def load_split(kind, split, rate=RATE, audio=AUDIO, names=False):
     """-> list of (group, int16 array) of every clip of @kind in @split (with names: (group,
     array, clip name))."""
@@ -347,8 +354,7 @@ def main():
                "new discriminator")
     elif args.init:
         ck = torch.load(args.init)
-        # a run with --ema validated (and exports) its average: that is what to go on from
-        G.load_state_dict(ck.get("G_ema", ck["G"])), D.load_state_dict(ck["D"])
+        G.load_state_dict(validated_generator(ck)), D.load_state_dict(ck["D"])
         tk.log(logf, f"initialised from {args.init} (step {ck['step']}"
                f"{', EMA weights' if 'G_ema' in ck else ''})")
     # the average starts at the generator's starting weights (a resumed run's at its own)
