@@ -3,12 +3,12 @@
  *
  * The model ("SpectralMaskGRU", trained by models/gansynth/train.py, whose
  * net.py is the reference this follows) is a causal mask network on the
- * short-time spectrum: 20 ms sqrt-Hann frames every 10 ms, a gain per
- * 50 Hz bin up to 8 kHz from a convolution over the last frames and a GRU,
- * and, at rates above 16 kHz, the energy-weighted gain of 6-8 kHz for every
- * bin above 8 kHz.  Overlap-add resynthesis.
+ * short-time spectrum: sqrt-Hann frames (the model's frame_ms: 20 or 40 ms)
+ * every hop_ms (10 ms), a gain per bin up to 8 kHz from a convolution over
+ * the last frames and a GRU, and, at rates above 16 kHz, the energy-weighted
+ * gain of 6-8 kHz for every bin above 8 kHz.  Overlap-add resynthesis.
  *
- * Streaming: the caller feeds hops (10 ms) and gets hops back; output sample
+ * Streaming: the caller feeds hops and gets hops back; output sample
  * i is the enhanced input sample i - (frame - hop), so the first frame - hop
  * samples out are the start-up (silence for a fresh stream) and draining
  * needs frame - hop more samples in (zeros).  Nothing is looked ahead: the

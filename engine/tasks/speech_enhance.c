@@ -15,7 +15,8 @@
 typedef struct {
   int rate, frame, hop, hb_lo;          /* hb_lo: first bin of the high-band gain's band */
   GeFft *fft;
-  float *window;                        /* sqrt-Hann [frame] */
+  float *window;                        /* sqrt-Hann [frame]: analysis */
+  float *synth_window;                  /* sqrt-Hann * 2 hop / frame: resynthesis */
   float inv_window_sum;
 } RatePlan;
 
@@ -64,10 +65,11 @@ plan_rate (GeSpeechModel * m, RatePlan * p, int rate, int frame_ms, int hop_ms,
   p->frame = (int) ((gint64) rate * frame_ms / 1000);
   p->hop = (int) ((gint64) rate * hop_ms / 1000);
   /* The network's bins are 1000/frame_ms Hz apart from 0: a rate must give
-   * that spacing and reach the last bin. */
+   * that spacing and reach the last bin.  A whole number of hops (two at
+   * least) per frame makes the windows' product overlap-add to a constant. */
   if (rate <= 0 || (gint64) p->frame * 1000 != (gint64) rate * frame_ms
       || (gint64) p->hop * 1000 != (gint64) rate * hop_ms || p->frame / 2 + 1 < m->bins
-      || p->hop * 2 != p->frame)
+      || p->hop < 1 || p->frame % p->hop != 0 || p->frame < 2 * p->hop)
     return ge_fail (error, GE_ERROR_UNSUPPORTED, path,
         "sample rate %d Hz does not fit %d ms frames every %d ms with %d bins", rate,
         frame_ms, hop_ms, m->bins);
@@ -80,10 +82,15 @@ plan_rate (GeSpeechModel * m, RatePlan * p, int rate, int frame_ms, int hop_ms,
     return ge_fail (error, GE_ERROR_UNSUPPORTED, path, "high_band_from_hz %g out of range",
         hb_from_hz);
   p->window = ge_model_file_alloc (m->mf, p->frame);
+  p->synth_window = ge_model_file_alloc (m->mf, p->frame);
+  /* the periodic Hann that analysis times synthesis makes sums to
+   * frame / (2 hop) over the overlapping frames: 1 at 50 % overlap */
+  const float ola_scale = (float) (2.0 * p->hop / p->frame);
   double sum = 0.0;
   for (int i = 0; i < p->frame; i++) {
     /* periodic Hann, as net.sqrt_hann */
     p->window[i] = (float) sqrt (0.5 - 0.5 * cos (2.0 * G_PI * i / p->frame));
+    p->synth_window[i] = p->window[i] * ola_scale;
     sum += p->window[i];
   }
   p->inv_window_sum = (float) (1.0 / sum);
@@ -356,7 +363,7 @@ process_frame (GeSpeechStream * s, float strength)
 
   ge_fft_inverse_real (p->fft, s->spec, s->work, s->fft_scratch);
   for (int i = 0; i < n; i++)
-    s->ola[i] += s->work[i] * p->window[i];
+    s->ola[i] += s->work[i] * p->synth_window[i];
   return sigmoidf (vad);
 }
 

@@ -2,11 +2,13 @@
 (engine/tasks/speech_enhance.c) follows operation for operation, and its discriminators.
 
 Generator ("SpectralMaskGRU"): a causal mask network on the short-time spectrum.
-  analysis   20 ms sqrt-Hann frames every 10 ms (320/160 samples at 16 kHz, 960/480 at 48 kHz):
-             both rates give bins every 50 Hz, so the network sees the same 161 bins (0-8 kHz)
-             at either rate.  The spectrum is divided by the window's sum, which makes a bin's
-             expected power the same at both rates for the same sound.
-  features   (log (|X|^2 + eps) - mean) / std of bins 0..160, with fixed mean and std
+  analysis   sqrt-Hann frames of frame_ms every hop_ms (frame_ms a multiple of hop_ms, at least
+             two hops; 20 / 10 ms is 320/160 samples at 16 kHz, 960/480 at 48 kHz): both rates
+             give bins every 1000 / frame_ms Hz, so the network sees the same bins of 0-8 kHz
+             at either rate (161 at 20 ms, 321 at 40 ms).  The spectrum is divided by the
+             window's sum, which makes a bin's expected power the same at both rates for the
+             same sound.
+  features   (log (|X|^2 + eps) - mean) / std of the bins of 0-8 kHz, with fixed mean and std
   network    causal Conv1d over the last `kernel` frames -> ReLU -> GRU x layers ->
              Linear -> sigmoid: a gain in [0, 1] per bin; a second Linear -> sigmoid: voice
              activity of the frame
@@ -14,9 +16,10 @@ Generator ("SpectralMaskGRU"): a causal mask network on the short-time spectrum.
              6-8 kHz (energy-weighted: sqrt (sum g^2 (|X|^2 + eps) / sum (|X|^2 + eps))), since the noisy
              spectrum above 8 kHz has nothing the network saw; then the strength blends
              every gain towards 1; inverse FFT, sqrt-Hann,
-             overlap-add.  With all gains 1 the output is the input delayed by one frame
-             minus one hop (10 ms): the two windows' product sums to 1 at 50 % overlap.
-  latency    one 20 ms frame (a hop to fill plus the 10 ms overlap delay), nothing ahead.
+             overlap-add scaled by 2 hop / frame.  With all gains 1 the output is the input
+             delayed by one frame minus one hop: the two windows' product (a periodic Hann)
+             overlap-adds to frame / (2 hop).
+  latency    one frame (a hop to fill plus the frame - hop overlap delay), nothing ahead.
 """
 
 import math
@@ -25,17 +28,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-BINS = 161          # 0..8 kHz in 50 Hz steps
-FRAME_MS, HOP_MS = 20, 10
+BAND_HZ = 8000      # the network's band: 0..8 kHz (the 16 kHz path's Nyquist)
 HIGH_BAND_FROM_HZ = 6000
 EPS = 1e-12
 # log-power features are standardised with these constants (the mean and deviation of
 # log (|X|^2 + EPS) over training mixtures): unscaled, they saturate the GRU's gates at init
 FEAT_MEAN, FEAT_STD = -21.0, 4.6
-
-
-def frame_sizes(rate):
-    return rate * FRAME_MS // 1000, rate * HOP_MS // 1000
 
 
 def sqrt_hann(n):
@@ -44,31 +42,39 @@ def sqrt_hann(n):
 
 
 class SpectralMaskGRU(nn.Module):
-    def __init__(self, hidden=160, layers=2, kernel=3):
+    def __init__(self, hidden=160, layers=2, kernel=3, frame_ms=20, hop_ms=10):
         super().__init__()
+        assert frame_ms % hop_ms == 0 and frame_ms >= 2 * hop_ms
         self.hidden, self.layers, self.kernel = hidden, layers, kernel
-        self.conv_in = nn.Conv1d(BINS, hidden, kernel)
+        self.frame_ms, self.hop_ms = frame_ms, hop_ms
+        self.bins = BAND_HZ * frame_ms // 1000 + 1
+        self.conv_in = nn.Conv1d(self.bins, hidden, kernel)
         self.gru = nn.GRU(hidden, hidden, num_layers=layers, batch_first=True)
-        self.mask = nn.Linear(hidden, BINS)
+        self.mask = nn.Linear(hidden, self.bins)
         self.vad = nn.Linear(hidden, 1)
+
+    def frame_sizes(self, rate):
+        return rate * self.frame_ms // 1000, rate * self.hop_ms // 1000
 
     def config(self):
         return {"hidden": self.hidden, "gru_layers": self.layers, "conv_kernel": self.kernel,
-                "bins": BINS, "frame_ms": FRAME_MS, "hop_ms": HOP_MS, "sample_rates": [16000, 48000],
+                "bins": self.bins, "frame_ms": self.frame_ms, "hop_ms": self.hop_ms,
+                "sample_rates": [16000, 48000],
                 "high_band_from_hz": HIGH_BAND_FROM_HZ, "feature_eps": EPS,
                 "feature_mean": FEAT_MEAN, "feature_std": FEAT_STD}
 
     def stft(self, x, rate):
         """x [B, T] -> complex [B, F, frames] (frames with a full window), scaled by 1/sum(w)."""
-        n, hop = frame_sizes(rate)
+        n, hop = self.frame_sizes(rate)
         w = sqrt_hann(n).to(x.device)
         fr = x.unfold(-1, n, hop) * w                     # [B, frames, n]
         return (torch.fft.rfft(fr, dim=-1) / w.sum()).transpose(1, 2)
 
     def istft(self, spec, rate, length):
-        n, hop = frame_sizes(rate)
+        n, hop = self.frame_sizes(rate)
         w = sqrt_hann(n).to(spec.device)
         fr = torch.fft.irfft(spec.transpose(1, 2) * w.sum(), n=n, dim=-1) * w   # [B, frames, n]
+        fr = fr * (2 * hop / n)         # the windows' product overlap-adds to n / (2 hop)
         frames = fr.shape[1]
         y = F.fold(fr.transpose(1, 2), output_size=(1, (frames - 1) * hop + n), kernel_size=(1, n),
                    stride=(1, hop))
@@ -76,8 +82,8 @@ class SpectralMaskGRU(nn.Module):
         return F.pad(y, (0, max(0, length - y.shape[1])))[:, :length]
 
     def gains(self, spec):
-        """spec [B, F>=161, frames] -> (gain [B, 161, frames], vad [B, frames])."""
-        feat = (torch.log(spec[:, :BINS].abs() ** 2 + EPS) - FEAT_MEAN) / FEAT_STD
+        """spec [B, F>=bins, frames] -> (gain [B, bins, frames], vad [B, frames])."""
+        feat = (torch.log(spec[:, :self.bins].abs() ** 2 + EPS) - FEAT_MEAN) / FEAT_STD
         h = F.relu(self.conv_in(F.pad(feat, (self.kernel - 1, 0))))
         h, _ = self.gru(h.transpose(1, 2))
         return torch.sigmoid(self.mask(h)).transpose(1, 2), torch.sigmoid(self.vad(h)).squeeze(-1)
@@ -86,7 +92,7 @@ class SpectralMaskGRU(nn.Module):
         """x [B, T] -> (enhanced [B, T], vad [B, frames]).  Output sample i is input sample
         i - (frame - hop) when the gains are 1 (the streaming delay), the first frame - hop
         output samples being the overlap-add's start-up."""
-        n, hop = frame_sizes(rate)
+        n, hop, BINS = *self.frame_sizes(rate), self.bins
         T = x.shape[1]
         xp = F.pad(x, (n - hop, 0))                       # streaming: frames end at hops
         spec = self.stft(xp, rate)

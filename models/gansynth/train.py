@@ -236,9 +236,9 @@ def mrstft_loss(y, s):
     return loss / 3
 
 
-def vad_target(s, n_frames):
+def vad_target(G, s, n_frames):
     """Clean frame energy within 35 dB of the segment's loudest frame and above -60 dBFS."""
-    n, hop = net.frame_sizes(RATE)
+    n, hop = G.frame_sizes(RATE)
     sp = F.pad(s, (n - hop, 0))
     e = sp.unfold(-1, n, hop).pow(2).mean(-1)[:, :n_frames]
     top = e.amax(1, keepdim=True)
@@ -248,7 +248,7 @@ def vad_target(s, n_frames):
 @torch.no_grad()
 def validate(model, vs):
     model.eval()
-    n, hop = net.frame_sizes(RATE)
+    n, hop = model.frame_sizes(RATE)
     res = {0: [], 5: [], 10: []}
     for snr, x, s in vs:
         y, _ = model(x[None])
@@ -256,6 +256,31 @@ def validate(model, vs):
         res[snr].append(float(si_sdr(y[:, d:], s[None, :-d]) - si_sdr(x[None, :-d], s[None, :-d])))
     model.train()
     return {k: float(np.mean(v)) for k, v in res.items()}
+
+
+def refined(weights, bins):
+    """@weights of a SpectralMaskGRU with other frames (bins of another spacing over 0-8 kHz)
+    carried over to @bins bins: the input convolution's and the mask head's weights are
+    interpolated along frequency, the convolution's scaled so that a spectrum that is the same
+    at both spacings gives the same activations; the rest as they are.  A 20 ms model so starts
+    a 40 ms one as nearly itself (its features now resolve a low voice's harmonics, which
+    training then learns to use)."""
+    b0 = weights["mask.bias"].shape[0]
+    if b0 == bins:
+        return weights
+    pos = torch.arange(bins, dtype=torch.float64) * (b0 - 1) / (bins - 1)
+    lo = pos.floor().long().clamp(max=b0 - 2)
+    t = (pos - lo).float()
+
+    def interp(w, dim):
+        w = w.movedim(dim, -1)
+        return (w[..., lo] * (1 - t) + w[..., lo + 1] * t).movedim(-1, dim)
+
+    out = dict(weights)
+    out["conv_in.weight"] = interp(weights["conv_in.weight"], 1) * ((b0 - 1) / (bins - 1))
+    out["mask.weight"] = interp(weights["mask.weight"], 0)
+    out["mask.bias"] = interp(weights["mask.bias"], 0)
+    return out
 
 
 def widened(weights, G):
@@ -298,6 +323,9 @@ def main():
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--hidden", type=int, default=160)
     ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--frame-ms", type=int, default=20,
+                    help="analysis frame (a multiple of the 10 ms hop): 40 resolves the "
+                    "harmonics of low voices, at 40 ms of latency")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--adv-start", type=int, default=1500)
     ap.add_argument("--adv-weight", type=float, default=0.1)
@@ -332,7 +360,7 @@ def main():
            f"({sum(len(c) for _, c in noise) / RATE / 3600:.2f} h); val mixtures {len(vs)}")
 
     torch.manual_seed(args.seed)
-    G = net.SpectralMaskGRU(args.hidden, args.layers)
+    G = net.SpectralMaskGRU(args.hidden, args.layers, frame_ms=args.frame_ms)
     with torch.no_grad():
         G.mask.bias.fill_(2.0)          # start near the identity (gains 0.88), not at 0.5
     D = net.MultiScaleDiscriminator(ch=args.disc_channels)
@@ -349,12 +377,12 @@ def main():
     elif args.init and args.init.endswith(".safetensors"):
         # the exported model (what a fresh checkout has): the discriminator starts afresh
         weights, meta = st.load(args.init)
-        G.load_state_dict(widened(weights, G))
+        G.load_state_dict(widened(refined(weights, G.bins), G))
         tk.log(logf, f"initialised from {args.init} ({meta.get('training', 'no training record')}), "
                "new discriminator")
     elif args.init:
         ck = torch.load(args.init)
-        G.load_state_dict(validated_generator(ck)), D.load_state_dict(ck["D"])
+        G.load_state_dict(refined(validated_generator(ck), G.bins)), D.load_state_dict(ck["D"])
         tk.log(logf, f"initialised from {args.init} (step {ck['step']}"
                f"{', EMA weights' if 'G_ema' in ck else ''})")
     # the average starts at the generator's starting weights (a resumed run's at its own)
@@ -365,7 +393,7 @@ def main():
                   args.noise_augment)
     tk.log(logf, f"generator {sum(p.numel() for p in G.parameters())} parameters, "
            f"discriminator {sum(p.numel() for p in D.parameters())}")
-    n, hop = net.frame_sizes(RATE)
+    n, hop = G.frame_sizes(RATE)
     meter = tk.Meter()
     args.warmup, args.total_steps, args.lr_min = 200, args.steps, args.lr * 0.05
     while step < args.steps:
@@ -383,7 +411,7 @@ def main():
         ys, ss = y * scale, s * scale
         # SI-SDR is what the mask trades: noise removed against speech distorted
         loss = 10.0 * mrstft_loss(ys, ss) + (ys - ss).abs().mean() - args.sisdr_weight * si_sdr(ys, ss).mean()
-        loss = loss + 0.05 * F.binary_cross_entropy(vad.clamp(1e-5, 1 - 1e-5), vad_target(s, vad.shape[1]))
+        loss = loss + 0.05 * F.binary_cross_entropy(vad.clamp(1e-5, 1 - 1e-5), vad_target(G, s, vad.shape[1]))
         if adv:
             # on a random crop (the discriminator costs more than the generator on whole
             # segments); real = clean, fake = enhanced, least squares

@@ -5,8 +5,9 @@
  * latency, alignment, drain or reset mistake shows as a shifted, missing
  * or extra sample.  The channels are checked against the engine run on
  * each channel alone (the engine is checked against PyTorch).  The small
- * model is tests/golden/speech/model.safetensors; the real-file test runs
- * the installed default model. */
+ * models are tests/golden/speech/model.safetensors (20 ms frames) and
+ * model40.safetensors (40 ms: latency and continuity); the real-file test
+ * runs the installed default model. */
 #include "elementcheck.h"
 
 #include <gst/audio/audio.h>
@@ -18,24 +19,56 @@
 /* channel-mask 0: unpositioned channels, any count */
 #define CAPS_FMT "audio/x-raw,format=F32LE,layout=interleaved,rate=%d,channels=%d,channel-mask=(bitmask)0"
 
+/* The small models: 20 ms frames (the default here) and 40 ms ones. */
+static const struct
+{
+  const char *file;
+  int frame_ms;
+} small_models[] = { {"model.safetensors", 20}, {"model40.safetensors", 40} };
+
 static gchar *
 small_model (void)
 {
-  return test_path ("GE_TEST_GOLDEN_SPEECH", "model.safetensors");
+  return test_path ("GE_TEST_GOLDEN_SPEECH", small_models[0].file);
+}
+
+/* The element with @file (under GE_TEST_GOLDEN_SPEECH) as its model: set
+ * before the harness, which takes the element past READY, where model-file
+ * can no longer change. */
+static GstElement *
+gansynth_with (const char *file, gdouble strength)
+{
+  GstElement *e = gst_element_factory_make ("gansynth", NULL);
+  gchar *model = test_path ("GE_TEST_GOLDEN_SPEECH", file);
+
+  fail_unless (e != NULL);
+  g_object_set (e, "model-file", model, "strength", strength, NULL);
+  g_free (model);
+  return e;
+}
+
+static GstHarness *
+harness_of (GstElement * e, int rate, int channels)
+{
+  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
+  gchar *caps = g_strdup_printf (CAPS_FMT, rate, channels);
+
+  gst_object_unref (e);
+  gst_harness_set_caps_str (h, caps, caps);
+  g_free (caps);
+  return h;
+}
+
+static GstHarness *
+harness_with (const char *file, int rate, int channels, gdouble strength)
+{
+  return harness_of (gansynth_with (file, strength), rate, channels);
 }
 
 static GstHarness *
 harness (int rate, int channels, gdouble strength)
 {
-  GstHarness *h = gst_harness_new ("gansynth");
-  gchar *model = small_model ();
-  gchar *caps = g_strdup_printf (CAPS_FMT, rate, channels);
-
-  g_object_set (h->element, "model-file", model, "strength", strength, NULL);
-  gst_harness_set_caps_str (h, caps, caps);
-  g_free (caps);
-  g_free (model);
-  return h;
+  return harness_with (small_models[0].file, rate, channels, strength);
 }
 
 static gfloat
@@ -103,28 +136,31 @@ check_identity (const gfloat * out, int channels, guint64 first, guint64 n)
 GST_START_TEST (test_latency)
 {
   const int rates[] = { 16000, 48000 };
-  for (int r = 0; r < 2; r++) {
-    GstHarness *h = harness (rates[r], 1, 1.0);
-    gst_harness_play (h);
-    /* one 20 ms frame, exactly */
-    fail_unless_equals_uint64 (gst_harness_query_latency (h),
-        gst_util_uint64_scale_round (rates[r] / 50, GST_SECOND, rates[r]));
-    fail_unless_equals_uint64 (gst_harness_query_latency (h), 20 * GST_MSECOND);
-    gst_harness_teardown (h);
-  }
+  for (guint k = 0; k < G_N_ELEMENTS (small_models); k++)
+    for (int r = 0; r < 2; r++) {
+      const int ms = small_models[k].frame_ms;
+      GstHarness *h = harness_with (small_models[k].file, rates[r], 1, 1.0);
+      gst_harness_play (h);
+      /* one frame, exactly */
+      fail_unless_equals_uint64 (gst_harness_query_latency (h),
+          gst_util_uint64_scale_round (rates[r] * ms / 1000, GST_SECOND, rates[r]));
+      fail_unless_equals_uint64 (gst_harness_query_latency (h), ms * GST_MSECOND);
+      gst_harness_teardown (h);
+    }
 }
 
 GST_END_TEST;
 
 /* Buffers of 1 sample to 2 s: every input sample comes out once, at its
  * own timestamp, the tail drained at EOS. */
-GST_START_TEST (test_continuity)
+static void
+check_continuity (const char *file)
 {
   const guint sizes[] = { 1, 7, 479, 480, 481, 1000, 96000 };
   const int rate = 48000;
   for (guint s = 0; s < G_N_ELEMENTS (sizes); s++) {
     const guint64 total = sizes[s] == 1 ? 3001 : 62413;
-    GstHarness *h = harness (rate, 2, 0.0);
+    GstHarness *h = harness_with (file, rate, 2, 0.0);
     guint64 n_out, pos = 0;
 
     while (pos < total) {
@@ -140,6 +176,12 @@ GST_START_TEST (test_continuity)
     g_free (out);
     gst_harness_teardown (h);
   }
+}
+
+GST_START_TEST (test_continuity)
+{
+  for (guint k = 0; k < G_N_ELEMENTS (small_models); k++)
+    check_continuity (small_models[k].file);
 }
 
 GST_END_TEST;
@@ -228,9 +270,10 @@ GST_START_TEST (test_multichannel)
     ge_speech_stream_free (s);
   }
   for (int threads = 1; threads <= 3; threads += 2) {
-    GstHarness *h = harness (rate, ch, 1.0);
+    GstElement *e = gansynth_with (small_models[0].file, 1.0);
+    g_object_set (e, "n-threads", threads, NULL);
+    GstHarness *h = harness_of (e, rate, ch);
     guint64 n_out;
-    g_object_set (h->element, "n-threads", threads, NULL);
     gst_harness_push (h, make_buffer (rate, ch, 0, 7777));
     gst_harness_push (h, make_buffer (rate, ch, 7777, n - 7777));
     gst_harness_push_event (h, gst_event_new_eos ());
@@ -301,15 +344,14 @@ GST_END_TEST;
 /* A rate the model does not run at is refused at negotiation. */
 GST_START_TEST (test_wrong_rate)
 {
-  GstHarness *h = gst_harness_new ("gansynth");
-  gchar *model = small_model ();
-  g_object_set (h->element, "model-file", model, NULL);
+  GstElement *e = gansynth_with (small_models[0].file, 1.0);
+  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
+  gst_object_unref (e);
   gst_harness_set_src_caps_str (h, "audio/x-raw,format=F32LE,layout=interleaved,"
       "rate=44100,channels=1");
   fail_unless_equals_int (gst_harness_push (h, make_buffer (44100, 1, 0, 441)),
       GST_FLOW_NOT_NEGOTIATED);
   gst_harness_teardown (h);
-  g_free (model);
 
   GstElement *pipe = gst_parse_launch ("audiotestsrc num-buffers=2 ! "
       "audio/x-raw,format=F32LE,rate=44100 ! gansynth ! fakesink", NULL);

@@ -1,7 +1,7 @@
 /* test-speech: the streaming speech enhancer against the PyTorch reference
  * (tests/golden/make_speech_golden.py runs models/gansynth/net.py on whole
- * signals) at 16 and 48 kHz and two strengths, fed in chunks of several
- * sizes; the FFT against a naive DFT; the identity at strength 0; reset,
+ * signals) with 20 and 40 ms frames at 16 and 48 kHz and two strengths, fed
+ * in chunks of several sizes; the FFT against a naive DFT; the identity at strength 0; reset,
  * strides, silence, NaNs and errors. */
 #include "ge-speech.h"
 #include "ge-ops.h"
@@ -17,15 +17,24 @@ path_of (const char *a, const char *b, const char *c)
   return g_test_build_filename (G_TEST_DIST, "..", a, b, c, NULL);
 }
 
+/* @tag "": the 20 ms model; "40": the 40 ms one (four frames overlap). */
 static GeSpeechModel *
-model (void)
+model_of (const char *tag)
 {
-  char *p = path_of ("golden", "speech", "model.safetensors");
+  char *name = g_strdup_printf ("model%s.safetensors", tag);
+  char *p = path_of ("golden", "speech", name);
+  g_free (name);
   GError *err = NULL;
   GeSpeechModel *m = ge_speech_model_new (p, &err);
   g_assert_no_error (err);
   g_free (p);
   return m;
+}
+
+static GeSpeechModel *
+model (void)
+{
+  return model_of ("");
 }
 
 static const float *
@@ -84,15 +93,17 @@ test_fft (void)
 
 /* The reference output, fed @chunk hops at a time. */
 static void
-check_golden (int rate, int chunk)
+check_golden (const char *tag, int frame_ms, int rate, int chunk)
 {
-  char *p = path_of ("golden", "speech", "io.safetensors");
+  char *name = g_strdup_printf ("io%s.safetensors", tag);
+  char *p = path_of ("golden", "speech", name);
+  g_free (name);
   GeSafetensors *st = ge_safetensors_open (p, NULL);
   g_assert_nonnull (st);
-  GeSpeechModel *m = model ();
+  GeSpeechModel *m = model_of (tag);
   const int hop = ge_speech_model_hop (m, rate);
   g_assert_cmpint (hop, ==, rate / 100);
-  g_assert_cmpint (ge_speech_model_frame (m, rate), ==, rate / 50);
+  g_assert_cmpint (ge_speech_model_frame (m, rate), ==, rate * frame_ms / 1000);
   gsize n, nv;
   const float *in = golden (st, "in", rate, "", &n);
   const float *vad = golden (st, "vad", rate, "", &nv);
@@ -115,8 +126,8 @@ check_golden (int rate, int chunk)
         vd = MAX (vd, fabsf (v - vad[h]));
     }
     const float d = max_diff (out, ref, n);
-    g_test_message ("%d Hz, strength %.1f, %d hops a call: max diff %g, vad %g", rate,
-        strengths[k], chunk, d, vd);
+    g_test_message ("%d ms frames, %d Hz, strength %.1f, %d hops a call: max diff %g, vad %g",
+        frame_ms, rate, strengths[k], chunk, d, vd);
     g_assert_cmpfloat (d, <, 2e-5);
     g_assert_cmpfloat (vd, <, 1e-5);
     /* reset: a fresh stream again */
@@ -136,23 +147,28 @@ check_golden (int rate, int chunk)
 static void
 test_golden_16k (void)
 {
-  check_golden (16000, 1);
-  check_golden (16000, 7);
+  check_golden ("", 20, 16000, 1);
+  check_golden ("", 20, 16000, 7);
+  check_golden ("40", 40, 16000, 1);
+  check_golden ("40", 40, 16000, 7);
 }
 
 static void
 test_golden_48k (void)
 {
-  check_golden (48000, 1);
-  check_golden (48000, 37);
+  check_golden ("", 20, 48000, 1);
+  check_golden ("", 20, 48000, 37);
+  check_golden ("40", 40, 48000, 1);
+  check_golden ("40", 40, 48000, 37);
 }
 
-/* Strength 0: the input, delayed by frame - hop, up to FFT rounding. */
+/* Strength 0: the input, delayed by frame - hop, up to FFT rounding (the
+ * overlap-add's scale for two and for four overlapping frames). */
 static void
-test_identity (void)
+check_identity (const char *tag, int frame_ms)
 {
-  GeSpeechModel *m = model ();
-  const int rate = 48000, hop = 480, delay = 480, n = 40 * hop;
+  GeSpeechModel *m = model_of (tag);
+  const int rate = 48000, hop = 480, delay = rate * frame_ms / 1000 - hop, n = 40 * hop;
   GeSpeechStream *s = ge_speech_stream_new (m, rate, NULL);
   float *in = g_new (float, n), *out = g_new (float, n);
   for (int i = 0; i < n; i++)
@@ -164,6 +180,13 @@ test_identity (void)
   g_free (in), g_free (out);
   ge_speech_stream_free (s);
   ge_speech_model_free (m);
+}
+
+static void
+test_identity (void)
+{
+  check_identity ("", 20);
+  check_identity ("40", 40);
 }
 
 /* Two interleaved channels through two streams with stride 2, in place,

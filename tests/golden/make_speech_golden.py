@@ -6,9 +6,10 @@ tests/engine/test-speech.c.
     /usr/bin/python3 tests/golden/make_speech_golden.py
 
 Writes tests/golden/speech/model.safetensors (a small SpectralMaskGRU: hidden 24, 2 layers,
-kernel 3, seeded weights with biases spread so gains cover 0..1) and io.safetensors: for 16 and
-48 kHz, a 0.37 s test signal (a chirp, a tone and noise), the output at strength 1 and 0.4 and
-the voice activity per hop.  The model is also the element tests' default
+kernel 3, 20 ms frames, seeded weights with biases spread so gains cover 0..1) and
+io.safetensors: for 16 and 48 kHz, a 0.37 s test signal (a chirp, a tone and noise), the output
+at strength 1 and 0.4 and the voice activity per hop; model40 and io40 the same with 40 ms
+frames.  The model is also the element tests' default
 (tests/elements/models/gansynth.safetensors).
 """
 import os
@@ -35,28 +36,42 @@ def signal(rate, seconds=0.37, seed=3):
     return torch.from_numpy((chirp + tone + 0.05 * rng.standard_normal(t.size)).astype(np.float32))
 
 
+def spread_biases(G):
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if "bias" in name:
+                p.uniform_(-2, 2)
+
+
+@torch.no_grad()
+def outputs(G):
+    io = {}
+    for rate in (16000, 48000):
+        x = signal(rate)
+        y, vad = G(x[None], rate)
+        yh, _ = G(x[None], rate, strength=0.4)
+        io[f"in{rate}"], io[f"out{rate}"], io[f"out{rate}_s04"] = x, y[0], yh[0]
+        io[f"vad{rate}"] = vad[0]
+    return io
+
+
 def main():
     out = os.path.join(HERE, "speech")
     os.makedirs(out, exist_ok=True)
     torch.manual_seed(11)
     G = net.SpectralMaskGRU(hidden=24, layers=2, kernel=3)
-    with torch.no_grad():
-        for name, p in G.named_parameters():
-            if "bias" in name:
-                p.uniform_(-2, 2)
+    spread_biases(G)
     export.export(G, os.path.join(out, "model.safetensors"))
     # the element tests' "installed" model (GST_GENERATIVE_MODEL_DIR) is the same one
     shutil.copyfile(os.path.join(out, "model.safetensors"),
                     os.path.join(ROOT, "tests", "elements", "models", "gansynth.safetensors"))
-    io = {}
-    with torch.no_grad():
-        for rate in (16000, 48000):
-            x = signal(rate)
-            y, vad = G(x[None], rate)
-            yh, _ = G(x[None], rate, strength=0.4)
-            io[f"in{rate}"], io[f"out{rate}"], io[f"out{rate}_s04"] = x, y[0], yh[0]
-            io[f"vad{rate}"] = vad[0]
-    st.save(os.path.join(out, "io.safetensors"), io)
+    st.save(os.path.join(out, "io.safetensors"), outputs(G))
+    # 40 ms frames every 10 ms (four frames overlap; 25 Hz bins)
+    torch.manual_seed(12)
+    G40 = net.SpectralMaskGRU(hidden=24, layers=2, kernel=3, frame_ms=40)
+    spread_biases(G40)
+    export.export(G40, os.path.join(out, "model40.safetensors"))
+    st.save(os.path.join(out, "io40.safetensors"), outputs(G40))
 
 
 if __name__ == "__main__":
