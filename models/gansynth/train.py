@@ -90,9 +90,9 @@ def active_rms(x, rate=RATE):
 
 
 class Mixer:
-    def __init__(self, speech, noise, rng, seconds=2.0, synthetic=False, augment=False):
+    def __init__(self, speech, noise, rng, seconds=2.0, synthetic=False, augment=False, snr_power=1.0):
         self.speech, self.noise, self.rng = speech, noise, rng
-        self.synthetic, self.augment = synthetic, augment
+        self.synthetic, self.augment, self.snr_power = synthetic, augment, snr_power
         self.n = int(seconds * RATE)
 
     def speech_segment(self):
@@ -177,7 +177,8 @@ class Mixer:
         if self.rng.random() < 0.25:
             s = self.reverb(s)
         nz = self.noise_segment()
-        snr = self.rng.uniform(-5, 20) if snr is None else snr
+        # -5 to 20 dB; a power above 1 draws the low SNRs more often (2: half below 1.25 dB)
+        snr = -5 + 25 * self.rng.random() ** self.snr_power if snr is None else snr
         ns = rms(nz)
         if self.rng.random() < 0.05 or ns < 1e-7:
             nz[:] = 0
@@ -335,6 +336,9 @@ def main():
                     help="a quarter of the noises synthetic (random spectral shapes)")
     ap.add_argument("--noise-augment", action="store_true",
                     help="half the recorded noises resampled 0.7-1.4x and randomly filtered")
+    ap.add_argument("--snr-power", type=float, default=1.0,
+                    help="SNRs drawn as -5 + 25 u^p dB (u uniform): 1 uniform over -5..20 dB, "
+                    "above 1 more low SNRs")
     ap.add_argument("--ema", type=float, default=0.0,
                     help="validate and keep an exponential moving average of the generator's "
                     "weights with this decay (0: the weights themselves)")
@@ -390,7 +394,7 @@ def main():
     if ema is not None and step and "G_ema" in ck:
         ema.load_state_dict(ck["G_ema"])
     mixer = Mixer(speech, noise, np.random.default_rng(args.seed + step), args.seconds, args.synthetic_noise,
-                  args.noise_augment)
+                  args.noise_augment, args.snr_power)
     tk.log(logf, f"generator {sum(p.numel() for p in G.parameters())} parameters, "
            f"discriminator {sum(p.numel() for p in D.parameters())}")
     n, hop = G.frame_sizes(RATE)
