@@ -37,7 +37,8 @@ FEAT_MEAN, FEAT_STD = -21.0, 4.6
 
 
 def sqrt_hann(n):
-    # periodic Hann: hann[i] + hann[i + n/2] == 1, so analysis * synthesis overlap-adds to 1
+    # periodic Hann: hann[i] + hann[i + n/2] == 1, so analysis * synthesis overlap-adds to a
+    # constant at any whole number of hops per frame (1 at two, istft scales the others)
     return torch.sqrt(0.5 - 0.5 * torch.cos(2 * math.pi * torch.arange(n, dtype=torch.float64) / n)).float()
 
 
@@ -92,16 +93,17 @@ class SpectralMaskGRU(nn.Module):
         """x [B, T] -> (enhanced [B, T], vad [B, frames]).  Output sample i is input sample
         i - (frame - hop) when the gains are 1 (the streaming delay), the first frame - hop
         output samples being the overlap-add's start-up."""
-        n, hop, BINS = *self.frame_sizes(rate), self.bins
+        n, hop = self.frame_sizes(rate)
+        bins = self.bins
         T = x.shape[1]
         xp = F.pad(x, (n - hop, 0))                       # streaming: frames end at hops
         spec = self.stft(xp, rate)
         g, vad = self.gains(spec)
-        if spec.shape[1] > BINS:
+        if spec.shape[1] > bins:
             lo = HIGH_BAND_FROM_HZ * n // rate
-            p = spec[:, lo:BINS].abs() ** 2 + EPS
-            ghb = torch.sqrt((g[:, lo:BINS] ** 2 * p).sum(1, keepdim=True) / p.sum(1, keepdim=True))
-            g = torch.cat([g, ghb.expand(-1, spec.shape[1] - BINS, -1)], 1)
+            p = spec[:, lo:bins].abs() ** 2 + EPS
+            ghb = torch.sqrt((g[:, lo:bins] ** 2 * p).sum(1, keepdim=True) / p.sum(1, keepdim=True))
+            g = torch.cat([g, ghb.expand(-1, spec.shape[1] - bins, -1)], 1)
         g = 1 - strength * (1 - g)
         y = self.istft(spec * g, rate, T + n - hop)
         return y[:, :T], vad
