@@ -8,11 +8,15 @@
  * the last frames and a GRU, and, at rates above 16 kHz, the energy-weighted
  * gain of 6-8 kHz for every bin above 8 kHz.  Overlap-add resynthesis.
  *
- * Streaming: the caller feeds hops and gets hops back; output sample
- * i is the enhanced input sample i - (frame - hop), so the first frame - hop
- * samples out are the start-up (silence for a fresh stream) and draining
- * needs frame - hop more samples in (zeros).  Nothing is looked ahead: the
- * algorithmic latency is one frame (the hop being filled plus that delay).
+ * A model may look ahead (config lookahead_frames): the gains of a frame
+ * then come from the network's step that many hops later, which has seen
+ * those hops' input too.
+ *
+ * Streaming: the caller feeds hops and gets hops back; output sample i is
+ * the enhanced input sample i - delay, delay = frame - hop + lookahead hops
+ * (ge_speech_model_delay), so the first delay samples out are the start-up
+ * (silence for a fresh stream) and draining needs delay more samples in
+ * (zeros).  The algorithmic latency is that delay plus the hop being filled.
  *
  * The weights are shared read-only; each channel has its own stream.
  * Non-finite input samples count as 0 and samples are clamped to +-8, so
@@ -38,6 +42,8 @@ gboolean ge_speech_model_supports_rate (const GeSpeechModel * m, int rate);
 /* Samples per hop and per analysis frame at @rate. */
 int ge_speech_model_hop (const GeSpeechModel * m, int rate);
 int ge_speech_model_frame (const GeSpeechModel * m, int rate);
+/* A stream's delay in samples at @rate: frame - hop + lookahead hops. */
+int ge_speech_model_delay (const GeSpeechModel * m, int rate);
 
 /* A stream at one of the model's rates (GE_ERROR_INVALID otherwise). */
 GeSpeechStream *ge_speech_stream_new (const GeSpeechModel * m, int rate, GError ** error);

@@ -179,7 +179,7 @@ reset_run (GstGanSynth * self)
   self->base_ts = GST_CLOCK_TIME_NONE;
   self->base_offset = 0;
   self->samples_in = self->samples_out = 0;
-  self->skip = self->frame - self->hop;
+  self->skip = self->delay;
   self->next_in_ts = GST_CLOCK_TIME_NONE;
   self->speech = FALSE;
 }
@@ -292,7 +292,7 @@ gst_gansynth_setup (GstAudioFilter * filter, const GstAudioInfo * info)
   }
   free_streams (self);
   self->hop = ge_speech_model_hop (self->model, rate);
-  self->frame = ge_speech_model_frame (self->model, rate);
+  self->delay = ge_speech_model_delay (self->model, rate);
   self->streams = g_new0 (GeSpeechStream *, channels);
   for (gint c = 0; c < channels; c++)
     self->streams[c] = ge_speech_stream_new (self->model, rate, NULL);
@@ -306,7 +306,7 @@ gst_gansynth_setup (GstAudioFilter * filter, const GstAudioInfo * info)
     self->pool = ge_pool_new (MIN (n_threads, channels));
   reset_run (self);
   GST_INFO_OBJECT (self, "%d Hz, %d channels: %d-sample hops, latency %d "
-      "samples", rate, channels, self->hop, self->frame);
+      "samples", rate, channels, self->hop, self->delay + self->hop);
   gst_element_post_message (GST_ELEMENT (self),
       gst_message_new_latency (GST_OBJECT (self)));
   return TRUE;
@@ -326,9 +326,9 @@ gst_gansynth_query (GstBaseTransform * trans, GstPadDirection dir,
     if (!gst_pad_peer_query (GST_BASE_TRANSFORM_SINK_PAD (trans), query))
       return FALSE;
     gst_query_parse_latency (query, &live, &min, &max);
-    /* One analysis frame: the hop being filled and the overlap-add's
-     * frame - hop, nothing more (no lookahead). */
-    ours = gst_util_uint64_scale_round (self->frame, GST_SECOND,
+    /* The hop being filled and the stream's delay (the overlap-add's
+     * frame - hop and the model's lookahead hops). */
+    ours = gst_util_uint64_scale_round (self->delay + self->hop, GST_SECOND,
         GST_AUDIO_FILTER_RATE (self));
     GST_DEBUG_OBJECT (self, "latency %" GST_TIME_FORMAT, GST_TIME_ARGS (ours));
     min += ours;
@@ -476,7 +476,7 @@ drain (GstGanSynth * self)
     gst_adapter_clear (self->adapter);
     return GST_FLOW_OK;
   }
-  const guint64 need = total + (self->frame - self->hop) - self->samples_in;
+  const guint64 need = total + self->delay - self->samples_in;
   const gint n_hops = (gint) ((need + self->hop - 1) / self->hop);
   gfloat *in = g_new0 (gfloat, (gsize) n_hops * self->hop * ch);
   if (rest > 0)

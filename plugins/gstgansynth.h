@@ -39,7 +39,7 @@ struct _GstGanSynth
   GeSpeechStream **streams;     /* one per channel */
   gint n_streams;
   GePool *pool;
-  gint hop, frame;              /* samples per hop and per analysis frame */
+  gint hop, delay;              /* samples per hop; the streams' delay in samples */
   GstAdapter *adapter;
   gfloat *out;                  /* [hops * hop * channels], grown when needed */
   gsize out_size;

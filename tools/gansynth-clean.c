@@ -207,7 +207,7 @@ main (int argc, char **argv)
   for (int k = 0; k < ch; k++)
     c.streams[k] = ge_speech_stream_new (model, rate, NULL);
   c.held = g_new0 (float, (gsize) c.hop * ch);
-  c.skip = ge_speech_model_frame (model, rate) - c.hop;
+  c.skip = ge_speech_model_delay (model, rate);
 
   int e1 = 0, e2 = 0;
   SRC_STATE *up = rate != file_rate ? src_new (SRC_SINC_MEDIUM_QUALITY, ch, &e1) : NULL;
@@ -238,7 +238,7 @@ main (int argc, char **argv)
     g_free (x);
     if (last) {
       /* drain: silence until every input sample has come out */
-      const gsize tail = (gsize) c.hop * 3 + ge_speech_model_frame (model, rate);
+      const gsize tail = (gsize) c.hop * 4 + ge_speech_model_delay (model, rate);
       float *z = g_new0 (float, tail * ch);
       cleaner_push (&c, z, tail);
       g_free (z);

@@ -10,6 +10,7 @@
 
 #define MAX_RATES 8
 #define MAX_LAYERS 4
+#define MAX_LOOKAHEAD 16
 #define INPUT_LIMIT 8.0f
 
 typedef struct {
@@ -23,6 +24,7 @@ typedef struct {
 struct _GeSpeechModel {
   GeModelFile *mf;
   int hidden, layers, kernel, bins;
+  int lookahead;                        /* hops seen beyond the frame being masked */
   float eps, feat_mean, feat_inv_std;
   const float *conv_w;                  /* repacked [hidden][kernel][bins]: oldest frame first */
   const float *conv_b;
@@ -40,8 +42,11 @@ struct _GeSpeechStream {
   float *in_frame;                      /* the last frame of input [frame] */
   float *ola;                           /* overlap-add accumulator [frame] */
   float *work;                          /* windowed frame / resynthesis [frame] */
-  float *spec;                          /* [frame/2 + 1] complex */
-  float *power;                         /* normalised |X|^2 [frame/2 + 1] */
+  /* The last lookahead + 1 frames' spectra ([frame/2 + 1] complex each) and
+   * normalised |X|^2 ([frame/2 + 1] each), a ring: the network reads the
+   * newest, its gains go to the oldest. */
+  float *spec, *power;
+  int newest;                           /* ring slot of the newest frame */
   float *feats;                         /* [kernel][bins], oldest first */
   float *state;                         /* GRU states [layers][hidden] */
   float *act, *gains, *scratch, *fft_scratch;
@@ -105,7 +110,7 @@ ge_speech_model_new (const char *path, GError ** error)
     return NULL;
   GeSpeechModel *m = g_new0 (GeSpeechModel, 1);
   m->mf = mf;
-  gint64 hidden, layers, kernel, bins, frame_ms, hop_ms, *rates = NULL;
+  gint64 hidden, layers, kernel, bins, frame_ms, hop_ms, lookahead, *rates = NULL;
   double hb, eps, feat_mean, feat_std;
   int n_rates = 0;
   char name[64];
@@ -121,6 +126,7 @@ ge_speech_model_new (const char *path, GError ** error)
       || !ge_config_int (mf, "bins", 161, &bins, error)
       || !ge_config_int (mf, "frame_ms", 20, &frame_ms, error)
       || !ge_config_int (mf, "hop_ms", 10, &hop_ms, error)
+      || !ge_config_int (mf, "lookahead_frames", 0, &lookahead, error)
       || !ge_config_double (mf, "high_band_from_hz", 6000.0, &hb, error)
       || !ge_config_double (mf, "feature_eps", 1e-12, &eps, error)
       || !ge_config_double (mf, "feature_mean", 0.0, &feat_mean, error)
@@ -128,14 +134,17 @@ ge_speech_model_new (const char *path, GError ** error)
       || !ge_config_int_array (mf, "sample_rates", &rates, &n_rates, error))
     goto fail;
   if (hidden < 1 || hidden > 4096 || layers < 1 || layers > MAX_LAYERS || kernel < 1
-      || kernel > 64 || bins < 2 || bins > 4096 || frame_ms < 1 || hop_ms < 1 || n_rates < 1
+      || kernel > 64 || bins < 2 || bins > 4096 || frame_ms < 1 || hop_ms < 1 || lookahead < 0
+      || lookahead > MAX_LOOKAHEAD || n_rates < 1
       || n_rates > MAX_RATES || !(eps > 0.0) || !(feat_std > 0.0) || !isfinite (feat_mean)) {
     ge_fail (error, GE_ERROR_UNSUPPORTED, path, "config out of range (hidden %" G_GINT64_FORMAT
         ", gru_layers %" G_GINT64_FORMAT ", conv_kernel %" G_GINT64_FORMAT ", bins %"
-        G_GINT64_FORMAT ", %d sample rates)", hidden, layers, kernel, bins, n_rates);
+        G_GINT64_FORMAT ", lookahead_frames %" G_GINT64_FORMAT ", %d sample rates)", hidden,
+        layers, kernel, bins, lookahead, n_rates);
     goto fail;
   }
   m->hidden = hidden, m->layers = layers, m->kernel = kernel, m->bins = bins;
+  m->lookahead = lookahead;
   m->eps = (float) eps;
   m->feat_mean = (float) feat_mean;
   m->feat_inv_std = (float) (1.0 / feat_std);
@@ -238,6 +247,13 @@ ge_speech_model_frame (const GeSpeechModel * m, int rate)
   return p ? p->frame : 0;
 }
 
+int
+ge_speech_model_delay (const GeSpeechModel * m, int rate)
+{
+  const RatePlan *p = find_plan (m, rate);
+  return p ? p->frame - p->hop + m->lookahead * p->hop : 0;
+}
+
 GeSpeechStream *
 ge_speech_stream_new (const GeSpeechModel * m, int rate, GError ** error)
 {
@@ -248,8 +264,9 @@ ge_speech_stream_new (const GeSpeechModel * m, int rate, GError ** error)
     return NULL;
   }
   GeSpeechStream *s = g_new0 (GeSpeechStream, 1);
-  const int n = p->frame, nb = n / 2 + 1, H = m->hidden;
-  const gsize sizes[] = { n, n, n, 2 * nb, nb, (gsize) m->kernel * m->bins,
+  const int n = p->frame, nb = n / 2 + 1, H = m->hidden, ring = m->lookahead + 1;
+  const gsize sizes[] = { n, n, n, 2 * (gsize) ring * nb, (gsize) ring * nb,
+    (gsize) m->kernel * m->bins,
     (gsize) m->layers * H, H, nb, 6 * (gsize) H, ge_fft_scratch_size (p->fft)
   };
   float **slots[] = { &s->in_frame, &s->ola, &s->work, &s->spec, &s->power, &s->feats,
@@ -287,6 +304,10 @@ ge_speech_stream_reset (GeSpeechStream * s)
   memset (s->in_frame, 0, sizeof (float) * n);
   memset (s->ola, 0, sizeof (float) * n);
   memset (s->state, 0, sizeof (float) * m->layers * m->hidden);
+  /* the frames before the first are silent: their gained spectra are zero */
+  memset (s->spec, 0, sizeof (float) * 2 * (m->lookahead + 1) * (n / 2 + 1));
+  memset (s->power, 0, sizeof (float) * (m->lookahead + 1) * (n / 2 + 1));
+  s->newest = 0;
   /* Before the first frame the convolution sees zero features, as the
    * reference's F.pad of the feature sequence gives it. */
   memset (s->feats, 0, sizeof (float) * m->kernel * m->bins);
@@ -298,27 +319,31 @@ sigmoidf (float x)
   return 1.0f / (1.0f + expf (-x));
 }
 
-/* One hop: s->in_frame holds the newest frame; returns the voice activity
- * and leaves the finished hop at the start of s->ola. */
+/* One hop: s->in_frame holds the newest frame, whose features the network
+ * takes; its gains go to the frame lookahead hops older.  Returns the voice
+ * activity and leaves the finished hop at the start of s->ola. */
 static float
 process_frame (GeSpeechStream * s, float strength)
 {
   const GeSpeechModel *m = s->m;
   const RatePlan *p = s->p;
-  const int n = p->frame, nb = n / 2 + 1, H = m->hidden, B = m->bins;
+  const int n = p->frame, nb = n / 2 + 1, H = m->hidden, B = m->bins, ring = m->lookahead + 1;
 
+  s->newest = (s->newest + 1) % ring;
+  float *spec = s->spec + (gsize) s->newest * 2 * nb;
+  float *power = s->power + (gsize) s->newest * nb;
   for (int i = 0; i < n; i++)
     s->work[i] = s->in_frame[i] * p->window[i];
-  ge_fft_forward_real (p->fft, s->work, s->spec, s->fft_scratch);
+  ge_fft_forward_real (p->fft, s->work, spec, s->fft_scratch);
   const float norm = p->inv_window_sum * p->inv_window_sum;
   for (int k = 0; k < nb; k++)
-    s->power[k] = (s->spec[2 * k] * s->spec[2 * k] + s->spec[2 * k + 1] * s->spec[2 * k + 1]) * norm;
+    power[k] = (spec[2 * k] * spec[2 * k] + spec[2 * k + 1] * spec[2 * k + 1]) * norm;
 
   /* features: the history shifts by one frame, the newest last */
   memmove (s->feats, s->feats + B, sizeof (float) * (m->kernel - 1) * B);
   float *newest = s->feats + (gsize) (m->kernel - 1) * B;
   for (int k = 0; k < B; k++)
-    newest[k] = (logf (s->power[k] + m->eps) - m->feat_mean) * m->feat_inv_std;
+    newest[k] = (logf (power[k] + m->eps) - m->feat_mean) * m->feat_inv_std;
 
   /* causal convolution over the history, ReLU */
   memcpy (s->act, m->conv_b, sizeof (float) * H);
@@ -341,12 +366,17 @@ process_frame (GeSpeechStream * s, float strength)
   cblas_sgemv (CblasRowMajor, CblasNoTrans, B, H, 1.0f, m->mask_w, H, x, 1, 1.0f, s->gains, 1);
   for (int k = 0; k < B; k++)
     s->gains[k] = sigmoidf (s->gains[k]);
+  /* the frame the gains are for: the oldest in the ring (the newest when
+   * nothing is looked ahead) */
+  const int masked = (s->newest + 1) % ring;
+  spec = s->spec + (gsize) masked * 2 * nb;
+  power = s->power + (gsize) masked * nb;
   if (nb > B) {
     /* Above the network's band: the energy-weighted gain of the band below
      * (eps keeps it the plain mean when that band is silent). */
     double num = 0.0, den = 0.0;
     for (int k = p->hb_lo; k < B; k++) {
-      const double w = s->power[k] + m->eps;
+      const double w = power[k] + m->eps;
       num += w * s->gains[k] * s->gains[k];
       den += w;
     }
@@ -357,11 +387,11 @@ process_frame (GeSpeechStream * s, float strength)
   for (int k = 0; k < nb; k++)
     s->gains[k] = 1.0f - strength * (1.0f - s->gains[k]);
   for (int k = 0; k < nb; k++) {
-    s->spec[2 * k] *= s->gains[k];
-    s->spec[2 * k + 1] *= s->gains[k];
+    spec[2 * k] *= s->gains[k];       /* that frame's last use: gained in place */
+    spec[2 * k + 1] *= s->gains[k];
   }
 
-  ge_fft_inverse_real (p->fft, s->spec, s->work, s->fft_scratch);
+  ge_fft_inverse_real (p->fft, spec, s->work, s->fft_scratch);
   for (int i = 0; i < n; i++)
     s->ola[i] += s->work[i] * p->synth_window[i];
   return sigmoidf (vad);

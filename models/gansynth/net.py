@@ -19,7 +19,11 @@ Generator ("SpectralMaskGRU"): a causal mask network on the short-time spectrum.
              overlap-add scaled by 2 hop / frame.  With all gains 1 the output is the input
              delayed by one frame minus one hop: the two windows' product (a periodic Hann)
              overlap-adds to frame / (2 hop).
-  latency    one frame (a hop to fill plus the frame - hop overlap delay), nothing ahead.
+  lookahead  the gains applied to frame t are the network's output at frame t + lookahead: the
+             network itself stays causal, it has just seen `lookahead` more hops of input
+             (0 or more; the algorithmic latency grows by as many hops).
+  latency    one frame (a hop to fill plus the frame - hop overlap delay) plus the lookahead
+             hops.
 """
 
 import math
@@ -43,11 +47,11 @@ def sqrt_hann(n):
 
 
 class SpectralMaskGRU(nn.Module):
-    def __init__(self, hidden=160, layers=2, kernel=3, frame_ms=20, hop_ms=10):
+    def __init__(self, hidden=160, layers=2, kernel=3, frame_ms=20, hop_ms=10, lookahead=0):
         super().__init__()
-        assert frame_ms % hop_ms == 0 and frame_ms >= 2 * hop_ms
+        assert frame_ms % hop_ms == 0 and frame_ms >= 2 * hop_ms and lookahead >= 0
         self.hidden, self.layers, self.kernel = hidden, layers, kernel
-        self.frame_ms, self.hop_ms = frame_ms, hop_ms
+        self.frame_ms, self.hop_ms, self.lookahead = frame_ms, hop_ms, lookahead
         self.bins = BAND_HZ * frame_ms // 1000 + 1
         self.conv_in = nn.Conv1d(self.bins, hidden, kernel)
         self.gru = nn.GRU(hidden, hidden, num_layers=layers, batch_first=True)
@@ -60,6 +64,7 @@ class SpectralMaskGRU(nn.Module):
     def config(self):
         return {"hidden": self.hidden, "gru_layers": self.layers, "conv_kernel": self.kernel,
                 "bins": self.bins, "frame_ms": self.frame_ms, "hop_ms": self.hop_ms,
+                "lookahead_frames": self.lookahead,
                 "sample_rates": [16000, 48000],
                 "high_band_from_hz": HIGH_BAND_FROM_HZ, "feature_eps": EPS,
                 "feature_mean": FEAT_MEAN, "feature_std": FEAT_STD}
@@ -91,14 +96,18 @@ class SpectralMaskGRU(nn.Module):
 
     def forward(self, x, rate=16000, strength=1.0):
         """x [B, T] -> (enhanced [B, T], vad [B, frames]).  Output sample i is input sample
-        i - (frame - hop) when the gains are 1 (the streaming delay), the first frame - hop
-        output samples being the overlap-add's start-up."""
+        i - (frame - hop) when the gains are 1, the first frame - hop output samples being the
+        overlap-add's start-up.  (A stream, which cannot see ahead, outputs each sample
+        lookahead hops later; past the end of @x the network sees silence, as a stream that is
+        drained with zeros does.)"""
         n, hop = self.frame_sizes(rate)
-        bins = self.bins
+        bins, ahead = self.bins, self.lookahead
         T = x.shape[1]
-        xp = F.pad(x, (n - hop, 0))                       # streaming: frames end at hops
+        xp = F.pad(x, (n - hop, ahead * hop))             # streaming: frames end at hops
         spec = self.stft(xp, rate)
         g, vad = self.gains(spec)
+        g, vad = g[:, :, ahead:], vad[:, ahead:]
+        spec = spec[:, :, :spec.shape[2] - ahead]
         if spec.shape[1] > bins:
             lo = HIGH_BAND_FROM_HZ * n // rate
             p = spec[:, lo:bins].abs() ** 2 + EPS

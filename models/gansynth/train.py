@@ -284,6 +284,19 @@ def refined(weights, bins):
     return out
 
 
+def looked_ahead(weights, kernel):
+    """@weights of a SpectralMaskGRU carried over to one whose input convolution has @kernel
+    taps, the added ones being the newest (the frames a lookahead shows): zero, so that the
+    network computes at frame t + lookahead what the old one did at frame t, and its gains land
+    on the same frame; training then learns what the frames ahead tell."""
+    w = weights["conv_in.weight"]
+    if w.shape[2] == kernel:
+        return weights
+    if w.shape[2] > kernel:
+        raise SystemExit(f"cannot shorten the input convolution from {w.shape[2]} to {kernel} taps")
+    return dict(weights, **{"conv_in.weight": F.pad(w, (0, kernel - w.shape[2]))})
+
+
 def widened(weights, G):
     """@weights of a narrower SpectralMaskGRU embedded in @G (Net2Net-style widening): the old
     units keep their weights; the new units start from G's random initialisation, and every
@@ -327,6 +340,9 @@ def main():
     ap.add_argument("--frame-ms", type=int, default=20,
                     help="analysis frame (a multiple of the 10 ms hop): 40 resolves the "
                     "harmonics of low voices, at 40 ms of latency")
+    ap.add_argument("--lookahead", type=int, default=0,
+                    help="hops the network sees beyond the frame it masks (each adds a hop, "
+                    "10 ms, of latency); the input convolution gets as many more taps")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--adv-start", type=int, default=1500)
     ap.add_argument("--adv-weight", type=float, default=0.1)
@@ -364,7 +380,8 @@ def main():
            f"({sum(len(c) for _, c in noise) / RATE / 3600:.2f} h); val mixtures {len(vs)}")
 
     torch.manual_seed(args.seed)
-    G = net.SpectralMaskGRU(args.hidden, args.layers, frame_ms=args.frame_ms)
+    G = net.SpectralMaskGRU(args.hidden, args.layers, 3 + args.lookahead, args.frame_ms,
+                            lookahead=args.lookahead)
     with torch.no_grad():
         G.mask.bias.fill_(2.0)          # start near the identity (gains 0.88), not at 0.5
     D = net.MultiScaleDiscriminator(ch=args.disc_channels)
@@ -381,12 +398,13 @@ def main():
     elif args.init and args.init.endswith(".safetensors"):
         # the exported model (what a fresh checkout has): the discriminator starts afresh
         weights, meta = st.load(args.init)
-        G.load_state_dict(widened(refined(weights, G.bins), G))
+        G.load_state_dict(widened(looked_ahead(refined(weights, G.bins), G.kernel), G))
         tk.log(logf, f"initialised from {args.init} ({meta.get('training', 'no training record')}), "
                "new discriminator")
     elif args.init:
         ck = torch.load(args.init)
-        G.load_state_dict(refined(validated_generator(ck), G.bins)), D.load_state_dict(ck["D"])
+        G.load_state_dict(looked_ahead(refined(validated_generator(ck), G.bins), G.kernel))
+        D.load_state_dict(ck["D"])
         tk.log(logf, f"initialised from {args.init} (step {ck['step']}"
                f"{', EMA weights' if 'G_ema' in ck else ''})")
     # the average starts at the generator's starting weights (a resumed run's at its own)

@@ -5,9 +5,10 @@
  * latency, alignment, drain or reset mistake shows as a shifted, missing
  * or extra sample.  The channels are checked against the engine run on
  * each channel alone (the engine is checked against PyTorch).  The small
- * models are tests/golden/speech/model.safetensors (20 ms frames) and
- * model40.safetensors (40 ms: latency and continuity); the real-file test
- * runs the installed default model. */
+ * models are tests/golden/speech/model.safetensors (20 ms frames),
+ * model40.safetensors (40 ms) and modelahead.safetensors (20 ms frames, two
+ * 10 ms hops of lookahead), the last two for latency and continuity; the
+ * real-file test runs the installed default model. */
 #include "elementcheck.h"
 
 #include <gst/audio/audio.h>
@@ -19,12 +20,15 @@
 /* channel-mask 0: unpositioned channels, any count */
 #define CAPS_FMT "audio/x-raw,format=F32LE,layout=interleaved,rate=%d,channels=%d,channel-mask=(bitmask)0"
 
-/* The small models: 20 ms frames (the default here) and 40 ms ones. */
+/* The small models: 20 ms frames (the default here), 40 ms ones, and 20 ms
+ * ones that look two hops ahead; their latency: a frame and the hops ahead. */
 static const struct
 {
   const char *file;
-  int frame_ms;
-} small_models[] = { {"model.safetensors", 20}, {"model40.safetensors", 40} };
+  int latency_ms;
+} small_models[] = { {"model.safetensors", 20}, {"model40.safetensors", 40},
+{"modelahead.safetensors", 40}
+};
 
 static gchar *
 small_model (void)
@@ -138,10 +142,10 @@ GST_START_TEST (test_latency)
   const int rates[] = { 16000, 48000 };
   for (guint k = 0; k < G_N_ELEMENTS (small_models); k++)
     for (int r = 0; r < 2; r++) {
-      const int ms = small_models[k].frame_ms;
+      const int ms = small_models[k].latency_ms;
       GstHarness *h = harness_with (small_models[k].file, rates[r], 1, 1.0);
       gst_harness_play (h);
-      /* one frame, exactly */
+      /* a frame and the hops ahead, exactly */
       fail_unless_equals_uint64 (gst_harness_query_latency (h),
           gst_util_uint64_scale_round (rates[r] * ms / 1000, GST_SECOND, rates[r]));
       fail_unless_equals_uint64 (gst_harness_query_latency (h), ms * GST_MSECOND);

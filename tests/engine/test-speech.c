@@ -1,6 +1,7 @@
 /* test-speech: the streaming speech enhancer against the PyTorch reference
  * (tests/golden/make_speech_golden.py runs models/gansynth/net.py on whole
- * signals) with 20 and 40 ms frames at 16 and 48 kHz and two strengths, fed
+ * signals) with 20 and 40 ms frames, and 20 ms frames that look two hops
+ * ahead, at 16 and 48 kHz and two strengths, fed
  * in chunks of several sizes; the FFT against a naive DFT; the identity at
  * strength 0; reset, strides, silence, NaNs and errors. */
 #include "ge-speech.h"
@@ -91,9 +92,12 @@ test_fft (void)
   g_assert_null (ge_fft_new (1));
 }
 
-/* The reference output, fed @chunk hops at a time. */
+/* The reference output, fed @chunk hops at a time.  A model that looks
+ * ahead outputs each sample that many hops later than the reference (which
+ * sees the whole signal), so the stream is fed as many more hops of
+ * silence, as a drained stream is. */
 static void
-check_golden (const char *tag, int frame_ms, int rate, int chunk)
+check_golden (const char *tag, int frame_ms, int lookahead, int rate, int chunk)
 {
   char *name = g_strdup_printf ("io%s.safetensors", tag);
   char *p = path_of ("golden", "speech", name);
@@ -103,42 +107,52 @@ check_golden (const char *tag, int frame_ms, int rate, int chunk)
   GeSpeechModel *m = model_of (tag);
   const int hop = ge_speech_model_hop (m, rate);
   g_assert_cmpint (hop, ==, rate / 100);
-  g_assert_cmpint (ge_speech_model_frame (m, rate), ==, rate * frame_ms / 1000);
+  const int frame = rate * frame_ms / 1000;
+  g_assert_cmpint (ge_speech_model_frame (m, rate), ==, frame);
+  const int ahead = ge_speech_model_delay (m, rate) - (frame - hop);
+  g_assert_cmpint (ahead, ==, lookahead * hop);
   gsize n, nv;
-  const float *in = golden (st, "in", rate, "", &n);
+  const float *ref_in = golden (st, "in", rate, "", &n);
   const float *vad = golden (st, "vad", rate, "", &nv);
   const char *outs[] = { "", "_s04" };
   const float strengths[] = { 1.0f, 0.4f };
   g_assert_cmpuint (n % hop, ==, 0);
   g_assert_cmpuint (nv, ==, n / hop);
+  const gsize total = n + ahead, hops = total / hop;
+  float *in = g_new0 (float, total);
+  memcpy (in, ref_in, sizeof (float) * n);
   for (int k = 0; k < 2; k++) {
     gsize no;
     const float *ref = golden (st, "out", rate, outs[k], &no);
     g_assert_cmpuint (no, ==, n);
     GeSpeechStream *s = ge_speech_stream_new (m, rate, NULL);
-    float *out = g_new (float, n);
+    float *out = g_new (float, total);
     float vd = 0.0f;
-    for (gsize h = 0; h < n / hop; h += chunk) {
-      const int nh = MIN ((gsize) chunk, n / hop - h);
+    for (gsize h = 0; h < hops; h += chunk) {
+      const int nh = MIN ((gsize) chunk, hops - h);
       const float v = ge_speech_stream_process (s, in + h * hop, 1, out + h * hop, 1, nh,
           strengths[k]);
-      if (k == 0 && nh == 1)
-        vd = MAX (vd, fabsf (v - vad[h]));
+      /* the voice activity of the network's step h is that of frame h - lookahead */
+      if (k == 0 && nh == 1 && h >= (gsize) lookahead)
+        vd = MAX (vd, fabsf (v - vad[h - lookahead]));
     }
-    const float d = max_diff (out, ref, n);
-    g_test_message ("%d ms frames, %d Hz, strength %.1f, %d hops a call: max diff %g, vad %g",
-        frame_ms, rate, strengths[k], chunk, d, vd);
+    const float d = max_diff (out + ahead, ref, n);
+    g_test_message ("%d ms frames, %d ahead, %d Hz, strength %.1f, %d hops a call: max diff %g, "
+        "vad %g", frame_ms, lookahead, rate, strengths[k], chunk, d, vd);
     g_assert_cmpfloat (d, <, 2e-5);
     g_assert_cmpfloat (vd, <, 1e-5);
+    for (int i = 0; i < ahead; i++)
+      g_assert_cmpfloat (fabsf (out[i]), <, 1e-6);
     /* reset: a fresh stream again */
     ge_speech_stream_reset (s);
-    float *again = g_new (float, n);
-    ge_speech_stream_process (s, in, 1, again, 1, n / hop, strengths[k]);
-    g_assert_cmpfloat (max_diff (again, ref, n), <, 2e-5);
+    float *again = g_new (float, total);
+    ge_speech_stream_process (s, in, 1, again, 1, hops, strengths[k]);
+    g_assert_cmpfloat (max_diff (again + ahead, ref, n), <, 2e-5);
     g_free (again);
     g_free (out);
     ge_speech_stream_free (s);
   }
+  g_free (in);
   ge_speech_model_free (m);
   ge_safetensors_free (st);
   g_free (p);
@@ -147,28 +161,35 @@ check_golden (const char *tag, int frame_ms, int rate, int chunk)
 static void
 test_golden_16k (void)
 {
-  check_golden ("", 20, 16000, 1);
-  check_golden ("", 20, 16000, 7);
-  check_golden ("40", 40, 16000, 1);
-  check_golden ("40", 40, 16000, 7);
+  check_golden ("", 20, 0, 16000, 1);
+  check_golden ("", 20, 0, 16000, 7);
+  check_golden ("40", 40, 0, 16000, 1);
+  check_golden ("40", 40, 0, 16000, 7);
+  check_golden ("ahead", 20, 2, 16000, 1);
+  check_golden ("ahead", 20, 2, 16000, 7);
 }
 
 static void
 test_golden_48k (void)
 {
-  check_golden ("", 20, 48000, 1);
-  check_golden ("", 20, 48000, 37);
-  check_golden ("40", 40, 48000, 1);
-  check_golden ("40", 40, 48000, 37);
+  check_golden ("", 20, 0, 48000, 1);
+  check_golden ("", 20, 0, 48000, 37);
+  check_golden ("40", 40, 0, 48000, 1);
+  check_golden ("40", 40, 0, 48000, 37);
+  check_golden ("ahead", 20, 2, 48000, 1);
+  check_golden ("ahead", 20, 2, 48000, 37);
 }
 
-/* Strength 0: the input, delayed by frame - hop, up to FFT rounding (the
- * overlap-add's scale for two and for four overlapping frames). */
+/* Strength 0: the input, delayed by frame - hop and the lookahead hops, up
+ * to FFT rounding (the overlap-add's scale for two and for four overlapping
+ * frames). */
 static void
-check_identity (const char *tag, int frame_ms)
+check_identity (const char *tag, int frame_ms, int lookahead)
 {
   GeSpeechModel *m = model_of (tag);
-  const int rate = 48000, hop = 480, delay = rate * frame_ms / 1000 - hop, n = 40 * hop;
+  const int rate = 48000, hop = 480, n = 40 * hop;
+  const int delay = rate * frame_ms / 1000 - hop + lookahead * hop;
+  g_assert_cmpint (ge_speech_model_delay (m, rate), ==, delay);
   GeSpeechStream *s = ge_speech_stream_new (m, rate, NULL);
   float *in = g_new (float, n), *out = g_new (float, n);
   for (int i = 0; i < n; i++)
@@ -185,8 +206,9 @@ check_identity (const char *tag, int frame_ms)
 static void
 test_identity (void)
 {
-  check_identity ("", 20);
-  check_identity ("40", 40);
+  check_identity ("", 20, 0);
+  check_identity ("40", 40, 0);
+  check_identity ("ahead", 20, 2);
 }
 
 /* Two interleaved channels through two streams with stride 2, in place,

@@ -9,7 +9,7 @@ Writes tests/golden/speech/model.safetensors (a small SpectralMaskGRU: hidden 24
 kernel 3, 20 ms frames, seeded weights with biases spread so gains cover 0..1) and
 io.safetensors: for 16 and 48 kHz, a 0.37 s test signal (a chirp, a tone and noise), the output
 at strength 1 and 0.4 and the voice activity per hop; model40 and io40 the same with 40 ms
-frames.  The model is also the element tests' default
+frames, modelahead and ioahead with 20 ms frames that look two hops ahead.  The model is also the element tests' default
 (tests/elements/models/gansynth.safetensors).
 """
 import os
@@ -72,6 +72,12 @@ def main():
     spread_biases(G40)
     export.export(G40, os.path.join(out, "model40.safetensors"))
     st.save(os.path.join(out, "io40.safetensors"), outputs(G40))
+    # 20 ms frames whose gains come from two hops later (kernel 5: 3 taps of history, 2 ahead)
+    torch.manual_seed(13)
+    Ga = net.SpectralMaskGRU(hidden=24, layers=2, kernel=5, lookahead=2)
+    spread_biases(Ga)
+    export.export(Ga, os.path.join(out, "modelahead.safetensors"))
+    st.save(os.path.join(out, "ioahead.safetensors"), outputs(Ga))
 
 
 if __name__ == "__main__":
