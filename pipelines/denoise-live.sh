@@ -1,8 +1,9 @@
 #!/bin/sh
 # Clean a live microphone into the speakers with low latency (voice calls, monitoring).
 #   pipelines/denoise-live.sh [RATE] [gansynth properties ...]
-# RATE 16000 (voice, default) or 48000.  gansynth adds one 20 ms frame; the source's buffers
-# are kept at 10 ms so the whole chain stays near 40 ms plus the sound server's own.
+# RATE 16000 (voice, default) or 48000.  gansynth adds 40 ms (a 20 ms frame and 20 ms of
+# lookahead); the source's buffers are kept at 10 ms so the whole chain stays near 60 ms plus
+# the sound server's own.
 # GE_LIVE_SRC replaces the microphone (e.g. "audiotestsrc is-live=true wave=pink-noise").
 set -eu
 rate=${1:-16000}

@@ -19,8 +19,9 @@
  * the band above 8 kHz follows the gain of 6-8 kHz); put audioresample in
  * front for other rates.
  *
- * The output is time-aligned with the input: the element holds back one
- * 20 ms frame (reported in the latency query), drops the start-up samples
+ * The output is time-aligned with the input: the element holds back the
+ * model's latency (the installed one: 40 ms, a 20 ms frame and 20 ms of
+ * lookahead; reported in the latency query), drops the start-up samples
  * and drains the tail at EOS, so every input sample comes out once, at its
  * own timestamp.  A flush or a discontinuity starts afresh.
  * #GstGanSynth:strength blends the cleaned signal with the original

@@ -288,7 +288,8 @@ def looked_ahead(weights, kernel):
     """@weights of a SpectralMaskGRU carried over to one whose input convolution has @kernel
     taps, the added ones being the newest (the frames a lookahead shows): zero, so that the
     network computes at frame t + lookahead what the old one did at frame t, and its gains land
-    on the same frame; training then learns what the frames ahead tell."""
+    on the same frame (but for the GRU's start-up: it has run lookahead more steps, on the
+    padding); training then learns what the frames ahead tell."""
     w = weights["conv_in.weight"]
     if w.shape[2] == kernel:
         return weights
