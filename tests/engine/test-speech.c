@@ -18,7 +18,19 @@ path_of (const char *a, const char *b, const char *c)
   return g_test_build_filename (G_TEST_DIST, "..", a, b, c, NULL);
 }
 
-/* @tag "": the 20 ms model; "40": the 40 ms one (four frames overlap). */
+/* The golden models (tests/golden/make_speech_golden.py): model@tag.safetensors
+ * and io@tag.safetensors. */
+static const struct
+{
+  const char *tag;
+  int frame_ms, lookahead;
+} golden_models[] = {
+  {"", 20, 0},                  /* 20 ms frames */
+  {"40", 40, 0},                /* 40 ms: four frames overlap */
+  {"ahead", 20, 2},             /* 20 ms frames, two hops ahead */
+};
+
+/* @tag: one of golden_models. */
 static GeSpeechModel *
 model_of (const char *tag)
 {
@@ -158,26 +170,28 @@ check_golden (const char *tag, int frame_ms, int lookahead, int rate, int chunk)
   g_free (p);
 }
 
+/* Every golden model at @rate, a hop at a time and @chunk hops at a time. */
+static void
+check_golden_models (int rate, int chunk)
+{
+  for (guint k = 0; k < G_N_ELEMENTS (golden_models); k++) {
+    check_golden (golden_models[k].tag, golden_models[k].frame_ms, golden_models[k].lookahead,
+        rate, 1);
+    check_golden (golden_models[k].tag, golden_models[k].frame_ms, golden_models[k].lookahead,
+        rate, chunk);
+  }
+}
+
 static void
 test_golden_16k (void)
 {
-  check_golden ("", 20, 0, 16000, 1);
-  check_golden ("", 20, 0, 16000, 7);
-  check_golden ("40", 40, 0, 16000, 1);
-  check_golden ("40", 40, 0, 16000, 7);
-  check_golden ("ahead", 20, 2, 16000, 1);
-  check_golden ("ahead", 20, 2, 16000, 7);
+  check_golden_models (16000, 7);
 }
 
 static void
 test_golden_48k (void)
 {
-  check_golden ("", 20, 0, 48000, 1);
-  check_golden ("", 20, 0, 48000, 37);
-  check_golden ("40", 40, 0, 48000, 1);
-  check_golden ("40", 40, 0, 48000, 37);
-  check_golden ("ahead", 20, 2, 48000, 1);
-  check_golden ("ahead", 20, 2, 48000, 37);
+  check_golden_models (48000, 37);
 }
 
 /* Strength 0: the input, delayed by frame - hop and the lookahead hops, up
@@ -206,9 +220,8 @@ check_identity (const char *tag, int frame_ms, int lookahead)
 static void
 test_identity (void)
 {
-  check_identity ("", 20, 0);
-  check_identity ("40", 40, 0);
-  check_identity ("ahead", 20, 2);
+  for (guint k = 0; k < G_N_ELEMENTS (golden_models); k++)
+    check_identity (golden_models[k].tag, golden_models[k].frame_ms, golden_models[k].lookahead);
 }
 
 /* Two interleaved channels through two streams with stride 2, in place,
