@@ -2,8 +2,9 @@
  * stereo: the resampled path) and FLAC (16-bit, 48 kHz mono: the direct
  * path).  At strength 0 the output must be the input (same container,
  * encoding, rate, channels and length, samples equal up to 16-bit rounding
- * or the resampler's round trip); at strength 1 the small test model's
- * output must match the engine run on the same samples. */
+ * or the resampler's round trip), with the small test model and with one
+ * that looks two hops ahead (a longer delay); at strength 1 the small test
+ * model's output must match the engine run on the same samples. */
 #include <math.h>
 #include <sndfile.h>
 #include <string.h>
@@ -55,11 +56,13 @@ read_all (const char *path, SF_INFO * info)
   return d;
 }
 
+/* @model: a file of tests/golden/speech */
 static void
-run_tool (const char *in, const char *out, const char *strength, gboolean expect_ok)
+run_tool (const char *model_file, const char *in, const char *out, const char *strength,
+    gboolean expect_ok)
 {
   char *tool = g_build_filename (g_getenv ("GE_TEST_TOOLS"), "gansynth-clean", NULL);
-  char *model = source_path ("golden", "speech", "model.safetensors");
+  char *model = source_path ("golden", "speech", model_file);
   const char *argv[] = { tool, "-q", "-m", model, "-s", strength, in, out, NULL };
   char *err_out = NULL;
   int status;
@@ -76,11 +79,12 @@ run_tool (const char *in, const char *out, const char *strength, gboolean expect
 }
 
 static void
-check_identity (const char *name, int format, int rate, int ch, gint64 frames, double tol)
+check_identity_with (const char *model_file, const char *name, int format, int rate, int ch,
+    gint64 frames, double tol)
 {
   char *in = write_input (name, format, rate, ch, frames);
   char *out = g_strconcat (in, ".out", strchr (name, '.'), NULL);
-  run_tool (in, out, "0", TRUE);
+  run_tool (model_file, in, out, "0", TRUE);
   SF_INFO a, b;
   float *x = read_all (in, &a), *y = read_all (out, &b);
   g_assert_cmpint (b.format, ==, a.format);
@@ -100,10 +104,24 @@ check_identity (const char *name, int format, int rate, int ch, gint64 frames, d
 }
 
 static void
+check_identity (const char *name, int format, int rate, int ch, gint64 frames, double tol)
+{
+  check_identity_with ("model.safetensors", name, format, rate, ch, frames, tol);
+}
+
+static void
 test_flac_48k (void)
 {
   check_identity ("gansynth-clean-in.flac", SF_FORMAT_FLAC | SF_FORMAT_PCM_16, 48000, 1,
       48000 * 3 / 2 + 123, 1.5 / 32768);
+}
+
+/* A model that looks two hops ahead: a longer delay to skip and drain. */
+static void
+test_lookahead (void)
+{
+  check_identity_with ("modelahead.safetensors", "gansynth-clean-ahead.flac",
+      SF_FORMAT_FLAC | SF_FORMAT_PCM_16, 48000, 1, 48000 + 321, 1.5 / 32768);
 }
 
 /* A length of whole read blocks (1 s): the last read returns nothing. */
@@ -129,7 +147,7 @@ test_engine_output (void)
   const int rate = 16000;
   char *in = write_input ("gansynth-clean-f.wav", SF_FORMAT_WAV | SF_FORMAT_FLOAT, rate, 1, 8000);
   char *out = g_strconcat (in, ".out.wav", NULL);
-  run_tool (in, out, "1", TRUE);
+  run_tool ("model.safetensors", in, out, "1", TRUE);
   SF_INFO a, b;
   float *x = read_all (in, &a), *y = read_all (out, &b);
   g_assert_cmpint (b.frames, ==, a.frames);
@@ -158,13 +176,14 @@ test_engine_output (void)
 static void
 test_errors (void)
 {
-  run_tool ("/nonexistent/in.wav", "/tmp/gansynth-clean-never.wav", "1", FALSE);
+  run_tool ("model.safetensors", "/nonexistent/in.wav", "/tmp/gansynth-clean-never.wav", "1",
+      FALSE);
   char *in = write_input ("gansynth-clean-e.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_16, 16000, 1, 100);
-  run_tool (in, in, "1", FALSE);           /* in place refused, input intact */
+  run_tool ("model.safetensors", in, in, "1", FALSE);   /* in place refused, input intact */
   SF_INFO a;
   g_free (read_all (in, &a));
   g_assert_cmpint (a.frames, ==, 100);
-  run_tool (in, "/nonexistent/dir/out.wav", "1", FALSE);
+  run_tool ("model.safetensors", in, "/nonexistent/dir/out.wav", "1", FALSE);
   g_unlink (in);
   g_free (in);
 }
@@ -176,6 +195,7 @@ main (int argc, char **argv)
   g_test_add_func ("/gansynth-clean/flac-48k", test_flac_48k);
   g_test_add_func ("/gansynth-clean/wav-44k", test_wav_44k);
   g_test_add_func ("/gansynth-clean/whole-blocks", test_whole_blocks);
+  g_test_add_func ("/gansynth-clean/lookahead", test_lookahead);
   g_test_add_func ("/gansynth-clean/engine-output", test_engine_output);
   g_test_add_func ("/gansynth-clean/errors", test_errors);
   return g_test_run ();
