@@ -1,9 +1,9 @@
 /* test-speech: the streaming speech enhancer against the PyTorch reference
  * (tests/golden/make_speech_golden.py runs models/gansynth/net.py on whole
  * signals) with 20 and 40 ms frames, and 20 ms frames that look two hops
- * ahead, at 16 and 48 kHz and two strengths, fed
- * in chunks of several sizes; the FFT against a naive DFT; the identity at
- * strength 0; reset, strides, silence, NaNs and errors. */
+ * ahead, at 16 and 48 kHz and two strengths, fed in chunks of several sizes;
+ * the FFT against a naive DFT; the identity at strength 0; reset, strides,
+ * silence, NaNs and errors. */
 #include "ge-speech.h"
 #include "ge-ops.h"
 #include "ge-safetensors.h"

@@ -9,8 +9,8 @@ Writes tests/golden/speech/model.safetensors (a small SpectralMaskGRU: hidden 24
 kernel 3, 20 ms frames, seeded weights with biases spread so gains cover 0..1) and
 io.safetensors: for 16 and 48 kHz, a 0.37 s test signal (a chirp, a tone and noise), the output
 at strength 1 and 0.4 and the voice activity per hop; model40 and io40 the same with 40 ms
-frames, modelahead and ioahead with 20 ms frames that look two hops ahead.  The model is also the element tests' default
-(tests/elements/models/gansynth.safetensors).
+frames, modelahead and ioahead with 20 ms frames that look two hops ahead.  The model is also
+the element tests' default (tests/elements/models/gansynth.safetensors).
 """
 import os
 import shutil
