@@ -22,7 +22,8 @@ waveform discriminator (narrowed, on a random 0.5 s crop of each batch: on whole
 cost 8x the generator).  Validation every --val-every steps: SI-SDR improvement on fixed
 mixtures of the VALIDATION speakers and noises at 0, 5 and 10 dB (with --ema, of the weights'
 moving average, which best.pt then holds); best.pt keeps the best.
-Checkpoints and logs go to --out (resumable: last.pt).
+Checkpoints and logs go to --out (resumable: last.pt, which also holds its validation, so an
+export of it records the numbers as an export of best.pt does).
 """
 
 import argparse
@@ -468,12 +469,12 @@ def main():
             mean = float(np.mean(list(v.values())))
             tk.log(logf, f"val step {step} SI-SDRi 0dB {v[0]:.2f} 5dB {v[5]:.2f} 10dB {v[10]:.2f} mean {mean:.2f}")
             state = dict(G=G.state_dict(), D=D.state_dict(), og=og.state_dict(), od=od.state_dict(),
-                         best=max(best, mean), config=G.config(), args=vars(args))
+                         best=max(best, mean), val=v, config=G.config(), args=vars(args))
             if ema is not None:
                 state["G_ema"] = ema.state_dict()
             if mean > best:
                 best = mean
-                tk.save_atomic(dict(state, G=kept.state_dict(), step=step, val=v), os.path.join(args.out, "best.pt"))
+                tk.save_atomic(dict(state, G=kept.state_dict(), step=step), os.path.join(args.out, "best.pt"))
             tk.checkpoint(last, step, 1000, **state)
             meter.restart_clock()
 
