@@ -9,7 +9,8 @@ split are never seen): 2 s at 16 kHz of clean speech (clips end to end with shor
 reverberation (p 0.25, synthetic exponential room responses, RT60 0.15-0.8 s: the reverberant
 speech is the target), band-limiting (p 0.15, 3.4-7 kHz, input and target alike), plus noise
 from a training package (p 0.15 babble of 3-5 training speakers instead; with --synthetic-noise
-p 0.25 a noise of random spectral shape instead; p 0.1 a mains hum on top) at an SNR uniform in [-5, 20] dB, then a level uniform in [-40, -6] dBFS peak.  5 % are
+p 0.25 a noise of random spectral shape instead; with --tonal-noise p 0.15 pitched sources
+that are not speech instead; p 0.1 a mains hum on top) at an SNR uniform in [-5, 20] dB, then a level uniform in [-40, -6] dBFS peak.  5 % are
 speech only (target: itself).  No mixture is noise alone: with losses scaled by the mixture's
 level those dominated the gradient and drove every gain down; the starts and gaps of the speech
 segments hold the noise-only stretches.
@@ -91,9 +92,10 @@ def active_rms(x, rate=RATE):
 
 
 class Mixer:
-    def __init__(self, speech, noise, rng, seconds=2.0, synthetic=False, augment=False, snr_power=1.0):
+    def __init__(self, speech, noise, rng, seconds=2.0, synthetic=False, augment=False, snr_power=1.0,
+                 tonal=False):
         self.speech, self.noise, self.rng = speech, noise, rng
-        self.synthetic, self.augment, self.snr_power = synthetic, augment, snr_power
+        self.synthetic, self.augment, self.snr_power, self.tonal = synthetic, augment, snr_power, tonal
         self.n = int(seconds * RATE)
 
     def speech_segment(self):
@@ -129,12 +131,37 @@ class Mixer:
         am = 1 + self.rng.uniform(0, 0.8) * np.sin(2 * np.pi * self.rng.uniform(0.1, 4) * t + self.rng.uniform(0, 6))
         return (x * am).astype(np.float32)
 
+    def tonal_noise(self):
+        """1-3 pitched sources that are not speech (sirens, alarms, whistles, birdsong, wails):
+        a few partials on a fundamental of 200-4000 Hz that glides and wobbles, in bursts.  A
+        mask network tells voice from noise largely by harmonicity, and the recorded training
+        noises hold few such sounds outside music."""
+        t = np.arange(self.n) / RATE
+        out = np.zeros(self.n)
+        for _ in range(int(self.rng.integers(1, 4))):
+            f0 = np.exp(self.rng.uniform(np.log(200), np.log(4000)))
+            glide = self.rng.uniform(-1, 1) * np.sin(2 * np.pi * self.rng.uniform(0.05, 3) * t + self.rng.uniform(0, 6))
+            wobble = self.rng.uniform(0, 0.03) * np.sin(2 * np.pi * self.rng.uniform(3, 12) * t)
+            f = f0 * 2 ** (self.rng.uniform(0, 1) * glide + wobble)        # up to an octave of glide
+            phase = 2 * np.pi * np.cumsum(f) / RATE
+            tilt = self.rng.uniform(0, 12)                                   # dB per partial
+            src = sum(10 ** (-tilt * (k - 1) / 20) * np.sin(k * phase) * (k * f < RATE / 2)
+                      for k in range(1, int(self.rng.integers(1, 9)) + 1))
+            if self.rng.random() < 0.7:                                      # bursts, not a drone
+                period = self.rng.uniform(0.15, 1.5)
+                on = (t + self.rng.uniform(0, period)) % period < period * self.rng.uniform(0.2, 0.8)
+                src = src * scipy.signal.lfilter([0.02], [1, -0.98], on.astype(float))
+            out += src * self.rng.uniform(0.3, 1)
+        return out.astype(np.float32)
+
     def noise_segment(self):
         r = self.rng.random()
         if r < 0.15:
             out = sum(self.speech_segment() for _ in range(int(self.rng.integers(3, 6))))
         elif r < 0.40 and self.synthetic:
             out = self.synthetic_noise()
+        elif 0.40 <= r < 0.55 and self.tonal:
+            out = self.tonal_noise()
         else:
             _, c = self.noise[self.rng.integers(len(self.noise))]
             c = c.astype(np.float32) / 32768
@@ -354,6 +381,8 @@ def main():
                     help="a quarter of the noises synthetic (random spectral shapes)")
     ap.add_argument("--noise-augment", action="store_true",
                     help="half the recorded noises resampled 0.7-1.4x and randomly filtered")
+    ap.add_argument("--tonal-noise", action="store_true",
+                    help="15 %% of the noises pitched non-speech sources (sirens, whistles, birds)")
     ap.add_argument("--snr-power", type=float, default=1.0,
                     help="SNRs drawn as -5 + 25 u^p dB (u uniform): 1 uniform over -5..20 dB, "
                     "above 1 more low SNRs")
@@ -414,7 +443,7 @@ def main():
     if ema is not None and step and "G_ema" in ck:
         ema.load_state_dict(ck["G_ema"])
     mixer = Mixer(speech, noise, np.random.default_rng(args.seed + step), args.seconds, args.synthetic_noise,
-                  args.noise_augment, args.snr_power)
+                  args.noise_augment, args.snr_power, args.tonal_noise)
     tk.log(logf, f"generator {sum(p.numel() for p in G.parameters())} parameters, "
            f"discriminator {sum(p.numel() for p in D.parameters())}")
     n, hop = G.frame_sizes(RATE)
