@@ -10,10 +10,10 @@ reverberation (p 0.25, synthetic exponential room responses, RT60 0.15-0.8 s: th
 speech is the target), band-limiting (p 0.15, 3.4-7 kHz, input and target alike), plus noise
 from a training package (p 0.15 babble of 3-5 training speakers instead; with --synthetic-noise
 p 0.25 a noise of random spectral shape instead; with --tonal-noise p 0.15 pitched sources
-that are not speech instead; p 0.1 a mains hum on top) at an SNR uniform in [-5, 20] dB, then a level uniform in [-40, -6] dBFS peak.  5 % are
-speech only (target: itself).  No mixture is noise alone: with losses scaled by the mixture's
-level those dominated the gradient and drove every gain down; the starts and gaps of the speech
-segments hold the noise-only stretches.
+that are not speech instead; p 0.1 a mains hum on top) at an SNR uniform in [-5, 20] dB, then
+a level uniform in [-40, -6] dBFS peak.  5 % are speech only (target: itself).  No mixture is
+noise alone: with losses scaled by the mixture's level those dominated the gradient and drove
+every gain down; the starts and gaps of the speech segments hold the noise-only stretches.
 
 Losses, on output and target scaled by the mixture's RMS: multi-resolution STFT (compressed
 magnitude and complex spectra, FFT 256/512/1024), L1 on the waveform, -0.1 SI-SDR (dB), binary
