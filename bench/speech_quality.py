@@ -214,7 +214,7 @@ def main():
               + " | ".join(f"{s[k]['lsd']:.2f}" for k in ("0", "5", "10", "mean")) + " |")
     # the mixtures differ far more among themselves than the methods do: the paired difference
     # and its standard error say whether a gap in the table is larger than the draw's spread
-    print(f"\nSI-SDRi of gansynth minus each method, per mixture: mean +- standard error (mixtures where "
+    print("\nSI-SDRi of gansynth minus each method, per mixture: mean +- standard error (mixtures where "
           "gansynth is ahead)\n")
     print("| gansynth - | 0 dB | 5 dB | 10 dB |")
     print("|---|---:|---:|---:|")
