@@ -12,6 +12,12 @@
  * then come from the network's step that many hops later, which has seen
  * those hops' input too.
  *
+ * A model may add a deep filter (config df_bins, df_taps; DeepFilterNet's):
+ * on its lowest df_bins bins the masked spectrum gets sum_j C_j X(t + ahead
+ * - j), complex coefficients from a third head over the df_taps frames the
+ * network has seen, which resolves tones closer than a bin apart without
+ * adding latency.
+ *
  * Streaming: the caller feeds hops and gets hops back; output sample i is
  * the enhanced input sample i - delay, delay = frame - hop + lookahead hops
  * (ge_speech_model_delay), so the first delay samples out are the start-up

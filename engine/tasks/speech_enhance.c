@@ -25,11 +25,13 @@ struct _GeSpeechModel {
   GeModelFile *mf;
   int hidden, layers, kernel, bins;
   int lookahead;                        /* hops seen beyond the frame being masked */
+  int df_bins, df_taps;                 /* deep filter: lowest bins, frames (0: none) */
+  int ring;                             /* frames of spectra kept: lookahead + 1, or taps */
   float eps, feat_mean, feat_inv_std;
   const float *conv_w;                  /* repacked [hidden][kernel][bins]: oldest frame first */
   const float *conv_b;
   const float *w_ih[MAX_LAYERS], *w_hh[MAX_LAYERS], *b_ih[MAX_LAYERS], *b_hh[MAX_LAYERS];
-  const float *mask_w, *mask_b, *vad_w, *vad_b;
+  const float *mask_w, *mask_b, *vad_w, *vad_b, *df_w, *df_b;
   RatePlan plans[MAX_RATES];
   int rates[MAX_RATES];
   int n_rates;
@@ -42,14 +44,18 @@ struct _GeSpeechStream {
   float *in_frame;                      /* the last frame of input [frame] */
   float *ola;                           /* overlap-add accumulator [frame] */
   float *work;                          /* windowed frame / resynthesis [frame] */
-  /* The last lookahead + 1 frames' spectra ([frame/2 + 1] complex each) and
+  /* The last m->ring frames' spectra ([frame/2 + 1] complex each) and
    * normalised |X|^2 ([frame/2 + 1] each), a ring: the network reads the
-   * newest, its gains go to the oldest. */
+   * newest, its gains go to the one lookahead frames older, the deep filter
+   * reads the last df_taps. */
   float *spec, *power;
   int newest;                           /* ring slot of the newest frame */
+  gint64 frames;                        /* frames since the reset */
   float *feats;                         /* [kernel][bins], oldest first */
   float *state;                         /* GRU states [layers][hidden] */
   float *act, *gains, *scratch, *fft_scratch;
+  float *df_coef;                       /* [taps][df_bins][re, im] */
+  float *out_spec;                      /* the masked frame's output spectrum [frame/2 + 1] complex */
 };
 
 static gboolean
@@ -110,7 +116,8 @@ ge_speech_model_new (const char *path, GError ** error)
     return NULL;
   GeSpeechModel *m = g_new0 (GeSpeechModel, 1);
   m->mf = mf;
-  gint64 hidden, layers, kernel, bins, frame_ms, hop_ms, lookahead, *rates = NULL;
+  gint64 hidden, layers, kernel, bins, frame_ms, hop_ms, lookahead, df_bins, df_taps;
+  gint64 *rates = NULL;
   double hb, eps, feat_mean, feat_std;
   int n_rates = 0;
   char name[64];
@@ -127,6 +134,8 @@ ge_speech_model_new (const char *path, GError ** error)
       || !ge_config_int (mf, "frame_ms", 20, &frame_ms, error)
       || !ge_config_int (mf, "hop_ms", 10, &hop_ms, error)
       || !ge_config_int (mf, "lookahead_frames", 0, &lookahead, error)
+      || !ge_config_int (mf, "df_bins", 0, &df_bins, error)
+      || !ge_config_int (mf, "df_taps", 0, &df_taps, error)
       || !ge_config_double (mf, "high_band_from_hz", 6000.0, &hb, error)
       || !ge_config_double (mf, "feature_eps", 1e-12, &eps, error)
       || !ge_config_double (mf, "feature_mean", 0.0, &feat_mean, error)
@@ -135,16 +144,21 @@ ge_speech_model_new (const char *path, GError ** error)
     goto fail;
   if (hidden < 1 || hidden > 4096 || layers < 1 || layers > MAX_LAYERS || kernel < 1
       || kernel > 64 || bins < 2 || bins > 4096 || frame_ms < 1 || hop_ms < 1 || lookahead < 0
-      || lookahead > MAX_LOOKAHEAD || n_rates < 1
+      || lookahead > MAX_LOOKAHEAD || df_bins < 0 || df_bins > bins
+      || (df_bins > 0 && (df_taps < 1 || df_taps > MAX_LOOKAHEAD + 1)) || n_rates < 1
       || n_rates > MAX_RATES || !(eps > 0.0) || !(feat_std > 0.0) || !isfinite (feat_mean)) {
     ge_fail (error, GE_ERROR_UNSUPPORTED, path, "config out of range (hidden %" G_GINT64_FORMAT
         ", gru_layers %" G_GINT64_FORMAT ", conv_kernel %" G_GINT64_FORMAT ", bins %"
-        G_GINT64_FORMAT ", lookahead_frames %" G_GINT64_FORMAT ", %d sample rates)", hidden,
-        layers, kernel, bins, lookahead, n_rates);
+        G_GINT64_FORMAT ", lookahead_frames %" G_GINT64_FORMAT ", df_bins %" G_GINT64_FORMAT
+        ", df_taps %" G_GINT64_FORMAT ", %d sample rates)", hidden, layers, kernel, bins,
+        lookahead, df_bins, df_taps, n_rates);
     goto fail;
   }
   m->hidden = hidden, m->layers = layers, m->kernel = kernel, m->bins = bins;
   m->lookahead = lookahead;
+  m->df_bins = df_bins;
+  m->df_taps = df_bins > 0 ? df_taps : 0;
+  m->ring = MAX (m->lookahead + 1, m->df_taps);
   m->eps = (float) eps;
   m->feat_mean = (float) feat_mean;
   m->feat_inv_std = (float) (1.0 / feat_std);
@@ -156,6 +170,12 @@ ge_speech_model_new (const char *path, GError ** error)
       || !load_weight (mf, "mask.bias", 1, bins, 0, 0, &m->mask_b, error)
       || !load_weight (mf, "vad.weight", 2, 1, hidden, 0, &m->vad_w, error)
       || !load_weight (mf, "vad.bias", 1, 1, 0, 0, &m->vad_b, error))
+    goto fail;
+  if (m->df_bins > 0
+      && (!load_weight (mf, "df.weight", 2, 2 * (gint64) m->df_taps * m->df_bins, hidden, 0,
+              &m->df_w, error)
+          || !load_weight (mf, "df.bias", 1, 2 * (gint64) m->df_taps * m->df_bins, 0, 0,
+              &m->df_b, error)))
     goto fail;
   for (int l = 0; l < m->layers; l++) {
     g_snprintf (name, sizeof name, "gru.weight_ih_l%d", l);
@@ -264,13 +284,14 @@ ge_speech_stream_new (const GeSpeechModel * m, int rate, GError ** error)
     return NULL;
   }
   GeSpeechStream *s = g_new0 (GeSpeechStream, 1);
-  const int n = p->frame, nb = n / 2 + 1, H = m->hidden, ring = m->lookahead + 1;
+  const int n = p->frame, nb = n / 2 + 1, H = m->hidden, ring = m->ring;
   const gsize sizes[] = { n, n, n, 2 * (gsize) ring * nb, (gsize) ring * nb,
     (gsize) m->kernel * m->bins,
-    (gsize) m->layers * H, H, nb, 6 * (gsize) H, ge_fft_scratch_size (p->fft)
+    (gsize) m->layers * H, H, nb, 6 * (gsize) H, ge_fft_scratch_size (p->fft),
+    2 * (gsize) m->df_taps * m->df_bins, 2 * (gsize) nb
   };
   float **slots[] = { &s->in_frame, &s->ola, &s->work, &s->spec, &s->power, &s->feats,
-    &s->state, &s->act, &s->gains, &s->scratch, &s->fft_scratch
+    &s->state, &s->act, &s->gains, &s->scratch, &s->fft_scratch, &s->df_coef, &s->out_spec
   };
   gsize total = 0;
   for (guint i = 0; i < G_N_ELEMENTS (sizes); i++)
@@ -304,10 +325,11 @@ ge_speech_stream_reset (GeSpeechStream * s)
   memset (s->in_frame, 0, sizeof (float) * n);
   memset (s->ola, 0, sizeof (float) * n);
   memset (s->state, 0, sizeof (float) * m->layers * m->hidden);
-  /* the frames before the first are silent: their gained spectra are zero */
-  memset (s->spec, 0, sizeof (float) * 2 * (m->lookahead + 1) * (n / 2 + 1));
-  memset (s->power, 0, sizeof (float) * (m->lookahead + 1) * (n / 2 + 1));
+  /* the frames before the first are silent: their spectra are zero */
+  memset (s->spec, 0, sizeof (float) * 2 * m->ring * (n / 2 + 1));
+  memset (s->power, 0, sizeof (float) * m->ring * (n / 2 + 1));
   s->newest = 0;
+  s->frames = 0;
   /* Before the first frame the convolution sees zero features, as the
    * reference's F.pad of the feature sequence gives it. */
   memset (s->feats, 0, sizeof (float) * m->kernel * m->bins);
@@ -327,9 +349,10 @@ process_frame (GeSpeechStream * s, float strength)
 {
   const GeSpeechModel *m = s->m;
   const RatePlan *p = s->p;
-  const int n = p->frame, nb = n / 2 + 1, H = m->hidden, B = m->bins, ring = m->lookahead + 1;
+  const int n = p->frame, nb = n / 2 + 1, H = m->hidden, B = m->bins, ring = m->ring;
 
   s->newest = (s->newest + 1) % ring;
+  s->frames++;
   float *spec = s->spec + (gsize) s->newest * 2 * nb;
   float *power = s->power + (gsize) s->newest * nb;
   for (int i = 0; i < n; i++)
@@ -366,9 +389,8 @@ process_frame (GeSpeechStream * s, float strength)
   cblas_sgemv (CblasRowMajor, CblasNoTrans, B, H, 1.0f, m->mask_w, H, x, 1, 1.0f, s->gains, 1);
   for (int k = 0; k < B; k++)
     s->gains[k] = sigmoidf (s->gains[k]);
-  /* the frame the gains are for: the oldest in the ring (the newest when
-   * nothing is looked ahead) */
-  const int masked = (s->newest + 1) % ring;
+  /* the frame the gains are for: lookahead frames older than the newest */
+  const int masked = (s->newest - m->lookahead + ring) % ring;
   spec = s->spec + (gsize) masked * 2 * nb;
   power = s->power + (gsize) masked * nb;
   if (nb > B) {
@@ -384,14 +406,34 @@ process_frame (GeSpeechStream * s, float strength)
     for (int k = B; k < nb; k++)
       s->gains[k] = g;
   }
-  for (int k = 0; k < nb; k++)
-    s->gains[k] = 1.0f - strength * (1.0f - s->gains[k]);
+  float *y = s->out_spec;
   for (int k = 0; k < nb; k++) {
-    spec[2 * k] *= s->gains[k];       /* that frame's last use: gained in place */
-    spec[2 * k + 1] *= s->gains[k];
+    const float g = 1.0f - strength * (1.0f - s->gains[k]);
+    y[2 * k] = g * spec[2 * k];
+    y[2 * k + 1] = g * spec[2 * k + 1];
+  }
+  if (m->df_bins > 0 && s->frames > m->lookahead) {
+    /* the deep filter: tap j on the frame j older than the newest, added to
+     * the masked bins and blended by strength as the gains are.  The frames
+     * before the first are silence, not filtered: their taps on newer frames
+     * would make sound before the stream's start. */
+    const int D = m->df_bins, n_coef = 2 * m->df_taps * D;
+    float *c = s->df_coef;
+    memcpy (c, m->df_b, sizeof (float) * n_coef);
+    cblas_sgemv (CblasRowMajor, CblasNoTrans, n_coef, H, 1.0f, m->df_w, H, x, 1, 1.0f, c, 1);
+    for (int i = 0; i < n_coef; i++)
+      c[i] = strength * tanhf (c[i]);
+    for (int j = 0; j < m->df_taps; j++) {
+      const float *xj = s->spec + (gsize) ((s->newest - j + ring) % ring) * 2 * nb;
+      const float *cj = c + (gsize) j * 2 * D;
+      for (int k = 0; k < D; k++) {
+        y[2 * k] += cj[2 * k] * xj[2 * k] - cj[2 * k + 1] * xj[2 * k + 1];
+        y[2 * k + 1] += cj[2 * k] * xj[2 * k + 1] + cj[2 * k + 1] * xj[2 * k];
+      }
+    }
   }
 
-  ge_fft_inverse_real (p->fft, spec, s->work, s->fft_scratch);
+  ge_fft_inverse_real (p->fft, y, s->work, s->fft_scratch);
   for (int i = 0; i < n; i++)
     s->ola[i] += s->work[i] * p->synth_window[i];
   return sigmoidf (vad);

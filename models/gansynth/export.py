@@ -32,7 +32,8 @@ def main():
     ck = torch.load(src, map_location="cpu")
     cfg = ck["config"]
     G = net.SpectralMaskGRU(cfg["hidden"], cfg["gru_layers"], cfg["conv_kernel"], cfg["frame_ms"],
-                            cfg["hop_ms"], cfg.get("lookahead_frames", 0))
+                            cfg["hop_ms"], cfg.get("lookahead_frames", 0), cfg.get("df_bins", 0),
+                            cfg.get("df_taps", 0))
     G.load_state_dict(validated_generator(ck))
     export(G, dst, training={"step": ck["step"], "val_si_sdri": ck.get("val")})
     print(f"{dst}: step {ck['step']}, {sum(p.numel() for p in G.parameters())} parameters, "

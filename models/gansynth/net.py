@@ -22,6 +22,12 @@ Generator ("SpectralMaskGRU"): a causal mask network on the short-time spectrum.
   lookahead  the gains applied to frame t are the network's output at frame t + lookahead: the
              network itself stays causal, it has just seen `lookahead` more hops of input
              (0 or more; the algorithmic latency grows by as many hops).
+  deep filter  (df_bins > 0, as DeepFilterNet's) a third Linear -> tanh gives complex
+             coefficients C_j, j = 0 .. df_taps - 1, for the lowest df_bins bins, and there
+             Y(t) = gain * X(t) + sum_j C_j * X(t + lookahead - j): a short filter along time per
+             bin over frames the network has seen (no added latency).  A 50 Hz bin holds a
+             voice's harmonic and a whistle's side by side; a filter over five 10 ms hops tells
+             them apart by how their phases turn.  The head starts at zero: the plain mask.
   latency    one frame (a hop to fill plus the frame - hop overlap delay) plus the lookahead
              hops.
 """
@@ -47,9 +53,11 @@ def sqrt_hann(n):
 
 
 class SpectralMaskGRU(nn.Module):
-    def __init__(self, hidden=160, layers=2, kernel=3, frame_ms=20, hop_ms=10, lookahead=0):
+    def __init__(self, hidden=160, layers=2, kernel=3, frame_ms=20, hop_ms=10, lookahead=0,
+                 df_bins=0, df_taps=0):
         super().__init__()
         assert frame_ms % hop_ms == 0 and frame_ms >= 2 * hop_ms and lookahead >= 0
+        assert df_bins == 0 or df_taps > 0
         self.hidden, self.layers, self.kernel = hidden, layers, kernel
         self.frame_ms, self.hop_ms, self.lookahead = frame_ms, hop_ms, lookahead
         self.bins = BAND_HZ * frame_ms // 1000 + 1
@@ -57,6 +65,11 @@ class SpectralMaskGRU(nn.Module):
         self.gru = nn.GRU(hidden, hidden, num_layers=layers, batch_first=True)
         self.mask = nn.Linear(hidden, self.bins)
         self.vad = nn.Linear(hidden, 1)
+        self.df_bins, self.df_taps = df_bins, df_taps if df_bins else 0
+        if df_bins:
+            assert df_bins <= self.bins
+            self.df = nn.Linear(hidden, df_taps * df_bins * 2)     # [taps][bins][re, im]
+            nn.init.zeros_(self.df.weight), nn.init.zeros_(self.df.bias)
 
     def frame_sizes(self, rate):
         return rate * self.frame_ms // 1000, rate * self.hop_ms // 1000
@@ -65,6 +78,7 @@ class SpectralMaskGRU(nn.Module):
         return {"hidden": self.hidden, "gru_layers": self.layers, "conv_kernel": self.kernel,
                 "bins": self.bins, "frame_ms": self.frame_ms, "hop_ms": self.hop_ms,
                 "lookahead_frames": self.lookahead,
+                "df_bins": self.df_bins, "df_taps": self.df_taps,
                 "sample_rates": [16000, 48000],
                 "high_band_from_hz": HIGH_BAND_FROM_HZ, "feature_eps": EPS,
                 "feature_mean": FEAT_MEAN, "feature_std": FEAT_STD}
@@ -88,11 +102,25 @@ class SpectralMaskGRU(nn.Module):
         return F.pad(y, (0, max(0, length - y.shape[1])))[:, :length]
 
     def gains(self, spec):
-        """spec [B, F>=bins, frames] -> (gain [B, bins, frames], vad [B, frames])."""
+        """spec [B, F>=bins, frames] -> (gain [B, bins, frames], vad [B, frames], deep-filter
+        coefficients complex [B, taps, df_bins, frames] or None)."""
         feat = (torch.log(spec[:, :self.bins].abs() ** 2 + EPS) - FEAT_MEAN) / FEAT_STD
         h = F.relu(self.conv_in(F.pad(feat, (self.kernel - 1, 0))))
         h, _ = self.gru(h.transpose(1, 2))
-        return torch.sigmoid(self.mask(h)).transpose(1, 2), torch.sigmoid(self.vad(h)).squeeze(-1)
+        c = None
+        if self.df_bins:
+            c = torch.tanh(self.df(h)).view(h.shape[0], h.shape[1], self.df_taps, self.df_bins, 2)
+            c = torch.view_as_complex(c.permute(0, 2, 3, 1, 4).contiguous())
+        return torch.sigmoid(self.mask(h)).transpose(1, 2), torch.sigmoid(self.vad(h)).squeeze(-1), c
+
+    def deep_filter(self, spec, c):
+        """sum_j c[:, j] * spec[:, :df_bins] j frames older, for the network's frames from
+        lookahead on (the frames before the first are silent)."""
+        taps, frames = self.df_taps, spec.shape[2]
+        x = F.pad(spec[:, :self.df_bins], (taps - 1, 0))
+        ahead = self.lookahead
+        return sum(c[:, j, :, ahead:] * x[:, :, taps - 1 - j + ahead:taps - 1 - j + frames]
+                   for j in range(taps))
 
     def forward(self, x, rate=16000, strength=1.0):
         """x [B, T] -> (enhanced [B, T], vad [B, frames]).  Output sample i is input sample
@@ -105,7 +133,8 @@ class SpectralMaskGRU(nn.Module):
         T = x.shape[1]
         xp = F.pad(x, (n - hop, ahead * hop))             # streaming: frames end at hops
         spec = self.stft(xp, rate)
-        g, vad = self.gains(spec)
+        g, vad, c = self.gains(spec)
+        dfy = self.deep_filter(spec, c) if c is not None else None
         g, vad = g[:, :, ahead:], vad[:, ahead:]
         spec = spec[:, :, :spec.shape[2] - ahead]
         if spec.shape[1] > bins:
@@ -114,7 +143,10 @@ class SpectralMaskGRU(nn.Module):
             ghb = torch.sqrt((g[:, lo:bins] ** 2 * p).sum(1, keepdim=True) / p.sum(1, keepdim=True))
             g = torch.cat([g, ghb.expand(-1, spec.shape[1] - bins, -1)], 1)
         g = 1 - strength * (1 - g)
-        y = self.istft(spec * g, rate, T + n - hop)
+        out = spec * g
+        if dfy is not None:
+            out = torch.cat([out[:, :self.df_bins] + strength * dfy, out[:, self.df_bins:]], 1)
+        y = self.istft(out, rate, T + n - hop)
         return y[:, :T], vad
 
 

@@ -331,7 +331,8 @@ def widened(weights, G):
     units keep their weights; the new units start from G's random initialisation, and every
     weight from a new unit into an old unit or an output is zero, so the widened network computes
     exactly what the narrow one did, while the new units' non-zero activations give those zero
-    weights gradients from the first step.  At equal widths: @weights as they are."""
+    weights gradients from the first step.  At equal widths: @weights as they are.  A head that
+    @weights lack (a deep filter added to a plain mask) keeps G's initialisation, zero."""
     out = {k: v.clone() for k, v in G.state_dict().items()}
     h0, H = weights["conv_in.bias"].shape[0], G.hidden
     if h0 > H:
@@ -372,6 +373,10 @@ def main():
     ap.add_argument("--lookahead", type=int, default=0,
                     help="hops the network sees beyond the frame it masks (each adds a hop, "
                     "10 ms, of latency); the input convolution gets as many more taps")
+    ap.add_argument("--df-bins", type=int, default=0,
+                    help="a deep filter (net.py) on this many of the lowest bins (0: none)")
+    ap.add_argument("--df-taps", type=int, default=5,
+                    help="the deep filter's frames: the lookahead's, the masked one and older")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--adv-start", type=int, default=1500)
     ap.add_argument("--adv-weight", type=float, default=0.1)
@@ -412,7 +417,7 @@ def main():
 
     torch.manual_seed(args.seed)
     G = net.SpectralMaskGRU(args.hidden, args.layers, 3 + args.lookahead, args.frame_ms,
-                            lookahead=args.lookahead)
+                            lookahead=args.lookahead, df_bins=args.df_bins, df_taps=args.df_taps)
     with torch.no_grad():
         G.mask.bias.fill_(2.0)          # start near the identity (gains 0.88), not at 0.5
     D = net.MultiScaleDiscriminator(ch=args.disc_channels)
@@ -434,7 +439,7 @@ def main():
                "new discriminator")
     elif args.init:
         ck = torch.load(args.init)
-        G.load_state_dict(looked_ahead(refined(validated_generator(ck), G.bins), G.kernel))
+        G.load_state_dict(widened(looked_ahead(refined(validated_generator(ck), G.bins), G.kernel), G))
         D.load_state_dict(ck["D"])
         tk.log(logf, f"initialised from {args.init} (step {ck['step']}"
                f"{', EMA weights' if 'G_ema' in ck else ''})")

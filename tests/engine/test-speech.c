@@ -28,6 +28,7 @@ static const struct
   {"", 20, 0},                  /* 20 ms frames */
   {"40", 40, 0},                /* 40 ms: four frames overlap */
   {"ahead", 20, 2},             /* 20 ms frames, two hops ahead */
+  {"df", 20, 2},                /* and a deep filter over five frames */
 };
 
 /* @tag: one of golden_models. */
@@ -310,6 +311,31 @@ test_errors (void)
   expect_error (cut, GE_ERROR_CORRUPT, "test-speech-cut.safetensors");
   g_unlink (cut);
   g_free (cut), g_free (data), g_free (p);
+
+  /* a deep filter whose config does not fit: no taps, or more bins than
+   * its weights hold */
+  const struct
+  {
+    const char *from, *to, *fragment;
+    GeErrorCode code;
+  } edits[] = {
+    {"df_taps\\\": 5", "df_taps\\\": 0", "df_taps 0", GE_ERROR_UNSUPPORTED},
+    {"df_bins\\\": 40", "df_bins\\\": 99", "df.weight", GE_ERROR_SHAPE},
+  };
+  p = path_of ("golden", "speech", "modeldf.safetensors");
+  g_assert_true (g_file_get_contents (p, &data, &len, NULL));
+  for (guint i = 0; i < G_N_ELEMENTS (edits); i++) {
+    char *at = g_strstr_len (data + 8, len - 8, edits[i].from);   /* in the JSON header */
+    g_assert_nonnull (at);
+    gchar *copy = g_memdup2 (data, len);
+    memcpy (copy + (at - data), edits[i].to, strlen (edits[i].to));
+    char *bad = g_build_filename (g_get_tmp_dir (), "test-speech-df.safetensors", NULL);
+    g_assert_true (g_file_set_contents (bad, copy, len, NULL));
+    expect_error (bad, edits[i].code, edits[i].fragment);
+    g_unlink (bad);
+    g_free (bad), g_free (copy);
+  }
+  g_free (data), g_free (p);
 
   GeSpeechModel *m = model ();
   GError *err = NULL;

@@ -9,7 +9,8 @@ Writes tests/golden/speech/model.safetensors (a small SpectralMaskGRU: hidden 24
 kernel 3, 20 ms frames, seeded weights with biases spread so gains cover 0..1) and
 io.safetensors: for 16 and 48 kHz, a 0.37 s test signal (a chirp, a tone and noise), the output
 at strength 1 and 0.4 and the voice activity per hop; model40 and io40 the same with 40 ms
-frames, modelahead and ioahead with 20 ms frames that look two hops ahead.  The model is also
+frames, modelahead and ioahead with 20 ms frames that look two hops ahead, modeldf and iodf
+the same with a deep filter (net.py) of 5 taps on the lowest 40 bins.  The model is also
 the element tests' default (tests/elements/models/gansynth.safetensors).
 """
 import os
@@ -78,6 +79,15 @@ def main():
     spread_biases(Ga)
     export.export(Ga, os.path.join(out, "modelahead.safetensors"))
     st.save(os.path.join(out, "ioahead.safetensors"), outputs(Ga))
+    # and a deep filter over the frames t + 2 .. t - 2 of the lowest 40 bins (2 kHz); its head
+    # starts at zero, so draw it
+    torch.manual_seed(14)
+    Gd = net.SpectralMaskGRU(hidden=24, layers=2, kernel=5, lookahead=2, df_bins=40, df_taps=5)
+    spread_biases(Gd)
+    with torch.no_grad():
+        Gd.df.weight.normal_(0, 0.3)
+    export.export(Gd, os.path.join(out, "modeldf.safetensors"))
+    st.save(os.path.join(out, "iodf.safetensors"), outputs(Gd))
 
 
 if __name__ == "__main__":
