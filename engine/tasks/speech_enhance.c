@@ -26,7 +26,9 @@ struct _GeSpeechModel {
   int hidden, layers, kernel, bins;
   int lookahead;                        /* hops seen beyond the frame being masked */
   int df_bins, df_taps;                 /* deep filter: lowest bins, frames (0: none) */
+  int n_feat;                           /* inputs per frame: bins, and 2 df_bins phases */
   int ring;                             /* frames of spectra kept: lookahead + 1, or taps */
+  float *centre;                        /* a bin centre's phase advance, undone [df_bins][2] */
   float eps, feat_mean, feat_inv_std;
   const float *conv_w;                  /* repacked [hidden][kernel][bins]: oldest frame first */
   const float *conv_b;
@@ -51,7 +53,7 @@ struct _GeSpeechStream {
   float *spec, *power;
   int newest;                           /* ring slot of the newest frame */
   gint64 frames;                        /* frames since the reset */
-  float *feats;                         /* [kernel][bins], oldest first */
+  float *feats;                         /* [kernel][n_feat], oldest first */
   float *state;                         /* GRU states [layers][hidden] */
   float *act, *gains, *scratch, *fft_scratch;
   float *df_coef;                       /* [taps][df_bins][re, im] */
@@ -158,13 +160,15 @@ ge_speech_model_new (const char *path, GError ** error)
   m->lookahead = lookahead;
   m->df_bins = df_bins;
   m->df_taps = df_bins > 0 ? df_taps : 0;
-  m->ring = MAX (m->lookahead + 1, m->df_taps);
+  m->n_feat = m->bins + 2 * m->df_bins;
+  /* the phase inputs need the frame before the newest too */
+  m->ring = MAX (MAX (m->lookahead + 1, m->df_taps), m->df_bins > 0 ? 2 : 1);
   m->eps = (float) eps;
   m->feat_mean = (float) feat_mean;
   m->feat_inv_std = (float) (1.0 / feat_std);
 
   const float *conv_w;
-  if (!load_weight (mf, "conv_in.weight", 3, hidden, bins, kernel, &conv_w, error)
+  if (!load_weight (mf, "conv_in.weight", 3, hidden, m->n_feat, kernel, &conv_w, error)
       || !load_weight (mf, "conv_in.bias", 1, hidden, 0, 0, &m->conv_b, error)
       || !load_weight (mf, "mask.weight", 2, bins, hidden, 0, &m->mask_w, error)
       || !load_weight (mf, "mask.bias", 1, bins, 0, 0, &m->mask_b, error)
@@ -191,14 +195,24 @@ ge_speech_model_new (const char *path, GError ** error)
     if (!load_weight (mf, name, 1, 3 * hidden, 0, 0, &m->b_hh[l], error))
       goto fail;
   }
-  /* [hidden][bins][kernel] -> [hidden][kernel][bins]: the convolution is
-   * then one matrix-vector product with the feature history. */
-  float *packed = ge_model_file_alloc (mf, (gsize) hidden * bins * kernel);
+  /* [hidden][n_feat][kernel] -> [hidden][kernel][n_feat]: the convolution
+   * is then one matrix-vector product with the feature history. */
+  const int nf = m->n_feat;
+  float *packed = ge_model_file_alloc (mf, (gsize) hidden * nf * kernel);
   for (int o = 0; o < hidden; o++)
-    for (int c = 0; c < bins; c++)
+    for (int c = 0; c < nf; c++)
       for (int j = 0; j < kernel; j++)
-        packed[((gsize) o * kernel + j) * bins + c] = conv_w[((gsize) o * bins + c) * kernel + j];
+        packed[((gsize) o * kernel + j) * nf + c] = conv_w[((gsize) o * nf + c) * kernel + j];
   m->conv_w = packed;
+  if (m->df_bins > 0) {
+    /* bin k's centre turns by 2 pi k hop / frame each hop at every rate */
+    m->centre = ge_model_file_alloc (mf, 2 * (gsize) m->df_bins);
+    for (int k = 0; k < m->df_bins; k++) {
+      const double a = -2.0 * G_PI * k * (double) hop_ms / (double) frame_ms;
+      m->centre[2 * k] = (float) cos (a);
+      m->centre[2 * k + 1] = (float) sin (a);
+    }
+  }
 
   for (int i = 0; i < n_rates; i++) {
     if (i > 0 && rates[i] <= rates[i - 1]) {
@@ -286,7 +300,7 @@ ge_speech_stream_new (const GeSpeechModel * m, int rate, GError ** error)
   GeSpeechStream *s = g_new0 (GeSpeechStream, 1);
   const int n = p->frame, nb = n / 2 + 1, H = m->hidden, ring = m->ring;
   const gsize sizes[] = { n, n, n, 2 * (gsize) ring * nb, (gsize) ring * nb,
-    (gsize) m->kernel * m->bins,
+    (gsize) m->kernel * m->n_feat,
     (gsize) m->layers * H, H, nb, 6 * (gsize) H, ge_fft_scratch_size (p->fft),
     2 * (gsize) m->df_taps * m->df_bins, 2 * (gsize) nb
   };
@@ -332,7 +346,7 @@ ge_speech_stream_reset (GeSpeechStream * s)
   s->frames = 0;
   /* Before the first frame the convolution sees zero features, as the
    * reference's F.pad of the feature sequence gives it. */
-  memset (s->feats, 0, sizeof (float) * m->kernel * m->bins);
+  memset (s->feats, 0, sizeof (float) * m->kernel * m->n_feat);
 }
 
 static inline float
@@ -363,14 +377,30 @@ process_frame (GeSpeechStream * s, float strength)
     power[k] = (spec[2 * k] * spec[2 * k] + spec[2 * k + 1] * spec[2 * k + 1]) * norm;
 
   /* features: the history shifts by one frame, the newest last */
-  memmove (s->feats, s->feats + B, sizeof (float) * (m->kernel - 1) * B);
-  float *newest = s->feats + (gsize) (m->kernel - 1) * B;
+  const int NF = m->n_feat;
+  memmove (s->feats, s->feats + NF, sizeof (float) * (m->kernel - 1) * NF);
+  float *newest = s->feats + (gsize) (m->kernel - 1) * NF;
   for (int k = 0; k < B; k++)
     newest[k] = (logf (power[k] + m->eps) - m->feat_mean) * m->feat_inv_std;
+  if (m->df_bins > 0) {
+    /* the phase advance since the frame before, unit length (zero where
+     * silent), less the bin centre's: cos for every bin, then sin */
+    const int D = m->df_bins, prev_slot = (s->newest - 1 + ring) % ring;
+    const float *prev = s->spec + (gsize) prev_slot * 2 * nb;
+    const float *prev_power = s->power + (gsize) prev_slot * nb;
+    for (int k = 0; k < D; k++) {
+      const float re = (spec[2 * k] * prev[2 * k] + spec[2 * k + 1] * prev[2 * k + 1]) * norm;
+      const float im = (spec[2 * k + 1] * prev[2 * k] - spec[2 * k] * prev[2 * k + 1]) * norm;
+      const float inv = 1.0f / sqrtf ((power[k] + m->eps) * (prev_power[k] + m->eps));
+      const float *c = m->centre + 2 * k;
+      newest[B + k] = (re * c[0] - im * c[1]) * inv;
+      newest[B + D + k] = (re * c[1] + im * c[0]) * inv;
+    }
+  }
 
   /* causal convolution over the history, ReLU */
   memcpy (s->act, m->conv_b, sizeof (float) * H);
-  cblas_sgemv (CblasRowMajor, CblasNoTrans, H, m->kernel * B, 1.0f, m->conv_w, m->kernel * B,
+  cblas_sgemv (CblasRowMajor, CblasNoTrans, H, m->kernel * NF, 1.0f, m->conv_w, m->kernel * NF,
       s->feats, 1, 1.0f, s->act, 1);
   for (int i = 0; i < H; i++)
     s->act[i] = s->act[i] > 0.0f ? s->act[i] : 0.0f;

@@ -27,7 +27,11 @@ Generator ("SpectralMaskGRU"): a causal mask network on the short-time spectrum.
              Y(t) = gain * X(t) + sum_j C_j * X(t + lookahead - j): a short filter along time per
              bin over frames the network has seen (no added latency).  A 50 Hz bin holds a
              voice's harmonic and a whistle's side by side; a filter over five 10 ms hops tells
-             them apart by how their phases turn.  The head starts at zero: the plain mask.
+             them apart by how their phases turn, which the log powers do not show: the
+             network's input then also has, for those bins, the phase advance since the frame
+             before (X(t) conj X(t-1) / sqrt((|X(t)|^2 + eps) (|X(t-1)|^2 + eps)), turned back by
+             a bin centre's advance of 2 pi k hop / frame: cos and sin, a tone's offset from the
+             bin's centre).  The head and those inputs' weights start at zero: the plain mask.
   latency    one frame (a hop to fill plus the frame - hop overlap delay) plus the lookahead
              hops.
 """
@@ -61,7 +65,7 @@ class SpectralMaskGRU(nn.Module):
         self.hidden, self.layers, self.kernel = hidden, layers, kernel
         self.frame_ms, self.hop_ms, self.lookahead = frame_ms, hop_ms, lookahead
         self.bins = BAND_HZ * frame_ms // 1000 + 1
-        self.conv_in = nn.Conv1d(self.bins, hidden, kernel)
+        self.conv_in = nn.Conv1d(self.bins + 2 * df_bins, hidden, kernel)
         self.gru = nn.GRU(hidden, hidden, num_layers=layers, batch_first=True)
         self.mask = nn.Linear(hidden, self.bins)
         self.vad = nn.Linear(hidden, 1)
@@ -70,6 +74,8 @@ class SpectralMaskGRU(nn.Module):
             assert df_bins <= self.bins
             self.df = nn.Linear(hidden, df_taps * df_bins * 2)     # [taps][bins][re, im]
             nn.init.zeros_(self.df.weight), nn.init.zeros_(self.df.bias)
+            with torch.no_grad():
+                self.conv_in.weight[:, self.bins:] = 0
 
     def frame_sizes(self, rate):
         return rate * self.frame_ms // 1000, rate * self.hop_ms // 1000
@@ -105,6 +111,8 @@ class SpectralMaskGRU(nn.Module):
         """spec [B, F>=bins, frames] -> (gain [B, bins, frames], vad [B, frames], deep-filter
         coefficients complex [B, taps, df_bins, frames] or None)."""
         feat = (torch.log(spec[:, :self.bins].abs() ** 2 + EPS) - FEAT_MEAN) / FEAT_STD
+        if self.df_bins:
+            feat = torch.cat([feat, self.phase_advance(spec)], 1)
         h = F.relu(self.conv_in(F.pad(feat, (self.kernel - 1, 0))))
         h, _ = self.gru(h.transpose(1, 2))
         c = None
@@ -112,6 +120,19 @@ class SpectralMaskGRU(nn.Module):
             c = torch.tanh(self.df(h)).view(h.shape[0], h.shape[1], self.df_taps, self.df_bins, 2)
             c = torch.view_as_complex(c.permute(0, 2, 3, 1, 4).contiguous())
         return torch.sigmoid(self.mask(h)).transpose(1, 2), torch.sigmoid(self.vad(h)).squeeze(-1), c
+
+    def phase_advance(self, spec):
+        """spec [B, F, frames] -> [B, 2 df_bins, frames]: cos and sin of each of the lowest
+        df_bins bins' phase advance since the frame before, less the bin centre's (zero where a
+        frame is silent; the frame before the first is)."""
+        x = spec[:, :self.df_bins]
+        prev = F.pad(x, (1, 0))[:, :, :-1]
+        p = x.abs() ** 2
+        d = x * prev.conj() / torch.sqrt((p + EPS) * (F.pad(p, (1, 0))[:, :, :-1] + EPS))
+        k = torch.arange(self.df_bins, dtype=torch.float64)
+        centre = torch.polar(torch.ones_like(k), -2 * math.pi * k * self.hop_ms / self.frame_ms)
+        d = d * centre.to(d.dtype)[:, None]
+        return torch.cat([d.real, d.imag], 1)
 
     def deep_filter(self, spec, c):
         """sum_j c[:, j] * spec[:, :df_bins] j frames older, for the network's frames from

@@ -348,7 +348,9 @@ def widened(weights, G):
                     rows[:h0, h0:] = 0
                 else:
                     rows[:h0] = w[g * h0:(g + 1) * h0]
-        elif name.startswith("conv_in."):
+        elif name == "conv_in.weight":      # (a deep filter's phase inputs stay at zero)
+            dst[:h0, :w.shape[1]] = w
+        elif name == "conv_in.bias":
             dst[:h0] = w
         else:                       # mask and vad heads: [outputs, hidden] and biases
             if w.dim() == 2:

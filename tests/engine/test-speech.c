@@ -320,7 +320,7 @@ test_errors (void)
     GeErrorCode code;
   } edits[] = {
     {"df_taps\\\": 5", "df_taps\\\": 0", "df_taps 0", GE_ERROR_UNSUPPORTED},
-    {"df_bins\\\": 40", "df_bins\\\": 99", "df.weight", GE_ERROR_SHAPE},
+    {"df_bins\\\": 40", "df_bins\\\": 99", "conv_in.weight", GE_ERROR_SHAPE},
   };
   p = path_of ("golden", "speech", "modeldf.safetensors");
   g_assert_true (g_file_get_contents (p, &data, &len, NULL));

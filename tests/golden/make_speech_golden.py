@@ -10,7 +10,7 @@ kernel 3, 20 ms frames, seeded weights with biases spread so gains cover 0..1) a
 io.safetensors: for 16 and 48 kHz, a 0.37 s test signal (a chirp, a tone and noise), the output
 at strength 1 and 0.4 and the voice activity per hop; model40 and io40 the same with 40 ms
 frames, modelahead and ioahead with 20 ms frames that look two hops ahead, modeldf and iodf
-the same with a deep filter (net.py) of 5 taps on the lowest 40 bins.  The model is also
+the same with a deep filter (net.py) of 5 taps on the lowest 40 bins and their phase inputs.  The model is also
 the element tests' default (tests/elements/models/gansynth.safetensors).
 """
 import os
@@ -80,12 +80,13 @@ def main():
     export.export(Ga, os.path.join(out, "modelahead.safetensors"))
     st.save(os.path.join(out, "ioahead.safetensors"), outputs(Ga))
     # and a deep filter over the frames t + 2 .. t - 2 of the lowest 40 bins (2 kHz); its head
-    # starts at zero, so draw it
+    # and its phase inputs start at zero, so draw them
     torch.manual_seed(14)
     Gd = net.SpectralMaskGRU(hidden=24, layers=2, kernel=5, lookahead=2, df_bins=40, df_taps=5)
     spread_biases(Gd)
     with torch.no_grad():
         Gd.df.weight.normal_(0, 0.3)
+        Gd.conv_in.weight[:, Gd.bins:].normal_(0, 0.3)
     export.export(Gd, os.path.join(out, "modeldf.safetensors"))
     st.save(os.path.join(out, "iodf.safetensors"), outputs(Gd))
 
