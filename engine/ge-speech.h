@@ -16,7 +16,8 @@
  * on its lowest df_bins bins the masked spectrum gets sum_j C_j X(t + ahead
  * - j), complex coefficients from a third head over the df_taps frames the
  * network has seen, which resolves tones closer than a bin apart without
- * adding latency.
+ * adding latency.  The network then also takes those bins' phase advance
+ * since the frame before (cos and sin, less the bin centre's).
  *
  * Streaming: the caller feeds hops and gets hops back; output sample i is
  * the enhanced input sample i - delay, delay = frame - hop + lookahead hops
