@@ -27,10 +27,10 @@ struct _GeSpeechModel {
   int lookahead;                        /* hops seen beyond the frame being masked */
   int df_bins, df_taps;                 /* deep filter: lowest bins, frames (0: none) */
   int n_feat;                           /* inputs per frame: bins, and 2 df_bins phases */
-  int ring;                             /* frames of spectra kept: lookahead + 1, or taps */
+  int ring;                             /* frames of spectra kept: lookahead + 1, taps, 2 */
   float *centre;                        /* a bin centre's phase advance, undone [df_bins][2] */
   float eps, feat_mean, feat_inv_std;
-  const float *conv_w;                  /* repacked [hidden][kernel][bins]: oldest frame first */
+  const float *conv_w;                  /* repacked [hidden][kernel][n_feat]: oldest frame first */
   const float *conv_b;
   const float *w_ih[MAX_LAYERS], *w_hh[MAX_LAYERS], *b_ih[MAX_LAYERS], *b_hh[MAX_LAYERS];
   const float *mask_w, *mask_b, *vad_w, *vad_b, *df_w, *df_b;
