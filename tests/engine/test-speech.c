@@ -28,7 +28,7 @@ static const struct
   {"", 20, 0},                  /* 20 ms frames */
   {"40", 40, 0},                /* 40 ms: four frames overlap */
   {"ahead", 20, 2},             /* 20 ms frames, two hops ahead */
-  {"df", 20, 2},                /* and a deep filter over five frames */
+  {"df", 20, 2},                /* and a deep filter, with its phase inputs */
 };
 
 /* @tag: one of golden_models. */

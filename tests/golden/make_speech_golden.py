@@ -8,10 +8,10 @@ tests/engine/test-speech.c.
 Writes tests/golden/speech/model.safetensors (a small SpectralMaskGRU: hidden 24, 2 layers,
 kernel 3, 20 ms frames, seeded weights with biases spread so gains cover 0..1) and
 io.safetensors: for 16 and 48 kHz, a 0.37 s test signal (a chirp, a tone and noise), the output
-at strength 1 and 0.4 and the voice activity per hop; model40 and io40 the same with 40 ms
-frames, modelahead and ioahead with 20 ms frames that look two hops ahead, modeldf and iodf
-the same with a deep filter (net.py) of 5 taps on the lowest 40 bins and their phase inputs.  The model is also
-the element tests' default (tests/elements/models/gansynth.safetensors).
+at strength 1 and 0.4 and the voice activity per hop (that model is also the element tests'
+default, tests/elements/models/gansynth.safetensors); model40 and io40 the same with 40 ms
+frames, modelahead and ioahead with 20 ms frames that look two hops ahead, modeldf and iodf the
+same with a deep filter (net.py) of 5 taps on the lowest 40 bins and their phase inputs.
 """
 import os
 import shutil
