@@ -127,8 +127,7 @@ class SpectralMaskGRU(nn.Module):
         frame is silent; the frame before the first is)."""
         x = spec[:, :self.df_bins]
         prev = F.pad(x, (1, 0))[:, :, :-1]
-        p = x.abs() ** 2
-        d = x * prev.conj() / torch.sqrt((p + EPS) * (F.pad(p, (1, 0))[:, :, :-1] + EPS))
+        d = x * prev.conj() / torch.sqrt((x.abs() ** 2 + EPS) * (prev.abs() ** 2 + EPS))
         k = torch.arange(self.df_bins, dtype=torch.float64)
         centre = torch.polar(torch.ones_like(k), -2 * math.pi * k * self.hop_ms / self.frame_ms)
         d = d * centre.to(d.dtype)[:, None]
