@@ -3,7 +3,11 @@
 on mixtures of validation speakers and validation noise packages (never trained on) at 0, 5
 and 10 dB SNR, at 48 kHz (the podcast path).
 
-    /usr/bin/python3 bench/speech_quality.py [--per-snr 16] [--model FILE]
+    /usr/bin/python3 bench/speech_quality.py [--per-snr 16] [--model FILE] [--noise test]
+
+--noise test mixes the validation speakers with the blind test noises instead (packages kept
+aside: no model was trained on them and no training choice looked at them; fetch_speech.py),
+a check that what was tuned while looking at the validation noises holds on others.
 
 Needs models/data/fetch_speech.py's data, a build (build/plugins), gstreamer1.0-plugins-bad
 (webrtcdsp), sox, node and bench/node_modules (npm install --ignore-scripts).
@@ -78,9 +82,9 @@ def noise_segment(noise, rng, n):
     return c[s:s + n].copy()
 
 
-def mixtures(per_snr, seed=2024):
+def mixtures(per_snr, seed=2024, noise_split="val"):
     speech = train.load_split("speech", "val", RATE)
-    noise = train.load_split("noise", "val", RATE)
+    noise = train.load_split("noise", noise_split, RATE)
     rng = np.random.default_rng(seed)
     lead, ns = int(LEAD_S * RATE), int(SPEECH_S * RATE)
     out = []
@@ -173,11 +177,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--per-snr", type=int, default=16)
     ap.add_argument("--model", default=None, help="gansynth model-file (default: the build's model)")
-    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "out", "speech"))
+    ap.add_argument("--noise", choices=("val", "test"), default="val",
+                    help="the validation noises, or the blind test noises")
+    ap.add_argument("--out", default=None, help="default bench/out/speech (--noise test: speech-test)")
     args = ap.parse_args()
+    args.out = args.out or os.path.join(ROOT, "bench", "out", "speech" if args.noise == "val" else "speech-test")
     model = args.model or os.path.join(ROOT, "models", "gansynth", "gansynth.safetensors")
     os.makedirs(args.out, exist_ok=True)
-    items = mixtures(args.per_snr)
+    items = mixtures(args.per_snr, noise_split=args.noise)
     for it in items:
         sf.write(os.path.join(args.out, it["name"] + ".wav"), it["noisy"], RATE, subtype="FLOAT")
     seconds = {}
@@ -204,8 +211,9 @@ def main():
             summary[m][str(snr)] = {k: float(np.mean([r[m][k] for r in sel])) for k in ("si_sdri", "lsd")}
         summary[m]["lags"] = sorted({r[m]["lag"] for r in rows})
     json.dump({"rows": rows, "summary": summary, "seconds": seconds, "per_snr": args.per_snr,
-               "model": model}, open(os.path.join(args.out, "results.json"), "w"), indent=1)
-    print(f"\n{len(items)} mixtures ({args.per_snr} per SNR), 48 kHz, validation speakers and noises\n")
+               "model": model, "noise": args.noise}, open(os.path.join(args.out, "results.json"), "w"), indent=1)
+    noises = "validation noises" if args.noise == "val" else "blind test noises"
+    print(f"\n{len(items)} mixtures ({args.per_snr} per SNR), 48 kHz, validation speakers, {noises}\n")
     print("| method | SI-SDRi 0 dB | 5 dB | 10 dB | mean | LSD 0 dB | 5 dB | 10 dB | mean |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for m in METHODS:

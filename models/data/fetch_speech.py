@@ -9,7 +9,7 @@ Steps (each skipped when its output exists, so the script is idempotent and resu
   1. `apt-get download PKG` into _work/data/debs/
   2. extracts only the audio folders of each package into _work/data/x/<package>/
   3. decodes every clip with ffmpeg to mono int16 at 16 kHz (all clips) and 48 kHz (validation
-     clips only: the benches run the podcast path) and writes, per package,
+     and test clips only: the benches run the podcast path) and writes, per package,
      _work/data/audio/<package>.<rate>.npy (the clips end to end) and a clip table in
      _work/data/audio/MANIFEST.json: name, offset, length, speaker or noise group, split.
 
@@ -21,6 +21,12 @@ The validation split is made by SPEAKER and by NOISE PACKAGE, never per clip:
                  lmms-common, supertuxkart-data (effects and engines), tuxpaint-data (effects)
           val:   gcompris-qt-data (memory-sound: rain, train, factory, car, applause, door) and
                  wesnoth-1.16-data (effects, ambient, horns)
+          test:  kept aside for a blind check (bench/speech_quality.py --noise test): packages
+                 outside the data notes' list that the shipped model's runs never trained on
+                 (runs 4 and 5, withdrawn, had) and that no training choice looked at:
+                 lincity-ng-data (city, industry, traffic), hedgewars-data (effects, without
+                 the voice packs), extremetuxracer-data (slides, hits), minetest-data
+                 (footsteps, digging, fire, doors)
 Needs ffmpeg (g722 and ogg decoding) and python3-numpy.
 """
 
@@ -64,8 +70,15 @@ PACKAGES = {
     # noises are effects).  Only packages of the data notes' list: others are kept aside for
     # an independent evaluation (tuxpaint-data is listed for its photos).
     "tuxpaint-data": ("noise", ["./usr/share/tuxpaint/sounds/*"]),
+    # the blind test noises
+    "lincity-ng-data": ("noise", ["./usr/share/games/lincity-ng/sounds/*"]),
+    "hedgewars-data": ("noise", ["./usr/share/games/hedgewars/Data/Sounds/*"]),
+    "extremetuxracer-data": ("noise", ["./usr/share/games/etr/sounds/*"]),
+    "minetest-data": ("noise", ["./usr/share/games/minetest/games/*"]),
 }
 VAL_NOISE = {"gcompris-qt-data", "wesnoth-1.16-data"}
+TEST_NOISE = {"lincity-ng-data", "hedgewars-data", "extremetuxracer-data", "minetest-data"}
+SPLITS = ("train", "val", "test")
 FILLETS_TRAIN_VOICES = {"m", "v"}
 AUDIO_EXT = (".ogg", ".wav", ".flac", ".g722", ".mp3")
 MIN_SECONDS = 0.3
@@ -74,9 +87,11 @@ MIN_SECONDS = 0.3
 def wanted(pkg, rel):
     """flightgear-data-base: only the .wav files of Sounds/ itself, as the data notes list them;
     its subfolders mk-viii and tcas hold spoken callouts ("terrain", "traffic"), which as noise
-    would teach the model to remove voices."""
+    would teach the model to remove voices.  hedgewars-data: not Sounds/voices/ (speech)."""
     if pkg == "flightgear-data-base":
         return os.path.dirname(rel).endswith("/Sounds") and rel.endswith(".wav")
+    if pkg == "hedgewars-data":
+        return "/voices/" not in rel
     return True
 
 
@@ -123,7 +138,8 @@ def clips(xdir, pkg):
         if not wanted(pkg, rel):
             continue
         if kind == "noise":
-            yield rel, os.path.dirname(rel), "val" if pkg in VAL_NOISE else "train", p
+            split = "val" if pkg in VAL_NOISE else "test" if pkg in TEST_NOISE else "train"
+            yield rel, os.path.dirname(rel), split, p
         elif pkg == "fillets-ng-data-cs":
             parts = base.split("-")
             if "/cs/" not in p or len(parts) < 3:
@@ -163,7 +179,7 @@ def convert(xdir, out, pkg, manifest):
 
     def job(item):
         name, group, split, source = item
-        rates = RATES if split == "val" else RATES[:1]
+        rates = RATES if split != "train" else RATES[:1]
         return item, {rate: decode(source, rate) for rate in rates}
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as ex:
@@ -180,7 +196,7 @@ def convert(xdir, out, pkg, manifest):
         if data[rate]:
             np.save(os.path.join(out, f"{pkg}.{rate}.npy"), np.concatenate(data[rate]))
     minutes = {s: round(sum(r["length16000"] for r in table if r["split"] == s) / 16000 / 60, 1)
-               for s in ("train", "val")}
+               for s in SPLITS}
     manifest[pkg] = {"kind": PACKAGES[pkg][0], "minutes": minutes, "clips": table}
     print(f"{pkg}: {len(table)} clips, minutes {minutes}", flush=True)
 
@@ -204,9 +220,10 @@ def main():
             json.dump(manifest, f)
         os.replace(mpath + ".tmp", mpath)
     for kind in ("speech", "noise"):
-        for split in ("train", "val"):
-            m = sum(v["minutes"][split] for v in manifest.values() if v["kind"] == kind)
-            print(f"{kind} {split}: {m:.0f} min")
+        for split in SPLITS:
+            m = sum(v["minutes"].get(split, 0) for v in manifest.values() if v["kind"] == kind)
+            if m:
+                print(f"{kind} {split}: {m:.0f} min")
 
 
 if __name__ == "__main__":
