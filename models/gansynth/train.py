@@ -10,7 +10,8 @@ reverberation (p 0.25, synthetic exponential room responses, RT60 0.15-0.8 s: th
 speech is the target), band-limiting (p 0.15, 3.4-7 kHz, input and target alike), plus noise
 from a training package (p 0.15 babble of 3-5 training speakers instead; with --synthetic-noise
 p 0.25 a noise of random spectral shape instead; with --tonal-noise p 0.15 pitched sources
-that are not speech instead; p 0.1 a mains hum on top) at an SNR uniform in [-5, 20] dB, then
+that are not speech instead; with --call-noise p 0.12 animal calls, bird chirps and whooshes
+instead; p 0.1 a mains hum on top) at an SNR uniform in [-5, 20] dB, then
 a level uniform in [-40, -6] dBFS peak.  5 % are speech only (target: itself).  No mixture is
 noise alone: with losses scaled by the mixture's level those dominated the gradient and drove
 every gain down; the starts and gaps of the speech segments hold the noise-only stretches.
@@ -93,9 +94,10 @@ def active_rms(x, rate=RATE):
 
 class Mixer:
     def __init__(self, speech, noise, rng, seconds=2.0, synthetic=False, augment=False, snr_power=1.0,
-                 tonal=False):
+                 tonal=False, calls=False):
         self.speech, self.noise, self.rng = speech, noise, rng
         self.synthetic, self.augment, self.snr_power, self.tonal = synthetic, augment, snr_power, tonal
+        self.calls = calls
         self.n = int(seconds * RATE)
 
     def speech_segment(self):
@@ -154,6 +156,92 @@ class Mixer:
             out += src * self.rng.uniform(0.3, 1)
         return out.astype(np.float32)
 
+    def shaped(self, x, gain):
+        """x through a time-varying filter: its STFT (32 ms frames) times gain(f[:, None],
+        t[None, :]) (Hz, s)."""
+        f, t, X = scipy.signal.stft(x, RATE, nperseg=512)
+        _, y = scipy.signal.istft(X * gain(f[:, None], t[None, :]), RATE, nperseg=512)
+        return y[:self.n]
+
+    def events(self, t, dur, gap):
+        """Start times of events of @dur seconds that recur after gaps drawn from @gap."""
+        starts, pos = [], self.rng.uniform(-dur, 0.5)
+        while pos < t[-1]:
+            starts.append(pos)
+            pos += dur + self.rng.uniform(*gap)
+        return starts
+
+    def animal_call(self, t):
+        """A voiced call that is not speech: a harmonic source (f0 150-1000 Hz, with breath)
+        through 2-4 fixed resonances, as short falling barks or long howls and wails that rise
+        and fall with vibrato.  Speech moves its resonances several times a second; a call
+        holds them."""
+        f0 = np.exp(self.rng.uniform(np.log(150), np.log(1000)))
+        bark = self.rng.random() < 0.6
+        dur = self.rng.uniform(0.06, 0.3) if bark else self.rng.uniform(0.6, 2.0)
+        env, contour = np.zeros_like(t), np.zeros_like(t)
+        rise = self.rng.uniform(-0.5, 0.3) if bark else self.rng.uniform(-0.3, 1.0)   # octaves
+        for s0 in self.events(t, dur, (0.1, 0.8) if bark else (0.2, 1.0)):
+            u = (t - s0) / dur
+            on = (u >= 0) & (u < 1)
+            env[on] = np.minimum(1, u[on] * dur / 0.01) * (1 - u[on]) ** (2 if bark else 0.3)
+            contour[on] = rise * (u[on] if bark else np.sin(np.pi * u[on]))
+        vib = 0 if bark else self.rng.uniform(0, 0.05) * np.sin(2 * np.pi * self.rng.uniform(4, 8) * t)
+        f = f0 * 2 ** (contour + vib)
+        phase = 2 * np.pi * np.cumsum(f) / RATE
+        p = self.rng.uniform(0.5, 1.5)
+        src = sum(k ** -p * np.sin(k * phase) * (k * f < RATE / 2) for k in range(1, int(RATE / 2 / f0) + 1))
+        src = src + self.rng.uniform(0, 0.5) * self.rng.standard_normal(len(t)) * rms(src)
+        formants = [(np.exp(self.rng.uniform(np.log(300), np.log(4000))), self.rng.uniform(80, 400))
+                    for _ in range(int(self.rng.integers(2, 5)))]
+        return self.shaped(src * env, lambda fr, _t: 0.05 + sum(1 / (1 + ((fr - c) / b) ** 2) for c, b in formants))
+
+    def bird_chirps(self, t):
+        """Phrases of fast frequency sweeps (20-150 ms, 1.5-7 kHz, up to an octave each way)."""
+        dur = self.rng.uniform(0.02, 0.15)
+        f1 = np.exp(self.rng.uniform(np.log(1500), np.log(7000)))
+        f2 = min(f1 * 2 ** self.rng.uniform(-1, 1), 7500)
+        f, env = np.full_like(t, f1), np.zeros_like(t)
+        phrase = self.rng.uniform(0.3, 1.5)
+        for p0 in self.events(t, phrase, (0.2, 1.0)):
+            for s0 in np.arange(p0, p0 + phrase, dur * self.rng.uniform(1.2, 3)):
+                u = (t - s0) / dur
+                on = (u >= 0) & (u < 1)
+                f[on] = f1 * (f2 / f1) ** u[on]
+                env[on] = np.sin(np.pi * u[on]) ** 2
+        phase = 2 * np.pi * np.cumsum(f) / RATE
+        return env * (np.sin(phase) + self.rng.uniform(0, 0.3) * np.sin(2 * phase) * (2 * f < RATE / 2))
+
+    def whoosh(self, t):
+        """Swishes (a blade, a sling, an arrow going by): noise in a band 0.3-1.5 octaves wide
+        whose centre sweeps 1-3 octaves in 0.1-0.6 s, rising and falling in level."""
+        dur = self.rng.uniform(0.1, 0.6)
+        c1 = np.log2(np.exp(self.rng.uniform(np.log(300), np.log(5000))))
+        c2 = np.clip(c1 + self.rng.choice([-1, 1]) * self.rng.uniform(1, 3), np.log2(150), np.log2(7500))
+        width = self.rng.uniform(0.3, 1.5)
+        starts = np.array(self.events(t, dur, (0.1, 1.2)))
+
+        def gain(fr, tt):
+            k = np.searchsorted(starts, tt[0], side="right") - 1
+            u = (tt[0] - starts[np.maximum(k, 0)]) / dur
+            on = (k >= 0) & (u < 1)
+            c = c1 + (c2 - c1) * np.clip(u, 0, 1)
+            lvl = np.where(on, np.sin(np.pi * np.clip(u, 0, 1)) ** 2, 0)
+            return lvl[None, :] * np.exp(-0.5 * ((np.log2(np.maximum(fr, 20)) - c[None, :]) / (width / 2)) ** 2)
+        return self.shaped(self.rng.standard_normal(len(t)), gain)
+
+    def call_noise(self):
+        """1-2 sounds that a voice cue takes for a voice, yet are noise: animal calls, bird
+        chirps, whooshes.  The recorded training noises are mostly music, weather and
+        machines; RNNoise's large noise set holds such sounds, and they were where gansynth
+        trailed it most."""
+        t = np.arange(self.n) / RATE
+        out = np.zeros(self.n)
+        for _ in range(int(self.rng.integers(1, 3))):
+            src = (self.animal_call, self.bird_chirps, self.whoosh)[int(self.rng.integers(3))](t)
+            out += src / (rms(src) + 1e-9) * self.rng.uniform(0.3, 1)
+        return out.astype(np.float32)
+
     def noise_segment(self):
         r = self.rng.random()
         if r < 0.15:
@@ -162,6 +250,8 @@ class Mixer:
             out = self.synthetic_noise()
         elif 0.40 <= r < 0.55 and self.tonal:
             out = self.tonal_noise()
+        elif 0.55 <= r < 0.67 and self.calls:
+            out = self.call_noise()
         else:
             _, c = self.noise[self.rng.integers(len(self.noise))]
             c = c.astype(np.float32) / 32768
@@ -390,6 +480,8 @@ def main():
                     help="half the recorded noises resampled 0.7-1.4x and randomly filtered")
     ap.add_argument("--tonal-noise", action="store_true",
                     help="15 %% of the noises pitched non-speech sources (sirens, whistles, birds)")
+    ap.add_argument("--call-noise", action="store_true",
+                    help="12 %% of the noises animal calls, bird chirps and whooshes")
     ap.add_argument("--snr-power", type=float, default=1.0,
                     help="SNRs drawn as -5 + 25 u^p dB (u uniform): 1 uniform over -5..20 dB, "
                     "above 1 more low SNRs")
@@ -450,7 +542,7 @@ def main():
     if ema is not None and step and "G_ema" in ck:
         ema.load_state_dict(ck["G_ema"])
     mixer = Mixer(speech, noise, np.random.default_rng(args.seed + step), args.seconds, args.synthetic_noise,
-                  args.noise_augment, args.snr_power, args.tonal_noise)
+                  args.noise_augment, args.snr_power, args.tonal_noise, args.call_noise)
     tk.log(logf, f"generator {sum(p.numel() for p in G.parameters())} parameters, "
            f"discriminator {sum(p.numel() for p in D.parameters())}")
     n, hop = G.frame_sizes(RATE)
