@@ -222,16 +222,17 @@ def main():
               + " | ".join(f"{s[k]['lsd']:.2f}" for k in ("0", "5", "10", "mean")) + " |")
     # the mixtures differ far more among themselves than the methods do: the paired difference
     # and its standard error say whether a gap in the table is larger than the draw's spread
-    print("\nSI-SDRi of gansynth minus each method, per mixture: mean +- standard error (mixtures where "
-          "gansynth is ahead)\n")
-    print("| gansynth - | 0 dB | 5 dB | 10 dB |")
-    print("|---|---:|---:|---:|")
-    for m in METHODS[2:]:
-        cells = []
-        for snr in SNRS:
-            d = np.array([r["gansynth"]["si_sdri"] - r[m]["si_sdri"] for r in rows if r["snr"] == snr])
-            cells.append(f"{d.mean():.2f} +- {d.std(ddof=1) / np.sqrt(len(d)):.2f} ({(d > 0).sum()}/{len(d)})")
-        print(f"| {m} | " + " | ".join(cells) + " |")
+    for key, what, sign in (("si_sdri", "SI-SDRi of gansynth minus each method's", 1),
+                            ("lsd", "LSD of each method minus gansynth's", -1)):
+        print(f"\n{what}, per mixture: mean +- standard error (mixtures where gansynth is ahead)\n")
+        print("| gansynth against | 0 dB | 5 dB | 10 dB |")
+        print("|---|---:|---:|---:|")
+        for m in METHODS[2:]:
+            cells = []
+            for snr in SNRS:
+                d = sign * np.array([r["gansynth"][key] - r[m][key] for r in rows if r["snr"] == snr])
+                cells.append(f"{d.mean():.2f} +- {d.std(ddof=1) / np.sqrt(len(d)):.2f} ({(d > 0).sum()}/{len(d)})")
+            print(f"| {m} | " + " | ".join(cells) + " |")
     print("\nalignment lags (samples):", {m: summary[m]["lags"] for m in METHODS[1:]})
 
 
