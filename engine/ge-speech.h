@@ -17,7 +17,9 @@
  * - j), complex coefficients from a third head over the df_taps frames the
  * network has seen, which resolves tones closer than a bin apart without
  * adding latency.  The network then also takes those bins' phase advance
- * since the frame before (cos and sin, less the bin centre's).
+ * since the frame before (cos and sin, less the bin centre's); config
+ * phase_bins (default df_bins) gives those inputs to a model with or
+ * without the filter.
  *
  * Streaming: the caller feeds hops and gets hops back; output sample i is
  * the enhanced input sample i - delay, delay = frame - hop + lookahead hops

@@ -26,9 +26,10 @@ struct _GeSpeechModel {
   int hidden, layers, kernel, bins;
   int lookahead;                        /* hops seen beyond the frame being masked */
   int df_bins, df_taps;                 /* deep filter: lowest bins, frames (0: none) */
-  int n_feat;                           /* inputs per frame: bins, and 2 df_bins phases */
+  int phase_bins;                       /* bins whose phase advance is an input (0: none) */
+  int n_feat;                           /* inputs per frame: bins, and 2 phase_bins phases */
   int ring;                             /* frames of spectra kept: lookahead + 1, taps, 2 */
-  float *centre;                        /* a bin centre's phase advance, undone [df_bins][2] */
+  float *centre;                        /* a bin centre's phase advance, undone [phase_bins][2] */
   float eps, feat_mean, feat_inv_std;
   const float *conv_w;                  /* repacked [hidden][kernel][n_feat]: oldest frame first */
   const float *conv_b;
@@ -118,7 +119,7 @@ ge_speech_model_new (const char *path, GError ** error)
     return NULL;
   GeSpeechModel *m = g_new0 (GeSpeechModel, 1);
   m->mf = mf;
-  gint64 hidden, layers, kernel, bins, frame_ms, hop_ms, lookahead, df_bins, df_taps;
+  gint64 hidden, layers, kernel, bins, frame_ms, hop_ms, lookahead, df_bins, df_taps, phase_bins;
   gint64 *rates = NULL;
   double hb, eps, feat_mean, feat_std;
   int n_rates = 0;
@@ -138,6 +139,8 @@ ge_speech_model_new (const char *path, GError ** error)
       || !ge_config_int (mf, "lookahead_frames", 0, &lookahead, error)
       || !ge_config_int (mf, "df_bins", 0, &df_bins, error)
       || !ge_config_int (mf, "df_taps", 0, &df_taps, error)
+      /* files from before phase_bins had the phase inputs exactly with the deep filter */
+      || !ge_config_int (mf, "phase_bins", df_bins, &phase_bins, error)
       || !ge_config_double (mf, "high_band_from_hz", 6000.0, &hb, error)
       || !ge_config_double (mf, "feature_eps", 1e-12, &eps, error)
       || !ge_config_double (mf, "feature_mean", 0.0, &feat_mean, error)
@@ -147,22 +150,24 @@ ge_speech_model_new (const char *path, GError ** error)
   if (hidden < 1 || hidden > 4096 || layers < 1 || layers > MAX_LAYERS || kernel < 1
       || kernel > 64 || bins < 2 || bins > 4096 || frame_ms < 1 || hop_ms < 1 || lookahead < 0
       || lookahead > MAX_LOOKAHEAD || df_bins < 0 || df_bins > bins
-      || (df_bins > 0 && (df_taps < 1 || df_taps > MAX_LOOKAHEAD + 1)) || n_rates < 1
+      || (df_bins > 0 && (df_taps < 1 || df_taps > MAX_LOOKAHEAD + 1)) || phase_bins < 0
+      || phase_bins > bins || n_rates < 1
       || n_rates > MAX_RATES || !(eps > 0.0) || !(feat_std > 0.0) || !isfinite (feat_mean)) {
     ge_fail (error, GE_ERROR_UNSUPPORTED, path, "config out of range (hidden %" G_GINT64_FORMAT
         ", gru_layers %" G_GINT64_FORMAT ", conv_kernel %" G_GINT64_FORMAT ", bins %"
         G_GINT64_FORMAT ", lookahead_frames %" G_GINT64_FORMAT ", df_bins %" G_GINT64_FORMAT
-        ", df_taps %" G_GINT64_FORMAT ", %d sample rates)", hidden, layers, kernel, bins,
-        lookahead, df_bins, df_taps, n_rates);
+        ", df_taps %" G_GINT64_FORMAT ", phase_bins %" G_GINT64_FORMAT ", %d sample rates)",
+        hidden, layers, kernel, bins, lookahead, df_bins, df_taps, phase_bins, n_rates);
     goto fail;
   }
   m->hidden = hidden, m->layers = layers, m->kernel = kernel, m->bins = bins;
   m->lookahead = lookahead;
   m->df_bins = df_bins;
   m->df_taps = df_bins > 0 ? df_taps : 0;
-  m->n_feat = m->bins + 2 * m->df_bins;
+  m->phase_bins = phase_bins;
+  m->n_feat = m->bins + 2 * m->phase_bins;
   /* the phase inputs need the frame before the newest too */
-  m->ring = MAX (MAX (m->lookahead + 1, m->df_taps), m->df_bins > 0 ? 2 : 1);
+  m->ring = MAX (MAX (m->lookahead + 1, m->df_taps), m->phase_bins > 0 ? 2 : 1);
   m->eps = (float) eps;
   m->feat_mean = (float) feat_mean;
   m->feat_inv_std = (float) (1.0 / feat_std);
@@ -204,10 +209,10 @@ ge_speech_model_new (const char *path, GError ** error)
       for (int j = 0; j < kernel; j++)
         packed[((gsize) o * kernel + j) * nf + c] = conv_w[((gsize) o * nf + c) * kernel + j];
   m->conv_w = packed;
-  if (m->df_bins > 0) {
+  if (m->phase_bins > 0) {
     /* bin k's centre turns by 2 pi k hop / frame each hop at every rate */
-    m->centre = ge_model_file_alloc (mf, 2 * (gsize) m->df_bins);
-    for (int k = 0; k < m->df_bins; k++) {
+    m->centre = ge_model_file_alloc (mf, 2 * (gsize) m->phase_bins);
+    for (int k = 0; k < m->phase_bins; k++) {
       const double a = -2.0 * G_PI * k * (double) hop_ms / (double) frame_ms;
       m->centre[2 * k] = (float) cos (a);
       m->centre[2 * k + 1] = (float) sin (a);
@@ -382,10 +387,10 @@ process_frame (GeSpeechStream * s, float strength)
   float *newest = s->feats + (gsize) (m->kernel - 1) * NF;
   for (int k = 0; k < B; k++)
     newest[k] = (logf (power[k] + m->eps) - m->feat_mean) * m->feat_inv_std;
-  if (m->df_bins > 0) {
+  if (m->phase_bins > 0) {
     /* the phase advance since the frame before, unit length (zero where
      * silent), less the bin centre's: cos for every bin, then sin */
-    const int D = m->df_bins, prev_slot = (s->newest - 1 + ring) % ring;
+    const int D = m->phase_bins, prev_slot = (s->newest - 1 + ring) % ring;
     const float *prev = s->spec + (gsize) prev_slot * 2 * nb;
     const float *prev_power = s->power + (gsize) prev_slot * nb;
     for (int k = 0; k < D; k++) {

@@ -4,8 +4,12 @@ file the engine loads (engine/ge-speech.h): the generator's weights as F32 (the 
 the run kept them; the discriminator is only for training) with "architecture":
 "SpectralMaskGRU" and the config in the __metadata__.
 
-    /usr/bin/python3 models/gansynth/export.py _work/gansynth/best.pt models/gansynth/gansynth.safetensors
+    /usr/bin/python3 models/gansynth/export.py [--no-deep-filter] _work/gansynth/best.pt models/gansynth/gansynth.safetensors
+
+--no-deep-filter leaves the deep filter's head out (its phase inputs stay): for a run whose
+head stayed near zero, where it would cost multiply-adds for nothing.  Measure the file.
 """
+import argparse
 import json
 import os
 import sys
@@ -28,16 +32,26 @@ def export(G, path, **extra):
 
 
 def main():
-    src, dst = sys.argv[1], sys.argv[2]
-    ck = torch.load(src, map_location="cpu")
-    cfg = ck["config"]
-    G = net.SpectralMaskGRU(cfg["hidden"], cfg["gru_layers"], cfg["conv_kernel"], cfg["frame_ms"],
-                            cfg["hop_ms"], cfg.get("lookahead_frames", 0), cfg.get("df_bins", 0),
-                            cfg.get("df_taps", 0))
-    G.load_state_dict(validated_generator(ck))
-    export(G, dst, training={"step": ck["step"], "val_si_sdri": ck.get("val")})
-    print(f"{dst}: step {ck['step']}, {sum(p.numel() for p in G.parameters())} parameters, "
-          f"{os.path.getsize(dst) / 1e6:.2f} MB")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--no-deep-filter", action="store_true")
+    ap.add_argument("src")
+    ap.add_argument("dst")
+    args = ap.parse_args()
+    ck = torch.load(args.src, map_location="cpu")
+    cfg, weights = ck["config"], validated_generator(ck)
+    extra = {}
+    if args.no_deep_filter:
+        G = net.SpectralMaskGRU.from_config(cfg, df_bins=0, df_taps=0,
+                                            phase_bins=cfg.get("phase_bins", cfg.get("df_bins", 0)))
+        w = torch.cat([weights["df.weight"].flatten(), weights["df.bias"]])
+        extra["deep_filter_dropped"] = {"rms": float(w.pow(2).mean().sqrt()), "max": float(w.abs().max())}
+        weights = {k: v for k, v in weights.items() if not k.startswith("df.")}
+    else:
+        G = net.SpectralMaskGRU.from_config(cfg)
+    G.load_state_dict(weights)
+    export(G, args.dst, training={"step": ck["step"], "val_si_sdri": ck.get("val")}, **extra)
+    print(f"{args.dst}: step {ck['step']}, {sum(p.numel() for p in G.parameters())} parameters, "
+          f"{os.path.getsize(args.dst) / 1e6:.2f} MB" + (f", deep filter dropped {extra}" if extra else ""))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ Generator ("SpectralMaskGRU"): a causal mask network on the short-time spectrum.
              before (X(t) conj X(t-1) / sqrt((|X(t)|^2 + eps) (|X(t-1)|^2 + eps)), turned back by
              a bin centre's advance of 2 pi k hop / frame: cos and sin, a tone's offset from the
              bin's centre).  The head and those inputs' weights start at zero: the plain mask.
+  phase inputs  those phase advances for the lowest phase_bins bins (default df_bins): a model
+             may have them without the deep filter.
   latency    one frame (a hop to fill plus the frame - hop overlap delay) plus the lookahead
              hops.
 """
@@ -58,14 +60,16 @@ def sqrt_hann(n):
 
 class SpectralMaskGRU(nn.Module):
     def __init__(self, hidden=160, layers=2, kernel=3, frame_ms=20, hop_ms=10, lookahead=0,
-                 df_bins=0, df_taps=0):
+                 df_bins=0, df_taps=0, phase_bins=None):
         super().__init__()
         assert frame_ms % hop_ms == 0 and frame_ms >= 2 * hop_ms and lookahead >= 0
         assert df_bins == 0 or df_taps > 0
         self.hidden, self.layers, self.kernel = hidden, layers, kernel
         self.frame_ms, self.hop_ms, self.lookahead = frame_ms, hop_ms, lookahead
         self.bins = BAND_HZ * frame_ms // 1000 + 1
-        self.conv_in = nn.Conv1d(self.bins + 2 * df_bins, hidden, kernel)
+        self.phase_bins = df_bins if phase_bins is None else phase_bins
+        assert 0 <= self.phase_bins <= self.bins
+        self.conv_in = nn.Conv1d(self.bins + 2 * self.phase_bins, hidden, kernel)
         self.gru = nn.GRU(hidden, hidden, num_layers=layers, batch_first=True)
         self.mask = nn.Linear(hidden, self.bins)
         self.vad = nn.Linear(hidden, 1)
@@ -74,20 +78,33 @@ class SpectralMaskGRU(nn.Module):
             assert df_bins <= self.bins
             self.df = nn.Linear(hidden, df_taps * df_bins * 2)     # [taps][bins][re, im]
             nn.init.zeros_(self.df.weight), nn.init.zeros_(self.df.bias)
-            with torch.no_grad():
-                self.conv_in.weight[:, self.bins:] = 0
+        with torch.no_grad():
+            self.conv_in.weight[:, self.bins:] = 0
+
+    @classmethod
+    def from_config(cls, cfg, **override):
+        """The network a file's or checkpoint's config describes (keys as config() writes
+        them; files from before the lookahead, the deep filter or the phase inputs lack theirs)."""
+        kw = dict(hidden=cfg["hidden"], layers=cfg["gru_layers"], kernel=cfg["conv_kernel"],
+                  frame_ms=cfg["frame_ms"], hop_ms=cfg["hop_ms"], lookahead=cfg.get("lookahead_frames", 0),
+                  df_bins=cfg.get("df_bins", 0), df_taps=cfg.get("df_taps", 0), phase_bins=cfg.get("phase_bins"))
+        kw.update(override)
+        return cls(**kw)
 
     def frame_sizes(self, rate):
         return rate * self.frame_ms // 1000, rate * self.hop_ms // 1000
 
     def config(self):
-        return {"hidden": self.hidden, "gru_layers": self.layers, "conv_kernel": self.kernel,
-                "bins": self.bins, "frame_ms": self.frame_ms, "hop_ms": self.hop_ms,
-                "lookahead_frames": self.lookahead,
-                "df_bins": self.df_bins, "df_taps": self.df_taps,
-                "sample_rates": [16000, 48000],
-                "high_band_from_hz": HIGH_BAND_FROM_HZ, "feature_eps": EPS,
-                "feature_mean": FEAT_MEAN, "feature_std": FEAT_STD}
+        cfg = {"hidden": self.hidden, "gru_layers": self.layers, "conv_kernel": self.kernel,
+               "bins": self.bins, "frame_ms": self.frame_ms, "hop_ms": self.hop_ms,
+               "lookahead_frames": self.lookahead,
+               "df_bins": self.df_bins, "df_taps": self.df_taps,
+               "sample_rates": [16000, 48000],
+               "high_band_from_hz": HIGH_BAND_FROM_HZ, "feature_eps": EPS,
+               "feature_mean": FEAT_MEAN, "feature_std": FEAT_STD}
+        if self.phase_bins != self.df_bins:     # else the readers' default: files stay as they were
+            cfg["phase_bins"] = self.phase_bins
+        return cfg
 
     def stft(self, x, rate):
         """x [B, T] -> complex [B, F, frames] (frames with a full window), scaled by 1/sum(w)."""
@@ -111,7 +128,7 @@ class SpectralMaskGRU(nn.Module):
         """spec [B, F>=bins, frames] -> (gain [B, bins, frames], vad [B, frames], deep-filter
         coefficients complex [B, taps, df_bins, frames] or None)."""
         feat = (torch.log(spec[:, :self.bins].abs() ** 2 + EPS) - FEAT_MEAN) / FEAT_STD
-        if self.df_bins:
+        if self.phase_bins:
             feat = torch.cat([feat, self.phase_advance(spec)], 1)
         h = F.relu(self.conv_in(F.pad(feat, (self.kernel - 1, 0))))
         h, _ = self.gru(h.transpose(1, 2))
@@ -122,13 +139,13 @@ class SpectralMaskGRU(nn.Module):
         return torch.sigmoid(self.mask(h)).transpose(1, 2), torch.sigmoid(self.vad(h)).squeeze(-1), c
 
     def phase_advance(self, spec):
-        """spec [B, F, frames] -> [B, 2 df_bins, frames]: cos and sin of each of the lowest
-        df_bins bins' phase advance since the frame before, less the bin centre's (zero where a
-        frame is silent; the frame before the first is)."""
-        x = spec[:, :self.df_bins]
+        """spec [B, F, frames] -> [B, 2 phase_bins, frames]: cos and sin of each of the lowest
+        phase_bins bins' phase advance since the frame before, less the bin centre's (zero where
+        a frame is silent; the frame before the first is)."""
+        x = spec[:, :self.phase_bins]
         prev = F.pad(x, (1, 0))[:, :, :-1]
         d = x * prev.conj() / torch.sqrt((x.abs() ** 2 + EPS) * (prev.abs() ** 2 + EPS))
-        k = torch.arange(self.df_bins, dtype=torch.float64)
+        k = torch.arange(self.phase_bins, dtype=torch.float64)
         centre = torch.polar(torch.ones_like(k), -2 * math.pi * k * self.hop_ms / self.frame_ms)
         d = d * centre.to(d.dtype)[:, None]
         return torch.cat([d.real, d.imag], 1)

@@ -469,6 +469,8 @@ def main():
                     help="a deep filter (net.py) on this many of the lowest bins (0: none)")
     ap.add_argument("--df-taps", type=int, default=5,
                     help="the deep filter's frames: the lookahead's, the masked one and older")
+    ap.add_argument("--phase-bins", type=int, default=None,
+                    help="the lowest bins whose phase advance is an input (default --df-bins)")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--adv-start", type=int, default=1500)
     ap.add_argument("--adv-weight", type=float, default=0.1)
@@ -511,7 +513,8 @@ def main():
 
     torch.manual_seed(args.seed)
     G = net.SpectralMaskGRU(args.hidden, args.layers, 3 + args.lookahead, args.frame_ms,
-                            lookahead=args.lookahead, df_bins=args.df_bins, df_taps=args.df_taps)
+                            lookahead=args.lookahead, df_bins=args.df_bins, df_taps=args.df_taps,
+                            phase_bins=args.phase_bins)
     with torch.no_grad():
         G.mask.bias.fill_(2.0)          # start near the identity (gains 0.88), not at 0.5
     D = net.MultiScaleDiscriminator(ch=args.disc_channels)

@@ -29,6 +29,7 @@ static const struct
   {"40", 40, 0},                /* 40 ms: four frames overlap */
   {"ahead", 20, 2},             /* 20 ms frames, two hops ahead */
   {"df", 20, 2},                /* and a deep filter, with its phase inputs */
+  {"ph", 20, 2},                /* those phase inputs without the filter */
 };
 
 /* @tag: one of golden_models. */
@@ -312,19 +313,23 @@ test_errors (void)
   g_unlink (cut);
   g_free (cut), g_free (data), g_free (p);
 
-  /* a deep filter whose config does not fit: no taps, or more bins than
-   * its weights hold */
+  /* a deep filter or phase inputs whose config does not fit: no taps, more
+   * bins than the weights hold, fewer than none */
   const struct
   {
-    const char *from, *to, *fragment;
+    const char *file, *from, *to, *fragment;
     GeErrorCode code;
   } edits[] = {
-    {"df_taps\\\": 5", "df_taps\\\": 0", "df_taps 0", GE_ERROR_UNSUPPORTED},
-    {"df_bins\\\": 40", "df_bins\\\": 99", "conv_in.weight", GE_ERROR_SHAPE},
+    {"modeldf", "df_taps\\\": 5", "df_taps\\\": 0", "df_taps 0", GE_ERROR_UNSUPPORTED},
+    {"modeldf", "df_bins\\\": 40", "df_bins\\\": 99", "conv_in.weight", GE_ERROR_SHAPE},
+    {"modelph", "phase_bins\\\": 40", "phase_bins\\\": 99", "conv_in.weight", GE_ERROR_SHAPE},
+    {"modelph", "phase_bins\\\": 40", "phase_bins\\\": -1", "phase_bins -1", GE_ERROR_UNSUPPORTED},
   };
-  p = path_of ("golden", "speech", "modeldf.safetensors");
-  g_assert_true (g_file_get_contents (p, &data, &len, NULL));
   for (guint i = 0; i < G_N_ELEMENTS (edits); i++) {
+    char *file = g_strconcat (edits[i].file, ".safetensors", NULL);
+    p = path_of ("golden", "speech", file);
+    g_free (file);
+    g_assert_true (g_file_get_contents (p, &data, &len, NULL));
     char *at = g_strstr_len (data + 8, len - 8, edits[i].from);   /* in the JSON header */
     g_assert_nonnull (at);
     gchar *copy = g_memdup2 (data, len);
@@ -333,9 +338,8 @@ test_errors (void)
     g_assert_true (g_file_set_contents (bad, copy, len, NULL));
     expect_error (bad, edits[i].code, edits[i].fragment);
     g_unlink (bad);
-    g_free (bad), g_free (copy);
+    g_free (bad), g_free (copy), g_free (data), g_free (p);
   }
-  g_free (data), g_free (p);
 
   GeSpeechModel *m = model ();
   GError *err = NULL;

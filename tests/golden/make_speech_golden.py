@@ -11,7 +11,8 @@ io.safetensors: for 16 and 48 kHz, a 0.37 s test signal (a chirp, a tone and noi
 at strength 1 and 0.4 and the voice activity per hop (that model is also the element tests'
 default, tests/elements/models/gansynth.safetensors); model40 and io40 the same with 40 ms
 frames, modelahead and ioahead with 20 ms frames that look two hops ahead, modeldf and iodf the
-same with a deep filter (net.py) of 5 taps on the lowest 40 bins and their phase inputs.
+same with a deep filter (net.py) of 5 taps on the lowest 40 bins and their phase inputs
+(config without phase_bins: its default), modelph and ioph with those phase inputs alone.
 """
 import os
 import shutil
@@ -89,6 +90,14 @@ def main():
         Gd.conv_in.weight[:, Gd.bins:].normal_(0, 0.3)
     export.export(Gd, os.path.join(out, "modeldf.safetensors"))
     st.save(os.path.join(out, "iodf.safetensors"), outputs(Gd))
+    # the phase inputs of the lowest 40 bins without the deep filter
+    torch.manual_seed(15)
+    Gp = net.SpectralMaskGRU(hidden=24, layers=2, kernel=5, lookahead=2, phase_bins=40)
+    spread_biases(Gp)
+    with torch.no_grad():
+        Gp.conv_in.weight[:, Gp.bins:].normal_(0, 0.3)
+    export.export(Gp, os.path.join(out, "modelph.safetensors"))
+    st.save(os.path.join(out, "ioph.safetensors"), outputs(Gp))
 
 
 if __name__ == "__main__":
