@@ -6,8 +6,9 @@ and 10 dB SNR, at 48 kHz (the podcast path).
     /usr/bin/python3 bench/speech_quality.py [--per-snr 16] [--model FILE] [--noise test]
 
 --noise test mixes the validation speakers with the blind test noises instead (packages kept
-aside: no model was trained on them and no training choice looked at them; fetch_speech.py),
-a check that what was tuned while looking at the validation noises holds on others.
+aside, which the shipped model's runs never trained on and no training choice looked at;
+fetch_speech.py): a check that what was tuned while looking at the validation noises holds on
+others.
 
 Needs models/data/fetch_speech.py's data, a build (build/plugins), gstreamer1.0-plugins-bad
 (webrtcdsp), sox, node and bench/node_modules (npm install --ignore-scripts).

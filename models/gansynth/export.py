@@ -41,6 +41,8 @@ def main():
     cfg, weights = ck["config"], validated_generator(ck)
     extra = {}
     if args.no_deep_filter:
+        if not cfg.get("df_bins"):
+            ap.error(f"{args.src} has no deep filter to leave out")
         G = net.SpectralMaskGRU.from_config(cfg, df_bins=0, df_taps=0,
                                             phase_bins=cfg.get("phase_bins", cfg.get("df_bins", 0)))
         w = torch.cat([weights["df.weight"].flatten(), weights["df.bias"]])

@@ -216,7 +216,7 @@ class Mixer:
         """Swishes (a blade, a sling, an arrow going by): noise in a band 0.3-1.5 octaves wide
         whose centre sweeps 1-3 octaves in 0.1-0.6 s, rising and falling in level."""
         dur = self.rng.uniform(0.1, 0.6)
-        c1 = np.log2(np.exp(self.rng.uniform(np.log(300), np.log(5000))))
+        c1 = self.rng.uniform(np.log2(300), np.log2(5000))                  # octaves
         c2 = np.clip(c1 + self.rng.choice([-1, 1]) * self.rng.uniform(1, 3), np.log2(150), np.log2(7500))
         width = self.rng.uniform(0.3, 1.5)
         starts = np.array(self.events(t, dur, (0.1, 1.2)))
@@ -233,8 +233,8 @@ class Mixer:
     def call_noise(self):
         """1-2 sounds that a voice cue takes for a voice, yet are noise: animal calls, bird
         chirps, whooshes.  The recorded training noises are mostly music, weather and
-        machines; RNNoise's large noise set holds such sounds, and they were where gansynth
-        trailed it most."""
+        machines, and such sounds were where gansynth trailed RNNoise most on the bench's
+        validation mixtures."""
         t = np.arange(self.n) / RATE
         out = np.zeros(self.n)
         for _ in range(int(self.rng.integers(1, 3))):
