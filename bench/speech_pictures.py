@@ -6,7 +6,7 @@ through webrtcdsp, sox noisered and RNNoise with the settings of bench/speech_qu
     /usr/bin/python3 bench/speech_pictures.py
 
 Writes docs/gansynth/spectrograms.png (0-24 kHz, 80 dB range, one row per method) and the
-cleaned clips as docs/gansynth/<method>.ogg for listening.
+cleaned clips as docs/gansynth/<method>.ogg for listening (the other methods' only where missing).
 """
 import os
 import subprocess
@@ -50,9 +50,12 @@ def main():
             y, _ = sf.read(os.path.join(d, f"sample.{m}.wav"), dtype="float32")
             y, _ = sq.align(y, noisy, RATE // 20)
             rows.append((m, y))
+            clip = os.path.join(DOCS, m + ".ogg")
+            if m != "gansynth" and os.path.exists(clip):
+                continue    # the others do not change, and oggmux's random serial would rewrite them
             subprocess.run(["gst-launch-1.0", "-q", "filesrc", f"location={os.path.join(d, f'sample.{m}.wav')}",
                             "!", "wavparse", "!", "audioconvert", "!", "vorbisenc", "quality=0.5", "!", "oggmux",
-                            "!", "filesink", f"location={os.path.join(DOCS, m + '.ogg')}"], check=True)
+                            "!", "filesink", f"location={clip}"], check=True)
     label_h = 18
     out = Image.new("RGB", (800, len(rows) * (200 + label_h)), "white")
     draw = ImageDraw.Draw(out)
