@@ -133,6 +133,13 @@ class Mixer:
         am = 1 + self.rng.uniform(0, 0.8) * np.sin(2 * np.pi * self.rng.uniform(0.1, 4) * t + self.rng.uniform(0, 6))
         return (x * am).astype(np.float32)
 
+    @staticmethod
+    def partials(f, weights):
+        """sum over k of weights[k - 1] sin(k phase), the phase following the instantaneous
+        frequency @f (Hz per sample); each partial sounds only while below Nyquist."""
+        phase = 2 * np.pi * np.cumsum(f) / RATE
+        return sum(w * np.sin(k * phase) * (k * f < RATE / 2) for k, w in enumerate(weights, 1))
+
     def tonal_noise(self):
         """1-3 pitched sources that are not speech (sirens, alarms, whistles, birdsong, wails):
         a few partials on a fundamental of 200-4000 Hz that glides and wobbles, in bursts.  A
@@ -145,10 +152,9 @@ class Mixer:
             glide = self.rng.uniform(-1, 1) * np.sin(2 * np.pi * self.rng.uniform(0.05, 3) * t + self.rng.uniform(0, 6))
             wobble = self.rng.uniform(0, 0.03) * np.sin(2 * np.pi * self.rng.uniform(3, 12) * t)
             f = f0 * 2 ** (self.rng.uniform(0, 1) * glide + wobble)        # up to an octave of glide
-            phase = 2 * np.pi * np.cumsum(f) / RATE
             tilt = self.rng.uniform(0, 12)                                   # dB per partial
-            src = sum(10 ** (-tilt * (k - 1) / 20) * np.sin(k * phase) * (k * f < RATE / 2)
-                      for k in range(1, int(self.rng.integers(1, 9)) + 1))
+            src = self.partials(f, [10 ** (-tilt * (k - 1) / 20)
+                                    for k in range(1, int(self.rng.integers(1, 9)) + 1)])
             if self.rng.random() < 0.7:                                      # bursts, not a drone
                 period = self.rng.uniform(0.15, 1.5)
                 on = (t + self.rng.uniform(0, period)) % period < period * self.rng.uniform(0.2, 0.8)
@@ -188,9 +194,8 @@ class Mixer:
             contour[on] = rise * (u[on] if bark else np.sin(np.pi * u[on]))
         vib = 0 if bark else self.rng.uniform(0, 0.05) * np.sin(2 * np.pi * self.rng.uniform(4, 8) * t)
         f = f0 * 2 ** (contour + vib)
-        phase = 2 * np.pi * np.cumsum(f) / RATE
         p = self.rng.uniform(0.5, 1.5)
-        src = sum(k ** -p * np.sin(k * phase) * (k * f < RATE / 2) for k in range(1, int(RATE / 2 / f0) + 1))
+        src = self.partials(f, [k ** -p for k in range(1, int(RATE / 2 / f0) + 1)])
         src = src + self.rng.uniform(0, 0.5) * self.rng.standard_normal(len(t)) * rms(src)
         formants = [(np.exp(self.rng.uniform(np.log(300), np.log(4000))), self.rng.uniform(80, 400))
                     for _ in range(int(self.rng.integers(2, 5)))]
@@ -209,8 +214,7 @@ class Mixer:
                 on = (u >= 0) & (u < 1)
                 f[on] = f1 * (f2 / f1) ** u[on]
                 env[on] = np.sin(np.pi * u[on]) ** 2
-        phase = 2 * np.pi * np.cumsum(f) / RATE
-        return env * (np.sin(phase) + self.rng.uniform(0, 0.3) * np.sin(2 * phase) * (2 * f < RATE / 2))
+        return env * self.partials(f, [1.0, self.rng.uniform(0, 0.3)])
 
     def whoosh(self, t):
         """Swishes (a blade, a sling, an arrow going by): noise in a band 0.3-1.5 octaves wide
