@@ -11,7 +11,8 @@ speech is the target), band-limiting (p 0.15, 3.4-7 kHz, input and target alike)
 from a training package (p 0.15 babble of 3-5 training speakers instead; with --synthetic-noise
 p 0.25 a noise of random spectral shape instead; with --tonal-noise p 0.15 pitched sources
 that are not speech instead; with --call-noise p 0.12 animal calls, bird chirps and whooshes
-instead; p 0.1 a mains hum on top) at an SNR uniform in [-5, 20] dB, then
+instead; p 0.1 a mains hum on top; with --speech-augment p 0.5 the speech played 0.85-1.15
+times as fast through a random +-6 dB filter) at an SNR uniform in [-5, 20] dB, then
 a level uniform in [-40, -6] dBFS peak.  5 % are speech only (target: itself).  No mixture is
 noise alone: with losses scaled by the mixture's level those dominated the gradient and drove
 every gain down; the starts and gaps of the speech segments hold the noise-only stretches.
@@ -37,6 +38,7 @@ import sys
 import time
 
 import numpy as np
+import scipy.fft
 import scipy.signal
 import torch
 import torch.nn.functional as F
@@ -94,20 +96,35 @@ def active_rms(x, rate=RATE):
 
 class Mixer:
     def __init__(self, speech, noise, rng, seconds=2.0, synthetic=False, augment=False, snr_power=1.0,
-                 tonal=False, calls=False):
+                 tonal=False, calls=False, speech_augment=False):
         self.speech, self.noise, self.rng = speech, noise, rng
         self.synthetic, self.augment, self.snr_power, self.tonal = synthetic, augment, snr_power, tonal
-        self.calls = calls
+        self.calls, self.speech_augment = calls, speech_augment
         self.n = int(seconds * RATE)
 
     def speech_segment(self):
-        out = np.zeros(self.n, np.float32)
+        if self.speech_augment and self.rng.random() < 0.5:
+            # played 0.85-1.15 times as fast (pitch, formants and tempo: other voices) through
+            # a random +-6 dB filter (another microphone; RNNoise filters its speech too): the
+            # changed voice is the target
+            n = scipy.fft.next_fast_len(int(self.n * 2 ** self.rng.uniform(np.log2(0.85), np.log2(1.15))))
+            seg = self.speech_clips(n)
+            # 5 ms fades: the FFT resampler wraps the end onto the start, which would ring
+            ramp = np.sin(np.linspace(0, np.pi / 2, RATE // 200)) ** 2
+            seg[:len(ramp)] *= ramp
+            seg[-len(ramp):] *= ramp[::-1]
+            seg = scipy.signal.resample(seg, self.n)
+            return self.random_eq(seg, 6).astype(np.float32)
+        return self.speech_clips(self.n)
+
+    def speech_clips(self, n):
+        out = np.zeros(n, np.float32)
         pos = int(self.rng.integers(0, RATE // 2))
-        while pos < self.n:
+        while pos < n:
             _, c = self.speech[self.rng.integers(len(self.speech))]
             c = c.astype(np.float32) / 32768
             c = c / (active_rms(c) + 1e-6) * 0.05
-            take = min(len(c), self.n - pos)
+            take = min(len(c), n - pos)
             start = int(self.rng.integers(0, len(c) - take + 1))
             out[pos:pos + take] = c[start:start + take]
             pos += take + int(self.rng.integers(0, RATE * 3 // 10))
@@ -488,6 +505,8 @@ def main():
                     help="15 %% of the noises pitched non-speech sources (sirens, whistles, birds)")
     ap.add_argument("--call-noise", action="store_true",
                     help="12 %% of the noises animal calls, bird chirps and whooshes")
+    ap.add_argument("--speech-augment", action="store_true",
+                    help="half the speech resampled 0.85-1.15x and randomly filtered")
     ap.add_argument("--snr-power", type=float, default=1.0,
                     help="SNRs drawn as -5 + 25 u^p dB (u uniform): 1 uniform over -5..20 dB, "
                     "above 1 more low SNRs")
@@ -549,7 +568,8 @@ def main():
     if ema is not None and step and "G_ema" in ck:
         ema.load_state_dict(ck["G_ema"])
     mixer = Mixer(speech, noise, np.random.default_rng(args.seed + step), args.seconds, args.synthetic_noise,
-                  args.noise_augment, args.snr_power, args.tonal_noise, args.call_noise)
+                  args.noise_augment, args.snr_power, args.tonal_noise, args.call_noise,
+                  args.speech_augment)
     tk.log(logf, f"generator {sum(p.numel() for p in G.parameters())} parameters, "
            f"discriminator {sum(p.numel() for p in D.parameters())}")
     n, hop = G.frame_sizes(RATE)
