@@ -113,8 +113,7 @@ class Mixer:
             ramp = np.sin(np.linspace(0, np.pi / 2, RATE // 200)) ** 2
             seg[:len(ramp)] *= ramp
             seg[-len(ramp):] *= ramp[::-1]
-            seg = scipy.signal.resample(seg, self.n)
-            return self.random_eq(seg, 6).astype(np.float32)
+            return self.replayed(seg, 6)
         return self.speech_clips(self.n)
 
     def speech_clips(self, n):
@@ -140,6 +139,11 @@ class Mixer:
         if max_tilt_db:
             env_db -= self.rng.uniform(0, max_tilt_db) * np.log2(f / 1000)
         return np.fft.irfft(X * 10 ** (env_db / 20), n=len(x))
+
+    def replayed(self, x, span_db):
+        """x resampled to the segment's length (played len(x) / n times as fast: pitch and tempo
+        together) through a random +-span_db filter: another source or microphone of the kind."""
+        return self.random_eq(scipy.signal.resample(x, self.n), span_db).astype(np.float32)
 
     def synthetic_noise(self):
         """Stationary-ish noise of a random spectral shape (a smooth random envelope over
@@ -285,7 +289,7 @@ class Mixer:
             start = int(self.rng.integers(0, len(c) - m + 1))
             out = c[start:start + m].copy()
             if aug:
-                out = self.random_eq(scipy.signal.resample(out, self.n), 10).astype(np.float32)
+                out = self.replayed(out, 10)
         if self.rng.random() < 0.1:
             t = np.arange(self.n) / RATE
             f0 = self.rng.choice([50.0, 60.0])
