@@ -96,10 +96,11 @@ def active_rms(x, rate=RATE):
 
 class Mixer:
     def __init__(self, speech, noise, rng, seconds=2.0, synthetic=False, augment=False, snr_power=1.0,
-                 tonal=False, calls=False, speech_augment=False):
+                 tonal=False, calls=False, speech_augment=False, max_lead=0.5):
         self.speech, self.noise, self.rng = speech, noise, rng
         self.synthetic, self.augment, self.snr_power, self.tonal = synthetic, augment, snr_power, tonal
         self.calls, self.speech_augment = calls, speech_augment
+        self.max_lead = int(max_lead * RATE)
         self.n = int(seconds * RATE)
 
     def speech_segment(self):
@@ -118,7 +119,7 @@ class Mixer:
 
     def speech_clips(self, n):
         out = np.zeros(n, np.float32)
-        pos = int(self.rng.integers(0, RATE // 2))
+        pos = int(self.rng.integers(0, self.max_lead))     # noise alone before the voice
         while pos < n:
             _, c = self.speech[self.rng.integers(len(self.speech))]
             c = c.astype(np.float32) / 32768
@@ -511,6 +512,8 @@ def main():
                     help="12 %% of the noises animal calls, bird chirps and whooshes")
     ap.add_argument("--speech-augment", action="store_true",
                     help="half the speech resampled 0.85-1.15x and randomly filtered")
+    ap.add_argument("--max-lead", type=float, default=0.5,
+                    help="the speech of a segment starts after 0 to this many seconds of noise alone")
     ap.add_argument("--snr-power", type=float, default=1.0,
                     help="SNRs drawn as -5 + 25 u^p dB (u uniform): 1 uniform over -5..20 dB, "
                     "above 1 more low SNRs")
@@ -573,7 +576,7 @@ def main():
         ema.load_state_dict(ck["G_ema"])
     mixer = Mixer(speech, noise, np.random.default_rng(args.seed + step), args.seconds, args.synthetic_noise,
                   args.noise_augment, args.snr_power, args.tonal_noise, args.call_noise,
-                  args.speech_augment)
+                  args.speech_augment, args.max_lead)
     tk.log(logf, f"generator {sum(p.numel() for p in G.parameters())} parameters, "
            f"discriminator {sum(p.numel() for p in D.parameters())}")
     n, hop = G.frame_sizes(RATE)
