@@ -51,7 +51,11 @@ def main():
     else:
         G = net.SpectralMaskGRU.from_config(cfg)
     G.load_state_dict(weights)
-    export(G, args.dst, training={"step": ck["step"], "val_si_sdri": ck.get("val")}, **extra)
+    training = {"step": ck["step"], "val_si_sdri": ck.get("val")}
+    if "averaged" in ck:                # average.py's mean of these checkpoints' generators
+        training["averaged_from"] = [os.path.basename(os.path.dirname(p)) + "/" + os.path.basename(p)
+                                     for p in ck["averaged"]]
+    export(G, args.dst, training=training, **extra)
     print(f"{args.dst}: step {ck['step']}, {sum(p.numel() for p in G.parameters())} parameters, "
           f"{os.path.getsize(args.dst) / 1e6:.2f} MB" + (f", deep filter dropped {extra}" if extra else ""))
 
