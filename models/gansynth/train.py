@@ -100,7 +100,7 @@ class Mixer:
         self.speech, self.noise, self.rng = speech, noise, rng
         self.synthetic, self.augment, self.snr_power, self.tonal = synthetic, augment, snr_power, tonal
         self.calls, self.speech_augment = calls, speech_augment
-        self.max_lead = int(max_lead * RATE)
+        self.max_lead = max(1, int(max_lead * RATE))    # integers(0, 1): no lead
         self.n = int(seconds * RATE)
 
     def speech_segment(self):
