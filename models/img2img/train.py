@@ -104,13 +104,13 @@ class Task:
         return self.output(src01, x)
 
 
-def unet_config(cx, cc, channels, layers, groups):
+def unet_config(cx, cc, channels, layers, groups, mid_attention=False):
     n = len(channels)
     return dict(
         sample_size=None, in_channels=cx + cc, out_channels=cx,
         down_block_types=["DownBlock2D"] * n, up_block_types=["UpBlock2D"] * n,
         block_out_channels=list(channels), layers_per_block=layers, norm_num_groups=groups,
-        add_attention=False, attention_head_dim=None, flip_sin_to_cos=True, freq_shift=0,
+        add_attention=mid_attention, attention_head_dim=None, flip_sin_to_cos=True, freq_shift=0,
         downsample_padding=1, act_fn="silu", norm_eps=1e-5,
     )
 
@@ -201,6 +201,8 @@ def main():
     ap.add_argument("--channels", default="64,128,128")
     ap.add_argument("--layers", type=int, default=1)
     ap.add_argument("--groups", type=int, default=16)
+    ap.add_argument("--mid-attention", action="store_true",
+                    help="self-attention (one head) in the lowest level's mid block: context from the whole frame")
     ap.add_argument("--patch", type=int, default=256)
     ap.add_argument("--batch", type=int, default=12)
     ap.add_argument("--max-zoom-out", type=float, default=4.0,
@@ -233,7 +235,8 @@ def main():
 
     sched = scheduler_config("squaredcos_cap_v2")
     task = Task("chroma" if colorize else "rgb", s, sched)
-    cfg = unet_config(task.cx, task.cc, [int(c) for c in args.channels.split(",")], args.layers, args.groups)
+    cfg = unet_config(task.cx, task.cc, [int(c) for c in args.channels.split(",")], args.layers, args.groups,
+                      args.mid_attention)
     torch.manual_seed(args.seed)
     unet, ema = dt.UNet2DModel(**cfg), dt.UNet2DModel(**cfg)
     opt = torch.optim.Adam(unet.parameters(), lr=args.lr)
