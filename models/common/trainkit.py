@@ -16,15 +16,15 @@ import diffusers_torch as dt
 MANIFEST = "_work/data/photos/MANIFEST.json"
 
 
-def load_photos(split, manifest=MANIFEST):
-    """-> list of (name, uint8 tensor [3, H, W]) of one split."""
+def load_photos(split, manifest=MANIFEST, small=False):
+    """-> list of (name, uint8 tensor [3, H, W]) of one split (with the small photos if asked)."""
     from PIL import Image
     with open(manifest) as f:
         m = json.load(f)
     base = os.path.dirname(manifest)
     out = []
     for e in m["photos"]:
-        if e["split"] != split:
+        if e["split"] != split or (e.get("small") and not small):
             continue
         img = np.asarray(Image.open(os.path.join(base, e["file"])).convert("RGB"))
         out.append((e["file"], torch.from_numpy(img.copy()).permute(2, 0, 1).contiguous()))

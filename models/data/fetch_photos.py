@@ -15,7 +15,8 @@ resumable; --force redoes the photo conversion):
      area-downscaled (PIL box filter) by 2, 3 or 4: the smallest factor after which a bicubic
      x2 round trip scores <= 38 dB PSNR (at native size they score 41-45 dB).
   4. writes _work/data/photos/MANIFEST.json: every photo with its package, source, size and
-     split.  The validation split is made of WHOLE packages (VAL_PACKAGES), never a random
+     split; the thumbnails of GC_SMALL_RCC (about 320 px) are marked "small" and are training
+     photos only for trainers that ask for them.  The validation split is made of WHOLE packages (VAL_PACKAGES), never a random
      per-image split.
 
 Needs python3-pil (and python3-zstandard for zstd-compressed .rcc entries); both are
@@ -37,6 +38,11 @@ sys.path.insert(0, HERE)
 import rcc  # noqa: E402
 
 GC_RCC = ["explore_monuments", "erase", "explore_world_animals", "explore_farm_animals", "explore_world_music"]
+# Wikimedia thumbnails (about 320 px: tools, windmills, dams, solar panels, monuments, fish,
+# household objects) marked "small" in the manifest: trainers take them only when asked
+# (trainkit.load_photos(small=True)), so the models trained before they were added keep their data.
+GC_SMALL_RCC = ["categorization"]
+SMALL_MIN_SIDE = 192
 PLASMA = ["BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow", "FallenLeaf", "Grey", "Kite",
           "OneStandsOut", "Path", "summer_1am"]
 LXQT = ["Butterfly-Kenneth-Wimer.jpg", "Valendas.png", "after-the-rain.jpg", "appleflower.png", "beam.png",
@@ -106,17 +112,20 @@ def extract(debs, xdir):
 
 
 def sources(xdir):
-    """Yields (package, name, source description, loader) for every photo."""
+    """Yields (package, name, source description, loader, small) for every photo."""
     def from_file(path):
         return lambda: open(path, "rb").read()
 
     root = os.path.join(xdir, "gcompris-qt-data", "usr/share/gcompris-qt/rcc")
-    for bundle in GC_RCC:
+    for bundle in GC_RCC + GC_SMALL_RCC:
+        small = bundle in GC_SMALL_RCC
         r = rcc.Rcc.open(os.path.join(root, bundle + ".rcc"))
         for path, blob in r.items(lambda p: p.lower().endswith((".webp", ".jpg", ".jpeg", ".png"))
                                    and "/lang/" not in p):
             stem = os.path.splitext(os.path.basename(path))[0]
-            yield ("gcompris-qt-data", f"{bundle}-{stem}", f"{bundle}.rcc:{path}", (lambda b=blob: b))
+            if small:   # images/<category>/<name>: names repeat across categories
+                stem = os.path.basename(os.path.dirname(path)) + "-" + stem
+            yield ("gcompris-qt-data", f"{bundle}-{stem}", f"{bundle}.rcc:{path}", (lambda b=blob: b), small)
 
     for wp in PLASMA:
         imgs = glob.glob(os.path.join(xdir, "plasma-workspace-wallpapers/usr/share/wallpapers", wp,
@@ -124,28 +133,29 @@ def sources(xdir):
         # the largest size
         best = max(imgs, key=lambda p: _area_from_name(p))
         yield ("plasma-workspace-wallpapers", wp, f"usr/share/wallpapers/{wp}/contents/images/"
-               + os.path.basename(best), from_file(best))
+               + os.path.basename(best), from_file(best), False)
 
     for p in sorted(glob.glob(os.path.join(xdir, "mate-backgrounds/usr/share/backgrounds/mate/nature/*.jpg"))):
         yield ("mate-backgrounds", _stem(p), "usr/share/backgrounds/mate/nature/" + os.path.basename(p),
-               from_file(p))
+               from_file(p), False)
 
     for pkg in ("lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04"):
         for p in sorted(glob.glob(os.path.join(xdir, pkg, "usr/share/backgrounds/*_by_*.jpg"))):
             if any(fnmatch.fnmatch(os.path.basename(p), pat) for pat in LOMIRI_RENDERS):
                 continue
-            yield (pkg, _stem(p), "usr/share/backgrounds/" + os.path.basename(p), from_file(p))
+            yield (pkg, _stem(p), "usr/share/backgrounds/" + os.path.basename(p), from_file(p), False)
 
     for n in LXQT:
         p = os.path.join(xdir, "lxqt-themes/usr/share/lxqt/wallpapers", n)
-        yield ("lxqt-themes", _stem(p), "usr/share/lxqt/wallpapers/" + n, from_file(p))
+        yield ("lxqt-themes", _stem(p), "usr/share/lxqt/wallpapers/" + n, from_file(p), False)
 
     for p in sorted(glob.glob(os.path.join(xdir, "tuxpaint-data/usr/share/tuxpaint/templates/*.jpg"))):
-        yield ("tuxpaint-data", _stem(p), "usr/share/tuxpaint/templates/" + os.path.basename(p), from_file(p))
+        yield ("tuxpaint-data", _stem(p), "usr/share/tuxpaint/templates/" + os.path.basename(p), from_file(p),
+               False)
 
     for n in OPENCV:
         p = os.path.join(xdir, "opencv-doc/usr/share/doc/opencv-doc/examples/data", n)
-        yield ("opencv-doc", _stem(p), "usr/share/doc/opencv-doc/examples/data/" + n, from_file(p))
+        yield ("opencv-doc", _stem(p), "usr/share/doc/opencv-doc/examples/data/" + n, from_file(p), False)
 
 
 def _stem(p):
@@ -220,13 +230,17 @@ def main():
             old = {e["file"]: e for e in json.load(f)["photos"]}
 
     entries = []
-    for pkg, name, src, load in sources(xdir):
+    for pkg, name, src, load, small in sources(xdir):
         rel = f"{pkg}/{name}.png"
         dst = os.path.join(out, rel)
         if rel in old and os.path.exists(dst):
             entries.append(old[rel])
             continue
         img, info = convert(load(), PACKAGES[pkg])
+        if small:
+            if min(img.size) < SMALL_MIN_SIDE:   # icons and cut-outs
+                continue
+            info["small"] = True
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         tmp = dst + ".tmp"
         img.save(tmp, format="PNG")
@@ -242,6 +256,7 @@ def main():
 
     entries.sort(key=lambda e: e["file"])
     n_val = sum(e["split"] == "val" for e in entries)
+    n_small = sum(bool(e.get("small")) for e in entries)
     if n_val < MIN_VAL_PHOTOS:
         raise SystemExit(f"validation split has only {n_val} photos")
     counts = {}
@@ -251,7 +266,8 @@ def main():
         "description": "real photos from Debian packages; split by whole package",
         "val_packages": VAL_PACKAGES,
         "counts": counts,
-        "n_train": len(entries) - n_val,
+        "n_train": len(entries) - n_val - n_small,
+        "n_train_small": n_small,
         "n_val": n_val,
         "photos": entries,
     }
@@ -262,7 +278,7 @@ def main():
     os.replace(tmp, manifest_path)
     for pkg, c in counts.items():
         print(f"{pkg:30s} {c['split']:5s} {c['photos']:4d}")
-    print(f"train {manifest['n_train']}  val {n_val}  -> {manifest_path}")
+    print(f"train {manifest['n_train']} (and {n_small} small)  val {n_val}  -> {manifest_path}")
 
 
 if __name__ == "__main__":
