@@ -23,8 +23,9 @@
  * (almost) pure noise, strength 0 returns the source's representation.
  *
  * Deterministic: the noise at working-resolution position (c, y, x) is
- * element ((c << 16 | y) << 16 | x) of the seed's stream, the same for
- * every frame and every tiling.  Alpha passes through.
+ * element ((c << 16 | y) << 16 | x) of the seed's stream less the mean of
+ * channel c over the frame, the same for every frame and every tiling.
+ * Alpha passes through.
  */
 #pragma once
 

@@ -176,6 +176,40 @@ source_planes (const GeImg2Img * t, const GeImageU8 * in, int Hp, int Wp, float 
   }
 }
 
+/* Element (c, y, x) of the seed's stream is the noise at working-resolution
+ * position (c, y, x), whatever the tiling. */
+static guint64
+noise_offset (int c, int y, int x)
+{
+  return (((guint64) c << 16 | (guint64) y) << 16) | (guint64) x;
+}
+
+/* The mean of each noise channel over the frame (@w0 x @h0), drawn in pieces
+ * into @scratch (@n_scratch floats).  The sampler subtracts it: with the same
+ * noise for a whole frame, its mean (a standard deviation of 1 / 64 on a
+ * 64 x 64 working frame) reads to the U-Net as a colour cast of the whole
+ * frame, drawn by the seed instead of judged from the frame.  Measured on
+ * the colorizer's validation photos over 16 seeds at 4 steps, the worst
+ * seed's chroma PSNR rose from 22.8 to 24.0 dB and the spread between seeds
+ * fell from 0.81 to 0.24 dB (models/img2img/MODEL.md). */
+static float *
+frame_noise_mean (guint64 seed, int cx, int w0, int h0, float *scratch, gsize n_scratch, GeArena * arena)
+{
+  float *mean = ge_arena_alloc (arena, cx);
+  for (int c = 0; c < cx; c++) {
+    double sum = 0.0;
+    for (int y = 0; y < h0; y++)
+      for (int x = 0; x < w0; x += (int) n_scratch) {
+        const int n = MIN (w0 - x, (int) n_scratch);
+        ge_rng_normal (seed, noise_offset (c, y, x), scratch, n);
+        for (int i = 0; i < n; i++)
+          sum += scratch[i];
+      }
+    mean[c] = (float) (sum / ((double) w0 * h0));
+  }
+  return mean;
+}
+
 gboolean
 ge_img2img_process (GeImg2Img * t, const GeImageU8 * in, GeImageU8 * out, GError ** error)
 {
@@ -229,6 +263,8 @@ ge_img2img_process (GeImg2Img * t, const GeImageU8 * in, GeImageU8 * out, GError
   memset (acc, 0, sizeof (float) * cx * wplane);
   memset (wsum, 0, sizeof (float) * wplane);
   const gint64 *ts = ge_scheduler_timesteps (t->sched);
+  float *noise_mean = first < steps ? frame_noise_mean (t->seed, cx, w0, h0, noise, cx * tplane, ctx->arena)
+      : NULL;
 
   gboolean ok = TRUE;
   for (int ty = 0; ok && ty < ny; ty++)
@@ -242,9 +278,12 @@ ge_img2img_process (GeImg2Img * t, const GeImageU8 * in, GeImageU8 * out, GError
           float *dst = x_in + c * tplane + (gsize) y * pw;
           for (int x = 0; x < pw; x++)
             dst[x] = row[MIN (x0t + x, w0 - 1)];
-          if (c < cx && first < steps)
-            ge_rng_normal (t->seed, (((guint64) c << 16 | (guint64) (y0t + y)) << 16) | (guint64) x0t,
-                noise + c * tplane + (gsize) y * pw, pw);
+          if (c < cx && first < steps) {
+            float *n = noise + c * tplane + (gsize) y * pw;
+            ge_rng_normal (t->seed, noise_offset (c, y0t + y, x0t), n, pw);
+            for (int x = 0; x < pw; x++)
+              n[x] -= noise_mean[c];
+          }
         }
       }
       if (first < steps)

@@ -98,7 +98,10 @@ class Task:
         first = steps - min(int(steps * strength), steps)
         if first < steps:
             a = self.ac[ts[first]]
-            x = a.sqrt() * x + (1 - a).sqrt() * torch.randn(x.shape, generator=generator)
+            noise = torch.randn(x.shape, generator=generator)
+            # zero-mean per frame and channel, as the element draws it: the mean would read as a
+            # colour cast of the whole frame (engine/tasks/img2img.c)
+            x = a.sqrt() * x + (1 - a).sqrt() * (noise - noise.mean((2, 3), keepdim=True))
         for t in ts[first:]:
             x = ddim_step(self.sched, self.ac, self.predict(net, x, cond, t), t, steps, x)
         return self.output(src01, x)

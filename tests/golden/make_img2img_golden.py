@@ -60,6 +60,7 @@ def run(model_path, img, strength):
     first = steps - min(int(steps * strength), steps)
     if first < steps:
         noise = torch.from_numpy(ge_rng.sr_noise(SEED, 1, 0, 0, ph, pw, channels=cx))[None]
+        noise = noise - noise[:, :, :h0, :w0].double().mean((2, 3), keepdim=True).float()   # the frame's mean
         a = ac[ts[first]]
         xt = a.sqrt() * xt + (1 - a).sqrt() * noise
     with torch.no_grad():
