@@ -207,6 +207,8 @@ def main():
     ap.add_argument("--mid-attention", action="store_true",
                     help="self-attention (one head) in the lowest level's mid block: context from the whole frame")
     ap.add_argument("--patch", type=int, default=256)
+    ap.add_argument("--small-photos", action="store_true",
+                    help="colorize: train on the ~320 px photos too (the patch must be at most their short side)")
     ap.add_argument("--batch", type=int, default=12)
     ap.add_argument("--max-zoom-out", type=float, default=4.0,
                     help="patches cut from regions up to this many times larger, area-downscaled")
@@ -269,7 +271,7 @@ def main():
                                          "num_inference_steps": args.steps}}
 
     if colorize:
-        train, val = load_photos("train"), load_photos("val")
+        train, val = load_photos("train", small=args.small_photos), load_photos("val")
         tgt_val = val_squares(val, args.val_size)
         src_val = gray(tgt_val)
         sampler = ZoomPatchSampler(train, args.patch, args.max_zoom_out, args.seed * 1000 + step)
