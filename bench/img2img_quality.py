@@ -46,8 +46,8 @@ def colorize(src, model, steps, seed, tmp):
     dst = os.path.join(tmp, "color.png")
     Q.gst_launch(["filesrc", f"location={src}", "!", "pngdec", "!", "videoconvert", "!",
                   "video/x-raw,format=RGB", "!", "diffusionimg2img", f"model-file={os.path.abspath(model)}",
-                  f"num-steps={steps}", f"seed={seed}", "!", "videoconvert", "!", "video/x-raw,format=RGB", "!", "pngenc", "!",
-                  "filesink", f"location={dst}"])
+                  f"num-steps={steps}", f"seed={seed}", "!", "videoconvert", "!", "video/x-raw,format=RGB", "!",
+                  "pngenc", "!", "filesink", f"location={dst}"])
     return Q.load_rgb(dst)
 
 

@@ -16,8 +16,8 @@ resumable; --force redoes the photo conversion):
      x2 round trip scores <= 38 dB PSNR (at native size they score 41-45 dB).
   4. writes _work/data/photos/MANIFEST.json: every photo with its package, source, size and
      split; the thumbnails of GC_SMALL_RCC (about 320 px) are marked "small" and are training
-     photos only for trainers that ask for them.  The validation split is made of WHOLE packages (VAL_PACKAGES), never a random
-     per-image split.
+     photos only for trainers that ask for them.  The validation split is made of WHOLE
+     packages (VAL_PACKAGES), never a random per-image split.
 
 Needs python3-pil (and python3-zstandard for zstd-compressed .rcc entries); both are
 installed with apt-get when missing.
