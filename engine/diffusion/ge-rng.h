@@ -32,4 +32,14 @@ void ge_rng_normal (guint64 seed, guint64 offset, float *out, gsize n);
  * (@seed, @offset + i). */
 void ge_rng_uniform (guint64 seed, guint64 offset, float *out, gsize n);
 
+/* The offset of position (@c, @y, @x) of a noise tensor in the seed's
+ * stream, ((c << 16 | y) << 16 | x): the tasks draw their noise by position,
+ * so a tile, a frame or a thread draws the same noise at the same place.  A
+ * row of n positions is n consecutive elements (x < 65536). */
+static inline guint64
+ge_rng_position (guint64 c, guint64 y, guint64 x)
+{
+  return ((c << 16 | y) << 16) | x;
+}
+
 G_END_DECLS

@@ -176,14 +176,6 @@ source_planes (const GeImg2Img * t, const GeImageU8 * in, int Hp, int Wp, float 
   }
 }
 
-/* Element (c, y, x) of the seed's stream is the noise at working-resolution
- * position (c, y, x), whatever the tiling. */
-static guint64
-noise_offset (int c, int y, int x)
-{
-  return (((guint64) c << 16 | (guint64) y) << 16) | (guint64) x;
-}
-
 /* The mean of each noise channel over the frame (@w0 x @h0), drawn in pieces
  * into @scratch (@n_scratch floats).  The sampler subtracts it: with the same
  * noise for a whole frame, its mean (a standard deviation of 1 / 64 on a
@@ -201,7 +193,7 @@ frame_noise_mean (guint64 seed, int cx, int w0, int h0, float *scratch, gsize n_
     for (int y = 0; y < h0; y++)
       for (int x = 0; x < w0; x += (int) n_scratch) {
         const int n = MIN (w0 - x, (int) n_scratch);
-        ge_rng_normal (seed, noise_offset (c, y, x), scratch, n);
+        ge_rng_normal (seed, ge_rng_position (c, y, x), scratch, n);
         for (int i = 0; i < n; i++)
           sum += scratch[i];
       }
@@ -280,7 +272,7 @@ ge_img2img_process (GeImg2Img * t, const GeImageU8 * in, GeImageU8 * out, GError
             dst[x] = row[MIN (x0t + x, w0 - 1)];
           if (c < cx && first < steps) {
             float *n = noise + c * tplane + (gsize) y * pw;
-            ge_rng_normal (t->seed, noise_offset (c, y0t + y, x0t), n, pw);
+            ge_rng_normal (t->seed, ge_rng_position (c, y0t + y, x0t), n, pw);
             for (int x = 0; x < pw; x++)
               n[x] -= noise_mean[c];
           }

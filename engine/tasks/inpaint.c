@@ -546,8 +546,7 @@ noise_task (void *data, int task, int thread)
   const int bw = b->x1 - b->x0, bh = b->y1 - b->y0, rows = 3 * bh;
   for (int r = task * rows / j->n_tasks; r < (task + 1) * rows / j->n_tasks; r++) {
     const int c = r / bh, y = r % bh;
-    ge_rng_normal (j->seed, j->k << 40 | (((guint64) c << 16 | (guint64) (b->y0 + y)) << 16)
-        | (guint64) b->x0, j->out + (gsize) r * bw, bw);
+    ge_rng_normal (j->seed, j->k << 40 | ge_rng_position (c, b->y0 + y, b->x0), j->out + (gsize) r * bw, bw);
   }
 }
 

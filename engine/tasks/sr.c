@@ -178,8 +178,7 @@ run_tile (GeSr * sr, const GeTensor * lr, const Tile * t, float *x_in, float *x0
   else {
     for (int c = 0; c < 3; c++)
       for (int y = 0; y < hs; y++) {
-        const guint64 gy = (guint64) (t->y0 * s + y), gx = (guint64) t->x0 * s;
-        ge_rng_normal (sr->seed, (((guint64) c << 16 | gy) << 16) | gx,
+        ge_rng_normal (sr->seed, ge_rng_position (c, (guint64) (t->y0 * s + y), (guint64) t->x0 * s),
             noise + ((gsize) c * hs + y) * ws, ws);
       }
     GeTensor nt = { noise, 1, 3, hs, ws };

@@ -205,7 +205,7 @@ ge_vae_codec_encode (GeVaeCodec * c, const GeImageU8 * in, float *latent, GError
     float *n = ge_arena_alloc (c->arena, (gsize) lw);
     for (int ch = 0; ch < C; ch++)
       for (int y = 0; y < lh; y++) {
-        ge_rng_normal (c->seed, (((guint64) ch << 16 | (guint64) y) << 16), n, lw);
+        ge_rng_normal (c->seed, ge_rng_position (ch, y, 0), n, lw);
         float *m = latent + ch * lplane + (gsize) y * lw;
         const float *lv = logvar + ch * lplane + (gsize) y * lw;
         for (int xx = 0; xx < lw; xx++)
