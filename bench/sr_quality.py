@@ -31,8 +31,10 @@ Run from the repository root after `meson compile -C build` and
         --regression-x2 bench/baselines/regression-x2.safetensors
 
 Writes bench/out/sr_quality/results.md (the table, the command line) and results.json
-(per photo and mean values); --max-photos N and --max-side PX (centre crop of the HR photo)
-shorten the run.  --rdn-check only runs the fixture reproduction check of the RDN models.
+(per photo and mean values).  --seeds N adds the element's seeds 1 .. N-1 at the default
+steps: the element draws its noise by position, so one seed is one draw for every photo, and
+the spread over seeds is the bench's own noise.  --max-photos N and --max-side PX (centre crop
+of the HR photo) shorten the run.  --rdn-check only runs the fixture reproduction check of the RDN models.
 """
 
 import argparse
@@ -397,6 +399,28 @@ def steps_name(k):
     return f"diffusionsr {k} step" + ("" if k == 1 else "s")
 
 
+def seed_name(default_steps, seed):
+    return steps_name(default_steps) + (" (default)" if seed == 0 else f" (default), seed {seed}")
+
+
+def fmt_seeds(summary, scales, models, n_seeds):
+    """The default steps over the element's seeds.  The noise is drawn by position, so every photo
+    gets the same noise from one seed: one seed is one draw for the whole set, not one per photo."""
+    md = ["## Seeds", "",
+          f"The default steps with the element's seeds 0 .. {n_seeds - 1} (one seed is one draw of the "
+          "noise for every photo: the element draws it by position); PSNR-Y means over the photos:", "",
+          "| scale | seed 0 | mean over seeds | lowest - highest seed | minus regression CNN, mean | lowest |",
+          "|---|---:|---:|---:|---:|---:|"]
+    for s in scales:
+        r = summary[str(s)]
+        v = [r[seed_name(models[s][1], j)]["psnr_y"] for j in range(n_seeds)]
+        reg = r.get("regression CNN", {}).get("psnr_y")
+        d = [x - reg for x in v] if reg is not None else None
+        md.append(f"| x{s} | {v[0]:.3f} | {np.mean(v):.3f} | {min(v):.3f} - {max(v):.3f} | "
+                  + (f"{np.mean(d):+.3f} | {min(d):+.3f} |" if d else "- | - |"))
+    return md + [""]
+
+
 def fmt_table(summary, scales):
     lines = ["| method | " + " | ".join(f"x{s} PSNR-Y (dB) | x{s} SSIM-Y | x{s} photos" for s in scales) + " |",
              "|---|" + "---:|" * (3 * len(scales))]
@@ -429,6 +453,8 @@ def main():
     ap.add_argument("--max-side", type=int, default=0, help="centre-crop HR photos to at most this side (0: whole)")
     ap.add_argument("--out", default=os.path.join(HERE, "out", "sr_quality"))
     ap.add_argument("--torch-threads", type=int, default=2)
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="the element's seeds 0 .. N-1 at the default steps (seed 0 at the others)")
     args = ap.parse_args()
 
     import torch
@@ -505,6 +531,9 @@ def main():
                 for k in steps_list:
                     if k == default_steps:  # the same run: deterministic, same seed
                         outs[steps_name(k)] = lambda: cache[0]
+                for j in range(1, args.seeds):
+                    outs[seed_name(default_steps, j)] = (
+                        lambda j=j: gst_diffusionsr(lr, s, model, 0, tmp, extra=(f"seed={j}",)))
                 t0 = time.time()
                 for k, fn in outs.items():
                     sr = fn()
@@ -542,6 +571,8 @@ def main():
           "PSNR-Y / SSIM-Y: BT.601 luma of the 8-bit images, a border of `scale` pixels excluded; "
           "SSIM with an 11x11 Gaussian window (sigma 1.5); means over the photos.", "",
           fmt_table(summary, scales), ""]
+    if args.seeds > 1:
+        md += fmt_seeds(summary, scales, models, args.seeds)
     md += ["## Steps: detail and fidelity", "",
            "Detail = high-frequency energy of the output's luma (luma minus its 11x11 Gaussian blur, "
            "sigma 1.5) over that of the ground truth, averaged over the photos: 1 = as much fine "
