@@ -22,6 +22,10 @@ Run from the repository root after `meson compile -C build` (python3-opencv inst
 
     /usr/bin/python3 bench/inpaint_quality.py --model models/inpaint/diffusioninpaint.safetensors
 
+--element-seeds N adds the element's seeds 1 .. N-1 at the default steps: the element draws its
+noise by position, so one seed is one draw for every photo, and the spread over seeds is the
+bench's own noise.
+
 Writes bench/out/inpaint_quality/results.md and results.json; with --pictures DIR, one PNG per
 photo of --picture-photos and mask kind: the input with the mask in magenta | Telea |
 Navier-Stokes | diffusioninpaint (default steps) | the original, and DIR/README.md listing them
@@ -54,13 +58,13 @@ def save_pgm(path, mask):
         f.write(b"P5\n%d %d\n255\n" % (w, h) + ((mask > 0) * 255).astype(np.uint8).tobytes())
 
 
-def gst_inpaint(img, mask, model, steps, tmp):
+def gst_inpaint(img, mask, model, steps, tmp, seed=0):
     src, mpath, dst = (os.path.join(tmp, n) for n in ("img.png", "mask.pgm", "out.png"))
     Q.save_png(src, img)
     save_pgm(mpath, mask)
     Q.gst_launch(["filesrc", f"location={src}", "!", "pngdec", "!", "videoconvert", "!",
                   "diffusioninpaint", f"model-file={os.path.abspath(model)}", f"mask-file={mpath}",
-                  f"num-steps={steps}", "!", "videoconvert", "!", "video/x-raw,format=RGB", "!",
+                  f"num-steps={steps}", f"seed={seed}", "!", "videoconvert", "!", "video/x-raw,format=RGB", "!",
                   "pngenc", "!", "filesink", f"location={dst}"])
     return Q.load_rgb(dst)
 
@@ -140,7 +144,9 @@ def main():
     ap.add_argument("--radius", type=int, default=3, help="cv2.inpaint radius")
     ap.add_argument("--manifest", default=Q.MANIFEST)
     ap.add_argument("--max-photos", type=int, default=0)
-    ap.add_argument("--seed", type=int, default=2024)
+    ap.add_argument("--seed", type=int, default=2024, help="the masks' seed")
+    ap.add_argument("--element-seeds", type=int, default=1,
+                    help="the element's seeds 0 .. N-1 at the default steps (seed 0 at the others)")
     ap.add_argument("--out", default=os.path.join(HERE, "out", "inpaint_quality"))
     ap.add_argument("--pictures", default="", help="write before/after strips to this folder")
     ap.add_argument("--picture-photos", default="opencv-doc/building.png,opencv-doc/butterfly.png,"
@@ -185,6 +191,9 @@ def main():
                     n = k or default_steps
                     key = f"diffusioninpaint {n} step{'s' if n > 1 else ''}" + (" (default)" if k == 0 else "")
                     outs[key] = gst_inpaint(img, mask, args.model, k, tmp)
+                for j in range(1, args.element_seeds):
+                    key = f"diffusioninpaint {default_steps} step{'s' if default_steps > 1 else ''} (default), seed {j}"
+                    outs[key] = gst_inpaint(img, mask, args.model, 0, tmp, seed=j)
                 far_mask = far_from_mask(mask, FEATHER + 1)
                 for key, out in outs.items():
                     r = rows.setdefault(key, {}).setdefault(kind, [])
