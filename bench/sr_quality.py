@@ -404,8 +404,7 @@ def seed_name(default_steps, seed):
 
 
 def fmt_seeds(summary, scales, models, n_seeds):
-    """The default steps over the element's seeds.  The noise is drawn by position, so every photo
-    gets the same noise from one seed: one seed is one draw for the whole set, not one per photo."""
+    """The table of the default steps over the element's seeds."""
     md = ["## Seeds", "",
           f"The default steps with the element's seeds 0 .. {n_seeds - 1} (one seed is one draw of the "
           "noise for every photo: the element draws it by position); PSNR-Y means over the photos:", "",
@@ -527,7 +526,7 @@ def main():
                         if k not in cache:
                             cache[k] = gst_diffusionsr(lr, s, model, k, tmp)
                         return cache[k]
-                    outs[steps_name(default_steps) + " (default)" if k == 0 else steps_name(k)] = run
+                    outs[seed_name(default_steps, 0) if k == 0 else steps_name(k)] = run
                 for k in steps_list:
                     if k == default_steps:  # the same run: deterministic, same seed
                         outs[steps_name(k)] = lambda: cache[0]
