@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# valgrind.sh: the engine tests under valgrind memcheck (slow: ~15 minutes
+# valgrind.sh: the engine tests under valgrind memcheck (slow: ~25 minutes
 # on 2 cores, so not part of tools/test.sh, which runs them under
 # ASan/UBSan instead).  Fails on any memcheck error or definite leak.
 #
