@@ -58,6 +58,12 @@ def save_pgm(path, mask):
         f.write(b"P5\n%d %d\n255\n" % (w, h) + ((mask > 0) * 255).astype(np.uint8).tobytes())
 
 
+def element_key(steps, default=False, seed=0):
+    """The element's row name: steps, whether they are the model's default, and the seed if not 0."""
+    return (f"diffusioninpaint {steps} step{'s' if steps > 1 else ''}" + (" (default)" if default else "")
+            + (f", seed {seed}" if seed else ""))
+
+
 def gst_inpaint(img, mask, model, steps, tmp, seed=0):
     src, mpath, dst = (os.path.join(tmp, n) for n in ("img.png", "mask.pgm", "out.png"))
     Q.save_png(src, img)
@@ -188,12 +194,9 @@ def main():
                 if T is not None:
                     outs["base fill alone (no network)"] = base_fill(T, img, mask, task)
                 for k in [0] + [k for k in steps_list if k != default_steps]:
-                    n = k or default_steps
-                    key = f"diffusioninpaint {n} step{'s' if n > 1 else ''}" + (" (default)" if k == 0 else "")
-                    outs[key] = gst_inpaint(img, mask, args.model, k, tmp)
+                    outs[element_key(k or default_steps, k == 0)] = gst_inpaint(img, mask, args.model, k, tmp)
                 for j in range(1, args.element_seeds):
-                    key = f"diffusioninpaint {default_steps} step{'s' if default_steps > 1 else ''} (default), seed {j}"
-                    outs[key] = gst_inpaint(img, mask, args.model, 0, tmp, seed=j)
+                    outs[element_key(default_steps, True, j)] = gst_inpaint(img, mask, args.model, 0, tmp, seed=j)
                 far_mask = far_from_mask(mask, FEATHER + 1)
                 for key, out in outs.items():
                     r = rows.setdefault(key, {}).setdefault(kind, [])
