@@ -210,7 +210,8 @@ def main():
                     picture(os.path.join(args.pictures, fname), img, mask, [outs[k] for k in keys])
                     shown.append((fname, name, kind, [(k.split(" (")[0], rows[k][kind][-1]["psnr"]) for k in keys]))
                 if name in stepped:
-                    keys = sorted((k for k in outs if k.startswith("diffusioninpaint")), key=lambda k: int(k.split()[1]))
+                    keys = sorted((k for k in outs if k.startswith("diffusioninpaint") and ", seed" not in k),
+                                  key=lambda k: int(k.split()[1]))
                     fname = f"{name.replace('/', '-').rsplit('.', 1)[0]}-{kind}-steps.png"
                     picture(os.path.join(args.pictures, fname), img, mask, [outs[k] for k in keys])
                     shown_steps.append((fname, name, kind, [(k.split(" (")[0], rows[k][kind][-1]["psnr"]) for k in keys]))
