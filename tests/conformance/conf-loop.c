@@ -3,6 +3,7 @@
  * free-running loop is chaotic (f32 and f64 torch runs end ~6e-3 apart),
  * so its end point is reported against that spread, not the 1e-4 bound. */
 #include "conf.h"
+#include "ge-pipeline.h"
 #include "ge-scheduler.h"
 #include "ge-unet2d.h"
 
@@ -10,47 +11,23 @@
 #include <stdio.h>
 #include <string.h>
 
-/* The model folder: the meta.json value that is a relative path. */
-static char *
-model_dir (Conf * c, JsonObject * meta)
-{
-  char *dir = NULL;
-  GList *keys = json_object_get_members (meta);
-  for (GList * l = keys; l && !dir; l = l->next) {
-    JsonNode *v = json_object_get_member (meta, l->data);
-    if (JSON_NODE_HOLDS_VALUE (v) && json_node_get_value_type (v) == G_TYPE_STRING
-        && g_str_has_prefix (json_node_get_string (v), "../"))
-      dir = g_build_filename (c->dir, json_node_get_string (v), NULL);
-  }
-  g_list_free (keys);
-  return dir;
-}
-
 void
-conf_loop_case (Conf * c)
+conf_loop_case (Conf * c, GePipeline * p, JsonObject * meta)
 {
-  JsonParser *mp = NULL, *sp = NULL;
-  JsonObject *meta = conf_read_json (c, "meta.json", &mp);
-  JsonObject *sj = conf_read_json (c, "scheduler_config.json", &sp);
   GeUNet2D *u = NULL;
   GeScheduler *s = NULL;
   GeModelFile *mf = NULL;
   GError *err = NULL;
   float *x = NULL, *eps = NULL, *prev = NULL, *free_x = NULL, *ref_eps = NULL;
-  char *dir = NULL;
-  if (!meta || !sj)
-    goto out;
 
   GeSchedulerConfig cfg;
-  char *src = g_build_filename (c->dir, "scheduler_config.json", NULL);
-  gboolean ok = ge_scheduler_config_from_json (&cfg, sj, src, &err)
-      && (s = ge_scheduler_new (&cfg, &err));
-  g_free (src);
-  dir = model_dir (c, meta);
-  if (ok && dir)
-    ok = (mf = ge_model_file_open (dir, &err)) && (u = ge_unet2d_new (mf, &err));
-  if (!ok || !dir) {
-    printf ("%s\n", err ? err->message : "meta.json names no model folder");
+  JsonObject *sj = ge_pipeline_scheduler_config (p, &err);
+  gboolean ok = sj
+      && ge_scheduler_config_from_json (&cfg, sj, ge_pipeline_part_path (p, "scheduler"), &err)
+      && (s = ge_scheduler_new (&cfg, &err))
+      && (mf = ge_pipeline_open_model (p, "unet", &err)) && (u = ge_unet2d_new (mf, &err));
+  if (!ok) {
+    printf ("%s\n", err->message);
     c->n_failed++;
     goto out;
   }
@@ -146,10 +123,8 @@ out:
   g_free (prev);
   g_free (free_x);
   g_free (ref_eps);
-  g_free (dir);
   ge_unet2d_free (u);
-  ge_model_file_unref (mf);
+  if (mf)
+    ge_model_file_unref (mf);
   ge_scheduler_free (s);
-  g_clear_object (&mp);
-  g_clear_object (&sp);
 }

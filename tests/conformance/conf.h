@@ -9,6 +9,7 @@
 
 #include <glib.h>
 #include <json-glib/json-glib.h>
+#include "ge-pipeline.h"
 #include "ge-safetensors.h"
 
 #define CONF_TOL 1e-4
@@ -38,4 +39,10 @@ void conf_scheduler_case (Conf * c);     /* scheduler_config.json, no model */
 void conf_unet_case (Conf * c, const char *model_dir);
 void conf_vae_case (Conf * c, const char *model_dir);
 void conf_vq_case (Conf * c, const char *model_dir);
-void conf_loop_case (Conf * c);          /* sampling loop over a model */
+/* Sampling loops: meta.json names a pipeline folder, or its parts, by
+ * relative paths (conf-pipeline.c reads both into a GePipeline). */
+GePipeline *conf_loop_pipeline (Conf * c, JsonObject * meta);
+gboolean conf_is_loop (Conf * c, JsonObject * meta);
+void conf_pipeline_case (Conf * c, JsonObject * meta);  /* dispatches on the class */
+void conf_loop_case (Conf * c, GePipeline * p, JsonObject * meta);     /* DDIM/DDPM */
+void conf_sd_inpaint_case (Conf * c, GePipeline * p, JsonObject * meta);

@@ -68,34 +68,26 @@ main (int argc, char **argv)
   }
   printf ("case %s\n", c.dir);
 
+  /* A loop names its pipeline or its parts in meta.json; a model case
+   * has config.json; a bare scheduler case only scheduler_config.json. */
   char *cls = model_class (&c, c.dir);
   char *sched = g_build_filename (c.dir, "scheduler_config.json", NULL);
-  if (cls)
+  char *meta_path = g_build_filename (c.dir, "meta.json", NULL);
+  JsonParser *mp = NULL;
+  JsonObject *meta = g_file_test (meta_path, G_FILE_TEST_EXISTS)
+      ? conf_read_json (&c, "meta.json", &mp) : NULL;
+  if (meta && conf_is_loop (&c, meta))
+    conf_pipeline_case (&c, meta);
+  else if (cls)
     run_model_case (&c, c.dir, cls);
-  else if (g_file_test (sched, G_FILE_TEST_EXISTS)) {
-    /* A loop names its model in meta.json; a bare scheduler case does not. */
-    JsonParser *mp;
-    JsonObject *meta = conf_read_json (&c, "meta.json", &mp);
-    gboolean loop = FALSE;
-    if (meta) {
-      GList *keys = json_object_get_members (meta);
-      for (GList * l = keys; l; l = l->next) {
-        JsonNode *v = json_object_get_member (meta, l->data);
-        if (JSON_NODE_HOLDS_VALUE (v) && json_node_get_value_type (v) == G_TYPE_STRING
-            && g_str_has_prefix (json_node_get_string (v), "../"))
-          loop = TRUE;
-      }
-      g_list_free (keys);
-      g_object_unref (mp);
-    }
-    if (loop)
-      conf_loop_case (&c);
-    else
-      conf_scheduler_case (&c);
-  } else {
-    printf ("%s: neither config.json nor scheduler_config.json\n", c.dir);
+  else if (g_file_test (sched, G_FILE_TEST_EXISTS))
+    conf_scheduler_case (&c);
+  else {
+    printf ("%s: neither a loop (meta.json), config.json nor scheduler_config.json\n", c.dir);
     c.n_failed++;
   }
+  g_clear_object (&mp);
+  g_free (meta_path);
   g_free (sched);
   g_free (cls);
 
