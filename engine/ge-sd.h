@@ -1,30 +1,48 @@
-/* ge-sd.h: the Stable Diffusion family's sampling loops, as diffusers'
- * pipelines run them, on the parts of a GePipeline.
+/* ge-sd.h: the latent diffusion pipelines of diffusers, as their __call__
+ * runs them, on the parts of a GePipeline: what the elements call when
+ * model-file is a pipeline folder.
  *
- * What a GeSd holds: the conditional U-Net, the VAE (AutoencoderKL or
- * AutoencoderTiny), the CLIP tokenizer and text encoder, and one sampler
- * (any of ge-sampler.h's, from the pipeline's scheduler config or by
- * name).  Prompts are encoded when they change, never per frame: the last
- * few (prompt -> embedding) pairs are kept, so the negative prompt and an
- * alternating prompt cost nothing either.
+ *   task                   pipeline classes run
+ *   GE_SD_INPAINT          StableDiffusionInpaintPipeline (9-channel U-Net:
+ *                          cat (latents, mask, masked-image latents));
+ *                          StableDiffusionPipeline / ...Inpaint with a
+ *                          4-channel U-Net (the known region noised to each
+ *                          step's level and pasted back, as diffusers does)
+ *   GE_SD_IMG2IMG          StableDiffusionImg2ImgPipeline and
+ *                          StableDiffusionPipeline (SDEdit: `strength`
+ *                          picks the first timestep as diffusers'
+ *                          get_timesteps does);
+ *                          StableDiffusionInstructPix2PixPipeline (8-channel
+ *                          U-Net, text and image guidance)
+ *   GE_SD_SUPER_RESOLUTION StableDiffusionUpscalePipeline (x4: the low-res
+ *                          image noised by low_res_scheduler at
+ *                          `noise-level`, which is also the U-Net's
+ *                          class label); LDMSuperResolutionPipeline
+ *                          (UNet2DModel on cat (latents, image), VQModel
+ *                          decode with quantisation, no text)
  *
- * Classifier-free guidance follows diffusers: the U-Net runs on the batch
- * cat ([uncond, cond]) (UNCONDITIONAL FIRST) in one forward, and the
+ * Prompts are encoded when they change, never per frame: the last few
+ * (prompt -> embedding) pairs are kept, so a negative prompt or a prompt
+ * that alternates costs nothing either.  A text encoder whose config sets
+ * use_attention_mask gets the tokenizer's mask, as diffusers passes it.
+ *
+ * Classifier-free guidance follows diffusers: the U-Net runs the batch
+ * cat ([uncond, cond]) (UNCONDITIONAL FIRST) in one forward and the
  * guided prediction is u + g (c - u); with g <= 1 only the conditional
- * half runs.  instruct-pix2pix's two scales run the batch [text+image,
- * uncond+image, uncond+no image] and combine
- * u + g (text - image) + ig (image - u).
+ * half runs.  instruct-pix2pix runs [text + image, uncond + image,
+ * uncond + zero image] and combines u + g (text - image) + ig (image - u),
+ * when g > 1 and ig >= 1.
  *
- * Randomness: every draw the loop makes (the initial latents, the VAE
- * posterior sample of the inpainting pipeline, each ancestral step's noise)
- * goes through a GeSdNoise callback, so a caller replays recorded draws
- * (the conformance cases) or draws from our counter-based generator
- * (ge_sd_noise_seeded, what the elements use).  diffusers' torch.Generator
- * draws are not reproduced: same seed, other numbers, on purpose (our noise
- * is a function of position, see ge-rng.h).
+ * Randomness: every draw the pipeline makes goes through a GeSdNoiseFunc
+ * in the order diffusers draws from its generator, so a caller replays
+ * recorded draws (the conformance cases) or draws from our counter-based
+ * generator (ge_sd_noise_seeded, what the elements use).  Same seed as
+ * torch.Generator gives other numbers, on purpose: our noise is a
+ * function of position (ge-rng.h).
  *
  * Images are planar f32 RGB in [0, 1], [3, h, w]; masks [h, w] in [0, 1]
- * (1 = regenerate); h and w multiples of ge_sd_size_multiple ().
+ * (1 = regenerate); h and w multiples of ge_sd_size_multiple ().  Not done
+ * here: resizing to the multiple, tiling (the caller pads and tiles).
  */
 #pragma once
 
@@ -34,52 +52,79 @@ G_BEGIN_DECLS
 
 typedef struct _GeSd GeSd;
 
-/* What the loop asks for: @what is "latents" (the initial noise),
- * "vae_encode" (the posterior sample of the masked image) or "step" (the
- * ancestral noise of step @step); fill @n standard normals into @out,
- * shaped [1, c, h, w] as diffusers' randn would be. */
+typedef enum {
+  GE_SD_INPAINT,
+  GE_SD_IMG2IMG,
+  GE_SD_SUPER_RESOLUTION,
+} GeSdTask;
+
+/* What the loop asks for, in diffusers' order of draws: @what is
+ * "image_noise" (the upscaler's low-res noise), "image_latents" (the
+ * posterior sample of the image to encode), "latents" (the initial noise)
+ * or "step" (the noise of step @step of an ancestral sampler); fill
+ * c * h * w standard normals into @out ([1, c, h, w] as torch.randn). */
 typedef void (*GeSdNoiseFunc) (void *user_data, const char *what, int step, float *out,
     int c, int h, int w);
 
-/* Reports the loop's intermediates under the names of the conformance
- * record: "text.cond_embeds", "mask_latent", "masked_image_latents",
- * "step%d.unet_input", "step%d.noise_pred_uncond", "step%d.noise_pred_text",
- * "step%d.noise_pred", "step%d.latents", "final.decoded" (NCHW). */
-typedef GeModelTap GeSdTap;
+/* The loop reports its intermediates under the names of the conformance
+ * records: "text.cond_embeds", "text.uncond_embeds", "mask_binarized",
+ * "mask_latent", "masked_image", "vae_encode.mean", "vae_encode.std",
+ * "masked_image_latents", "image_latents", "step%d.unet_input",
+ * "step%d.noise_pred_uncond", "step%d.noise_pred_text",
+ * "step%d.noise_pred_image", "step%d.noise_pred", "step%d.latents",
+ * "final.decoded" (NCHW). */
 
-/* Loads the parts the pipeline class needs (StableDiffusionInpaintPipeline
- * for now): a missing part is GE_ERROR_NOT_FOUND naming it, another class
- * is GE_ERROR_UNSUPPORTED listing the ones that run. */
-GeSd *ge_sd_new (GePipeline * p, GError ** error);
+/* Loads the parts @task's pipeline class needs: a missing part is
+ * GE_ERROR_NOT_FOUND naming it, a class the task cannot run is
+ * GE_ERROR_UNSUPPORTED listing the ones it can, mismatched parts
+ * (cross_attention_dim against the text encoder, U-Net input channels
+ * against the VAE) are GE_ERROR_CORRUPT. */
+GeSd *ge_sd_new (GePipeline * p, GeSdTask task, GError ** error);
 void ge_sd_free (GeSd * sd);
+/* Which class of the pipeline runs (the folder's, or the one the task
+ * maps it to: "StableDiffusionImg2ImgPipeline" for a
+ * StableDiffusionPipeline folder given to GE_SD_IMG2IMG). */
+const char *ge_sd_pipeline_class (const GeSd * sd);
+/* The classes @task runs, for messages ("A, B, C"). */
+const char *ge_sd_supported_classes (GeSdTask task);
 
 void ge_sd_set_n_threads (GeSd * sd, int n_threads);
-void ge_sd_set_tap (GeSd * sd, GeSdTap tap, void *user_data);
-/* The scheduler's name as ge_sampler_new_from_json_as () takes it; NULL
- * = the pipeline's own scheduler. */
+void ge_sd_set_tap (GeSd * sd, GeModelTap tap, void *user_data);
+/* A sampler name as ge_sampler_new_from_json_as () takes it; NULL = the
+ * pipeline's own scheduler. */
 gboolean ge_sd_set_scheduler (GeSd * sd, const char *name, GError ** error);
 gboolean ge_sd_set_num_steps (GeSd * sd, int steps, GError ** error);
-void ge_sd_set_guidance (GeSd * sd, float guidance_scale);
-/* Sets the prompts; the text is encoded now if it has not been seen
- * recently.  *@truncated (may be NULL) says whether either prompt was cut
- * to the tokenizer's 77 tokens, as diffusers does with a warning. */
+int ge_sd_num_steps (const GeSd * sd);
+void ge_sd_set_guidance (GeSd * sd, float guidance_scale, float image_guidance_scale);
+/* SDEdit strength in [0, 1] (img2img; 1 = from pure noise). */
+void ge_sd_set_strength (GeSd * sd, float strength);
+/* The x4 upscaler's noise level (a low_res_scheduler timestep). */
+void ge_sd_set_noise_level (GeSd * sd, int noise_level);
+/* DDIM's eta (LDM super-resolution passes it; 0 by default). */
+void ge_sd_set_eta (GeSd * sd, float eta);
+/* Sets the prompts; either is encoded now unless seen recently.
+ * *@truncated (may be NULL) says whether one was cut to the tokenizer's
+ * max length, which diffusers does with a warning.  A pipeline without a
+ * text encoder (LDM) ignores prompts. */
 gboolean ge_sd_set_prompt (GeSd * sd, const char *prompt, const char *negative_prompt,
     gboolean * truncated, GError ** error);
+gboolean ge_sd_has_text (const GeSd * sd);
 
+/* Inputs must be multiples of this. */
 int ge_sd_size_multiple (const GeSd * sd);
-/* How many text encodes have run (tests: a prompt is encoded once). */
+/* The output size for an h x w input (x4 for the upscalers). */
+void ge_sd_output_size (const GeSd * sd, int h, int w, int *oh, int *ow);
+/* Text encodes so far (a prompt is encoded once). */
 guint ge_sd_n_text_encodes (const GeSd * sd);
 
-/* StableDiffusionInpaintPipeline at strength 1: a 9-channel U-Net gets
- * cat (latents, mask, masked-image latents); a 4-channel one runs the
- * plain loop and puts the known region back, noised to each step's
- * level, as diffusers does.  @out is the decoded image [3, h, w], clamped
- * to [0, 1]. */
-gboolean ge_sd_inpaint (GeSd * sd, const float *image, const float *mask, int h, int w,
+/* One image through the pipeline: @image [3, h, w] in [0, 1]; @mask
+ * [h, w] for GE_SD_INPAINT (else NULL); @out [3, oh, ow] in [0, 1]. */
+gboolean ge_sd_process (GeSd * sd, const float *image, const float *mask, int h, int w,
     GeSdNoiseFunc noise, void *noise_data, float *out, GError ** error);
 
-/* The GeSdNoiseFunc of the elements: draws by position from @seed's
- * normal stream, a separate stream offset per @what and step. */
+/* The GeSdNoiseFunc of the elements: @seed_ptr points at a guint64 seed;
+ * draws by position from its normal stream, one stream region per draw
+ * and step, so a tile or a frame draws the same noise at the same place. */
 void ge_sd_noise_seeded (void *seed_ptr, const char *what, int step, float *out,
     int c, int h, int w);
 
