@@ -38,4 +38,5 @@ void conf_scheduler_case (Conf * c);     /* scheduler_config.json, no model */
 void conf_unet_case (Conf * c, const char *model_dir);
 void conf_vae_case (Conf * c, const char *model_dir);
 void conf_vq_case (Conf * c, const char *model_dir);
+void conf_clip_text_case (Conf * c, const char *model_dir);   /* transformers CLIPTextModel */
 void conf_loop_case (Conf * c);          /* sampling loop over a model */
