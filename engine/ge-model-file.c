@@ -92,7 +92,7 @@ folder_class (GeModelFile * mf)
       mf->class_name = g_strdup (json_node_get_string (a0));
   } else if (g_strcmp0 (string_member (mf->config, "model_type"), "clip_text_model") == 0)
     mf->class_name = g_strdup ("CLIPTextModel");
-  return mf->class_name ? TRANSFORMERS_WEIGHTS_NAME : WEIGHTS_NAME;
+  return mf->class_name ? TRANSFORMERS_WEIGHTS_NAME : NULL;
 }
 
 GeModelFile *
@@ -118,8 +118,13 @@ ge_model_file_open (const char *path, GError ** error)
     } else
       ok = parse_config (mf, text, (gssize) len, "config.json", error);
     g_free (text);
+    const char *weights = ok ? folder_class (mf) : NULL;
+    if (ok && !weights) {
+      g_set_error (error, GE_ERROR, GE_ERROR_UNSUPPORTED, "%s: config.json does not say the "
+          "model's architecture (no \"_class_name\" nor \"architectures\")", path);
+      ok = FALSE;
+    }
     if (ok) {
-      const char *weights = folder_class (mf);
       wts = g_build_filename (path, weights, NULL);
       if (!g_file_test (wts, G_FILE_TEST_EXISTS)) {
         /* Hub repositories may carry only the half-precision variant. */
@@ -161,8 +166,7 @@ ge_model_file_open (const char *path, GError ** error)
   }
   if (!mf->class_name) {
     g_set_error (error, GE_ERROR, GE_ERROR_UNSUPPORTED,
-        "%s: the model does not say its architecture (no \"_class_name\" nor "
-        "\"architectures\")", path);
+        "%s: the model does not say its architecture (no \"_class_name\")", path);
     goto fail;
   }
   add_aliases (mf);

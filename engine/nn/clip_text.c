@@ -270,7 +270,7 @@ linear (GeCtx * ctx, const float *x, int rows, int in, const float *w, const flo
     int out, float *y)
 {
   const int threads = ge_pool_n_threads (ctx->pool);
-  if (threads == 1 || (gsize) rows * in * out < 1 << 20) {
+  if (threads == 1 || (gsize) rows * in * out < 1 << 15) {
     ge_linear (ctx, x, rows, in, w, b, out, y);
     return;
   }
