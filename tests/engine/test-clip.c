@@ -304,6 +304,48 @@ test_projection_fp16 (void)
   g_free (dir);
 }
 
+/* Pooling picks a row of last_hidden_state: with eos_token_id 912 (the
+ * bos id) the first 912, position 0; with 2 (old configs) the largest id's
+ * first position; with an id absent from the sequence, position 0. */
+static void
+test_pooling_rules (void)
+{
+  char *dir = g_build_filename (tmpdir, "pool", NULL);
+  char *wts = g_build_filename (dir, "model.safetensors", NULL);
+  g_mkdir (dir, 0755);
+  write_weights (wts, FALSE, NULL, NULL, 0, 0);
+  gint32 *ids = load_ints ("input.input_ids");
+  float *last = load_f32 ("call0.last_hidden_state", NULL);
+  float *out = g_new (float, 2 * 77 * 32), pooled[2 * 32];
+  static const char *eos[] = { "\"eos_token_id\": 912", "\"eos_token_id\": 2",
+    "\"eos_token_id\": 5000" };
+  for (int r = 0; r < 3; r++) {
+    write_config (dir, "\"eos_token_id\": 913", eos[r]);
+    GeModelFile *mf = ge_model_file_open (dir, NULL);
+    GeClipText *m = ge_clip_text_new (mf, NULL);
+    g_assert_nonnull (m);
+    ge_model_file_unref (mf);
+    g_assert_true (ge_clip_text_forward (m, ids, 2, 77, NULL, out, pooled, NULL));
+    for (int b = 0; b < 2; b++) {
+      int at = 0;
+      if (r == 1)
+        for (int t = 1; t < 77; t++)
+          if (ids[b * 77 + t] > ids[b * 77 + at])
+            at = t;
+      g_assert_cmpint (r != 1 || at > 0, ==, TRUE);
+      g_assert_cmpfloat (rel_err_f (pooled + b * 32, last + (b * 77 + at) * 32, 32), <=, 1e-4);
+    }
+    ge_clip_text_free (m);
+  }
+  g_free (ids);
+  g_free (last);
+  g_free (out);
+  clean_dir (dir);
+  g_rmdir (dir);
+  g_free (wts);
+  g_free (dir);
+}
+
 static void
 expect_load_error (const char *dir, int code, const char *must_contain)
 {
@@ -419,6 +461,7 @@ main (int argc, char **argv)
   tmpdir = g_dir_make_tmp ("ge-test-clip-XXXXXX", NULL);
   g_test_add_func ("/clip/threads-steady-state", test_threads_steady_state);
   g_test_add_func ("/clip/projection-fp16", test_projection_fp16);
+  g_test_add_func ("/clip/pooling-rules", test_pooling_rules);
   g_test_add_func ("/clip/load-errors", test_load_errors);
   g_test_add_func ("/clip/run-errors", test_run_errors);
   int r = g_test_run ();
