@@ -17,6 +17,7 @@ struct _GeModelFile {
 };
 
 #define WEIGHTS_NAME "diffusion_pytorch_model.safetensors"
+#define TRANSFORMERS_WEIGHTS_NAME "model.safetensors"
 
 /* diffusers' _convert_deprecated_attention_blocks, as a lookup table. */
 static const char *legacy[][2] = {
@@ -63,6 +64,37 @@ parse_config (GeModelFile * mf, const char *text, gssize len, const char *where,
   return TRUE;
 }
 
+static const char *
+string_member (JsonObject * o, const char *key)
+{
+  JsonNode *n = json_object_get_member (o, key);
+  if (n && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING)
+    return json_node_get_string (n);
+  return NULL;
+}
+
+/* Sets the class of a folder's config.json and returns the weights file
+ * name: diffusers names its class in "_class_name"; transformers lists it
+ * first in "architectures", or (configs saved from a bare config object)
+ * only gives "model_type". */
+static const char *
+folder_class (GeModelFile * mf)
+{
+  const char *cls = string_member (mf->config, "_class_name");
+  if (cls) {
+    mf->class_name = g_strdup (cls);
+    return WEIGHTS_NAME;
+  }
+  JsonNode *an = json_object_get_member (mf->config, "architectures");
+  if (an && JSON_NODE_HOLDS_ARRAY (an) && json_array_get_length (json_node_get_array (an)) > 0) {
+    JsonNode *a0 = json_array_get_element (json_node_get_array (an), 0);
+    if (JSON_NODE_HOLDS_VALUE (a0) && json_node_get_value_type (a0) == G_TYPE_STRING)
+      mf->class_name = g_strdup (json_node_get_string (a0));
+  } else if (g_strcmp0 (string_member (mf->config, "model_type"), "clip_text_model") == 0)
+    mf->class_name = g_strdup ("CLIPTextModel");
+  return mf->class_name ? TRANSFORMERS_WEIGHTS_NAME : NULL;
+}
+
 GeModelFile *
 ge_model_file_open (const char *path, GError ** error)
 {
@@ -73,7 +105,7 @@ ge_model_file_open (const char *path, GError ** error)
 
   if (g_file_test (path, G_FILE_TEST_IS_DIR)) {
     char *cfg = g_build_filename (path, "config.json", NULL);
-    char *wts = g_build_filename (path, WEIGHTS_NAME, NULL);
+    char *wts = NULL;
     char *text = NULL;
     gsize len = 0;
     GError *ferr = NULL;
@@ -86,15 +118,31 @@ ge_model_file_open (const char *path, GError ** error)
     } else
       ok = parse_config (mf, text, (gssize) len, "config.json", error);
     g_free (text);
-    if (ok)
+    const char *weights = ok ? folder_class (mf) : NULL;
+    if (ok && !weights) {
+      g_set_error (error, GE_ERROR, GE_ERROR_UNSUPPORTED, "%s: config.json does not say the "
+          "model's architecture (no \"_class_name\" nor \"architectures\")", path);
+      ok = FALSE;
+    }
+    if (ok) {
+      wts = g_build_filename (path, weights, NULL);
+      if (!g_file_test (wts, G_FILE_TEST_EXISTS)) {
+        /* Hub repositories may carry only the half-precision variant. */
+        char *base = g_strndup (weights, strlen (weights) - strlen (".safetensors"));
+        char *fp16 = g_strdup_printf ("%s%c%s.fp16.safetensors", path, G_DIR_SEPARATOR, base);
+        g_free (base);
+        if (g_file_test (fp16, G_FILE_TEST_EXISTS)) {
+          g_free (wts);
+          wts = fp16;
+        } else
+          g_free (fp16);
+      }
       ok = (mf->st = ge_safetensors_open (wts, error)) != NULL;
+    }
     g_free (cfg);
     g_free (wts);
     if (!ok)
       goto fail;
-    JsonNode *cn = json_object_get_member (mf->config, "_class_name");
-    if (cn && JSON_NODE_HOLDS_VALUE (cn) && json_node_get_value_type (cn) == G_TYPE_STRING)
-      mf->class_name = g_strdup (json_node_get_string (cn));
   } else {
     if (!(mf->st = ge_safetensors_open (path, error)))
       goto fail;

@@ -5,7 +5,12 @@
  *    diffusers class name, e.g. "UNet2DModel") and "config" (the diffusers
  *    config as a JSON string): what models/ exports;
  *  - a diffusers folder: config.json (with "_class_name") next to
- *    diffusion_pytorch_model.safetensors.
+ *    diffusion_pytorch_model.safetensors;
+ *  - a transformers folder: config.json with "architectures" (its first
+ *    entry is the class, e.g. "CLIPTextModel"), or with only "model_type"
+ *    "clip_text_model" (class CLIPTextModel), next to model.safetensors.
+ *  In a folder, a missing weights file falls back to its ".fp16" variant
+ *  (model.fp16.safetensors, as hub repositories name it).
  *
  * Weights are used in place from the mapping when they are F32 and aligned;
  * F16 and BF16 (and unaligned F32) are converted once at load.  Old hub
@@ -32,7 +37,8 @@ GeModelFile *ge_model_file_ref (GeModelFile * mf);
 void ge_model_file_unref (GeModelFile * mf);
 
 const char *ge_model_file_path (const GeModelFile * mf);
-/* The diffusers class name ("UNet2DModel", "AutoencoderKL", "VQModel", ...). */
+/* The diffusers or transformers class name ("UNet2DModel", "AutoencoderKL",
+ * "VQModel", "CLIPTextModel", ...). */
 const char *ge_model_file_class (const GeModelFile * mf);
 JsonObject *ge_model_file_config (const GeModelFile * mf);
 /* A value of the weights file's __metadata__ (NULL if absent). */

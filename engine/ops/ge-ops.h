@@ -159,6 +159,19 @@ void ge_attention (GeCtx * ctx, const float *q, const float *k, const float *v,
 void ge_timestep_embedding (const float *t, int n, int dim, gboolean flip_sin_to_cos,
     float freq_shift, float max_period, float *out);
 
+/* ---- attention on token-major rows ------------------------------------ */
+
+/* Multi-head attention for n sequences of token-major rows: q [n, tq,
+ * heads*d], k and v [n, tk, heads*d] (head h is columns h*d .. h*d+d-1 of
+ * each row), out [n, tq, heads*d]; out = softmax(scale q·kᵀ + mask) v per
+ * head.  @mask (NULL: none) is additive, [tq, tk] for sequence b at
+ * mask + b * mask_stride (stride 0: one mask for all), e.g. 0 / -FLT_MAX for
+ * causal or padding masks as transformers builds them; a query row whose
+ * every score is -inf gives NaN, as in PyTorch. */
+void ge_attention_masked (GeCtx * ctx, const float *q, const float *k, const float *v,
+    float *out, int n, int heads, int d, int tq, int tk, float scale,
+    const float *mask, gsize mask_stride);
+
 /* ---- audio ------------------------------------------------------------ */
 
 /* Mixed-radix FFT plan for n = 2^a 3^b 5^c (NULL for other sizes).  Shared

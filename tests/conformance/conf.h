@@ -39,6 +39,7 @@ void conf_scheduler_case (Conf * c);     /* scheduler_config.json, no model */
 void conf_unet_case (Conf * c, const char *model_dir);
 void conf_vae_case (Conf * c, const char *model_dir);
 void conf_vq_case (Conf * c, const char *model_dir);
+void conf_clip_text_case (Conf * c, const char *model_dir);   /* transformers CLIPTextModel */
 /* Sampling loops: meta.json names a pipeline folder, or its parts, by
  * relative paths (conf-pipeline.c reads both into a GePipeline). */
 GePipeline *conf_loop_pipeline (Conf * c, JsonObject * meta);

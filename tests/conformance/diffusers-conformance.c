@@ -11,6 +11,7 @@
  * exits non-zero if any exceeds 1e-4 or nothing could be checked.
  */
 #include "conf.h"
+#include "ge-model-file.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,13 @@ model_class (Conf * c, const char *dir)
     JsonObject *o = json_node_get_object (json_parser_get_root (p));
     if (json_object_has_member (o, "_class_name"))
       cls = g_strdup (json_object_get_string_member (o, "_class_name"));
+    else if (json_object_has_member (o, "architectures")
+        || json_object_has_member (o, "model_type")) {
+      /* A transformers model: the engine's loader says which. */
+      GeModelFile *mf = ge_model_file_open (dir, NULL);
+      cls = g_strdup (mf ? ge_model_file_class (mf) : "(unreadable transformers model)");
+      ge_model_file_unref (mf);
+    }
   }
   g_object_unref (p);
   g_free (path);
@@ -42,6 +50,9 @@ run_model_case (Conf * c, const char *dir, const char *cls)
     conf_vae_case (c, dir);
   else if (g_strcmp0 (cls, "VQModel") == 0)
     conf_vq_case (c, dir);
+  else if (g_strcmp0 (cls, "CLIPTextModel") == 0
+      || g_strcmp0 (cls, "CLIPTextModelWithProjection") == 0)
+    conf_clip_text_case (c, dir);
   else {
     printf ("%s: model class \"%s\" is not supported by the engine\n", dir,
         cls ? cls : "(none)");

@@ -6,6 +6,7 @@
 #include "ge-pool.h"
 #include "ge-safetensors.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -746,6 +747,78 @@ test_attention (void)
   }
 }
 
+/* Token-major attention with an additive mask: batches, cross-attention
+ * (tq != tk), no mask, one shared mask, and per-sequence causal + padding
+ * masks built as transformers builds them (-FLT_MAX added, -inf where two
+ * add up).  Key 0 stays visible to every query, so no row is all masked. */
+static void
+test_attention_masked (void)
+{
+  for (int threads = 1; threads <= 3; threads += 2) {
+    set_threads (threads);
+    for (int it = 0; it < 12; it++) {
+      const int n = ri (1, 3), heads = ri (1, 4), d = ri (1, 16), ld = heads * d;
+      const int tq = it == 0 ? 600 : ri (1, 90), tk = it % 3 == 1 ? ri (1, 90) : tq;
+      const int kind = it % 3;  /* 0: per-sequence causal + padding, 1: none, 2: shared */
+      float *q = randn ((gsize) n * tq * ld), *k = randn ((gsize) n * tk * ld);
+      float *v = randn ((gsize) n * tk * ld), *o = g_new (float, (gsize) n * tq * ld);
+      const float gain = it % 2 ? 40.0f : 3.0f;
+      for (gsize i = 0; i < (gsize) n * tq * ld; i++)
+        q[i] *= gain;
+      float *mask = NULL;
+      gsize stride = 0;
+      if (kind == 0) {
+        stride = (gsize) tq * tk;
+        mask = g_new (float, n * stride);
+        for (int b = 0; b < n; b++) {
+          const int valid = ri (1, tk);
+          for (int i = 0; i < tq; i++)
+            for (int j = 0; j < tk; j++) {
+              const float causal = j > i ? -FLT_MAX : 0.0f, pad = j >= valid ? -FLT_MAX : 0.0f;
+              mask[b * stride + (gsize) i * tk + j] = causal + pad;
+            }
+        }
+      } else if (kind == 2) {
+        mask = randn ((gsize) tq * tk);
+        for (gsize i = 0; i < (gsize) tq * tk; i++)
+          mask[i] = i % tk && mask[i] > 0.6f ? -FLT_MAX : 5.0f * mask[i];
+      }
+      const float scale = 1.0f / sqrtf ((float) d);
+      ge_attention_masked (&ctx, q, k, v, o, n, heads, d, tq, tk, scale, mask, stride);
+      double *ref = g_new (double, (gsize) n * tq * ld), *s = g_new (double, tk);
+      for (int b = 0; b < n; b++)
+        for (int hh = 0; hh < heads; hh++)
+          for (int i = 0; i < tq; i++) {
+            double m = -INFINITY, sum = 0;
+            for (int j = 0; j < tk; j++) {
+              double dot = 0;
+              for (int c = 0; c < d; c++)
+                dot += (double) q[((gsize) b * tq + i) * ld + hh * d + c]
+                    * k[((gsize) b * tk + j) * ld + hh * d + c];
+              s[j] = dot * scale + (mask ? mask[b * stride + (gsize) i * tk + j] : 0.0);
+              m = fmax (m, s[j]);
+            }
+            for (int j = 0; j < tk; j++)
+              sum += (s[j] = exp (s[j] - m));
+            for (int c = 0; c < d; c++) {
+              double acc = 0;
+              for (int j = 0; j < tk; j++)
+                acc += s[j] / sum * v[((gsize) b * tk + j) * ld + hh * d + c];
+              ref[((gsize) b * tq + i) * ld + hh * d + c] = acc;
+            }
+          }
+      assert_close ("attention_masked", o, ref, (gsize) n * tq * ld, 1e-5);
+      g_free (q);
+      g_free (k);
+      g_free (v);
+      g_free (o);
+      g_free (mask);
+      g_free (ref);
+      g_free (s);
+    }
+  }
+}
+
 static void
 test_timestep_embedding (void)
 {
@@ -818,6 +891,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ops/resample-golden", test_resample_golden);
   g_test_add_func ("/ops/pixel-shuffle", test_pixel_shuffle);
   g_test_add_func ("/ops/attention", test_attention);
+  g_test_add_func ("/ops/attention-masked", test_attention_masked);
   g_test_add_func ("/ops/timestep-embedding", test_timestep_embedding);
   g_test_add_func ("/arena/plans-once", test_arena_plans_once);
   int r = g_test_run ();
