@@ -239,13 +239,20 @@ ge_upsample_load (GeModelFile * mf, const char *prefix, int channels, GeUpsample
   char *p = g_strdup_printf ("%s.conv", prefix);
   gboolean ok = ge_conv_load (mf, p, channels, channels, 3, 1, 1, TRUE, &u->conv, error);
   g_free (p);
-  if (!ok)
-    return FALSE;
+  if (ok)
+    ge_upsample_fold (mf, u);
+  return ok;
+}
+
+void
+ge_upsample_fold (GeModelFile * mf, GeUpsample * u)
+{
+  const int channels = u->conv.out_channels, cin = u->conv.in_channels;
   /* Output row 2i + dy reads upsampled rows 2i + dy - 1 .. 2i + dy + 1,
    * i.e. low-resolution rows i - 1 + dy + a for a = 0, 1: taps ky fold
    * into a = (dy + ky + 1) / 2 - dy ... tabulated below. */
   static const int fold[2][3] = { { 0, 1, 1 }, { 0, 0, 1 } };   /* [d][k] -> a */
-  const gsize cc = (gsize) channels * channels;
+  const gsize cc = (gsize) channels * cin;
   for (int ph = 0; ph < 4; ph++) {
     const int dy = ph / 2, dx = ph % 2;
     float *w = ge_model_file_alloc (mf, cc * 4);
@@ -255,14 +262,13 @@ ge_upsample_load (GeModelFile * mf, const char *prefix, int channels, GeUpsample
         for (int kx = 0; kx < 3; kx++)
           w[oc * 4 + fold[dy][ky] * 2 + fold[dx][kx]] += u->conv.weight[oc * 9 + ky * 3 + kx];
     GeConv2d *c = &u->phase[ph];
-    *c = ge_conv2d_params (channels, channels, 2, 1, 0, w, u->conv.bias);
+    *c = ge_conv2d_params (cin, channels, 2, 1, 0, w, u->conv.bias);
     c->pad_top = 1 - dy;
     c->pad_bottom = dy;
     c->pad_left = 1 - dx;
     c->pad_right = dx;
     ge_conv_prepare (mf, c);
   }
-  return TRUE;
 }
 
 GeTensor

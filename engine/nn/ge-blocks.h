@@ -96,6 +96,9 @@ GeTensor ge_downsample_forward (GeCtx * ctx, const GeDownsample * d, const GeTen
 
 gboolean ge_upsample_load (GeModelFile * mf, const char *prefix, int channels,
     GeUpsample * u, GError ** error);
+/* Builds u->phase from u->conv (a 3x3 conv, padding 1, stride 1, with or
+ * without bias), for a conv that is not Upsample2D's. */
+void ge_upsample_fold (GeModelFile * mf, GeUpsample * u);
 GeTensor ge_upsample_forward (GeCtx * ctx, const GeUpsample * u, const GeTensor * x);
 
 /* ---- mid block: resnet, attention (optional), resnet ------------------- */

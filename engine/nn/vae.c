@@ -1,9 +1,10 @@
 /* vae.c: the Encoder and Decoder of diffusers' autoencoders, and the
- * AutoencoderKL / VQModel wrappers around them.  The VAE family hard-codes
- * GroupNorm eps 1e-6 and right/bottom padding before stride-2 convs,
- * whatever the config says. */
+ * AutoencoderKL / VQModel wrappers around them; an AutoencoderTiny is
+ * handed to vae_tiny.c.  The VAE family hard-codes GroupNorm eps 1e-6 and
+ * right/bottom padding before stride-2 convs, whatever the config says. */
 #include "ge-vae.h"
 #include "ge-blocks.h"
+#include "vae-tiny.h"
 
 #include <math.h>
 #include <string.h>
@@ -31,8 +32,9 @@ struct _GeVae {
   GeModelFile *mf;
   GeCtx ctx;
   gboolean vq;
+  GeVaeTiny *tiny;              /* an AutoencoderTiny: everything else unused */
   int in_ch, out_ch, latent_ch, embed_dim, n_levels, n_codes;
-  double scaling_factor;
+  double scaling_factor, shift_factor;
   Coder enc, dec;
   gboolean has_quant_conv, has_post_quant_conv;
   GeConv2d quant_conv, post_quant_conv;
@@ -161,14 +163,36 @@ coder_forward (GeVae * v, const Coder * c, const GeTensor * x, GeTensor * y)
   ge_arena_release (ctx->arena, mark);
 }
 
+static GeVae *
+tiny_new (GeModelFile * mf, GError ** error)
+{
+  GeVaeTiny *t = ge_vae_tiny_load (mf, error);
+  if (!t)
+    return NULL;
+  const GeVaeTinyInfo *info = ge_vae_tiny_info (t);
+  GeVae *v = g_new0 (GeVae, 1);
+  v->mf = ge_model_file_ref (mf);
+  v->tiny = t;
+  v->in_ch = info->in_channels;
+  v->out_ch = info->out_channels;
+  v->latent_ch = v->embed_dim = info->latent_channels;
+  v->scaling_factor = info->scaling_factor;
+  v->shift_factor = info->shift_factor;
+  ge_ctx_init (&v->ctx, 0);
+  return v;
+}
+
 GeVae *
 ge_vae_new (GeModelFile * mf, GError ** error)
 {
   const char *cls = ge_model_file_class (mf);
+  if (strcmp (cls, "AutoencoderTiny") == 0)
+    return tiny_new (mf, error);
   gboolean vq = strcmp (cls, "VQModel") == 0;
   if (!vq && strcmp (cls, "AutoencoderKL") != 0) {
     g_set_error (error, GE_ERROR, GE_ERROR_UNSUPPORTED,
-        "%s: is a %s, not an AutoencoderKL or VQModel", ge_model_file_path (mf), cls);
+        "%s: is a %s, not an AutoencoderKL, VQModel or AutoencoderTiny",
+        ge_model_file_path (mf), cls);
     return NULL;
   }
   GeVae *v = g_new0 (GeVae, 1);
@@ -188,6 +212,7 @@ ge_vae_new (GeModelFile * mf, GError ** error)
       && ge_config_int (mf, "num_vq_embeddings", 256, &n_codes, error)
       && ge_config_int (mf, "vq_embed_dim", latent, &embed_dim, error)
       && ge_config_double (mf, "scaling_factor", vq ? 0.18215 : 0.18215, &v->scaling_factor, error)
+      && ge_config_double (mf, "shift_factor", 0.0, &v->shift_factor, error)
       && ge_config_bool (mf, "mid_block_add_attention", TRUE, &mid_attn, error)
       && ge_config_bool (mf, "use_quant_conv", TRUE, &use_qc, error)
       && ge_config_bool (mf, "use_post_quant_conv", TRUE, &use_pqc, error)
@@ -281,6 +306,7 @@ ge_vae_free (GeVae * v)
     return;
   coder_clear (&v->enc);
   coder_clear (&v->dec);
+  ge_vae_tiny_free (v->tiny);
   ge_ctx_clear (&v->ctx);
   ge_model_file_unref (v->mf);
   g_free (v);
@@ -300,16 +326,27 @@ ge_vae_set_tap (GeVae * v, GeModelTap t, void *user_data)
 }
 
 gboolean ge_vae_is_vq (const GeVae * v) { return v->vq; }
+gboolean ge_vae_is_tiny (const GeVae * v) { return v->tiny != NULL; }
+gboolean ge_vae_has_distribution (const GeVae * v) { return !v->vq && !v->tiny; }
 int ge_vae_in_channels (const GeVae * v) { return v->in_ch; }
 int ge_vae_out_channels (const GeVae * v) { return v->out_ch; }
 int ge_vae_latent_channels (const GeVae * v) { return v->vq ? v->embed_dim : v->latent_ch; }
-int ge_vae_downsample_factor (const GeVae * v) { return 1 << (v->n_levels - 1); }
+int
+ge_vae_downsample_factor (const GeVae * v)
+{
+  return v->tiny ? ge_vae_tiny_info (v->tiny)->factor : 1 << (v->n_levels - 1);
+}
 double ge_vae_scaling_factor (const GeVae * v) { return v->scaling_factor; }
+double ge_vae_shift_factor (const GeVae * v) { return v->shift_factor; }
 guint ge_vae_n_system_allocs (const GeVae * v) { return ge_arena_n_system_allocs (v->ctx.arena); }
 
 void
 ge_vae_latent_size (const GeVae * v, int h, int w, int *lh, int *lw)
 {
+  if (v->tiny) {
+    ge_vae_tiny_latent_size (v->tiny, h, w, lh, lw);
+    return;
+  }
   /* Each pad (0,1,0,1) + 3x3 stride-2 conv maps s >= 2 to floor(s / 2);
    * 0 marks an input too small to encode. */
   for (int i = 0; i < v->n_levels - 1; i++) {
@@ -339,6 +376,13 @@ ge_vae_encode (GeVae * v, const float *x, int n, int h, int w, float *mean,
   if (!check_size (v, n, MIN (lh, h), MIN (lw, w), 1, "input", error))
     return FALSE;
   GeCtx *ctx = &v->ctx;
+  if (v->tiny) {
+    const GeTensor xin = { (float *) x, n, v->in_ch, h, w };
+    GeTensor lat = { mean, n, v->latent_ch, lh, lw };
+    ge_vae_tiny_encode (v->tiny, ctx, v->tap, v->tap_data, &xin, &lat);
+    ge_arena_reset (ctx->arena);
+    return TRUE;
+  }
   const int enc_out = v->enc.conv_out.out_channels;
   GeTensor xin = { (float *) x, n, v->in_ch, h, w };
   GeTensor e = ge_tensor_new (ctx->arena, n, enc_out, lh, lw);
@@ -398,8 +442,8 @@ ge_vae_quantize (GeVae * v, const float *z, int n, int lh, int lw, float *zq,
     gint64 * indices, GError ** error)
 {
   if (!v->vq) {
-    g_set_error (error, GE_ERROR, GE_ERROR_INVALID, "%s: an AutoencoderKL has no codebook",
-        ge_model_file_path (v->mf));
+    g_set_error (error, GE_ERROR, GE_ERROR_INVALID, "%s: an %s has no codebook",
+        ge_model_file_path (v->mf), v->tiny ? "AutoencoderTiny" : "AutoencoderKL");
     return FALSE;
   }
   if (!check_size (v, n, lh, lw, 1, "latent", error))
@@ -416,6 +460,13 @@ ge_vae_decode (GeVae * v, const float *z, int n, int lh, int lw, gboolean quant,
     return FALSE;
   GeCtx *ctx = &v->ctx;
   const int f = ge_vae_downsample_factor (v);
+  if (v->tiny) {
+    const GeTensor zin = { (float *) z, n, v->latent_ch, lh, lw };
+    GeTensor y = { out, n, v->out_ch, lh * f, lw * f };
+    ge_vae_tiny_decode (v->tiny, ctx, v->tap, v->tap_data, &zin, &y);
+    ge_arena_reset (ctx->arena);
+    return TRUE;
+  }
   GeTensor zin = { (float *) z, n, ge_vae_latent_channels (v), lh, lw };
   if (v->vq && quant) {
     zin = ge_tensor_new (ctx->arena, n, v->embed_dim, lh, lw);
@@ -429,5 +480,41 @@ ge_vae_decode (GeVae * v, const float *z, int n, int lh, int lw, gboolean quant,
   GeTensor y = { out, n, v->out_ch, lh * f, lw * f };
   coder_forward (v, &v->dec, &pz, &y);
   ge_arena_reset (ctx->arena);
+  return TRUE;
+}
+
+/* AutoencoderTiny.scale_latents then .mul_(255).round_().byte(), in float32
+ * as torch runs it (round half to even, like torch.round). */
+gboolean
+ge_vae_latents_to_u8 (const GeVae * v, const float *z, gsize n, guint8 * q, GError ** error)
+{
+  if (!v->tiny) {
+    g_set_error (error, GE_ERROR, GE_ERROR_INVALID, "%s: only an AutoencoderTiny stores "
+        "its latents in 8 bits", ge_model_file_path (v->mf));
+    return FALSE;
+  }
+  const GeVaeTinyInfo *info = ge_vae_tiny_info (v->tiny);
+  const float range = (float) (2 * info->latent_magnitude), shift = (float) info->latent_shift;
+  for (gsize i = 0; i < n; i++) {
+    const float s = z[i] / range + shift;
+    /* clamp (0, 1); NaN goes to 0 rather than to an undefined cast */
+    q[i] = (guint8) nearbyintf ((s > 0.0f ? (s < 1.0f ? s : 1.0f) : 0.0f) * 255.0f);
+  }
+  return TRUE;
+}
+
+/* AutoencoderTiny.unscale_latents (q / 255.0). */
+gboolean
+ge_vae_latents_from_u8 (const GeVae * v, const guint8 * q, gsize n, float *z, GError ** error)
+{
+  if (!v->tiny) {
+    g_set_error (error, GE_ERROR, GE_ERROR_INVALID, "%s: only an AutoencoderTiny stores "
+        "its latents in 8 bits", ge_model_file_path (v->mf));
+    return FALSE;
+  }
+  const GeVaeTinyInfo *info = ge_vae_tiny_info (v->tiny);
+  const float range = (float) (2 * info->latent_magnitude), shift = (float) info->latent_shift;
+  for (gsize i = 0; i < n; i++)
+    z[i] = ((float) q[i] / 255.0f - shift) * range;
   return TRUE;
 }

@@ -5,6 +5,21 @@
 
 #include <math.h>
 
+static inline float
+frequency (int i, int half, float freq_shift, float neg_log)
+{
+  const float exponent = (neg_log * (float) i) / ((float) half - freq_shift);
+  return (float) exp ((double) exponent);
+}
+
+void
+ge_timestep_frequencies (int half, float freq_shift, float max_period, float *freqs)
+{
+  const float neg_log = (float) -log ((double) max_period);
+  for (int i = 0; i < half; i++)
+    freqs[i] = frequency (i, half, freq_shift, neg_log);
+}
+
 void
 ge_timestep_embedding (const float *t, int n, int dim, gboolean flip_sin_to_cos,
     float freq_shift, float max_period, float *out)
@@ -14,8 +29,7 @@ ge_timestep_embedding (const float *t, int n, int dim, gboolean flip_sin_to_cos,
   for (int b = 0; b < n; b++) {
     float *o = out + (gsize) b * dim;
     for (int i = 0; i < half; i++) {
-      const float exponent = (neg_log * (float) i) / ((float) half - freq_shift);
-      const float freq = (float) exp ((double) exponent);
+      const float freq = frequency (i, half, freq_shift, neg_log);
       const float arg = t[b] * freq;
       const float s = (float) sin ((double) arg), c = (float) cos ((double) arg);
       o[flip_sin_to_cos ? half + i : i] = s;

@@ -158,6 +158,9 @@ void ge_attention (GeCtx * ctx, const float *q, const float *k, const float *v,
 /* diffusers get_timestep_embedding: [n, dim] from n timesteps. */
 void ge_timestep_embedding (const float *t, int n, int dim, gboolean flip_sin_to_cos,
     float freq_shift, float max_period, float *out);
+/* Its frequency table: freqs[i] = exp (-ln (max_period) i / (half - freq_shift)),
+ * i < half (diffusers' `exponent.exp ()`). */
+void ge_timestep_frequencies (int half, float freq_shift, float max_period, float *freqs);
 
 /* ---- attention on token-major rows ------------------------------------ */
 

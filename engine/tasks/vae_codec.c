@@ -165,7 +165,7 @@ ge_vae_codec_encode (GeVaeCodec * c, const GeImageU8 * in, float *latent, GError
 
   Grid g;
   grid_plan (c, lw, lh, &g);
-  const gboolean kl = !ge_vae_is_vq (c->vae), want_logvar = kl && c->mode == GE_VAE_SAMPLE;
+  const gboolean kl = ge_vae_has_distribution (c->vae), want_logvar = kl && c->mode == GE_VAE_SAMPLE;
   const gsize lplane = (gsize) lh * lw;
   float *logvar = want_logvar ? ge_arena_alloc (c->arena, C * lplane) : NULL;
   gboolean ok = TRUE;

@@ -1,5 +1,9 @@
-/* conf-models.c: UNet2DModel, AutoencoderKL and VQModel cases. */
+/* conf-models.c: UNet2DModel, AutoencoderKL, VQModel and AutoencoderTiny
+ * cases.  Each reads its inputs with conf_use () and checks its outputs
+ * with conf_check* (), so that the dispatcher can fail every stored tensor
+ * that neither happened to (conf_fail_unchecked). */
 #include "conf.h"
+#include "ge-ops.h"
 #include "ge-unet2d.h"
 #include "ge-vae.h"
 
@@ -25,7 +29,7 @@ on_tap (const char *name, const float *data, int n, int ch, int h, int w, void *
   if (emb) {
     char *key = g_strdup_printf ("call%d.%s", t->call, emb);
     if (ge_safetensors_find (t->c->io, key))
-      conf_check (t->c, key, data, (gsize) n * ch * h * w);
+      conf_check_out (t->c, key, data, (gsize) n * ch * h * w);
     g_free (key);
     return;
   }
@@ -33,7 +37,7 @@ on_tap (const char *name, const float *data, int n, int ch, int h, int w, void *
     return;
   char *key = g_strdup_printf ("debug.%s", name);
   if (ge_safetensors_find (t->c->io, key) && !g_hash_table_contains (t->seen, key)) {
-    conf_check (t->c, key, data, (gsize) ch * h * w);
+    conf_check_out (t->c, key, data, (gsize) ch * h * w);
     g_hash_table_add (t->seen, key);
   } else
     g_free (key);
@@ -79,13 +83,42 @@ meta_debug_call (Conf * c)
 static const GeStTensor *
 input_tensor (Conf * c, const char *key)
 {
-  const GeStTensor *t = ge_safetensors_find (c->io, key);
+  const GeStTensor *t = conf_use (c, key);
   if (!t || t->ndim != 4) {
     printf ("%-48s %s\n", key, t ? "is not 4-D" : "MISSING in io.safetensors");
     c->n_failed++;
     return NULL;
   }
   return t;
+}
+
+/* time_proj.freqs: the frequency table of the engine's time embedding at
+ * the model's freq_shift and width (get_timestep_embedding's `exponent.exp ()`). */
+static void
+check_time_freqs (Conf * c, GeModelFile * mf)
+{
+  const char *key = "time_proj.freqs";
+  if (!ge_safetensors_find (c->io, key))
+    return;
+  GError *err = NULL;
+  gint64 *chans = NULL;
+  int n_ch = 0;
+  double shift;
+  if (!ge_config_double (mf, "freq_shift", 0, &shift, &err)
+      || !ge_config_int_array (mf, "block_out_channels", &chans, &n_ch, &err) || n_ch < 1) {
+    printf ("%-48s %s\n", key, err ? err->message : "no block_out_channels in the config");
+    g_clear_error (&err);
+    conf_use (c, key);
+    c->n_failed++;
+    g_free (chans);
+    return;
+  }
+  const int half = (int) (chans[0] / 2);
+  float *f = g_new (float, MAX (half, 1));
+  ge_timestep_frequencies (half, (float) shift, 10000.0f, f);
+  conf_check (c, key, f, half);
+  g_free (f);
+  g_free (chans);
 }
 
 void
@@ -96,6 +129,8 @@ conf_unet_case (Conf * c, const char *dir)
     return;
   GError *err = NULL;
   GeUNet2D *u = ge_unet2d_new (mf, &err);
+  if (u)
+    check_time_freqs (c, mf);
   ge_model_file_unref (mf);
   if (!u) {
     printf ("%s\n", err->message);
@@ -121,7 +156,7 @@ conf_unet_case (Conf * c, const char *dir)
     }
     char *t_key = g_strdup_printf ("call%d.timestep", call);
     const GeStTensor *xt = input_tensor (c, in_key);
-    const GeStTensor *tt = ge_safetensors_find (c->io, t_key);
+    const GeStTensor *tt = conf_use (c, t_key);
     if (xt && tt) {
       const int n = (int) xt->shape[0];
       float *x = g_new (float, xt->n_elements);
@@ -141,7 +176,7 @@ conf_unet_case (Conf * c, const char *dir)
         g_clear_error (&err);
         c->n_failed++;
       } else
-        conf_check (c, out_key, out, out_n);
+        conf_check_out (c, out_key, out, out_n);
       taps.active = FALSE;
       g_free (x);
       g_free (t);
@@ -212,18 +247,18 @@ conf_vae_case (Conf * c, const char *dir)
       }
       /* The stored moments are unclamped; they only differ where
        * logvar leaves [-30, 20], which random weights never reach. */
-      conf_check (c, "encode.moments", moments, 2 * ln);
-      conf_check (c, "encode.mean", mean, ln);
+      conf_check_out (c, "encode.moments", moments, 2 * ln);
+      conf_check_out (c, "encode.mean", mean, ln);
       if (ge_safetensors_find (c->io, "encode.logvar"))
-        conf_check (c, "encode.logvar", logvar, ln);
-      conf_check (c, "encode.std", std, ln);
+        conf_check_out (c, "encode.logvar", logvar, ln);
+      conf_check_out (c, "encode.std", std, ln);
 
       /* Decoder taps come from decode(mean). */
       gsize on = (gsize) n * ge_vae_out_channels (v) * lh * ge_vae_downsample_factor (v)
           * lw * ge_vae_downsample_factor (v);
       float *out = g_new (float, on);
       if (ge_vae_decode (v, mean, n, lh, lw, FALSE, out, &err))
-        conf_check (c, "decode_mean.sample", out, on);
+        conf_check_out (c, "decode_mean.sample", out, on);
       taps.active = FALSE;
       float *z;
       gsize zn;
@@ -234,7 +269,7 @@ conf_vae_case (Conf * c, const char *dir)
             * ge_vae_downsample_factor (v) * ge_vae_downsample_factor (v);
         float *dz = g_new (float, dn);
         if (ge_vae_decode (v, z, zb, zh, zw, FALSE, dz, &err))
-          conf_check (c, "decode_z.sample", dz, dn);
+          conf_check_out (c, "decode_z.sample", dz, dn);
         g_free (dz);
         g_free (z);
       }
@@ -256,7 +291,18 @@ conf_vae_case (Conf * c, const char *dir)
 }
 
 /* VQModel: encode -> latents h, quantize -> indices, decode with and
- * without quantisation. */
+ * without quantisation.  Outputs answer to our golden cases' names and to
+ * the diffusers names (VQModel.decode's force_not_quantize, VectorQuantizer's
+ * z_q and min_encoding_indices). */
+static const char *const vq_decode_names[] = { "decode.sample", "decode_quantized.sample", NULL };
+static const char *const vq_noquant_names[] = { "decode_noquant.sample",
+  "decode_unquantized.sample", NULL
+};
+static const char *const vq_zq_names[] = { "quantize.latents", "quantize.z_q", NULL };
+static const char *const vq_index_names[] = { "quantize.indices",
+  "quantize.min_encoding_indices", NULL
+};
+
 void
 conf_vq_case (Conf * c, const char *dir)
 {
@@ -278,21 +324,23 @@ conf_vq_case (Conf * c, const char *dir)
     gint64 *idx = g_new (gint64, (gsize) n * lh * lw);
     ge_st_tensor_to_f32 (xt, x);
     if (ge_vae_encode (v, x, n, h, w, lat, NULL, &err)) {
-      conf_check (c, "encode.latents", lat, ln);
+      conf_check_out (c, "encode.latents", lat, ln);
       /* Decode and quantise from the stored latents, so a near-tie in the
        * codebook search cannot be blamed on encoder rounding. */
       float *ref = conf_try_load_f32 (c, "encode.latents", NULL);
       const float *src = ref ? ref : lat;
+      const char *k_idx = conf_pick (c, vq_index_names), *k_zq = conf_pick (c, vq_zq_names);
+      const char *k_dec = conf_pick (c, vq_decode_names);
+      const char *k_noq = conf_pick (c, vq_noquant_names);
       ge_vae_quantize (v, src, n, lh, lw, zq, idx, NULL);
-      if (ge_safetensors_find (c->io, "quantize.indices"))
-        conf_check_ints (c, "quantize.indices", idx, (gsize) n * lh * lw);
-      if (ge_safetensors_find (c->io, "quantize.latents"))
-        conf_check (c, "quantize.latents", zq, ln);
+      if (k_idx)
+        conf_check_ints (c, k_idx, idx, (gsize) n * lh * lw);
+      if (k_zq)
+        conf_check_out (c, k_zq, zq, ln);
       if (ge_vae_decode (v, src, n, lh, lw, TRUE, out, &err))
-        conf_check (c, "decode.sample", out, on);
-      if (!err && ge_safetensors_find (c->io, "decode_noquant.sample")
-          && ge_vae_decode (v, src, n, lh, lw, FALSE, out, &err))
-        conf_check (c, "decode_noquant.sample", out, on);
+        conf_check_out (c, k_dec ? k_dec : vq_decode_names[0], out, on);
+      if (!err && k_noq && ge_vae_decode (v, src, n, lh, lw, FALSE, out, &err))
+        conf_check_out (c, k_noq, out, on);
       g_free (ref);
     }
     if (err) {
@@ -305,6 +353,76 @@ conf_vq_case (Conf * c, const char *dir)
     g_free (zq);
     g_free (out);
     g_free (idx);
+  }
+  g_hash_table_unref (taps.seen);
+  ge_vae_free (v);
+}
+
+/* AutoencoderTiny: encode -> latents; decode (the stored latents) and
+ * decode (input.z); forward = decode of the latents after their 8-bit
+ * round trip (the bytes are compared exactly).  Debug taps come from the
+ * encode and from decode (encode.latents). */
+void
+conf_tiny_case (Conf * c, const char *dir)
+{
+  Taps taps = { c, -1, TRUE, NULL };
+  GeVae *v = open_vae (c, dir, &taps);
+  if (!v)
+    return;
+  GError *err = NULL;
+  const GeStTensor *xt = input_tensor (c, "input.sample");
+  if (xt) {
+    const int n = (int) xt->shape[0], h = (int) xt->shape[2], w = (int) xt->shape[3];
+    const int lc = ge_vae_latent_channels (v), f = ge_vae_downsample_factor (v);
+    int lh, lw;
+    ge_vae_latent_size (v, h, w, &lh, &lw);
+    const gsize ln = (gsize) n * lc * lh * lw;
+    const gsize on = (gsize) n * ge_vae_out_channels (v) * lh * f * lw * f;
+    float *x = g_new (float, xt->n_elements), *lat = g_new (float, ln);
+    float *rt = g_new (float, ln), *out = g_new (float, on);
+    guint8 *q = g_new (guint8, ln);
+    ge_st_tensor_to_f32 (xt, x);
+    gboolean ok = ge_vae_encode (v, x, n, h, w, lat, NULL, &err);
+    if (ok) {
+      conf_check_out (c, "encode.latents", lat, ln);
+      float *ref = conf_try_load_f32 (c, "encode.latents", NULL);
+      if (ref && (ok = ge_vae_decode (v, ref, n, lh, lw, FALSE, out, &err)))
+        conf_check_out (c, "decode_latents.sample", out, on);
+      g_free (ref);
+    }
+    taps.active = FALSE;
+    const GeStTensor *zt = ok ? input_tensor (c, "input.z") : NULL;
+    if (zt) {
+      const int zb = (int) zt->shape[0], zh = (int) zt->shape[2], zw = (int) zt->shape[3];
+      const gsize dn = (gsize) zb * ge_vae_out_channels (v) * zh * f * zw * f;
+      float *z = g_new (float, zt->n_elements), *dz = g_new (float, dn);
+      ge_st_tensor_to_f32 (zt, z);
+      if ((ok = ge_vae_decode (v, z, zb, zh, zw, FALSE, dz, &err)))
+        conf_check_out (c, "decode_z.sample", dz, dn);
+      g_free (z);
+      g_free (dz);
+    }
+    if (ok && ge_vae_latents_to_u8 (v, lat, ln, q, &err)) {
+      gint64 *qi = g_new (gint64, ln);
+      for (gsize i = 0; i < ln; i++)
+        qi[i] = q[i];
+      if (ge_safetensors_find (c->io, "forward.quantized_u8_as_i64"))
+        conf_check_ints (c, "forward.quantized_u8_as_i64", qi, ln);
+      g_free (qi);
+      if (ge_vae_latents_from_u8 (v, q, ln, rt, &err)
+          && ge_vae_decode (v, rt, n, lh, lw, FALSE, out, &err))
+        conf_check_out (c, "forward.sample", out, on);
+    }
+    if (err) {
+      printf ("%s\n", err->message);
+      g_clear_error (&err);
+      c->n_failed++;
+    }
+    g_free (x);
+    g_free (lat);
+    g_free (rt);
+    g_free (out);
+    g_free (q);
   }
   g_hash_table_unref (taps.seen);
   ge_vae_free (v);

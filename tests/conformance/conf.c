@@ -3,10 +3,40 @@
 #include <math.h>
 #include <stdio.h>
 
+const GeStTensor *
+conf_use (Conf * c, const char *key)
+{
+  const GeStTensor *t = ge_safetensors_find (c->io, key);
+  if (t && c->used)
+    g_hash_table_add (c->used, g_strdup (key));
+  return t;
+}
+
+const char *
+conf_pick (Conf * c, const char *const *names)
+{
+  for (; *names; names++)
+    if (ge_safetensors_find (c->io, *names))
+      return *names;
+  return NULL;
+}
+
+void
+conf_fail_unchecked (Conf * c)
+{
+  for (guint i = 0; i < ge_safetensors_n_tensors (c->io); i++) {
+    const char *key = ge_safetensors_nth (c->io, i)->name;
+    if (!c->used || !g_hash_table_contains (c->used, key)) {
+      printf ("unchecked output: %s\n", key);
+      c->n_failed++;
+    }
+  }
+}
+
 float *
 conf_try_load_f32 (Conf * c, const char *key, gsize * n)
 {
-  const GeStTensor *t = ge_safetensors_find (c->io, key);
+  const GeStTensor *t = conf_use (c, key);
   if (!t)
     return NULL;
   float *d = g_new (float, MAX (t->n_elements, 1));
@@ -30,7 +60,7 @@ conf_load_f32 (Conf * c, const char *key, gsize * n)
 double
 conf_check (Conf * c, const char *key, const float *got, gsize n)
 {
-  const GeStTensor *t = ge_safetensors_find (c->io, key);
+  const GeStTensor *t = conf_use (c, key);
   if (!t) {
     printf ("%-48s MISSING in io.safetensors\n", key);
     c->n_failed++;
@@ -64,9 +94,19 @@ conf_check (Conf * c, const char *key, const float *got, gsize n)
 }
 
 void
+conf_check_out (Conf * c, const char *key, const float *got, gsize n)
+{
+  conf_check (c, key, got, n);
+  char *f64 = g_strconcat (key, "_f64", NULL);
+  if (ge_safetensors_find (c->io, f64))
+    conf_check (c, f64, got, n);
+  g_free (f64);
+}
+
+void
 conf_check_ints (Conf * c, const char *key, const gint64 * got, gsize n)
 {
-  const GeStTensor *t = ge_safetensors_find (c->io, key);
+  const GeStTensor *t = conf_use (c, key);
   if (!t || t->n_elements != n) {
     printf ("%-48s %s\n", key, t ? "SIZE MISMATCH" : "MISSING in io.safetensors");
     c->n_failed++;

@@ -20,6 +20,7 @@ typedef struct {
   double worst;                 /* largest relative error seen */
   int n_checked;
   int n_failed;
+  GHashTable *used;             /* keys of io read as inputs or checked */
 } Conf;
 
 /* Looks up @key in io.safetensors; returns a g_malloc'd f32 copy, or NULL
@@ -31,6 +32,21 @@ float *conf_try_load_f32 (Conf * c, const char *key, gsize * n);
 double conf_check (Conf * c, const char *key, const float *got, gsize n);
 /* Exact comparison of integers (timesteps, indices). */
 void conf_check_ints (Conf * c, const char *key, const gint64 * got, gsize n);
+/* Checks @key and, when the case stores it, the float64 reference of the
+ * same output, @key + "_f64", against the same float32 result. */
+void conf_check_out (Conf * c, const char *key, const float *got, gsize n);
+
+/* Inputs and aliases.  conf_use: the tensor @key (NULL if absent), marked
+ * as used.  conf_pick: the first of the NULL-terminated @names that the
+ * case stores (NULL if none), for outputs named differently by different
+ * generators (our golden cases and diffusers' own names). */
+const GeStTensor *conf_use (Conf * c, const char *key);
+const char *conf_pick (Conf * c, const char *const *names);
+/* Fails the case once for each stored tensor that nothing used or checked
+ * ("unchecked output: KEY"), so a renamed or new output is never skipped
+ * in silence. */
+void conf_fail_unchecked (Conf * c);
+
 /* Reads <dir>/<file> as a JSON object (caller unrefs the parser). */
 JsonObject *conf_read_json (Conf * c, const char *file, JsonParser ** parser);
 
@@ -39,6 +55,7 @@ void conf_scheduler_case (Conf * c);     /* scheduler_config.json, no model */
 void conf_unet_case (Conf * c, const char *model_dir);
 void conf_vae_case (Conf * c, const char *model_dir);
 void conf_vq_case (Conf * c, const char *model_dir);
+void conf_tiny_case (Conf * c, const char *model_dir);   /* AutoencoderTiny */
 void conf_clip_text_case (Conf * c, const char *model_dir);   /* transformers CLIPTextModel */
 /* Sampling loops: meta.json names a pipeline folder, or its parts, by
  * relative paths (conf-pipeline.c reads both into a GePipeline). */

@@ -1,4 +1,4 @@
-/* test-models: UNet2DModel/AutoencoderKL loading and running beyond the
+/* test-models: UNet2DModel/AutoencoderKL/AutoencoderTiny loading and running beyond the
  * diffusers numbers: steady-state runs allocate nothing, thread counts agree,
  * F16/BF16 and single-file exports load, legacy attention names load, and
  * every broken model gives an error naming the file and the cause.
@@ -386,6 +386,149 @@ test_vae_odd_size (void)
   g_free (dir);
 }
 
+/* AutoencoderTiny (taesd_small): the GeVae accessors, ceil sizes at odd
+ * inputs, logvar left alone, steady-state runs allocate nothing, the 8-bit
+ * latent storage, and configs the engine refuses. */
+static GeVae *
+open_tiny (const char *from, const char *to, GError ** error)
+{
+  char *dir = g_build_filename (fixtures, "diffusers", "taesd_small", NULL);
+  if (from) {
+    /* A copy of the case with one config string replaced. */
+    char *cfg_path = fixture ("taesd_small", "config.json"), *cfg, *w;
+    gsize wn;
+    g_assert_true (g_file_get_contents (cfg_path, &cfg, NULL, NULL));
+    char *wpath = fixture ("taesd_small", "diffusion_pytorch_model.safetensors");
+    g_assert_true (g_file_get_contents (wpath, &w, &wn, NULL));
+    g_assert_nonnull (strstr (cfg, from));
+    GString *s = g_string_new (cfg);
+    g_string_replace (s, from, to, 1);
+    g_free (dir);
+    dir = g_build_filename (tmpdir, "tiny", NULL);
+    g_assert_cmpint (g_mkdir_with_parents (dir, 0700), ==, 0);
+    char *p1 = g_build_filename (dir, "config.json", NULL);
+    char *p2 = g_build_filename (dir, "diffusion_pytorch_model.safetensors", NULL);
+    g_assert_true (g_file_set_contents (p1, s->str, s->len, NULL));
+    g_assert_true (g_file_set_contents (p2, w, wn, NULL));
+    g_free (p1);
+    g_free (p2);
+    g_string_free (s, TRUE);
+    g_free (cfg);
+    g_free (w);
+    g_free (cfg_path);
+    g_free (wpath);
+  }
+  GeModelFile *mf = ge_model_file_open (dir, error);
+  GeVae *v = mf ? ge_vae_new (mf, error) : NULL;
+  if (mf)
+    ge_model_file_unref (mf);
+  g_free (dir);
+  return v;
+}
+
+static void
+test_vae_tiny (void)
+{
+  GeVae *v = open_tiny (NULL, NULL, NULL);
+  g_assert_nonnull (v);
+  g_assert_true (ge_vae_is_tiny (v));
+  g_assert_false (ge_vae_is_vq (v));
+  g_assert_false (ge_vae_has_distribution (v));
+  g_assert_cmpint (ge_vae_downsample_factor (v), ==, 8);
+  g_assert_cmpint (ge_vae_latent_channels (v), ==, 4);
+  g_assert_cmpfloat (ge_vae_scaling_factor (v), ==, 1.0);
+  g_assert_cmpfloat (ge_vae_shift_factor (v), ==, 0.0);
+  int lh, lw;
+  /* 3x3 stride-2 convs with padding 1: ceil (s / 2) per level. */
+  ge_vae_latent_size (v, 33, 17, &lh, &lw);
+  g_assert_cmpint (lh, ==, 5);
+  g_assert_cmpint (lw, ==, 3);
+
+  const int n = 1, h = 33, w = 17;
+  float *x = g_new (float, 3 * h * w), *m = g_new (float, 4 * lh * lw);
+  float *lv = g_new (float, 4 * lh * lw), *o = g_new (float, 3 * lh * 8 * lw * 8);
+  for (int i = 0; i < 3 * h * w; i++)
+    x[i] = sinf (0.37f * i);
+  for (int i = 0; i < 4 * lh * lw; i++)
+    lv[i] = 42.0f;
+  guint allocs = 0;
+  for (int run = 0; run < 3; run++) {
+    g_assert_true (ge_vae_encode (v, x, n, h, w, m, lv, NULL));
+    g_assert_true (ge_vae_decode (v, m, n, lh, lw, FALSE, o, NULL));
+    if (run == 1)
+      allocs = ge_vae_n_system_allocs (v);
+    if (run == 2)
+      g_assert_cmpuint (ge_vae_n_system_allocs (v), ==, allocs);
+  }
+  for (int i = 0; i < 4 * lh * lw; i++)
+    g_assert_cmpfloat (lv[i], ==, 42.0f);
+  for (int i = 0; i < 3 * lh * 8 * lw * 8; i++)
+    g_assert_true (isfinite (o[i]));
+
+  /* 8-bit storage: the ends clamp, the middle rounds half to even, and
+   * the way back is (q / 255 - 0.5) * 6. */
+  const float z[] = { -100.0f, 100.0f, 0.0f, NAN, 3.0f * (1.0f / 255.0f) };
+  guint8 q[G_N_ELEMENTS (z)];
+  float back[G_N_ELEMENTS (z)];
+  g_assert_true (ge_vae_latents_to_u8 (v, z, G_N_ELEMENTS (z), q, NULL));
+  g_assert_cmpuint (q[0], ==, 0);
+  g_assert_cmpuint (q[1], ==, 255);
+  g_assert_cmpuint (q[2], ==, 128);     /* 127.5 -> 128 */
+  g_assert_cmpuint (q[3], ==, 0);
+  g_assert_true (ge_vae_latents_from_u8 (v, q, G_N_ELEMENTS (z), back, NULL));
+  g_assert_cmpfloat (back[0], ==, -3.0f);
+  g_assert_cmpfloat (back[1], ==, 3.0f);
+
+  GError *err = NULL;
+  g_assert_false (ge_vae_quantize (v, m, 1, lh, lw, m, NULL, &err));
+  g_assert_error (err, GE_ERROR, GE_ERROR_INVALID);
+  g_clear_error (&err);
+  g_free (x);
+  g_free (m);
+  g_free (lv);
+  g_free (o);
+  ge_vae_free (v);
+
+  /* An AutoencoderKL has no 8-bit storage. */
+  char *dir = g_build_filename (fixtures, "diffusers", "vae_kl_small", NULL);
+  GeModelFile *mf = ge_model_file_open (dir, NULL);
+  v = ge_vae_new (mf, NULL);
+  ge_model_file_unref (mf);
+  g_assert_true (ge_vae_has_distribution (v));
+  g_assert_false (ge_vae_is_tiny (v));
+  g_assert_false (ge_vae_latents_to_u8 (v, z, 1, q, &err));
+  g_assert_error (err, GE_ERROR, GE_ERROR_INVALID);
+  g_clear_error (&err);
+  ge_vae_free (v);
+  g_free (dir);
+
+  /* Configs diffusers would build but the engine does not run. */
+  static const char *const refused[][3] = {
+    { "\"act_fn\": \"relu\"", "\"act_fn\": \"silu\"", "act_fn" },
+    { "\"upsample_fn\": \"nearest\"", "\"upsample_fn\": \"bilinear\"", "upsample_fn" },
+    { "\"upsampling_scaling_factor\": 2", "\"upsampling_scaling_factor\": 3", "upsamples" },
+    { "\"num_decoder_blocks\": [\n    2,", "\"num_decoder_blocks\": [\n", "num_decoder_blocks" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (refused); i++) {
+    g_assert_null (open_tiny (refused[i][0], refused[i][1], &err));
+    g_assert_error (err, GE_ERROR, GE_ERROR_UNSUPPORTED);
+    if (!strstr (err->message, refused[i][2]) || !strstr (err->message, tmpdir)) {
+      g_printerr ("message \"%s\" lacks \"%s\"\n", err->message, refused[i][2]);
+      g_assert_not_reached ();
+    }
+    g_clear_error (&err);
+  }
+  char *tdir = g_build_filename (tmpdir, "tiny", NULL);
+  char *p1 = g_build_filename (tdir, "config.json", NULL);
+  char *p2 = g_build_filename (tdir, "diffusion_pytorch_model.safetensors", NULL);
+  g_remove (p1);
+  g_remove (p2);
+  g_rmdir (tdir);
+  g_free (p1);
+  g_free (p2);
+  g_free (tdir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -397,6 +540,7 @@ main (int argc, char **argv)
   g_test_add_func ("/unet/legacy-names", test_unet_legacy_names);
   g_test_add_func ("/unet/errors", test_unet_errors);
   g_test_add_func ("/vae/odd-size", test_vae_odd_size);
+  g_test_add_func ("/vae/tiny", test_vae_tiny);
   int r = g_test_run ();
   g_rmdir (tmpdir);
   g_free (tmpdir);

@@ -839,6 +839,18 @@ test_timestep_embedding (void)
         /* 1e-4: at t = 999 one float ulp of the frequency moves the phase
          * by ~6e-5, and diffusers computes the frequencies in float. */
         assert_close ("timestep_embedding", out, ref, 4 * dim, 1e-4);
+        /* The frequency table on its own, and the one the embedding used
+         * (t = 1: sin (f) of the same float f). */
+        float *fr = g_new (float, half);
+        double *fref = g_new (double, half);
+        ge_timestep_frequencies (half, (float) shift, 10000.0f, fr);
+        for (int i = 0; i < half; i++) {
+          fref[i] = exp (-log (10000.0) * i / (half - shift));
+          g_assert_cmpfloat (out[1 * dim + (flip ? half + i : i)], ==, (float) sin (fr[i]));
+        }
+        assert_close ("timestep_frequencies", fr, fref, half, 1e-6);
+        g_free (fr);
+        g_free (fref);
         g_free (out);
         g_free (ref);
       }
