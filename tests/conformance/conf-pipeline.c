@@ -104,8 +104,9 @@ conf_pipeline_case (Conf * c, JsonObject * meta)
   if (!p)
     return;
   const char *cls = ge_pipeline_class_name (p);
-  if (g_strcmp0 (cls, "StableDiffusionInpaintPipeline") == 0)
-    conf_sd_inpaint_case (c, p, meta);
+  if (g_str_has_prefix (cls, "StableDiffusion")
+      || g_strcmp0 (cls, "LDMSuperResolutionPipeline") == 0)
+    conf_sd_case (c, p, meta);
   else if (g_strcmp0 (cls, "UNet2DModel sampling loop") == 0
       || g_strcmp0 (cls, "DDIMPipeline") == 0 || g_strcmp0 (cls, "DDPMPipeline") == 0)
     conf_loop_case (c, p, meta);

@@ -63,4 +63,5 @@ GePipeline *conf_loop_pipeline (Conf * c, JsonObject * meta);
 gboolean conf_is_loop (Conf * c, JsonObject * meta);
 void conf_pipeline_case (Conf * c, JsonObject * meta);  /* dispatches on the class */
 void conf_loop_case (Conf * c, GePipeline * p, JsonObject * meta);     /* DDIM/DDPM */
-void conf_sd_inpaint_case (Conf * c, GePipeline * p, JsonObject * meta);
+/* The latent diffusion pipelines of ge-sd.h. */
+void conf_sd_case (Conf * c, GePipeline * p, JsonObject * meta);
