@@ -39,3 +39,4 @@ void conf_unet_case (Conf * c, const char *model_dir);
 void conf_vae_case (Conf * c, const char *model_dir);
 void conf_vq_case (Conf * c, const char *model_dir);
 void conf_loop_case (Conf * c);          /* sampling loop over a model */
+void conf_tokenizer_case (Conf * c);     /* vocab.json + merges.txt, no model */

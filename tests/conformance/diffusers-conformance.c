@@ -5,9 +5,9 @@
  *
  * CASE_DIR holds io.safetensors (inputs, outputs, debug taps) and either a
  * diffusers model (config.json + diffusion_pytorch_model.safetensors), a
- * scheduler_config.json, or a sampling loop whose meta.json names its model
- * folder.  Every output present is recomputed and compared; the program
- * prints the largest relative error (max|got - ref| / max|ref|) of each and
+ * scheduler_config.json, a sampling loop whose meta.json names its model
+ * folder, or a tokenizer folder (vocab.json + merges.txt, no config.json).
+ * Every output present is recomputed and compared; the program prints the largest relative error (max|got - ref| / max|ref|) of each and
  * exits non-zero if any exceeds 1e-4 or nothing could be checked.
  */
 #include "conf.h"
@@ -70,6 +70,8 @@ main (int argc, char **argv)
 
   char *cls = model_class (&c, c.dir);
   char *sched = g_build_filename (c.dir, "scheduler_config.json", NULL);
+  char *vocab = g_build_filename (c.dir, "vocab.json", NULL);
+  char *merges = g_build_filename (c.dir, "merges.txt", NULL);
   if (cls)
     run_model_case (&c, c.dir, cls);
   else if (g_file_test (sched, G_FILE_TEST_EXISTS)) {
@@ -92,11 +94,17 @@ main (int argc, char **argv)
       conf_loop_case (&c);
     else
       conf_scheduler_case (&c);
-  } else {
-    printf ("%s: neither config.json nor scheduler_config.json\n", c.dir);
+  } else if (g_file_test (vocab, G_FILE_TEST_EXISTS)
+      && g_file_test (merges, G_FILE_TEST_EXISTS))
+    conf_tokenizer_case (&c);
+  else {
+    printf ("%s: neither config.json, scheduler_config.json nor"
+        " vocab.json + merges.txt\n", c.dir);
     c.n_failed++;
   }
   g_free (sched);
+  g_free (vocab);
+  g_free (merges);
   g_free (cls);
 
   if (c.n_checked == 0 && c.n_failed == 0) {
