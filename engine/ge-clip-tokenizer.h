@@ -17,7 +17,9 @@
  *     Roman numerals and circled letters are lowered), joined by spaces.
  *     No html.unescape and no ftfy.
  *  3. The CLIP regex (IGNORECASE) cuts that into pieces: contractions,
- *     letter runs, single digits, runs of other non-space characters.
+ *     letter runs, single digits, runs of other non-space characters
+ *     (U+0345, whose case fold is a letter, matches none and is dropped,
+ *     as in python's regex module).
  *  4. Each piece's UTF-8 bytes become bytes_to_unicode symbols, "</w>" is
  *     appended to the last one, and merges.txt's pairs are applied lowest
  *     rank first (all occurrences, left to right) until none applies.
@@ -27,12 +29,16 @@
  *
  * Where this differs from transformers, on purpose or because the data
  * differ:
- *  - Unicode tables: character categories and case mappings come from
- *    GLib, the regex classes from PCRE2, the Python ones from Python's
- *    unicodedata.  The results agree for every character assigned in both
+ *  - Unicode tables: character categories, case mappings and the regex
+ *    classes come from GLib's tables, python's from unicodedata and the
+ *    regex module.  They agree for every character assigned in both
  *    versions (checked for every code point against Python 3.11 / Unicode
- *    14); a character assigned only in the newer Unicode version (Python
- *    drops those as unassigned, category Cn) is kept here.
+ *    14 and regex 2026.5; a random-text comparison with a re-statement of
+ *    the python code gave the same ids); a character assigned only in the
+ *    newer Unicode version (python drops those as unassigned, category Cn)
+ *    is kept here.
+ *  - The BPE of one regex piece takes time quadratic in the piece's length
+ *    (as python's does): a single "word" of many kilobytes is slow.
  *  - The load is strict where python is lenient: a merges.txt line that is
  *    not exactly two symbols, a merge whose symbols or result are missing
  *    from vocab.json, or a special token that is neither in vocab.json nor

@@ -46,7 +46,6 @@ struct _GeClipTokenizer {
   guint32 merge_mask;
   GArray *added;                /* Added, longest first */
   gboolean added_first[256];    /* some added token starts with this byte */
-  GRegex *pat;
   gint32 bos, eos, pad, unk;
   gint32 sot_id, eot_id;        /* the ids the regex pieces SOT / EOT become */
   int max_length;
@@ -148,6 +147,102 @@ cased (gunichar c)
   return c == 0xaa || c == 0xba || (c >= 0x2160 && c <= 0x217f)
       || (c >= 0x24b6 && c <= 0x24e9) || (c >= 0x1f130 && c <= 0x1f149)
       || (c >= 0x1f150 && c <= 0x1f169) || (c >= 0x1f170 && c <= 0x1f189);
+}
+
+/* The CLIP pattern's classes as python's regex module (IGNORECASE) has
+ * them: \\s is White_Space (str.isspace () without U+001C..U+001F), and
+ * U+0345, a mark whose case fold is the letter iota, is in none of the
+ * classes, so findall () skips it. */
+static gboolean
+rx_space (gunichar c)
+{
+  return py_isspace (c) && !(c >= 0x1c && c <= 0x1f);
+}
+
+static gboolean
+rx_letter (gunichar c)
+{
+  switch (g_unichar_type (c)) {
+    case G_UNICODE_UPPERCASE_LETTER:
+    case G_UNICODE_LOWERCASE_LETTER:
+    case G_UNICODE_TITLECASE_LETTER:
+    case G_UNICODE_MODIFIER_LETTER:
+    case G_UNICODE_OTHER_LETTER:
+      return TRUE;
+    default:
+      return FALSE;
+  }
+}
+
+static gboolean
+rx_number (gunichar c)
+{
+  switch (g_unichar_type (c)) {
+    case G_UNICODE_DECIMAL_NUMBER:
+    case G_UNICODE_LETTER_NUMBER:
+    case G_UNICODE_OTHER_NUMBER:
+      return TRUE;
+    default:
+      return FALSE;
+  }
+}
+
+static gboolean
+rx_other (gunichar c)
+{
+  return !rx_space (c) && !rx_letter (c) && !rx_number (c) && c != 0x345;
+}
+
+/* Length of the ASCII literal @lit matched caselessly at @p, or 0.
+ * IGNORECASE also lets U+017F (long s) match "s" and U+212A (Kelvin) "k". */
+static gsize
+rx_literal (const char *p, const char *end, const char *lit)
+{
+  const char *q = p;
+  for (; *lit; lit++) {
+    if (q >= end)
+      return 0;
+    gunichar c = g_utf8_get_char (q);
+    c = c == 0x17f ? 's' : c == 0x212a ? 'k' : c < 0x80 ? (gunichar) g_ascii_tolower (c) : c;
+    if (c != (guchar) * lit)
+      return 0;
+    q = g_utf8_next_char (q);
+  }
+  return q - p;
+}
+
+/* re.findall () of the CLIP pattern
+ *   <\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d
+ *   |[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+
+ * (IGNORECASE): the length of the match at @p (alternatives in order,
+ * greedy runs), or 0 when none matches there.  Written out rather than
+ * through GRegex: GRegex re-validates the whole subject as UTF-8 for every
+ * match, which makes findall () quadratic in the text length. */
+static gsize
+rx_match (const char *p, const char *end)
+{
+  static const char *const lits[] = { "<|startoftext|>", "<|endoftext|>",
+    "'s", "'t", "'re", "'ve", "'m", "'ll", "'d"
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (lits); i++) {
+    gsize n = rx_literal (p, end, lits[i]);
+    if (n)
+      return n;
+  }
+  gunichar c = g_utf8_get_char (p);
+  gboolean (*in_class) (gunichar);
+  if (rx_letter (c))
+    in_class = rx_letter;
+  else if (rx_number (c))
+    return g_utf8_next_char (p) - p;
+  else if (rx_other (c))
+    in_class = rx_other;
+  else
+    return 0;
+  const char *q = g_utf8_next_char (p);
+  while (q < end && in_class (g_utf8_get_char (q)))
+    q = g_utf8_next_char (q);
+  return q - p;
 }
 
 /* Python's str.lower () of the word [w, end), appended to @out.  GLib's
@@ -681,15 +776,6 @@ tokenizer_load (const char *vocab_name, const char *vocab, gssize vocab_len,
     t->byte_sym[b] = sym_lookup (t, s);
   }
 
-  GError *e = NULL;
-  t->pat = g_regex_new ("<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d"
-      "|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+", G_REGEX_CASELESS, 0, &e);
-  if (!t->pat) {
-    ge_fail (error, GE_ERROR_UNSUPPORTED, "CLIP pattern", "GRegex: %s", e->message);
-    g_error_free (e);
-    ge_clip_tokenizer_free (t);
-    return NULL;
-  }
   return t;
 }
 
@@ -809,8 +895,6 @@ ge_clip_tokenizer_free (GeClipTokenizer * t)
       g_free (g_array_index (t->added, Added, i).content);
     g_array_free (t->added, TRUE);
   }
-  if (t->pat)
-    g_regex_unref (t->pat);
   g_free (t->merges);
   g_free (t);
 }
@@ -917,40 +1001,40 @@ tokenize_segment (const GeClipTokenizer * t, const char *seg, gsize len,
 
   /* Whitespace split, str.lower () per word, " ".join. */
   g_string_truncate (s->lower, 0);
-  const char *q = nfc;
-  while (*q) {
-    while (*q && py_isspace (g_utf8_get_char (q)))
-      q = g_utf8_next_char (q);
-    if (!*q)
+  const char *w = nfc;
+  while (*w) {
+    while (*w && py_isspace (g_utf8_get_char (w)))
+      w = g_utf8_next_char (w);
+    if (!*w)
       break;
-    const char *b = q;
-    while (*q && !py_isspace (g_utf8_get_char (q)))
-      q = g_utf8_next_char (q);
+    const char *b = w;
+    while (*w && !py_isspace (g_utf8_get_char (w)))
+      w = g_utf8_next_char (w);
     if (s->lower->len)
       g_string_append_c (s->lower, ' ');
-    py_lower (s->lower, b, q);
+    py_lower (s->lower, b, w);
   }
   g_free (nfc);
 
-  GMatchInfo *mi = NULL;
-  g_regex_match (t->pat, s->lower->str, 0, &mi);
-  while (g_match_info_matches (mi) && s->ids->len < s->limit) {
-    int a, b;
-    g_match_info_fetch_pos (mi, 0, &a, &b);
-    const char *piece = s->lower->str + a;
-    gsize n = b - a;
+  const char *q = s->lower->str, *end = s->lower->str + s->lower->len;
+  while (q < end && s->ids->len < s->limit) {
+    gsize n = rx_match (q, end);
+    if (n == 0) {
+      q = g_utf8_next_char (q);
+      continue;
+    }
+    /* bpe ()'s cache starts with these two, mapped to themselves. */
     gint32 id = -1;
-    if (n == strlen (SOT) && memcmp (piece, SOT, n) == 0)
+    if (n == strlen (SOT) && memcmp (q, SOT, n) == 0)
       id = t->sot_id;
-    else if (n == strlen (EOT) && memcmp (piece, EOT, n) == 0)
+    else if (n == strlen (EOT) && memcmp (q, EOT, n) == 0)
       id = t->eot_id;
     if (id >= 0)
       g_array_append_val (s->ids, id);
-    else if (n > 0)
-      bpe_piece (t, (const guint8 *) piece, n, s);
-    g_match_info_next (mi, NULL);
+    else
+      bpe_piece (t, (const guint8 *) q, n, s);
+    q += n;
   }
-  g_match_info_free (mi);
 }
 
 static const Added *
