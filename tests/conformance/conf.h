@@ -65,3 +65,4 @@ void conf_pipeline_case (Conf * c, JsonObject * meta);  /* dispatches on the cla
 void conf_loop_case (Conf * c, GePipeline * p, JsonObject * meta);     /* DDIM/DDPM */
 /* The latent diffusion pipelines of ge-sd.h. */
 void conf_sd_case (Conf * c, GePipeline * p, JsonObject * meta);
+void conf_tokenizer_case (Conf * c);     /* vocab.json + merges.txt, no model */

@@ -5,14 +5,14 @@
  *
  * CASE_DIR holds io.safetensors (inputs, outputs, debug taps) and either a
  * diffusers model (config.json + diffusion_pytorch_model.safetensors), a
- * scheduler_config.json, or a sampling loop whose meta.json names its model
- * folder.  Every output present is recomputed and compared; the program
- * prints the largest relative error (max|got - ref| / max|ref|) of each and
- * exits non-zero if any exceeds 1e-4 or nothing could be checked.  A model
- * case (UNet2DModel, AutoencoderKL, VQModel, AutoencoderTiny) also fails on
- * every stored tensor it neither read as an input nor checked
- * ("unchecked output: KEY"); a float64 reference KEY_f64 is checked against
- * the same float32 result as KEY.
+ * scheduler_config.json, a sampling loop whose meta.json names its pipeline
+ * or its parts, or a tokenizer folder (vocab.json + merges.txt, no
+ * config.json).  Every output present is recomputed and compared; the
+ * program prints the largest relative error (max|got - ref| / max|ref|) of
+ * each and exits non-zero if any exceeds 1e-4 or nothing could be checked.
+ * A case also fails on every stored tensor it neither read as an input nor
+ * checked ("unchecked output: KEY"); a float64 reference KEY_f64 is
+ * checked against the same float32 result as KEY.
  */
 #include "conf.h"
 #include "ge-model-file.h"
@@ -94,6 +94,8 @@ main (int argc, char **argv)
    * has config.json; a bare scheduler case only scheduler_config.json. */
   char *cls = model_class (&c, c.dir);
   char *sched = g_build_filename (c.dir, "scheduler_config.json", NULL);
+  char *vocab = g_build_filename (c.dir, "vocab.json", NULL);
+  char *merges = g_build_filename (c.dir, "merges.txt", NULL);
   char *meta_path = g_build_filename (c.dir, "meta.json", NULL);
   JsonParser *mp = NULL;
   JsonObject *meta = g_file_test (meta_path, G_FILE_TEST_EXISTS)
@@ -104,13 +106,19 @@ main (int argc, char **argv)
     run_model_case (&c, c.dir, cls);
   else if (g_file_test (sched, G_FILE_TEST_EXISTS))
     conf_scheduler_case (&c);
+  else if (g_file_test (vocab, G_FILE_TEST_EXISTS)
+      && g_file_test (merges, G_FILE_TEST_EXISTS))
+    conf_tokenizer_case (&c);
   else {
-    printf ("%s: neither a loop (meta.json), config.json nor scheduler_config.json\n", c.dir);
+    printf ("%s: neither a loop (meta.json), config.json, scheduler_config.json"
+        " nor vocab.json + merges.txt\n", c.dir);
     c.n_failed++;
   }
   g_clear_object (&mp);
   g_free (meta_path);
   g_free (sched);
+  g_free (vocab);
+  g_free (merges);
   g_free (cls);
 
   if (c.n_checked == 0 && c.n_failed == 0) {
