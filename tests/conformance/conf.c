@@ -3,12 +3,34 @@
 #include <math.h>
 #include <stdio.h>
 
+void
+conf_mark (Conf * c, const char *key)
+{
+  if (c->used && !g_hash_table_contains (c->used, key))
+    g_hash_table_add (c->used, g_strdup (key));
+}
+
+void
+conf_report_unused (Conf * c)
+{
+  if (!c->used)
+    return;
+  for (guint i = 0; i < ge_safetensors_n_tensors (c->io); i++) {
+    const GeStTensor *t = ge_safetensors_nth (c->io, i);
+    if (!g_hash_table_contains (c->used, t->name)) {
+      printf ("unchecked output: %s\n", t->name);
+      c->n_failed++;
+    }
+  }
+}
+
 float *
 conf_try_load_f32 (Conf * c, const char *key, gsize * n)
 {
   const GeStTensor *t = ge_safetensors_find (c->io, key);
   if (!t)
     return NULL;
+  conf_mark (c, key);
   float *d = g_new (float, MAX (t->n_elements, 1));
   ge_st_tensor_to_f32 (t, d);
   if (n)
@@ -31,6 +53,7 @@ double
 conf_check (Conf * c, const char *key, const float *got, gsize n)
 {
   const GeStTensor *t = ge_safetensors_find (c->io, key);
+  conf_mark (c, key);
   if (!t) {
     printf ("%-48s MISSING in io.safetensors\n", key);
     c->n_failed++;
@@ -67,6 +90,7 @@ void
 conf_check_ints (Conf * c, const char *key, const gint64 * got, gsize n)
 {
   const GeStTensor *t = ge_safetensors_find (c->io, key);
+  conf_mark (c, key);
   if (!t || t->n_elements != n) {
     printf ("%-48s %s\n", key, t ? "SIZE MISMATCH" : "MISSING in io.safetensors");
     c->n_failed++;

@@ -19,7 +19,15 @@ typedef struct {
   double worst;                 /* largest relative error seen */
   int n_checked;
   int n_failed;
+  GHashTable *used;             /* io.safetensors keys read or checked; NULL: not tracked */
 } Conf;
+
+/* Records @key as read or checked (cases that track their keys report every
+ * other stored tensor with conf_report_unused). */
+void conf_mark (Conf * c, const char *key);
+/* Fails the case once per stored tensor that no check or input used:
+ * "unchecked output: KEY". */
+void conf_report_unused (Conf * c);
 
 /* Looks up @key in io.safetensors; returns a g_malloc'd f32 copy, or NULL
  * (and counts a failure) when it is missing.  @n receives the element count. */
