@@ -8,9 +8,12 @@
  *   PNDMScheduler                    "pndm"    (skip_prk_steps=true only)
  *   EulerDiscreteScheduler           "euler"
  *   EulerAncestralDiscreteScheduler  "euler-ancestral"
- *   DPMSolverMultistepScheduler      "dpmpp-2m" (algorithm_type dpmsolver++);
- *                                    "dpmpp-2m-karras" = the same with
- *                                    use_karras_sigmas forced on
+ *   DPMSolverMultistepScheduler      "dpmpp-2m", "dpmpp-2m-karras": these two
+ *                                    names set algorithm_type dpmsolver++,
+ *                                    solver_order 2 and use_karras_sigmas
+ *                                    off / on themselves (the config's other
+ *                                    keys are read); the class name reads
+ *                                    all of them from the config
  *   LMSDiscreteScheduler             "lms"
  * DDPM and DDIM are the GeScheduler of ge-scheduler.h behind this interface.
  *
