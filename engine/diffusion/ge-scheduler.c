@@ -6,6 +6,7 @@
  * operation at a time, in float32, so that the results stay within a few
  * ulp of torch's. */
 #include "ge-scheduler.h"
+#include "ge-scheduler-private.h"
 
 #include <math.h>
 #include <string.h>
@@ -79,30 +80,30 @@ ge_scheduler_config_init_defaults (GeSchedulerConfig * cfg,
     g_set_error (error, GE_ERROR, code, "%s: %s", source, m_); \
     g_free (m_); return FALSE; } while (0)
 
-static gboolean
-json_is_type (JsonNode * node, GType type)
+gboolean
+ge_sched_json_is_type (JsonNode * node, GType type)
 {
   return JSON_NODE_TYPE (node) == JSON_NODE_VALUE
       && json_node_get_value_type (node) == type;
 }
 
-static gboolean
-get_bool (JsonNode * node, const char *key, const char *source,
+gboolean
+ge_sched_json_get_bool (JsonNode * node, const char *key, const char *source,
     gboolean * out, GError ** error)
 {
-  if (!json_is_type (node, G_TYPE_BOOLEAN))
+  if (!ge_sched_json_is_type (node, G_TYPE_BOOLEAN))
     CFG_FAIL (GE_ERROR_CORRUPT, "\"%s\" is not a boolean", key);
   *out = json_node_get_boolean (node);
   return TRUE;
 }
 
-static gboolean
-get_double (JsonNode * node, const char *key, const char *source,
+gboolean
+ge_sched_json_get_double (JsonNode * node, const char *key, const char *source,
     double *out, GError ** error)
 {
-  if (json_is_type (node, G_TYPE_DOUBLE))
+  if (ge_sched_json_is_type (node, G_TYPE_DOUBLE))
     *out = json_node_get_double (node);
-  else if (json_is_type (node, G_TYPE_INT64))
+  else if (ge_sched_json_is_type (node, G_TYPE_INT64))
     *out = (double) json_node_get_int (node);
   else
     CFG_FAIL (GE_ERROR_CORRUPT, "\"%s\" is not a number", key);
@@ -111,12 +112,12 @@ get_double (JsonNode * node, const char *key, const char *source,
   return TRUE;
 }
 
-static gboolean
-get_int (JsonNode * node, const char *key, const char *source, int *out,
+gboolean
+ge_sched_json_get_int (JsonNode * node, const char *key, const char *source, int *out,
     GError ** error)
 {
   double d;
-  if (json_is_type (node, G_TYPE_INT64)) {
+  if (ge_sched_json_is_type (node, G_TYPE_INT64)) {
     gint64 v = json_node_get_int (node);
     if (v < G_MININT || v > G_MAXINT)
       CFG_FAIL (GE_ERROR_UNSUPPORTED, "\"%s\" = %" G_GINT64_FORMAT
@@ -124,7 +125,7 @@ get_int (JsonNode * node, const char *key, const char *source, int *out,
     *out = (int) v;
     return TRUE;
   }
-  if (!get_double (node, key, source, &d, error))
+  if (!ge_sched_json_get_double (node, key, source, &d, error))
     return FALSE;
   if (d != floor (d) || d < G_MININT || d > G_MAXINT)
     CFG_FAIL (GE_ERROR_CORRUPT, "\"%s\" = %g is not an integer", key, d);
@@ -133,11 +134,11 @@ get_int (JsonNode * node, const char *key, const char *source, int *out,
 }
 
 /* Maps a string value to an enum through @names (NULL-terminated). */
-static gboolean
-get_enum (JsonNode * node, const char *key, const char *source,
+gboolean
+ge_sched_json_get_enum (JsonNode * node, const char *key, const char *source,
     const char *const *names, int *out, GError ** error)
 {
-  if (!json_is_type (node, G_TYPE_STRING))
+  if (!ge_sched_json_is_type (node, G_TYPE_STRING))
     CFG_FAIL (GE_ERROR_CORRUPT, "\"%s\" is not a string", key);
   const char *v = json_node_get_string (node);
   for (int i = 0; names[i]; i++)
@@ -171,37 +172,37 @@ config_apply (GeSchedulerConfig * cfg, GeSchedulerKind kind, JsonObject * obj,
     gboolean b = FALSE;
 
     if (strcmp (key, "num_train_timesteps") == 0)
-      ok = get_int (node, key, source, &cfg->num_train_timesteps, error);
+      ok = ge_sched_json_get_int (node, key, source, &cfg->num_train_timesteps, error);
     else if (strcmp (key, "beta_start") == 0)
-      ok = get_double (node, key, source, &cfg->beta_start, error);
+      ok = ge_sched_json_get_double (node, key, source, &cfg->beta_start, error);
     else if (strcmp (key, "beta_end") == 0)
-      ok = get_double (node, key, source, &cfg->beta_end, error);
+      ok = ge_sched_json_get_double (node, key, source, &cfg->beta_end, error);
     else if (strcmp (key, "beta_schedule") == 0) {
-      ok = get_enum (node, key, source, beta_names, &e, error);
+      ok = ge_sched_json_get_enum (node, key, source, beta_names, &e, error);
       cfg->beta_schedule = e;
     } else if (strcmp (key, "prediction_type") == 0) {
-      ok = get_enum (node, key, source, prediction_names, &e, error);
+      ok = ge_sched_json_get_enum (node, key, source, prediction_names, &e, error);
       cfg->prediction_type = e;
     } else if (strcmp (key, "timestep_spacing") == 0) {
-      ok = get_enum (node, key, source, spacing_names, &e, error);
+      ok = ge_sched_json_get_enum (node, key, source, spacing_names, &e, error);
       cfg->timestep_spacing = e;
     } else if (strcmp (key, "variance_type") == 0) {
       /* DDIM has no such parameter: diffusers ignores the key there. */
       if (kind == GE_SCHEDULER_DDPM) {
-        ok = get_enum (node, key, source, variance_names, &e, error);
+        ok = ge_sched_json_get_enum (node, key, source, variance_names, &e, error);
         cfg->variance_type = e;
       }
     } else if (strcmp (key, "clip_sample") == 0)
-      ok = get_bool (node, key, source, &cfg->clip_sample, error);
+      ok = ge_sched_json_get_bool (node, key, source, &cfg->clip_sample, error);
     else if (strcmp (key, "clip_sample_range") == 0)
-      ok = get_double (node, key, source, &cfg->clip_sample_range, error);
+      ok = ge_sched_json_get_double (node, key, source, &cfg->clip_sample_range, error);
     else if (strcmp (key, "set_alpha_to_one") == 0)
-      ok = get_bool (node, key, source, &cfg->set_alpha_to_one, error);
+      ok = ge_sched_json_get_bool (node, key, source, &cfg->set_alpha_to_one, error);
     else if (strcmp (key, "steps_offset") == 0)
-      ok = get_int (node, key, source, &cfg->steps_offset, error);
+      ok = ge_sched_json_get_int (node, key, source, &cfg->steps_offset, error);
     else if (strcmp (key, "thresholding") == 0
         || strcmp (key, "rescale_betas_zero_snr") == 0) {
-      ok = get_bool (node, key, source, &b, error);
+      ok = ge_sched_json_get_bool (node, key, source, &b, error);
       if (ok && b) {
         g_set_error (error, GE_ERROR, GE_ERROR_UNSUPPORTED,
             "%s: %s = true is not supported", source, key);
@@ -243,7 +244,7 @@ ge_scheduler_config_from_json (GeSchedulerConfig * cfg, JsonObject * obj,
   GeSchedulerKind kind = cfg->kind;
   JsonNode *cn = json_object_get_member (obj, "_class_name");
   if (cn) {
-    if (!json_is_type (cn, G_TYPE_STRING))
+    if (!ge_sched_json_is_type (cn, G_TYPE_STRING))
       CFG_FAIL (GE_ERROR_CORRUPT, "\"_class_name\" is not a string");
     const char *cls = json_node_get_string (cn);
     if (strcmp (cls, "DDIMScheduler") == 0)
@@ -266,8 +267,8 @@ ge_scheduler_config_from_json (GeSchedulerConfig * cfg, JsonObject * obj,
  * the tail entries with the scalar FMA formula.  (torch splits n > 32768
  * entries over threads, which would move the blocks; no schedule is that
  * long, and the fixtures were made with one thread.) */
-static void
-torch_linspace_f32 (float start, float end, int n, float *out)
+void
+ge_sched_torch_linspace_f32 (float start, float end, int n, float *out)
 {
   if (n == 1) {
     out[0] = start;
@@ -302,7 +303,7 @@ make_betas (GeScheduler * s, GError ** error)
   const int T = cfg->num_train_timesteps;
   switch (cfg->beta_schedule) {
     case GE_BETA_LINEAR:
-      torch_linspace_f32 ((float) cfg->beta_start, (float) cfg->beta_end, T,
+      ge_sched_torch_linspace_f32 ((float) cfg->beta_start, (float) cfg->beta_end, T,
           s->betas);
       break;
     case GE_BETA_SCALED_LINEAR:
@@ -314,7 +315,7 @@ make_betas (GeScheduler * s, GError ** error)
       }
       /* linspace of the square roots (Python double sqrt, then float32),
        * squared in float32 */
-      torch_linspace_f32 ((float) sqrt (cfg->beta_start),
+      ge_sched_torch_linspace_f32 ((float) sqrt (cfg->beta_start),
           (float) sqrt (cfg->beta_end), T, s->betas);
       for (int i = 0; i < T; i++)
         s->betas[i] = s->betas[i] * s->betas[i];
@@ -439,23 +440,14 @@ ge_scheduler_final_alpha_cumprod (const GeScheduler * s)
 /* ---- timesteps ----------------------------------------------------------- */
 
 gboolean
-ge_scheduler_set_timesteps (GeScheduler * s, int num_inference_steps,
-    GError ** error)
+ge_sched_spacing_timesteps (GeTimestepSpacing spacing, int T, int N,
+    int steps_offset, gint64 * ts, GError ** error)
 {
-  g_return_val_if_fail (s != NULL, FALSE);
-  const int T = s->cfg.num_train_timesteps, N = num_inference_steps;
-  if (N < 1 || N > T) {
-    g_set_error (error, GE_ERROR, GE_ERROR_INVALID,
-        "num_inference_steps = %d must be in [1, num_train_timesteps = %d]",
-        N, T);
-    return FALSE;
-  }
-  gint64 *ts = g_new (gint64, N);
-  switch (s->cfg.timestep_spacing) {
+  switch (spacing) {
     case GE_SPACING_LEADING:
       /* (arange(N) * (T // N)).round()[::-1] + steps_offset */
       for (int j = 0; j < N; j++)
-        ts[j] = (gint64) (N - 1 - j) * (T / N) + s->cfg.steps_offset;
+        ts[j] = (gint64) (N - 1 - j) * (T / N) + steps_offset;
       break;
     case GE_SPACING_TRAILING:{
       /* round(arange(T, 0, -T / N)) - 1.  numpy's float arange stores
@@ -480,7 +472,6 @@ ge_scheduler_set_timesteps (GeScheduler * s, int num_inference_steps,
       break;
     }
     default:
-      g_free (ts);
       g_set_error (error, GE_ERROR, GE_ERROR_INVALID, "unknown spacing");
       return FALSE;
   }
@@ -488,10 +479,30 @@ ge_scheduler_set_timesteps (GeScheduler * s, int num_inference_steps,
     if (ts[j] < 0 || ts[j] >= T) {
       g_set_error (error, GE_ERROR, GE_ERROR_INVALID,
           "timestep %" G_GINT64_FORMAT " (step %d of %d, steps_offset %d) is "
-          "outside [0, %d)", ts[j], j, N, s->cfg.steps_offset, T);
-      g_free (ts);
+          "outside [0, %d)", ts[j], j, N, steps_offset, T);
       return FALSE;
     }
+  return TRUE;
+}
+
+gboolean
+ge_scheduler_set_timesteps (GeScheduler * s, int num_inference_steps,
+    GError ** error)
+{
+  g_return_val_if_fail (s != NULL, FALSE);
+  const int T = s->cfg.num_train_timesteps, N = num_inference_steps;
+  if (N < 1 || N > T) {
+    g_set_error (error, GE_ERROR, GE_ERROR_INVALID,
+        "num_inference_steps = %d must be in [1, num_train_timesteps = %d]",
+        N, T);
+    return FALSE;
+  }
+  gint64 *ts = g_new (gint64, N);
+  if (!ge_sched_spacing_timesteps (s->cfg.timestep_spacing, T, N,
+          s->cfg.steps_offset, ts, error)) {
+    g_free (ts);
+    return FALSE;
+  }
   g_free (s->timesteps);
   s->timesteps = ts;
   s->n_timesteps = N;
