@@ -1,5 +1,6 @@
 /* ge-pipeline.c: see ge-pipeline.h. */
 #include "ge-pipeline.h"
+#include "ge-sampler.h"
 
 #include <string.h>
 
@@ -230,20 +231,10 @@ ge_pipeline_scheduler_config (GePipeline * p, GError ** error)
   const char *path = ge_pipeline_part_path (p, "scheduler");
   char *file = g_file_test (path, G_FILE_TEST_IS_DIR)
       ? g_build_filename (path, "scheduler_config.json", NULL) : g_strdup (path);
-  JsonParser *parser = json_parser_new ();
-  GError *jerr = NULL;
-  JsonObject *o = NULL;
-  if (!json_parser_load_from_file (parser, file, &jerr)) {
-    gboolean missing = g_error_matches (jerr, G_FILE_ERROR, G_FILE_ERROR_NOENT);
-    ge_fail (error, missing ? GE_ERROR_NOT_FOUND : GE_ERROR_CORRUPT, file, "%s",
-        jerr->message);
-    g_error_free (jerr);
-  } else if (!JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
-    ge_fail (error, GE_ERROR_CORRUPT, file, "not a JSON object");
-  else {
-    o = json_node_get_object (json_parser_get_root (parser));
+  JsonParser *parser = NULL;
+  JsonObject *o = ge_sampler_config_load (file, &parser, error);
+  if (o)
     p->scheduler_parser = g_steal_pointer (&parser);
-  }
   g_clear_object (&parser);
   g_free (file);
   return o;

@@ -124,22 +124,14 @@ load_low_res_scheduler (GeSd * sd, GError ** error)
         "the %s has no low_res_scheduler part", sd->class_name);
   char *file = g_file_test (path, G_FILE_TEST_IS_DIR)
       ? g_build_filename (path, "scheduler_config.json", NULL) : g_strdup (path);
-  JsonParser *parser = json_parser_new ();
-  GError *jerr = NULL;
+  JsonParser *parser = NULL;
+  JsonObject *o = ge_sampler_config_load (file, &parser, error);
   GeSchedulerConfig cfg;
-  gboolean ok = FALSE;
-  if (!json_parser_load_from_file (parser, file, &jerr)) {
-    ge_fail (error, GE_ERROR_CORRUPT, file, "%s", jerr->message);
-    g_error_free (jerr);
-  } else if (!JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
-    ge_fail (error, GE_ERROR_CORRUPT, file, "not a JSON object");
-  else {
-    ge_scheduler_config_init_defaults (&cfg, GE_SCHEDULER_DDPM);
-    ok = ge_scheduler_config_from_json_as (&cfg, GE_SCHEDULER_DDPM,
-        json_node_get_object (json_parser_get_root (parser)), file, error)
-        && (sd->low_res = ge_scheduler_new (&cfg, error));
-  }
-  g_object_unref (parser);
+  ge_scheduler_config_init_defaults (&cfg, GE_SCHEDULER_DDPM);
+  const gboolean ok = o
+      && ge_scheduler_config_from_json_as (&cfg, GE_SCHEDULER_DDPM, o, file, error)
+      && (sd->low_res = ge_scheduler_new (&cfg, error));
+  g_clear_object (&parser);
   g_free (file);
   return ok;
 }
@@ -486,17 +478,18 @@ run_loop (GeSd * sd, const Loop * L, float *lat, int lc, int lh, int lw, int sta
     memcpy (ehs + b * ehs_one, L->text[b], sizeof (float) * ehs_one);
   const int calls = ge_sampler_n_calls (s);
   for (int i = start; i < calls && ok; i++) {
-    const float t = ge_sampler_timestep (s, i), scale = ge_sampler_input_scale (s, i);
+    const float t = ge_sampler_timestep (s, i);
     for (int b = 0; b < B; b++) {
       float *u = unet_in + (gsize) b * in_c * lhw;
-      for (gsize k = 0; k < ln; k++)
-        u[k] = lat[k] * scale;
+      ge_sampler_scale_model_input (s, i, lat, ln, u);
       if (L->extra_c) {
-        if (L->extra[b])
-          for (gsize k = 0; k < L->extra_c * lhw; k++)
-            u[ln + k] = L->extra[b][k] * (L->scale_all ? scale : 1.0f);
+        const gsize en = L->extra_c * lhw;
+        if (!L->extra[b])
+          memset (u + ln, 0, sizeof (float) * en);
+        else if (L->scale_all)
+          ge_sampler_scale_model_input (s, i, L->extra[b], en, u + ln);
         else
-          memset (u + ln, 0, sizeof (float) * L->extra_c * lhw);
+          memcpy (u + ln, L->extra[b], sizeof (float) * en);
       }
       t_b[b] = t;
       cls_b[b] = L->class_label;
