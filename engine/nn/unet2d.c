@@ -14,13 +14,15 @@
 
 typedef enum { ATTN_NONE, ATTN_SELF, ATTN_CROSS } AttnKind;
 
+#define MAX_LAYERS 64
+
 /* How a level (or the conditional mid block) is built. */
 typedef struct {
   AttnKind attn;
   int layers;                   /* resnets */
   int head_dim;                 /* ATTN_SELF: <= 0 one head */
   GeTransformer2DOpts xo;       /* ATTN_CROSS (n_layers per layer below) */
-  JsonNode *tl;                 /* ATTN_CROSS: transformer layers, int or per-layer list */
+  int tl[MAX_LAYERS];           /* ATTN_CROSS: transformer layers of each layer */
 } LevelSpec;
 
 typedef struct {
@@ -268,14 +270,13 @@ check_tl (GeModelFile * mf, const char *key, int block, JsonNode * tl, int layer
       "config key \"%s\"[%d] should be an integer or a list of %d integers", key, block, layers);
 }
 
-static int
-tl_count (JsonNode * tl, int layer)
+/* Resolves a checked transformer_layers_per_block entry into @out[layers]. */
+static void
+tl_counts (JsonNode * tl, int layers, int *out)
 {
-  if (!tl)
-    return 1;
-  if (JSON_NODE_HOLDS_ARRAY (tl))
-    return (int) json_node_get_int (json_array_get_element (json_node_get_array (tl), layer));
-  return (int) json_node_get_int (tl);
+  for (int l = 0; l < layers; l++)
+    out[l] = (int) json_node_get_int (JSON_NODE_HOLDS_ARRAY (tl)
+        ? json_array_get_element (json_node_get_array (tl), l) : tl);
 }
 
 static gboolean
@@ -443,7 +444,7 @@ spec_cond (GeUNet2D * u, GeModelFile * mf, Spec * s, GError ** error)
       if (g_str_has_prefix (type, "UNetRes"))
         type += 7;
       ls->layers = (int) json_node_get_int (layers[j]) + (up ? 1 : 0);
-      if (ls->layers <= 0 || ls->layers > 64) {
+      if (ls->layers <= 0 || ls->layers > MAX_LAYERS) {
         ok = FAIL ("implausible layers_per_block[%d]", j);
         break;
       }
@@ -454,9 +455,11 @@ spec_cond (GeUNet2D * u, GeModelFile * mf, Spec * s, GError ** error)
         ls->xo.groups = (int) groups;
         ls->xo.use_linear_projection = linear;
         ls->xo.only_cross_attention = json_node_get_boolean (only[up ? j : i]);
-        ls->tl = up ? rtl[i] : tl[i];
+        JsonNode *t = up ? rtl[i] : tl[i];
         ok = check_tl (mf, up ? "reverse_transformer_layers_per_block"
-            : "transformer_layers_per_block", i, ls->tl, ls->layers, error);
+            : "transformer_layers_per_block", i, t, ls->layers, error);
+        if (ok)
+          tl_counts (t, ls->layers, ls->tl);
         if (ok && s->cross_dim && s->cross_dim != ls->xo.cross_attention_dim)
           ok = FAIL ("cross_attention_dim differs between blocks (%d, %d): one "
               "encoder_hidden_states cannot feed both", s->cross_dim, ls->xo.cross_attention_dim);
@@ -489,8 +492,9 @@ spec_cond (GeUNet2D * u, GeModelFile * mf, Spec * s, GError ** error)
     s->mid.xo.groups = (int) groups;
     s->mid.xo.use_linear_projection = linear;
     /* UNetMidBlock2DCrossAttn takes no only_cross_attention. */
-    s->mid.tl = tl[n - 1];
-    ok = check_tl (mf, "transformer_layers_per_block", n - 1, s->mid.tl, 1, error);
+    ok = check_tl (mf, "transformer_layers_per_block", n - 1, tl[n - 1], 1, error);
+    if (ok)
+      tl_counts (tl[n - 1], 1, s->mid.tl);
     if (ok && s->cross_dim != s->mid.xo.cross_attention_dim)
       ok = FAIL ("cross_attention_dim differs between blocks (%d, %d): one "
           "encoder_hidden_states cannot feed both", s->cross_dim, s->mid.xo.cross_attention_dim);
@@ -546,7 +550,7 @@ load_attn (GeUNet2D * u, GeModelFile * mf, const char *prefix, int channels,
     return TRUE;
   }
   GeTransformer2DOpts xo = ls->xo;
-  xo.n_layers = tl_count (ls->tl, layer);
+  xo.n_layers = ls->tl[layer];
   if (!ge_transformer2d_load (mf, prefix, channels, &xo, x, error))
     return FALSE;
   u->n_params += ge_transformer2d_n_params (x);

@@ -83,7 +83,7 @@ f32_to_f16 (float f)
  * converted to @conv, with shape @reshape_name doubled in its first dim if
  * set) plus @metadata to @path. */
 /* Set: proj_in/proj_out weights lose their trailing 1x1 (as nn.Linear). */
-static const char *squeeze_suffix;
+static gboolean squeeze_proj;
 /* Set: one more tensor, an embedding table (see write_variant). */
 static const char *extra_table;
 static int extra_rows, extra_cols, extra_zero_row;
@@ -120,7 +120,7 @@ write_variant (const char *src_path, const char *path, Conv conv,
     g_string_append_printf (hdr, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[", hdr->len > 1 ? "," : "",
         name, conv == AS_F32 ? "F32" : conv == AS_F16 ? "F16" : "BF16");
     int ndim = t->ndim;
-    if (squeeze_suffix && (g_str_has_suffix (name, "proj_in.weight")
+    if (squeeze_proj && (g_str_has_suffix (name, "proj_in.weight")
             || g_str_has_suffix (name, "proj_out.weight")))
       while (ndim > 2 && t->shape[ndim - 1] == 1)
         ndim--;
@@ -463,9 +463,9 @@ test_cond_linear_projection (void)
   char *src = fixture (COND, "diffusion_pytorch_model.safetensors");
   char *meta = cond_meta ("\"use_linear_projection\": false", "\"use_linear_projection\": true");
   char *path = g_build_filename (tmpdir, "cond-linear.safetensors", NULL);
-  squeeze_suffix = "_proj.weight";     /* proj_in/proj_out [out, in, 1, 1] -> [out, in] */
+  squeeze_proj = TRUE;          /* proj_in/proj_out [out, in, 1, 1] -> [out, in] */
   write_variant (src, path, AS_F32, NULL, meta, NULL);
-  squeeze_suffix = NULL;
+  squeeze_proj = FALSE;
   gsize n;
   float *ref = load_f32 (COND, "call1.out", &n);
   GError *err = NULL;
@@ -473,6 +473,20 @@ test_cond_linear_projection (void)
   g_assert_no_error (err);
   g_assert_cmpfloat (rel_err (out, ref, n), <, 1e-5);
   g_free (out);
+  g_free (meta);
+
+  /* Keys with defaults may be absent (hub configs often lack the newer
+   * ones): transformer_layers_per_block 1, only_cross_attention false. */
+  meta = cond_meta ("\"transformer_layers_per_block\": 1,", "");
+  char *key = strstr (meta, "only_cross_attention");
+  g_assert_nonnull (key);
+  key[0] = 'O';                 /* an unknown key, ignored as diffusers does */
+  write_variant (src, path, AS_F32, NULL, meta, NULL);
+  out = run_cond (path, 1, NULL, NULL, &err);
+  g_assert_no_error (err);
+  g_assert_cmpfloat (rel_err (out, ref, n), <, 1e-5);
+  g_free (out);
+
   g_free (ref);
   g_remove (path);
   g_free (path);
