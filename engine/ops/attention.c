@@ -3,8 +3,9 @@
  * Tokens are the columns of channel-major [heads*d, T] matrices, which is
  * what a 1x1 projection of an NCHW tensor gives, so no transposes are
  * materialised: sgemm reads Q transposed.  A block of queries needs a
- * [block, T] score matrix, never [T, T]: 64x64 latents (T = 4096) would
- * otherwise need 64 MB per head.
+ * [block, Tk] score matrix, never [Tq, Tk]: 64x64 latents (T = 4096) would
+ * otherwise need 64 MB per head.  Queries and keys may differ in number
+ * (cross-attention: Tq image tokens over Tk text tokens).
  */
 #include "act.h"
 #include "ge-pool.h"
@@ -18,7 +19,7 @@
 typedef struct {
   const float *q, *k, *v;
   float *out;
-  int heads, d, tokens, block, n_blocks;
+  int heads, d, tq, tk, block, n_blocks;
   float scale;
   float *scratch;
 } AttnJob;
@@ -45,18 +46,18 @@ attn_task (void *data, int t, int thread)
 {
   const AttnJob *j = data;
   const int h = t / j->n_blocks, b0 = (t % j->n_blocks) * j->block;
-  const int nb = MIN (j->block, j->tokens - b0), T = j->tokens, d = j->d;
-  const gsize hoff = (gsize) h * d * T;
-  float *s = j->scratch + (gsize) thread * j->block * T;
+  const int nb = MIN (j->block, j->tq - b0), Tq = j->tq, Tk = j->tk, d = j->d;
+  const gsize qoff = (gsize) h * d * Tq, koff = (gsize) h * d * Tk;
+  float *s = j->scratch + (gsize) thread * j->block * Tk;
 
-  /* s[nb, T] = Q[:, b0:b0+nb]^T K * scale */
-  cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, nb, T, d, j->scale,
-      j->q + hoff + b0, T, j->k + hoff, T, 0.0f, s, T);
+  /* s[nb, Tk] = Q[:, b0:b0+nb]^T K * scale */
+  cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, nb, Tk, d, j->scale,
+      j->q + qoff + b0, Tq, j->k + koff, Tk, 0.0f, s, Tk);
   for (int i = 0; i < nb; i++)
-    softmax_row (s + (gsize) i * T, T);
+    softmax_row (s + (gsize) i * Tk, Tk);
   /* out[:, b0:b0+nb] = V s^T */
-  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, d, nb, T, 1.0f,
-      j->v + hoff, T, s, T, 0.0f, j->out + hoff + b0, T);
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, d, nb, Tk, 1.0f,
+      j->v + koff, Tk, s, Tk, 0.0f, j->out + qoff + b0, Tq);
 }
 
 /* ---- packed-kernel path (AVX-512) ----------------------------------------
@@ -72,7 +73,7 @@ attn_task (void *data, int t, int thread)
 typedef struct {
   const float *q;
   float *out;
-  int heads, d, tokens, n_blocks;
+  int heads, d, tq, tk, n_blocks;
   const float *kt_packed, *v_packed;    /* per head */
   gsize kt_size, v_size;
   const int *q_off;             /* c * T */
@@ -86,10 +87,10 @@ static void
 pack_task (void *data, int h, int thread)
 {
   PackedJob *j = data;
-  const gsize hoff = (gsize) h * j->d * j->tokens;
-  ge_gemm_pack_a_t (j->k + hoff, j->tokens, j->d, j->tokens, j->scale,
+  const gsize hoff = (gsize) h * j->d * j->tk;
+  ge_gemm_pack_a_t (j->k + hoff, j->tk, j->d, j->tk, j->scale,
       (float *) j->kt_packed + h * j->kt_size);
-  ge_gemm_pack_a (j->v + hoff, j->d, j->tokens, j->tokens, (float *) j->v_packed + h * j->v_size);
+  ge_gemm_pack_a (j->v + hoff, j->d, j->tk, j->tk, (float *) j->v_packed + h * j->v_size);
 }
 
 /* Softmax down the columns of s [rows, n] (each column one query). */
@@ -122,38 +123,38 @@ packed_task (void *data, int task, int thread)
 {
   const PackedJob *j = data;
   const int h = task / j->n_blocks, b0 = (task % j->n_blocks) * PACKED_BLOCK;
-  const int nb = MIN (PACKED_BLOCK, j->tokens - b0), T = j->tokens;
-  const gsize hoff = (gsize) h * j->d * T;
+  const int nb = MIN (PACKED_BLOCK, j->tq - b0), Tk = j->tk;
+  const gsize qoff = (gsize) h * j->d * j->tq;
   float *s = j->scratch + (gsize) thread * j->scratch_floats;
-  int *s_off = (int *) (s + (gsize) T * nb);
-  for (int t = 0; t < T; t++)
+  int *s_off = (int *) (s + (gsize) Tk * nb);
+  for (int t = 0; t < Tk; t++)
     s_off[t] = t * nb;
-  ge_gemm_packed (T, nb, j->d, j->kt_packed + h * j->kt_size, j->q + hoff + b0, j->q_off,
+  ge_gemm_packed (Tk, nb, j->d, j->kt_packed + h * j->kt_size, j->q + qoff + b0, j->q_off,
       s, nb, NULL, FALSE);
-  softmax_columns (s, T, nb);
-  ge_gemm_packed (j->d, nb, T, j->v_packed + h * j->v_size, s, s_off, j->out + hoff + b0, T,
-      NULL, FALSE);
+  softmax_columns (s, Tk, nb);
+  ge_gemm_packed (j->d, nb, Tk, j->v_packed + h * j->v_size, s, s_off, j->out + qoff + b0,
+      j->tq, NULL, FALSE);
 }
 
 static void
 attention_packed (GeCtx * ctx, const float *q, const float *k, const float *v,
-    float *out, int heads, int d, int tokens, float scale)
+    float *out, int heads, int d, int tq, int tk, float scale)
 {
   const int n_threads = ge_pool_n_threads (ctx->pool);
-  PackedJob j = { q, out, heads, d, tokens, (tokens + PACKED_BLOCK - 1) / PACKED_BLOCK };
+  PackedJob j = { q, out, heads, d, tq, tk, (tq + PACKED_BLOCK - 1) / PACKED_BLOCK };
   j.k = k;
   j.v = v;
   j.scale = scale;
-  j.kt_size = ge_gemm_packed_a_size (tokens, d);
-  j.v_size = ge_gemm_packed_a_size (d, tokens);
+  j.kt_size = ge_gemm_packed_a_size (tk, d);
+  j.v_size = ge_gemm_packed_a_size (d, tk);
   gsize mark = ge_arena_mark (ctx->arena);
   j.kt_packed = ge_arena_alloc (ctx->arena, j.kt_size * heads);
   j.v_packed = ge_arena_alloc (ctx->arena, j.v_size * heads);
   int *q_off = (int *) ge_arena_alloc (ctx->arena, d);
   for (int c = 0; c < d; c++)
-    q_off[c] = c * tokens;
+    q_off[c] = c * tq;
   j.q_off = q_off;
-  j.scratch_floats = (gsize) tokens * PACKED_BLOCK + tokens + 16;
+  j.scratch_floats = (gsize) tk * PACKED_BLOCK + tk + 16;
   j.scratch = ge_arena_alloc (ctx->arena, j.scratch_floats * n_threads);
   ge_pool_run (ctx->pool, heads, pack_task, &j);
   ge_pool_run (ctx->pool, heads * j.n_blocks, packed_task, &j);
@@ -161,20 +162,29 @@ attention_packed (GeCtx * ctx, const float *q, const float *k, const float *v,
 }
 
 void
+ge_cross_attention (GeCtx * ctx, const float *q, int tq, const float *k, const float *v,
+    int tk, float *out, int heads, int d, float scale)
+{
+  if (tq <= 0 || tk <= 0 || heads <= 0 || d <= 0)
+    return;
+  if (ge_gemm_packed_available ()) {
+    attention_packed (ctx, q, k, v, out, heads, d, tq, tk, scale);
+    return;
+  }
+  AttnJob j = { q, k, v, out, heads, d, tq, tk, 0, 0, scale, NULL };
+  j.block = (int) CLAMP (SCORE_FLOATS / tk, 16, 256);
+  j.block = MIN (j.block, tq);
+  j.n_blocks = (tq + j.block - 1) / j.block;
+  const int n_threads = ge_pool_n_threads (ctx->pool);
+  gsize mark = ge_arena_mark (ctx->arena);
+  j.scratch = ge_arena_alloc (ctx->arena, (gsize) j.block * tk * n_threads);
+  ge_pool_run (ctx->pool, heads * j.n_blocks, attn_task, &j);
+  ge_arena_release (ctx->arena, mark);
+}
+
+void
 ge_attention (GeCtx * ctx, const float *q, const float *k, const float *v,
     float *out, int heads, int d, int tokens, float scale)
 {
-  if (ge_gemm_packed_available ()) {
-    attention_packed (ctx, q, k, v, out, heads, d, tokens, scale);
-    return;
-  }
-  AttnJob j = { q, k, v, out, heads, d, tokens, 0, 0, scale, NULL };
-  j.block = (int) CLAMP (SCORE_FLOATS / MAX (tokens, 1), 16, 256);
-  j.block = MIN (j.block, tokens);
-  j.n_blocks = (tokens + j.block - 1) / j.block;
-  const int n_threads = ge_pool_n_threads (ctx->pool);
-  gsize mark = ge_arena_mark (ctx->arena);
-  j.scratch = ge_arena_alloc (ctx->arena, (gsize) j.block * tokens * n_threads);
-  ge_pool_run (ctx->pool, heads * j.n_blocks, attn_task, &j);
-  ge_arena_release (ctx->arena, mark);
+  ge_cross_attention (ctx, q, tokens, k, v, tokens, out, heads, d, scale);
 }

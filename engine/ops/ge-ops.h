@@ -117,6 +117,12 @@ void ge_group_norm_affine (GeCtx * ctx, const GeTensor * x, int groups, float ep
 /* LayerNorm over the last @dim floats of each of @rows rows. */
 void ge_layer_norm (GeCtx * ctx, const float *x, float *y, int rows, int dim,
     float eps, const float *gamma, const float *beta);
+/* LayerNorm of channel-major tokens: each (n, h, w) position of x is a
+ * token whose x->c features are normalised (biased variance, eps inside
+ * the sqrt), then scaled by gamma[c] and shifted by beta[c].  In place
+ * allowed. */
+void ge_layer_norm_channels (GeCtx * ctx, const GeTensor * x, GeTensor * y, float eps,
+    const float *gamma, const float *beta);
 
 /* ---- element-wise ----------------------------------------------------- */
 
@@ -125,6 +131,9 @@ void ge_act (GeCtx * ctx, float *x, gsize n, GeAct act, float param);
 void ge_add (GeCtx * ctx, const float *a, const float *b, float *y, gsize n, float divisor);
 /* x[n, c, :, :] += v[n, c] (broadcast a per-channel vector). */
 void ge_add_channel_bias (GeCtx * ctx, GeTensor * x, const float *v);
+/* GEGLU's gate: y = a * gelu (gate), exact (erf) GELU to within float
+ * rounding; y may alias a. */
+void ge_geglu (GeCtx * ctx, const float *a, const float *gate, float *y, gsize n);
 /* y = cat([a, b], dim=1) */
 void ge_concat_channels (GeCtx * ctx, const GeTensor * a, const GeTensor * b, GeTensor * y);
 
@@ -152,6 +161,11 @@ void ge_pixel_unshuffle (GeCtx * ctx, const GeTensor * x, GeTensor * y, int r);
  * score matrix never exceeds a block of rows. */
 void ge_attention (GeCtx * ctx, const float *q, const float *k, const float *v,
     float *out, int heads, int d, int tokens, float scale);
+/* The same with @tq queries attending to @tk keys/values from another
+ * source (cross-attention): q and out are [heads*d, tq], k and v
+ * [heads*d, tk].  Always f32 (diffusers' upcast_attention is implied). */
+void ge_cross_attention (GeCtx * ctx, const float *q, int tq, const float *k, const float *v,
+    int tk, float *out, int heads, int d, float scale);
 
 /* ---- embeddings -------------------------------------------------------- */
 

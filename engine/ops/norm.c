@@ -178,3 +178,73 @@ ge_layer_norm (GeCtx * ctx, const float *x, float *y, int rows, int dim,
       yr[i] = (xr[i] - m) * rstd * (gamma ? gamma[i] : 1.0f) + (beta ? beta[i] : 0.0f);
   }
 }
+
+/* ---- layer norm of channel-major tokens --------------------------------
+ *
+ * A token is a column of [c, h*w]: its features lie a plane apart.  Each
+ * task takes LN_COLS neighbouring columns and walks the channels row by
+ * row, so every read is a contiguous run and the per-column sums vectorise
+ * across the columns.  Mean first, then the centred second moment: two
+ * passes (plus the write), both accumulated in double. */
+
+#define LN_COLS 64
+
+typedef struct {
+  const GeTensor *x;
+  GeTensor *y;
+  float eps;
+  const float *gamma, *beta;
+  int col_blocks;
+} LnJob;
+
+GE_VECTOR_CLONES static void
+ln_columns (const float *x, float *y, int c, gsize plane, int nc, float eps,
+    const float *gamma, const float *beta)
+{
+  double sum[LN_COLS] = { 0 }, sq[LN_COLS] = { 0 };
+  float mean[LN_COLS], rstd[LN_COLS];
+  for (int ch = 0; ch < c; ch++) {
+    const float *row = x + ch * plane;
+    for (int i = 0; i < nc; i++)
+      sum[i] += row[i];
+  }
+  for (int i = 0; i < nc; i++)
+    mean[i] = (float) (sum[i] / c);
+  for (int ch = 0; ch < c; ch++) {
+    const float *row = x + ch * plane;
+    for (int i = 0; i < nc; i++) {
+      const double d = (double) row[i] - mean[i];
+      sq[i] += d * d;
+    }
+  }
+  for (int i = 0; i < nc; i++)
+    rstd[i] = (float) (1.0 / sqrt (sq[i] / c + eps));
+  for (int ch = 0; ch < c; ch++) {
+    const float *row = x + ch * plane;
+    float *out = y + ch * plane;
+    const float g = gamma ? gamma[ch] : 1.0f, b = beta ? beta[ch] : 0.0f;
+    for (int i = 0; i < nc; i++)
+      out[i] = (row[i] - mean[i]) * rstd[i] * g + b;
+  }
+}
+
+static void
+ln_task (void *data, int t, int thread)
+{
+  const LnJob *j = data;
+  const int n = t / j->col_blocks, col0 = (t % j->col_blocks) * LN_COLS;
+  const gsize plane = (gsize) j->x->h * j->x->w;
+  const gsize off = (gsize) n * j->x->c * plane + col0;
+  ln_columns (j->x->data + off, j->y->data + off, j->x->c, plane,
+      (int) MIN ((gsize) LN_COLS, plane - col0), j->eps, j->gamma, j->beta);
+}
+
+void
+ge_layer_norm_channels (GeCtx * ctx, const GeTensor * x, GeTensor * y, float eps,
+    const float *gamma, const float *beta)
+{
+  g_return_if_fail (ge_tensor_numel (x) == ge_tensor_numel (y));
+  const gsize plane = (gsize) x->h * x->w;
+  LnJob j = { x, y, eps, gamma, beta, (int) ((plane + LN_COLS - 1) / LN_COLS) };
+  ge_pool_run (ctx->pool, x->n * j.col_blocks, ln_task, &j);
+}

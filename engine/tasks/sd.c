@@ -356,7 +356,7 @@ encode (GeSd * sd, const char *text, const float *keep, gboolean * truncated,
       *truncated |= e->truncated;
       return e->emb;
     }
-    if (e->emb != keep && (!slot || e->last_use < slot->last_use))
+    if ((!keep || e->emb != keep) && (!slot || e->last_use < slot->last_use))
       slot = e;
   }
   gint32 *ids = g_new (gint32, 2 * sd->seq), *mask = ids + sd->seq;

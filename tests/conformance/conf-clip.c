@@ -46,11 +46,48 @@ on_tap (const char *name, const float *data, int n, int ch, int h, int w, void *
   g_free (key);
 }
 
+/* pool_index [B]: the position the engine pooled, found as the first row
+ * of its last_hidden_state equal to its pooled output. */
+static void
+check_pool_index (Conf * c, const float *last, const float *pooled, int b, int len, int H)
+{
+  if (!ge_safetensors_find (c->io, "pool_index"))
+    return;
+  gint64 *idx = g_new (gint64, b);
+  for (int i = 0; i < b; i++) {
+    idx[i] = -1;
+    for (int r = 0; r < len && idx[i] < 0; r++)
+      if (memcmp (last + ((gsize) i * len + r) * H, pooled + (gsize) i * H,
+              sizeof (float) * H) == 0)
+        idx[i] = r;
+  }
+  conf_check_ints (c, "pool_index", idx, b);
+  g_free (idx);
+}
+
+/* causal_mask [1, 1, T, T]: the additive mask the model applies, 0 on and
+ * below the diagonal, the lowest float above it (transformers'
+ * _create_4d_causal_attention_mask), which the engine's attention adds. */
+static void
+check_causal_mask (Conf * c)
+{
+  const GeStTensor *t = ge_safetensors_find (c->io, "causal_mask");
+  if (!t)
+    return;
+  const int T = (int) t->shape[t->ndim - 1];
+  float *m = g_new (float, (gsize) T * T);
+  for (int i = 0; i < T; i++)
+    for (int j = 0; j < T; j++)
+      m[i * T + j] = j > i ? -G_MAXFLOAT : 0.0f;
+  conf_check (c, "causal_mask", m, (gsize) T * T);
+  g_free (m);
+}
+
 /* An I64 input as gint32. */
 static gint32 *
 load_ids (Conf * c, const char *key, int *b, int *len)
 {
-  const GeStTensor *t = ge_safetensors_find (c->io, key);
+  const GeStTensor *t = conf_use (c, key);
   if (!t || t->ndim != 2) {
     printf ("%-48s %s\n", key, t ? "is not 2-D" : "MISSING in io.safetensors");
     c->n_failed++;
@@ -188,6 +225,7 @@ conf_clip_text_case (Conf * c, const char *dir)
     c->n_failed++;
     g_clear_pointer (&mask, g_free);
   }
+  check_causal_mask (c);
   const int dbg = debug_call (c);
   const int H = ge_clip_text_hidden_size (m), P = ge_clip_text_pooled_dim (m);
   ClipTaps taps = { c, 0, ge_clip_text_num_layers (m), FALSE };
@@ -216,6 +254,8 @@ conf_clip_text_case (Conf * c, const char *dir)
     } else {
       conf_check (c, lk, last, (gsize) b * len * H);
       conf_check (c, pk, pooled, (gsize) b * P);
+      if (call == 0 && P == H)
+        check_pool_index (c, last, pooled, b, len, H);
       taps.debug = FALSE;
       ge_clip_text_set_tap (m, NULL, NULL);
       check_skips (c, m, mf, call, ids, cm, b, len);

@@ -1,7 +1,7 @@
-/* conf-models.c: UNet2DModel, AutoencoderKL, VQModel and AutoencoderTiny
- * cases.  Each reads its inputs with conf_use () and checks its outputs
- * with conf_check* (), so that the dispatcher can fail every stored tensor
- * that neither happened to (conf_fail_unchecked). */
+/* conf-models.c: UNet2DModel, UNet2DConditionModel, AutoencoderKL, VQModel
+ * and AutoencoderTiny cases.  Each reads its inputs with conf_use () and
+ * checks its outputs with conf_check* (), so that the dispatcher can fail
+ * every stored tensor that neither happened to (conf_fail_unchecked). */
 #include "conf.h"
 #include "ge-ops.h"
 #include "ge-unet2d.h"
@@ -31,7 +31,7 @@ on_tap (const char *name, const float *data, int n, int ch, int h, int w, void *
     if (ge_safetensors_find (t->c->io, key))
       conf_check_out (t->c, key, data, (gsize) n * ch * h * w);
     g_free (key);
-    return;
+    /* ... and as a debug tap of the debug call, where one is stored */
   }
   if (!t->active)
     return;
@@ -121,6 +121,24 @@ check_time_freqs (Conf * c, GeModelFile * mf)
   g_free (chans);
 }
 
+/* The per-call input @what ("sample", "encoder_hidden_states",
+ * "class_labels"): callN.<what>, else input.<what>; NULL when neither. */
+static const GeStTensor *
+call_input (Conf * c, int call, const char *what)
+{
+  char *key = g_strdup_printf ("call%d.%s", call, what);
+  const GeStTensor *t = conf_use (c, key);
+  g_free (key);
+  if (!t) {
+    key = g_strdup_printf ("input.%s", what);
+    t = conf_use (c, key);
+    g_free (key);
+  }
+  return t;
+}
+
+/* UNet2DModel and UNet2DConditionModel (encoder_hidden_states and, for a
+ * class-conditioned model, class_labels per call or for all calls). */
 void
 conf_unet_case (Conf * c, const char *dir)
 {
@@ -138,7 +156,9 @@ conf_unet_case (Conf * c, const char *dir)
     c->n_failed++;
     return;
   }
-  printf ("UNet2DModel, %" G_GSIZE_FORMAT " parameters\n", ge_unet2d_n_params (u));
+  const gboolean cond = ge_unet2d_cross_attention_dim (u) > 0;
+  printf ("%s, %" G_GSIZE_FORMAT " parameters\n", cond ? "UNet2DConditionModel" : "UNet2DModel",
+      ge_unet2d_n_params (u));
   Taps taps = { c, 0, FALSE, g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL) };
   ge_unet2d_set_tap (u, on_tap, &taps);
   const int debug_call = meta_debug_call (c);
@@ -171,7 +191,36 @@ conf_unet_case (Conf * c, const char *dir)
 
       taps.call = call;
       taps.active = call == debug_call;
-      if (!ge_unet2d_forward (u, x, n, (int) xt->shape[2], (int) xt->shape[3], t, out, &err)) {
+      float *ehs = NULL, *labels = NULL;
+      int seq = 0;
+      gboolean ok;
+      if (cond) {
+        const GeStTensor *et = call_input (c, call, "encoder_hidden_states");
+        const GeStTensor *lt = call_input (c, call, "class_labels");
+        if (et && et->ndim == 3 && et->shape[0] == n
+            && et->shape[2] == ge_unet2d_cross_attention_dim (u)) {
+          seq = (int) et->shape[1];
+          ehs = g_new (float, et->n_elements);
+          ge_st_tensor_to_f32 (et, ehs);
+        }
+        if (lt) {
+          double *lv = g_new (double, MAX (lt->n_elements, 1));
+          ge_st_tensor_to_f64 (lt, lv);
+          labels = g_new (float, n);
+          for (int b = 0; b < n; b++)
+            labels[b] = (float) lv[lt->n_elements == 1 ? 0 : MIN ((gsize) b, lt->n_elements - 1)];
+          g_free (lv);
+        }
+        if (!ehs)
+          g_set_error (&err, GE_ERROR, GE_ERROR_SHAPE, "call%d: encoder_hidden_states missing "
+              "or not [%d, seq, %d]", call, n, ge_unet2d_cross_attention_dim (u));
+        ok = ehs && ge_unet2d_forward_cond (u, x, n, (int) xt->shape[2], (int) xt->shape[3],
+            t, ehs, seq, labels, out, &err);
+      } else
+        ok = ge_unet2d_forward (u, x, n, (int) xt->shape[2], (int) xt->shape[3], t, out, &err);
+      g_free (ehs);
+      g_free (labels);
+      if (!ok) {
         printf ("%s\n", err->message);
         g_clear_error (&err);
         c->n_failed++;

@@ -13,6 +13,7 @@
  */
 #include "conf.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static const char *const part_keys[] = {
@@ -27,7 +28,9 @@ existing_path (Conf * c, JsonNode * v)
   if (!v || !JSON_NODE_HOLDS_VALUE (v) || json_node_get_value_type (v) != G_TYPE_STRING
       || !*json_node_get_string (v))
     return NULL;
-  char *path = g_build_filename (c->dir, json_node_get_string (v), NULL);
+  char *rel = g_build_filename (c->dir, json_node_get_string (v), NULL);
+  char *path = g_canonicalize_filename (rel, NULL);     /* parts resolve as given */
+  g_free (rel);
   if (g_file_test (path, G_FILE_TEST_EXISTS))
     return path;
   g_free (path);

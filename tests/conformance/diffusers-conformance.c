@@ -48,7 +48,7 @@ model_class (Conf * c, const char *dir)
 static void
 run_model_case (Conf * c, const char *dir, const char *cls)
 {
-  if (g_strcmp0 (cls, "UNet2DModel") == 0)
+  if (g_strcmp0 (cls, "UNet2DModel") == 0 || g_strcmp0 (cls, "UNet2DConditionModel") == 0)
     conf_unet_case (c, dir);
   else if (g_strcmp0 (cls, "AutoencoderKL") == 0)
     conf_vae_case (c, dir);

@@ -1,4 +1,4 @@
-/* test-models: UNet2DModel/AutoencoderKL/AutoencoderTiny loading and running beyond the
+/* test-models: UNet2DModel/UNet2DConditionModel/AutoencoderKL/AutoencoderTiny loading and running beyond the
  * diffusers numbers: steady-state runs allocate nothing, thread counts agree,
  * F16/BF16 and single-file exports load, legacy attention names load, and
  * every broken model gives an error naming the file and the cause.
@@ -82,6 +82,12 @@ f32_to_f16 (float f)
 /* Writes @src's tensors (renamed by @rename, dropped when it returns NULL,
  * converted to @conv, with shape @reshape_name doubled in its first dim if
  * set) plus @metadata to @path. */
+/* Set: proj_in/proj_out weights lose their trailing 1x1 (as nn.Linear). */
+static gboolean squeeze_proj;
+/* Set: one more tensor, an embedding table (see write_variant). */
+static const char *extra_table;
+static int extra_rows, extra_cols, extra_zero_row;
+
 static void
 write_variant (const char *src_path, const char *path, Conv conv,
     char *(*rename) (const char *), const char *metadata_json, const char *reshape_name)
@@ -113,12 +119,28 @@ write_variant (const char *src_path, const char *path, Conv conv,
       }
     g_string_append_printf (hdr, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[", hdr->len > 1 ? "," : "",
         name, conv == AS_F32 ? "F32" : conv == AS_F16 ? "F16" : "BF16");
-    for (int d = 0; d < t->ndim; d++)
+    int ndim = t->ndim;
+    if (squeeze_proj && (g_str_has_suffix (name, "proj_in.weight")
+            || g_str_has_suffix (name, "proj_out.weight")))
+      while (ndim > 2 && t->shape[ndim - 1] == 1)
+        ndim--;
+    for (int d = 0; d < ndim; d++)
       g_string_append_printf (hdr, "%s%" G_GINT64_FORMAT, d ? "," : "",
           t->shape[d] * (grow && d == 0 ? 2 : 1));
     g_string_append_printf (hdr, "],\"data_offsets\":[%u,%u]}", (guint) start, data->len);
     g_free (f);
     g_free (name);
+  }
+  if (extra_table) {
+    /* [extra_rows, extra_cols] of ones, except row extra_zero_row. */
+    gsize start = data->len;
+    for (int r = 0; r < extra_rows; r++)
+      for (int k = 0; k < extra_cols; k++) {
+        float f = r == extra_zero_row ? 0.0f : 1.0f;
+        g_byte_array_append (data, (guint8 *) & f, 4);
+      }
+    g_string_append_printf (hdr, ",\"%s\":{\"dtype\":\"F32\",\"shape\":[%d,%d],"
+        "\"data_offsets\":[%u,%u]}", extra_table, extra_rows, extra_cols, (guint) start, data->len);
   }
   g_string_append_c (hdr, '}');
   while (hdr->len % 8)
@@ -350,6 +372,254 @@ test_unet_errors (void)
   g_free (src);
 }
 
+/* ---- UNet2DConditionModel ---------------------------------------------- */
+
+#define COND "unet_cond_sd_small"
+
+/* The fixture's call1 (timesteps 999 and 37) on the conditional U-Net at
+ * @path with @labels; the output, or NULL and @error. */
+static float *
+run_cond (const char *path, int threads, const float *labels, guint * allocs_second_run,
+    GError ** error)
+{
+  GeModelFile *mf = ge_model_file_open (path, error);
+  if (!mf)
+    return NULL;
+  GeUNet2D *u = ge_unet2d_new (mf, error);
+  ge_model_file_unref (mf);
+  if (!u)
+    return NULL;
+  g_assert_cmpint (ge_unet2d_cross_attention_dim (u), ==, 32);
+  ge_unet2d_set_n_threads (u, threads);
+  gsize n;
+  float *x = load_f32 (COND, "input.sample", &n);
+  float *ehs = load_f32 (COND, "input.encoder_hidden_states", NULL);
+  float t[2] = { 999, 37 };
+  float *out = g_new (float, n);
+  gboolean ok = ge_unet2d_forward_cond (u, x, 2, 16, 16, t, ehs, 7, labels, out, error);
+  if (ok && allocs_second_run) {
+    float *again = g_new (float, n);
+    ok = ge_unet2d_forward_cond (u, x, 2, 16, 16, t, ehs, 7, labels, again, error);
+    *allocs_second_run = ge_unet2d_n_allocs (u);
+    g_assert_cmpmem (again, n * 4, out, n * 4);
+    g_free (again);
+  }
+  ge_unet2d_free (u);
+  g_free (x);
+  g_free (ehs);
+  if (!ok)
+    g_clear_pointer (&out, g_free);
+  return out;
+}
+
+static void
+test_cond_steady_state (void)
+{
+  char *dir = g_build_filename (fixtures, "diffusers", COND, NULL);
+  gsize n;
+  float *ref = load_f32 (COND, "call1.out", &n);
+  for (int threads = 1; threads <= 2; threads++) {
+    guint allocs = 99;
+    float *out = run_cond (dir, threads, NULL, &allocs, NULL);
+    g_assert_nonnull (out);
+    g_assert_cmpuint (allocs, ==, 0);
+    g_assert_cmpfloat (rel_err (out, ref, n), <, 1e-5);
+    g_free (out);
+  }
+  g_free (ref);
+  g_free (dir);
+}
+
+/* The fixture's config as metadata with each @from replaced by @to (both
+ * as they appear in config.json, quotes unescaped). */
+static char *
+cond_meta (const char *from, const char *to)
+{
+  char *m = metadata_with_config (COND, "UNet2DConditionModel");
+  if (!from)
+    return m;
+  GString *f = g_string_new (NULL), *t = g_string_new (NULL);
+  for (const char *c = from; *c; c++)
+    g_string_append_printf (f, *c == '"' ? "\\%c" : "%c", *c);
+  for (const char *c = to; *c; c++)
+    g_string_append_printf (t, *c == '"' ? "\\%c" : "%c", *c);
+  g_assert_nonnull (strstr (m, f->str));
+  char **parts = g_strsplit (m, f->str, -1);
+  char *r = g_strjoinv (t->str, parts);
+  g_strfreev (parts);
+  g_free (m);
+  g_string_free (f, TRUE);
+  g_string_free (t, TRUE);
+  return r;
+}
+
+/* nn.Linear on the tokens after the group norm is the 1x1 conv on NCHW:
+ * with use_linear_projection (SD 2.x) and the same weights as [out, in]
+ * matrices, diffusers computes the same function, so call1.out holds. */
+
+static void
+test_cond_linear_projection (void)
+{
+  char *src = fixture (COND, "diffusion_pytorch_model.safetensors");
+  char *meta = cond_meta ("\"use_linear_projection\": false", "\"use_linear_projection\": true");
+  char *path = g_build_filename (tmpdir, "cond-linear.safetensors", NULL);
+  squeeze_proj = TRUE;          /* proj_in/proj_out [out, in, 1, 1] -> [out, in] */
+  write_variant (src, path, AS_F32, NULL, meta, NULL);
+  squeeze_proj = FALSE;
+  gsize n;
+  float *ref = load_f32 (COND, "call1.out", &n);
+  GError *err = NULL;
+  float *out = run_cond (path, 1, NULL, NULL, &err);
+  g_assert_no_error (err);
+  g_assert_cmpfloat (rel_err (out, ref, n), <, 1e-5);
+  g_free (out);
+  g_free (meta);
+
+  /* Keys with defaults may be absent (hub configs often lack the newer
+   * ones): transformer_layers_per_block 1, only_cross_attention false. */
+  meta = cond_meta ("\"transformer_layers_per_block\": 1,", "");
+  char *key = strstr (meta, "only_cross_attention");
+  g_assert_nonnull (key);
+  key[0] = 'O';                 /* an unknown key, ignored as diffusers does */
+  write_variant (src, path, AS_F32, NULL, meta, NULL);
+  out = run_cond (path, 1, NULL, NULL, &err);
+  g_assert_no_error (err);
+  g_assert_cmpfloat (rel_err (out, ref, n), <, 1e-5);
+  g_free (out);
+
+  g_free (ref);
+  g_remove (path);
+  g_free (path);
+  g_free (meta);
+  g_free (src);
+}
+
+/* num_class_embeds with class_embed_type null (the x4 upscaler): label k
+ * adds row k of class_embedding.weight to the time embedding.  With row 3
+ * zero, labels 3 give the fixture's output; another row changes only its
+ * own sample. */
+static void
+test_cond_class_embedding (void)
+{
+  char *src = fixture (COND, "diffusion_pytorch_model.safetensors");
+  char *meta = cond_meta ("\"num_class_embeds\": null", "\"num_class_embeds\": 10");
+  char *path = g_build_filename (tmpdir, "cond-class.safetensors", NULL);
+  extra_table = "class_embedding.weight";
+  extra_rows = 10;
+  extra_cols = 128;
+  extra_zero_row = 3;
+  write_variant (src, path, AS_F32, NULL, meta, NULL);
+  extra_table = NULL;
+  gsize n;
+  float *ref = load_f32 (COND, "call1.out", &n);
+  const gsize half = n / 2;
+  float three[2] = { 3, 3 }, mixed[2] = { 4, 3 };
+  GError *err = NULL;
+  float *out = run_cond (path, 1, three, NULL, &err);
+  g_assert_no_error (err);
+  g_assert_cmpfloat (rel_err (out, ref, n), <, 1e-5);
+  g_free (out);
+  out = run_cond (path, 1, mixed, NULL, &err);
+  g_assert_no_error (err);
+  g_assert_cmpfloat (rel_err (out, ref, half), >, 1e-2);
+  g_assert_cmpfloat (rel_err (out + half, ref + half, half), <, 1e-5);
+  g_free (out);
+  float bad[3][2] = { { 10, 3 }, { 2.5f, 3 }, { -1, 3 } };
+  for (int i = 0; i < 4; i++) {
+    g_assert_null (run_cond (path, 1, i < 3 ? bad[i] : NULL, NULL, &err));
+    g_assert_error (err, GE_ERROR, GE_ERROR_INVALID);
+    g_clear_error (&err);
+  }
+  g_free (ref);
+  g_remove (path);
+  g_free (path);
+  g_free (meta);
+  g_free (src);
+}
+
+static void
+expect_cond_error (const char *from, const char *to, int code, const char *must_contain)
+{
+  char *src = fixture (COND, "diffusion_pytorch_model.safetensors");
+  char *meta = cond_meta (from, to);
+  char *path = g_build_filename (tmpdir, "cond-bad.safetensors", NULL);
+  write_variant (src, path, AS_F32, NULL, meta, NULL);
+  GError *err = NULL;
+  g_assert_null (run_cond (path, 1, NULL, NULL, &err));
+  g_assert_error (err, GE_ERROR, code);
+  g_assert_nonnull (strstr (err->message, path));
+  if (!strstr (err->message, must_contain)) {
+    g_printerr ("message \"%s\" lacks \"%s\"\n", err->message, must_contain);
+    g_assert_not_reached ();
+  }
+  g_error_free (err);
+  g_remove (path);
+  g_free (path);
+  g_free (meta);
+  g_free (src);
+}
+
+static void
+test_cond_errors (void)
+{
+  const int U = GE_ERROR_UNSUPPORTED;
+  expect_cond_error ("\"dual_cross_attention\": false", "\"dual_cross_attention\": true", U,
+      "dual_cross_attention");
+  expect_cond_error ("\"addition_embed_type\": null", "\"addition_embed_type\": \"text_time\"",
+      U, "addition_embed_type");
+  expect_cond_error ("\"num_attention_heads\": null", "\"num_attention_heads\": 8", U,
+      "num_attention_heads");
+  expect_cond_error ("\"class_embed_type\": null", "\"class_embed_type\": \"projection\"", U,
+      "class_embed_type");
+  expect_cond_error ("\"mid_block_type\": \"UNetMidBlock2DCrossAttn\"",
+      "\"mid_block_type\": \"UNetMidBlock2DSimpleCrossAttn\"", U, "UNetMidBlock2DSimpleCrossAttn");
+  expect_cond_error ("\"DownBlock2D\"", "\"SimpleCrossAttnDownBlock2D\"", U,
+      "SimpleCrossAttnDownBlock2D");
+  expect_cond_error ("\"attention_type\": \"default\"", "\"attention_type\": \"gated\"", U,
+      "attention_type");
+  /* Per-block lists must have one entry per block. */
+  expect_cond_error ("\"attention_head_dim\": 8", "\"attention_head_dim\": [8, 8]", GE_ERROR_CORRUPT,
+      "attention_head_dim");
+  expect_cond_error ("\"cross_attention_dim\": 32", "\"cross_attention_dim\": 48", GE_ERROR_SHAPE,
+      "attn2.to_k.weight");
+  /* The x4 upscaler's class embedding needs its table. */
+  expect_cond_error ("\"num_class_embeds\": null", "\"num_class_embeds\": 10", GE_ERROR_NOT_FOUND,
+      "class_embedding.weight");
+
+  /* The wrong forward for each class. */
+  char *dir = g_build_filename (fixtures, "diffusers", COND, NULL);
+  GeModelFile *mf = ge_model_file_open (dir, NULL);
+  GeUNet2D *u = ge_unet2d_new (mf, NULL);
+  ge_model_file_unref (mf);
+  g_free (dir);
+  float *x = g_new0 (float, 4 * 16 * 16), *out = g_new (float, 4 * 16 * 16), t = 1;
+  float ehs[7 * 32] = { 0 };
+  GError *err = NULL;
+  g_assert_false (ge_unet2d_has_class_embedding (u));
+  g_assert_false (ge_unet2d_forward (u, x, 1, 16, 16, &t, out, &err));
+  g_assert_error (err, GE_ERROR, GE_ERROR_INVALID);
+  g_clear_error (&err);
+  g_assert_false (ge_unet2d_forward_cond (u, x, 1, 16, 16, &t, NULL, 7, NULL, out, &err));
+  g_assert_error (err, GE_ERROR, GE_ERROR_INVALID);
+  g_clear_error (&err);
+  g_assert_false (ge_unet2d_forward_cond (u, x, 1, 10, 16, &t, ehs, 7, NULL, out, &err));
+  g_assert_error (err, GE_ERROR, GE_ERROR_SHAPE);
+  g_clear_error (&err);
+  ge_unet2d_free (u);
+  dir = g_build_filename (fixtures, "diffusers", "unet_ddpm_small", NULL);
+  mf = ge_model_file_open (dir, NULL);
+  u = ge_unet2d_new (mf, NULL);
+  ge_model_file_unref (mf);
+  g_assert_cmpint (ge_unet2d_cross_attention_dim (u), ==, 0);
+  g_assert_false (ge_unet2d_forward_cond (u, x, 1, 32, 32, &t, ehs, 7, NULL, out, &err));
+  g_assert_error (err, GE_ERROR, GE_ERROR_INVALID);
+  g_clear_error (&err);
+  ge_unet2d_free (u);
+  g_free (dir);
+  g_free (x);
+  g_free (out);
+}
+
 /* The VAE at a size that is not a multiple of its factor: pad (0,1,0,1)
  * then a stride-2 conv gives floor(s / 2), decode returns factor * latent. */
 static void
@@ -539,6 +809,10 @@ main (int argc, char **argv)
   g_test_add_func ("/unet/single-file-dtypes", test_unet_single_file_and_dtypes);
   g_test_add_func ("/unet/legacy-names", test_unet_legacy_names);
   g_test_add_func ("/unet/errors", test_unet_errors);
+  g_test_add_func ("/unet-cond/steady-state", test_cond_steady_state);
+  g_test_add_func ("/unet-cond/linear-projection", test_cond_linear_projection);
+  g_test_add_func ("/unet-cond/class-embedding", test_cond_class_embedding);
+  g_test_add_func ("/unet-cond/errors", test_cond_errors);
   g_test_add_func ("/vae/odd-size", test_vae_odd_size);
   g_test_add_func ("/vae/tiny", test_vae_tiny);
   int r = g_test_run ();

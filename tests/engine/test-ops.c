@@ -546,6 +546,74 @@ test_layer_norm (void)
   g_free (ref);
 }
 
+/* Channel-major tokens: the features of token (n, p) are x[n, :, p]. */
+static void
+test_layer_norm_channels (void)
+{
+  for (int threads = 1; threads <= 3; threads += 2) {
+    set_threads (threads);
+    for (int it = 0; it < 6; it++) {
+      const int n = ri (1, 3), c = it == 0 ? 1280 : ri (1, 70), h = ri (1, 13), w = ri (1, 11);
+      GeTensor x = { randn ((gsize) n * c * h * w), n, c, h, w };
+      const gsize numel = ge_tensor_numel (&x), plane = (gsize) h * w;
+      /* An offset much larger than the spread: the mean must not eat the
+       * digits of the variance. */
+      for (gsize i = 0; i < numel; i++)
+        x.data[i] += it % 2 ? 30.0f : 0.0f;
+      float *g = it == 1 ? NULL : randn (c), *b = it == 1 ? NULL : randn (c);
+      GeTensor y = { g_new (float, numel), n, c, h, w };
+      double *ref = g_new (double, numel);
+      for (int s = 0; s < n; s++)
+        for (gsize p = 0; p < plane; p++) {
+          const float *xp = x.data + (gsize) s * c * plane + p;
+          double m = 0, v = 0;
+          for (int i = 0; i < c; i++)
+            m += xp[i * plane] / (double) c;
+          for (int i = 0; i < c; i++)
+            v += (xp[i * plane] - m) * (xp[i * plane] - m) / c;
+          for (int i = 0; i < c; i++)
+            ref[(gsize) s * c * plane + i * plane + p] = (xp[i * plane] - m) / sqrt (v + 1e-5)
+                * (g ? g[i] : 1.0) + (b ? b[i] : 0.0);
+        }
+      ge_layer_norm_channels (&ctx, &x, &y, 1e-5f, g, b);
+      assert_close ("layer_norm_channels", y.data, ref, numel, 1e-5);
+      ge_layer_norm_channels (&ctx, &x, &x, 1e-5f, g, b);     /* in place */
+      g_assert_cmpmem (x.data, sizeof (float) * numel, y.data, sizeof (float) * numel);
+      g_free (x.data);
+      g_free (y.data);
+      g_free (g);
+      g_free (b);
+      g_free (ref);
+    }
+  }
+}
+
+static void
+test_geglu (void)
+{
+  const gsize n = 100003;
+  float *a = randn (n), *gate = randn (n), *y = g_new (float, n);
+  double *ref = g_new (double, n);
+  for (gsize i = 0; i < n; i++) {
+    gate[i] *= 12.0f;           /* both tails of the erf */
+    ref[i] = a[i] * act_ref (gate[i], GE_ACT_GELU, 0);
+  }
+  for (int threads = 1; threads <= 3; threads += 2) {
+    set_threads (threads);
+    ge_geglu (&ctx, a, gate, y, n);
+    /* A&S 7.1.26 is within 1.5e-7 of erf: |error| <= |x| * 1e-7 or so. */
+    for (gsize i = 0; i < n; i++)
+      g_assert_cmpfloat (fabs (y[i] - ref[i]), <=, 2e-7 * fabs (gate[i]) + 1e-6 * fabs (ref[i]));
+    assert_close ("geglu", y, ref, n, 1e-6);
+  }
+  ge_geglu (&ctx, a, gate, a, n);       /* in place */
+  g_assert_cmpmem (a, sizeof (float) * n, y, sizeof (float) * n);
+  g_free (a);
+  g_free (gate);
+  g_free (y);
+  g_free (ref);
+}
+
 static void
 test_add_concat (void)
 {
@@ -705,38 +773,47 @@ test_attention (void)
 {
   for (int threads = 1; threads <= 3; threads += 2) {
     set_threads (threads);
-    for (int it = 0; it < 8; it++) {
+    /* Self-attention, then cross-attention: Tq queries over Tk keys from
+     * another source (77 text tokens, fewer than a block, more, one). */
+    for (int it = 0; it < 16; it++) {
+      const gboolean cross = it >= 8;
       int heads = ri (1, 4), d = ri (1, 16), T = it == 0 ? 1500 : ri (1, 300);
-      gsize n = (gsize) heads * d * T;
-      float *q = randn (n), *k = randn (n), *v = randn (n), *o = g_new (float, n);
+      int Tk = !cross ? T : it == 8 ? 77 : it == 9 ? 1 : it == 10 ? 700 : ri (1, 300);
+      if (it == 8)
+        T = 1029;
+      gsize n = (gsize) heads * d * T, nk = (gsize) heads * d * Tk;
+      float *q = randn (n), *k = randn (nk), *v = randn (nk), *o = g_new (float, n);
       /* Scores up to ~100 on some runs: exp() overflows in float unless the
        * row maximum is subtracted first. */
       const float gain = it % 2 ? 60.0f : 4.0f;
       for (gsize i = 0; i < n; i++)
         q[i] *= gain;
       float scale = 1.0f / sqrtf ((float) d);
-      ge_attention (&ctx, q, k, v, o, heads, d, T, scale);
-      double *ref = g_new (double, n), *s = g_new (double, T);
+      if (cross)
+        ge_cross_attention (&ctx, q, T, k, v, Tk, o, heads, d, scale);
+      else
+        ge_attention (&ctx, q, k, v, o, heads, d, T, scale);
+      double *ref = g_new (double, n), *s = g_new (double, Tk);
       for (int hh = 0; hh < heads; hh++)
         for (int i = 0; i < T; i++) {
           double m = -INFINITY, sum = 0;
-          for (int j = 0; j < T; j++) {
+          for (int j = 0; j < Tk; j++) {
             double dot = 0;
             for (int c = 0; c < d; c++)
-              dot += (double) q[((gsize) hh * d + c) * T + i] * k[((gsize) hh * d + c) * T + j];
+              dot += (double) q[((gsize) hh * d + c) * T + i] * k[((gsize) hh * d + c) * Tk + j];
             s[j] = dot * scale;
             m = fmax (m, s[j]);
           }
-          for (int j = 0; j < T; j++)
+          for (int j = 0; j < Tk; j++)
             sum += (s[j] = exp (s[j] - m));
           for (int c = 0; c < d; c++) {
             double acc = 0;
-            for (int j = 0; j < T; j++)
-              acc += s[j] / sum * v[((gsize) hh * d + c) * T + j];
+            for (int j = 0; j < Tk; j++)
+              acc += s[j] / sum * v[((gsize) hh * d + c) * Tk + j];
             ref[((gsize) hh * d + c) * T + i] = acc;
           }
         }
-      assert_close ("attention", o, ref, n, 1e-5);
+      assert_close (cross ? "cross-attention" : "attention", o, ref, n, 1e-5);
       g_free (q);
       g_free (k);
       g_free (v);
@@ -898,6 +975,8 @@ main (int argc, char **argv)
   g_test_add_func ("/ops/activations", test_activations);
   g_test_add_func ("/ops/group-norm", test_group_norm);
   g_test_add_func ("/ops/layer-norm", test_layer_norm);
+  g_test_add_func ("/ops/layer-norm-channels", test_layer_norm_channels);
+  g_test_add_func ("/ops/geglu", test_geglu);
   g_test_add_func ("/ops/add-concat", test_add_concat);
   g_test_add_func ("/ops/resample", test_resample);
   g_test_add_func ("/ops/resample-golden", test_resample_golden);
