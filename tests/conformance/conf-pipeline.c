@@ -73,7 +73,9 @@ conf_loop_pipeline (Conf * c, JsonObject * meta)
     g_free (path);
   }
   if (!ge_pipeline_has_part (p, "scheduler")) {
-    char *sched = g_build_filename (c->dir, "scheduler_config.json", NULL);
+    char *rel = g_build_filename (c->dir, "scheduler_config.json", NULL);
+    char *sched = g_canonicalize_filename (rel, NULL);
+    g_free (rel);
     if (g_file_test (sched, G_FILE_TEST_IS_REGULAR))
       ge_pipeline_set_part (p, "scheduler", sched, NULL);
     g_free (sched);
