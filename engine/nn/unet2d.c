@@ -23,7 +23,7 @@ struct _GeUNet2D {
   int in_ch, out_ch, n_levels, c0, temb_dim, num_train_timesteps;
   gboolean flip_sin_to_cos, center_input;
   float freq_shift;
-  const float *lin1_w, *lin1_b, *lin2_w, *lin2_b;
+  GeLinearW lin1, lin2;
   GeConv2d conv_in, conv_out;
   GeGroupNormW norm_out;
   Level *down, *up;
@@ -70,7 +70,7 @@ static gsize
 resnet_params (const GeResnet * r)
 {
   return 2 * (r->in + r->out) + conv_params (&r->conv1) + conv_params (&r->conv2)
-      + (r->temb_w ? (gsize) r->out * (r->temb_dim + 1) : 0)
+      + (r->temb_b ? (gsize) r->out * (r->temb_dim + 1) : 0)
       + (r->has_shortcut ? conv_params (&r->shortcut) : 0);
 }
 
@@ -186,12 +186,9 @@ ge_unet2d_new (GeModelFile * mf, GError ** error)
   ge_ctx_init (&u->ctx, 0);
 
 #define SUB(...) (g_free (p), p = g_strdup_printf (__VA_ARGS__))
-#define WT(name_, nd_, ...) ({ gint64 s_[] = { __VA_ARGS__ }; \
-      ge_model_file_weight (mf, name_, nd_, s_, error); })
-  if (!(u->lin1_w = WT ("time_embedding.linear_1.weight", 2, u->temb_dim, u->c0))
-      || !(u->lin1_b = WT ("time_embedding.linear_1.bias", 1, u->temb_dim))
-      || !(u->lin2_w = WT ("time_embedding.linear_2.weight", 2, u->temb_dim, u->temb_dim))
-      || !(u->lin2_b = WT ("time_embedding.linear_2.bias", 1, u->temb_dim))
+  if (!ge_linear_load (mf, "time_embedding.linear_1", u->c0, u->temb_dim, TRUE, &u->lin1, error)
+      || !ge_linear_load (mf, "time_embedding.linear_2", u->temb_dim, u->temb_dim, TRUE, &u->lin2,
+          error)
       || !ge_conv_load (mf, "conv_in", u->in_ch, u->c0, 3, 1, 1, TRUE, &u->conv_in, error))
     goto fail;
   u->n_params = conv_params (&u->conv_in) + (gsize) u->temb_dim * (u->c0 + u->temb_dim + 2);
@@ -277,7 +274,6 @@ ge_unet2d_new (GeModelFile * mf, GError ** error)
     goto fail;
   u->n_params += 2 * u->c0 + conv_params (&u->conv_out);
 #undef SUB
-#undef WT
   g_free (p);
   g_free (chans);
   g_free (downs);
@@ -398,9 +394,9 @@ ge_unet2d_forward (GeUNet2D * u, const float *x, int n, int h, int w,
   float *emb_act = ge_arena_alloc (ctx->arena, (gsize) n * u->temb_dim);
   ge_timestep_embedding (timesteps, n, u->c0, u->flip_sin_to_cos, u->freq_shift,
       10000.0f, t_emb);
-  ge_linear (ctx, t_emb, n, u->c0, u->lin1_w, u->lin1_b, u->temb_dim, emb_act);
+  ge_linear_forward (ctx, &u->lin1, t_emb, n, emb_act);
   ge_act (ctx, emb_act, (gsize) n * u->temb_dim, GE_ACT_SILU, 0);
-  ge_linear (ctx, emb_act, n, u->temb_dim, u->lin2_w, u->lin2_b, u->temb_dim, emb);
+  ge_linear_forward (ctx, &u->lin2, emb_act, n, emb);
   if (u->tap) {
     GeTensor te = { t_emb, n, u->c0, 1, 1 }, e = { emb, n, u->temb_dim, 1, 1 };
     ge_model_tap (u->tap, u->tap_data, &te, "time_proj");
