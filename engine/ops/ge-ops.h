@@ -111,10 +111,10 @@ void ge_conv_transpose2d (GeCtx * ctx, const GeConvTranspose2d * p,
 void ge_linear (GeCtx * ctx, const float *x, int rows, int in, const float *w,
     const float *b, int out, float *y);
 /* The same with W as F32, F16 or BF16 (@dtype; any alignment, e.g. a
- * model's mapping).  16-bit W runs on the packed kernel, converted as it
- * is packed (bitwise the result of that kernel on the converted W), or
- * where that kernel does not run, converted in row blocks for OpenBLAS.
- * Threaded over ctx->pool. */
+ * model's mapping), on the packed kernel where it runs, converting W as it
+ * packs it (so 16-bit W gives bitwise the result of F32 W holding the same
+ * numbers), threaded over ctx->pool; elsewhere OpenBLAS, 16-bit W
+ * converted a block of rows at a time. */
 void ge_linear_ex (GeCtx * ctx, const float *x, int rows, int in, const void *w,
     GeDType dtype, const float *b, int out, float *y);
 

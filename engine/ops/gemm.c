@@ -107,14 +107,16 @@ slice_len (int k)
 
 #ifdef HAVE_X86
 
-/* 16 elements of a 16-bit row as floats; @row NULL reads zeros (the rows
- * past m of the last block), @cnt < 16 reads a tail. */
+/* 16 elements of a 16-bit (or F32) row as floats; @row NULL reads zeros
+ * (the rows past m of the last block), @cnt < 16 reads a tail. */
 __attribute__((target ("avx512f")))
 static inline __m512
 load16 (const guint8 * row, GeDType dtype, int cnt)
 {
   if (!row)
     return _mm512_setzero_ps ();
+  if (dtype == GE_DTYPE_F32)
+    return _mm512_maskz_loadu_ps ((__mmask16) ((1u << cnt) - 1), row);
   __m256i h;
   if (cnt == 16)
     h = _mm256_loadu_si256 ((const __m256i *) row);
@@ -312,16 +314,17 @@ ge_gemm_packed16 (int m, int n, int k, const void *a, GeDType dtype, gsize lda,
 static void
 pack_bt16 (const guint8 * w, GeDType dtype, gsize ldw, int j0, int nc, int k0, int kc, float *bp)
 {
+  const gsize esz = dtype == GE_DTYPE_F32 ? 4 : 2;
   for (int g = 0; g < GE_NR; g += GE_MR) {
     const guint8 *rows[GE_MR];
     for (int r = 0; r < GE_MR; r++)
-      rows[r] = g + r < nc ? w + 2 * ((gsize) (j0 + g + r) * ldw + k0) : NULL;
+      rows[r] = g + r < nc ? w + esz * ((gsize) (j0 + g + r) * ldw + k0) : NULL;
     for (int kk = 0; kk < kc; kk += 16) {
       const int cnt = MIN (16, kc - kk);
       pack_block16 (rows, dtype, cnt, bp + (gsize) kk * GE_NR + g, GE_NR);
       for (int r = 0; r < GE_MR; r++)
         if (rows[r])
-          rows[r] += 2 * cnt;
+          rows[r] += esz * cnt;
     }
   }
 }

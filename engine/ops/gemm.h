@@ -66,8 +66,9 @@ void ge_gemm_packed16 (int m, int n, int k, const void *a, GeDType dtype, gsize 
     float *scratch);
 
 /* C[m, n] = (accumulate ? C : 0) + A * W^T with ap packed A [m, k] and W
- * [n, k] 16-bit rows of @ldw elements (a linear layer's weights: B = W^T),
- * converted NR columns of B at a time into @bp (GE_NR * 256 floats). */
+ * [n, k] rows of @ldw elements of @dtype (F16, BF16 or F32; a linear
+ * layer's weights: B = W^T), converted NR columns of B at a time into @bp
+ * (GE_NR * 256 floats). */
 #define GE_GEMM_BT16_SCRATCH (GE_NR * 256)
 void ge_gemm_packed_bt16 (int m, int n, int k, const float *ap, const void *w, GeDType dtype,
     gsize ldw, float *c, int ldc, gboolean accumulate, float *bp);

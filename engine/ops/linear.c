@@ -51,7 +51,8 @@ linear16_task (void *data, int t, int thread)
   if (j->b)                     /* the bias first, as cblas callers add it last: y = b + x W^T */
     for (int r = 0; r < m; r++)
       memcpy (y + (gsize) r * j->out, j->b + c0, sizeof (float) * n);
-  ge_gemm_packed_bt16 (m, n, j->in, ap, (const guint8 *) j->w + 2 * (gsize) c0 * j->in,
+  const gsize esz = j->dtype == GE_DTYPE_F32 ? 4 : 2;
+  ge_gemm_packed_bt16 (m, n, j->in, ap, (const guint8 *) j->w + esz * (gsize) c0 * j->in,
       j->dtype, j->in, y, j->out, j->b != NULL, bp);
 }
 
@@ -59,12 +60,15 @@ void
 ge_linear_ex (GeCtx * ctx, const float *x, int rows, int in, const void *w, GeDType dtype,
     const float *b, int out, float *y)
 {
-  if (dtype == GE_DTYPE_F32 && (guintptr) w % sizeof (float) == 0) {
+  /* F32 W takes the packed kernel too where it runs, so that a model
+   * gives the same bits with F16 weights as with the same numbers in F32. */
+  if (dtype == GE_DTYPE_F32 && (guintptr) w % sizeof (float) == 0
+      && !ge_gemm_packed_available ()) {
     ge_linear (ctx, x, rows, in, w, b, out, y);
     return;
   }
   const gsize mark = ge_arena_mark (ctx->arena);
-  if (dtype == GE_DTYPE_F32 || !ge_gemm_packed_available ()) {
+  if (!ge_gemm_packed_available ()) {
     /* OpenBLAS: W converted a block of rows at a time (bounded scratch),
      * each block a column range of y. */
     const int blk = MAX (1, (int) MIN ((gsize) out, (gsize) (1 << 18) / MAX (in, 1)));

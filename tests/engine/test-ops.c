@@ -4,6 +4,7 @@
  * so the bound checks the op, not the twin. */
 #include "ge-ops.h"
 #include "ge-pool.h"
+#include "gemm.h"
 #include "ge-safetensors.h"
 
 #include <math.h>
@@ -604,8 +605,9 @@ test_linear (void)
 }
 
 /* ge_linear_ex with 16-bit W against the naive twin on the converted W,
- * and against ge_linear (OpenBLAS) on it: the two sum in different orders,
- * so they agree to rounding (~1e-6 of the largest output), not bitwise. */
+ * bitwise against ge_linear_ex on the converted W as F32, and against
+ * ge_linear (OpenBLAS) on it: those two sum in different orders, so they
+ * agree to rounding (~1e-6 of the largest output), not bitwise. */
 static void
 test_linear_16bit (void)
 {
@@ -639,6 +641,11 @@ test_linear_16bit (void)
         for (gsize i = 0; i < (gsize) rows * out; i++)
           dyb[i] = yb[i];
         assert_close (what, y, dyb, (gsize) rows * out, 2e-6);
+        /* F32 W through ge_linear_ex: the same kernel, the same bits
+         * (OpenBLAS blocks the 16-bit W's columns, so only close there) */
+        ge_linear_ex (&ctx, x, rows, in, wq, GE_DTYPE_F32, b, out, yb);
+        if (ge_gemm_packed_available ())
+          g_assert_cmpmem (y, sizeof (float) * rows * out, yb, sizeof (float) * rows * out);
         g_free (dyb);
         g_free (what);
         g_free (raw);
