@@ -29,13 +29,16 @@
 #define BAND_FLOATS (128 * 1024)
 /* Output pixels per implicit-GEMM task. */
 #define IMPLICIT_BAND_PIX 4096
-/* 16-bit weights: each task converts its rows of the weights once, before
- * its first GEMM, and reuses them over all its output rows (converting
- * inside every per-row GEMM cost up to 30 % at 64x64, see
- * bench/RESULTS.md).  Floats per thread for that copy: at most this many
- * (with more, the output channels are split further), and at least a
- * block of GE_MR rows. */
+/* 16-bit weights.  Tasks that run one GEMM (im2col, the wide mode)
+ * convert K slice by K slice inside it (ge_gemm_packed16).  Tasks that run
+ * a GEMM per output row convert their rows of the weights once, before the
+ * first, and reuse them (converting inside every per-row GEMM cost 18-50 %
+ * of the GEMM, bench/weights16_bench): per thread at most A16_FLOATS
+ * floats for that copy (with more, the output channels are split further)
+ * but at least A16_MIN_ROWS rows: with fewer, every split streams the
+ * whole input again (a cap of 8 rows cost 30 % on 1920->640 at 32x32). */
 #define A16_FLOATS (256 * 1024)
+#define A16_MIN_ROWS 32
 
 GeConv2d
 ge_conv2d_params (int in, int out, int k, int stride, int pad,
@@ -266,8 +269,11 @@ typedef struct {
   float *scratch;               /* per thread: col + offsets, or the ring */
   gsize scratch_floats;
   gboolean kernel;              /* the packed kernel runs (packed or 16-bit weights) */
-  float *a16;                   /* 16-bit weights: per thread, the task's rows converted */
+  /* 16-bit weights: per thread, the task's rows converted (a16_whole) or
+   * ge_gemm_packed16's scratch */
+  float *a16;
   gsize a16_floats;
+  gboolean a16_whole;
   /* Ring mode of the implicit GEMM (ring_row): each task pads and
    * transforms the input rows its band reads into a ring of a few rows in
    * its thread's scratch, just before the GEMMs read them, instead of
@@ -414,7 +420,8 @@ ring_row (const ConvJob * j, int n, int r, float *dst, float *tmp)
 }
 
 /* Packed weights of output channels [c0, c0 + nco) of group @g: a slice of
- * the packed copy, or 16-bit weights converted into the thread's a16. */
+ * the packed copy, or 16-bit weights converted into the thread's a16; NULL
+ * where task_gemm converts them as it runs. */
 static const float *
 task_weights (const ConvJob * j, int g, int c0, int nco, int thread)
 {
@@ -422,10 +429,27 @@ task_weights (const ConvJob * j, int g, int c0, int nco, int thread)
   if (p->packed)
     return p->packed + (gsize) g * ge_gemm_packed_a_size (j->cout_g, j->K)
         + (gsize) c0 * j->K;    /* c0 is a multiple of GE_MR */
+  if (!j->a16_whole)
+    return NULL;
   float *ap = j->a16 + (gsize) thread * j->a16_floats;
   ge_gemm_pack_a16 ((const guint8 *) p->weight16 + 2 * ((gsize) g * j->cout_g + c0) * j->K,
       p->dtype16, nco, 0, j->K, j->K, ap);
   return ap;
+}
+
+/* A GEMM of a task with weights @ap from task_weights (). */
+static void
+task_gemm (const ConvJob * j, int g, int c0, int nco, int thread, const float *ap, int n,
+    const float *b, const int *boff, float *c, int ldc, const float *bias, gboolean acc)
+{
+  if (ap) {
+    ge_gemm_packed (nco, n, j->K, ap, b, boff, c, ldc, bias, acc);
+    return;
+  }
+  const GeConv2d *p = j->p;
+  ge_gemm_packed16 (nco, n, j->K, (const guint8 *) p->weight16
+      + 2 * ((gsize) g * j->cout_g + c0) * j->K, p->dtype16, j->K, b, boff, c, ldc, bias, acc,
+      j->a16 + (gsize) thread * j->a16_floats);
 }
 
 static void
@@ -470,7 +494,7 @@ implicit_task (void *data, int task, int thread)
    * computed and dropped) into scratch, then copy the real columns out. */
   const int ncols = (y1 - y0 - 1) * wp + j->ow;
   float *tmp = j->scratch + (gsize) thread * j->scratch_floats;
-  ge_gemm_packed (nco, ncols, j->K, ap, xn + (gsize) y0 * wp, j->boff, tmp, ncols, bias,
+  task_gemm (j, 0, c0, nco, thread, ap, ncols, xn + (gsize) y0 * wp, j->boff, tmp, ncols, bias,
       FALSE);
   for (int co = 0; co < nco; co++)
     for (int oy = y0; oy < y1; oy++) {
@@ -506,7 +530,7 @@ im2col_task (void *data, int task, int thread)
     for (int k = 0; k < j->K; k++)
       boff[k] = k * npix;
     const float *ap = task_weights (j, g, c0, nco, thread);
-    ge_gemm_packed (nco, npix, j->K, ap, col, boff, yb, j->opix, bias, j->accumulate);
+    task_gemm (j, g, c0, nco, thread, ap, npix, col, boff, yb, j->opix, bias, j->accumulate);
     return;
   }
   float beta = j->accumulate ? 1.0f : 0.0f;
@@ -546,14 +570,21 @@ narrow_rows (int w)
   return w % GE_NR != 0 && (GE_NR - w % GE_NR) * 4 >= w / GE_NR * GE_NR + GE_NR;
 }
 
-/* 16-bit weights: caps the channels per task so that the thread's
- * converted copy of them stays within A16_FLOATS, and allocates it. */
+/* 16-bit weights: the per-thread scratch for them; @whole: a converted
+ * copy of the task's rows (channels per task capped, see A16_FLOATS),
+ * else ge_gemm_packed16's. */
 static void
-alloc_a16 (GeCtx * ctx, ConvJob * j, int n_threads)
+alloc_a16 (GeCtx * ctx, ConvJob * j, int n_threads, gboolean whole)
 {
   if (!j->p->weight16 || j->p->packed)
     return;
-  const int max_rows = MAX (GE_MR, (int) (A16_FLOATS / MAX (j->K, 1)) / GE_MR * GE_MR);
+  j->a16_whole = whole;
+  if (!whole) {
+    j->a16_floats = ge_gemm_packed16_scratch (j->cout_per_split, j->K);
+    j->a16 = ge_arena_alloc (ctx->arena, j->a16_floats * n_threads);
+    return;
+  }
+  const int max_rows = MAX (A16_MIN_ROWS, (int) (A16_FLOATS / MAX (j->K, 1)) / GE_MR * GE_MR);
   if (j->cout_per_split > max_rows) {
     j->cout_per_split = max_rows;
     j->cout_splits = (j->cout_g + max_rows - 1) / max_rows;
@@ -617,7 +648,7 @@ conv2d_run (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInp
     j.n_bands = (j.oh + j.band - 1) / j.band;
     split_channels (j.cout_g, x->n * j.n_bands, n_threads, TRUE, &j.cout_splits,
       &j.cout_per_split);
-    alloc_a16 (ctx, &j, n_threads);
+    alloc_a16 (ctx, &j, n_threads, !j.wide);
     GeTensor xp = *x;           /* outside the ring: what the GEMM reads (j.x) */
     if (j.ring) {
       const int R = (p->kh - 1) / s + 1;
@@ -673,7 +704,7 @@ conv2d_run (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInp
   split_channels (j.cout_g, units, n_threads, j.kernel, &j.cout_splits,
       &j.cout_per_split);
   if (j.kernel)
-    alloc_a16 (ctx, &j, n_threads);
+    alloc_a16 (ctx, &j, n_threads, !j.wide);
   j.scratch_floats = (gsize) j.K * j.band + j.K + 16;      /* col + offsets */
   j.scratch = ge_arena_alloc (ctx->arena, j.scratch_floats * n_threads);
   ge_pool_run (ctx->pool, units * j.cout_splits, im2col_task, &j);
