@@ -261,9 +261,11 @@ shape_str (int ndim, const gint64 * shape)
   return g_string_free (s, FALSE);
 }
 
-const float *
-ge_model_file_weight (GeModelFile * mf, const char *name, int ndim,
-    const gint64 * shape, GError ** error)
+/* The tensor @name, checked to have @ndim dims of @shape and a float dtype
+ * the models take. */
+static const GeStTensor *
+checked_tensor (GeModelFile * mf, const char *name, int ndim, const gint64 * shape,
+    GError ** error)
 {
   const GeStTensor *t = lookup (mf, name);
   if (!t) {
@@ -294,6 +296,12 @@ ge_model_file_weight (GeModelFile * mf, const char *name, int ndim,
         ge_dtype_name (t->dtype));
     return NULL;
   }
+  return t;
+}
+
+static const float *
+as_f32 (GeModelFile * mf, const GeStTensor * t)
+{
   if (t->dtype == GE_DTYPE_F32 && ((guintptr) t->data % sizeof (float)) == 0)
     return t->data;
   float *f = g_hash_table_lookup (mf->converted, t->name);
@@ -303,6 +311,33 @@ ge_model_file_weight (GeModelFile * mf, const char *name, int ndim,
     g_hash_table_insert (mf->converted, (gpointer) t->name, f);
   }
   return f;
+}
+
+const float *
+ge_model_file_weight (GeModelFile * mf, const char *name, int ndim,
+    const gint64 * shape, GError ** error)
+{
+  const GeStTensor *t = checked_tensor (mf, name, ndim, shape, error);
+  return t ? as_f32 (mf, t) : NULL;
+}
+
+gboolean
+ge_model_file_weight_view (GeModelFile * mf, const char *name, int ndim,
+    const gint64 * shape, GeWeightView * out, GError ** error)
+{
+  const GeStTensor *t = checked_tensor (mf, name, ndim, shape, error);
+  if (!t)
+    return FALSE;
+  /* Unaligned F32 is converted (into an aligned copy) as by
+   * ge_model_file_weight; 16-bit data is read with unaligned loads. */
+  if (t->dtype == GE_DTYPE_F32) {
+    out->data = as_f32 (mf, t);
+    out->dtype = GE_DTYPE_F32;
+  } else {
+    out->data = t->data;
+    out->dtype = t->dtype;
+  }
+  return TRUE;
 }
 
 /* ---- config ------------------------------------------------------------ */

@@ -13,7 +13,10 @@
  *  (model.fp16.safetensors, as hub repositories name it).
  *
  * Weights are used in place from the mapping when they are F32 and aligned;
- * F16 and BF16 (and unaligned F32) are converted once at load.  Old hub
+ * through ge_model_file_weight, F16 and BF16 (and unaligned F32) are
+ * converted once at load.  ge_model_file_weight_view hands F16 and BF16
+ * out as they are in the mapping, for the layers that convert them on the
+ * fly (the convolutions and linear layers: nearly all of a model's bytes).  Old hub
  * attention names (query/key/value/proj_attn) answer to their current
  * names (to_q/to_k/to_v/to_out.0), as diffusers renames them at load time.
  */
@@ -22,6 +25,7 @@
 #include <glib.h>
 #include <json-glib/json-glib.h>
 #include "ge-error.h"
+#include "ge-safetensors.h"
 
 G_BEGIN_DECLS
 
@@ -56,6 +60,19 @@ JsonParser *ge_model_file_metadata_json (GeModelFile * mf, const char *key, cons
  * file, the tensor and both shapes. */
 const float *ge_model_file_weight (GeModelFile * mf, const char *name, int ndim,
     const gint64 * shape, GError ** error);
+
+/* A weight as stored: F32 (aligned, converted if the mapping's copy is
+ * not), F16 or BF16 straight from the mapping (any alignment: read it with
+ * unaligned loads).  Lives as long as @mf. */
+typedef struct {
+  const void *data;
+  GeDType dtype;                /* GE_DTYPE_F32, GE_DTYPE_F16 or GE_DTYPE_BF16 */
+} GeWeightView;
+
+/* ge_model_file_weight without the conversion: the same shape checks and
+ * errors. */
+gboolean ge_model_file_weight_view (GeModelFile * mf, const char *name, int ndim,
+    const gint64 * shape, GeWeightView * out, GError ** error);
 gboolean ge_model_file_has (GeModelFile * mf, const char *name);
 /* Memory for derived forms of the weights (packed copies), owned by @mf
  * and freed with it; 64-byte aligned. */

@@ -3,6 +3,7 @@
  * tests/fixtures/diffusers list the details each one depends on). */
 #include "ge-blocks.h"
 #include "ge-pool.h"
+#include "gemm.h"
 
 #include <math.h>
 #include <string.h>
@@ -12,6 +13,54 @@
      gint64 s_[] = { __VA_ARGS__ }; \
      const float *w_ = ge_model_file_weight (mf, n_, nd_, s_, error); \
      g_free (n_); w_; })
+
+/* 16-bit weights stay in the mapping where the packed kernel runs (it
+ * converts them as it packs).  Without it (OpenBLAS) they are converted
+ * once at load; GE_F32_WEIGHTS set in the environment does that too (to
+ * compare memory and speed). */
+gboolean
+ge_weights_in_place (void)
+{
+  static int state = -1;
+  if (state < 0)
+    state = ge_gemm_packed_available () && !g_getenv ("GE_F32_WEIGHTS");
+  return state;
+}
+
+/* The weight @name of @prefix: 16-bit as it is when ge_weights_in_place (),
+ * else converted to f32. */
+static gboolean
+weight_load (GeModelFile * mf, const char *prefix, const char *name, int ndim,
+    const gint64 * shape, GeWeightView * v, GError ** error)
+{
+  char *n = g_strdup_printf ("%s.%s", prefix, name);
+  gboolean ok = ge_model_file_weight_view (mf, n, ndim, shape, v, error);
+  if (ok && v->dtype != GE_DTYPE_F32 && !ge_weights_in_place ()) {
+    v->data = ge_model_file_weight (mf, n, ndim, shape, error);
+    v->dtype = GE_DTYPE_F32;
+    ok = v->data != NULL;
+  }
+  g_free (n);
+  return ok;
+}
+
+gboolean
+ge_linear_load (GeModelFile * mf, const char *prefix, int in, int out, gboolean bias,
+    GeLinearW * l, GError ** error)
+{
+  memset (l, 0, sizeof (*l));
+  l->in = in;
+  l->out = out;
+  const gint64 shape[2] = { out, in };
+  return weight_load (mf, prefix, "weight", 2, shape, &l->w, error)
+      && (!bias || (l->b = W ("bias", 1, out)));
+}
+
+void
+ge_linear_forward (GeCtx * ctx, const GeLinearW * l, const float *x, int rows, float *y)
+{
+  ge_linear_ex (ctx, x, rows, l->in, l->w.data, l->w.dtype, l->b, l->out, y);
+}
 
 gboolean
 ge_group_norm_load (GeModelFile * mf, const char *prefix, int channels, int groups,
@@ -40,15 +89,28 @@ gboolean
 ge_conv_load (GeModelFile * mf, const char *prefix, int in, int out, int k, int stride,
     int pad, gboolean bias, GeConv2d * conv, GError ** error)
 {
-  const float *w = W ("weight", 4, out, in, k, k);
-  if (!w)
+  const gint64 shape[4] = { out, in, k, k };
+  GeWeightView v;
+  if (!weight_load (mf, prefix, "weight", 4, shape, &v, error))
     return FALSE;
   const float *b = NULL;
   if (bias && !(b = W ("bias", 1, out)))
     return FALSE;
-  *conv = ge_conv2d_params (in, out, k, stride, pad, w, b);
+  ge_conv_init (conv, in, out, k, stride, pad, &v, b);
   ge_conv_prepare (mf, conv);
   return TRUE;
+}
+
+void
+ge_conv_init (GeConv2d * conv, int in, int out, int k, int stride, int pad,
+    const GeWeightView * w, const float *bias)
+{
+  const gboolean f32 = w->dtype == GE_DTYPE_F32;
+  *conv = ge_conv2d_params (in, out, k, stride, pad, f32 ? w->data : NULL, bias);
+  if (!f32) {
+    conv->weight16 = w->data;
+    conv->dtype16 = w->dtype;
+  }
 }
 
 void
@@ -84,9 +146,13 @@ ge_resnet_load (GeModelFile * mf, const char *prefix, int in, int out,
       && ge_conv_load (mf, SUB ("conv1"), in, out, 3, 1, 1, TRUE, &r->conv1, error)
       && ge_group_norm_load (mf, SUB ("norm2"), out, o->groups, o->eps, &r->norm2, error)
       && ge_conv_load (mf, SUB ("conv2"), out, out, 3, 1, 1, TRUE, &r->conv2, error);
-  if (ok && o->temb_dim > 0)
-    ok = (r->temb_w = W ("time_emb_proj.weight", 2, out, o->temb_dim))
-        && (r->temb_b = W ("time_emb_proj.bias", 1, out));
+  if (ok && o->temb_dim > 0) {
+    char *tp = g_strdup_printf ("%s.time_emb_proj", prefix);
+    ok = ge_linear_load (mf, tp, o->temb_dim, out, TRUE, &r->temb, error);
+    g_free (tp);
+    r->temb_w = r->temb.w.dtype == GE_DTYPE_F32 ? r->temb.w.data : NULL;
+    r->temb_b = r->temb.b;
+  }
   r->has_shortcut = in != out;
   if (ok && r->has_shortcut)
     ok = ge_conv_load (mf, SUB ("conv_shortcut"), in, out, 1, 1, 0, TRUE, &r->shortcut, error);
@@ -117,11 +183,11 @@ ge_resnet_forward (GeCtx * ctx, const GeResnet * r, const GeTensor * x, const fl
   GeTensor h = ge_tensor_new (ctx->arena, x->n, r->out, x->h, x->w);
   GeConv2d conv1 = r->conv1;
   float *proj = NULL;
-  if (r->temb_w && temb_act) {
+  if (r->temb_b && temb_act) {
     /* The time term goes in before norm2 (diffusers' "default" norm); for
      * one sample it is just more conv1 bias. */
     proj = ge_arena_alloc (ctx->arena, (gsize) x->n * r->out);
-    ge_linear (ctx, temb_act, x->n, r->temb_dim, r->temb_w, r->temb_b, r->out, proj);
+    ge_linear_forward (ctx, &r->temb, temb_act, x->n, proj);
     if (x->n == 1) {
       for (int c = 0; c < r->out; c++)
         proj[c] += conv1.bias[c];
@@ -152,12 +218,12 @@ linear_as_conv (GeModelFile * mf, const char *block, const char *name, int in, i
     GeConv2d * c, GError ** error)
 {
   char *prefix = g_strdup_printf ("%s.%s", block, name);
-  const float *w = W ("weight", 2, out, in);
-  const float *b = w ? W ("bias", 1, out) : NULL;
+  GeLinearW l;
+  gboolean ok = ge_linear_load (mf, prefix, in, out, TRUE, &l, error);
   g_free (prefix);
-  if (!b)
+  if (!ok)
     return FALSE;
-  *c = ge_conv2d_params (in, out, 1, 1, 0, w, b);
+  ge_conv_init (c, in, out, 1, 1, 0, &l.w, l.b);
   ge_conv_prepare (mf, c);
   return TRUE;
 }
@@ -253,14 +319,32 @@ ge_upsample_fold (GeModelFile * mf, GeUpsample * u)
    * into a = (dy + ky + 1) / 2 - dy ... tabulated below. */
   static const int fold[2][3] = { { 0, 1, 1 }, { 0, 0, 1 } };   /* [d][k] -> a */
   const gsize cc = (gsize) channels * cin;
+  /* The phase weights are sums of taps, no longer 16-bit numbers: they
+   * stay f32 (16 C^2 floats against the 9 C^2 16-bit numbers of the conv;
+   * for SD 1.5's three upsamplers 236 MB, the largest f32 share of an f16
+   * model).  Where they are packed, the unpacked sums are not kept. */
+  const gboolean packs = ge_gemm_packed_available ();
+  float *taps = NULL;
+  if (u->conv.weight16)         /* read as f32, one output channel's taps at a time */
+    taps = g_new (float, 9 * (gsize) cin);
   for (int ph = 0; ph < 4; ph++) {
     const int dy = ph / 2, dx = ph % 2;
-    float *w = ge_model_file_alloc (mf, cc * 4);
-    memset (w, 0, sizeof (float) * cc * 4);
-    for (gsize oc = 0; oc < cc; oc++)
-      for (int ky = 0; ky < 3; ky++)
-        for (int kx = 0; kx < 3; kx++)
-          w[oc * 4 + fold[dy][ky] * 2 + fold[dx][kx]] += u->conv.weight[oc * 9 + ky * 3 + kx];
+    float *w = packs ? g_new0 (float, cc * 4) : ge_model_file_alloc (mf, cc * 4);
+    if (!packs)
+      memset (w, 0, sizeof (float) * cc * 4);
+    for (int o = 0; o < channels; o++) {
+      const float *t = u->conv.weight ? u->conv.weight + (gsize) o * cin * 9 : NULL;
+      if (taps) {
+        ge_half_to_f32 ((const guint8 *) u->conv.weight16 + 2 * (gsize) o * cin * 9,
+            u->conv.dtype16, 9 * (gsize) cin, taps);
+        t = taps;
+      }
+      for (int i = 0; i < cin; i++)
+        for (int ky = 0; ky < 3; ky++)
+          for (int kx = 0; kx < 3; kx++)
+            w[((gsize) o * cin + i) * 4 + fold[dy][ky] * 2 + fold[dx][kx]] +=
+                t[i * 9 + ky * 3 + kx];
+    }
     GeConv2d *c = &u->phase[ph];
     *c = ge_conv2d_params (cin, channels, 2, 1, 0, w, u->conv.bias);
     c->pad_top = 1 - dy;
@@ -268,7 +352,12 @@ ge_upsample_fold (GeModelFile * mf, GeUpsample * u)
     c->pad_left = 1 - dx;
     c->pad_right = dx;
     ge_conv_prepare (mf, c);
+    if (packs) {
+      g_free (w);
+      c->weight = NULL;         /* the packed copy is all the kernel reads */
+    }
   }
+  g_free (taps);
 }
 
 GeTensor

@@ -24,12 +24,23 @@ typedef struct {
   const float *gamma, *beta;
 } GeGroupNormW;
 
+/* nn.Linear: W [out, in] as stored (16-bit in place, see
+ * ge_weights_in_place), b [out] or NULL. */
+typedef struct {
+  int in, out;
+  GeWeightView w;
+  const float *b;
+} GeLinearW;
+
 typedef struct {
   int in, out;
   GeGroupNormW norm1, norm2;
   GeConv2d conv1, conv2, shortcut;
   gboolean has_shortcut;
-  const float *temb_w, *temb_b; /* NULL when the block takes no time embedding */
+  GeLinearW temb;               /* time_emb_proj */
+  /* temb_b: NULL when the block takes no time embedding; temb_w: the f32
+   * weights, NULL too when they are 16-bit (temb.w has them). */
+  const float *temb_w, *temb_b;
   int temb_dim;
   float output_scale;
 } GeResnet;
@@ -70,8 +81,23 @@ void ge_group_norm_apply (GeCtx * ctx, const GeGroupNormW * gn, const GeTensor *
 GeConvInput ge_group_norm_input (GeCtx * ctx, const GeGroupNormW * gn, const GeTensor * x,
     GeAct act);
 
+/* TRUE when loaders keep F16/BF16 weights as they are in the mapping (the
+ * packed kernel runs and GE_F32_WEIGHTS is not set in the environment);
+ * FALSE: they are converted to f32 at load. */
+gboolean ge_weights_in_place (void);
+
+/* Loads a conv; F16/BF16 weights become GeConv2d.weight16 (weight NULL)
+ * when ge_weights_in_place (). */
 gboolean ge_conv_load (GeModelFile * mf, const char *prefix, int in, int out, int k,
     int stride, int pad, gboolean bias, GeConv2d * conv, GError ** error);
+/* ge_conv2d_params with weights of any dtype (16-bit: weight16). */
+void ge_conv_init (GeConv2d * conv, int in, int out, int k, int stride, int pad,
+    const GeWeightView * w, const float *bias);
+
+/* nn.Linear @prefix ("….to_q": weight, bias); ge_linear_ex on it. */
+gboolean ge_linear_load (GeModelFile * mf, const char *prefix, int in, int out,
+    gboolean bias, GeLinearW * l, GError ** error);
+void ge_linear_forward (GeCtx * ctx, const GeLinearW * l, const float *x, int rows, float *y);
 /* Packs a conv's weights for the fast kernel where the CPU has one (the
  * copy is owned by @mf).  Call after changing padding or weights. */
 void ge_conv_prepare (GeModelFile * mf, GeConv2d * conv);

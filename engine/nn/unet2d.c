@@ -61,11 +61,11 @@ struct _GeUNet2D {
   int in_ch, out_ch, n_levels, c0, temb_dim, num_train_timesteps, cross_dim;
   gboolean flip_sin_to_cos, center_input;
   float freq_shift;
-  const float *lin1_w, *lin1_b, *lin2_w, *lin2_b;
+  GeLinearW lin1, lin2;         /* time_embedding */
   ClassKind class_kind;
   int num_class_embeds;
   const float *class_table;     /* CLASS_EMBEDDING: [num_class_embeds, temb_dim] */
-  const float *cls1_w, *cls1_b, *cls2_w, *cls2_b;       /* CLASS_TIMESTEP */
+  GeLinearW cls1, cls2;         /* CLASS_TIMESTEP */
   GeConv2d conv_in, conv_out;
   GeGroupNormW norm_out;
   Level *down, *up;
@@ -91,7 +91,7 @@ static gsize
 resnet_params (const GeResnet * r)
 {
   return 2 * (r->in + r->out) + conv_params (&r->conv1) + conv_params (&r->conv2)
-      + (r->temb_w ? (gsize) r->out * (r->temb_dim + 1) : 0)
+      + (r->temb_b ? (gsize) r->out * (r->temb_dim + 1) : 0)
       + (r->has_shortcut ? conv_params (&r->shortcut) : 0);
 }
 
@@ -623,10 +623,9 @@ build (GeUNet2D * u, GeModelFile * mf, const Spec * s, GError ** error)
 
 #define WT(name_, nd_, ...) ({ gint64 s_[] = { __VA_ARGS__ }; \
       ge_model_file_weight (mf, name_, nd_, s_, error); })
-  if (!(u->lin1_w = WT ("time_embedding.linear_1.weight", 2, u->temb_dim, u->c0))
-      || !(u->lin1_b = WT ("time_embedding.linear_1.bias", 1, u->temb_dim))
-      || !(u->lin2_w = WT ("time_embedding.linear_2.weight", 2, u->temb_dim, u->temb_dim))
-      || !(u->lin2_b = WT ("time_embedding.linear_2.bias", 1, u->temb_dim))
+  if (!ge_linear_load (mf, "time_embedding.linear_1", u->c0, u->temb_dim, TRUE, &u->lin1, error)
+      || !ge_linear_load (mf, "time_embedding.linear_2", u->temb_dim, u->temb_dim, TRUE, &u->lin2,
+          error)
       || !ge_conv_load (mf, "conv_in", u->in_ch, u->c0, s->conv_in_k, 1, (s->conv_in_k - 1) / 2,
           TRUE, &u->conv_in, error))
     return FALSE;
@@ -636,10 +635,10 @@ build (GeUNet2D * u, GeModelFile * mf, const Spec * s, GError ** error)
       return FALSE;
     u->n_params += (gsize) u->num_class_embeds * u->temb_dim;
   } else if (u->class_kind == CLASS_TIMESTEP) {
-    if (!(u->cls1_w = WT ("class_embedding.linear_1.weight", 2, u->temb_dim, u->c0))
-        || !(u->cls1_b = WT ("class_embedding.linear_1.bias", 1, u->temb_dim))
-        || !(u->cls2_w = WT ("class_embedding.linear_2.weight", 2, u->temb_dim, u->temb_dim))
-        || !(u->cls2_b = WT ("class_embedding.linear_2.bias", 1, u->temb_dim)))
+    if (!ge_linear_load (mf, "class_embedding.linear_1", u->c0, u->temb_dim, TRUE, &u->cls1,
+            error)
+        || !ge_linear_load (mf, "class_embedding.linear_2", u->temb_dim, u->temb_dim, TRUE,
+            &u->cls2, error))
       return FALSE;
     u->n_params += (gsize) u->temb_dim * (u->c0 + u->temb_dim + 2);
   }
@@ -926,13 +925,13 @@ cond_mid_forward (GeUNet2D * u, const GeTensor * x, const float *temb_act, const
 
 /* TimestepEmbedding: linear -> SiLU -> linear, [n, c0] -> [n, temb_dim]. */
 static void
-timestep_embedding (GeUNet2D * u, const float *in, int n, const float *w1, const float *b1,
-    const float *w2, const float *b2, float *scratch, float *out)
+timestep_embedding (GeUNet2D * u, const float *in, int n, const GeLinearW * l1,
+    const GeLinearW * l2, float *scratch, float *out)
 {
   GeCtx *ctx = &u->ctx;
-  ge_linear (ctx, in, n, u->c0, w1, b1, u->temb_dim, scratch);
+  ge_linear_forward (ctx, l1, in, n, scratch);
   ge_act (ctx, scratch, (gsize) n * u->temb_dim, GE_ACT_SILU, 0);
-  ge_linear (ctx, scratch, n, u->temb_dim, w2, b2, u->temb_dim, out);
+  ge_linear_forward (ctx, l2, scratch, n, out);
 }
 
 static gboolean
@@ -972,7 +971,7 @@ forward (GeUNet2D * u, const float *x, int n, int h, int w, const float *timeste
   float *emb_act = ge_arena_alloc (ctx->arena, (gsize) n * u->temb_dim);
   ge_timestep_embedding (timesteps, n, u->c0, u->flip_sin_to_cos, u->freq_shift,
       10000.0f, t_emb);
-  timestep_embedding (u, t_emb, n, u->lin1_w, u->lin1_b, u->lin2_w, u->lin2_b, emb_act, emb);
+  timestep_embedding (u, t_emb, n, &u->lin1, &u->lin2, emb_act, emb);
   if (u->tap) {
     GeTensor te = { t_emb, n, u->c0, 1, 1 }, e = { emb, n, u->temb_dim, 1, 1 };
     ge_model_tap (u->tap, u->tap_data, &te, "time_proj");
@@ -987,8 +986,7 @@ forward (GeUNet2D * u, const float *x, int n, int h, int w, const float *timeste
     float *c_emb = ge_arena_alloc (ctx->arena, (gsize) n * u->temb_dim);
     ge_timestep_embedding (class_labels, n, u->c0, u->flip_sin_to_cos, u->freq_shift,
         10000.0f, t_emb);
-    timestep_embedding (u, t_emb, n, u->cls1_w, u->cls1_b, u->cls2_w, u->cls2_b, emb_act,
-        c_emb);
+    timestep_embedding (u, t_emb, n, &u->cls1, &u->cls2, emb_act, c_emb);
     ge_add (ctx, emb, c_emb, emb, (gsize) n * u->temb_dim, 1.0f);
   }
   memcpy (emb_act, emb, sizeof (float) * n * u->temb_dim);

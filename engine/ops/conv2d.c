@@ -29,6 +29,17 @@
 #define BAND_FLOATS (128 * 1024)
 /* Output pixels per implicit-GEMM task. */
 #define IMPLICIT_BAND_PIX 4096
+/* 16-bit weights.  Tasks that run one GEMM (im2col, the wide mode)
+ * convert K slice by K slice inside it (ge_gemm_packed16).  Tasks that run
+ * a GEMM per output row convert their rows of the weights once, before the
+ * first, and reuse them (converting inside every per-row GEMM cost 18-50 %
+ * of the GEMM, bench/weights16_bench): per thread at most A16_FLOATS
+ * floats for that copy (with more, the output channels are split further)
+ * but at least A16_MIN_ROWS rows: with fewer, every split streams the
+ * whole input again (8 rows per task cost 28 % on 1920->640 3x3 at 16x16
+ * when the wide mode still used the copy). */
+#define A16_FLOATS (256 * 1024)
+#define A16_MIN_ROWS 32
 
 GeConv2d
 ge_conv2d_params (int in, int out, int k, int stride, int pad,
@@ -53,7 +64,7 @@ ge_conv2d_out_size (const GeConv2d * p, int h, int w, int *oh, int *ow)
 gsize
 ge_conv2d_packed_size (const GeConv2d * p)
 {
-  if (!ge_gemm_packed_available ())
+  if (!ge_gemm_packed_available () || p->weight16)
     return 0;
   const int cout_g = p->out_channels / p->groups, k = p->in_channels / p->groups * p->kh * p->kw;
   return ge_gemm_packed_a_size (cout_g, k) * p->groups;
@@ -258,6 +269,12 @@ typedef struct {
   gsize row_pitch;              /* implicit: floats from one input row to the next */
   float *scratch;               /* per thread: col + offsets, or the ring */
   gsize scratch_floats;
+  gboolean kernel;              /* the packed kernel runs (packed or 16-bit weights) */
+  /* 16-bit weights: per thread, the task's rows converted (a16_whole) or
+   * ge_gemm_packed16's scratch */
+  float *a16;
+  gsize a16_floats;
+  gboolean a16_whole;
   /* Ring mode of the implicit GEMM (ring_row): each task pads and
    * transforms the input rows its band reads into a ring of a few rows in
    * its thread's scratch, just before the GEMMs read them, instead of
@@ -403,6 +420,39 @@ ring_row (const ConvJob * j, int n, int r, float *dst, float *tmp)
   }
 }
 
+/* Packed weights of output channels [c0, c0 + nco) of group @g: a slice of
+ * the packed copy, or 16-bit weights converted into the thread's a16; NULL
+ * where task_gemm converts them as it runs. */
+static const float *
+task_weights (const ConvJob * j, int g, int c0, int nco, int thread)
+{
+  const GeConv2d *p = j->p;
+  if (p->packed)
+    return p->packed + (gsize) g * ge_gemm_packed_a_size (j->cout_g, j->K)
+        + (gsize) c0 * j->K;    /* c0 is a multiple of GE_MR */
+  if (!j->a16_whole)
+    return NULL;
+  float *ap = j->a16 + (gsize) thread * j->a16_floats;
+  ge_gemm_pack_a16 ((const guint8 *) p->weight16 + 2 * ((gsize) g * j->cout_g + c0) * j->K,
+      p->dtype16, nco, 0, j->K, j->K, ap);
+  return ap;
+}
+
+/* A GEMM of a task with weights @ap from task_weights (). */
+static void
+task_gemm (const ConvJob * j, int g, int c0, int nco, int thread, const float *ap, int n,
+    const float *b, const int *boff, float *c, int ldc, const float *bias, gboolean acc)
+{
+  if (ap) {
+    ge_gemm_packed (nco, n, j->K, ap, b, boff, c, ldc, bias, acc);
+    return;
+  }
+  const GeConv2d *p = j->p;
+  ge_gemm_packed16 (nco, n, j->K, (const guint8 *) p->weight16
+      + 2 * ((gsize) g * j->cout_g + c0) * j->K, p->dtype16, j->K, b, boff, c, ldc, bias, acc,
+      j->a16 + (gsize) thread * j->a16_floats);
+}
+
 static void
 implicit_task (void *data, int task, int thread)
 {
@@ -415,7 +465,7 @@ implicit_task (void *data, int task, int thread)
   const GeConv2d *p = j->p;
   const int wp = j->x->w;
   const gsize pitch = j->row_pitch;
-  const float *ap = p->packed + (gsize) c0 * j->K;
+  const float *ap = task_weights (j, 0, c0, nco, thread);
   const float *bias = p->bias ? p->bias + c0 : NULL;
   const float *xn = j->x->data + (gsize) n * j->x->c * j->x->h * wp;
   float *yn = j->y->data + ((gsize) n * j->y->c + c0) * j->opix;
@@ -445,7 +495,7 @@ implicit_task (void *data, int task, int thread)
    * computed and dropped) into scratch, then copy the real columns out. */
   const int ncols = (y1 - y0 - 1) * wp + j->ow;
   float *tmp = j->scratch + (gsize) thread * j->scratch_floats;
-  ge_gemm_packed (nco, ncols, j->K, ap, xn + (gsize) y0 * wp, j->boff, tmp, ncols, bias,
+  task_gemm (j, 0, c0, nco, thread, ap, ncols, xn + (gsize) y0 * wp, j->boff, tmp, ncols, bias,
       FALSE);
   for (int co = 0; co < nco; co++)
     for (int oy = y0; oy < y1; oy++) {
@@ -476,13 +526,12 @@ im2col_task (void *data, int task, int thread)
   float *col = j->scratch + (gsize) thread * j->scratch_floats;
   im2col (j, xg, p0, npix, col);
 
-  if (p->packed) {
+  if (j->kernel) {
     int *boff = (int *) (col + (gsize) j->K * npix);
     for (int k = 0; k < j->K; k++)
       boff[k] = k * npix;
-    const float *ap = p->packed + (gsize) g * ge_gemm_packed_a_size (j->cout_g, j->K)
-        + (gsize) c0 * j->K;    /* c0 is a multiple of GE_MR */
-    ge_gemm_packed (nco, npix, j->K, ap, col, boff, yb, j->opix, bias, j->accumulate);
+    const float *ap = task_weights (j, g, c0, nco, thread);
+    task_gemm (j, g, c0, nco, thread, ap, npix, col, boff, yb, j->opix, bias, j->accumulate);
     return;
   }
   float beta = j->accumulate ? 1.0f : 0.0f;
@@ -522,6 +571,29 @@ narrow_rows (int w)
   return w % GE_NR != 0 && (GE_NR - w % GE_NR) * 4 >= w / GE_NR * GE_NR + GE_NR;
 }
 
+/* 16-bit weights: the per-thread scratch for them; @whole: a converted
+ * copy of the task's rows (channels per task capped, see A16_FLOATS),
+ * else ge_gemm_packed16's. */
+static void
+alloc_a16 (GeCtx * ctx, ConvJob * j, int n_threads, gboolean whole)
+{
+  if (!j->p->weight16 || j->p->packed)
+    return;
+  j->a16_whole = whole;
+  if (!whole) {
+    j->a16_floats = ge_gemm_packed16_scratch (j->cout_per_split, j->K);
+    j->a16 = ge_arena_alloc (ctx->arena, j->a16_floats * n_threads);
+    return;
+  }
+  const int max_rows = MAX (A16_MIN_ROWS, (int) (A16_FLOATS / MAX (j->K, 1)) / GE_MR * GE_MR);
+  if (j->cout_per_split > max_rows) {
+    j->cout_per_split = max_rows;
+    j->cout_splits = (j->cout_g + max_rows - 1) / max_rows;
+  }
+  j->a16_floats = ge_gemm_packed_a_size (j->cout_per_split, j->K);
+  j->a16 = ge_arena_alloc (ctx->arena, j->a16_floats * n_threads);
+}
+
 static void
 conv2d_run (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInput * in,
     GeTensor * y, gboolean accumulate)
@@ -532,16 +604,28 @@ conv2d_run (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInp
   g_return_if_fail (x->c == p->in_channels && y->c == p->out_channels);
   g_return_if_fail (y->n == x->n && y->h == j.oh && y->w == j.ow);
   g_return_if_fail (p->in_channels % p->groups == 0 && p->out_channels % p->groups == 0);
+  GeConv2d p32;
+  const gsize mark = ge_arena_mark (ctx->arena);
+  if (p->weight16 && !p->packed && !ge_gemm_packed_available ()) {
+    /* OpenBLAS needs f32 weights: converted for this call. */
+    const gsize wn = (gsize) p->out_channels * (p->in_channels / p->groups) * p->kh * p->kw;
+    p32 = *p;
+    float *w = ge_arena_alloc (ctx->arena, wn);
+    ge_half_to_f32 (p->weight16, p->dtype16, wn, w);
+    p32.weight = w;
+    p32.weight16 = NULL;
+    p = j.p = &p32;
+  }
+  j.kernel = p->packed || (p->weight16 && ge_gemm_packed_available ());
   j.opix = j.oh * j.ow;
   j.cin_g = p->in_channels / p->groups;
   j.cout_g = p->out_channels / p->groups;
   j.K = j.cin_g * p->kh * p->kw;
   const int n_threads = ge_pool_n_threads (ctx->pool);
-  const gsize mark = ge_arena_mark (ctx->arena);
   const gboolean needs_prep = in && (in->scale || in->shift || in->act != GE_ACT_NONE || up > 1);
 
   const int s = p->stride_h;
-  if (p->packed && p->groups == 1 && p->stride_w == s && p->dil_h == 1 && p->dil_w == 1
+  if (j.kernel && p->groups == 1 && p->stride_w == s && p->dil_h == 1 && p->dil_w == 1
       && (s == 1 || (up == 1 && !narrow_rows (j.ow)))) {
     /* Implicit GEMM: tap (ci, ky, kx) of output row y, column x is read
      * straight from the (padded, transformed) input, no im2col.  Three
@@ -563,8 +647,9 @@ conv2d_run (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInp
     else if (j.ring)            /* long bands: each prepares R - 1 rows of the one before */
       j.band = MAX (j.band, (j.oh + 4 * n_threads - 1) / (4 * n_threads));
     j.n_bands = (j.oh + j.band - 1) / j.band;
-    split_channels (j.cout_g, x->n * j.n_bands, n_threads, p->packed != NULL, &j.cout_splits,
+    split_channels (j.cout_g, x->n * j.n_bands, n_threads, TRUE, &j.cout_splits,
       &j.cout_per_split);
+    alloc_a16 (ctx, &j, n_threads, !j.wide);
     GeTensor xp = *x;           /* outside the ring: what the GEMM reads (j.x) */
     if (j.ring) {
       const int R = (p->kh - 1) / s + 1;
@@ -617,8 +702,10 @@ conv2d_run (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInp
   j.band = MIN (j.band, j.opix);
   j.n_bands = (j.opix + j.band - 1) / j.band;
   const int units = x->n * p->groups * j.n_bands;
-  split_channels (j.cout_g, units, n_threads, p->packed != NULL, &j.cout_splits,
+  split_channels (j.cout_g, units, n_threads, j.kernel, &j.cout_splits,
       &j.cout_per_split);
+  if (j.kernel)
+    alloc_a16 (ctx, &j, n_threads, !j.wide);
   j.scratch_floats = (gsize) j.K * j.band + j.K + 16;      /* col + offsets */
   j.scratch = ge_arena_alloc (ctx->arena, j.scratch_floats * n_threads);
   ge_pool_run (ctx->pool, units * j.cout_splits, im2col_task, &j);

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "ge-tensor.h"
+#include "ge-safetensors.h"             /* GeDType */
 
 G_BEGIN_DECLS
 
@@ -35,6 +36,13 @@ typedef struct {
   const float *weight;          /* [out, in/groups, kh, kw] as in PyTorch */
   const float *bias;            /* [out] or NULL */
   const float *packed;          /* weights for the packed kernel, or NULL */
+  /* Instead of weight and packed: the weights as F16 or BF16 (dtype16),
+   * same layout, any alignment, e.g. straight from a model's mapping.  The
+   * packed kernel converts them as it packs (exactly: the result is the
+   * one of the f32 path on the converted weights); where it does not run
+   * (no AVX-512) each call converts them into the arena. */
+  const void *weight16;
+  GeDType dtype16;
 } GeConv2d;
 
 /* Fills the common case: square kernel, symmetric padding, no dilation. */
@@ -53,7 +61,7 @@ typedef struct {
 } GeConvInput;
 
 /* Floats a packed copy of the weights needs (0: the packed kernel does not
- * run on this CPU, so do not pack), and the packing itself: @storage must
+ * run on this CPU, or the weights are 16-bit, so do not pack), and the packing itself: @storage must
  * outlive @p.  Models pack every conv once at load. */
 gsize ge_conv2d_packed_size (const GeConv2d * p);
 void ge_conv2d_pack (GeConv2d * p, float *storage);
@@ -102,6 +110,13 @@ void ge_conv_transpose2d (GeCtx * ctx, const GeConvTranspose2d * p,
 /* y[rows, out] = x[rows, in] * W^T + b, W [out, in] as nn.Linear. */
 void ge_linear (GeCtx * ctx, const float *x, int rows, int in, const float *w,
     const float *b, int out, float *y);
+/* The same with W as F32, F16 or BF16 (@dtype; any alignment, e.g. a
+ * model's mapping), on the packed kernel where it runs, converting W as it
+ * packs it (so 16-bit W gives bitwise the result of F32 W holding the same
+ * numbers), threaded over ctx->pool; elsewhere OpenBLAS, 16-bit W
+ * converted a block of rows at a time. */
+void ge_linear_ex (GeCtx * ctx, const float *x, int rows, int in, const void *w,
+    GeDType dtype, const float *b, int out, float *y);
 
 /* ---- normalisation ----------------------------------------------------- */
 

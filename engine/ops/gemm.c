@@ -1,6 +1,8 @@
 /* gemm.c: see gemm.h. */
 #include "gemm.h"
 
+#include <string.h>
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define HAVE_X86 1
@@ -36,7 +38,169 @@ ge_gemm_pack_a_t (const float *a, int m, int k, int lda, float scale, float *ap)
     }
 }
 
+/* ---- 16-bit weights --------------------------------------------------- */
+
+/* IEEE half -> float, exact (subnormals, inf; NaNs keep their payload). */
+static inline float
+f16_to_f32 (guint16 h)
+{
+  guint32 sign = (guint32) (h & 0x8000) << 16;
+  guint32 exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+  if (exp == 0) {
+    if (man == 0)
+      bits = sign;
+    else {                      /* subnormal: renormalise */
+      int e = -1;
+      do {
+        e++;
+        man <<= 1;
+      } while (!(man & 0x400));
+      bits = sign | ((guint32) (127 - 15 - e) << 23) | ((man & 0x3ff) << 13);
+    }
+  } else if (exp == 31)
+    bits = sign | 0x7f800000u | (man << 13);
+  else
+    bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+  float f;
+  memcpy (&f, &bits, 4);
+  return f;
+}
+
+static inline float
+half_at (const guint8 * p, GeDType dtype, gsize i)
+{
+  guint16 h;
+  memcpy (&h, p + 2 * i, 2);    /* the mapping need not be aligned */
+  if (dtype == GE_DTYPE_F16)
+    return f16_to_f32 (h);
+  const guint32 bits = (guint32) h << 16;
+  float f;
+  memcpy (&f, &bits, 4);
+  return f;
+}
+
+static void
+pack_a16_generic (const void *a, GeDType dtype, int m, int k0, int k, gsize lda, float *ap)
+{
+  const guint8 *src = a;
+  for (int i0 = 0; i0 < m; i0 += GE_MR)
+    for (int kk = 0; kk < k; kk++)
+      for (int r = 0; r < GE_MR; r++)
+        *ap++ = i0 + r < m ? half_at (src, dtype, (gsize) (i0 + r) * lda + k0 + kk) : 0.0f;
+}
+
+gsize
+ge_gemm_packed16_scratch (int m, int k)
+{
+  return ge_gemm_packed_a_size (m, MIN (k, KC));
+}
+
+/* Equal slices: a short last slice would pay a full load/store of the C
+ * tile for a few k.  The 16-bit path must slice as the f32 one does to
+ * add in the same order. */
+static inline int
+slice_len (int k)
+{
+  const int n_slices = (k + KC - 1) / KC;
+  return (k + n_slices - 1) / n_slices;
+}
+
 #ifdef HAVE_X86
+
+/* 16 elements of a 16-bit (or F32) row as floats; @row NULL reads zeros
+ * (the rows past m of the last block), @cnt < 16 reads a tail. */
+__attribute__((target ("avx512f")))
+static inline __m512
+load16 (const guint8 * row, GeDType dtype, int cnt)
+{
+  if (!row)
+    return _mm512_setzero_ps ();
+  if (dtype == GE_DTYPE_F32)
+    return _mm512_maskz_loadu_ps ((__mmask16) ((1u << cnt) - 1), row);
+  __m256i h;
+  if (cnt == 16)
+    h = _mm256_loadu_si256 ((const __m256i *) row);
+  else {
+    guint16 buf[16] = { 0 };
+    memcpy (buf, row, 2 * (gsize) cnt);
+    h = _mm256_loadu_si256 ((const __m256i *) buf);
+  }
+  if (dtype == GE_DTYPE_F16)
+    return _mm512_cvtph_ps (h);
+  return _mm512_castsi512_ps (_mm512_slli_epi32 (_mm512_cvtepu16_epi32 (h), 16));
+}
+
+/* Converts 16 columns of the 8 rows of a block and stores them transposed:
+ * column kk's 8 rows at dst + kk * stride (stride 8: the packed-A layout
+ * [16][MR]).  Unpack pairs of rows, then pairs of pairs within each 128-bit
+ * lane, then gather the lanes of rows 0-3 and 4-7 with 128-bit shuffles.
+ * @cnt < 16 stores only the first @cnt columns. */
+__attribute__((target ("avx512f")))
+static void
+pack_block16 (const guint8 * const rows[GE_MR], GeDType dtype, int cnt, float *dst,
+    gsize stride)
+{
+  __m512 r[GE_MR];
+  for (int i = 0; i < GE_MR; i++)
+    r[i] = load16 (rows[i], dtype, cnt);
+  /* t: lane l of row pair (2p, 2p + 1): columns 4l, 4l + 1 (lo), 4l + 2, 4l + 3 (hi) */
+  const __m512 t01l = _mm512_unpacklo_ps (r[0], r[1]), t01h = _mm512_unpackhi_ps (r[0], r[1]);
+  const __m512 t23l = _mm512_unpacklo_ps (r[2], r[3]), t23h = _mm512_unpackhi_ps (r[2], r[3]);
+  const __m512 t45l = _mm512_unpacklo_ps (r[4], r[5]), t45h = _mm512_unpackhi_ps (r[4], r[5]);
+  const __m512 t67l = _mm512_unpacklo_ps (r[6], r[7]), t67h = _mm512_unpackhi_ps (r[6], r[7]);
+#define LO(a, b) _mm512_castpd_ps (_mm512_unpacklo_pd (_mm512_castps_pd (a), _mm512_castps_pd (b)))
+#define HI(a, b) _mm512_castpd_ps (_mm512_unpackhi_pd (_mm512_castps_pd (a), _mm512_castps_pd (b)))
+  /* u[c]: lane l holds rows 0-3 (a) or 4-7 (b) of column 4l + c */
+  const __m512 ua[4] = { LO (t01l, t23l), HI (t01l, t23l), LO (t01h, t23h), HI (t01h, t23h) };
+  const __m512 ub[4] = { LO (t45l, t67l), HI (t45l, t67l), LO (t45h, t67h), HI (t45h, t67h) };
+#undef LO
+#undef HI
+  /* w[c]: lanes (a l0, a l1, b l0, b l1) and (a l2, a l3, b l2, b l3) */
+  __m512 wl[4], wh[4];
+  for (int c = 0; c < 4; c++) {
+    wl[c] = _mm512_shuffle_f32x4 (ua[c], ub[c], _MM_SHUFFLE (1, 0, 1, 0));
+    wh[c] = _mm512_shuffle_f32x4 (ua[c], ub[c], _MM_SHUFFLE (3, 2, 3, 2));
+  }
+  /* o[j]: columns 2j, 2j + 1, all 8 rows each */
+  __m512 o[8];
+  o[0] = _mm512_shuffle_f32x4 (wl[0], wl[1], _MM_SHUFFLE (2, 0, 2, 0));
+  o[1] = _mm512_shuffle_f32x4 (wl[2], wl[3], _MM_SHUFFLE (2, 0, 2, 0));
+  o[2] = _mm512_shuffle_f32x4 (wl[0], wl[1], _MM_SHUFFLE (3, 1, 3, 1));
+  o[3] = _mm512_shuffle_f32x4 (wl[2], wl[3], _MM_SHUFFLE (3, 1, 3, 1));
+  o[4] = _mm512_shuffle_f32x4 (wh[0], wh[1], _MM_SHUFFLE (2, 0, 2, 0));
+  o[5] = _mm512_shuffle_f32x4 (wh[2], wh[3], _MM_SHUFFLE (2, 0, 2, 0));
+  o[6] = _mm512_shuffle_f32x4 (wh[0], wh[1], _MM_SHUFFLE (3, 1, 3, 1));
+  o[7] = _mm512_shuffle_f32x4 (wh[2], wh[3], _MM_SHUFFLE (3, 1, 3, 1));
+  if (cnt == 16 && stride == GE_MR) {
+    for (int j = 0; j < 8; j++)
+      _mm512_storeu_ps (dst + 16 * j, o[j]);
+    return;
+  }
+  for (int j = 0; 2 * j < cnt; j++) {
+    _mm256_storeu_ps (dst + 2 * j * stride, _mm512_castps512_ps256 (o[j]));
+    if (2 * j + 1 < cnt)
+      _mm256_storeu_ps (dst + (2 * j + 1) * stride,
+          _mm256_castpd_ps (_mm512_extractf64x4_pd (_mm512_castps_pd (o[j]), 1)));
+  }
+}
+
+static void
+pack_a16_avx512 (const void *a, GeDType dtype, int m, int k0, int k, gsize lda, float *ap)
+{
+  for (int i0 = 0; i0 < m; i0 += GE_MR) {
+    const guint8 *rows[GE_MR];
+    for (int r = 0; r < GE_MR; r++)
+      rows[r] = i0 + r < m ? (const guint8 *) a + 2 * ((gsize) (i0 + r) * lda + k0) : NULL;
+    for (int kk = 0; kk < k; kk += 16) {
+      const int cnt = MIN (16, k - kk);
+      pack_block16 (rows, dtype, cnt, ap + (gsize) kk * GE_MR, GE_MR);
+      for (int r = 0; r < GE_MR; r++)
+        if (rows[r])
+          rows[r] += 2 * cnt;
+    }
+    ap += (gsize) k * GE_MR;
+  }
+}
 
 #define FOR_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
 
@@ -104,13 +268,75 @@ ge_gemm_packed_available (void)
   return state;
 }
 
+/* One K slice [k0, k0 + kc) over all of C; block i0 / MR of A starts at
+ * ap + i0 / MR * a_block (the slice's first column). */
+static void
+run_slice (int m, int n, int kc, const float *ap, gsize a_block, const float *b,
+    const int *boff, float *c, int ldc, const float *bias, gboolean acc)
+{
+  for (int j = 0; j < n; j += GE_NR) {
+    const int cols = MIN (GE_NR, n - j);
+    const __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16) ((1u << cols) - 1);
+    const __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16) ((1u << (cols - 16)) - 1);
+    for (int i0 = 0; i0 < m; i0 += GE_MR)
+      tile_8x32 (kc, ap + (gsize) (i0 / GE_MR) * a_block, b + j, boff,
+          c + (gsize) i0 * ldc + j, ldc, MIN (GE_MR, m - i0), m0, m1,
+          bias ? bias + i0 : NULL, acc, i0 == 0);
+  }
+}
+
 void
 ge_gemm_packed (int m, int n, int k, const float *ap, const float *b, const int *boff,
     float *c, int ldc, const float *bias, gboolean accumulate)
 {
-  /* Equal slices: a short last slice would pay a full load/store of the C
-   * tile for a few k. */
-  const int n_slices = (k + KC - 1) / KC, slice = (k + n_slices - 1) / n_slices;
+  const int slice = slice_len (k);
+  for (int k0 = 0; k0 < k; k0 += slice)
+    run_slice (m, n, MIN (slice, k - k0), ap + (gsize) k0 * GE_MR, (gsize) k * GE_MR, b,
+        boff + k0, c, ldc, k0 == 0 ? bias : NULL, accumulate || k0 > 0);
+}
+
+void
+ge_gemm_packed16 (int m, int n, int k, const void *a, GeDType dtype, gsize lda,
+    const float *b, const int *boff, float *c, int ldc, const float *bias, gboolean accumulate,
+    float *scratch)
+{
+  const int slice = slice_len (k);
+  for (int k0 = 0; k0 < k; k0 += slice) {
+    const int kc = MIN (slice, k - k0);
+    pack_a16_avx512 (a, dtype, m, k0, kc, lda, scratch);
+    run_slice (m, n, kc, scratch, (gsize) kc * GE_MR, b, boff + k0, c, ldc,
+        k0 == 0 ? bias : NULL, accumulate || k0 > 0);
+  }
+}
+
+/* Columns [j0, j0 + nc) (nc <= NR) of B = W^T over K [k0, k0 + kc), from
+ * rows of the 16-bit W, into bp [kc][NR]; columns past nc are zero. */
+static void
+pack_bt16 (const guint8 * w, GeDType dtype, gsize ldw, int j0, int nc, int k0, int kc, float *bp)
+{
+  const gsize esz = dtype == GE_DTYPE_F32 ? 4 : 2;
+  for (int g = 0; g < GE_NR; g += GE_MR) {
+    const guint8 *rows[GE_MR];
+    for (int r = 0; r < GE_MR; r++)
+      rows[r] = g + r < nc ? w + esz * ((gsize) (j0 + g + r) * ldw + k0) : NULL;
+    for (int kk = 0; kk < kc; kk += 16) {
+      const int cnt = MIN (16, kc - kk);
+      pack_block16 (rows, dtype, cnt, bp + (gsize) kk * GE_NR + g, GE_NR);
+      for (int r = 0; r < GE_MR; r++)
+        if (rows[r])
+          rows[r] += esz * cnt;
+    }
+  }
+}
+
+void
+ge_gemm_packed_bt16 (int m, int n, int k, const float *ap, const void *w, GeDType dtype,
+    gsize ldw, float *c, int ldc, gboolean accumulate, float *bp)
+{
+  int boff[KC];
+  const int slice = slice_len (k);
+  for (int kk = 0; kk < slice; kk++)
+    boff[kk] = kk * GE_NR;
   for (int k0 = 0; k0 < k; k0 += slice) {
     const int kc = MIN (slice, k - k0);
     const gboolean acc = accumulate || k0 > 0;
@@ -118,12 +344,44 @@ ge_gemm_packed (int m, int n, int k, const float *ap, const float *b, const int 
       const int cols = MIN (GE_NR, n - j);
       const __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16) ((1u << cols) - 1);
       const __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16) ((1u << (cols - 16)) - 1);
+      pack_bt16 (w, dtype, ldw, j, cols, k0, kc, bp);
       for (int i0 = 0; i0 < m; i0 += GE_MR)
-        tile_8x32 (kc, ap + ((gsize) (i0 / GE_MR) * k + k0) * GE_MR, b + j, boff + k0,
-            c + (gsize) i0 * ldc + j, ldc, MIN (GE_MR, m - i0), m0, m1,
-            bias && k0 == 0 ? bias + i0 : NULL, acc, i0 == 0);
+        tile_8x32 (kc, ap + ((gsize) (i0 / GE_MR) * k + k0) * GE_MR, bp, boff,
+            c + (gsize) i0 * ldc + j, ldc, MIN (GE_MR, m - i0), m0, m1, NULL, acc, FALSE);
     }
   }
+}
+
+void
+ge_gemm_pack_a16 (const void *a, GeDType dtype, int m, int k0, int k, gsize lda, float *ap)
+{
+  if (ge_gemm_packed_available ())
+    pack_a16_avx512 (a, dtype, m, k0, k, lda, ap);
+  else
+    pack_a16_generic (a, dtype, m, k0, k, lda, ap);
+}
+
+__attribute__((target ("avx512f")))
+static void
+half_to_f32_avx512 (const guint8 * src, GeDType dtype, gsize n, float *dst)
+{
+  for (gsize i = 0; i < n; i += 16) {
+    const int cnt = (int) MIN (16, n - i);
+    const __m512 v = load16 (src + 2 * i, dtype, cnt);
+    _mm512_mask_storeu_ps (dst + i, (__mmask16) ((1u << cnt) - 1), v);
+  }
+}
+
+void
+ge_half_to_f32 (const void *src, GeDType dtype, gsize n, float *dst)
+{
+  if (dtype == GE_DTYPE_F32)
+    memcpy (dst, src, sizeof (float) * n);
+  else if (ge_gemm_packed_available ())
+    half_to_f32_avx512 (src, dtype, n, dst);
+  else
+    for (gsize i = 0; i < n; i++)
+      dst[i] = half_at (src, dtype, i);
 }
 
 #else
@@ -132,6 +390,37 @@ gboolean
 ge_gemm_packed_available (void)
 {
   return FALSE;
+}
+
+void
+ge_gemm_pack_a16 (const void *a, GeDType dtype, int m, int k0, int k, gsize lda, float *ap)
+{
+  pack_a16_generic (a, dtype, m, k0, k, lda, ap);
+}
+
+void
+ge_half_to_f32 (const void *src, GeDType dtype, gsize n, float *dst)
+{
+  if (dtype == GE_DTYPE_F32)
+    memcpy (dst, src, sizeof (float) * n);
+  else
+    for (gsize i = 0; i < n; i++)
+      dst[i] = half_at (src, dtype, i);
+}
+
+void
+ge_gemm_packed16 (int m, int n, int k, const void *a, GeDType dtype, gsize lda,
+    const float *b, const int *boff, float *c, int ldc, const float *bias, gboolean accumulate,
+    float *scratch)
+{
+  g_assert_not_reached ();
+}
+
+void
+ge_gemm_packed_bt16 (int m, int n, int k, const float *ap, const void *w, GeDType dtype,
+    gsize ldw, float *c, int ldc, gboolean accumulate, float *bp)
+{
+  g_assert_not_reached ();
 }
 
 void

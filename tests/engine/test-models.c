@@ -799,6 +799,132 @@ test_vae_tiny (void)
   g_free (tdir);
 }
 
+/* The fixture VAE's encode (mean) of input.sample and decode of input.z on
+ * the model at @dir; both g_malloc'd. */
+static void
+run_vae (const char *dir, float **mean, float **dec)
+{
+  GeModelFile *mf = ge_model_file_open (dir, NULL);
+  g_assert_nonnull (mf);
+  GeVae *v = ge_vae_new (mf, NULL);
+  g_assert_nonnull (v);
+  ge_model_file_unref (mf);
+  ge_vae_set_n_threads (v, 2);
+  gsize nx, nz;
+  float *x = load_f32 ("vae_kl_small", "input.sample", &nx);
+  float *z = load_f32 ("vae_kl_small", "input.z", &nz);
+  *mean = g_new (float, nz);
+  float *lv = g_new (float, nz);
+  *dec = g_new (float, nx);
+  g_assert_true (ge_vae_encode (v, x, 2, 32, 24, *mean, lv, NULL));
+  g_assert_true (ge_vae_decode (v, z, 2, 16, 12, FALSE, *dec, NULL));
+  g_free (lv);
+  g_free (x);
+  g_free (z);
+  ge_vae_free (v);
+}
+
+/* A diffusers folder in tmpdir/@name: the fixture's config.json and
+ * weights written as @conv; with @rounded, F32 holding the 16-bit values
+ * of @conv (the same numbers as F32 weights). */
+static char *
+write_folder (const char *case_name, const char *name, Conv conv, gboolean rounded)
+{
+  char *dir = g_build_filename (tmpdir, name, NULL);
+  g_mkdir (dir, 0755);
+  char *src = fixture (case_name, "diffusion_pytorch_model.safetensors");
+  char *dst = g_build_filename (dir, "diffusion_pytorch_model.safetensors", NULL);
+  write_variant (src, dst, conv, NULL, NULL, NULL);
+  if (rounded) {                /* read back exactly, written as F32 */
+    char *tmp = g_strconcat (dst, ".16", NULL);
+    g_rename (dst, tmp);
+    write_variant (tmp, dst, AS_F32, NULL, NULL, NULL);
+    g_unlink (tmp);
+    g_free (tmp);
+  }
+  char *cfg = fixture (case_name, "config.json"), *text;
+  gsize len;
+  g_assert_true (g_file_get_contents (cfg, &text, &len, NULL));
+  char *cdst = g_build_filename (dir, "config.json", NULL);
+  g_assert_true (g_file_set_contents (cdst, text, len, NULL));
+  g_free (cdst);
+  g_free (text);
+  g_free (cfg);
+  g_free (dst);
+  g_free (src);
+  return dir;
+}
+
+static void
+remove_folder (char *dir)
+{
+  char *a = g_build_filename (dir, "diffusion_pytorch_model.safetensors", NULL);
+  char *b = g_build_filename (dir, "config.json", NULL);
+  g_unlink (a);
+  g_unlink (b);
+  g_rmdir (dir);
+  g_free (a);
+  g_free (b);
+  g_free (dir);
+}
+
+/* F16 and BF16 models run with their weights in place (converted as the
+ * kernels pack them) must give what the same numbers as F32 weights give:
+ * the convs bitwise, the linear layers (time embedding) to rounding, as
+ * OpenBLAS sums in another order.  The error of the 16-bit models against
+ * the f32 fixture outputs is the file's own precision loss, reported. */
+static void
+test_models_16bit_in_place (void)
+{
+  const Conv convs[] = { AS_F16, AS_BF16 };
+  gsize n;
+  float *uref = load_f32 ("unet_ddpm_small", "call1.out", &n);
+  float *mref = load_f32 ("vae_kl_small", "encode.mean", NULL);
+  float *dref = load_f32 ("vae_kl_small", "decode_z.sample", NULL);
+  gsize nm = 2 * 4 * 16 * 12, nd = 2 * 3 * 32 * 24;
+  for (guint i = 0; i < G_N_ELEMENTS (convs); i++) {
+    const char *tag = convs[i] == AS_F16 ? "f16" : "bf16";
+    char *n16 = g_strdup_printf ("unet-%s", tag), *nq = g_strdup_printf ("unet-%s-f32", tag);
+    char *d16 = write_folder ("unet_ddpm_small", n16, convs[i], FALSE);
+    char *dq = write_folder ("unet_ddpm_small", nq, convs[i], TRUE);
+    float *o16 = run_unet (d16, 2, NULL, NULL), *oq = run_unet (dq, 2, NULL, NULL);
+    double e = rel_err (o16, oq, n);
+    g_test_message ("UNet %s in place vs as f32: %.3e; %s vs the f32 fixture: %.3e", tag, e,
+        tag, rel_err (o16, uref, n));
+    g_assert_cmpfloat (e, <=, 1e-6);
+    g_free (o16);
+    g_free (oq);
+    remove_folder (d16);
+    remove_folder (dq);
+    g_free (n16);
+    g_free (nq);
+
+    n16 = g_strdup_printf ("vae-%s", tag);
+    nq = g_strdup_printf ("vae-%s-f32", tag);
+    d16 = write_folder ("vae_kl_small", n16, convs[i], FALSE);
+    dq = write_folder ("vae_kl_small", nq, convs[i], TRUE);
+    float *m16, *dec16, *mq, *decq;
+    run_vae (d16, &m16, &dec16);
+    run_vae (dq, &mq, &decq);
+    double em = rel_err (m16, mq, nm), ed = rel_err (dec16, decq, nd);
+    g_test_message ("VAE %s in place vs as f32: encode %.3e decode %.3e; vs the f32 fixture: "
+        "encode %.3e decode %.3e", tag, em, ed, rel_err (m16, mref, nm), rel_err (dec16, dref, nd));
+    g_assert_cmpfloat (em, <=, 1e-6);
+    g_assert_cmpfloat (ed, <=, 1e-6);
+    g_free (m16);
+    g_free (dec16);
+    g_free (mq);
+    g_free (decq);
+    remove_folder (d16);
+    remove_folder (dq);
+    g_free (n16);
+    g_free (nq);
+  }
+  g_free (uref);
+  g_free (mref);
+  g_free (dref);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -815,6 +941,8 @@ main (int argc, char **argv)
   g_test_add_func ("/unet-cond/errors", test_cond_errors);
   g_test_add_func ("/vae/odd-size", test_vae_odd_size);
   g_test_add_func ("/vae/tiny", test_vae_tiny);
+
+  g_test_add_func ("/models/16-bit-in-place", test_models_16bit_in_place);
   int r = g_test_run ();
   g_rmdir (tmpdir);
   g_free (tmpdir);

@@ -4,6 +4,7 @@
  * so the bound checks the op, not the twin. */
 #include "ge-ops.h"
 #include "ge-pool.h"
+#include "gemm.h"
 #include "ge-safetensors.h"
 
 #include <float.h>
@@ -312,6 +313,162 @@ test_conv2d_phase2x (void)
   }
 }
 
+/* ---- 16-bit weights ------------------------------------------------------ */
+
+/* The test's own rounding to F16 / BF16 (round to nearest even: the
+ * compiler's _Float16 and the usual bias trick) and back.  Both
+ * directions are exact on the way up, so the engine's converted weights
+ * must equal these. */
+static guint16
+to16 (float f, GeDType dtype)
+{
+  guint32 u;
+  memcpy (&u, &f, 4);
+  if (dtype == GE_DTYPE_BF16)
+    return (guint16) ((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+  _Float16 h = (_Float16) f;
+  guint16 b;
+  memcpy (&b, &h, 2);
+  return b;
+}
+
+static float
+from16 (guint16 b, GeDType dtype)
+{
+  if (dtype == GE_DTYPE_BF16) {
+    guint32 u = (guint32) b << 16;
+    float f;
+    memcpy (&f, &u, 4);
+    return f;
+  }
+  _Float16 h;
+  memcpy (&h, &b, 2);
+  return (float) h;
+}
+
+/* @n random weights as 16-bit numbers at an odd address (as in a mapping
+ * with odd offsets: the engine must read them unaligned) in *@raw (to free),
+ * and their exact f32 values in *@wq. */
+static const void *
+rand16 (gsize n, GeDType dtype, guint8 ** raw, float **wq)
+{
+  float *w = randn (n);
+  *raw = g_malloc (2 * n + 1);
+  *wq = g_new (float, MAX (n, 1));
+  for (gsize i = 0; i < n; i++) {
+    guint16 b = to16 (w[i], dtype);
+    memcpy (*raw + 1 + 2 * i, &b, 2);
+    (*wq)[i] = from16 (b, dtype);
+  }
+  g_free (w);
+  return *raw + 1;
+}
+
+/* Conv with 16-bit weights: bitwise the conv of the converted weights on
+ * the f32 path (packed where it runs: the 16-bit path converts exactly
+ * and adds in the same order), and close to the naive twin. */
+static void
+check_conv2d_16 (GeConv2d * p, int n, int h, int w, GeDType dtype, const GeConvInput * in,
+    gboolean accumulate)
+{
+  int oh, ow;
+  const int up = in && in->upsample > 1 ? in->upsample : 1;
+  ge_conv2d_out_size (p, h * up, w * up, &oh, &ow);
+  const gsize wn = (gsize) p->out_channels * p->in_channels / p->groups * p->kh * p->kw;
+  guint8 *raw;
+  float *wq, *b = randn (p->out_channels);
+  const void *w16 = rand16 (wn, dtype, &raw, &wq);
+  GeTensor x = { randn ((gsize) n * p->in_channels * h * w), n, p->in_channels, h, w };
+  const gsize ny = (gsize) n * p->out_channels * oh * ow;
+  GeTensor y32 = { randn (ny), n, p->out_channels, oh, ow };
+  GeTensor y16 = { g_memdup2 (y32.data, sizeof (float) * ny), n, p->out_channels, oh, ow };
+  GeConv2d p32 = *p, p16 = *p;
+  p32.weight = wq;
+  p32.bias = p16.bias = b;
+  gsize packed_n = ge_conv2d_packed_size (&p32);
+  float *packed = packed_n ? g_new (float, packed_n) : NULL;
+  if (packed)
+    ge_conv2d_pack (&p32, packed);
+  p16.weight = NULL;
+  p16.packed = NULL;
+  p16.weight16 = w16;
+  p16.dtype16 = dtype;
+  g_assert_cmpuint (ge_conv2d_packed_size (&p16), ==, 0);
+  if (accumulate) {
+    ge_conv2d_accumulate (&ctx, &p32, &x, &y32);
+    ge_conv2d_accumulate (&ctx, &p16, &x, &y16);
+  } else {
+    ge_conv2d_ex (&ctx, &p32, &x, in, &y32);
+    ge_conv2d_ex (&ctx, &p16, &x, in, &y16);
+  }
+  char *what = g_strdup_printf ("%s conv2d n%d %dx%d %d->%d k%dx%d s%d p%d,%d d%d g%d%s%s",
+      dtype == GE_DTYPE_F16 ? "f16" : "bf16", n, h, w, p->in_channels, p->out_channels, p->kh,
+      p->kw, p->stride_h, p->pad_top, p->pad_bottom, p->dil_h, p->groups, in ? " input" : "",
+      accumulate ? " accumulate" : "");
+  for (gsize i = 0; i < ny; i++)
+    if (memcmp (&y16.data[i], &y32.data[i], 4) != 0) {
+      g_printerr ("%s: [%" G_GSIZE_FORMAT "] %.9g (16-bit) != %.9g (f32)\n", what, i,
+          y16.data[i], y32.data[i]);
+      g_assert_not_reached ();
+    }
+  if (!in && !accumulate) {
+    double *ref = g_new (double, ny);
+    p32.packed = NULL;
+    conv2d_naive (&p32, &x, oh, ow, ref);
+    assert_close (what, y16.data, ref, ny, 1e-5);
+    g_free (ref);
+  }
+  g_free (what);
+  g_free (packed);
+  g_free (raw);
+  g_free (wq);
+  g_free (b);
+  g_free (x.data);
+  g_free (y32.data);
+  g_free (y16.data);
+}
+
+static void
+test_conv2d_16bit (void)
+{
+  for (int threads = 1; threads <= 3; threads += 2) {
+    set_threads (threads);
+    for (GeDType dt = GE_DTYPE_F16; dt <= GE_DTYPE_BF16; dt++) {
+      /* implicit, ring (padding), K over one slice, M and K tails */
+      GeConv2d a = ge_conv2d_params (40, 19, 3, 1, 1, NULL, NULL);
+      check_conv2d_16 (&a, 2, 13, 70, dt, NULL, FALSE);
+      check_conv2d_16 (&a, 1, 13, 70, dt, NULL, TRUE);
+      /* 1x1, the input itself; and narrow rows (one long row per band) */
+      GeConv2d b = ge_conv2d_params (64, 48, 1, 1, 0, NULL, NULL);
+      check_conv2d_16 (&b, 1, 9, 64, dt, NULL, FALSE);
+      check_conv2d_16 (&b, 2, 8, 8, dt, NULL, FALSE);
+      /* strided: phase-split ring (wide) and im2col (narrow) */
+      GeConv2d c = ge_conv2d_params (24, 40, 3, 2, 0, NULL, NULL);
+      c.pad_bottom = c.pad_right = 1;
+      check_conv2d_16 (&c, 1, 21, 191, dt, NULL, FALSE);
+      check_conv2d_16 (&c, 1, 16, 16, dt, NULL, FALSE);
+      /* im2col: dilation, groups */
+      GeConv2d d = ge_conv2d_params (12, 18, 3, 1, 2, NULL, NULL);
+      d.dil_h = d.dil_w = 2;
+      check_conv2d_16 (&d, 1, 11, 40, dt, NULL, FALSE);
+      GeConv2d e = ge_conv2d_params (12, 18, 3, 1, 1, NULL, NULL);
+      e.groups = 3;
+      check_conv2d_16 (&e, 2, 9, 35, dt, NULL, FALSE);
+      /* rows x K over the per-thread cap: more channel splits */
+      GeConv2d f = ge_conv2d_params (320, 104, 3, 1, 1, NULL, NULL);
+      check_conv2d_16 (&f, 1, 6, 40, dt, NULL, FALSE);
+      /* group norm + SiLU applied on the fly (ring), and with upsampling */
+      float *scale = randn (2 * 40), *shift = randn (2 * 40);
+      GeConvInput in = { scale, shift, GE_ACT_SILU, 1 };
+      check_conv2d_16 (&a, 2, 13, 70, dt, &in, FALSE);
+      in.upsample = 2;
+      check_conv2d_16 (&a, 1, 5, 33, dt, &in, FALSE);
+      g_free (scale);
+      g_free (shift);
+    }
+  }
+}
+
 static void
 test_conv1d (void)
 {
@@ -445,6 +602,61 @@ test_linear (void)
     g_free (b);
     g_free (y);
     g_free (ref);
+  }
+}
+
+/* ge_linear_ex with 16-bit W against the naive twin on the converted W,
+ * bitwise against ge_linear_ex on the converted W as F32, and against
+ * ge_linear (OpenBLAS) on it: those two sum in different orders, so they
+ * agree to rounding (~1e-6 of the largest output), not bitwise. */
+static void
+test_linear_16bit (void)
+{
+  static const struct { int rows, in, out; } shapes[] = {
+    { 1, 320, 1280 }, { 2, 37, 70 }, { 3, 600, 45 }, { 300, 64, 96 }, { 517, 300, 33 },
+  };
+  for (int threads = 1; threads <= 3; threads += 2) {
+    set_threads (threads);
+    for (GeDType dt = GE_DTYPE_F16; dt <= GE_DTYPE_BF16; dt++)
+      for (guint s = 0; s < G_N_ELEMENTS (shapes); s++) {
+        const int rows = shapes[s].rows, in = shapes[s].in, out = shapes[s].out;
+        guint8 *raw;
+        float *wq;
+        const void *w16 = rand16 ((gsize) out * in, dt, &raw, &wq);
+        float *x = randn ((gsize) rows * in), *b = s % 2 ? NULL : randn (out);
+        float *y = g_new (float, (gsize) rows * out), *yb = g_new (float, (gsize) rows * out);
+        double *ref = g_new (double, (gsize) rows * out);
+        ge_linear_ex (&ctx, x, rows, in, w16, dt, b, out, y);
+        ge_linear (&ctx, x, rows, in, wq, b, out, yb);
+        for (int r = 0; r < rows; r++)
+          for (int o = 0; o < out; o++) {
+            double acc = b ? b[o] : 0;
+            for (int i = 0; i < in; i++)
+              acc += (double) x[(gsize) r * in + i] * wq[(gsize) o * in + i];
+            ref[(gsize) r * out + o] = acc;
+          }
+        char *what = g_strdup_printf ("%s linear %d x %d -> %d", dt == GE_DTYPE_F16 ? "f16" : "bf16",
+            rows, in, out);
+        assert_close (what, y, ref, (gsize) rows * out, 1e-5);
+        double *dyb = g_new (double, (gsize) rows * out);
+        for (gsize i = 0; i < (gsize) rows * out; i++)
+          dyb[i] = yb[i];
+        assert_close (what, y, dyb, (gsize) rows * out, 2e-6);
+        /* F32 W through ge_linear_ex: the same kernel, the same bits
+         * (OpenBLAS blocks the 16-bit W's columns, so only close there) */
+        ge_linear_ex (&ctx, x, rows, in, wq, GE_DTYPE_F32, b, out, yb);
+        if (ge_gemm_packed_available ())
+          g_assert_cmpmem (y, sizeof (float) * rows * out, yb, sizeof (float) * rows * out);
+        g_free (dyb);
+        g_free (what);
+        g_free (raw);
+        g_free (wq);
+        g_free (x);
+        g_free (b);
+        g_free (y);
+        g_free (yb);
+        g_free (ref);
+      }
   }
 }
 
@@ -969,9 +1181,11 @@ main (int argc, char **argv)
   g_test_add_func ("/ops/conv2d/model-shapes", test_conv2d_model_shapes);
   g_test_add_func ("/ops/conv2d/input-transform", test_conv2d_input_transform);
   g_test_add_func ("/ops/conv2d/phase2x", test_conv2d_phase2x);
+  g_test_add_func ("/ops/conv2d/16-bit-weights", test_conv2d_16bit);
   g_test_add_func ("/ops/conv1d", test_conv1d);
   g_test_add_func ("/ops/conv-transpose2d", test_conv_transpose2d);
   g_test_add_func ("/ops/linear", test_linear);
+  g_test_add_func ("/ops/linear/16-bit-weights", test_linear_16bit);
   g_test_add_func ("/ops/activations", test_activations);
   g_test_add_func ("/ops/group-norm", test_group_norm);
   g_test_add_func ("/ops/layer-norm", test_layer_norm);
