@@ -13,12 +13,17 @@
   inputs sample and int64 timestep), its output checked against PyTorch, and timed in node
   (npm onnxruntime-node in bench/node_modules) as one session.run per timestep of a frame
   and nothing else, intraOpNumThreads 1, 2, ....
+- time_calls / summarize_ms: medians of in-process calls after warm-up calls;
+  run_json: a child process whose last stdout line is JSON (a timing worker);
+  peak_rss_bytes / reset_peak_rss: this process's peak RSS, and restarting it from the current
+  RSS (so that a worker can report its forward's peak without the load's).
 """
 
 import argparse
 import glob
 import json
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -119,6 +124,51 @@ class TrainingPaused:
         print(f"  (training resumed: pids {self.pids})", flush=True)
         return False
 
+
+
+# ----------------------------------------------------------------------------------------------
+# in-process timing, workers, peak memory
+# ----------------------------------------------------------------------------------------------
+
+
+def summarize_ms(ms):
+    """{median_ms, min_ms, ms} of a list of times in ms."""
+    return {"median_ms": statistics.median(ms), "min_ms": min(ms), "ms": [round(v, 2) for v in ms]}
+
+
+def time_calls(fn, warmup, runs):
+    """Calls fn() warmup times, then times runs calls: -> summarize_ms of those."""
+    for _ in range(warmup):
+        fn()
+    ms = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        ms.append((time.perf_counter() - t0) * 1e3)
+    return summarize_ms(ms)
+
+
+def peak_rss_bytes():
+    """This process's peak resident set size (getrusage ru_maxrss)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def reset_peak_rss():
+    """Restarts the peak RSS from the current RSS (Linux: clear_refs 5); False where not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def run_json(cmd, env=None, cwd=ROOT):
+    """Runs @cmd (environment = ours updated with @env): -> the JSON of its last stdout line."""
+    r = subprocess.run(cmd, cwd=cwd, env=dict(os.environ, **(env or {})), capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -4,9 +4,11 @@
 Usage (from anywhere):
     /usr/bin/python3 models/common/check_fixtures.py [CASE_DIR ...]
 
-Without arguments it checks tests/fixtures/diffusers/unet_ddpm_small and vae_kl_small, plus every
-model case under tests/golden/ when that folder exists.  A case folder holds config.json,
-diffusion_pytorch_model.safetensors and io.safetensors (see each case's README.md).  For every
+Without arguments it checks the model cases of tests/fixtures/diffusers (unet_ddpm_small,
+vae_kl_small, unet_cond_sd_small, clip_text_small, taesd_small), plus every model case under
+tests/golden/ when that folder exists.  A case folder holds config.json,
+diffusion_pytorch_model.safetensors (model.safetensors for transformers' CLIP) and io.safetensors
+(see each case's README.md).  For every
 stored output it prints max|err| / max|ref| and fails (exit status 1) when one exceeds 1e-5.
 `*_f64` references are compared with the model run in float64; `debug.*` taps are compared too.
 """
@@ -89,10 +91,18 @@ def _tap_names(io, prefix=""):
     return [k[len("debug."):] for k in io if k.startswith("debug.") and k[len("debug."):].startswith(prefix)]
 
 
-def check_unet(case, model, io, meta, chk):
-    model64 = dt.UNet2DModel.from_config(model.config_dict()).double().eval()
+def _f64_twin(model):
+    model64 = type(model).from_config(model.config_dict()).double().eval()
     model64.load_state_dict(model.state_dict())
+    return model64
+
+
+def check_unet(case, model, io, meta, chk):
+    """UNet2DModel and UNet2DConditionModel (input.encoder_hidden_states, input.class_labels)."""
+    model64 = _f64_twin(model)
     x = io["input.sample"]
+    cond = {k: io[f"input.{k}"] for k in ("encoder_hidden_states", "class_labels") if f"input.{k}" in io}
+    cond64 = {k: v.double() if v.is_floating_point() else v for k, v in cond.items()}
     kinds = {c["call"]: c.get("timestep_kind") for c in meta.get("calls", [])}
     debug_call = meta.get("debug_call")
     calls = sorted(int(k[4:].split(".")[0]) for k in io if k.startswith("call") and k.endswith(".timestep"))
@@ -101,7 +111,7 @@ def check_unet(case, model, io, meta, chk):
         t = int(ts.item()) if kinds.get(n) == "int" else ts  # python int or 0-d / 1-d tensor
         taps = Taps(model, _tap_names(io)) if n == debug_call else None
         with torch.no_grad():
-            out = model(x, t).sample
+            out = model(x, t, **cond).sample
             t_b = ts.reshape(-1) * torch.ones(x.shape[0], dtype=torch.int64)
             t_emb = model.time_proj(t_b)
             emb = model.time_embedding(t_emb)
@@ -111,7 +121,7 @@ def check_unet(case, model, io, meta, chk):
                 chk.check(case, key, val, io[key])
         if f"call{n}.out_f64" in io:
             with torch.no_grad():
-                out64 = model64(x.double(), t).sample
+                out64 = model64(x.double(), t, **cond64).sample
             chk.check(case, f"call{n}.out_f64", out64, io[f"call{n}.out_f64"])
         if taps is not None:
             taps.close()
@@ -125,8 +135,7 @@ def check_unet(case, model, io, meta, chk):
 
 
 def check_vae(case, model, io, chk):
-    model64 = dt.AutoencoderKL.from_config(model.config_dict()).double().eval()
-    model64.load_state_dict(model.state_dict())
+    model64 = _f64_twin(model)
     x = io["input.sample"]
     enc_taps = Taps(model, [n for n in _tap_names(io) if n.startswith("encoder") or n == "quant_conv"])
     with torch.no_grad():
@@ -172,10 +181,68 @@ def check_vq(case, model, io, chk):
         chk.check(case, "decode_noquant.sample", dec_nq, io["decode_noquant.sample"])
 
 
+def check_taesd(case, model, io, chk):
+    """AutoencoderTiny: encoder taps from encode(input.sample), decoder taps from
+    decode(encode.latents) (the stored latents, so the decoder is checked on its own)."""
+    model64 = _f64_twin(model)
+    x, z, lat_ref = io["input.sample"], io["input.z"], io["encode.latents"]
+    taps = Taps(model, [n for n in _tap_names(io) if n.startswith("encoder")])
+    with torch.no_grad():
+        lat = model.encode(x).latents
+    taps.close()
+    dec_taps = Taps(model, [n for n in _tap_names(io) if n.startswith("decoder")])
+    with torch.no_grad():
+        dec_lat = model.decode(lat_ref).sample
+    dec_taps.close()
+    with torch.no_grad():
+        results = {
+            "encode.latents": lat, "decode_latents.sample": dec_lat, "decode_z.sample": model.decode(z).sample,
+            "forward.sample": model(x).sample,
+            "encode.latents_f64": model64.encode(x.double()).latents,
+            "decode_latents.sample_f64": model64.decode(lat_ref.double()).sample,
+            "decode_z.sample_f64": model64.decode(z.double()).sample,
+        }
+        q = model.quantize_latents(lat)
+    for key, val in results.items():
+        if key in io:
+            chk.check(case, key, val, io[key])
+    chk.check_exact(case, "forward.quantized_u8_as_i64", q, io["forward.quantized_u8_as_i64"])
+    for name, val in sorted({**taps.out, **dec_taps.out}.items()):
+        chk.check(case, f"debug.{name}", val, io[f"debug.{name}"])
+
+
+def check_clip(case, model, io, meta, chk):
+    """CLIPTextModel: call0 without attention_mask (what SD does), call1 with it; every hidden
+    state, the pooled output and its index, the causal mask."""
+    ids, mask = io["input.input_ids"], io["input.attention_mask"]
+    chk.check(case, "causal_mask", dt.causal_attention_mask(ids.shape[-1]), io["causal_mask"])
+    eos = model.config.eos_token_id
+    pool = (ids.to(torch.int) == eos).int().argmax(dim=-1) if eos != 2 else ids.to(torch.int).argmax(dim=-1)
+    chk.check_exact(case, "pool_index", pool, io["pool_index"])
+    for n, attention_mask in ((0, None), (1, mask)):
+        taps = Taps(model, _tap_names(io)) if n == meta.get("debug_call") else None
+        with torch.no_grad():
+            out = model(ids, attention_mask=attention_mask, output_hidden_states=True)
+        if taps is not None:
+            taps.close()
+        chk.check(case, f"call{n}.last_hidden_state", out.last_hidden_state, io[f"call{n}.last_hidden_state"])
+        chk.check(case, f"call{n}.pooler_output", out.pooler_output, io[f"call{n}.pooler_output"])
+        stored = sorted(int(k.rsplit(".", 1)[1]) for k in io if k.startswith(f"call{n}.hidden_states."))
+        if stored != list(range(len(out.hidden_states))):
+            print(f"  call{n}.hidden_states: {len(out.hidden_states)} computed, stored {stored}  FAIL")
+            chk.failed.append(f"{case}:call{n}.hidden_states")
+        for i in stored[:len(out.hidden_states)]:
+            chk.check(case, f"call{n}.hidden_states.{i}", out.hidden_states[i], io[f"call{n}.hidden_states.{i}"])
+        if taps is not None:
+            for name, val in sorted(taps.out.items()):
+                chk.check(case, f"debug.{name}", val, io[f"debug.{name}"])
+
+
 def check_case(folder, chk):
     case = os.path.relpath(folder, REPO)
     with open(os.path.join(folder, "config.json")) as f:
-        cls = json.load(f).get("_class_name")
+        config = json.load(f)
+    cls = config.get("_class_name") or config.get("model_type")
     meta = {}
     if os.path.exists(os.path.join(folder, "meta.json")):
         with open(os.path.join(folder, "meta.json")) as f:
@@ -183,8 +250,12 @@ def check_case(folder, chk):
     print(f"{case} ({cls})")
     model = dt.load_pretrained(folder)
     io, _ = st.load(os.path.join(folder, "io.safetensors"))
-    if cls == "UNet2DModel":
+    if cls in ("UNet2DModel", "UNet2DConditionModel"):
         check_unet(case, model, io, meta, chk)
+    elif cls == "clip_text_model":
+        check_clip(case, model, io, meta, chk)
+    elif cls == "AutoencoderTiny":
+        check_taesd(case, model, io, chk)
     elif cls == "AutoencoderKL":
         check_vae(case, model, io, chk)
     elif cls == "VQModel":
@@ -195,7 +266,8 @@ def check_case(folder, chk):
 
 def default_cases():
     fx = os.path.join(REPO, "tests", "fixtures", "diffusers")
-    cases = [os.path.join(fx, "unet_ddpm_small"), os.path.join(fx, "vae_kl_small")]
+    cases = [os.path.join(fx, name) for name in ("unet_ddpm_small", "vae_kl_small", "unet_cond_sd_small",
+                                                  "clip_text_small", "taesd_small")]
     golden = os.path.join(REPO, "tests", "golden")
     if os.path.isdir(golden):
         for name in sorted(os.listdir(golden)):
