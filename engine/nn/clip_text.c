@@ -6,7 +6,6 @@
 #include "act.h"
 #include "ge-pool.h"
 
-#include <cblas.h>
 #include <float.h>
 #include <string.h>
 
@@ -19,8 +18,7 @@ typedef enum {
 
 typedef struct {
   const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
-  const float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
-  const float *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+  GeLinearW q, k, v, o, fc1, fc2;
 } Layer;
 
 struct _GeClipText {
@@ -30,7 +28,8 @@ struct _GeClipText {
   gint32 eos;
   float eps;
   ClipAct act;
-  const float *tok_emb, *pos_emb, *final_w, *final_b, *proj_w;
+  const float *tok_emb, *pos_emb, *final_w, *final_b;
+  GeLinearW proj;               /* text_projection (no bias); proj.out 0 when absent */
   Layer *layers;
   GeModelTap tap;
   void *tap_data;
@@ -111,15 +110,6 @@ weight (GeModelFile * mf, GError ** error, int ndim, gint64 d0, gint64 d1, const
   return w;
 }
 
-/* A linear layer's weight [out, in] and bias [out] under @prefix. */
-static gboolean
-load_linear (GeModelFile * mf, const char *prefix, int in, int out, const float **w,
-    const float **b, GError ** error)
-{
-  return (*w = weight (mf, error, 2, out, in, "%s.weight", prefix))
-      && (*b = weight (mf, error, 1, out, 0, "%s.bias", prefix));
-}
-
 static gboolean
 load_layer (GeClipText * m, GeModelFile * mf, int i, Layer * l, GError ** error)
 {
@@ -129,14 +119,14 @@ load_layer (GeClipText * m, GeModelFile * mf, int i, Layer * l, GError ** error)
 #define SUB(x) (g_free (s), s = g_strconcat (p, x, NULL))
   gboolean ok = (l->ln1_w = weight (mf, error, 1, h, 0, "%s.layer_norm1.weight", p))
       && (l->ln1_b = weight (mf, error, 1, h, 0, "%s.layer_norm1.bias", p))
-      && load_linear (mf, SUB (".self_attn.q_proj"), h, h, &l->q_w, &l->q_b, error)
-      && load_linear (mf, SUB (".self_attn.k_proj"), h, h, &l->k_w, &l->k_b, error)
-      && load_linear (mf, SUB (".self_attn.v_proj"), h, h, &l->v_w, &l->v_b, error)
-      && load_linear (mf, SUB (".self_attn.out_proj"), h, h, &l->o_w, &l->o_b, error)
+      && ge_linear_load (mf, SUB (".self_attn.q_proj"), h, h, TRUE, &l->q, error)
+      && ge_linear_load (mf, SUB (".self_attn.k_proj"), h, h, TRUE, &l->k, error)
+      && ge_linear_load (mf, SUB (".self_attn.v_proj"), h, h, TRUE, &l->v, error)
+      && ge_linear_load (mf, SUB (".self_attn.out_proj"), h, h, TRUE, &l->o, error)
       && (l->ln2_w = weight (mf, error, 1, h, 0, "%s.layer_norm2.weight", p))
       && (l->ln2_b = weight (mf, error, 1, h, 0, "%s.layer_norm2.bias", p))
-      && load_linear (mf, SUB (".mlp.fc1"), h, m->inter, &l->fc1_w, &l->fc1_b, error)
-      && load_linear (mf, SUB (".mlp.fc2"), m->inter, h, &l->fc2_w, &l->fc2_b, error);
+      && ge_linear_load (mf, SUB (".mlp.fc1"), h, m->inter, TRUE, &l->fc1, error)
+      && ge_linear_load (mf, SUB (".mlp.fc2"), m->inter, h, TRUE, &l->fc2, error);
 #undef SUB
   g_free (s);
   g_free (p);
@@ -170,7 +160,8 @@ ge_clip_text_new (GeModelFile * mf, GError ** error)
   if (!(m->final_w = weight (mf, error, 1, h, 0, "text_model.final_layer_norm.weight"))
       || !(m->final_b = weight (mf, error, 1, h, 0, "text_model.final_layer_norm.bias")))
     goto fail;
-  if (with_proj && !(m->proj_w = weight (mf, error, 2, m->proj_dim, h, "text_projection.weight")))
+  if (with_proj && !ge_linear_load (mf, "text_projection", h, m->proj_dim, FALSE, &m->proj,
+          error))
     goto fail;
   ge_ctx_init (&m->ctx, 0);
   return m;
@@ -232,7 +223,7 @@ ge_clip_text_eos_id (const GeClipText * m)
 int
 ge_clip_text_pooled_dim (const GeClipText * m)
 {
-  return m->proj_w ? m->proj_dim : m->hidden;
+  return m->proj.out ? m->proj_dim : m->hidden;
 }
 
 guint
@@ -245,40 +236,6 @@ ge_clip_text_n_allocs (const GeClipText * m)
 
 /* y[rows, out] = x W^T + b over the pool: each task a band of output
  * columns (a band of W's rows), so each thread streams its own weights. */
-typedef struct {
-  const float *x, *w, *b;
-  float *y;
-  int rows, in, out, band;
-} LinearJob;
-
-static void
-linear_task (void *data, int t, int thread)
-{
-  (void) thread;
-  const LinearJob *j = data;
-  const int o0 = t * j->band, no = MIN (j->band, j->out - o0);
-  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, j->rows, no, j->in, 1.0f,
-      j->x, j->in, j->w + (gsize) o0 * j->in, j->in, 0.0f, j->y + o0, j->out);
-  if (j->b)
-    for (int r = 0; r < j->rows; r++)
-      for (int o = 0; o < no; o++)
-        j->y[(gsize) r * j->out + o0 + o] += j->b[o0 + o];
-}
-
-static void
-linear (GeCtx * ctx, const float *x, int rows, int in, const float *w, const float *b,
-    int out, float *y)
-{
-  const int threads = ge_pool_n_threads (ctx->pool);
-  if (threads == 1 || (gsize) rows * in * out < 1 << 15) {
-    ge_linear (ctx, x, rows, in, w, b, out, y);
-    return;
-  }
-  LinearJob j = { x, w, b, y, rows, in, out, 0 };
-  j.band = MAX (16, (out + 2 * threads - 1) / (2 * threads));
-  j.band = (j.band + 15) / 16 * 16;
-  ge_pool_run (ctx->pool, (out + j.band - 1) / j.band, linear_task, &j);
-}
 
 GE_VECTOR_CLONES static void
 quick_gelu (float *x, gsize n)
@@ -406,24 +363,24 @@ run (GeClipText * m, const gint32 * ids, int n, int T, const gint32 * attention_
 #define TAP(buf, width, name) tap (m, buf, n, T, width, "text_model.encoder.layers.%d" name, li)
     ge_layer_norm (ctx, x, h, (int) rows, H, m->eps, l->ln1_w, l->ln1_b);
     TAP (h, H, ".layer_norm1");
-    linear (ctx, h, (int) rows, H, l->q_w, l->q_b, H, q);
-    linear (ctx, h, (int) rows, H, l->k_w, l->k_b, H, k);
-    linear (ctx, h, (int) rows, H, l->v_w, l->v_b, H, v);
+    ge_linear_forward (ctx, &l->q, h, (int) rows, q);
+    ge_linear_forward (ctx, &l->k, h, (int) rows, k);
+    ge_linear_forward (ctx, &l->v, h, (int) rows, v);
     TAP (q, H, ".self_attn.q_proj");
     TAP (k, H, ".self_attn.k_proj");
     TAP (v, H, ".self_attn.v_proj");
     ge_attention_masked (ctx, q, k, v, h, n, m->heads, m->head_dim, T, T, scale, mask,
         mask_stride);
-    linear (ctx, h, (int) rows, H, l->o_w, l->o_b, H, q);
+    ge_linear_forward (ctx, &l->o, h, (int) rows, q);
     TAP (q, H, ".self_attn");
     ge_add (ctx, x, q, x, rh, 1.0f);
     ge_layer_norm (ctx, x, h, (int) rows, H, m->eps, l->ln2_w, l->ln2_b);
     TAP (h, H, ".layer_norm2");
-    linear (ctx, h, (int) rows, H, l->fc1_w, l->fc1_b, F, mid);
+    ge_linear_forward (ctx, &l->fc1, h, (int) rows, mid);
     TAP (mid, F, ".mlp.fc1");
     activation (m, mid, rows * F);
     TAP (mid, F, ".mlp.activation_fn");
-    linear (ctx, mid, (int) rows, F, l->fc2_w, l->fc2_b, H, q);
+    ge_linear_forward (ctx, &l->fc2, mid, (int) rows, q);
     TAP (q, H, ".mlp");
     ge_add (ctx, x, q, x, rh, 1.0f);
     TAP (x, H, "");
@@ -432,7 +389,7 @@ run (GeClipText * m, const gint32 * ids, int n, int T, const gint32 * attention_
 
   if (pooled) {
     /* The final LN of the pooled rows only (x holds the last layer's output). */
-    float *p = m->proj_w ? q : pooled;
+    float *p = m->proj.out ? q : pooled;
     for (int b = 0; b < n; b++) {
       const gint32 *s = ids + (gsize) b * T;
       int at = 0;
@@ -442,8 +399,8 @@ run (GeClipText * m, const gint32 * ids, int n, int T, const gint32 * attention_
       ge_layer_norm (ctx, x + ((gsize) b * T + at) * H, p + (gsize) b * H, 1, H, m->eps,
           m->final_w, m->final_b);
     }
-    if (m->proj_w)
-      ge_linear (ctx, p, n, H, m->proj_w, NULL, m->proj_dim, pooled);
+    if (m->proj.out)
+      ge_linear_forward (ctx, &m->proj, p, n, pooled);
   }
 
   ge_arena_reset (ctx->arena);

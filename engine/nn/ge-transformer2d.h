@@ -32,8 +32,7 @@ typedef struct {
   int heads, head_dim, inner;
   int kv_dim;                   /* features of the key/value source */
   gboolean cross;               /* keys/values from encoder_hidden_states */
-  GeConv2d to_q, to_k, to_v, to_out;    /* 1x1; to_k/to_v unused when cross */
-  const float *k_w, *v_w;       /* [inner, kv_dim] when cross */
+  GeConv2d to_q, to_k, to_v, to_out;    /* 1x1; to_k/to_v read the context when cross */
 } GeCrossAttn;
 
 typedef struct {

@@ -2,7 +2,6 @@
  * ge-transformer2d.h. */
 #include "ge-transformer2d.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -36,12 +35,9 @@ attn_load (GeModelFile * mf, const char *block, const char *name, int dim, int h
   a->cross = cross;
   gboolean ok = load_proj (mf, prefix, "to_q", dim, a->inner, FALSE, &a->to_q, error)
       && load_proj (mf, prefix, "to_out.0", a->inner, dim, TRUE, &a->to_out, error);
-  if (ok && cross)
-    ok = (a->k_w = W ("to_k.weight", 2, a->inner, kv_dim))
-        && (a->v_w = W ("to_v.weight", 2, a->inner, kv_dim));
-  else if (ok)
-    ok = load_proj (mf, prefix, "to_k", dim, a->inner, FALSE, &a->to_k, error)
-        && load_proj (mf, prefix, "to_v", dim, a->inner, FALSE, &a->to_v, error);
+  if (ok)
+    ok = load_proj (mf, prefix, "to_k", cross ? kv_dim : dim, a->inner, FALSE, &a->to_k, error)
+        && load_proj (mf, prefix, "to_v", cross ? kv_dim : dim, a->inner, FALSE, &a->to_v, error);
   g_free (prefix);
   return ok;
 }
@@ -180,17 +176,6 @@ project_add (GeCtx * ctx, const GeConv2d * proj, const GeTensor * o, GeTensor * 
   ge_arena_free_floats (ctx->arena, r.data);
 }
 
-/* k or v of a cross-attention, channel-major [inner, seq] per sample:
- * W [inner, kv_dim] times the sample's ehs [seq, kv_dim] transposed. */
-static void
-project_context (const float *w, int inner, int kv_dim, const float *ehs, int n, int seq,
-    float *out)
-{
-  for (int b = 0; b < n; b++)
-    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, inner, seq, kv_dim, 1.0f, w, kv_dim,
-        ehs + (gsize) b * seq * kv_dim, kv_dim, 0.0f, out + (gsize) b * inner * seq, seq);
-}
-
 /* h += Attention (x, context) */
 static void
 attn_forward (GeCtx * ctx, const GeCrossAttn * a, const GeTensor * x, const float *ehs, int seq,
@@ -201,12 +186,15 @@ attn_forward (GeCtx * ctx, const GeCrossAttn * a, const GeTensor * x, const floa
   GeTensor q = ge_conv_forward (ctx, &a->to_q, x);
   const float *k, *v;
   if (a->cross) {
-    float *kk = ge_arena_alloc (ctx->arena, (gsize) x->n * a->inner * seq);
-    float *vv = ge_arena_alloc (ctx->arena, (gsize) x->n * a->inner * seq);
-    project_context (a->k_w, a->inner, a->kv_dim, ehs, x->n, seq, kk);
-    project_context (a->v_w, a->inner, a->kv_dim, ehs, x->n, seq, vv);
-    k = kk;
-    v = vv;
+    /* The context channel-major, [n, kv_dim, 1, seq], so that k and v
+     * come out as the 1x1 convs' [inner, seq] per sample. */
+    GeTensor c = ge_tensor_new (ctx->arena, x->n, a->kv_dim, 1, seq);
+    for (int b = 0; b < x->n; b++)
+      for (int t = 0; t < seq; t++)
+        for (int f = 0; f < a->kv_dim; f++)
+          c.data[((gsize) b * a->kv_dim + f) * seq + t] = ehs[((gsize) b * seq + t) * a->kv_dim + f];
+    k = ge_conv_forward (ctx, &a->to_k, &c).data;
+    v = ge_conv_forward (ctx, &a->to_v, &c).data;
   } else {
     k = ge_conv_forward (ctx, &a->to_k, x).data;
     v = ge_conv_forward (ctx, &a->to_v, x).data;
