@@ -33,6 +33,7 @@ typedef struct _GeSamplerClass GeSamplerClass;
 
 struct _GeSampler {
   const GeSamplerClass *klass;
+  char *source;                 /* the config's file, for messages */
   GeSamplerConfig cfg;
   GeScheduler *base;            /* betas, alphas_cumprod; the DDPM / DDIM steps */
   float eta;

@@ -405,9 +405,13 @@ sampler_new (const Preset * p, JsonObject * config, const char *source,
   if (!read_config (p, &c, config, source, error))
     return NULL;
   GeScheduler *base = ge_scheduler_new (&c.base, error);
-  if (!base)
+  if (!base) {
+    /* The schedule's own checks know no file: say which one. */
+    g_prefix_error (error, "%s: ", source);
     return NULL;
+  }
   GeSampler *s = g_new0 (GeSampler, 1);
+  s->source = g_strdup (source);
   s->klass = p->klass;
   s->cfg = c;
   s->base = base;
@@ -468,6 +472,7 @@ ge_sampler_free (GeSampler * s)
   if (!s)
     return;
   ge_scheduler_free (s->base);
+  g_free (s->source);
   g_free (s->timesteps);
   g_free (s->itimesteps);
   g_free (s->sigmas);
@@ -501,11 +506,22 @@ ge_sampler_alphas_cumprod (const GeSampler * s)
   return ge_scheduler_alphas_cumprod (s->base);
 }
 
+static gboolean set_timesteps (GeSampler * s, int num_inference_steps, GError ** error);
+
 gboolean
 ge_sampler_set_timesteps (GeSampler * s, int num_inference_steps,
     GError ** error)
 {
   g_return_val_if_fail (s != NULL, FALSE);
+  if (set_timesteps (s, num_inference_steps, error))
+    return TRUE;
+  g_prefix_error (error, "%s: ", s->source);
+  return FALSE;
+}
+
+static gboolean
+set_timesteps (GeSampler * s, int num_inference_steps, GError ** error)
+{
   const int T = s->cfg.base.num_train_timesteps;
   if (num_inference_steps < 1 || num_inference_steps > T) {
     g_set_error (error, GE_ERROR, GE_ERROR_INVALID,

@@ -21,7 +21,10 @@ ge_expf (float x)
   x = x > 88.0f ? 88.0f : x;
   /* Round to nearest by the 1.5 * 2^23 trick: no branch, no call. */
   const float t = x * 1.44269504088896341f;
-  const float fn = (t + 12582912.0f) - 12582912.0f;
+  float fn = (t + 12582912.0f) - 12582912.0f;
+  /* NaN in, NaN out (through r below), but never a NaN cast to int, which
+   * is undefined (a division by a zero scale factor in a config gets here). */
+  fn = fn == fn ? fn : 0.0f;
   const int n = (int) fn;
   float r = x - fn * 0.693359375f;
   r = r - fn * -2.12194440e-4f;
