@@ -4,27 +4,42 @@
 
 #include <cblas.h>
 
+/* One job per generation.  Two slots: generation g's job stays in place
+ * until generation g + 2 is started, which cannot happen before every task
+ * of g + 1, and so of g, is done. */
+typedef struct {
+  GePoolFunc func;
+  void *user_data;
+  int n_tasks;
+} Job;
+
 struct _GePool {
   int n_threads;
   GThread **workers;
 
   GMutex lock;
   GCond wake;                   /* workers wait here for a new generation */
-  GCond done;                   /* the caller waits here for stragglers */
+  GCond done_cond;              /* the caller waits here for the last task */
   gint generation;              /* atomic; written under the lock */
   gint quit;                    /* atomic */
 
-  GePoolFunc func;
-  void *user_data;
-  int n_tasks;
-  gint next_task;               /* atomic */
-  gint n_busy;                  /* atomic: workers still inside this generation */
+  Job jobs[2];                  /* [generation & 1] */
+  /* (generation << 32) | next task: a task is claimed by a compare and
+   * swap that also checks the generation, so a worker that wakes late
+   * claims nothing of a later job. */
+  guint64 claim;
+  gint done;                    /* atomic: tasks finished in this generation */
 };
 
 /* Ops come back to back (hundreds per U-Net forward), so a worker spins a
  * little before sleeping on the condition variable, and the caller spins
- * before waiting for stragglers: a futex wake-up costs tens of
- * microseconds, as much as a small op.  About 50 us of spinning at most. */
+ * before waiting for the last task: a futex wake-up costs tens of
+ * microseconds, as much as a small op.  About 50 us of spinning at most.
+ *
+ * The caller waits for the TASKS, not for the workers: on a loaded machine
+ * (more runnable threads than cores) a worker may not run for a whole time
+ * slice, and an op whose tasks the caller finished alone must not wait for
+ * it to show up. */
 #define SPIN_ITERATIONS 20000
 
 static inline void
@@ -35,14 +50,27 @@ cpu_relax (void)
 #endif
 }
 
+/* Claims and runs the tasks of generation @gen until none is left. */
 static void
-work (GePool * pool, int thread)
+work (GePool * pool, guint gen, int thread)
 {
   for (;;) {
-    int task = g_atomic_int_add (&pool->next_task, 1);
-    if (task >= pool->n_tasks)
-      break;
-    pool->func (pool->user_data, task, thread);
+    guint64 v = __atomic_load_n (&pool->claim, __ATOMIC_ACQUIRE);
+    if ((guint) (v >> 32) != gen)
+      return;
+    const Job *job = &pool->jobs[gen & 1];
+    const guint task = (guint) v;
+    if (task >= (guint) job->n_tasks)
+      return;
+    if (!__atomic_compare_exchange_n (&pool->claim, &v, v + 1, FALSE, __ATOMIC_ACQ_REL,
+            __ATOMIC_ACQUIRE))
+      continue;
+    job->func (job->user_data, (int) task, thread);
+    if (g_atomic_int_add (&pool->done, 1) + 1 == job->n_tasks) {
+      g_mutex_lock (&pool->lock);
+      g_cond_signal (&pool->done_cond);
+      g_mutex_unlock (&pool->lock);
+    }
   }
 }
 
@@ -71,14 +99,7 @@ worker_main (gpointer data)
     if (g_atomic_int_get (&pool->quit))
       break;
     seen = (guint) g_atomic_int_get (&pool->generation);
-
-    work (pool, index);
-
-    if (g_atomic_int_dec_and_test (&pool->n_busy)) {
-      g_mutex_lock (&pool->lock);
-      g_cond_signal (&pool->done);
-      g_mutex_unlock (&pool->lock);
-    }
+    work (pool, seen, index);
   }
   return NULL;
 }
@@ -92,7 +113,7 @@ ge_pool_new (int n_threads)
   pool->n_threads = MAX (n_threads, 1);
   g_mutex_init (&pool->lock);
   g_cond_init (&pool->wake);
-  g_cond_init (&pool->done);
+  g_cond_init (&pool->done_cond);
   /* Our tasks call sgemm; OpenBLAS threads inside them would oversubscribe. */
   openblas_set_num_threads (1);
   pool->workers = g_new0 (GThread *, pool->n_threads);
@@ -119,7 +140,7 @@ ge_pool_free (GePool * pool)
   g_free (pool->workers);
   g_mutex_clear (&pool->lock);
   g_cond_clear (&pool->wake);
-  g_cond_clear (&pool->done);
+  g_cond_clear (&pool->done_cond);
   g_free (pool);
 }
 
@@ -140,23 +161,25 @@ ge_pool_run (GePool * pool, int n_tasks, GePoolFunc func, void *user_data)
     return;
   }
   g_mutex_lock (&pool->lock);
-  pool->func = func;
-  pool->user_data = user_data;
-  pool->n_tasks = n_tasks;
-  g_atomic_int_set (&pool->next_task, 0);
-  g_atomic_int_set (&pool->n_busy, pool->n_threads - 1);
-  /* The job's fields are published before the generation a spinning
-   * worker reads (atomic ops are full barriers in GLib). */
-  g_atomic_int_inc (&pool->generation);
+  const guint gen = (guint) g_atomic_int_get (&pool->generation) + 1;
+  Job *job = &pool->jobs[gen & 1];
+  job->func = func;
+  job->user_data = user_data;
+  job->n_tasks = n_tasks;
+  g_atomic_int_set (&pool->done, 0);
+  /* The job is published before the claim word that names its
+   * generation (release), and both before the generation workers wait on. */
+  __atomic_store_n (&pool->claim, (guint64) gen << 32, __ATOMIC_RELEASE);
+  g_atomic_int_set (&pool->generation, (gint) gen);
   g_cond_broadcast (&pool->wake);
   g_mutex_unlock (&pool->lock);
 
-  work (pool, 0);
+  work (pool, gen, 0);
 
-  for (int i = 0; i < SPIN_ITERATIONS && g_atomic_int_get (&pool->n_busy) > 0; i++)
+  for (int i = 0; i < SPIN_ITERATIONS && g_atomic_int_get (&pool->done) < n_tasks; i++)
     cpu_relax ();
   g_mutex_lock (&pool->lock);
-  while (g_atomic_int_get (&pool->n_busy) > 0)
-    g_cond_wait (&pool->done, &pool->lock);
+  while (g_atomic_int_get (&pool->done) < n_tasks)
+    g_cond_wait (&pool->done_cond, &pool->lock);
   g_mutex_unlock (&pool->lock);
 }

@@ -20,6 +20,8 @@
  *                          class label); LDMSuperResolutionPipeline
  *                          (UNet2DModel on cat (latents, image), VQModel
  *                          decode with quantisation, no text)
+ *   GE_SD_TEXT2IMG         StableDiffusionPipeline (no input image: the
+ *                          benchmark of a whole image, and apps)
  *
  * Prompts are encoded when they change, never per frame: the last few
  * (prompt -> embedding) pairs are kept, so a negative prompt or a prompt
@@ -56,6 +58,7 @@ typedef enum {
   GE_SD_INPAINT,
   GE_SD_IMG2IMG,
   GE_SD_SUPER_RESOLUTION,
+  GE_SD_TEXT2IMG,
 } GeSdTask;
 
 /* What the loop asks for, in diffusers' order of draws: @what is
@@ -117,8 +120,9 @@ void ge_sd_output_size (const GeSd * sd, int h, int w, int *oh, int *ow);
 /* Text encodes so far (a prompt is encoded once). */
 guint ge_sd_n_text_encodes (const GeSd * sd);
 
-/* One image through the pipeline: @image [3, h, w] in [0, 1]; @mask
- * [h, w] for GE_SD_INPAINT (else NULL); @out [3, oh, ow] in [0, 1]. */
+/* One image through the pipeline: @image [3, h, w] in [0, 1] (NULL for
+ * GE_SD_TEXT2IMG, which makes an h x w image); @mask [h, w] for
+ * GE_SD_INPAINT (else NULL); @out [3, oh, ow] in [0, 1]. */
 gboolean ge_sd_process (GeSd * sd, const float *image, const float *mask, int h, int w,
     GeSdNoiseFunc noise, void *noise_data, float *out, GError ** error);
 

@@ -22,6 +22,7 @@ typedef enum {
   RUN_PIX2PIX,
   RUN_UPSCALE,
   RUN_LDM_SR,
+  RUN_TEXT2IMG,
 } Run;
 
 typedef struct {
@@ -61,6 +62,7 @@ static const char *const classes[][4] = {
       "StableDiffusionInstructPix2PixPipeline" },
   [GE_SD_SUPER_RESOLUTION] = { "StableDiffusionUpscalePipeline",
       "LDMSuperResolutionPipeline" },
+  [GE_SD_TEXT2IMG] = { "StableDiffusionPipeline" },
 };
 
 const char *
@@ -74,6 +76,8 @@ ge_sd_supported_classes (GeSdTask task)
           "StableDiffusionInstructPix2PixPipeline";
     case GE_SD_SUPER_RESOLUTION:
       return "StableDiffusionUpscalePipeline, LDMSuperResolutionPipeline";
+    case GE_SD_TEXT2IMG:
+      return "StableDiffusionPipeline";
   }
   return "";
 }
@@ -199,6 +203,11 @@ ge_sd_new (GePipeline * p, GeSdTask task, GError ** error)
               "the upscaler's unet has no class embedding for the noise level");
         goto fail;
       }
+      break;
+    case GE_SD_TEXT2IMG:
+      sd->run = RUN_TEXT2IMG;
+      if (!check_channels (sd, 0, error))
+        goto fail;
       break;
   }
   if (!(sd->scheduler_config = ge_pipeline_scheduler_config (p, error))
@@ -618,13 +627,17 @@ ge_sd_process (GeSd * sd, const float *image, const float *mask, int h, int w,
   const int lc = ge_vae_latent_channels (sd->vae), lh = h / f, lw = w / f;
   const gsize hw = (gsize) h * w, lhw = (gsize) lh * lw, ln = lc * lhw;
   const float sf = (float) ge_vae_scaling_factor (sd->vae), sigma0 = ge_sampler_init_noise_sigma (s);
-  float *img = g_new (float, 3 * hw), *lat = g_new (float, ln);
+  float *img = image ? g_new (float, 3 * hw) : NULL, *lat = g_new (float, ln);
   float *bin = NULL, *mask_lat = NULL, *known = NULL, *noise0 = NULL, *extra = NULL;
   Loop L = { .batch = 1, .text = { sd->cond } };
   int start = 0;
   gboolean ok = FALSE;
 
-  for (gsize i = 0; i < 3 * hw; i++)
+  if (!image && sd->run != RUN_TEXT2IMG) {
+    ge_fail (error, GE_ERROR_INVALID, where, "the %s needs an input image", sd->class_name);
+    goto out;
+  }
+  for (gsize i = 0; img && i < 3 * hw; i++)
     img[i] = image[i] * 2.0f - 1.0f;
   if (sd->text && sd->guidance > 1.0f) {
     L.batch = 2;
@@ -756,6 +769,11 @@ ge_sd_process (GeSd * sd, const float *image, const float *mask, int h, int w,
       L.class_label = (float) nl;
       break;
     }
+    case RUN_TEXT2IMG:
+      noise (noise_data, "latents", 0, lat, lc, lh, lw);
+      for (gsize k = 0; k < ln; k++)
+        lat[k] *= sigma0;
+      break;
     case RUN_LDM_SR:
       noise (noise_data, "latents", 0, lat, lc, lh, lw);
       for (gsize k = 0; k < ln; k++)

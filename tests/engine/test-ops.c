@@ -1170,6 +1170,46 @@ test_arena_plans_once (void)
   ge_arena_free (a);
 }
 
+/* The pool: every task of every job runs exactly once, with the thread
+ * index in range, whether the workers keep up or not (more threads than
+ * cores: a worker that wakes late must claim nothing of a later job), and
+ * the caller returns only when its job is done. */
+typedef struct {
+  gint *count;
+  int n_threads;
+  gint bad_thread;
+} PoolJob;
+
+static void
+pool_task (void *data, int task, int thread)
+{
+  PoolJob *j = data;
+  if (thread < 0 || thread >= j->n_threads)
+    g_atomic_int_set (&j->bad_thread, 1);
+  g_atomic_int_inc (&j->count[task]);
+  if (task == 3)                /* uneven tasks */
+    g_usleep (20);
+}
+
+static void
+test_pool (void)
+{
+  for (int threads = 2; threads <= 8; threads *= 2) {
+    GePool *pool = ge_pool_new (threads);
+    gint count[97];
+    for (int job = 0; job < 1000; job++) {
+      const int n = 1 + (job * 37) % 97;
+      memset (count, 0, sizeof count);
+      PoolJob j = { count, threads, 0 };
+      ge_pool_run (pool, n, pool_task, &j);
+      for (int t = 0; t < 97; t++)
+        g_assert_cmpint (count[t], ==, t < n ? 1 : 0);
+      g_assert_cmpint (j.bad_thread, ==, 0);
+    }
+    ge_pool_free (pool);
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1199,6 +1239,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ops/attention-masked", test_attention_masked);
   g_test_add_func ("/ops/timestep-embedding", test_timestep_embedding);
   g_test_add_func ("/arena/plans-once", test_arena_plans_once);
+  g_test_add_func ("/pool/each-task-once", test_pool);
   int r = g_test_run ();
   ge_pool_free (ctx.pool);
   ge_arena_free (ctx.arena);
