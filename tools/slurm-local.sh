@@ -187,12 +187,15 @@ JobCompType=jobcomp/none
 MpiDefault=none
 SwitchType=switch/none
 SchedulerType=sched/backfill
+# Start jobs as soon as they can run (a test cluster has no load to batch).
+SchedulerParameters=batch_sched_delay=0,sched_interval=1,sched_min_interval=100000
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 SlurmdParameters=config_overrides
 ReturnToService=2
 KillWait=2
 MinJobAge=600
+MailProg=/bin/true
 SlurmctldDebug=info
 SlurmdDebug=info
 NodeName=n1 NodeHostname=localhost Port=$port_n1 CPUs=$cpus State=UNKNOWN
