@@ -93,6 +93,18 @@ class BatchError(Exception):
     pass
 
 
+def process_age():
+    """Seconds since this process started (from /proc; 0 where unknown)."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def log(msg):
     print("%s: %s" % (PROG, msg), file=sys.stderr, flush=True)
 
@@ -612,6 +624,10 @@ def run_task(wd, plan, index):
         index, len(segs), fmt_time(seg["start"]), fmt_time(seg["stop"]), host,
         os.getpid(), time.strftime("%Y-%m-%d %H:%M:%S")), flush=True)
     t_start = time.monotonic()
+    # The costs of a segment beside its frames, for the log (bench/RESULTS.md
+    # sums them): interpreter and GStreamer start-up, the chain's setup (the
+    # models load at READY->PAUSED), the input's preroll and seek.
+    costs = {"startup": process_age()}
 
     convert = "videoconvert" if media == "video" else "audioconvert ! audioresample"
     tail = ("%s ! filesink name=__sink" % plan["encoder"] if join == "copy"
@@ -659,9 +675,10 @@ def run_task(wd, plan, index):
 
     def feeder():
         try:
+            t = time.monotonic()
             dec.start(seg["decode_start"], seg["decode_stop"])
+            costs["seek"] = time.monotonic() - t
             caps = None
-            first = None   # audio: the sample index of the next decoded sample
             while True:
                 s = dec.pull()
                 if s is None:
@@ -778,6 +795,11 @@ def run_task(wd, plan, index):
         kept["units"] = max(0, min(b, audio["hi"] or b) - audio["lo"])
 
     th = threading.Thread(target=feeder, daemon=True)
+    t = time.monotonic()
+    if pipeline.set_state(Gst.State.PAUSED) == Gst.StateChangeReturn.FAILURE:
+        proc.check()
+        raise BatchError("segment %d: the chain did not start" % index)
+    costs["setup"] = time.monotonic() - t
     pipeline.set_state(Gst.State.PLAYING)
     th.start()
     out = pipeline.get_by_name("__out")
@@ -830,9 +852,11 @@ def run_task(wd, plan, index):
         os.fsync(f.fileno())
     os.replace(tmp, wd.data_path(plan, index))
     progress(force=True)
-    print("=== segment %d done: %d %s in %.1f s" % (
-        index, kept["n"], "frames" if media == "video" else "samples",
-        time.monotonic() - t_start), flush=True)
+    print("=== segment %d done: %d %s in %.2f s; start-up %.2f s, chain setup and model "
+          "load %.2f s, preroll and seek %.2f s" % (
+              index, kept["n"], "frames" if media == "video" else "samples",
+              time.monotonic() - t_start, costs["startup"], costs["setup"],
+              costs.get("seek", 0.0)), flush=True)
 
 
 # ---- the join ------------------------------------------------------------

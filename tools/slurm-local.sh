@@ -101,66 +101,21 @@ answers() {
   local dir=$1 name
   [[ -f $dir/slurm.conf ]] || return 1
   name=$(sed -n 's/^ClusterName=//p' "$dir/slurm.conf")
-  SLURM_CONF=$dir/slurm.conf timeout 5 scontrol show config 2>/dev/null \
-    | grep -Eq "^ClusterName +=  *$name\$"
+  # (read whole: grep -q quitting early would fail scontrol under pipefail)
+  local conf
+  conf=$(SLURM_CONF=$dir/slurm.conf timeout 5 scontrol show config 2>/dev/null) || return 1
+  grep -Eq "^ClusterName +=  *$name\$" <<<"$conf"
 }
 
-start() {
-  local dir=${1:-}
-  if [[ -z $dir && -n ${SLURM_LOCAL_DIR:-} && -f ${SLURM_LOCAL_DIR}/.slurm-local ]] \
-    && answers "$SLURM_LOCAL_DIR"; then
-    env_of "$SLURM_LOCAL_DIR"
-    return 0
-  fi
-  local b
-  for b in slurmctld slurmd sinfo sbatch squeue scontrol scancel munged; do
-    command -v "$b" >/dev/null || [[ -x /usr/sbin/$b ]] \
-      || die "$b is missing (apt-get install --no-install-recommends slurmctld slurmd slurm-client munge)"
-  done
-  export PATH=$PATH:/usr/sbin
-  if [[ -z $dir ]]; then
-    dir=$(mktemp -d "${TMPDIR:-/tmp}/slurm-local.XXXXXX")
-  else
-    mkdir -p "$dir"
-    dir=$(cd "$dir" && pwd)
-    if [[ -f $dir/.slurm-local ]] && answers "$dir"; then
-      env_of "$dir"
-      return 0
-    fi
-  fi
-  touch "$dir/.slurm-local"
-  # munged refuses folders that others may write to.
-  chmod 0755 "$dir"
-  mkdir -p "$dir/munge" "$dir/state" "$dir/spool" "$dir/log" "$dir/run" "$dir/tmp"
-  chmod 0700 "$dir/munge"
-  export SLURM_LOCAL_DIR=$dir SLURM_CONF=$dir/slurm.conf
-
-  # If anything below fails, what did start is stopped again.
-  trap 'stop "$SLURM_LOCAL_DIR" >/dev/null 2>&1 || true' ERR
-
-  local user uid ncpu cpus name port_ctl port_n1 port_n2
-  user=$(id -un)
-  uid=$(id -u)
-  ncpu=$(nproc)
-  # Two emulated nodes share the machine's cores.
-  cpus=$((ncpu / 2 > 0 ? ncpu / 2 : 1))
-  name=gl$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
+# Writes the config with free ports and starts the controller and the two
+# slurmd; fails when they do not come up (a port taken meanwhile).
+launch() {
+  local dir=$1 name=$2 user=$3 cpus=$4 port_ctl port_n1 port_n2
   port_ctl=$(free_port)
   port_n1=$(free_port)
   port_n2=$(free_port)
   while [[ $port_n1 == "$port_ctl" ]]; do port_n1=$(free_port); done
   while [[ $port_n2 == "$port_ctl" || $port_n2 == "$port_n1" ]]; do port_n2=$(free_port); done
-
-  # A munge key of its own: jobs of this cluster cannot be forged by, nor
-  # sent to, another munged on the machine.
-  dd if=/dev/urandom of="$dir/munge/munge.key" bs=1024 count=1 status=none
-  chmod 0400 "$dir/munge/munge.key"
-  munged --force --key-file="$dir/munge/munge.key" \
-    --socket="$dir/munge/munge.socket.2" --pid-file="$dir/munge/munged.pid" \
-    --log-file="$dir/log/munged.log" --seed-file="$dir/munge/munged.seed" \
-    </dev/null >>"$dir/log/munged.log" 2>&1 \
-    || die "munged did not start: $(tail -3 "$dir/log/munged.log")"
-
   cat >"$dir/slurm.conf" <<EOF
 # Written by tools/slurm-local.sh: a cluster of one machine, for tests.
 ClusterName=$name
@@ -203,16 +158,15 @@ NodeName=n2 NodeHostname=localhost Port=$port_n2 CPUs=$cpus State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
 
-  slurmctld -i </dev/null >>"$dir/log/slurmctld.out" 2>&1 \
-    || die "slurmctld did not start: $(tail -3 "$dir/log/slurmctld.log" 2>/dev/null)"
-  slurmd -N n1 </dev/null >>"$dir/log/slurmd-n1.out" 2>&1 \
-    || die "slurmd did not start: $(tail -3 "$dir/log/slurmd-n1.log" 2>/dev/null)"
-  local two=1
+  slurmctld -i </dev/null >>"$dir/log/slurmctld.out" 2>&1 || return 1
+  slurmd -N n1 </dev/null >>"$dir/log/slurmd-n1.out" 2>&1 || return 1
+  two=1
   if ! slurmd -N n2 </dev/null >>"$dir/log/slurmd-n2.out" 2>&1; then
     two=0
   fi
 
-  # Ready: the controller answers as this cluster and the nodes are idle.
+  # Ready: the controller answers as this cluster (not another one on a
+  # port taken since it was picked) and the nodes are idle.
   local t want idle
   want=$((two ? 2 : 1))
   for ((t = 0; t < 150; t++)); do
@@ -224,9 +178,78 @@ EOF
     fi
     sleep 0.1
   done
-  if ((t >= 150)); then
-    die "the cluster in $dir did not come up in 15 s; see $dir/log/"
+  ((t < 150))
+}
+
+# Kills the Slurm daemons of @dir (not munged) and forgets their state.
+kill_daemons() {
+  local dir=$1 f p
+  for f in "$dir"/run/*.pid; do
+    p=$(pid_from "$f" || true)
+    [[ -n $p ]] && kill -KILL "$p" 2>/dev/null || true
+  done
+  sleep 0.5
+  rm -rf "$dir"/run/* "$dir"/state/* "$dir"/spool/*
+}
+
+start() {
+  local dir=${1:-}
+  if [[ -z $dir && -n ${SLURM_LOCAL_DIR:-} && -f ${SLURM_LOCAL_DIR}/.slurm-local ]] \
+    && answers "$SLURM_LOCAL_DIR"; then
+    env_of "$SLURM_LOCAL_DIR"
+    return 0
   fi
+  local b
+  for b in slurmctld slurmd sinfo sbatch squeue scontrol scancel munged; do
+    command -v "$b" >/dev/null || [[ -x /usr/sbin/$b ]] \
+      || die "$b is missing (apt-get install --no-install-recommends slurmctld slurmd slurm-client munge)"
+  done
+  export PATH=$PATH:/usr/sbin
+  if [[ -z $dir ]]; then
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/slurm-local.XXXXXX")
+  else
+    mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd)
+    if [[ -f $dir/.slurm-local ]] && answers "$dir"; then
+      env_of "$dir"
+      return 0
+    fi
+  fi
+  touch "$dir/.slurm-local"
+  # munged refuses folders that others may write to.
+  chmod 0755 "$dir"
+  mkdir -p "$dir/munge" "$dir/state" "$dir/spool" "$dir/log" "$dir/run" "$dir/tmp"
+  chmod 0700 "$dir/munge"
+  export SLURM_LOCAL_DIR=$dir SLURM_CONF=$dir/slurm.conf
+
+  # If anything below fails, what did start is stopped again.
+  trap 'stop "$SLURM_LOCAL_DIR" >/dev/null 2>&1 || true' ERR
+
+  local user ncpu cpus name
+  user=$(id -un)
+  ncpu=$(nproc)
+  # Two emulated nodes share the machine's cores.
+  cpus=$((ncpu / 2 > 0 ? ncpu / 2 : 1))
+  name=gl$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
+  # A munge key of its own: jobs of this cluster cannot be forged by, nor
+  # sent to, another munged on the machine.
+  dd if=/dev/urandom of="$dir/munge/munge.key" bs=1024 count=1 status=none
+  chmod 0400 "$dir/munge/munge.key"
+  munged --force --key-file="$dir/munge/munge.key" \
+    --socket="$dir/munge/munge.socket.2" --pid-file="$dir/munge/munged.pid" \
+    --log-file="$dir/log/munged.log" --seed-file="$dir/munge/munged.seed" \
+    </dev/null >>"$dir/log/munged.log" 2>&1 \
+    || die "munged did not start: $(tail -3 "$dir/log/munged.log")"
+
+  local attempt two=1
+  for attempt in 1 2 3; do
+    if launch "$dir" "$name" "$user" "$cpus"; then
+      break
+    fi
+    kill_daemons "$dir"
+    ((attempt < 3)) || die "the cluster in $dir did not come up (3 tries); see $dir/log/"
+    echo "$me: the cluster did not come up; trying other ports" >&2
+  done
   if ((!two)); then
     # This Slurm was built without multiple-slurmd: one node it is.
     scontrol update NodeName=n2 State=DOWN Reason=single-slurmd >/dev/null 2>&1 || true
