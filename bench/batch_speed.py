@@ -23,6 +23,7 @@ import argparse
 import glob
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -31,10 +32,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENC = "videoconvert ! vp8enc deadline=1 target-bitrate=2000000 ! webmmux"
 
 
+CPU = {}
+
+
 def run(cmd, env):
+    """Wall seconds; the CPU seconds (user + system of every process the
+    command started) go to CPU[wall]: on a shared machine they are the
+    steadier measure."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.monotonic()
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
-    return time.monotonic() - t
+    wall = time.monotonic() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU[wall] = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return wall
 
 
 def main():
@@ -63,7 +74,7 @@ def main():
     t1 = run(["gst-launch-1.0", "-q", "filesrc", "location=" + clip, "!", "decodebin", "!",
               "videoconvert", "!", "diffusionsr", "!"] + ENC.split() +
              ["!", "filesink", "location=" + os.path.join(out, "one.webm")], env)
-    print("one process: %.1f s (%.2f fps)" % (t1, frames / t1))
+    print("one process: %.1f s (%.2f fps), CPU %.1f s" % (t1, frames / t1, CPU[t1]))
 
     def tool_run(name, *extra):
         wd = os.path.join(out, name + ".parts")
@@ -81,15 +92,18 @@ def main():
         return t, n, mean
 
     tn, nn, mean = tool_run("jobs%d" % args.jobs, "--jobs", str(args.jobs))
-    print("--jobs %d: %.1f s (%.2f fps), %d segments: %.2fx one process"
-          % (args.jobs, tn, frames / tn, nn, t1 / tn))
+    print("--jobs %d: %.1f s (%.2f fps), %d segments: %.2fx one process; CPU %.1f s"
+          % (args.jobs, tn, frames / tn, nn, t1 / tn, CPU[tn]))
     print("  per segment (task logs, mean): start-up %.2f s, chain setup and model load "
           "%.2f s, preroll and seek %.2f s" % tuple(mean))
     ta, na, _ = tool_run("one-segment", "--jobs", "1", "--segment-seconds", str(args.seconds * 2))
     tb, nb, mb = tool_run("5s-segments", "--jobs", "1", "--segment-seconds", "5")
-    print("--jobs 1, %d segment: %.1f s; --jobs 1, %d segments of 5 s: %.1f s" % (na, ta, nb, tb))
-    print("  cost of a segment: %.2f s ((%.1f - %.1f) / %d); the tool around one process: %.1f s"
-          % ((tb - ta) / (nb - na), tb, ta, nb - na, ta - t1))
+    print("--jobs 1, %d segment: %.1f s, CPU %.1f s; --jobs 1, %d segments of 5 s: %.1f s, "
+          "CPU %.1f s" % (na, ta, CPU[ta], nb, tb, CPU[tb]))
+    print("  cost of a segment: %.2f s wall, %.2f s CPU (differences over the %d extra "
+          "segments); the tool around one process (plan, join): %.1f s wall, %.1f s CPU"
+          % ((tb - ta) / (nb - na), (CPU[tb] - CPU[ta]) / (nb - na), nb - na, ta - t1,
+             CPU[ta] - CPU[t1]))
     print("  task logs of the 5 s segments, mean: start-up %.2f s, chain setup and model load "
           "%.2f s, preroll and seek %.2f s" % tuple(mb))
 

@@ -53,6 +53,21 @@ say "the default encoder (VP8 in WebM, copy join): the input's frames and timest
 reference vp8-copy "$OUT/vp8.webm" identity
 "${CHECK[@]}" video "$OUT/vp8-copy-ref.mkv" "$OUT/vp8-copy.mkv" "$CLIP"
 
+say "plan, task (JOB_COMPLETION_INDEX, as a Kubernetes Indexed Job runs it) and join"
+sr="diffusionsr model-file=$MODELS/diffusionsr-x2.safetensors num-steps=1"
+wd=$OUT/k8s
+"$BATCH" plan "$CLIP" "$OUT/k8s.mkv" --pipeline "$sr" --encoder "$LOSSLESS" --segment-seconds 0.7 \
+  --workdir "$wd" | tee "$OUT/plan.log"
+grep -q "^3 segments of 0.700 s in $wd\$" "$OUT/plan.log" || fail "plan did not say its segments"
+for i in 2 0 1; do
+  JOB_COMPLETION_INDEX=$i "$BATCH" task --workdir "$wd" >"$OUT/task-$i.log" 2>&1 &
+done
+wait
+JOB_COMPLETION_INDEX=1 "$BATCH" task --workdir "$wd" 2>&1 | grep -q "segment 1 is already done" \
+  || fail "a finished segment ran again"
+"$BATCH" join --workdir "$wd"
+"${CHECK[@]}" video "$OUT/sr-ref.mkv" "$OUT/k8s.mkv" "$CLIP"
+
 # A chain slowed to 0.15 s a frame, so that tasks can be caught mid-run.
 slow="identity sleep-time=150000 ! diffusionsr model-file=$MODELS/diffusionsr-x2.safetensors num-steps=1"
 reference slow "$CLIP" "$slow"
