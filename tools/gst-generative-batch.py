@@ -67,7 +67,7 @@ DEFAULT_AUDIO_ENCODER = "audioconvert ! flacenc"
 # a warm-up whose output is dropped.  "all" starts every audio segment at
 # the stream's start, which is exact; the installed gansynth model needs it,
 # since its state does not forget: started mid-stream, its output stays
-# 13-23 dB SNR from one process's even after minutes of warm-up
+# 10-39 dB SNR from one process's even after minutes of warm-up
 # (bench/batch_warmup.py, bench/RESULTS.md), so no finite warm-up reaches
 # the 50 dB a segment boundary must keep.  A recurrent element whose state
 # decays takes --warmup-seconds N instead.
@@ -80,7 +80,7 @@ AUDIO_TAIL_S = 0.25
 # this from the stream's start, so the frames fall where they fall in one
 # process; segment boundaries and warm-ups are multiples of it too.
 AUDIO_GRID_S = 0.1
-# A segment costs about a second of start-up, model load and seek
+# A segment costs about 0.1-0.3 s of start-up, model load and seek
 # (bench/RESULTS.md): automatic segments are at least this long.
 MIN_AUTO_SEGMENT_S = 10.0
 TERMINAL_SLURM_STATES = {
