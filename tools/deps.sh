@@ -21,6 +21,10 @@ PACKAGES=(
   clang libclang-rt-14-dev
   # memory checks
   valgrind
+  # gst-generative-batch (Python 3 + PyGObject) and its tests on a
+  # one-machine Slurm cluster (tools/slurm-local.sh; no accounting daemon)
+  python3 python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
+  slurmctld slurmd slurm-client munge
 )
 
 missing=()
