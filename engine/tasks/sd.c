@@ -202,6 +202,13 @@ ge_sd_new (GePipeline * p, GeSdTask task, GError ** error)
       }
       break;
   }
+  /* The defaults of the class's __call__ where they differ from the
+   * Stable Diffusion ones set above. */
+  if (sd->run == RUN_UPSCALE) {
+    sd->guidance = 9.0f;
+    sd->steps = 75;
+  } else if (sd->run == RUN_PIX2PIX || sd->run == RUN_LDM_SR)
+    sd->steps = 100;
   if (!(sd->scheduler_config = ge_pipeline_scheduler_config (p, error))
       || !ge_sd_set_scheduler (sd, NULL, error))
     goto fail;
