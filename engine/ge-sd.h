@@ -64,7 +64,8 @@ typedef enum {
 /* What the loop asks for, in diffusers' order of draws: @what is
  * "image_noise" (the upscaler's low-res noise), "image_latents" (the
  * posterior sample of the image to encode), "latents" (the initial noise)
- * or "step" (the noise of step @step of an ancestral sampler); fill
+ * or "step" (the noise of step @step of an ancestral sampler, counting
+ * the steps run: 0 is the first step after strength skipped some); fill
  * c * h * w standard normals into @out ([1, c, h, w] as torch.randn). */
 typedef void (*GeSdNoiseFunc) (void *user_data, const char *what, int step, float *out,
     int c, int h, int w);
@@ -75,7 +76,10 @@ typedef void (*GeSdNoiseFunc) (void *user_data, const char *what, int step, floa
  * "masked_image_latents", "image_latents", "step%d.unet_input",
  * "step%d.noise_pred_uncond", "step%d.noise_pred_text",
  * "step%d.noise_pred_image", "step%d.noise_pred", "step%d.latents",
- * "final.decoded" (NCHW). */
+ * "latents_start" (the first latents of a loop that starts part-way),
+ * "image_noised" (the upscaler's noised low-res image), "final.decoded"
+ * (NCHW); steps count from the first step run, as diffusers' loop over
+ * the timesteps get_timesteps leaves. */
 
 /* Loads the parts @task's pipeline class needs: a missing part is
  * GE_ERROR_NOT_FOUND naming it, a class the task cannot run is
@@ -99,8 +103,10 @@ gboolean ge_sd_set_scheduler (GeSd * sd, const char *name, GError ** error);
 gboolean ge_sd_set_num_steps (GeSd * sd, int steps, GError ** error);
 int ge_sd_num_steps (const GeSd * sd);
 void ge_sd_set_guidance (GeSd * sd, float guidance_scale, float image_guidance_scale);
-/* SDEdit strength in [0, 1] (img2img; 1 = from pure noise). */
-void ge_sd_set_strength (GeSd * sd, float strength);
+/* SDEdit strength in [0, 1] (img2img; 1 = from pure noise).  A double, as
+ * diffusers' get_timesteps computes int (num_inference_steps * strength)
+ * in double: 0.7 of 10 steps runs 7 of them, where 0.7f would run 6. */
+void ge_sd_set_strength (GeSd * sd, double strength);
 /* The x4 upscaler's noise level (a low_res_scheduler timestep). */
 void ge_sd_set_noise_level (GeSd * sd, int noise_level);
 /* DDIM's eta (LDM super-resolution passes it; 0 by default). */

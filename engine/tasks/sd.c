@@ -46,7 +46,8 @@ struct _GeSd {
   GeSampler *sampler;
   GeScheduler *low_res;         /* the upscaler's */
   int steps, noise_level;
-  float guidance, image_guidance, strength, eta;
+  float guidance, image_guidance, eta;
+  double strength;              /* double as diffusers' int (N * strength) */
   int seq, dim;
   TextEntry cache[TEXT_CACHE];
   guint64 clock;
@@ -158,7 +159,7 @@ ge_sd_new (GePipeline * p, GeSdTask task, GError ** error)
   sd->pipeline = p;
   sd->guidance = 7.5f;          /* diffusers' defaults */
   sd->image_guidance = 1.5f;
-  sd->strength = task == GE_SD_IMG2IMG ? 0.8f : 1.0f;
+  sd->strength = task == GE_SD_IMG2IMG ? 0.8 : 1.0;
   sd->noise_level = 20;
   sd->steps = 50;
   sd->class_name = classes[task][which];
@@ -210,6 +211,13 @@ ge_sd_new (GePipeline * p, GeSdTask task, GError ** error)
         goto fail;
       break;
   }
+  /* The defaults of the class's __call__ where they differ from the
+   * Stable Diffusion ones set above. */
+  if (sd->run == RUN_UPSCALE) {
+    sd->guidance = 9.0f;
+    sd->steps = 75;
+  } else if (sd->run == RUN_PIX2PIX || sd->run == RUN_LDM_SR)
+    sd->steps = 100;
   if (!(sd->scheduler_config = ge_pipeline_scheduler_config (p, error))
       || !ge_sd_set_scheduler (sd, NULL, error))
     goto fail;
@@ -301,9 +309,9 @@ ge_sd_set_guidance (GeSd * sd, float guidance_scale, float image_guidance_scale)
 }
 
 void
-ge_sd_set_strength (GeSd * sd, float strength)
+ge_sd_set_strength (GeSd * sd, double strength)
 {
-  sd->strength = CLAMP (strength, 0.0f, 1.0f);
+  sd->strength = CLAMP (strength, 0.0, 1.0);
 }
 
 void
@@ -487,6 +495,9 @@ run_loop (GeSd * sd, const Loop * L, float *lat, int lc, int lh, int lw, int sta
     memcpy (ehs + b * ehs_one, L->text[b], sizeof (float) * ehs_one);
   const int calls = ge_sampler_n_calls (s);
   for (int i = start; i < calls && ok; i++) {
+    /* Taps and step draws count the steps run, as diffusers' loop over
+     * the timesteps left by get_timesteps does (callbacks, generator). */
+    const int r = i - start;
     const float t = ge_sampler_timestep (s, i);
     for (int b = 0; b < B; b++) {
       float *u = unet_in + (gsize) b * in_c * lhw;
@@ -503,7 +514,7 @@ run_loop (GeSd * sd, const Loop * L, float *lat, int lc, int lh, int lw, int sta
       t_b[b] = t;
       cls_b[b] = L->class_label;
     }
-    tap_step (sd, "unet_input", i, unet_in, B, in_c, lh, lw);
+    tap_step (sd, "unet_input", r, unet_in, B, in_c, lh, lw);
     ok = sd->text
         ? ge_unet2d_forward_cond (sd->unet, unet_in, B, lh, lw, t_b, ehs, sd->seq,
         L->has_class ? cls_b : NULL, pred, error)
@@ -514,22 +525,22 @@ run_loop (GeSd * sd, const Loop * L, float *lat, int lc, int lh, int lw, int sta
       const float *pu = pred, *pc = pred + ln, g = sd->guidance;
       for (gsize k = 0; k < ln; k++)
         guided[k] = pu[k] + g * (pc[k] - pu[k]);
-      tap_step (sd, "noise_pred_uncond", i, pu, 1, lc, lh, lw);
-      tap_step (sd, "noise_pred_text", i, pc, 1, lc, lh, lw);
+      tap_step (sd, "noise_pred_uncond", r, pu, 1, lc, lh, lw);
+      tap_step (sd, "noise_pred_text", r, pc, 1, lc, lh, lw);
     } else if (B == 3) {
       const float *pt = pred, *pi = pred + ln, *pu = pred + 2 * ln;
       const float g = sd->guidance, ig = sd->image_guidance;
       for (gsize k = 0; k < ln; k++)
         guided[k] = pu[k] + g * (pt[k] - pi[k]) + ig * (pi[k] - pu[k]);
-      tap_step (sd, "noise_pred_text", i, pt, 1, lc, lh, lw);
-      tap_step (sd, "noise_pred_image", i, pi, 1, lc, lh, lw);
-      tap_step (sd, "noise_pred_uncond", i, pu, 1, lc, lh, lw);
+      tap_step (sd, "noise_pred_text", r, pt, 1, lc, lh, lw);
+      tap_step (sd, "noise_pred_image", r, pi, 1, lc, lh, lw);
+      tap_step (sd, "noise_pred_uncond", r, pu, 1, lc, lh, lw);
     } else
       memcpy (guided, pred, sizeof (float) * ln);
-    tap_step (sd, "noise_pred", i, guided, 1, lc, lh, lw);
+    tap_step (sd, "noise_pred", r, guided, 1, lc, lh, lw);
     const float *nz = NULL;
     if (ge_sampler_step_needs_noise (s, i)) {
-      noise (noise_data, "step", i, step_noise, lc, lh, lw);
+      noise (noise_data, "step", r, step_noise, lc, lh, lw);
       nz = step_noise;
     }
     ge_sampler_step (run, i, guided, lat, nz, lat);
@@ -546,7 +557,7 @@ run_loop (GeSd * sd, const Loop * L, float *lat, int lc, int lh, int lw, int sta
           *l = (1.0f - L->mask[k]) * known_t[c * lhw + k] + L->mask[k] * *l;
         }
     }
-    tap_step (sd, "latents", i, lat, 1, lc, lh, lw);
+    tap_step (sd, "latents", r, lat, 1, lc, lh, lw);
   }
   ge_sampler_run_free (run);
   g_free (unet_in);
@@ -658,7 +669,7 @@ ge_sd_process (GeSd * sd, const float *image, const float *mask, int h, int w,
       tap (sd, "mask_latent", mask_lat, 1, 1, lh, lw);
       /* The image's latents when the loop needs them (pasted back, or the
        * start of a loop of strength < 1), then the initial noise. */
-      if (!nine || sd->strength < 1.0f) {
+      if (!nine || sd->strength < 1.0) {
         known = g_new (float, ln);
         if (!encode_image (sd, img, h, w, "image_latents", noise, noise_data, FALSE, known,
                 error))
@@ -669,7 +680,7 @@ ge_sd_process (GeSd * sd, const float *image, const float *mask, int h, int w,
       }
       noise0 = g_new (float, ln);
       noise (noise_data, "latents", 0, noise0, lc, lh, lw);
-      if (sd->strength >= 1.0f)
+      if (sd->strength >= 1.0)
         for (gsize k = 0; k < ln; k++)
           lat[k] = noise0[k] * sigma0;
       else {

@@ -16,9 +16,15 @@
  * The record's names: input.image_01, input.mask, input.latents,
  * input.prompt_ids, input.negative_prompt_ids, text.cond_embeds,
  * text.uncond_embeds, timesteps, step%d.{t, unet_input, noise_pred_uncond,
- * noise_pred_text, noise_pred_image, noise_pred, latents, noise},
- * vae_encode.{mean, std, noise}, final.decoded, final.image_np (NHWC);
- * meta.json: prompt, negative_prompt, guidance_scale,
+ * noise_pred_text, noise_pred_image, noise_pred, prev_sample, latents,
+ * noise}, vae_encode.{mean, std, noise}, final.decoded, final.image_np
+ * (NHWC); a loop that starts part-way (img2img) stores its first latents
+ * as latents_start, and the image's posterior draw as image_latents.noise;
+ * the upscaler its low-res draw as image_noise and the noised image as
+ * image_noised; a 4-channel inpainting loop the step's result before the
+ * known region is pasted back as step%d.prev_sample.  Steps count from the
+ * first step run.  meta.json: pipeline (the class that ran, which may
+ * differ from the folder's), prompt, negative_prompt, guidance_scale,
  * image_guidance_scale, num_inference_steps, strength, noise_level, eta.
  */
 #include "conf.h"
@@ -58,12 +64,14 @@ recorded_noise (void *data, const char *what, int step, float *out, int c, int h
   char stepkey[32];
   g_snprintf (stepkey, sizeof stepkey, "step%d.noise", step);
   const char *const latents[] = { "input.latents", NULL };
-  const char *const posterior[] = { "vae_encode.noise", "image_latents.noise", NULL };
+  const char *const masked[] = { "vae_encode.noise", "masked_image_latents.noise", NULL };
+  const char *const posterior[] = { "image_latents.noise", "vae_encode.noise", NULL };
   const char *const image[] = { "input.image_noise", "image_noise", "low_res.noise", NULL };
   const char *const stepn[] = { stepkey, NULL };
   const char *key = conf_pick (conf, strcmp (what, "latents") == 0 ? latents
       : strcmp (what, "image_noise") == 0 ? image
-      : strcmp (what, "step") == 0 ? stepn : posterior);
+      : strcmp (what, "step") == 0 ? stepn
+      : strcmp (what, "masked_image_latents") == 0 ? masked : posterior);
   gsize n = 0;
   float *v = key ? conf_load_f32 (conf, key, &n) : NULL;
   if (v && n == (gsize) c * h * w)
@@ -223,16 +231,20 @@ stepwise (Conf * c, GePipeline * p, JsonObject * meta, GeUNet2D * u, const Text 
       break;
     }
     if (!lat) {
-      /* The loop's first latents: the record's, or the noise scaled. */
-      lat = conf_try_load_f32 (c, "input.latents", NULL);
-      if (!lat) {
-        printf ("input.latents missing\n");
+      /* The loop's first latents: the noised image latents of a loop
+       * that starts part-way (img2img), or the noise scaled. */
+      gsize sn = 0;
+      lat = conf_try_load_f32 (c, "latents_start", &sn);
+      if (!lat && (lat = conf_try_load_f32 (c, "input.latents", &sn)))
+        for (gsize k = 0; k < sn; k++)
+          lat[k] *= ge_sampler_init_noise_sigma (s);
+      if (!lat || sn != ln) {
+        printf ("%s\n", lat ? "the first latents do not fit the U-Net's output"
+            : "input.latents missing");
         c->n_failed++;
         g_free (uin);
         break;
       }
-      for (gsize k = 0; k < ln; k++)
-        lat[k] *= ge_sampler_init_noise_sigma (s);
       run = ge_sampler_run_new (s, ln);
     }
     float *pred = g_new (float, (gsize) n * ln);
@@ -280,8 +292,15 @@ stepwise (Conf * c, GePipeline * p, JsonObject * meta, GeUNet2D * u, const Text 
     }
     if (np) {
       ge_sampler_step (run, i, np, lat, noise, lat);
-      g_snprintf (key, sizeof key, "step%d.latents", r);
+      /* A 4-channel inpainting loop pastes the known region back after
+       * the step: the record then holds the step's own result as
+       * prev_sample (and the pasted latents are checked in the whole
+       * run). */
+      g_snprintf (key, sizeof key, "step%d.prev_sample", r);
+      if (!ge_safetensors_find (c->io, key))
+        g_snprintf (key, sizeof key, "step%d.latents", r);
       conf_check (c, key, lat, ln);
+      g_snprintf (key, sizeof key, "step%d.latents", r);
       float *rl = conf_load_f32 (c, key, NULL);
       if (rl)
         memcpy (lat, rl, sizeof (float) * ln);
@@ -338,13 +357,17 @@ conf_sd_case (Conf * c, GePipeline * p, JsonObject * meta)
   if (!image || it->ndim != 4)
     goto out;
   const int h = (int) it->shape[2], w = (int) it->shape[3];
-  if (!(sd = ge_sd_new (p, task_of (ge_pipeline_class_name (p)), &err)))
+  /* meta.json's "pipeline" is the class that ran, which may be another
+   * than the folder's (a StableDiffusionPipeline folder run as
+   * img2img or inpainting). */
+  if (!(sd = ge_sd_new (p, task_of (meta_string (meta, "pipeline",
+                  ge_pipeline_class_name (p))), &err)))
     goto out;
   ge_sd_set_n_threads (sd, 1);
   ge_sd_set_tap (sd, loop_tap, c);
   ge_sd_set_guidance (sd, (float) meta_double (meta, "guidance_scale", 7.5),
       (float) meta_double (meta, "image_guidance_scale", 1.5));
-  ge_sd_set_strength (sd, (float) meta_double (meta, "strength", 1.0));
+  ge_sd_set_strength (sd, meta_double (meta, "strength", 1.0));
   ge_sd_set_noise_level (sd, (int) meta_double (meta, "noise_level", 20));
   ge_sd_set_eta (sd, (float) meta_double (meta, "eta", 0));
   int oh, ow;
