@@ -10,6 +10,7 @@
 #define MAX_ENTRIES (1 << 24)
 
 struct _GeRePaintScheduler {
+  char *source;                 /* the config's file, for messages */
   GeScheduler *base;            /* betas, alphas_cumprod */
   int T;
   gboolean clip_sample;
@@ -71,6 +72,7 @@ ge_repaint_scheduler_new_from_json (JsonObject * config, const char *source,
     return NULL;
   }
   GeRePaintScheduler *s = g_new0 (GeRePaintScheduler, 1);
+  s->source = g_strdup (source);
   s->base = base;
   s->T = cfg.num_train_timesteps;
   s->clip_sample = cfg.clip_sample;
@@ -84,6 +86,7 @@ ge_repaint_scheduler_free (GeRePaintScheduler * s)
   if (!s)
     return;
   ge_scheduler_free (s->base);
+  g_free (s->source);
   g_free (s->timesteps);
   g_free (s);
 }
@@ -130,8 +133,8 @@ ge_repaint_scheduler_set_timesteps (GeRePaintScheduler * s, int num_inference_st
 {
   if (num_inference_steps < 1 || jump_length < 1 || jump_n_sample < 1) {
     g_set_error (error, GE_ERROR, GE_ERROR_INVALID,
-        "RePaint needs num_inference_steps, jump_length and jump_n_sample >= 1 "
-        "(got %d, %d, %d)", num_inference_steps, jump_length, jump_n_sample);
+        "%s: RePaint needs num_inference_steps, jump_length and jump_n_sample >= 1 "
+        "(got %d, %d, %d)", s->source, num_inference_steps, jump_length, jump_n_sample);
     return FALSE;
   }
   const int N = MIN (num_inference_steps, s->T);
@@ -141,8 +144,8 @@ ge_repaint_scheduler_set_timesteps (GeRePaintScheduler * s, int num_inference_st
   const gint64 total = N + 2 * n_jumps * (gint64) (jump_n_sample - 1) * jump_length;
   if (total > MAX_ENTRIES) {
     g_set_error (error, GE_ERROR, GE_ERROR_INVALID,
-        "RePaint with %d steps and jumps of %d x %d would take %" G_GINT64_FORMAT
-        " entries (at most %d)", N, jump_length, jump_n_sample, total, MAX_ENTRIES);
+        "%s: RePaint with %d steps and jumps of %d x %d would take %" G_GINT64_FORMAT
+        " entries (at most %d)", s->source, N, jump_length, jump_n_sample, total, MAX_ENTRIES);
     return FALSE;
   }
   int *jumps = g_new0 (int, N);

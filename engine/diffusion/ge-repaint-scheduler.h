@@ -78,7 +78,7 @@ void ge_repaint_scheduler_set_eta (GeRePaintScheduler * s, float eta);
  * back up jump_length steps, jump_n_sample - 1 times; entries are
  * multiples of T / N.  GE_ERROR_INVALID for N, jump_length or
  * jump_n_sample < 1 (diffusers fails or loops on those) or a walk of more
- * than 2^24 entries. */
+ * than 2^24 entries (messages name the config's file). */
 gboolean ge_repaint_scheduler_set_timesteps (GeRePaintScheduler * s, int num_inference_steps,
     int jump_length, int jump_n_sample, GError ** error);
 /* N after clamping (0 before set_timesteps). */
