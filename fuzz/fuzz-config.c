@@ -23,6 +23,7 @@
 
 #include "ge-clip-text.h"
 #include "ge-pipeline.h"
+#include "ge-repaint-scheduler.h"
 #include "ge-sampler.h"
 #include "ge-unet2d.h"
 #include "ge-vae.h"
@@ -132,6 +133,26 @@ run_scheduler (const uint8_t * data, size_t size)
   }
   g_clear_error (&err);
   ge_sampler_free (s);
+
+  /* The same config read as RePaintScheduler (which takes any class's). */
+  GeRePaintScheduler *r = o ? ge_repaint_scheduler_new_from_json (o, path, &err) : NULL;
+  const int jl = size > 1 ? data[size - 2] % 8 : 1, jn = size > 2 ? data[size - 3] % 8 : 1;
+  if (r && ge_repaint_scheduler_set_timesteps (r, steps, jl, jn, &err)) {
+    float x[4] = { 0.5f, -1, 2, 0 }, eps[4] = { 0.1f, 0.2f, -0.3f, 0 }, keep[2] = { 1, 0 };
+    const int draws = ge_repaint_scheduler_undo_n_draws (r);
+    float *z = g_new0 (float, 4 * (gsize) MAX (draws, 1));
+    const gint64 *ts = ge_repaint_scheduler_timesteps (r);
+    for (int i = 0; i < ge_repaint_scheduler_n_timesteps (r); i++)
+      if (!ge_repaint_scheduler_is_undo (r, i))
+        ge_repaint_scheduler_step (r, ts[i], eps, x, x, keep, 2, z, 4, x, NULL);
+      else
+        ge_repaint_scheduler_undo_step (r, ts[i - 1], x, z, 4, x);
+    g_free (z);
+  } else if (err) {
+    expect_error (err, dir);
+  }
+  g_clear_error (&err);
+  ge_repaint_scheduler_free (r);
   g_clear_object (&parser);
   g_free (path);
 }

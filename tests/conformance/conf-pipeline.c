@@ -109,7 +109,12 @@ conf_pipeline_case (Conf * c, JsonObject * meta)
   if (!p)
     return;
   const char *cls = ge_pipeline_class_name (p);
-  if (g_str_has_prefix (cls, "StableDiffusion")
+  JsonNode *task = json_object_get_member (meta, "task");
+  const gboolean sdedit = task && JSON_NODE_HOLDS_VALUE (task)
+      && g_strcmp0 (json_node_get_string (task), "sdedit") == 0;
+  if (g_strcmp0 (cls, "RePaintPipeline") == 0 || sdedit)
+    conf_pixel_case (c, p, meta);
+  else if (g_str_has_prefix (cls, "StableDiffusion")
       || g_strcmp0 (cls, "LDMSuperResolutionPipeline") == 0)
     conf_sd_case (c, p, meta);
   else if (g_strcmp0 (cls, "UNet2DModel sampling loop") == 0

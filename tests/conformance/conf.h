@@ -65,4 +65,7 @@ void conf_pipeline_case (Conf * c, JsonObject * meta);  /* dispatches on the cla
 void conf_loop_case (Conf * c, GePipeline * p, JsonObject * meta);     /* DDIM/DDPM */
 /* The latent diffusion pipelines of ge-sd.h. */
 void conf_sd_case (Conf * c, GePipeline * p, JsonObject * meta);
+/* The pixel-space pipelines of ge-pixel-diffusion.h: RePaintPipeline, and
+ * DDPM/DDIMPipeline as SDEdit priors (meta.json "task": "sdedit"). */
+void conf_pixel_case (Conf * c, GePipeline * p, JsonObject * meta);
 void conf_tokenizer_case (Conf * c);     /* vocab.json + merges.txt, no model */
