@@ -125,6 +125,9 @@ int ge_sd_size_multiple (const GeSd * sd);
 void ge_sd_output_size (const GeSd * sd, int h, int w, int *oh, int *ow);
 /* Text encodes so far (a prompt is encoded once). */
 guint ge_sd_n_text_encodes (const GeSd * sd);
+/* System allocations of the per-frame buffers so far: it stays put once a
+ * size has run (the models count their own: ge_unet2d_n_allocs ...). */
+guint ge_sd_n_allocs (const GeSd * sd);
 
 /* One image through the pipeline: @image [3, h, w] in [0, 1] (NULL for
  * GE_SD_TEXT2IMG, which makes an h x w image); @mask [h, w] for

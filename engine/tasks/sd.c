@@ -1,5 +1,6 @@
 /* sd.c: see ge-sd.h. */
 #include "ge-sd.h"
+#include "ge-arena.h"
 #include "ge-clip-text.h"
 #include "ge-clip-tokenizer.h"
 #include "ge-rng.h"
@@ -55,6 +56,11 @@ struct _GeSd {
   const float *cond, *uncond;   /* into the cache */
   GeModelTap tap;
   void *tap_data;
+  /* Per-frame buffers, planned once per size (nothing allocated per
+   * frame after the first), and the sampler's run state. */
+  GeArena *work;
+  GeSamplerRun *sampler_run;
+  gsize run_n;
 };
 
 static const char *const classes[][4] = {
@@ -157,6 +163,7 @@ ge_sd_new (GePipeline * p, GeSdTask task, GError ** error)
   }
   GeSd *sd = g_new0 (GeSd, 1);
   sd->pipeline = p;
+  sd->work = ge_arena_new ();
   sd->guidance = 7.5f;          /* diffusers' defaults */
   sd->image_guidance = 1.5f;
   sd->strength = task == GE_SD_IMG2IMG ? 0.8 : 1.0;
@@ -237,8 +244,10 @@ ge_sd_free (GeSd * sd)
     g_free (sd->cache[i].text);
     g_free (sd->cache[i].emb);
   }
+  g_clear_pointer (&sd->sampler_run, ge_sampler_run_free);
   g_clear_pointer (&sd->sampler, ge_sampler_free);
   g_clear_pointer (&sd->low_res, ge_scheduler_free);
+  g_clear_pointer (&sd->work, ge_arena_free);
   g_clear_pointer (&sd->tok, ge_clip_tokenizer_free);
   g_clear_pointer (&sd->text, ge_clip_text_free);
   g_clear_pointer (&sd->vae, ge_vae_free);
@@ -281,6 +290,7 @@ ge_sd_set_scheduler (GeSd * sd, const char *name, GError ** error)
     return FALSE;
   }
   ge_sampler_set_eta (s, sd->eta);
+  g_clear_pointer (&sd->sampler_run, ge_sampler_run_free);
   g_clear_pointer (&sd->sampler, ge_sampler_free);
   sd->sampler = s;
   return TRUE;
@@ -355,6 +365,12 @@ guint
 ge_sd_n_text_encodes (const GeSd * sd)
 {
   return sd->n_encodes;
+}
+
+guint
+ge_sd_n_allocs (const GeSd * sd)
+{
+  return ge_arena_n_system_allocs (sd->work);
 }
 
 /* ---- text ------------------------------------------------------------- */
@@ -483,12 +499,18 @@ run_loop (GeSd * sd, const Loop * L, float *lat, int lc, int lh, int lw, int sta
   const gsize lhw = (gsize) lh * lw, ln = lc * lhw;
   const int in_c = ge_unet2d_in_channels (sd->unet), B = L->batch;
   const gsize ehs_one = (gsize) sd->seq * sd->dim;
-  float *unet_in = g_new (float, (gsize) B * in_c * lhw);
-  float *pred = g_new (float, (gsize) B * ln), *guided = g_new (float, ln);
-  float *ehs = sd->text ? g_new (float, B * ehs_one) : NULL;
-  float *step_noise = g_new (float, ln), *known_t = L->known ? g_new (float, ln) : NULL;
+  float *unet_in = ge_arena_alloc (sd->work, (gsize) B * in_c * lhw);
+  float *pred = ge_arena_alloc (sd->work, (gsize) B * ln), *guided = ge_arena_alloc (sd->work, ln);
+  float *ehs = sd->text ? ge_arena_alloc (sd->work, B * ehs_one) : NULL;
+  float *step_noise = ge_arena_alloc (sd->work, ln), *known_t = L->known ? ge_arena_alloc (sd->work, ln) : NULL;
   float t_b[3], cls_b[3];
-  GeSamplerRun *run = ge_sampler_run_new (s, ln);
+  if (!sd->sampler_run || sd->run_n != ln) {
+    g_clear_pointer (&sd->sampler_run, ge_sampler_run_free);
+    sd->sampler_run = ge_sampler_run_new (s, ln);
+    sd->run_n = ln;
+  }
+  GeSamplerRun *run = sd->sampler_run;
+  ge_sampler_run_reset (run);
   gboolean ok = TRUE;
 
   for (int b = 0; b < B && ehs; b++)
@@ -559,13 +581,6 @@ run_loop (GeSd * sd, const Loop * L, float *lat, int lc, int lh, int lw, int sta
     }
     tap_step (sd, "latents", r, lat, 1, lc, lh, lw);
   }
-  ge_sampler_run_free (run);
-  g_free (unet_in);
-  g_free (pred);
-  g_free (guided);
-  g_free (ehs);
-  g_free (step_noise);
-  g_free (known_t);
   return ok;
 }
 
@@ -580,12 +595,12 @@ encode_image (GeSd * sd, const float *x, int h, int w, const char *what,
   const int f = ge_vae_downsample_factor (sd->vae), lc = ge_vae_latent_channels (sd->vae);
   const int lh = h / f, lw = w / f;
   const gsize ln = (gsize) lc * lh * lw;
-  float *logvar = g_new (float, ln);
+  float *logvar = ge_arena_alloc (sd->work, ln);
   for (gsize i = 0; i < ln; i++)
     logvar[i] = -INFINITY;
   gboolean ok = ge_vae_encode (sd->vae, x, 1, h, w, z, logvar, error);
   if (ok && what) {
-    float *eps = g_new (float, ln);
+    float *eps = ge_arena_alloc (sd->work, ln);
     noise (noise_data, what, 0, eps, lc, lh, lw);
     for (gsize i = 0; i < ln; i++)
       logvar[i] = expf (0.5f * logvar[i]);      /* now the std */
@@ -595,9 +610,7 @@ encode_image (GeSd * sd, const float *x, int h, int w, const char *what,
     }
     for (gsize i = 0; i < ln; i++)
       z[i] += logvar[i] * eps[i];
-    g_free (eps);
   }
-  g_free (logvar);
   return ok;
 }
 
@@ -638,7 +651,7 @@ ge_sd_process (GeSd * sd, const float *image, const float *mask, int h, int w,
   const int lc = ge_vae_latent_channels (sd->vae), lh = h / f, lw = w / f;
   const gsize hw = (gsize) h * w, lhw = (gsize) lh * lw, ln = lc * lhw;
   const float sf = (float) ge_vae_scaling_factor (sd->vae), sigma0 = ge_sampler_init_noise_sigma (s);
-  float *img = image ? g_new (float, 3 * hw) : NULL, *lat = g_new (float, ln);
+  float *img = image ? ge_arena_alloc (sd->work, 3 * hw) : NULL, *lat = ge_arena_alloc (sd->work, ln);
   float *bin = NULL, *mask_lat = NULL, *known = NULL, *noise0 = NULL, *extra = NULL;
   Loop L = { .batch = 1, .text = { sd->cond } };
   int start = 0;
@@ -660,8 +673,8 @@ ge_sd_process (GeSd * sd, const float *image, const float *mask, int h, int w,
     case RUN_INPAINT:
     case RUN_INPAINT_LEGACY:{
       const gboolean nine = sd->run == RUN_INPAINT;
-      bin = g_new (float, hw);
-      mask_lat = g_new (float, lhw);
+      bin = ge_arena_alloc (sd->work, hw);
+      mask_lat = ge_arena_alloc (sd->work, lhw);
       for (gsize i = 0; i < hw; i++)
         bin[i] = mask[i] >= 0.5f ? 1.0f : 0.0f;
       mask_to_latent (bin, h, w, f, mask_lat);
@@ -670,7 +683,7 @@ ge_sd_process (GeSd * sd, const float *image, const float *mask, int h, int w,
       /* The image's latents when the loop needs them (pasted back, or the
        * start of a loop of strength < 1), then the initial noise. */
       if (!nine || sd->strength < 1.0) {
-        known = g_new (float, ln);
+        known = ge_arena_alloc (sd->work, ln);
         if (!encode_image (sd, img, h, w, "image_latents", noise, noise_data, FALSE, known,
                 error))
           goto out;
@@ -678,7 +691,7 @@ ge_sd_process (GeSd * sd, const float *image, const float *mask, int h, int w,
           known[k] *= sf;
         tap (sd, "image_latents", known, 1, lc, lh, lw);
       }
-      noise0 = g_new (float, ln);
+      noise0 = ge_arena_alloc (sd->work, ln);
       noise (noise_data, "latents", 0, noise0, lc, lh, lw);
       if (sd->strength >= 1.0)
         for (gsize k = 0; k < ln; k++)
@@ -693,16 +706,15 @@ ge_sd_process (GeSd * sd, const float *image, const float *mask, int h, int w,
       if (nine) {
         /* The masked image (mid-grey under the mask) and its latents, a
          * SAMPLE of the posterior. */
-        float *masked = g_new (float, 3 * hw);
+        float *masked = ge_arena_alloc (sd->work, 3 * hw);
         for (int c = 0; c < 3; c++)
           for (gsize i = 0; i < hw; i++)
             masked[c * hw + i] = bin[i] < 0.5f ? img[c * hw + i] : 0.0f;
         tap (sd, "masked_image", masked, 1, 3, h, w);
-        extra = g_new (float, lhw + ln);
+        extra = ge_arena_alloc (sd->work, lhw + ln);
         memcpy (extra, mask_lat, sizeof (float) * lhw);
         ok = encode_image (sd, masked, h, w, "masked_image_latents", noise, noise_data, TRUE,
             extra + lhw, error);
-        g_free (masked);
         if (!ok)
           goto out;
         ok = FALSE;
@@ -721,14 +733,14 @@ ge_sd_process (GeSd * sd, const float *image, const float *mask, int h, int w,
     case RUN_IMG2IMG:
       /* SDEdit: the image's latents (a posterior sample) noised to the
        * first timestep that strength leaves. */
-      known = g_new (float, ln);
+      known = ge_arena_alloc (sd->work, ln);
       if (!encode_image (sd, img, h, w, "image_latents", noise, noise_data, FALSE, known,
               error))
         goto out;
       for (gsize k = 0; k < ln; k++)
         known[k] *= sf;
       tap (sd, "image_latents", known, 1, lc, lh, lw);
-      noise0 = g_new (float, ln);
+      noise0 = ge_arena_alloc (sd->work, ln);
       noise (noise_data, "latents", 0, noise0, lc, lh, lw);
       start = ge_sampler_start_index (s, sd->strength);
       if (start < ge_sampler_n_calls (s))
@@ -738,7 +750,7 @@ ge_sd_process (GeSd * sd, const float *image, const float *mask, int h, int w,
       break;
     case RUN_PIX2PIX:
       /* The image's latents are the posterior's mode, unscaled. */
-      extra = g_new (float, ln);
+      extra = ge_arena_alloc (sd->work, ln);
       if (!encode_image (sd, img, h, w, NULL, noise, noise_data, FALSE, extra, error))
         goto out;
       tap (sd, "image_latents", extra, 1, lc, lh, lw);
@@ -767,7 +779,7 @@ ge_sd_process (GeSd * sd, const float *image, const float *mask, int h, int w,
             ge_scheduler_config (sd->low_res)->num_train_timesteps - 1);
         goto out;
       }
-      extra = g_new (float, 3 * hw);
+      extra = ge_arena_alloc (sd->work, 3 * hw);
       noise (noise_data, "image_noise", 0, extra, 3, h, w);
       ge_scheduler_add_noise (sd->low_res, img, extra, nl, 3 * hw, extra);
       tap (sd, "image_noised", extra, 1, 3, h, w);
@@ -801,13 +813,7 @@ ge_sd_process (GeSd * sd, const float *image, const float *mask, int h, int w,
     ok = decode (sd, lat, lc, lh, lw, out, error);
 
 out:
-  g_free (img);
-  g_free (lat);
-  g_free (bin);
-  g_free (mask_lat);
-  g_free (known);
-  g_free (noise0);
-  g_free (extra);
+  ge_arena_reset (sd->work);
   return ok;
 }
 
