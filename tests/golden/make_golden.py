@@ -102,6 +102,41 @@ CASES = {
         timesteps=[("int", 999), ("tensor0d", 499), ("tensor1d", [249])],
     ),
     # AutoencoderKL with 3 levels and 2 resnets per level (3 per decoder level).
+    # Stable Diffusion 2.x-style UNet2DConditionModel: linear projections (use_linear_projection),
+    # a per-block head count list, upcast_attention, 2 transformer layers in the first block,
+    # a context width that is not the channel width, non-square input.
+    "unet_cond_sd2_linear": dict(
+        cls="UNet2DConditionModel", seed=7400,
+        what="UNet2DConditionModel SD 2.x layout (16,32,32), use_linear_projection=True, "
+             "attention_head_dim=[2,4,4] (heads per block), upcast_attention=True, "
+             "transformer_layers_per_block=[2,1,1], cross_attention_dim=24, input 16x24, 5 text tokens",
+        config=dict(
+            sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
+            block_out_channels=[16, 32, 32],
+            down_block_types=["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+            up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+            norm_num_groups=8, attention_head_dim=[2, 4, 4], cross_attention_dim=24,
+            use_linear_projection=True, upcast_attention=True, transformer_layers_per_block=[2, 1, 1]),
+        input_shape=(2, 4, 16, 24), seq=5,
+        timesteps=[("int", 0), ("tensor0d", 999), ("float", 437.75)],
+    ),
+    # x4-upscaler-style: 7 input channels (latents + the noised low-res RGB), the noise level as
+    # class labels (num_class_embeds), only_cross_attention in the first blocks, 2 layers per block.
+    "unet_cond_upscaler": dict(
+        cls="UNet2DConditionModel", seed=7500,
+        what="UNet2DConditionModel x4-upscaler layout (16,32,32), in_channels=7, num_class_embeds=50 "
+             "(noise level as class_labels), only_cross_attention=[True,True,False], layers_per_block=2, "
+             "attention_head_dim=4, cross_attention_dim=16, input 16x16",
+        config=dict(
+            sample_size=16, in_channels=7, out_channels=4, layers_per_block=2,
+            block_out_channels=[16, 32, 32],
+            down_block_types=["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+            up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+            norm_num_groups=8, attention_head_dim=4, cross_attention_dim=16, num_class_embeds=50,
+            only_cross_attention=[True, True, False]),
+        input_shape=(2, 7, 16, 16), seq=6, class_labels=[20, 3],
+        timesteps=[("int", 0), ("tensor0d", 640), ("tensor1d", [999, 5])],
+    ),
     "vae_kl_3level": dict(
         cls="AutoencoderKL", seed=7300,
         what="AutoencoderKL 3 levels (8,16,16), layers_per_block=2, latent_channels=4, input 32x24",
@@ -264,6 +299,57 @@ def gen_unet(spec, model, model64):
     return io, meta, text
 
 
+def gen_unet_cond(spec, model, model64):
+    """UNet2DConditionModel: the same calls as gen_unet with text states (and class labels)."""
+    cfg = model.config
+    gen = torch.Generator().manual_seed(spec["seed"] + 1)
+    x = torch.randn(spec["input_shape"], generator=gen)
+    ehs = torch.randn((x.shape[0], spec["seq"], cfg.cross_attention_dim), generator=gen)
+    io = {"input.sample": x, "input.encoder_hidden_states": ehs}
+    labels = None
+    if "class_labels" in spec:
+        labels = torch.tensor(spec["class_labels"], dtype=torch.int64)
+        io["input.class_labels"] = labels
+    half = cfg.block_out_channels[0] // 2
+    io["time_proj.freqs"] = torch.exp((-math.log(10000) * torch.arange(0, half, dtype=torch.float32))
+                                      / (half - cfg.freq_shift))
+    tap_names = ["conv_in"] + [f"down_blocks.{i}" for i in range(len(model.down_blocks))] + ["mid_block"] \
+        + [f"up_blocks.{i}" for i in range(len(model.up_blocks))]
+    calls, gaps, lines = [], {}, []
+    for n, (kind, value) in enumerate(spec["timesteps"]):
+        if kind == "int":
+            t, t_store = value, torch.tensor(value, dtype=torch.int64)
+        elif kind == "float":
+            t = t_store = torch.tensor(value, dtype=torch.float32)
+        else:
+            t = t_store = torch.tensor(value, dtype=torch.int64)
+        taps = Taps(model, tap_names) if n == 1 else None
+        with torch.no_grad():
+            out = model(x, t, ehs, class_labels=labels).sample
+            out64 = model64(x.double(), t, ehs.double(), class_labels=labels).sample
+        if taps is not None:
+            taps.close()
+            io.update(taps.out)
+        io.update({f"call{n}.timestep": t_store, f"call{n}.out": out, f"call{n}.out_f64": out64})
+        gaps[f"call{n}"] = (out.double() - out64).abs().max().item()
+        py = (f"model(io['input.sample'], {value!r}, io['input.encoder_hidden_states']"
+              + (", class_labels=io['input.class_labels']" if labels is not None else "") + ").sample")
+        calls.append({"call": n, "timestep_kind": kind, "timestep": value, "python": py, "out_stats": stats(out)})
+        lines.append(f"- call{n}: `{py}` (timestep given as {kind}) → `call{n}.out` / `call{n}.out_f64`")
+    meta = {"input": {"key": "input.sample", "shape": list(x.shape),
+                      "generation": f"x, then encoder_hidden_states: torch.randn from one "
+                                    f"torch.Generator().manual_seed({spec['seed'] + 1})"},
+            "calls": calls, "debug_call": 1, "f32_vs_f64_maxabs": gaps}
+    text = ("Inputs: `input.sample`, `input.encoder_hidden_states` ([B, seq, cross_attention_dim])"
+            + (", `input.class_labels` (I64 [B])" if labels is not None else "")
+            + ", F32 unless said.\n\nCalls (model in eval mode, `torch.no_grad()`):\n" + "\n".join(lines)
+            + "\n\n`callN.timestep` is the timestep passed (a float timestep is NOT truncated by "
+              "UNet2DConditionModel). `time_proj.freqs` as in the other U-Net cases.\n\n"
+              "Debug taps (batch element 0) recorded during call1: "
+            + ", ".join(f"`debug.{n}`" for n in tap_names) + ".\n")
+    return io, meta, text
+
+
 def gen_vae(spec, model, model64):
     gen = torch.Generator().manual_seed(spec["seed"] + 1)
     x = torch.rand(spec["input_shape"], generator=gen) * 2 - 1
@@ -357,7 +443,8 @@ def gen_vq(spec, model, model64):
     return io, meta, text
 
 
-GENERATORS = {"UNet2DModel": gen_unet, "AutoencoderKL": gen_vae, "VQModel": gen_vq}
+GENERATORS = {"UNet2DModel": gen_unet, "UNet2DConditionModel": gen_unet_cond, "AutoencoderKL": gen_vae,
+              "VQModel": gen_vq}
 
 
 def write_case(case):
