@@ -137,6 +137,17 @@ CASES = {
         input_shape=(2, 7, 16, 16), seq=6, class_labels=[20, 3],
         timesteps=[("int", 0), ("tensor0d", 640), ("tensor1d", [999, 5])],
     ),
+    # An SD 2.x-style (OpenCLIP) text encoder: exact gelu, the old eos_token_id 2 (pooling at the
+    # argmax of the ids), another layer norm eps, ids with padding after eos.
+    "clip_text_gelu_eos2": dict(
+        cls="CLIPTextModel", seed=7600,
+        what="CLIPTextModel hidden 32, 4 heads, 2 layers, intermediate 48, hidden_act gelu, "
+             "eos_token_id 2 (argmax pooling), layer_norm_eps 1e-6, 12 positions",
+        config=dict(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                    num_attention_heads=4, max_position_embeddings=12, hidden_act="gelu",
+                    layer_norm_eps=1e-6, bos_token_id=0, eos_token_id=2, pad_token_id=1),
+        ids=[[0, 17, 40, 9, 2, 1, 1, 1, 1, 1, 1, 1], [0, 63, 5, 22, 33, 8, 11, 2, 1, 1, 1, 1]],
+    ),
     "vae_kl_3level": dict(
         cls="AutoencoderKL", seed=7300,
         what="AutoencoderKL 3 levels (8,16,16), layers_per_block=2, latent_channels=4, input 32x24",
@@ -234,7 +245,8 @@ def build(case):
     randomize_(model, spec["seed"])
     dt.save_pretrained(model, out_dir)
     model = dt.load_pretrained(out_dir)
-    model64 = dt.load_pretrained(out_dir, dtype=torch.float64)
+    # (the CLIP reference has no float64 twin: its masks are float32's lowest value)
+    model64 = None if spec["cls"] == "CLIPTextModel" else dt.load_pretrained(out_dir, dtype=torch.float64)
     return spec, out_dir, model, model64
 
 
@@ -350,6 +362,28 @@ def gen_unet_cond(spec, model, model64):
     return io, meta, text
 
 
+def gen_clip(spec, model, model64):
+    """CLIPTextModel: without and with the padding mask, every hidden state, pooled output."""
+    ids = torch.tensor(spec["ids"], dtype=torch.int64)
+    mask = (torch.arange(ids.shape[1])[None, :] <= (ids == model.config.eos_token_id).int().argmax(-1)[:, None])
+    mask = mask.to(torch.int64)
+    io = {"input.input_ids": ids, "input.attention_mask": mask}
+    for n, m in enumerate((None, mask)):
+        with torch.no_grad():
+            o = model(ids, m, output_hidden_states=True)
+        io[f"call{n}.last_hidden_state"] = o.last_hidden_state
+        io[f"call{n}.pooler_output"] = o.pooler_output
+        for k, h in enumerate(o.hidden_states):
+            io[f"call{n}.hidden_states.{k}"] = h
+    meta = {"calls": [{"call": 0, "attention_mask": None}, {"call": 1, "attention_mask": "input.attention_mask"}]}
+    text = ("Inputs: `input.input_ids` (I64 [2, 12]) and `input.attention_mask` (I64, 1 up to the first eos).\n\n"
+            "- call0: `model(ids, output_hidden_states=True)` (no mask, as Stable Diffusion calls it)\n"
+            "- call1: `model(ids, attention_mask, output_hidden_states=True)`\n\n"
+            "Each stores `callN.last_hidden_state`, `callN.pooler_output` (eos_token_id is 2: the row of "
+            "`ids.argmax(-1)`) and `callN.hidden_states.K` (K = 0: embeddings; pre-final-LN).\n")
+    return io, meta, text
+
+
 def gen_vae(spec, model, model64):
     gen = torch.Generator().manual_seed(spec["seed"] + 1)
     x = torch.rand(spec["input_shape"], generator=gen) * 2 - 1
@@ -444,6 +478,7 @@ def gen_vq(spec, model, model64):
 
 
 GENERATORS = {"UNet2DModel": gen_unet, "UNet2DConditionModel": gen_unet_cond, "AutoencoderKL": gen_vae,
+              "CLIPTextModel": gen_clip,
               "VQModel": gen_vq}
 
 
@@ -479,7 +514,8 @@ def write_case(case):
         "check for a float32 engine: max|err| / max|ref| < 1e-4 per output.\n\n"
         "Tensor layout: NCHW, row-major. Dtypes: F32 unless the key ends in `_f64` (F64) or is a "
         "timestep/index tensor (I64).\n\n"
-        "## Files\n\n- `config.json`: diffusers config\n- `diffusion_pytorch_model.safetensors`: weights\n"
+        "## Files\n\n- `config.json`: diffusers (or transformers) config\n"
+        f"- `{'model' if spec['cls'] == 'CLIPTextModel' else 'diffusion_pytorch_model'}.safetensors`: weights\n"
         "- `io.safetensors`: inputs / outputs / debug taps\n- `meta.json`: seeds, calls, f32-vs-f64 gaps\n\n"
         f"## Tensors in io.safetensors\n\n| key | dtype | shape |\n|---|---|---|\n{table}\n")
     with open(os.path.join(out_dir, "README.md"), "w") as f:
