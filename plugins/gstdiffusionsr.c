@@ -127,10 +127,13 @@ gst_diffusion_sr_default_model (GstElement * element)
 static const GstGenerativeCoreSpec core_spec = {
   .props = GST_GENERATIVE_PROP_MODEL_FILE | GST_GENERATIVE_PROP_N_THREADS
       | GST_GENERATIVE_PROP_SEED | GST_GENERATIVE_PROP_NUM_STEPS
-      | GST_GENERATIVE_PROP_TILING | GST_GENERATIVE_PROP_STATS,
+      | GST_GENERATIVE_PROP_TILING | GST_GENERATIVE_PROP_STATS
+      | GST_GENERATIVE_PROP_TEXT | GST_GENERATIVE_PROP_NOISE_LEVEL,
   .model_name = "diffusionsr-x2.safetensors",
-  .model_blurb = "Super-resolution model (.safetensors); default: the "
-      "installed model for the scale",
+  .model_blurb = "Super-resolution model (.safetensors) or diffusers "
+      "pipeline folder (LDMSuperResolutionPipeline, "
+      "StableDiffusionUpscalePipeline); default: the installed model for "
+      "the scale",
   .default_model = gst_diffusion_sr_default_model,
   .model_kind = "a diffusionsr model",
   .tile_overlap = 16,
@@ -214,6 +217,29 @@ gst_diffusion_sr_load (GstElement * element, const gchar * path,
   GST_OBJECT_LOCK (self);
   scale = self->scale;
   GST_OBJECT_UNLOCK (self);
+
+  if (gst_generative_is_pipeline_folder (path)) {
+    gint w, h;
+
+    /* Pipeline classes this element runs: ge_sd_supported_classes
+     * (GE_SD_SUPER_RESOLUTION). */
+    if (!gst_generative_core_open_pipeline (&self->core, path,
+            GE_SD_SUPER_RESOLUTION, "our x2 and x4 diffusionsr models", NULL))
+      return FALSE;
+    gst_generative_core_sd_output_size (&self->core, 1, 1, &w, &h);
+    model_scale = w;
+    if (model_scale != scale) {
+      GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+          ("Pipeline \"%s\" upscales x%d, but scale is %d.", path,
+              model_scale, scale), ("Set scale=%d.", model_scale));
+      gst_generative_core_stop (&self->core);
+      return FALSE;
+    }
+    GST_OBJECT_LOCK (self);
+    self->active_scale = scale;
+    GST_OBJECT_UNLOCK (self);
+    return TRUE;
+  }
 
   sr = ge_sr_new (path, error);
   if (!sr)
@@ -477,12 +503,17 @@ gst_diffusion_sr_set_info (GstVideoFilter * filter, GstCaps * incaps,
   GstDiffusionSr *self = GST_DIFFUSION_SR (filter);
   gint s, min_size;
 
-  if (!self->sr) {
+  if (gst_generative_core_sd (&self->core)) {
+    /* Frames of any size: padded to the U-Net's multiple. */
+    gst_generative_core_sd_output_size (&self->core, 1, 1, &s, &min_size);
+    min_size = 1;
+  } else if (!self->sr) {
     GST_ERROR_OBJECT (self, "caps set before the model was loaded");
     return FALSE;
+  } else {
+    s = ge_sr_scale (self->sr);
+    min_size = ge_sr_min_size (self->sr);
   }
-  s = ge_sr_scale (self->sr);
-  min_size = ge_sr_min_size (self->sr);
 
   if (GST_VIDEO_INFO_FORMAT (in_info) != GST_VIDEO_INFO_FORMAT (out_info)) {
     GST_ERROR_OBJECT (self, "input format %s and output format %s differ",
@@ -657,13 +688,22 @@ gst_diffusion_sr_transform_frame (GstVideoFilter * filter,
   GError *err = NULL;
   gint64 t0;
 
+  gst_generative_frame_image (in_frame, &in);
+  gst_generative_frame_image (out_frame, &out);
+  if (gst_generative_core_sd (&self->core)) {
+    gst_generative_core_sync_values (&self->core,
+        &GST_BASE_TRANSFORM (self)->segment, GST_BUFFER_PTS (in_frame->buffer));
+    t0 = g_get_monotonic_time ();
+    if (!gst_generative_core_sd_process (&self->core, &in, NULL, 0, &out))
+      return GST_FLOW_ERROR;
+    gst_generative_core_frame_done (&self->core,
+        (g_get_monotonic_time () - t0) / 1000.0);
+    return GST_FLOW_OK;
+  }
   if (G_UNLIKELY (!self->sr)) {
     GST_ELEMENT_ERROR (self, CORE, FAILED, (NULL), ("no model loaded"));
     return GST_FLOW_ERROR;
   }
-
-  gst_generative_frame_image (in_frame, &in);
-  gst_generative_frame_image (out_frame, &out);
   gst_diffusion_sr_apply_settings (self, in.width, in.height);
 
   t0 = g_get_monotonic_time ();

@@ -202,8 +202,9 @@ gst_generative_core_open_pipeline (GstGenerativeCore * core,
   if (!s->sd) {
     if (g_error_matches (err, GE_ERROR, GE_ERROR_NOT_FOUND))
       GST_ELEMENT_ERROR (e, RESOURCE, NOT_FOUND,
-          ("A part of pipeline folder \"%s\" is missing.", path),
-          ("%s", err->message));
+          ("Pipeline folder \"%s\" is incomplete: %s.", path, err->message),
+          ("model_index.json names a part (or a file of one) that is not "
+              "there"));
     else
       GST_ELEMENT_ERROR (e, STREAM, WRONG_TYPE,
           ("\"%s\" (%s) is not a pipeline %s can run.", path, cls,
@@ -463,6 +464,15 @@ any_set (const gfloat * m, gsize n)
   return FALSE;
 }
 
+static gboolean
+memchr_nonzero (const guint8 * m, gsize n)
+{
+  for (gsize i = 0; i < n; i++)
+    if (m[i])
+      return TRUE;
+  return FALSE;
+}
+
 static inline guint8
 to_u8 (gfloat v)
 {
@@ -618,6 +628,12 @@ gst_generative_core_sd_process (GstGenerativeCore * core,
   const gsize plane_out = (gsize) pw * F * ph * F;
 
   g_return_val_if_fail (!inpaint || mask, FALSE);
+  if (inpaint && !memchr_nonzero (mask, (gsize) in->width * in->height)) {
+    /* Nothing to regenerate: the frame stays as it is. */
+    s->last_area = 0;
+    s->last_reused = FALSE;
+    return TRUE;
+  }
   if (!apply_settings (core, s, inpaint ? &settings : NULL))
     return FALSE;
   if (inpaint) {

@@ -17,6 +17,7 @@
 
 #include "gstvaebase.h"
 #include "gstgenerativecore.h"
+#include "ge-pipeline.h"
 
 GST_DEBUG_CATEGORY_STATIC (gst_vae_base_debug);
 #define GST_CAT_DEFAULT gst_vae_base_debug
@@ -32,9 +33,10 @@ static const GstGenerativeCoreSpec core_spec = {
   .props = GST_GENERATIVE_PROP_MODEL_FILE | GST_GENERATIVE_PROP_N_THREADS
       | GST_GENERATIVE_PROP_TILING | GST_GENERATIVE_PROP_STATS,
   .model_name = "vae.safetensors",
-  .model_blurb = "VAE (diffusers AutoencoderKL or VQModel, .safetensors); "
-      "default: the installed model",
-  .model_kind = "a VAE model (AutoencoderKL or VQModel)",
+  .model_blurb = "VAE: our .safetensors, a diffusers AutoencoderKL, VQModel "
+      "or AutoencoderTiny folder, or a pipeline folder (its vae or vqvae "
+      "part); default: the installed model",
+  .model_kind = "a VAE model (AutoencoderKL, VQModel or AutoencoderTiny)",
   .tile_overlap = 64,
   .tile_max = 65535,
   .tile_blurb = "Side of the square tiles in pixels (0 = whole frames up to "
@@ -120,8 +122,40 @@ gst_vae_base_load (GstElement * element, const gchar * path,
     gpointer user_data, GError ** error)
 {
   GstVaeBasePrivate *p = PRIV (element);
-  GeVaeCodec *codec = ge_vae_codec_new (path, error);
+  GeVaeCodec *codec;
+  gchar *vae_path = NULL;
 
+  if (gst_generative_is_pipeline_folder (path)) {
+    /* A pipeline's autoencoder: "vae" (Stable Diffusion, AutoencoderKL or
+     * a swapped-in AutoencoderTiny) or "vqvae" (latent diffusion). */
+    GePipeline *pl = ge_pipeline_open (path, error);
+    const gchar *part;
+
+    if (!pl)
+      return FALSE;
+    part = ge_pipeline_part_path (pl, "vae");
+    if (!part)
+      part = ge_pipeline_part_path (pl, "vqvae");
+    if (!part) {
+      GST_ELEMENT_ERROR (element, RESOURCE, NOT_FOUND,
+          ("Pipeline folder \"%s\" has no vae or vqvae part.", path),
+          ("%s names no autoencoder in model_index.json",
+              ge_pipeline_class_name (pl)));
+      ge_pipeline_free (pl);
+      return FALSE;
+    }
+    if (!g_file_test (part, G_FILE_TEST_EXISTS)) {
+      GST_ELEMENT_ERROR (element, RESOURCE, NOT_FOUND,
+          ("The autoencoder of pipeline folder \"%s\" is missing.", path),
+          ("no folder %s", part));
+      ge_pipeline_free (pl);
+      return FALSE;
+    }
+    vae_path = g_strdup (part);
+    ge_pipeline_free (pl);
+  }
+  codec = ge_vae_codec_new (vae_path ? vae_path : path, error);
+  g_free (vae_path);
   if (!codec)
     return FALSE;
   p->codec = codec;
@@ -191,8 +225,12 @@ gst_vae_base_video_to_latent_caps (GstVaeBase * self, GstCaps * caps)
     if (fr)
       gst_structure_set_value (out, "framerate", fr);
     if (loaded) {
+      /* scaling-factor: the model's, for whoever wants the diffusion
+       * scale; applied-scaling-factor: what the latents were multiplied
+       * by (ours: 1, the autoencoder's own latents). */
       gst_structure_set (out, "downsample-factor", G_TYPE_INT, f,
-          "scaling-factor", G_TYPE_DOUBLE, scaling, NULL);
+          "scaling-factor", G_TYPE_DOUBLE, scaling,
+          "applied-scaling-factor", G_TYPE_DOUBLE, 1.0, NULL);
       if (gst_structure_get_int (in, "width", &w)
           && gst_structure_get_int (in, "height", &h)) {
         gchar *dims = g_strdup_printf ("%d:%d:%d:1", (w + f - 1) / f,
