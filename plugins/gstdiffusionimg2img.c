@@ -25,6 +25,15 @@
  * noise of each position depends only on #GstDiffusionImg2Img:seed, the same
  * in every frame, so static scenes keep steady colours.
  *
+ * #GstDiffusionImg2Img:model-file may also be a diffusers pipeline folder
+ * (model_index.json): StableDiffusionImg2ImgPipeline or
+ * StableDiffusionPipeline (any SD 1.x/2.x checkpoint: SDEdit with the
+ * prompt, #GstDiffusionImg2Img:strength picking the timesteps as diffusers
+ * does) or StableDiffusionInstructPix2PixPipeline (timbrooks/instruct-pix2pix,
+ * with #GstDiffusionImg2Img:image-guidance-scale).  DDIMPipeline and
+ * DDPMPipeline folders (google/ddpm-*) as SDEdit priors are not run yet;
+ * other classes are an error that lists the supported ones.
+ *
  * ## Example launch lines
  * |[
  * gst-launch-1.0 filesrc location=bw.webm ! decodebin ! videoconvert ! diffusionimg2img ! videoconvert ! autovideosink
@@ -32,6 +41,9 @@
  * |[
  * gst-launch-1.0 filesrc location=in.png ! pngdec ! videoconvert ! diffusionimg2img model-file=my-translation.safetensors strength=0.6 ! videoconvert ! pngenc ! filesink location=out.png
  * ]| Runs a user-trained translation, keeping much of the input.
+ * |[
+ * gst-launch-1.0 filesrc location=in.png ! pngdec ! videoconvert ! diffusionimg2img model-file=stable-diffusion-v1-5 prompt="a watercolour painting" strength=0.5 num-steps=30 ! videoconvert ! pngenc ! filesink location=out.png
+ * ]| Repaints an image after a prompt with a Stable Diffusion checkpoint.
  */
 
 #ifdef HAVE_CONFIG_H

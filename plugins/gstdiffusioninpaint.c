@@ -61,10 +61,26 @@
  * mask are exactly those of the frame before gets its last fill back without
  * running the model (the same bytes it would compute).
  *
+ * #GstDiffusionInpaint:model-file may also be a diffusers pipeline folder
+ * (model_index.json): StableDiffusionInpaintPipeline
+ * (runwayml/stable-diffusion-inpainting: 9-channel U-Net, mask and
+ * masked-image latents as diffusers prepares them) or StableDiffusionPipeline
+ * (any SD checkpoint: the known region pasted back at every step), with
+ * #GstDiffusionInpaint:prompt and the guidance properties.  The whole frame
+ * (padded to the U-Net's multiple, tiled above #GstDiffusionInpaint:tile-size)
+ * goes through the pipeline; its pixels replace the masked ones with the
+ * same feathered blend, tiles without a masked pixel are not run, and a
+ * frame whose pixels, mask and settings are those of the frame before gets
+ * the last output back without a run.  RePaintPipeline folders are not run
+ * yet; other classes are an error that lists the supported ones.
+ *
  * ## Example launch lines
  * |[
  * gst-launch-1.0 filesrc location=clip.mp4 ! decodebin ! videoconvert ! diffusioninpaint mask-file=logo-mask.png ! videoconvert ! autovideosink
  * ]| Removes a station logo that logo-mask.png marks.
+ * |[
+ * gst-launch-1.0 filesrc location=clip.mp4 ! decodebin ! videoconvert ! diffusioninpaint model-file=stable-diffusion-inpainting mask-file=logo-mask.png prompt="brick wall" num-steps=20 ! videoconvert ! autovideosink
+ * ]| The same with a Stable Diffusion inpainting pipeline folder and a prompt.
  * |[
  * gst-launch-1.0 filesrc location=photo.png ! pngdec ! videoconvert ! diffusioninpaint name=ip ! videoconvert ! pngenc ! filesink location=out.png \
  *     filesrc location=mask.png ! pngdec ! videoconvert ! video/x-raw,format=GRAY8 ! ip.mask

@@ -46,6 +46,15 @@
  * one until the stream catches up again (#GstDiffusionSr:stats tells).  Its
  * measured time per frame is added to the latency.
  *
+ * #GstDiffusionSr:model-file may also be a diffusers pipeline folder
+ * (model_index.json): LDMSuperResolutionPipeline
+ * (CompVis/ldm-super-resolution-4x-openimages) or
+ * StableDiffusionUpscalePipeline (stabilityai/stable-diffusion-x4-upscaler,
+ * with prompt, guidance-scale and noise-level); both upscale x4, so set
+ * `scale=4`.  Frames of any size are padded to the U-Net's multiple and
+ * cropped back, large ones tiled (gstgenerativecore.h).  Another pipeline
+ * class is an error that lists these.
+ *
  * ## Example launch lines
  * |[
  * gst-launch-1.0 filesrc location=in.png ! pngdec ! videoconvert ! diffusionsr ! videoconvert ! pngenc ! filesink location=out.png
@@ -53,6 +62,9 @@
  * |[
  * gst-launch-1.0 filesrc location=clip.mp4 ! decodebin ! videoconvert ! diffusionsr scale=4 num-steps=2 ! videoconvert ! autovideosink
  * ]| Plays a video four times larger, with two sampling steps per frame.
+ * |[
+ * gst-launch-1.0 filesrc location=clip.mp4 ! decodebin ! videoconvert ! diffusionsr model-file=ldm-super-resolution-4x-openimages scale=4 num-steps=50 ! videoconvert ! autovideosink
+ * ]| Upscales with the LDM x4 pipeline folder.
  */
 
 #ifdef HAVE_CONFIG_H
