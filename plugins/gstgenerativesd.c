@@ -46,6 +46,16 @@ GST_DEBUG_CATEGORY_STATIC (gst_generative_sd_debug);
 
 #define MAX_TILES 256
 
+/* What a frame's output depends on besides its pixels and mask: the
+ * settings the inpainting reuse compares (plain values, no allocation). */
+typedef struct
+{
+  guint64 seed;
+  gint steps, scheduler, noise_level, feather;
+  gdouble guidance, image_guidance;
+  guint prompt_changes;
+} RunSettings;
+
 struct _GstGenerativeSd
 {
   GePipeline *pipeline;
@@ -59,6 +69,7 @@ struct _GstGenerativeSd
   gint applied_steps, applied_n_threads;
   GstGenerativeScheduler applied_scheduler;
   gchar *applied_prompt, *applied_negative;
+  guint prompt_changes;         /* counts the prompt pairs applied */
   gchar *warned_prompt;         /* the last prompt warned about as cut */
 
   /* The noise of a tile: the frame's, seen through the tile's window. */
@@ -80,7 +91,7 @@ struct _GstGenerativeSd
   guint8 *last_in, *last_mask, *last_out;
   gsize last_len;
   gboolean last_valid;
-  gchar *last_settings;
+  RunSettings last_settings;
   guint64 last_area;
   gboolean last_reused;
 };
@@ -107,7 +118,6 @@ sd_free (GstGenerativeSd * s)
   g_free (s->last_in);
   g_free (s->last_mask);
   g_free (s->last_out);
-  g_free (s->last_settings);
   g_free (s);
 }
 
@@ -252,11 +262,10 @@ gst_generative_core_sd_last (GstGenerativeCore * core, guint64 * area,
 /* settings */
 
 /* Hands the properties to the engine: only what changed (a prompt is
- * encoded when it changes, never per frame).  Returns the settings as a
- * string when @settings is not NULL (the inpainting reuse compares it). */
+ * encoded when it changes, never per frame); fills @settings. */
 static gboolean
 apply_settings (GstGenerativeCore * core, GstGenerativeSd * s,
-    gchar ** settings)
+    RunSettings * settings)
 {
   GstElement *e = core->element;
   GeSd *sd = s->sd;
@@ -333,6 +342,7 @@ apply_settings (GstGenerativeCore * core, GstGenerativeSd * s,
     g_free (s->applied_negative);
     s->applied_prompt = prompt;
     s->applied_negative = negative;
+    s->prompt_changes++;
     /* One warning per prompt that is cut, not one per frame or change
      * back to it. */
     if (truncated && g_strcmp0 (s->warned_prompt, prompt) != 0) {
@@ -347,10 +357,14 @@ apply_settings (GstGenerativeCore * core, GstGenerativeSd * s,
     core->text_encodes = ge_sd_n_text_encodes (sd);
     GST_OBJECT_UNLOCK (e);
   }
-  if (settings)
-    *settings = g_strdup_printf ("%" G_GUINT64_FORMAT " %d %d %g %g %d %s %s",
-        s->seed, steps, scheduler, guidance, image_guidance, noise_level,
-        s->applied_prompt, s->applied_negative);
+  memset (settings, 0, sizeof (*settings));
+  settings->seed = s->seed;
+  settings->steps = steps;
+  settings->scheduler = scheduler;
+  settings->noise_level = noise_level;
+  settings->guidance = guidance;
+  settings->image_guidance = image_guidance;
+  settings->prompt_changes = s->prompt_changes;
   return TRUE;
 }
 
@@ -579,7 +593,7 @@ run_tiles (GstGenerativeCore * core, GstGenerativeSd * s, gint tile,
 /* Packs the frame's RGB (and the mask) to compare with the last frame. */
 static gboolean
 same_as_last (GstGenerativeSd * s, const GeImageU8 * in, const guint8 * mask,
-    const gchar * settings)
+    const RunSettings * settings)
 {
   const gsize n = (gsize) in->width * in->height;
   gboolean same;
@@ -594,7 +608,8 @@ same_as_last (GstGenerativeSd * s, const GeImageU8 * in, const guint8 * mask,
     s->last_len = n;
     s->last_valid = FALSE;
   }
-  same = s->last_valid && g_strcmp0 (settings, s->last_settings) == 0
+  same = s->last_valid
+      && memcmp (settings, &s->last_settings, sizeof (*settings)) == 0
       && memcmp (mask, s->last_mask, n) == 0;
   for (gint y = 0; y < in->height; y++) {
     const guint8 *row = in->data + (gsize) y * in->stride;
@@ -608,8 +623,7 @@ same_as_last (GstGenerativeSd * s, const GeImageU8 * in, const guint8 * mask,
     }
   }
   memcpy (s->last_mask, mask, n);
-  g_free (s->last_settings);
-  s->last_settings = g_strdup (settings);
+  memcpy (&s->last_settings, settings, sizeof (*settings));
   return same;
 }
 
@@ -622,7 +636,7 @@ gst_generative_core_sd_process (GstGenerativeCore * core,
   const gboolean inpaint = s->task == GE_SD_INPAINT;
   const gint m = s->multiple, F = s->factor;
   const gint pw = (in->width + m - 1) / m * m, ph = (in->height + m - 1) / m * m;
-  gchar *settings = NULL;
+  RunSettings settings;
   GError *err = NULL;
   gint tile, overlap, W, H;
   const gsize plane_out = (gsize) pw * F * ph * F;
@@ -634,14 +648,11 @@ gst_generative_core_sd_process (GstGenerativeCore * core,
     s->last_reused = FALSE;
     return TRUE;
   }
-  if (!apply_settings (core, s, inpaint ? &settings : NULL))
+  if (!apply_settings (core, s, &settings))
     return FALSE;
   if (inpaint) {
-    gchar *with_feather = g_strdup_printf ("%s %d", settings, feather);
-    g_free (settings);
-    settings = with_feather;
-    s->last_reused = same_as_last (s, in, mask, settings);
-    g_free (settings);
+    settings.feather = feather;
+    s->last_reused = same_as_last (s, in, mask, &settings);
     if (s->last_reused) {
       /* The same bytes the pipeline would give again, without running it. */
       for (gint y = 0; y < in->height; y++)
