@@ -14,7 +14,7 @@
 #include <gst/video/gstvideofilter.h>
 
 #include "ge-img2img.h"
-#include "gstgenerativeutil.h"
+#include "gstgenerativecore.h"
 
 G_BEGIN_DECLS
 
@@ -26,21 +26,17 @@ struct _GstDiffusionImg2Img
 {
   GstVideoFilter parent;
 
-  /* Properties (object lock); model_file NULL = the installed model. */
-  gchar *model_file;
+  /* model-file, num-steps, seed, tiling, n-threads, stats, the prompt and
+   * guidance of pipeline folders, QoS and timing. */
+  GstGenerativeCore core;
+
+  /* Properties (object lock). */
   gdouble strength;
-  gint num_steps;
-  guint64 seed;
-  gint tile_size;
-  gint tile_overlap;
-  gint n_threads;
 
-  /* Between start() and stop(); only the streaming thread uses it. */
+  /* Between start() and stop(); only the streaming thread uses it.
+   * task: our own model; a pipeline folder lives in the core instead. */
   GeImg2Img *task;
-  gchar *loaded_path;
   gint applied_n_threads;
-
-  GstGenerativeTiming timing;   /* object lock */
 };
 
 GST_ELEMENT_REGISTER_DECLARE (diffusionimg2img);

@@ -15,6 +15,7 @@
 #include <gst/video/video.h>
 
 #include "ge-inpaint.h"
+#include "gstgenerativecore.h"
 
 G_BEGIN_DECLS
 
@@ -42,23 +43,22 @@ struct _GstDiffusionInpaint
   GstAggregatorPad *sinkpad;
   GstAggregatorPad *maskpad;    /* the request pad, or NULL (object lock) */
 
-  /* Properties; protected by the object lock.  model_file NULL = the
-   * installed model. */
-  gchar *model_file;
+  /* model-file, num-steps, seed, n-threads, stats, the prompt and
+   * guidance of pipeline folders, QoS and timing. */
+  GstGenerativeCore core;
+
+  /* Properties; protected by the object lock. */
   GstDiffusionInpaintMaskSource mask_source;
   gchar *mask_file;
   guint mask_threshold;
   gboolean invert_mask;
   gint feather;
-  gint num_steps;
-  guint64 seed;
-  gint n_threads;
   gint jump_length;
   gint jump_n_sample;
 
-  /* Between start() and stop() (streaming thread). */
+  /* Between start() and stop() (streaming thread).  ip: our own model; a
+   * pipeline folder lives in the core instead. */
   GeInpaint *ip;
-  gchar *loaded_path;
   guint8 *file_mask;            /* mask-file, 8-bit grey */
   gint file_w, file_h;
   GstVideoInfo vinfo;           /* sink caps */
@@ -71,19 +71,11 @@ struct _GstDiffusionInpaint
   gsize mask_len;
   gboolean warned_no_mask;
 
-  /* Statistics (object lock). */
-  guint64 frames;
+  /* Statistics (object lock); frames, dropped and times are the core's. */
   guint64 passed_through;
-  guint64 dropped;              /* late frames (QoS) */
-  GstClockTime earliest_time;   /* from the last QoS event */
   guint64 masked_pixels;        /* of the last frame */
   guint64 diffused_pixels;      /* of the last frame */
   guint64 reused_boxes;         /* of the last frame */
-  gdouble total_ms;
-  gdouble max_ms;
-  gdouble load_ms;
-  gdouble avg_ms;
-  GstClockTime reported_latency;
 };
 
 GST_ELEMENT_REGISTER_DECLARE (diffusioninpaint);

@@ -46,6 +46,15 @@
  * one until the stream catches up again (#GstDiffusionSr:stats tells).  Its
  * measured time per frame is added to the latency.
  *
+ * #GstDiffusionSr:model-file may also be a diffusers pipeline folder
+ * (model_index.json): LDMSuperResolutionPipeline
+ * (CompVis/ldm-super-resolution-4x-openimages) or
+ * StableDiffusionUpscalePipeline (stabilityai/stable-diffusion-x4-upscaler,
+ * with prompt, guidance-scale and noise-level); both upscale x4, so set
+ * `scale=4`.  Frames of any size are padded to the U-Net's multiple and
+ * cropped back, large ones tiled (gstgenerativecore.h).  Another pipeline
+ * class is an error that lists these.
+ *
  * ## Example launch lines
  * |[
  * gst-launch-1.0 filesrc location=in.png ! pngdec ! videoconvert ! diffusionsr ! videoconvert ! pngenc ! filesink location=out.png
@@ -53,6 +62,9 @@
  * |[
  * gst-launch-1.0 filesrc location=clip.mp4 ! decodebin ! videoconvert ! diffusionsr scale=4 num-steps=2 ! videoconvert ! autovideosink
  * ]| Plays a video four times larger, with two sampling steps per frame.
+ * |[
+ * gst-launch-1.0 filesrc location=clip.mp4 ! decodebin ! videoconvert ! diffusionsr model-file=ldm-super-resolution-4x-openimages scale=4 num-steps=50 ! videoconvert ! autovideosink
+ * ]| Upscales with the LDM x4 pipeline folder.
  */
 
 #ifdef HAVE_CONFIG_H
@@ -62,44 +74,17 @@
 #include <string.h>
 
 #include "gstdiffusionsr.h"
-#include "gstgenerativeutil.h"
 
 GST_DEBUG_CATEGORY_STATIC (gst_diffusion_sr_debug);
 #define GST_CAT_DEFAULT gst_diffusion_sr_debug
 
-#define DEFAULT_MODEL_X2 \
-  GST_GENERATIVE_MODEL_DIR G_DIR_SEPARATOR_S "diffusionsr-x2.safetensors"
-
 #define DEFAULT_SCALE GST_DIFFUSION_SR_SCALE_X2
-#define DEFAULT_NUM_STEPS 0
-#define DEFAULT_SEED 0
-#define DEFAULT_TILE_SIZE 0
-#define DEFAULT_TILE_OVERLAP 16
-#define DEFAULT_N_THREADS 0
-
-/* tile-size 0: frames up to this many input pixels run whole; larger ones
- * in tiles of AUTO_TILE_SIZE, which bounds the work memory (the U-Net's
- * activations grow with the area) at a cost of about 25% more compute. */
-#define AUTO_WHOLE_FRAME_PIXELS (512 * 512)
-#define AUTO_TILE_SIZE 256
-
-/* QoS: this many QoS events in a row reporting lateness (and a proportion
- * above 1: slower than real time) lower the steps to one; this many in a row on time, with room for the full step count at
- * the reported proportion, bring them back. */
-#define QOS_LATE_EVENTS 3
-#define QOS_ONTIME_EVENTS 25
 
 enum
 {
   PROP_0,
-  PROP_MODEL_FILE,
   PROP_SCALE,
-  PROP_NUM_STEPS,
-  PROP_SEED,
-  PROP_TILE_SIZE,
-  PROP_TILE_OVERLAP,
-  PROP_N_THREADS,
-  PROP_STATS,
+  PROP_CORE,                    /* the core's from here on */
 };
 
 #define FORMATS "{ RGB, BGR, RGBx, BGRx, RGBA, BGRA }"
@@ -143,16 +128,43 @@ gst_diffusion_sr_scale_get_type (void)
   return type;
 }
 
-/* The model file start() loads; object lock held.  NULL/empty model-file
- * means the installed model of the chosen scale. */
+/* The installed model of the chosen scale; object lock held. */
 static gchar *
-gst_diffusion_sr_model_path_locked (GstDiffusionSr * self)
+gst_diffusion_sr_default_model (GstElement * element)
 {
-  gchar name[32];
-
-  g_snprintf (name, sizeof (name), "diffusionsr-x%d.safetensors", self->scale);
-  return gst_generative_model_path (self->model_file, name);
+  return g_strdup_printf ("diffusionsr-x%d.safetensors",
+      GST_DIFFUSION_SR (element)->scale);
 }
+
+static const GstGenerativeCoreSpec core_spec = {
+  .props = GST_GENERATIVE_PROP_MODEL_FILE | GST_GENERATIVE_PROP_N_THREADS
+      | GST_GENERATIVE_PROP_SEED | GST_GENERATIVE_PROP_NUM_STEPS
+      | GST_GENERATIVE_PROP_TILING | GST_GENERATIVE_PROP_STATS
+      | GST_GENERATIVE_PROP_TEXT | GST_GENERATIVE_PROP_NOISE_LEVEL,
+  .model_name = "diffusionsr-x2.safetensors",
+  .model_blurb = "Super-resolution model (.safetensors) or diffusers "
+      "pipeline folder (LDMSuperResolutionPipeline, "
+      "StableDiffusionUpscalePipeline); default: the installed model for "
+      "the scale",
+  .default_model = gst_diffusion_sr_default_model,
+  .model_kind = "a diffusionsr model",
+  .tile_overlap = 16,
+  .tile_max = G_MAXINT,
+  .tile_blurb = "Side of the tiles in input pixels (0 = automatic: whole "
+      "frames up to 512x512, tiles of 256 above)",
+  /* The U-Net's activations grow with the area: tiles bound the work
+   * memory at a cost of about 25% more compute. */
+  .auto_whole_pixels = 512 * 512,
+  .auto_tile = 256,
+  .steps_blurb = "Sampling steps per frame (0 = the model's default); fewer "
+      "are faster",
+  .seed_blurb = "Seed of the sampling noise (the same noise in every frame)",
+  .guidance_scale = 9.0,
+  .qos_steps = TRUE,
+  .stats_name = "diffusionsr-stats",
+  .stats_blurb = "Frames, dropped frames, steps in use, QoS reductions, "
+      "mean/max ms per frame, load ms",
+};
 
 /* ------------------------------------------------------------------------ */
 /* properties */
@@ -163,47 +175,18 @@ gst_diffusion_sr_set_property (GObject * object, guint prop_id,
 {
   GstDiffusionSr *self = GST_DIFFUSION_SR (object);
 
+  if (gst_generative_core_set_property (&self->core, prop_id, value, pspec))
+    return;
   switch (prop_id) {
-    case PROP_MODEL_FILE:
     case PROP_SCALE:
-      /* The model and the caps depend on these: only between runs. */
+      /* The model and the caps depend on it: only between runs. */
       if (gst_generative_is_running (GST_ELEMENT (self))) {
         GST_WARNING_OBJECT (self, "%s can only change in the NULL or READY "
             "state; ignored", pspec->name);
         return;
       }
       GST_OBJECT_LOCK (self);
-      if (prop_id == PROP_MODEL_FILE) {
-        g_free (self->model_file);
-        self->model_file = g_value_dup_string (value);
-      } else {
-        self->scale = g_value_get_enum (value);
-      }
-      GST_OBJECT_UNLOCK (self);
-      break;
-    case PROP_NUM_STEPS:
-      GST_OBJECT_LOCK (self);
-      self->num_steps = g_value_get_int (value);
-      GST_OBJECT_UNLOCK (self);
-      break;
-    case PROP_SEED:
-      GST_OBJECT_LOCK (self);
-      self->seed = g_value_get_uint64 (value);
-      GST_OBJECT_UNLOCK (self);
-      break;
-    case PROP_TILE_SIZE:
-      GST_OBJECT_LOCK (self);
-      self->tile_size = g_value_get_int (value);
-      GST_OBJECT_UNLOCK (self);
-      break;
-    case PROP_TILE_OVERLAP:
-      GST_OBJECT_LOCK (self);
-      self->tile_overlap = g_value_get_int (value);
-      GST_OBJECT_UNLOCK (self);
-      break;
-    case PROP_N_THREADS:
-      GST_OBJECT_LOCK (self);
-      self->n_threads = g_value_get_int (value);
+      self->scale = g_value_get_enum (value);
       GST_OBJECT_UNLOCK (self);
       break;
     default:
@@ -212,68 +195,19 @@ gst_diffusion_sr_set_property (GObject * object, guint prop_id,
   }
 }
 
-static gchar *
-gst_diffusion_sr_stats_string (GstDiffusionSr * self)
-{
-  GstStructure *s;
-  gchar *str;
-
-  GST_OBJECT_LOCK (self);
-  s = gst_structure_new ("diffusionsr-stats",
-      "steps", G_TYPE_INT, self->steps_in_use,
-      "qos-reduced", G_TYPE_BOOLEAN, self->qos_reduced,
-      "qos-reductions", G_TYPE_UINT64, self->qos_reductions, NULL);
-  gst_generative_timing_to_structure (&self->timing, s);
-  GST_OBJECT_UNLOCK (self);
-  str = gst_structure_to_string (s);
-  gst_structure_free (s);
-  return str;
-}
-
 static void
 gst_diffusion_sr_get_property (GObject * object, guint prop_id,
     GValue * value, GParamSpec * pspec)
 {
   GstDiffusionSr *self = GST_DIFFUSION_SR (object);
 
+  if (gst_generative_core_get_property (&self->core, prop_id, value, pspec))
+    return;
   switch (prop_id) {
-    case PROP_MODEL_FILE:
-      GST_OBJECT_LOCK (self);
-      g_value_take_string (value, gst_diffusion_sr_model_path_locked (self));
-      GST_OBJECT_UNLOCK (self);
-      break;
     case PROP_SCALE:
       GST_OBJECT_LOCK (self);
       g_value_set_enum (value, self->scale);
       GST_OBJECT_UNLOCK (self);
-      break;
-    case PROP_NUM_STEPS:
-      GST_OBJECT_LOCK (self);
-      g_value_set_int (value, self->num_steps);
-      GST_OBJECT_UNLOCK (self);
-      break;
-    case PROP_SEED:
-      GST_OBJECT_LOCK (self);
-      g_value_set_uint64 (value, self->seed);
-      GST_OBJECT_UNLOCK (self);
-      break;
-    case PROP_TILE_SIZE:
-      GST_OBJECT_LOCK (self);
-      g_value_set_int (value, self->tile_size);
-      GST_OBJECT_UNLOCK (self);
-      break;
-    case PROP_TILE_OVERLAP:
-      GST_OBJECT_LOCK (self);
-      g_value_set_int (value, self->tile_overlap);
-      GST_OBJECT_UNLOCK (self);
-      break;
-    case PROP_N_THREADS:
-      GST_OBJECT_LOCK (self);
-      g_value_set_int (value, self->n_threads);
-      GST_OBJECT_UNLOCK (self);
-      break;
-    case PROP_STATS:
-      g_value_take_string (value, gst_diffusion_sr_stats_string (self));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -284,92 +218,77 @@ gst_diffusion_sr_get_property (GObject * object, guint prop_id,
 /* ------------------------------------------------------------------------ */
 /* model loading */
 
-static void
-gst_diffusion_sr_reset_stats (GstDiffusionSr * self)
+static gboolean
+gst_diffusion_sr_load (GstElement * element, const gchar * path,
+    gpointer user_data, GError ** error)
 {
+  GstDiffusionSr *self = GST_DIFFUSION_SR (element);
+  gint scale, model_scale;
+  GeSr *sr;
+
   GST_OBJECT_LOCK (self);
-  memset (&self->timing, 0, sizeof (self->timing));
-  self->qos_reductions = 0;
-  self->late_events = 0;
-  self->ontime_events = 0;
-  self->qos_reduced = FALSE;
-  self->steps_in_use = 0;
+  scale = self->scale;
   GST_OBJECT_UNLOCK (self);
+
+  if (gst_generative_is_pipeline_folder (path)) {
+    gint w, h;
+
+    /* Pipeline classes this element runs: ge_sd_supported_classes
+     * (GE_SD_SUPER_RESOLUTION). */
+    if (!gst_generative_core_open_pipeline (&self->core, path,
+            GE_SD_SUPER_RESOLUTION, "our x2 and x4 diffusionsr models", NULL))
+      return FALSE;
+    gst_generative_core_sd_output_size (&self->core, 1, 1, &w, &h);
+    model_scale = w;
+    if (model_scale != scale) {
+      GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+          ("Pipeline \"%s\" upscales x%d, but scale is %d.", path,
+              model_scale, scale), ("Set scale=%d.", model_scale));
+      gst_generative_core_stop (&self->core);
+      return FALSE;
+    }
+    GST_OBJECT_LOCK (self);
+    self->active_scale = scale;
+    GST_OBJECT_UNLOCK (self);
+    return TRUE;
+  }
+
+  sr = ge_sr_new (path, error);
+  if (!sr)
+    return FALSE;
+  model_scale = ge_sr_scale (sr);
+  if (model_scale != scale) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+        ("Model \"%s\" upscales x%d, but scale is %d.", path, model_scale,
+            scale), ("Set scale=%d, or pick a model made for x%d.",
+            model_scale, scale));
+    ge_sr_free (sr);
+    return FALSE;
+  }
+  self->sr = sr;
+  GST_OBJECT_LOCK (self);
+  self->core.steps_in_use = ge_sr_default_steps (sr);
+  self->active_scale = scale;
+  GST_OBJECT_UNLOCK (self);
+  GST_INFO_OBJECT (self, "%s: x%d, %d steps, min size %d", path, scale,
+      ge_sr_default_steps (sr), ge_sr_min_size (sr));
+  return TRUE;
 }
 
 static gboolean
 gst_diffusion_sr_start (GstBaseTransform * trans)
 {
   GstDiffusionSr *self = GST_DIFFUSION_SR (trans);
-  GError *err = NULL;
-  gchar *path;
-  gint scale;
-  gint64 t0;
-  GeSr *sr;
 
-  GST_OBJECT_LOCK (self);
-  path = gst_diffusion_sr_model_path_locked (self);
-  scale = self->scale;
-  GST_OBJECT_UNLOCK (self);
-
-  gst_generative_post_load_progress (GST_ELEMENT (self),
-      GST_PROGRESS_TYPE_START, path);
-
-  if (!gst_generative_check_model_file (GST_ELEMENT (self), path,
-          "a diffusionsr model"))
-    goto failed;
-
-  t0 = g_get_monotonic_time ();
-  sr = ge_sr_new (path, &err);
-  if (!sr) {
-    /* The file is there and readable, so every engine error (corrupt,
-     * truncated, another architecture, inconsistent task, a tensor
-     * missing) means it is not a model this element can run. */
-    GST_ELEMENT_ERROR (self, STREAM, WRONG_TYPE,
-        ("\"%s\" is not a usable diffusionsr model.", path),
-        ("%s", err->message));
-    g_clear_error (&err);
-    goto failed;
-  }
-  if (ge_sr_scale (sr) != scale) {
-    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
-        ("Model \"%s\" upscales x%d, but scale is %d.", path,
-            ge_sr_scale (sr), scale),
-        ("Set scale=%d, or pick a model made for x%d.", ge_sr_scale (sr),
-            scale));
-    ge_sr_free (sr);
-    goto failed;
-  }
-
-  gst_diffusion_sr_reset_stats (self);
-  self->sr = sr;
-  g_free (self->loaded_path);
-  self->loaded_path = path;
+  if (!gst_generative_core_start (&self->core, gst_diffusion_sr_load, NULL))
+    return FALSE;
   /* Force every engine setting to be applied before the first frame. */
   self->applied_steps = -1;
   self->applied_tile = -1;
   self->applied_overlap = -1;
   self->applied_n_threads = -1;
   self->applied_seed_valid = FALSE;
-
-  GST_OBJECT_LOCK (self);
-  self->timing.load_ms = (g_get_monotonic_time () - t0) / 1000.0;
-  self->steps_in_use = ge_sr_default_steps (sr);
-  self->active_scale = scale;
-  GST_OBJECT_UNLOCK (self);
-
-  GST_INFO_OBJECT (self, "loaded %s (x%d, %d steps, min size %d) in %.1f ms",
-      path, scale, ge_sr_default_steps (sr), ge_sr_min_size (sr),
-      self->timing.load_ms);
-  gst_generative_post_load_progress (GST_ELEMENT (self),
-      GST_PROGRESS_TYPE_COMPLETE, path);
   return TRUE;
-
-failed:
-  gst_generative_post_load_progress (GST_ELEMENT (self),
-      GST_PROGRESS_TYPE_ERROR, path);
-  g_free (path);
-  return FALSE;
 }
 
 static gboolean
@@ -378,7 +297,7 @@ gst_diffusion_sr_stop (GstBaseTransform * trans)
   GstDiffusionSr *self = GST_DIFFUSION_SR (trans);
 
   g_clear_pointer (&self->sr, ge_sr_free);
-  g_clear_pointer (&self->loaded_path, g_free);
+  gst_generative_core_stop (&self->core);
   GST_OBJECT_LOCK (self);
   self->active_scale = 0;
   GST_OBJECT_UNLOCK (self);
@@ -596,12 +515,17 @@ gst_diffusion_sr_set_info (GstVideoFilter * filter, GstCaps * incaps,
   GstDiffusionSr *self = GST_DIFFUSION_SR (filter);
   gint s, min_size;
 
-  if (!self->sr) {
+  if (gst_generative_core_sd (&self->core)) {
+    /* Frames of any size: padded to the U-Net's multiple. */
+    gst_generative_core_sd_output_size (&self->core, 1, 1, &s, &min_size);
+    min_size = 1;
+  } else if (!self->sr) {
     GST_ERROR_OBJECT (self, "caps set before the model was loaded");
     return FALSE;
+  } else {
+    s = ge_sr_scale (self->sr);
+    min_size = ge_sr_min_size (self->sr);
   }
-  s = ge_sr_scale (self->sr);
-  min_size = ge_sr_min_size (self->sr);
 
   if (GST_VIDEO_INFO_FORMAT (in_info) != GST_VIDEO_INFO_FORMAT (out_info)) {
     GST_ERROR_OBJECT (self, "input format %s and output format %s differ",
@@ -626,7 +550,7 @@ gst_diffusion_sr_set_info (GstVideoFilter * filter, GstCaps * incaps,
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
         ("Frames of %dx%d are too small for model \"%s\".",
             GST_VIDEO_INFO_WIDTH (in_info), GST_VIDEO_INFO_HEIGHT (in_info),
-            self->loaded_path),
+            self->core.loaded_path),
         ("The model needs at least %d pixels in width and height.",
             min_size));
     return FALSE;
@@ -687,42 +611,7 @@ gst_diffusion_sr_src_event (GstBaseTransform * trans, GstEvent * event)
 {
   GstDiffusionSr *self = GST_DIFFUSION_SR (trans);
 
-  if (GST_EVENT_TYPE (event) == GST_EVENT_QOS) {
-    GstQOSType type;
-    gdouble proportion;
-    GstClockTimeDiff diff;
-    GstClockTime timestamp;
-
-    gst_event_parse_qos (event, &type, &proportion, &diff, &timestamp);
-    /* THROTTLE is a rate limit asked for, not lateness. */
-    if (type != GST_QOS_TYPE_THROTTLE) {
-      GST_OBJECT_LOCK (self);
-      /* Late and slower than real time: a frame merely late by jitter,
-       * with the stream keeping pace, is no reason to lose quality. */
-      if (diff > 0 && proportion > 1.0) {
-        self->ontime_events = 0;
-        if (++self->late_events >= QOS_LATE_EVENTS && !self->qos_reduced) {
-          self->qos_reduced = TRUE;
-          self->qos_reductions++;
-          GST_INFO_OBJECT (self, "downstream keeps reporting lateness "
-              "(%" GST_STIME_FORMAT ", proportion %.2f): one step per frame",
-              GST_STIME_ARGS (diff), proportion);
-        }
-      } else {
-        self->late_events = 0;
-        /* Back to the full step count only when it would fit: at one step
-         * the frame time is about 1/steps of the full one. */
-        if (++self->ontime_events >= QOS_ONTIME_EVENTS && self->qos_reduced
-            && proportion * MAX (self->full_steps, 1) < 1.0) {
-          self->qos_reduced = FALSE;
-          GST_INFO_OBJECT (self, "on time again (proportion %.2f): back to "
-              "%d steps", proportion, self->full_steps);
-        }
-      }
-      GST_OBJECT_UNLOCK (self);
-    }
-  }
-
+  gst_generative_core_qos_event (&self->core, event);
   return GST_BASE_TRANSFORM_CLASS (parent_class)->src_event (trans, event);
 }
 
@@ -735,18 +624,9 @@ gst_diffusion_sr_query (GstBaseTransform * trans, GstPadDirection direction,
 
   ret = GST_BASE_TRANSFORM_CLASS (parent_class)->query (trans, direction,
       query);
-
   if (ret && direction == GST_PAD_SRC
-      && GST_QUERY_TYPE (query) == GST_QUERY_LATENCY) {
-    GstClockTime ours;
-
-    GST_OBJECT_LOCK (self);
-    ours = self->timing.latency;
-    GST_OBJECT_UNLOCK (self);
-    GST_DEBUG_OBJECT (self, "latency: ours %" GST_TIME_FORMAT,
-        GST_TIME_ARGS (ours));
-    gst_generative_latency_add (query, ours);
-  }
+      && GST_QUERY_TYPE (query) == GST_QUERY_LATENCY)
+    gst_generative_core_latency_query (&self->core, query);
   return ret;
 }
 
@@ -762,9 +642,7 @@ gst_diffusion_sr_submit_input_buffer (GstBaseTransform * trans,
   ret = GST_BASE_TRANSFORM_CLASS (parent_class)->submit_input_buffer (trans,
       is_discont, input);
   if (gst_generative_qos_dropped (trans, ret)) {
-    GST_OBJECT_LOCK (self);
-    self->timing.dropped++;
-    GST_OBJECT_UNLOCK (self);
+    gst_generative_core_count_dropped (&self->core);
     GST_DEBUG_OBJECT (self, "late frame dropped");
   }
   return ret;
@@ -779,21 +657,19 @@ static void
 gst_diffusion_sr_apply_settings (GstDiffusionSr * self, gint width,
     gint height)
 {
-  gint num_steps, tile, overlap, n_threads, steps, full;
+  GstGenerativeCore *core = &self->core;
+  gint num_steps, tile, overlap, n_threads, steps;
   guint64 seed;
-  gboolean reduced;
 
   GST_OBJECT_LOCK (self);
-  num_steps = self->num_steps;
-  seed = self->seed;
-  tile = self->tile_size;
-  overlap = self->tile_overlap;
-  n_threads = self->n_threads;
-  reduced = self->qos_reduced;
+  num_steps = core->num_steps;
+  seed = core->seed;
+  overlap = core->tile_overlap;
+  n_threads = core->n_threads;
   GST_OBJECT_UNLOCK (self);
 
-  full = num_steps > 0 ? num_steps : ge_sr_default_steps (self->sr);
-  steps = reduced ? 1 : num_steps;
+  steps = gst_generative_core_qos_steps (core, num_steps,
+      ge_sr_default_steps (self->sr));
   if (steps != self->applied_steps) {
     ge_sr_set_num_steps (self->sr, steps);
     self->applied_steps = steps;
@@ -803,9 +679,7 @@ gst_diffusion_sr_apply_settings (GstDiffusionSr * self, gint width,
     self->applied_seed = seed;
     self->applied_seed_valid = TRUE;
   }
-  if (tile == 0)
-    tile = (gint64) width *height <= AUTO_WHOLE_FRAME_PIXELS ?
-        0 : AUTO_TILE_SIZE;
+  tile = gst_generative_core_tile_for (core, width, height);
   if (tile != self->applied_tile || overlap != self->applied_overlap) {
     ge_sr_set_tiling (self->sr, tile, overlap);
     self->applied_tile = tile;
@@ -814,27 +688,6 @@ gst_diffusion_sr_apply_settings (GstDiffusionSr * self, gint width,
   if (n_threads != self->applied_n_threads) {
     ge_sr_set_n_threads (self->sr, n_threads);
     self->applied_n_threads = n_threads;
-  }
-
-  GST_OBJECT_LOCK (self);
-  self->full_steps = full;
-  self->steps_in_use = reduced ? 1 : full;
-  GST_OBJECT_UNLOCK (self);
-}
-
-static void
-gst_diffusion_sr_update_timing (GstDiffusionSr * self, gdouble ms)
-{
-  gboolean post;
-
-  GST_OBJECT_LOCK (self);
-  post = gst_generative_timing_frame (&self->timing, ms);
-  GST_OBJECT_UNLOCK (self);
-  if (post) {
-    GST_DEBUG_OBJECT (self, "processing latency now %" GST_TIME_FORMAT,
-        GST_TIME_ARGS (self->timing.latency));
-    gst_element_post_message (GST_ELEMENT (self),
-        gst_message_new_latency (GST_OBJECT (self)));
   }
 }
 
@@ -847,13 +700,22 @@ gst_diffusion_sr_transform_frame (GstVideoFilter * filter,
   GError *err = NULL;
   gint64 t0;
 
+  gst_generative_frame_image (in_frame, &in);
+  gst_generative_frame_image (out_frame, &out);
+  if (gst_generative_core_sd (&self->core)) {
+    gst_generative_core_sync_values (&self->core,
+        &GST_BASE_TRANSFORM (self)->segment, GST_BUFFER_PTS (in_frame->buffer));
+    t0 = g_get_monotonic_time ();
+    if (!gst_generative_core_sd_process (&self->core, &in, NULL, 0, &out))
+      return GST_FLOW_ERROR;
+    gst_generative_core_frame_done (&self->core,
+        (g_get_monotonic_time () - t0) / 1000.0);
+    return GST_FLOW_OK;
+  }
   if (G_UNLIKELY (!self->sr)) {
     GST_ELEMENT_ERROR (self, CORE, FAILED, (NULL), ("no model loaded"));
     return GST_FLOW_ERROR;
   }
-
-  gst_generative_frame_image (in_frame, &in);
-  gst_generative_frame_image (out_frame, &out);
   gst_diffusion_sr_apply_settings (self, in.width, in.height);
 
   t0 = g_get_monotonic_time ();
@@ -864,7 +726,7 @@ gst_diffusion_sr_transform_frame (GstVideoFilter * filter,
     g_clear_error (&err);
     return GST_FLOW_ERROR;
   }
-  gst_diffusion_sr_update_timing (self,
+  gst_generative_core_frame_done (&self->core,
       (g_get_monotonic_time () - t0) / 1000.0);
 
   return GST_FLOW_OK;
@@ -878,8 +740,7 @@ gst_diffusion_sr_finalize (GObject * object)
   GstDiffusionSr *self = GST_DIFFUSION_SR (object);
 
   g_clear_pointer (&self->sr, ge_sr_free);
-  g_free (self->loaded_path);
-  g_free (self->model_file);
+  gst_generative_core_finalize (&self->core);
 
   G_OBJECT_CLASS (parent_class)->finalize (object);
 }
@@ -900,19 +761,6 @@ gst_diffusion_sr_class_init (GstDiffusionSrClass * klass)
   gobject_class->finalize = gst_diffusion_sr_finalize;
 
   /**
-   * GstDiffusionSr:model-file:
-   *
-   * The diffusionsr model (.safetensors).  Unset, the model installed with
-   * the plugin for #GstDiffusionSr:scale (diffusionsr-x2 or -x4).
-   */
-  g_object_class_install_property (gobject_class, PROP_MODEL_FILE,
-      g_param_spec_string ("model-file", "Model file",
-          "Super-resolution model (.safetensors); default: the installed "
-          "model for the scale", DEFAULT_MODEL_X2,
-          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-          GST_PARAM_MUTABLE_READY));
-
-  /**
    * GstDiffusionSr:scale:
    *
    * The upscaling factor; it must be the model's (checked at start).
@@ -924,61 +772,12 @@ gst_diffusion_sr_class_init (GstDiffusionSrClass * klass)
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_READY));
 
-  g_object_class_install_property (gobject_class, PROP_NUM_STEPS,
-      g_param_spec_int ("num-steps", "Number of steps",
-          "Sampling steps per frame (0 = the model's default); fewer are "
-          "faster", 0, 1000, DEFAULT_NUM_STEPS,
-          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-          GST_PARAM_MUTABLE_PLAYING));
-
-  /**
-   * GstDiffusionSr:seed:
-   *
-   * Seed of the sampling noise.  The noise of an output pixel depends only
-   * on the seed and the pixel's position, the same in every frame, so that
-   * static scenes do not shimmer.
-   */
-  g_object_class_install_property (gobject_class, PROP_SEED,
-      g_param_spec_uint64 ("seed", "Seed",
-          "Seed of the sampling noise (the same noise in every frame)",
-          0, G_MAXUINT64, DEFAULT_SEED,
-          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-          GST_PARAM_MUTABLE_PLAYING));
-
-  g_object_class_install_property (gobject_class, PROP_TILE_SIZE,
-      g_param_spec_int ("tile-size", "Tile size",
-          "Side of the tiles in input pixels (0 = automatic: whole frames up "
-          "to 512x512, tiles of 256 above)", 0, G_MAXINT, DEFAULT_TILE_SIZE,
-          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-          GST_PARAM_MUTABLE_PLAYING));
-
-  g_object_class_install_property (gobject_class, PROP_TILE_OVERLAP,
-      g_param_spec_int ("tile-overlap", "Tile overlap",
-          "Overlap of neighbouring tiles in input pixels, blended smoothly",
-          0, G_MAXINT, DEFAULT_TILE_OVERLAP,
-          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-          GST_PARAM_MUTABLE_PLAYING));
-
-  g_object_class_install_property (gobject_class, PROP_N_THREADS,
-      g_param_spec_int ("n-threads", "Number of threads",
-          "Worker threads (0 = one per core)", 0, 1024, DEFAULT_N_THREADS,
-          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-          GST_PARAM_MUTABLE_PLAYING));
-
-  /**
-   * GstDiffusionSr:stats:
-   *
-   * A #GstStructure as a string: frames (processed), dropped (late frames
-   * this element skipped for QoS; upstream filters with QoS on may drop
-   * others before they arrive), steps (sampling steps in use), qos-reduced (TRUE
-   * while lateness holds the steps at one), qos-reductions (how often that
-   * started), mean-ms and max-ms (time per frame), load-ms (model load).
-   */
-  g_object_class_install_property (gobject_class, PROP_STATS,
-      g_param_spec_string ("stats", "Statistics",
-          "Frames, dropped frames, steps in use, QoS reductions, mean/max ms "
-          "per frame, load ms", NULL,
-          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+  /* model-file, num-steps, seed, tile-size, tile-overlap, n-threads and
+   * stats (frames, dropped: late frames this element skipped for QoS,
+   * steps in use, qos-reduced while lateness holds the steps at one,
+   * qos-reductions, mean-ms, max-ms, load-ms): gstgenerativecore.h. */
+  gst_generative_core_install_properties (gobject_class, PROP_CORE,
+      &core_spec);
 
   gst_element_class_set_static_metadata (element_class,
       "Diffusion super-resolution", "Filter/Effect/Converter/Video/Scaler",
@@ -1013,11 +812,8 @@ static void
 gst_diffusion_sr_init (GstDiffusionSr * self)
 {
   self->scale = DEFAULT_SCALE;
-  self->num_steps = DEFAULT_NUM_STEPS;
-  self->seed = DEFAULT_SEED;
-  self->tile_size = DEFAULT_TILE_SIZE;
-  self->tile_overlap = DEFAULT_TILE_OVERLAP;
-  self->n_threads = DEFAULT_N_THREADS;
+  gst_generative_core_init (&self->core, GST_ELEMENT (self), PROP_CORE,
+      &core_spec);
 
   gst_base_transform_set_qos_enabled (GST_BASE_TRANSFORM (self), TRUE);
 }

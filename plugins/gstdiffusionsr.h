@@ -25,7 +25,7 @@
 #include <gst/video/gstvideofilter.h>
 
 #include "ge-sr.h"
-#include "gstgenerativeutil.h"
+#include "gstgenerativecore.h"
 
 G_BEGIN_DECLS
 
@@ -53,19 +53,16 @@ struct _GstDiffusionSr
 {
   GstVideoFilter parent;
 
-  /* Properties; protected by the object lock.  model_file NULL = the
-   * installed model of the chosen scale. */
-  gchar *model_file;
-  gint scale;
-  gint num_steps;
-  guint64 seed;
-  gint tile_size;
-  gint tile_overlap;
-  gint n_threads;
+  /* model-file, num-steps, seed, tiling, n-threads, stats, the prompt and
+   * guidance of pipeline folders, QoS and timing. */
+  GstGenerativeCore core;
 
-  /* Between start() and stop(); only the streaming thread uses it. */
+  /* Properties; protected by the object lock. */
+  gint scale;
+
+  /* Between start() and stop(); only the streaming thread uses it.
+   * sr: our own model; a pipeline folder lives in the core instead. */
   GeSr *sr;
-  gchar *loaded_path;
   gint active_scale;            /* the model's scale once loaded (lock) */
 
   /* Settings last handed to the engine (streaming thread). */
@@ -75,17 +72,6 @@ struct _GstDiffusionSr
   gint applied_n_threads;
   guint64 applied_seed;
   gboolean applied_seed_valid;
-
-  /* QoS state, from the QoS events (object lock). */
-  guint late_events;
-  guint ontime_events;
-  gboolean qos_reduced;
-  gint full_steps;              /* the steps without QoS reduction */
-
-  /* Statistics (object lock). */
-  GstGenerativeTiming timing;
-  guint64 qos_reductions;
-  gint steps_in_use;
 };
 
 GST_ELEMENT_REGISTER_DECLARE (diffusionsr);

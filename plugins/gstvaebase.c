@@ -16,50 +16,51 @@
 #include <string.h>
 
 #include "gstvaebase.h"
-#include "gstgenerativeutil.h"
+#include "gstgenerativecore.h"
+#include "ge-pipeline.h"
 
 GST_DEBUG_CATEGORY_STATIC (gst_vae_base_debug);
 #define GST_CAT_DEFAULT gst_vae_base_debug
 
-#define MODEL_NAME "vae.safetensors"
-#define DEFAULT_TILE_SIZE 0
-#define DEFAULT_TILE_OVERLAP 64
-#define DEFAULT_N_THREADS 0
-
-/* tile-size 0: frames up to this many pixels run whole; larger ones in
- * tiles of AUTO_TILE_SIZE, which bounds the work memory (the full-size
- * level's activations take 4 bytes per pixel and channel, several live at
- * once). */
-#define AUTO_WHOLE_FRAME_PIXELS (1280 * 720)
-#define AUTO_TILE_SIZE 512
-
 enum
 {
   PROP_0,
-  PROP_MODEL_FILE,
-  PROP_TILE_SIZE,
-  PROP_TILE_OVERLAP,
-  PROP_N_THREADS,
   PROP_DOWNSAMPLE_FACTOR,
-  PROP_STATS,
+  PROP_CORE,                    /* the core's from here on */
+};
+
+static const GstGenerativeCoreSpec core_spec = {
+  .props = GST_GENERATIVE_PROP_MODEL_FILE | GST_GENERATIVE_PROP_N_THREADS
+      | GST_GENERATIVE_PROP_TILING | GST_GENERATIVE_PROP_STATS,
+  .model_name = "vae.safetensors",
+  .model_blurb = "VAE: our .safetensors, a diffusers AutoencoderKL, VQModel "
+      "or AutoencoderTiny folder, or a pipeline folder (its vae or vqvae "
+      "part); default: the installed model",
+  .model_kind = "a VAE model (AutoencoderKL, VQModel or AutoencoderTiny)",
+  .tile_overlap = 64,
+  .tile_max = 65535,
+  .tile_blurb = "Side of the square tiles in pixels (0 = whole frames up to "
+      "1280x720, tiles of 512 above)",
+  /* Tiles bound the work memory: the full-size level's activations take 4
+   * bytes per pixel and channel, several live at once. */
+  .auto_whole_pixels = 1280 * 720,
+  .auto_tile = 512,
+  .stats_blurb = "Frames, dropped (late) frames, mean/max ms per frame, "
+      "load ms",
 };
 
 typedef struct
 {
-  /* Properties (object lock). */
-  gchar *model_file;
-  gint tile_size, tile_overlap, n_threads;
+  /* model-file, tiling, n-threads, stats, timing and QoS. */
+  GstGenerativeCore core;
 
   /* Between start() and stop(). */
   GeVaeCodec *codec;
-  gchar *loaded_path;
   gint factor, channels;        /* object lock: caps queries read them */
   gdouble scaling_factor;
 
   /* Settings last handed to the engine (streaming thread). */
   gint applied_tile, applied_overlap, applied_n_threads;
-
-  GstGenerativeTiming timing;   /* object lock */
 } GstVaeBasePrivate;
 
 #define gst_vae_base_parent_class parent_class
@@ -78,7 +79,7 @@ gst_vae_base_codec (GstVaeBase * self)
 const gchar *
 gst_vae_base_model_path (GstVaeBase * self)
 {
-  return PRIV (self)->loaded_path;
+  return PRIV (self)->core.loaded_path;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -88,57 +89,9 @@ static void
 gst_vae_base_set_property (GObject * object, guint prop_id,
     const GValue * value, GParamSpec * pspec)
 {
-  GstVaeBasePrivate *p = PRIV (object);
-
-  switch (prop_id) {
-    case PROP_MODEL_FILE:
-      if (gst_generative_is_running (GST_ELEMENT (object))) {
-        GST_WARNING_OBJECT (object, "model-file can only change in the NULL "
-            "or READY state; ignored");
-        return;
-      }
-      GST_OBJECT_LOCK (object);
-      g_free (p->model_file);
-      p->model_file = g_value_dup_string (value);
-      GST_OBJECT_UNLOCK (object);
-      break;
-    case PROP_TILE_SIZE:
-      GST_OBJECT_LOCK (object);
-      p->tile_size = g_value_get_int (value);
-      GST_OBJECT_UNLOCK (object);
-      break;
-    case PROP_TILE_OVERLAP:
-      GST_OBJECT_LOCK (object);
-      p->tile_overlap = g_value_get_int (value);
-      GST_OBJECT_UNLOCK (object);
-      break;
-    case PROP_N_THREADS:
-      GST_OBJECT_LOCK (object);
-      p->n_threads = g_value_get_int (value);
-      GST_OBJECT_UNLOCK (object);
-      break;
-    default:
-      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
-      break;
-  }
-}
-
-static gchar *
-gst_vae_base_stats_string (GstVaeBase * self)
-{
-  GstVaeBasePrivate *p = PRIV (self);
-  gchar *name = g_strdup_printf ("%s-stats",
-      GST_OBJECT_NAME (gst_element_get_factory (GST_ELEMENT (self))));
-  GstStructure *s = gst_structure_new_empty (name);
-  gchar *str;
-
-  g_free (name);
-  GST_OBJECT_LOCK (self);
-  gst_generative_timing_to_structure (&p->timing, s);
-  GST_OBJECT_UNLOCK (self);
-  str = gst_structure_to_string (s);
-  gst_structure_free (s);
-  return str;
+  if (!gst_generative_core_set_property (&PRIV (object)->core, prop_id, value,
+          pspec))
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
 }
 
 static void
@@ -147,36 +100,13 @@ gst_vae_base_get_property (GObject * object, guint prop_id, GValue * value,
 {
   GstVaeBasePrivate *p = PRIV (object);
 
+  if (gst_generative_core_get_property (&p->core, prop_id, value, pspec))
+    return;
   switch (prop_id) {
-    case PROP_MODEL_FILE:
-      GST_OBJECT_LOCK (object);
-      g_value_take_string (value,
-          gst_generative_model_path (p->model_file, MODEL_NAME));
-      GST_OBJECT_UNLOCK (object);
-      break;
-    case PROP_TILE_SIZE:
-      GST_OBJECT_LOCK (object);
-      g_value_set_int (value, p->tile_size);
-      GST_OBJECT_UNLOCK (object);
-      break;
-    case PROP_TILE_OVERLAP:
-      GST_OBJECT_LOCK (object);
-      g_value_set_int (value, p->tile_overlap);
-      GST_OBJECT_UNLOCK (object);
-      break;
-    case PROP_N_THREADS:
-      GST_OBJECT_LOCK (object);
-      g_value_set_int (value, p->n_threads);
-      GST_OBJECT_UNLOCK (object);
-      break;
     case PROP_DOWNSAMPLE_FACTOR:
       GST_OBJECT_LOCK (object);
       g_value_set_int (value, p->factor);
       GST_OBJECT_UNLOCK (object);
-      break;
-    case PROP_STATS:
-      g_value_take_string (value, gst_vae_base_stats_string (GST_VAE_BASE
-              (object)));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -188,60 +118,64 @@ gst_vae_base_get_property (GObject * object, guint prop_id, GValue * value,
 /* model */
 
 static gboolean
-gst_vae_base_start (GstBaseTransform * trans)
+gst_vae_base_load (GstElement * element, const gchar * path,
+    gpointer user_data, GError ** error)
 {
-  GstVaeBase *self = GST_VAE_BASE (trans);
-  GstVaeBasePrivate *p = PRIV (self);
-  GError *err = NULL;
+  GstVaeBasePrivate *p = PRIV (element);
   GeVaeCodec *codec;
-  gchar *path, *kind;
-  gint64 t0;
+  gchar *vae_path = NULL;
 
-  GST_OBJECT_LOCK (self);
-  path = gst_generative_model_path (p->model_file, MODEL_NAME);
-  GST_OBJECT_UNLOCK (self);
-  kind = g_strdup_printf ("a %s model (a VAE)",
-      GST_ELEMENT_NAME (gst_element_get_factory (GST_ELEMENT (self))));
+  if (gst_generative_is_pipeline_folder (path)) {
+    /* A pipeline's autoencoder: "vae" (Stable Diffusion, AutoencoderKL or
+     * a swapped-in AutoencoderTiny) or "vqvae" (latent diffusion). */
+    GePipeline *pl = ge_pipeline_open (path, error);
+    const gchar *part;
 
-  gst_generative_post_load_progress (GST_ELEMENT (self),
-      GST_PROGRESS_TYPE_START, path);
-  if (!gst_generative_check_model_file (GST_ELEMENT (self), path, kind))
-    goto failed;
-  t0 = g_get_monotonic_time ();
-  codec = ge_vae_codec_new (path, &err);
-  if (!codec) {
-    GST_ELEMENT_ERROR (self, STREAM, WRONG_TYPE,
-        ("\"%s\" is not a usable VAE (AutoencoderKL or VQModel).", path),
-        ("%s", err->message));
-    g_clear_error (&err);
-    goto failed;
+    if (!pl)
+      return FALSE;
+    part = ge_pipeline_part_path (pl, "vae");
+    if (!part)
+      part = ge_pipeline_part_path (pl, "vqvae");
+    if (!part) {
+      GST_ELEMENT_ERROR (element, RESOURCE, NOT_FOUND,
+          ("Pipeline folder \"%s\" has no vae or vqvae part.", path),
+          ("%s names no autoencoder in model_index.json",
+              ge_pipeline_class_name (pl)));
+      ge_pipeline_free (pl);
+      return FALSE;
+    }
+    if (!g_file_test (part, G_FILE_TEST_EXISTS)) {
+      GST_ELEMENT_ERROR (element, RESOURCE, NOT_FOUND,
+          ("The autoencoder of pipeline folder \"%s\" is missing.", path),
+          ("no folder %s", part));
+      ge_pipeline_free (pl);
+      return FALSE;
+    }
+    vae_path = g_strdup (part);
+    ge_pipeline_free (pl);
   }
-
+  codec = ge_vae_codec_new (vae_path ? vae_path : path, error);
+  g_free (vae_path);
+  if (!codec)
+    return FALSE;
   p->codec = codec;
-  g_free (p->loaded_path);
-  p->loaded_path = path;
-  p->applied_tile = p->applied_overlap = p->applied_n_threads = -1;
-  GST_OBJECT_LOCK (self);
+  GST_OBJECT_LOCK (element);
   p->factor = ge_vae_codec_factor (codec);
   p->channels = ge_vae_codec_latent_channels (codec);
   p->scaling_factor = ge_vae_codec_scaling_factor (codec);
-  memset (&p->timing, 0, sizeof (p->timing));
-  p->timing.load_ms = (g_get_monotonic_time () - t0) / 1000.0;
-  GST_OBJECT_UNLOCK (self);
-  GST_INFO_OBJECT (self, "loaded %s (%s, factor %d, %d latent channels) in "
-      "%.1f ms", path, ge_vae_codec_model_class (codec), p->factor,
-      p->channels, p->timing.load_ms);
-  gst_generative_post_load_progress (GST_ELEMENT (self),
-      GST_PROGRESS_TYPE_COMPLETE, path);
-  g_free (kind);
+  GST_OBJECT_UNLOCK (element);
+  GST_INFO_OBJECT (element, "%s: %s, factor %d, %d latent channels", path,
+      ge_vae_codec_model_class (codec), p->factor, p->channels);
   return TRUE;
+}
 
-failed:
-  gst_generative_post_load_progress (GST_ELEMENT (self),
-      GST_PROGRESS_TYPE_ERROR, path);
-  g_free (path);
-  g_free (kind);
-  return FALSE;
+static gboolean
+gst_vae_base_start (GstBaseTransform * trans)
+{
+  GstVaeBasePrivate *p = PRIV (trans);
+
+  p->applied_tile = p->applied_overlap = p->applied_n_threads = -1;
+  return gst_generative_core_start (&p->core, gst_vae_base_load, NULL);
 }
 
 static gboolean
@@ -250,7 +184,7 @@ gst_vae_base_stop (GstBaseTransform * trans)
   GstVaeBasePrivate *p = PRIV (trans);
 
   g_clear_pointer (&p->codec, ge_vae_codec_free);
-  g_clear_pointer (&p->loaded_path, g_free);
+  gst_generative_core_stop (&p->core);
   GST_OBJECT_LOCK (trans);
   p->factor = p->channels = 0;
   GST_OBJECT_UNLOCK (trans);
@@ -291,8 +225,12 @@ gst_vae_base_video_to_latent_caps (GstVaeBase * self, GstCaps * caps)
     if (fr)
       gst_structure_set_value (out, "framerate", fr);
     if (loaded) {
+      /* scaling-factor: the model's, for whoever wants the diffusion
+       * scale; applied-scaling-factor: what the latents were multiplied
+       * by (ours: 1, the autoencoder's own latents). */
       gst_structure_set (out, "downsample-factor", G_TYPE_INT, f,
-          "scaling-factor", G_TYPE_DOUBLE, scaling, NULL);
+          "scaling-factor", G_TYPE_DOUBLE, scaling,
+          "applied-scaling-factor", G_TYPE_DOUBLE, 1.0, NULL);
       if (gst_structure_get_int (in, "width", &w)
           && gst_structure_get_int (in, "height", &h)) {
         gchar *dims = g_strdup_printf ("%d:%d:%d:1", (w + f - 1) / f,
@@ -391,7 +329,7 @@ gst_vae_base_check_latent_caps (GstVaeBase * self, GstCaps * caps,
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
         ("Latents of %d channels at downsampling factor %d do not fit model "
             "\"%s\" (%d channels, factor %d).", c, f ? f : p->factor,
-            p->loaded_path, p->channels, p->factor),
+            p->core.loaded_path, p->channels, p->factor),
         ("Decode with the VAE that encoded them; caps: %" GST_PTR_FORMAT,
             caps));
     return FALSE;
@@ -416,14 +354,11 @@ gst_vae_base_apply_settings (GstVaeBase * self, gint width, gint height)
   gint tile, overlap, n_threads;
 
   GST_OBJECT_LOCK (self);
-  tile = p->tile_size;
-  overlap = p->tile_overlap;
-  n_threads = p->n_threads;
+  overlap = p->core.tile_overlap;
+  n_threads = p->core.n_threads;
   GST_OBJECT_UNLOCK (self);
 
-  if (tile == 0)
-    tile = (gint64) width *height <= AUTO_WHOLE_FRAME_PIXELS ?
-        0 : AUTO_TILE_SIZE;
+  tile = gst_generative_core_tile_for (&p->core, width, height);
   if (tile != p->applied_tile || overlap != p->applied_overlap) {
     ge_vae_codec_set_tiling (p->codec, tile, overlap);
     p->applied_tile = tile;
@@ -438,14 +373,7 @@ gst_vae_base_apply_settings (GstVaeBase * self, gint width, gint height)
 void
 gst_vae_base_frame_done (GstVaeBase * self, gdouble ms)
 {
-  gboolean post;
-
-  GST_OBJECT_LOCK (self);
-  post = gst_generative_timing_frame (&PRIV (self)->timing, ms);
-  GST_OBJECT_UNLOCK (self);
-  if (post)
-    gst_element_post_message (GST_ELEMENT (self),
-        gst_message_new_latency (GST_OBJECT (self)));
+  gst_generative_core_frame_done (&PRIV (self)->core, ms);
 }
 
 static gboolean
@@ -456,14 +384,8 @@ gst_vae_base_query (GstBaseTransform * trans, GstPadDirection direction,
       direction, query);
 
   if (ret && direction == GST_PAD_SRC
-      && GST_QUERY_TYPE (query) == GST_QUERY_LATENCY) {
-    GstClockTime ours;
-
-    GST_OBJECT_LOCK (trans);
-    ours = PRIV (trans)->timing.latency;
-    GST_OBJECT_UNLOCK (trans);
-    gst_generative_latency_add (query, ours);
-  }
+      && GST_QUERY_TYPE (query) == GST_QUERY_LATENCY)
+    gst_generative_core_latency_query (&PRIV (trans)->core, query);
   return ret;
 }
 
@@ -473,15 +395,11 @@ static GstFlowReturn
 gst_vae_base_submit_input_buffer (GstBaseTransform * trans,
     gboolean is_discont, GstBuffer * input)
 {
-  GstVaeBasePrivate *p = PRIV (trans);
   GstFlowReturn ret = GST_BASE_TRANSFORM_CLASS (parent_class)->
       submit_input_buffer (trans, is_discont, input);
 
-  if (gst_generative_qos_dropped (trans, ret)) {
-    GST_OBJECT_LOCK (trans);
-    p->timing.dropped++;
-    GST_OBJECT_UNLOCK (trans);
-  }
+  if (gst_generative_qos_dropped (trans, ret))
+    gst_generative_core_count_dropped (&PRIV (trans)->core);
   return ret;
 }
 
@@ -493,8 +411,7 @@ gst_vae_base_finalize (GObject * object)
   GstVaeBasePrivate *p = PRIV (object);
 
   g_clear_pointer (&p->codec, ge_vae_codec_free);
-  g_free (p->loaded_path);
-  g_free (p->model_file);
+  gst_generative_core_finalize (&p->core);
   G_OBJECT_CLASS (parent_class)->finalize (object);
 }
 
@@ -511,38 +428,15 @@ gst_vae_base_class_init (GstVaeBaseClass * klass)
   gobject_class->get_property = gst_vae_base_get_property;
   gobject_class->finalize = gst_vae_base_finalize;
 
-  g_object_class_install_property (gobject_class, PROP_MODEL_FILE,
-      g_param_spec_string ("model-file", "Model file",
-          "VAE (diffusers AutoencoderKL or VQModel, .safetensors); default: "
-          "the installed model", NULL,
-          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-          GST_PARAM_MUTABLE_READY));
-  g_object_class_install_property (gobject_class, PROP_TILE_SIZE,
-      g_param_spec_int ("tile-size", "Tile size",
-          "Side of the square tiles in pixels (0 = whole frames up to "
-          "1280x720, tiles of 512 above)", 0, 65535, DEFAULT_TILE_SIZE,
-          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-          GST_PARAM_MUTABLE_PLAYING));
-  g_object_class_install_property (gobject_class, PROP_TILE_OVERLAP,
-      g_param_spec_int ("tile-overlap", "Tile overlap",
-          "Overlap of neighbouring tiles in pixels, blended smoothly", 0,
-          65535, DEFAULT_TILE_OVERLAP,
-          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-          GST_PARAM_MUTABLE_PLAYING));
-  g_object_class_install_property (gobject_class, PROP_N_THREADS,
-      g_param_spec_int ("n-threads", "Number of threads",
-          "Worker threads (0 = one per core)", 0, 1024, DEFAULT_N_THREADS,
-          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-          GST_PARAM_MUTABLE_PLAYING));
+  /* model-file, tile-size, tile-overlap, n-threads and stats:
+   * gstgenerativecore.h. */
+  gst_generative_core_install_properties (gobject_class, PROP_CORE,
+      &core_spec);
   g_object_class_install_property (gobject_class, PROP_DOWNSAMPLE_FACTOR,
       g_param_spec_int ("downsample-factor", "Downsampling factor",
           "How much smaller latents are than frames (0 until the model is "
           "loaded, in PAUSED)", 0, 65536, 0,
           G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
-  g_object_class_install_property (gobject_class, PROP_STATS,
-      g_param_spec_string ("stats", "Statistics",
-          "Frames, dropped (late) frames, mean/max ms per frame, load ms",
-          NULL, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
 
   trans_class->start = GST_DEBUG_FUNCPTR (gst_vae_base_start);
   trans_class->stop = GST_DEBUG_FUNCPTR (gst_vae_base_stop);
@@ -560,8 +454,7 @@ gst_vae_base_init (GstVaeBase * self)
 {
   GstVaeBasePrivate *p = PRIV (self);
 
-  p->tile_size = DEFAULT_TILE_SIZE;
-  p->tile_overlap = DEFAULT_TILE_OVERLAP;
-  p->n_threads = DEFAULT_N_THREADS;
+  gst_generative_core_init (&p->core, GST_ELEMENT (self), PROP_CORE,
+      &core_spec);
   gst_base_transform_set_qos_enabled (GST_BASE_TRANSFORM (self), TRUE);
 }

@@ -91,6 +91,12 @@ gst_vae_decode_set_caps (GstBaseTransform * trans, GstCaps * incaps,
           &self->lw, &self->lh))
     return FALSE;
   self->channels = ge_vae_codec_latent_channels (codec);
+  /* Latents a pipeline scaled (applied-scaling-factor) are unscaled before
+   * decoding, as diffusers decodes latents / scaling_factor. */
+  if (!gst_structure_get_double (gst_caps_get_structure (incaps, 0),
+          "applied-scaling-factor", &self->applied_scaling)
+      || self->applied_scaling <= 0.0)
+    self->applied_scaling = 1.0;
   self->aligned = g_renew (gfloat, self->aligned,
       (gsize) self->lw * self->lh * self->channels);
   GST_INFO_OBJECT (self, "%dx%dx%d latents -> %dx%d %s", self->lw, self->lh,
@@ -141,7 +147,15 @@ gst_vae_decode_transform (GstBaseTransform * trans, GstBuffer * inbuf,
     return GST_FLOW_ERROR;
   }
   latent = (const gfloat *) map.data;
-  if (((guintptr) map.data) % G_ALIGNOF (gfloat) != 0) {
+  if (self->applied_scaling != 1.0) {
+    const gsize n = bytes / sizeof (gfloat);
+    const gfloat inv = (gfloat) (1.0 / self->applied_scaling);
+
+    memcpy (self->aligned, map.data, bytes);
+    for (gsize i = 0; i < n; i++)
+      self->aligned[i] *= inv;
+    latent = self->aligned;
+  } else if (((guintptr) map.data) % G_ALIGNOF (gfloat) != 0) {
     memcpy (self->aligned, map.data, bytes);
     latent = self->aligned;
   }

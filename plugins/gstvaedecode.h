@@ -25,6 +25,7 @@ struct _GstVaeDecode
   GstVideoInfo vinfo;
   gint lw, lh, channels;
   gfloat *aligned;              /* for latents that are not float-aligned */
+  gdouble applied_scaling;      /* what the latents were multiplied by */
 };
 
 GST_ELEMENT_REGISTER_DECLARE (vaedecode);

@@ -13,7 +13,9 @@
  * @see_also: vaedecode
  *
  * Encodes video frames into the latent space of a VAE (a diffusers
- * AutoencoderKL, or a VQModel): a frame of W x H pixels becomes a latent of
+ * AutoencoderKL, VQModel or AutoencoderTiny; #GstVaeBase:model-file may be
+ * the model's folder or a diffusers pipeline folder, whose vae part is
+ * used): a frame of W x H pixels becomes a latent of
  * ceil (W / f) x ceil (H / f) x C floats, f being the model's
  * #GstVaeBase:downsample-factor (8 for the installed model, 4 latent
  * channels).  Frames whose sides are not multiples of f are padded by
@@ -24,8 +26,9 @@
  * types=float32, dimensions=W:H:C:1` (innermost first: each buffer holds C
  * planes of H rows of W native-endian floats), with the fields vaedecode
  * needs to restore the frames: `video-width`, `video-height`,
- * `downsample-factor` and the model's `scaling-factor` (the latents are not
- * multiplied by it).  With output-mode=attach the frames pass on unchanged
+ * `downsample-factor` and the model's `scaling-factor`, and
+ * `applied-scaling-factor` = 1: the latents are not multiplied by the
+ * scaling factor (vaedecode divides latents whose caps say otherwise).  With output-mode=attach the frames pass on unchanged
  * (no pixel is copied) carrying the latent as a #GstLatentMeta (the
  * installed header gstlatentmeta.h reads it); elements that rescale, crop
  * or flip the frames drop the meta.
