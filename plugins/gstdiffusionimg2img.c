@@ -242,7 +242,7 @@ gst_diffusion_img2img_transform_frame (GstVideoFilter * filter,
     GST_OBJECT_LOCK (self);
     strength = self->strength;
     GST_OBJECT_UNLOCK (self);
-    ge_sd_set_strength (gst_generative_core_sd (&self->core), (float) strength);
+    ge_sd_set_strength (gst_generative_core_sd (&self->core), strength);
     t0 = g_get_monotonic_time ();
     if (!gst_generative_core_sd_process (&self->core, &in, NULL, 0, &out))
       return GST_FLOW_ERROR;
