@@ -65,6 +65,13 @@ void ge_inpaint_set_n_threads (GeInpaint * ip, int n_threads);
 /* 0 = the model's default. */
 void ge_inpaint_set_num_steps (GeInpaint * ip, int steps);
 void ge_inpaint_set_seed (GeInpaint * ip, guint64 seed);
+/* Exemplar guidance in [0, 1] (conditional models; RePaint ignores it):
+ * at every step the U-Net's estimate x0 becomes x0 + g * hole * (e - x0),
+ * e the PatchMatch fill of the box from its own known pixels (patchmatch.h)
+ * in the U-Net's sample space.  0: the model alone; 1: the exemplar fill.
+ * < 0: the model's default, the task's "exemplar_guidance" (0 when absent). */
+void ge_inpaint_set_exemplar_guidance (GeInpaint * ip, float guidance);
+float ge_inpaint_default_exemplar_guidance (const GeInpaint * ip);
 /* Width in pixels of the blend outside the mask (0: a hard edge). */
 void ge_inpaint_set_feather (GeInpaint * ip, int feather);
 

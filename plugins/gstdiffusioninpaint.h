@@ -55,6 +55,7 @@ struct _GstDiffusionInpaint
   gint n_threads;
   gint jump_length;
   gint jump_n_sample;
+  gdouble exemplar_guidance;
 
   /* Between start() and stop() (streaming thread). */
   GeInpaint *ip;
