@@ -72,6 +72,10 @@ struct _GeInpaint {
    * step's estimate towards the PatchMatch fill of the box; default_guidance
    * is the model's, guidance < 0 means "the model's". */
   float default_guidance, guidance;
+  /* Residual models: the target keeps the exemplar's detail above the scale
+   * exemplar_sigma (task "exemplar_sigma", px) in full and its coarser
+   * structure times exemplar_low (task "exemplar_low", 1 when absent). */
+  float exemplar_sigma, exemplar_low;
   GePatchMatchParams pm;
   int jump_length, jump_n_sample;
   gint64 *rp_ts;
@@ -165,6 +169,16 @@ ge_inpaint_new (const char *path, GError ** error)
     }
     ip->default_guidance = json_object_has_member (task, "exemplar_guidance")
         ? (float) json_object_get_double_member (task, "exemplar_guidance") : 0.0f;
+    ip->exemplar_sigma = json_object_has_member (task, "exemplar_sigma")
+        ? (float) json_object_get_double_member (task, "exemplar_sigma") : 1.5f;
+    ip->exemplar_low = json_object_has_member (task, "exemplar_low")
+        ? (float) json_object_get_double_member (task, "exemplar_low") : 1.0f;
+    if (!(ip->exemplar_sigma > 0.0f && ip->exemplar_sigma <= 64.0f && ip->exemplar_low >= 0.0f
+            && ip->exemplar_low <= 1.0f)) {
+      ge_fail (error, GE_ERROR_CORRUPT, path, "task: \"exemplar_sigma\" %g must be in (0, 64] "
+          "and \"exemplar_low\" %g in [0, 1]", ip->exemplar_sigma, ip->exemplar_low);
+      goto fail;
+    }
     if (!(ip->default_guidance >= 0.0f && ip->default_guidance <= 1.0f)) {
       ge_fail (error, GE_ERROR_CORRUPT, path, "task: \"exemplar_guidance\" %g is not in "
           "[0, 1]", ip->default_guidance);
@@ -770,6 +784,19 @@ run_box (GeInpaint * ip, GeImageU8 * img, const guint8 * mask, int mstride, cons
     for (int c = 0; c < 3; c++)
       for (gsize i = 0; i < plane; i++)
         guide[c * plane + i] = (guide[c * plane + i] - known[c * plane + i]) * ip->residual_scale;
+  if (guide && ip->residual && ip->exemplar_low < 1.0f) {
+    /* the exemplar's detail in full, its coarser structure only in part:
+     * target = base + e - (1 - low) * blur (e), e the exemplar's residual
+     * over the base.  A sample of the hole's content misplaces what the rim
+     * does not pin down, and that costs twice the error of the smooth fill's
+     * guess (MODEL.md, "Texture"); its finest scales cost little. */
+    float *lo = ge_arena_alloc (arena, 3 * plane), *tmp = ge_arena_alloc (arena, plane);
+    for (int c = 0; c < 3; c++) {
+      blur_plane (guide + c * plane, tmp, lo + c * plane, bw, bh, ip->exemplar_sigma);
+      for (gsize i = 0; i < plane; i++)
+        guide[c * plane + i] -= (1.0f - ip->exemplar_low) * lo[c * plane + i];
+    }
+  }
   if (ip->repaint) {
     /* keep = 1 - hole, in place; eps and noise in x0 and the spare planes */
     for (gsize i = 0; i < plane; i++)
@@ -777,6 +804,13 @@ run_box (GeInpaint * ip, GeImageU8 * img, const guint8 * mask, int mstride, cons
     float *noise = ge_arena_alloc (arena, 3 * plane);
     if (!repaint (ip, b, x_in, known, hole, x0, noise, error))
       return FALSE;
+  } else if (guide && ip->residual && gd >= 1.0f) {
+    /* every step's estimate would be the target: the U-Net's output would be
+     * thrown away, so it is not run */
+    memcpy (x_in, guide, sizeof (float) * 3 * plane);
+    for (int c = 0; c < 3; c++)
+      for (gsize i = 0; i < plane; i++)
+        x_in[c * plane + i] = known[c * plane + i] + hole[i] * x_in[c * plane + i] / ip->residual_scale;
   } else {
     const int n_steps = ge_scheduler_n_timesteps (ip->sched);
     float *noise = ip->eta > 0.0f ? ge_arena_alloc (arena, 3 * plane) : NULL;
