@@ -214,6 +214,10 @@ def far_from_mask(mask, r):
     return ~grown
 
 
+def rows_psnr(out, img, mask):
+    return masked_psnr(out, img, mask)
+
+
 def texture_summary(rs):
     """Per-kind texture and seam numbers of a method's rows: the median detail ratio over the
     photos that qualify (and how many), the mean border gradient of the output and of the
@@ -249,6 +253,8 @@ def main():
     ap.add_argument("--every", type=int, default=4, help="with --split train: every N-th training photo")
     ap.add_argument("--guidance", default="",
                     help="exemplar-guidance values to run besides the model's default, at the default steps")
+    ap.add_argument("--guidance-steps", default="",
+                    help="with --guidance: run each of those values at these step counts (default: the default)")
     ap.add_argument("--max-photos", type=int, default=0)
     ap.add_argument("--seed", type=int, default=2024, help="the masks' seed")
     ap.add_argument("--element-seeds", type=int, default=1,
@@ -273,11 +279,12 @@ def main():
     T = inpaint_train() if task.get("residual") == "base_fill" else None
     pictured = args.picture_photos.split(",") if args.pictures else []
     stepped = args.steps_photos.split(",") if args.pictures else []
-    shown, shown_steps = [], []
+    shown, shown_steps, shown_seeds = [], [], []
     steps_list = [int(k) for k in args.steps.split(",") if k.strip()]
     photos = (Q.val_photos(args.manifest, args.max_photos) if args.split == "val"
               else train_photos(args.manifest, args.every, args.max_photos))
     guidances = [float(g) for g in args.guidance.split(",") if g.strip()]
+    guidance_steps = [int(k) for k in args.guidance_steps.split(",") if k.strip()]
     rng = np.random.default_rng(args.seed)
     rows = {}
     far = {}
@@ -300,8 +307,9 @@ def main():
                 for j in range(1, args.element_seeds):
                     outs[element_key(default_steps, True, j)] = gst_inpaint(img, mask, args.model, 0, tmp, seed=j)
                 for g in guidances:
-                    outs[element_key(default_steps, True, guidance=g)] = gst_inpaint(
-                        img, mask, args.model, 0, tmp, guidance=g)
+                    for k in guidance_steps or [default_steps]:
+                        outs[element_key(k, k == default_steps, guidance=g)] = gst_inpaint(
+                            img, mask, args.model, 0 if k == default_steps else k, tmp, guidance=g)
                 far_mask = far_from_mask(mask, FEATHER + 1)
                 for key, out in outs.items():
                     r = rows.setdefault(key, {}).setdefault(kind, [])
@@ -314,6 +322,12 @@ def main():
                     keys = ["telea (OpenCV)", "navier-stokes (OpenCV)", next(k for k in outs if k.endswith("(default)"))]
                     if guidances:
                         keys.append(element_key(default_steps, True, guidance=guidances[0]))
+                    if args.element_seeds > 1:
+                        skeys = [element_key(default_steps, True)] + [element_key(default_steps, True, j)
+                                                                     for j in range(1, args.element_seeds)]
+                        sname = f"{name.replace('/', '-').rsplit('.', 1)[0]}-{kind}-seeds.png"
+                        picture(os.path.join(args.pictures, sname), img, mask, [outs[k] for k in skeys])
+                        shown_seeds.append((sname, name, kind, [rows_psnr(outs[k], img, mask) for k in skeys]))
                     fname = f"{name.replace('/', '-').rsplit('.', 1)[0]}-{kind}.png"
                     picture(os.path.join(args.pictures, fname), img, mask, [outs[k] for k in keys])
                     shown.append((fname, name, kind, [(k.split(" (")[0], rows[k][kind][-1]["psnr"]) for k in keys]))
@@ -366,10 +380,19 @@ def main():
         pm = ["# diffusioninpaint: before and after", "",
               "Made by `" + command + "` (validation photos, never trained on; "
               f"centre crops of {args.size} px).  Each strip: the input with the mask in magenta | OpenCV Telea | "
-              "OpenCV Navier-Stokes | diffusioninpaint (default steps) | the original.  PSNR inside the mask.", ""]
+              "OpenCV Navier-Stokes | diffusioninpaint (default settings)"
+              + (f" | diffusioninpaint with exemplar-guidance={guidances[0]:g}" if guidances else "")
+              + " | the original.  PSNR inside the mask.", ""]
         for fname, name, kind, ps in shown:
             pm += [f"**{name}, {kind} mask**: " + ", ".join(f"{k} {v:.2f} dB" for k, v in ps), "",
                    f"![{name} {kind}]({fname})", ""]
+        if shown_seeds:
+            pm += ["## Seeds", "",
+                   "Each strip: the input with the mask in magenta | diffusioninpaint at its default settings with "
+                   f"seed 0, 1, ..., {args.element_seeds - 1} | the original.", ""]
+        for fname, name, kind, ps in shown_seeds:
+            pm += [f"**{name}, {kind} mask**: " + ", ".join(f"seed {j} {v:.2f} dB" for j, v in enumerate(ps)), "",
+                   f"![{name} {kind} seeds]({fname})", ""]
         if shown_steps:
             pm += ["## More steps", "",
                    "Each strip: the input with the mask in magenta | diffusioninpaint at each step count, "

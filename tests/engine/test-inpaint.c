@@ -244,12 +244,15 @@ test_golden_repaint (void)
 }
 
 static void
-test_determinism_and_memory (void)
+test_determinism_and_memory (gconstpointer data)
 {
+  /* the residual test model (the sampler alone), and the shipped one (its
+   * exemplar fill) */
+  const char *name = data;
   Golden g;
   golden_load (&g, "a");
-  GeInpaint *a = model ("diffusioninpaint.safetensors");
-  GeInpaint *b = model ("diffusioninpaint.safetensors");
+  GeInpaint *a = model (name);
+  GeInpaint *b = model (name);
   ge_inpaint_set_n_threads (b, 3);
   const gsize n = (gsize) g.w * g.h * 3;
   guint8 *o1 = run (a, &g, g.mask);
@@ -273,7 +276,7 @@ test_determinism_and_memory (void)
   guint8 *o6 = run (a, &g, g.mask);
   g_assert_cmpuint (ge_inpaint_last_reused (a), ==, 1);
   g_assert_cmpuint (ge_inpaint_n_allocs (a), ==, 0);
-  GeInpaint *c = model ("diffusioninpaint.safetensors");
+  GeInpaint *c = model (name);
   guint8 *o7 = run (c, &g, g.mask);
   g_assert_cmpmem (o6, n, o7, n);
   g_assert_true (memcmp (o6, o1, n) != 0);
@@ -405,7 +408,10 @@ main (int argc, char **argv)
   g_test_add_data_func ("/inpaint/patchmatch-edge", "pm3", test_patchmatch);
   g_test_add_func ("/inpaint/patchmatch-no-source", test_patchmatch_no_source);
   g_test_add_func ("/inpaint/golden-repaint", test_golden_repaint);
-  g_test_add_func ("/inpaint/determinism-memory", test_determinism_and_memory);
+  g_test_add_data_func ("/inpaint/determinism-memory", "diffusioninpaint.safetensors",
+      test_determinism_and_memory);
+  g_test_add_data_func ("/inpaint/determinism-memory-exemplar", "shipped",
+      test_determinism_and_memory);
   g_test_add_func ("/inpaint/strides", test_strides);
   g_test_add_func ("/inpaint/errors", test_errors);
   return g_test_run ();
