@@ -214,6 +214,15 @@ def far_from_mask(mask, r):
     return ~grown
 
 
+def label(key):
+    """A row's short name in the pictures' captions."""
+    if key.endswith("(default)"):
+        return "diffusioninpaint (defaults)"
+    if ", guidance " in key:
+        return "diffusioninpaint exemplar-guidance=" + key.split(", guidance ")[1]
+    return key.split(" (")[0]
+
+
 def rows_psnr(out, img, mask):
     return masked_psnr(out, img, mask)
 
@@ -330,7 +339,7 @@ def main():
                         shown_seeds.append((sname, name, kind, [rows_psnr(outs[k], img, mask) for k in skeys]))
                     fname = f"{name.replace('/', '-').rsplit('.', 1)[0]}-{kind}.png"
                     picture(os.path.join(args.pictures, fname), img, mask, [outs[k] for k in keys])
-                    shown.append((fname, name, kind, [(k.split(" (")[0], rows[k][kind][-1]["psnr"]) for k in keys]))
+                    shown.append((fname, name, kind, [(label(k), rows[k][kind][-1]["psnr"]) for k in keys]))
                 if name in stepped:
                     keys = sorted((k for k in outs if k.startswith("diffusioninpaint") and ", " not in k),
                                   key=lambda k: int(k.split()[1]))

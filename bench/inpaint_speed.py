@@ -24,7 +24,7 @@ Writes bench/out/inpaint_speed/results.md and results.json.
 
 --square S,B (e.g. 512,128) times instead, without ORT, a SxS frame with a BxB box mask in its
 centre at the element's defaults and with each --props setting: a scrolling picture (every
-frame runs) and a still one (the box is reused from the frame before: a static logo on a still
+frame runs) and a still one (one frame repeated by imagefreeze: the box is reused from the frame before: a static logo on a still
 scene costs one run), n-threads 1 and 2; seconds per frame, median of --rounds rounds of the
 median of --frames frames.  Writes results-square.md and results-square.json.
 """
@@ -87,8 +87,12 @@ def square(args, command):
         for name, props in settings:
             for scene, speed in (("scrolling", 4), ("still", 0)):
                 for n in threads:
-                    desc = (f"videotestsrc num-buffers={args.warmup + args.frames} pattern=smpte "
-                            f"horizontal-speed={speed} ! video/x-raw,format=RGB,width={size},height={size},"
+                    # still: one frame repeated (imagefreeze), so that every box's bytes repeat
+                    src = (f"videotestsrc num-buffers={args.warmup + args.frames} pattern=smpte "
+                           f"horizontal-speed={speed}" if speed else
+                           f"videotestsrc num-buffers=1 pattern=smpte ! imagefreeze "
+                           f"num-buffers={args.warmup + args.frames}")
+                    desc = (f"{src} ! video/x-raw,format=RGB,width={size},height={size},"
                             f"framerate=30/1 ! diffusioninpaint name=ip "
                             f"model-file={shlex.quote(os.path.abspath(args.model))} mask-file={shlex.quote(mask)} "
                             f"n-threads={n} {props} ! fakesink sync=false")
@@ -100,8 +104,8 @@ def square(args, command):
                     print(f"round {rnd + 1}: {name}, {scene}, {n} thr: {t['median_ms']:.1f} ms/frame", flush=True)
     md = ["# diffusioninpaint speed, square frame", "", "Command line (from the repository root):", "", "```sh",
           command, "```", "",
-          f"Model `{Q.rel(args.model)}`; frame {size}x{size} (videotestsrc smpte, scrolling 4 px a frame or "
-          f"still) with a {box}x{box} box mask in its centre; seconds per frame: the median over "
+          f"Model `{Q.rel(args.model)}`; frame {size}x{size} (videotestsrc smpte, scrolling 4 px a frame, or "
+          f"one frame repeated by imagefreeze) with a {box}x{box} box mask in its centre; seconds per frame: the median over "
           f"{args.rounds} rounds of the median of {args.frames} frames after {args.warmup} warm-up frames "
           "(time between two output frames).", "",
           "| element settings | scene | threads | s/frame (median of rounds) | rounds | reused boxes (last frame) |",
