@@ -9,8 +9,14 @@
  *   hole    the mask itself (dist 0): what the model regenerates, as in
  *           training (the feather band only blends the model's output in)
  *   alpha   1 on the mask, smootherstep down to 0 at feather + 1 pixels
+ *   guide   with exemplar guidance g > 0: the PatchMatch fill of the hole
+ *           from the box's known pixels (patchmatch.c), as a target in the
+ *           U-Net's sample space
  *   loop    x0 = unet (cat (x_t, hole, image * (1 - hole)), t);
+ *           x0 += g * hole * (target - x0);
  *           x_{t-1} = DDIM step (x0, x_t), from seeded noise x_T
+ *           (residual models with g = 1: x0 is the target at every step,
+ *           so the loop is skipped)
  *   blend   alpha * x0 + (1 - alpha) * image where alpha > 0; elsewhere the
  *           input bytes stay as they are
  *
