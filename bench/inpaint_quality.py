@@ -58,19 +58,21 @@ def save_pgm(path, mask):
         f.write(b"P5\n%d %d\n255\n" % (w, h) + ((mask > 0) * 255).astype(np.uint8).tobytes())
 
 
-def element_key(steps, default=False, seed=0):
-    """The element's row name: steps, whether they are the model's default, and the seed if not 0."""
+def element_key(steps, default=False, seed=0, guidance=None):
+    """The element's row name: steps, whether they are the model's default, the seed if not 0
+    and the exemplar guidance if not the model's."""
     return (f"diffusioninpaint {steps} step{'s' if steps > 1 else ''}" + (" (default)" if default else "")
-            + (f", seed {seed}" if seed else ""))
+            + (f", seed {seed}" if seed else "") + (f", guidance {guidance:g}" if guidance is not None else ""))
 
 
-def gst_inpaint(img, mask, model, steps, tmp, seed=0):
+def gst_inpaint(img, mask, model, steps, tmp, seed=0, guidance=None):
     src, mpath, dst = (os.path.join(tmp, n) for n in ("img.png", "mask.pgm", "out.png"))
     Q.save_png(src, img)
     save_pgm(mpath, mask)
     Q.gst_launch(["filesrc", f"location={src}", "!", "pngdec", "!", "videoconvert", "!",
                   "diffusioninpaint", f"model-file={os.path.abspath(model)}", f"mask-file={mpath}",
-                  f"num-steps={steps}", f"seed={seed}", "!", "videoconvert", "!", "video/x-raw,format=RGB", "!",
+                  f"num-steps={steps}", f"seed={seed}"]
+                 + ([f"exemplar-guidance={guidance}"] if guidance is not None else []) + ["!", "videoconvert", "!", "video/x-raw,format=RGB", "!",
                   "pngenc", "!", "filesink", f"location={dst}"])
     return Q.load_rgb(dst)
 
@@ -128,6 +130,76 @@ def masked_ssim(a, b, mask, size=11, sigma=1.5):
     return float(s[m].mean()) if m.any() else float("nan")
 
 
+def luma601(img):
+    """Full-range BT.601 luma on the 0-255 scale."""
+    x = img.astype(np.float64)
+    return 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
+
+
+def laplacian(y):
+    """3x3 Laplacian (4-neighbour: [[0, 1, 0], [1, -4, 1], [0, 1, 0]]); edge rows replicated."""
+    p = np.pad(y, 1, mode="edge")
+    return p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:] - 4.0 * y
+
+
+def erode(mask, r):
+    """mask eroded by a (2r+1)x(2r+1) square; outside the image counts as not masked."""
+    m = np.pad(mask > 0, r, constant_values=False)
+    h, w = mask.shape
+    out = np.ones((h, w), dtype=bool)
+    for dy in range(2 * r + 1):
+        for dx in range(2 * r + 1):
+            out &= m[dy:dy + h, dx:dx + w]
+    return out
+
+
+def dilate(mask, r):
+    """mask dilated by a (2r+1)x(2r+1) square."""
+    m = np.pad(mask > 0, r, constant_values=False)
+    h, w = mask.shape
+    out = np.zeros((h, w), dtype=bool)
+    for dy in range(2 * r + 1):
+        for dx in range(2 * r + 1):
+            out |= m[dy:dy + h, dx:dx + w]
+    return out
+
+
+DETAIL_MIN_PIXELS = 400   # eroded interior at least this many pixels
+DETAIL_MIN_ENERGY = 20.0  # and the original's mean squared Laplacian there at least this
+
+
+def detail_ratio(out, orig, mask):
+    """Mean squared Laplacian of the output's luma over the mask eroded by 2 pixels (a 5x5
+    square), over the original's; None when the eroded interior has fewer than 400 pixels or
+    the original is flat there (mean squared Laplacian under 20 on the 0-255 scale).  A blur
+    scores near 0, a fill with the original's texture about 1."""
+    inner = erode(mask, 2)
+    if int(inner.sum()) < DETAIL_MIN_PIXELS:
+        return None
+    e_orig = float((laplacian(luma601(orig)) ** 2)[inner].mean())
+    if e_orig < DETAIL_MIN_ENERGY:
+        return None
+    return float((laplacian(luma601(out)) ** 2)[inner].mean()) / e_orig
+
+
+def seam_band(mask, r=2):
+    """The pixels within r of the mask's border on either side: outside the mask but in its
+    (2r+1)-square dilation, or inside it but not in its (2r+1)-square erosion."""
+    m = mask > 0
+    return (dilate(m, r) & ~m) | (m & ~erode(m, r))
+
+
+def gradient_magnitude(y):
+    """|grad| of a plane by central differences (one-sided at the image's edge)."""
+    gy, gx = np.gradient(y)
+    return np.sqrt(gx * gx + gy * gy)
+
+
+def border_gradient(img, mask):
+    """Mean luma gradient magnitude over the 2-pixel band each side of the mask's border."""
+    return float(gradient_magnitude(luma601(img))[seam_band(mask)].mean())
+
+
 def far_from_mask(mask, r):
     """Pixels further than r (chessboard distance) from every mask pixel."""
     near = mask > 0
@@ -142,6 +214,41 @@ def far_from_mask(mask, r):
     return ~grown
 
 
+def label(key):
+    """A row's short name in the pictures' captions."""
+    if key.endswith("(default)"):
+        return "diffusioninpaint (defaults)"
+    if ", guidance " in key:
+        return "diffusioninpaint exemplar-guidance=" + key.split(", guidance ")[1]
+    return key.split(" (")[0]
+
+
+def rows_psnr(out, img, mask):
+    return masked_psnr(out, img, mask)
+
+
+def texture_summary(rs):
+    """Per-kind texture and seam numbers of a method's rows: the median detail ratio over the
+    photos that qualify (and how many), the mean border gradient of the output and of the
+    original, and the mean per-photo |output - original| border gradient (the seam gap)."""
+    ds = [r["detail"] for r in rs if r.get("detail") is not None]
+    return {"detail": float(np.median(ds)) if ds else float("nan"), "detail_n": len(ds),
+            "grad": float(np.mean([r["grad"] for r in rs])),
+            "grad_orig": float(np.mean([r["grad_orig"] for r in rs])),
+            "seam_gap": float(np.mean([abs(r["grad"] - r["grad_orig"]) for r in rs]))}
+
+
+def train_photos(manifest, every, max_photos=0):
+    """-> every `every`-th photo of the training split (no thumbnails), in manifest order: for
+    choosing settings without looking at the validation photos."""
+    with open(manifest) as f:
+        m = json.load(f)
+    base = os.path.dirname(manifest)
+    out = [(e["file"], os.path.join(base, e["file"])) for e in m["photos"]
+           if e["split"] == "train" and not e.get("small")][::every]
+    return out[:max_photos] if max_photos else out
+
+
 def main():
     ap = argparse.ArgumentParser(description="inpainting quality (masked PSNR, SSIM) on the validation photos")
     ap.add_argument("--model", required=True, help="diffusioninpaint model (.safetensors)")
@@ -149,6 +256,14 @@ def main():
     ap.add_argument("--size", type=int, default=256, help="side of the centre crop of each photo")
     ap.add_argument("--radius", type=int, default=3, help="cv2.inpaint radius")
     ap.add_argument("--manifest", default=Q.MANIFEST)
+    ap.add_argument("--split", choices=["val", "train"], default="val",
+                    help="photos: the validation split, or (for choosing settings) every --every-th "
+                         "training photo")
+    ap.add_argument("--every", type=int, default=4, help="with --split train: every N-th training photo")
+    ap.add_argument("--guidance", default="",
+                    help="exemplar-guidance values to run besides the model's default, at the default steps")
+    ap.add_argument("--guidance-steps", default="",
+                    help="with --guidance: run each of those values at these step counts (default: the default)")
     ap.add_argument("--max-photos", type=int, default=0)
     ap.add_argument("--seed", type=int, default=2024, help="the masks' seed")
     ap.add_argument("--element-seeds", type=int, default=1,
@@ -173,9 +288,12 @@ def main():
     T = inpaint_train() if task.get("residual") == "base_fill" else None
     pictured = args.picture_photos.split(",") if args.pictures else []
     stepped = args.steps_photos.split(",") if args.pictures else []
-    shown, shown_steps = [], []
+    shown, shown_steps, shown_seeds = [], [], []
     steps_list = [int(k) for k in args.steps.split(",") if k.strip()]
-    photos = Q.val_photos(args.manifest, args.max_photos)
+    photos = (Q.val_photos(args.manifest, args.max_photos) if args.split == "val"
+              else train_photos(args.manifest, args.every, args.max_photos))
+    guidances = [float(g) for g in args.guidance.split(",") if g.strip()]
+    guidance_steps = [int(k) for k in args.guidance_steps.split(",") if k.strip()]
     rng = np.random.default_rng(args.seed)
     rows = {}
     far = {}
@@ -197,20 +315,33 @@ def main():
                     outs[element_key(k or default_steps, k == 0)] = gst_inpaint(img, mask, args.model, k, tmp)
                 for j in range(1, args.element_seeds):
                     outs[element_key(default_steps, True, j)] = gst_inpaint(img, mask, args.model, 0, tmp, seed=j)
+                for g in guidances:
+                    for k in guidance_steps or [default_steps]:
+                        outs[element_key(k, k == default_steps, guidance=g)] = gst_inpaint(
+                            img, mask, args.model, 0 if k == default_steps else k, tmp, guidance=g)
                 far_mask = far_from_mask(mask, FEATHER + 1)
                 for key, out in outs.items():
                     r = rows.setdefault(key, {}).setdefault(kind, [])
                     r.append({"photo": name, "psnr": masked_psnr(out, img, mask),
-                              "ssim": masked_ssim(out, img, mask)})
+                              "ssim": masked_ssim(out, img, mask), "detail": detail_ratio(out, img, mask),
+                              "grad": border_gradient(out, mask), "grad_orig": border_gradient(img, mask)})
                     if key.startswith("diffusioninpaint"):
                         far[key] = far.get(key, 0) + int((out != img).any(-1)[far_mask].sum())
                 if name in pictured:
                     keys = ["telea (OpenCV)", "navier-stokes (OpenCV)", next(k for k in outs if k.endswith("(default)"))]
+                    if guidances:
+                        keys.append(element_key(default_steps, True, guidance=guidances[0]))
+                    if args.element_seeds > 1:
+                        skeys = [element_key(default_steps, True)] + [element_key(default_steps, True, j)
+                                                                     for j in range(1, args.element_seeds)]
+                        sname = f"{name.replace('/', '-').rsplit('.', 1)[0]}-{kind}-seeds.png"
+                        picture(os.path.join(args.pictures, sname), img, mask, [outs[k] for k in skeys])
+                        shown_seeds.append((sname, name, kind, [rows_psnr(outs[k], img, mask) for k in skeys]))
                     fname = f"{name.replace('/', '-').rsplit('.', 1)[0]}-{kind}.png"
                     picture(os.path.join(args.pictures, fname), img, mask, [outs[k] for k in keys])
-                    shown.append((fname, name, kind, [(k.split(" (")[0], rows[k][kind][-1]["psnr"]) for k in keys]))
+                    shown.append((fname, name, kind, [(label(k), rows[k][kind][-1]["psnr"]) for k in keys]))
                 if name in stepped:
-                    keys = sorted((k for k in outs if k.startswith("diffusioninpaint") and ", seed" not in k),
+                    keys = sorted((k for k in outs if k.startswith("diffusioninpaint") and ", " not in k),
                                   key=lambda k: int(k.split()[1]))
                     fname = f"{name.replace('/', '-').rsplit('.', 1)[0]}-{kind}-steps.png"
                     picture(os.path.join(args.pictures, fname), img, mask, [outs[k] for k in keys])
@@ -219,9 +350,10 @@ def main():
                 f"{k.split(' (')[0]} {np.mean([r['psnr'] for kind in M.KINDS for r in rows[k][kind][-1:]]):.2f}"
                 for k in rows) + f" [{time.time() - t_start:.0f}s]", flush=True)
 
-    summary = {k: {kind: {"psnr": float(np.mean([r["psnr"] for r in v[kind]])),
-                          "ssim": float(np.nanmean([r["ssim"] for r in v[kind]])), "n": len(v[kind])}
-                   for kind in M.KINDS} for k, v in rows.items()}
+    summary = {k: {kind: texture_summary(v[kind]) | {
+        "psnr": float(np.mean([r["psnr"] for r in v[kind]])),
+        "ssim": float(np.nanmean([r["ssim"] for r in v[kind]])), "n": len(v[kind])}
+        for kind in M.KINDS} for k, v in rows.items()}
     for k, v in summary.items():
         v["all"] = {"psnr": float(np.mean([v[kind]["psnr"] for kind in M.KINDS])),
                     "ssim": float(np.mean([v[kind]["ssim"] for kind in M.KINDS])), "n": sum(v[kind]["n"] for kind in M.KINDS)}
@@ -236,16 +368,40 @@ def main():
           "|---|" + "---:|" * (2 * len(cols))]
     for k, v in summary.items():
         md.append(f"| {k} | " + " | ".join(f"{v[c]['psnr']:.2f} | {v[c]['ssim']:.4f}" for c in cols) + " |")
+    md += ["", "Texture and seam: the median detail ratio (mean squared 3x3 Laplacian of BT.601 luma over the "
+           "mask eroded by 2 pixels, output over original; masks whose eroded interior has at least 400 "
+           "pixels and an original that is not flat there, mean squared Laplacian at least 20; n: how many "
+           "photos qualify), and the mean luma gradient magnitude over the 2-pixel band each side of the "
+           "mask's border (the original's in the last row), with |output - original| per photo averaged "
+           "(seam gap).", "",
+           "| method | " + " | ".join(f"{c} detail (n) | {c} border grad | {c} seam gap" for c in M.KINDS) + " |",
+           "|---|" + "---:|" * (3 * len(M.KINDS))]
+    for k, v in summary.items():
+        md.append(f"| {k} | " + " | ".join(
+            f"{v[c]['detail']:.2f} ({v[c]['detail_n']}) | {v[c]['grad']:.2f} | {v[c]['seam_gap']:.2f}"
+            for c in M.KINDS) + " |")
+    first = next(iter(summary.values()))
+    md.append("| original | " + " | ".join(f"1.00 ({first[c]['detail_n']}) | {first[c]['grad_orig']:.2f} | 0.00"
+                                           for c in M.KINDS) + " |")
     md += ["", "Pixels changed further than mask-feather + 1 = %d pixels from the mask (must be 0): " % (FEATHER + 1)
            + ", ".join(f"{k}: {n}" for k, n in far.items()) + ".", ""]
     if shown:
         pm = ["# diffusioninpaint: before and after", "",
               "Made by `" + command + "` (validation photos, never trained on; "
               f"centre crops of {args.size} px).  Each strip: the input with the mask in magenta | OpenCV Telea | "
-              "OpenCV Navier-Stokes | diffusioninpaint (default steps) | the original.  PSNR inside the mask.", ""]
+              "OpenCV Navier-Stokes | diffusioninpaint (default settings)"
+              + (f" | diffusioninpaint with exemplar-guidance={guidances[0]:g}" if guidances else "")
+              + " | the original.  PSNR inside the mask.", ""]
         for fname, name, kind, ps in shown:
             pm += [f"**{name}, {kind} mask**: " + ", ".join(f"{k} {v:.2f} dB" for k, v in ps), "",
                    f"![{name} {kind}]({fname})", ""]
+        if shown_seeds:
+            pm += ["## Seeds", "",
+                   "Each strip: the input with the mask in magenta | diffusioninpaint at its default settings with "
+                   f"seed 0, 1, ..., {args.element_seeds - 1} | the original.", ""]
+        for fname, name, kind, ps in shown_seeds:
+            pm += [f"**{name}, {kind} mask**: " + ", ".join(f"seed {j} {v:.2f} dB" for j, v in enumerate(ps)), "",
+                   f"![{name} {kind} seeds]({fname})", ""]
         if shown_steps:
             pm += ["## More steps", "",
                    "Each strip: the input with the mask in magenta | diffusioninpaint at each step count, "

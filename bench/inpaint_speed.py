@@ -21,6 +21,12 @@ Run from the repository root after `meson compile -C build` and
     /usr/bin/python3 bench/inpaint_speed.py --model models/inpaint/diffusioninpaint.safetensors
 
 Writes bench/out/inpaint_speed/results.md and results.json.
+
+--square S,B (e.g. 512,128) times instead, without ORT, a SxS frame with a BxB box mask in its
+centre at the element's defaults and with each --props setting: a scrolling picture (every
+frame runs) and a still one (one frame repeated by imagefreeze: the box is reused from the frame before: a static logo on a still
+scene costs one run), n-threads 1 and 2; seconds per frame, median of --rounds rounds of the
+median of --frames frames.  Writes results-square.md and results-square.json.
 """
 
 import argparse
@@ -63,6 +69,61 @@ def box_of_logo(multiple):
     return bx1 - bx0, by1 - by0
 
 
+def square(args, command):
+    """Seconds per SxS frame with a BxB box mask, scrolling and still (see the docstring)."""
+    import numpy as np
+    size, box = (int(v) for v in args.square.split(","))
+    os.makedirs(args.out, exist_ok=True)
+    mask = os.path.join(args.out, f"box-{size}-{box}.pgm")
+    m = np.zeros((size, size), np.uint8)
+    o = (size - box) // 2
+    m[o:o + box, o:o + box] = 255
+    with open(mask, "wb") as f:
+        f.write(b"P5\n%d %d\n255\n" % (size, size) + m.tobytes())
+    threads = [int(t) for t in args.threads.split(",")]
+    settings = [("defaults", "")] + [(p, p) for p in args.props]
+    res = {}
+    for rnd in range(args.rounds):
+        for name, props in settings:
+            for scene, speed in (("scrolling", 4), ("still", 0)):
+                for n in threads:
+                    # still: one frame repeated (imagefreeze), so that every box's bytes repeat
+                    src = (f"videotestsrc num-buffers={args.warmup + args.frames} pattern=smpte "
+                           f"horizontal-speed={speed}" if speed else
+                           f"videotestsrc num-buffers=1 pattern=smpte ! imagefreeze "
+                           f"num-buffers={args.warmup + args.frames}")
+                    desc = (f"{src} ! video/x-raw,format=RGB,width={size},height={size},"
+                            f"framerate=30/1 ! diffusioninpaint name=ip "
+                            f"model-file={shlex.quote(os.path.abspath(args.model))} mask-file={shlex.quote(mask)} "
+                            f"n-threads={n} {props} ! fakesink sync=false")
+                    with S.TrainingPaused(not args.no_pause, 600):
+                        t = S.time_element(desc, "ip", args.warmup, args.frames, interval=True)
+                    r = res.setdefault(f"{name}|{scene}|{n}", {"ms": [], "stats": ""})
+                    r["ms"].append(t["median_ms"])
+                    r["stats"] = t["stats"]
+                    print(f"round {rnd + 1}: {name}, {scene}, {n} thr: {t['median_ms']:.1f} ms/frame", flush=True)
+    md = ["# diffusioninpaint speed, square frame", "", "Command line (from the repository root):", "", "```sh",
+          command, "```", "",
+          f"Model `{Q.rel(args.model)}`; frame {size}x{size} (videotestsrc smpte, scrolling 4 px a frame, or "
+          f"one frame repeated by imagefreeze) with a {box}x{box} box mask in its centre; seconds per frame: the median over "
+          f"{args.rounds} rounds of the median of {args.frames} frames after {args.warmup} warm-up frames "
+          "(time between two output frames).", "",
+          "| element settings | scene | threads | s/frame (median of rounds) | rounds | reused boxes (last frame) |",
+          "|---|---|---:|---:|---|---|"]
+    for key, r in res.items():
+        name, scene, n = key.split("|")
+        reused = r["stats"].split("reused-boxes=(guint64)")[1].split(",")[0] if "reused-boxes" in r["stats"] else "?"
+        md.append(f"| {name} | {scene} | {n} | {statistics.median(r['ms']) / 1000:.3f} | "
+                  + ", ".join(f"{v / 1000:.3f}" for v in r["ms"]) + f" | {reused} |")
+    md += ["", "Stats of the last run: `" + next(iter(res.values()))["stats"] + "`", ""]
+    with open(os.path.join(args.out, "results-square.json"), "w") as f:
+        json.dump({"command": command, "results": res}, f, indent=1)
+    with open(os.path.join(args.out, "results-square.md"), "w") as f:
+        f.write("\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description="diffusioninpaint speed (engine vs ONNX Runtime)")
     ap.add_argument("--model", required=True)
@@ -71,9 +132,13 @@ def main():
     ap.add_argument("--frames", type=int, default=7)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--no-pause", action="store_true")
+    ap.add_argument("--square", default="", help="S,B: a SxS frame with a BxB box mask, no ORT")
+    ap.add_argument("--props", action="append", default=[], help="with --square: element settings to compare")
     ap.add_argument("--out", default=os.path.join(HERE, "out", "inpaint_speed"))
     args = ap.parse_args()
 
+    if args.square:
+        return square(args, "/usr/bin/python3 " + shlex.join([Q.rel(sys.argv[0])] + sys.argv[1:]))
     import torch
     import diffusers_torch as dt
     import trainkit

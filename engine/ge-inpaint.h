@@ -21,6 +21,19 @@
  * The DDIM sampler's eta is the task's "eta" (0 when absent, at most 1):
  * with eta > 0 every step adds draw i + 1 of the seeded noise below.
  *
+ * Exemplar guidance (task "exemplar_guidance" g, 0 when absent, or
+ * ge_inpaint_set_exemplar_guidance): each box's hole is also filled with
+ * patches of the box's own known pixels (PatchMatch, engine/tasks/
+ * patchmatch.h: the frame's texture, lines carried on from the rim; seeded,
+ * deterministic), and every step's estimate x0 becomes x0 + g * hole *
+ * (target - x0).  The target is that fill in the U-Net's sample space; for
+ * residual models its residual e over the base, with the structure coarser
+ * than "exemplar_sigma" pixels (1.5) kept only in part: e - (1 -
+ * "exemplar_low") * gauss (e) ("exemplar_low" 1 when absent).  With g = 1
+ * on a residual model every estimate is the target, so the U-Net's output
+ * would be thrown away and it is not run: the fill is the base plus the
+ * target, whatever the steps.  Not a diffusers feature; RePaint ignores it.
+ *
  * Unconditional U-Nets (3 channels in and out, epsilon prediction, e.g. a
  * diffusers UNet2DModel checkpoint without a "task") inpaint with RePaint,
  * as diffusers' RePaintPipeline does (eta 0), with the file's "scheduler"
@@ -65,6 +78,13 @@ void ge_inpaint_set_n_threads (GeInpaint * ip, int n_threads);
 /* 0 = the model's default. */
 void ge_inpaint_set_num_steps (GeInpaint * ip, int steps);
 void ge_inpaint_set_seed (GeInpaint * ip, guint64 seed);
+/* Exemplar guidance in [0, 1] (conditional models; RePaint ignores it):
+ * at every step the U-Net's estimate x0 becomes x0 + g * hole * (e - x0),
+ * e the PatchMatch fill of the box from its own known pixels (patchmatch.h)
+ * in the U-Net's sample space.  0: the model alone; 1: the exemplar fill.
+ * < 0: the model's default, the task's "exemplar_guidance" (0 when absent). */
+void ge_inpaint_set_exemplar_guidance (GeInpaint * ip, float guidance);
+float ge_inpaint_default_exemplar_guidance (const GeInpaint * ip);
 /* Width in pixels of the blend outside the mask (0: a hard edge). */
 void ge_inpaint_set_feather (GeInpaint * ip, int feather);
 

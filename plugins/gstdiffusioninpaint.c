@@ -105,6 +105,7 @@ GST_DEBUG_CATEGORY_STATIC (gst_diffusion_inpaint_debug);
 #define DEFAULT_FEATHER 4
 #define DEFAULT_JUMP_LENGTH 10
 #define DEFAULT_JUMP_N_SAMPLE 3
+#define DEFAULT_EXEMPLAR_GUIDANCE -1.0
 
 enum
 {
@@ -116,6 +117,7 @@ enum
   PROP_MASK_FEATHER,
   PROP_JUMP_LENGTH,
   PROP_JUMP_N_SAMPLE,
+  PROP_EXEMPLAR_GUIDANCE,
   PROP_CORE,                    /* the core's from here on */
 };
 
@@ -241,6 +243,9 @@ gst_diffusion_inpaint_set_property (GObject * object, guint prop_id,
     case PROP_JUMP_N_SAMPLE:
       self->jump_n_sample = g_value_get_int (value);
       break;
+    case PROP_EXEMPLAR_GUIDANCE:
+      self->exemplar_guidance = g_value_get_double (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -297,6 +302,9 @@ gst_diffusion_inpaint_get_property (GObject * object, guint prop_id,
       break;
     case PROP_JUMP_N_SAMPLE:
       g_value_set_int (value, self->jump_n_sample);
+      break;
+    case PROP_EXEMPLAR_GUIDANCE:
+      g_value_set_double (value, self->exemplar_guidance);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -793,6 +801,7 @@ gst_diffusion_inpaint_aggregate (GstAggregator * agg, gboolean timeout)
     GError *err = NULL;
     guint64 masked = 0;
     gint steps, feather, n_threads, jump_length, jump_n_sample;
+    gdouble guidance;
     guint64 seed;
 
     gst_generative_frame_image (&frame, &img);
@@ -829,12 +838,14 @@ gst_diffusion_inpaint_aggregate (GstAggregator * agg, gboolean timeout)
     seed = self->core.seed;
     jump_length = self->jump_length;
     jump_n_sample = self->jump_n_sample;
+    guidance = self->exemplar_guidance;
     GST_OBJECT_UNLOCK (self);
     ge_inpaint_set_num_steps (self->ip, steps);
     ge_inpaint_set_repaint_jumps (self->ip, jump_length, jump_n_sample);
     ge_inpaint_set_feather (self->ip, feather);
     ge_inpaint_set_n_threads (self->ip, n_threads);
     ge_inpaint_set_seed (self->ip, seed);
+    ge_inpaint_set_exemplar_guidance (self->ip, (float) guidance);
     if (!ge_inpaint_process (self->ip, &img, self->mask,
             GST_VIDEO_FRAME_WIDTH (&frame), &err)) {
       GST_ELEMENT_ERROR (self, STREAM, FAILED,
@@ -918,6 +929,12 @@ gst_diffusion_inpaint_class_init (GstDiffusionInpaintClass * klass)
           "RePaint (unconditional models only): passes over each jumped "
           "stretch (1: no jumps)", 1, 100, DEFAULT_JUMP_N_SAMPLE,
           rw | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (gobject_class, PROP_EXEMPLAR_GUIDANCE,
+      g_param_spec_double ("exemplar-guidance", "Exemplar guidance",
+          "Pull of every sampling step towards a PatchMatch fill made of "
+          "patches of the frame around the mask: 0 the model alone (a smooth "
+          "fill), 1 the frame's own texture (-1: the model's default)",
+          -1.0, 1.0, DEFAULT_EXEMPLAR_GUIDANCE, rw | GST_PARAM_MUTABLE_PLAYING));
   /* model-file, num-steps, seed, n-threads and stats:
    * gstgenerativecore.h. */
   gst_generative_core_install_properties (gobject_class, PROP_CORE,
@@ -965,6 +982,7 @@ gst_diffusion_inpaint_init (GstDiffusionInpaint * self)
   self->feather = DEFAULT_FEATHER;
   self->jump_length = DEFAULT_JUMP_LENGTH;
   self->jump_n_sample = DEFAULT_JUMP_N_SAMPLE;
+  self->exemplar_guidance = DEFAULT_EXEMPLAR_GUIDANCE;
   gst_generative_core_init (&self->core, GST_ELEMENT (self), PROP_CORE,
       &core_spec);
 }

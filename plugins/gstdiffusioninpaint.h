@@ -55,6 +55,7 @@ struct _GstDiffusionInpaint
   gint feather;
   gint jump_length;
   gint jump_n_sample;
+  gdouble exemplar_guidance;
 
   /* Between start() and stop() (streaming thread).  ip: our own model; a
    * pipeline folder lives in the core instead. */

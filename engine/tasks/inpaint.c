@@ -9,8 +9,14 @@
  *   hole    the mask itself (dist 0): what the model regenerates, as in
  *           training (the feather band only blends the model's output in)
  *   alpha   1 on the mask, smootherstep down to 0 at feather + 1 pixels
+ *   guide   with exemplar guidance g > 0: the PatchMatch fill of the hole
+ *           from the box's known pixels (patchmatch.c), as a target in the
+ *           U-Net's sample space
  *   loop    x0 = unet (cat (x_t, hole, image * (1 - hole)), t);
+ *           x0 += g * hole * (target - x0);
  *           x_{t-1} = DDIM step (x0, x_t), from seeded noise x_T
+ *           (residual models with g = 1: x0 is the target at every step,
+ *           so the loop is skipped)
  *   blend   alpha * x0 + (1 - alpha) * image where alpha > 0; elsewhere the
  *           input bytes stay as they are
  *
@@ -28,6 +34,7 @@
 #include "ge-rng.h"
 #include "ge-scheduler.h"
 #include "ge-unet2d.h"
+#include "patchmatch.h"
 
 #include <math.h>
 #include <string.h>
@@ -67,6 +74,15 @@ struct _GeInpaint {
   float base_sigmas[4];
   int harmonic_sweeps;          /* 0: the Gaussian stage alone */
   float harmonic_omega;
+  /* Exemplar guidance (task "exemplar_guidance", or set): the pull of each
+   * step's estimate towards the PatchMatch fill of the box; default_guidance
+   * is the model's, guidance < 0 means "the model's". */
+  float default_guidance, guidance;
+  /* Residual models: the target keeps the exemplar's detail above the scale
+   * exemplar_sigma (task "exemplar_sigma", px) in full and its coarser
+   * structure times exemplar_low (task "exemplar_low", 1 when absent). */
+  float exemplar_sigma, exemplar_low;
+  GePatchMatchParams pm;
   int jump_length, jump_n_sample;
   gint64 *rp_ts;
   int rp_n, rp_key[3];
@@ -94,6 +110,8 @@ ge_inpaint_new (const char *path, GError ** error)
   GeInpaint *ip = g_new0 (GeInpaint, 1);
   ip->mf = mf;
   ip->feather = 4;
+  ip->guidance = -1.0f;
+  ge_patchmatch_params_init (&ip->pm);
   JsonParser *tp = NULL, *sp = NULL;
   JsonObject *task = NULL, *sched = NULL;
   if (strcmp (ge_model_file_class (mf), "UNet2DModel") != 0) {
@@ -153,6 +171,23 @@ ge_inpaint_new (const char *path, GError ** error)
         ? (float) json_object_get_double_member (task, "eta") : 0.0f;
     if (!(ip->eta >= 0.0f && ip->eta <= 1.0f)) {
       ge_fail (error, GE_ERROR_CORRUPT, path, "task: \"eta\" %g is not in [0, 1]", ip->eta);
+      goto fail;
+    }
+    ip->default_guidance = json_object_has_member (task, "exemplar_guidance")
+        ? (float) json_object_get_double_member (task, "exemplar_guidance") : 0.0f;
+    ip->exemplar_sigma = json_object_has_member (task, "exemplar_sigma")
+        ? (float) json_object_get_double_member (task, "exemplar_sigma") : 1.5f;
+    ip->exemplar_low = json_object_has_member (task, "exemplar_low")
+        ? (float) json_object_get_double_member (task, "exemplar_low") : 1.0f;
+    if (!(ip->exemplar_sigma > 0.0f && ip->exemplar_sigma <= 64.0f && ip->exemplar_low >= 0.0f
+            && ip->exemplar_low <= 1.0f)) {
+      ge_fail (error, GE_ERROR_CORRUPT, path, "task: \"exemplar_sigma\" %g must be in (0, 64] "
+          "and \"exemplar_low\" %g in [0, 1]", ip->exemplar_sigma, ip->exemplar_low);
+      goto fail;
+    }
+    if (!(ip->default_guidance >= 0.0f && ip->default_guidance <= 1.0f)) {
+      ge_fail (error, GE_ERROR_CORRUPT, path, "task: \"exemplar_guidance\" %g is not in "
+          "[0, 1]", ip->default_guidance);
       goto fail;
     }
     if (json_object_has_member (task, "residual")) {
@@ -239,6 +274,26 @@ void
 ge_inpaint_set_num_steps (GeInpaint * ip, int steps)
 {
   ip->steps = MAX (steps, 0);
+}
+
+float
+ge_inpaint_default_exemplar_guidance (const GeInpaint * ip)
+{
+  return ip->repaint ? 0.0f : ip->default_guidance;
+}
+
+void
+ge_inpaint_set_exemplar_guidance (GeInpaint * ip, float guidance)
+{
+  ip->guidance = guidance < 0.0f ? -1.0f : MIN (guidance, 1.0f);
+}
+
+static float
+guidance_in_use (const GeInpaint * ip)
+{
+  if (ip->repaint)
+    return 0.0f;
+  return ip->guidance < 0.0f ? ip->default_guidance : ip->guidance;
 }
 
 void
@@ -646,6 +701,49 @@ repaint (GeInpaint * ip, const Box * b, float *x, const float *img, const float 
   return TRUE;
 }
 
+/* ---- the exemplar fill --------------------------------------------------- */
+
+/* PatchMatch fill (patchmatch.h) of the box's part inside the frame, hole =
+ * the mask (d == 0), as float planes [3, plane] in [-1, 1]: the hole filled,
+ * the rest the box's image (edge pixels repeated past the frame).  NULL when
+ * no patch of known pixels fits in the box (then nothing guides the sampler).
+ * Work space from the arena; @tmp: 3 planes of scratch floats. */
+static float *
+exemplar_fill (GeInpaint * ip, const GeImageU8 * img, const Box * b, const gint32 * d,
+    float *tmp)
+{
+  GeArena *arena = ip->ctx.arena;
+  const int W = img->width, H = img->height;
+  const int bw = b->x1 - b->x0, bh = b->y1 - b->y0;
+  const int vw = MIN (b->x1, W) - b->x0, vh = MIN (b->y1, H) - b->y0;
+  const gsize plane = (gsize) bw * bh, vplane = (gsize) vw * vh;
+  const int offs[3] = { img->r, img->g, img->b };
+  guint8 *rgb = (guint8 *) tmp, *hole = rgb + 3 * vplane;   /* 4 vplane bytes <= 3 planes */
+  float *ex = ge_arena_alloc (arena, 3 * plane);
+  void *scratch = ge_arena_alloc (arena, ge_patchmatch_scratch_bytes (vw, vh) / sizeof (float) + 1);
+  for (int y = 0; y < vh; y++) {
+    const guint8 *row = img->data + (gsize) (b->y0 + y) * img->stride;
+    for (int x = 0; x < vw; x++) {
+      const guint8 *px = row + (gsize) (b->x0 + x) * img->pixel_stride;
+      for (int c = 0; c < 3; c++)
+        rgb[((gsize) y * vw + x) * 3 + c] = px[offs[c]];
+      hole[(gsize) y * vw + x] = d[(gsize) y * bw + x] == 0;
+    }
+  }
+  if (!ge_patchmatch_fill (ip->ctx.pool, &ip->pm, rgb, hole, vw, vh, b->x0, b->y0, ip->seed,
+          scratch))
+    return NULL;
+  for (int y = 0; y < bh; y++) {
+    const int vy = MIN (y, vh - 1);
+    for (int x = 0; x < bw; x++) {
+      const guint8 *px = rgb + ((gsize) vy * vw + MIN (x, vw - 1)) * 3;
+      for (int c = 0; c < 3; c++)
+        ex[c * plane + (gsize) y * bw + x] = ge_u8_to_unit (px[c]);
+    }
+  }
+  return ex;
+}
+
 /* ---- one box ----------------------------------------------------------- */
 
 static gboolean
@@ -677,12 +775,33 @@ run_box (GeInpaint * ip, GeImageU8 * img, const guint8 * mask, int mstride, cons
     }
   }
 
+  /* The exemplar fill, in the U-Net's sample space (the residual over the
+   * base, scaled, or the image): each step's estimate is pulled towards it. */
+  const float gd = guidance_in_use (ip);
+  float *guide = gd > 0.0f ? exemplar_fill (ip, img, b, d, x0) : NULL;
   if (ip->residual) {
     /* input concat (r_t, hole, base): the known planes hold the whole image
      * until base_fill replaces them with the base */
     float *full = ge_arena_alloc (arena, 3 * plane), *scratch = ge_arena_alloc (arena, 12 * plane);
     memcpy (full, known, sizeof (float) * 3 * plane);
     base_fill (ip, full, hole, bw, bh, known, scratch);
+  }
+  if (guide && ip->residual)
+    for (int c = 0; c < 3; c++)
+      for (gsize i = 0; i < plane; i++)
+        guide[c * plane + i] = (guide[c * plane + i] - known[c * plane + i]) * ip->residual_scale;
+  if (guide && ip->residual && ip->exemplar_low < 1.0f) {
+    /* the exemplar's detail in full, its coarser structure only in part:
+     * target = base + e - (1 - low) * blur (e), e the exemplar's residual
+     * over the base.  A sample of the hole's content misplaces what the rim
+     * does not pin down, and that costs twice the error of the smooth fill's
+     * guess (MODEL.md, "Texture"); its finest scales cost little. */
+    float *lo = ge_arena_alloc (arena, 3 * plane), *tmp = ge_arena_alloc (arena, plane);
+    for (int c = 0; c < 3; c++) {
+      blur_plane (guide + c * plane, tmp, lo + c * plane, bw, bh, ip->exemplar_sigma);
+      for (gsize i = 0; i < plane; i++)
+        guide[c * plane + i] -= (1.0f - ip->exemplar_low) * lo[c * plane + i];
+    }
   }
   if (ip->repaint) {
     /* keep = 1 - hole, in place; eps and noise in x0 and the spare planes */
@@ -691,6 +810,13 @@ run_box (GeInpaint * ip, GeImageU8 * img, const guint8 * mask, int mstride, cons
     float *noise = ge_arena_alloc (arena, 3 * plane);
     if (!repaint (ip, b, x_in, known, hole, x0, noise, error))
       return FALSE;
+  } else if (guide && ip->residual && gd >= 1.0f) {
+    /* every step's estimate would be the target: the U-Net's output would be
+     * thrown away, so it is not run */
+    memcpy (x_in, guide, sizeof (float) * 3 * plane);
+    for (int c = 0; c < 3; c++)
+      for (gsize i = 0; i < plane; i++)
+        x_in[c * plane + i] = known[c * plane + i] + hole[i] * x_in[c * plane + i] / ip->residual_scale;
   } else {
     const int n_steps = ge_scheduler_n_timesteps (ip->sched);
     float *noise = ip->eta > 0.0f ? ge_arena_alloc (arena, 3 * plane) : NULL;
@@ -698,6 +824,10 @@ run_box (GeInpaint * ip, GeImageU8 * img, const guint8 * mask, int mstride, cons
       const float ts = (float) ge_scheduler_timesteps (ip->sched)[i];
       if (!ge_unet2d_forward (ip->unet, x_in, 1, bh, bw, &ts, x0, error))
         return FALSE;
+      if (guide)
+        for (int c = 0; c < 3; c++)
+          for (gsize k = 0; k < plane; k++)
+            x0[c * plane + k] += gd * hole[k] * (guide[c * plane + k] - x0[c * plane + k]);
       /* draw 0 is x_T; none where the step adds no noise (the last) */
       const gboolean draw = noise && ge_scheduler_step_noise_std (ip->sched, i, ip->eta) > 0.0f;
       if (draw)
@@ -791,6 +921,14 @@ region_put (GeImageU8 * img, const Box * b, const GByteArray * src)
   }
 }
 
+static guint32
+float_bits (float v)
+{
+  guint32 u;
+  memcpy (&u, &v, sizeof (u));
+  return u;
+}
+
 gboolean
 ge_inpaint_process (GeInpaint * ip, GeImageU8 * img, const guint8 * mask, int mask_stride,
     GError ** error)
@@ -814,7 +952,7 @@ ge_inpaint_process (GeInpaint * ip, GeImageU8 * img, const guint8 * mask, int ma
   gboolean ok = TRUE;
   const guint64 settings = g_str_hash (ge_model_file_path (ip->mf)) ^ ip->seed * 0x9E3779B97F4A7C15ull
       ^ (guint64) steps << 48 ^ (guint64) ip->feather << 40 ^ (guint64) ip->jump_length << 24
-      ^ (guint64) ip->jump_n_sample << 32;
+      ^ (guint64) ip->jump_n_sample << 32 ^ (guint64) float_bits (guidance_in_use (ip)) << 8;
   ip->last_area = ip->last_reused = 0;
   for (int i = 0; ok && i < n; i++) {
     const Box *b = &ip->boxes[i];

@@ -11,8 +11,13 @@ diffusers weight names of UNet2DModel and __metadata__: format "pt", architectur
 "UNet2DModel", config, scheduler (DDIMScheduler) and task (JSON strings; task =
 {"task": "inpaint", "num_inference_steps": N, "residual": "base_fill", "residual_scale",
 "base_sigmas", "base_support", "base_harmonic_sweeps",
-"base_harmonic_omega", ...}: engine/ge-inpaint.h).  It then reloads the file, rebuilds the
-model from the metadata alone and checks that it gives the checkpoint's outputs.
+"base_harmonic_omega", "exemplar_guidance", "exemplar_sigma", "exemplar_low", ...}: engine/ge-inpaint.h).  It then reloads the file, rebuilds the model from
+the metadata alone and checks that it gives the checkpoint's outputs.
+
+    /usr/bin/python3 models/inpaint/export.py --retask models/inpaint/diffusioninpaint.safetensors
+
+rewrites only the sampling settings of the task (--steps, --eta, --exemplar-*) of an exported
+file, weights untouched (no checkpoint needed).
 """
 
 import argparse
@@ -30,6 +35,9 @@ from trainkit import add_prior_steps_argument, exported_steps  # noqa: E402
 dt = T.dt
 st = dt.st
 
+# The exemplar guidance of the shipped model (MODEL.md, "Texture"): chosen on training photos.
+EXEMPLAR = {"exemplar_guidance": 1.0, "exemplar_sigma": 1.5, "exemplar_low": 0.25}
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -41,8 +49,25 @@ def main():
     ap.add_argument("--eta", type=float, default=T.ETA,
                     help="DDIM eta of the element's sampler: 1 draws fresh noise at every step "
                          "(with 0, more steps painted spots into flat regions: MODEL.md)")
+    ap.add_argument("--exemplar-guidance", type=float, default=EXEMPLAR["exemplar_guidance"],
+                    help="pull of every step towards the PatchMatch fill of the frame (0: the U-Net alone)")
+    ap.add_argument("--exemplar-sigma", type=float, default=EXEMPLAR["exemplar_sigma"],
+                    help="scale (px) above which the exemplar's structure is damped")
+    ap.add_argument("--exemplar-low", type=float, default=EXEMPLAR["exemplar_low"],
+                    help="share of the exemplar's structure above exemplar-sigma that is kept")
+    ap.add_argument("--retask", default="", help="rewrite the sampling settings of this exported file only")
     add_prior_steps_argument(ap)
     args = ap.parse_args()
+    exemplar = {"exemplar_guidance": args.exemplar_guidance, "exemplar_sigma": args.exemplar_sigma,
+                "exemplar_low": args.exemplar_low}
+    if args.retask:
+        tensors, meta = st.load(args.retask)
+        task = json.loads(meta["task"])
+        task.update({"num_inference_steps": args.steps, "eta": args.eta}, **exemplar)
+        meta["task"] = json.dumps(task, sort_keys=True)
+        st.save(args.retask, tensors, metadata=meta)
+        print(f"rewrote the task of {args.retask}: {meta['task']}")
+        return
 
     torch.set_num_threads(2)
     ckpt = torch.load(args.ckpt)
@@ -67,6 +92,7 @@ def main():
         "mask": "1 = regenerate",
         "prediction_type": "sample",
         "eta": args.eta,
+        **exemplar,
         "size_multiple": 2 ** (len(cfg["block_out_channels"]) - 1),
     }
     dtype = torch.float16 if args.dtype == "f16" else torch.float32

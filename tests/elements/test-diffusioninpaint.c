@@ -293,6 +293,64 @@ GST_START_TEST (test_determinism)
 }
 GST_END_TEST;
 
+/* exemplar-guidance=1 (the PatchMatch fill of the frame): changes only
+ * pixels near the mask, is the same bytes for the same frame (the second
+ * frame's box put back), differs with the seed and from the model alone. */
+GST_START_TEST (test_exemplar_guidance)
+{
+  gchar *path = write_mask_file ("ip-ex.pgm", FALSE, W, H);
+  GstHarness *h = file_harness (path, "RGB", "exemplar-guidance=1");
+  GstHarness *h2 = file_harness (path, "RGB", "exemplar-guidance=1 seed=9");
+  GstHarness *h3 = file_harness (path, "RGB", "exemplar-guidance=0");
+  GstBuffer *a = gst_harness_push_and_pull (h,
+      make_frame (GST_VIDEO_FORMAT_RGB, W, H, 0, FALSE));
+  GstBuffer *b = gst_harness_push_and_pull (h,
+      make_frame (GST_VIDEO_FORMAT_RGB, W, H, GST_SECOND / 10, FALSE));
+  GstBuffer *c = gst_harness_push_and_pull (h2,
+      make_frame (GST_VIDEO_FORMAT_RGB, W, H, 0, FALSE));
+  GstBuffer *d = gst_harness_push_and_pull (h3,
+      make_frame (GST_VIDEO_FORMAT_RGB, W, H, 0, FALSE));
+  gsize inside, outside;
+  gdouble g;
+
+  count_changes (a, GST_VIDEO_FORMAT_RGB, &inside, &outside);
+  fail_unless_equals_int (outside, 0);
+  fail_unless (inside > (MX1 - MX0) * (MY1 - MY0) / 2, "only %u pixels changed",
+      (guint) inside);
+  {
+    GstMapInfo ma, mb, mc, md;
+    gst_buffer_map (a, &ma, GST_MAP_READ);
+    gst_buffer_map (b, &mb, GST_MAP_READ);
+    gst_buffer_map (c, &mc, GST_MAP_READ);
+    gst_buffer_map (d, &md, GST_MAP_READ);
+    fail_unless (ma.size == mb.size && memcmp (ma.data, mb.data, ma.size) == 0);
+    fail_unless (memcmp (ma.data, mc.data, ma.size) != 0);
+    fail_unless (memcmp (ma.data, md.data, ma.size) != 0);
+    gst_buffer_unmap (a, &ma);
+    gst_buffer_unmap (b, &mb);
+    gst_buffer_unmap (c, &mc);
+    gst_buffer_unmap (d, &md);
+  }
+  {
+    gchar *stats;
+    g_object_get (element (h), "stats", &stats, NULL);
+    fail_unless (strstr (stats, "reused-boxes=(guint64)1") != NULL, "%s", stats);
+    g_free (stats);
+  }
+  g_object_get (element (h), "exemplar-guidance", &g, NULL);
+  fail_unless (g == 1.0);
+  gst_buffer_unref (a);
+  gst_buffer_unref (b);
+  gst_buffer_unref (c);
+  gst_buffer_unref (d);
+  gst_harness_teardown (h);
+  gst_harness_teardown (h2);
+  gst_harness_teardown (h3);
+  g_unlink (path);
+  g_free (path);
+}
+GST_END_TEST;
+
 GST_START_TEST (test_alpha_source)
 {
   GstHarness *h = harness (NULL);       /* auto: RGBA has alpha */
@@ -649,6 +707,7 @@ diffusioninpaint_suite (void)
   suite_add_tcase (s, tc);
   tcase_add_test (tc, test_mask_file_pgm_and_png);
   tcase_add_test (tc, test_determinism);
+  tcase_add_test (tc, test_exemplar_guidance);
   tcase_add_test (tc, test_alpha_source);
   tcase_add_test (tc, test_roi_meta_source);
   tcase_add_test (tc, test_mask_pad_late_and_stopped);

@@ -5,7 +5,9 @@
  * model: pixels away from the mask untouched, boxes not the whole frame,
  * determinism, planned memory, strides, errors. */
 #include "ge-inpaint.h"
+#include "ge-pool.h"
 #include "ge-safetensors.h"
+#include "patchmatch.h"
 
 #include <glib/gstdio.h>
 #include <stdlib.h>
@@ -100,7 +102,7 @@ near_mask (const Golden * g, int x, int y, int r)
 static const char *
 model_of_case (const char *name)
 {
-  return strcmp (name, "s") == 0 ? "diffusioninpaint.safetensors"
+  return strcmp (name, "s") == 0 || strcmp (name, "e") == 0 ? "diffusioninpaint.safetensors"
       : strcmp (name, "d") == 0 ? "shipped" : "inpaint-x0.safetensors";
 }
 
@@ -111,6 +113,8 @@ test_golden (gconstpointer data)
   Golden g;
   golden_load (&g, name);
   GeInpaint *ip = model (model_of_case (name));
+  if (strcmp (name, "e") == 0)
+    ge_inpaint_set_exemplar_guidance (ip, 0.75f);
   guint8 *o = run (ip, &g, g.mask);
   const gsize n = (gsize) g.w * g.h * 3;
   gsize off = 0, changed = 0;
@@ -138,6 +142,72 @@ test_golden (gconstpointer data)
   g_free (o);
   ge_inpaint_free (ip);
   ge_safetensors_free (g.st);
+}
+
+/* The exemplar fill alone (patchmatch.h) against the numpy implementation
+ * of tests/golden/patchmatch_ref.py: integers throughout, so the bytes must
+ * be the same, on one thread and on three. */
+static void
+test_patchmatch (gconstpointer data)
+{
+  const char *name = data;
+  char *p = path_of ("golden", "inpaint", "patchmatch.safetensors");
+  GeSafetensors *st = ge_safetensors_open (p, NULL);
+  g_assert_nonnull (st);
+  g_free (p);
+  const GeStTensor *t[4];
+  const char *what[4] = { "img", "hole", "params", "out" };
+  for (int i = 0; i < 4; i++) {
+    char *k = g_strdup_printf ("%s.%s", name, what[i]);
+    t[i] = ge_safetensors_find (st, k);
+    g_assert_nonnull (t[i]);
+    g_free (k);
+  }
+  g_assert_true (t[0]->dtype == GE_DTYPE_U8 && t[1]->dtype == GE_DTYPE_U8
+      && t[2]->dtype == GE_DTYPE_I64 && t[3]->dtype == GE_DTYPE_U8);
+  const int h = (int) t[0]->shape[0], w = (int) t[0]->shape[1];
+  gint64 prm[4];
+  memcpy (prm, t[2]->data, sizeof (prm));
+  GePatchMatchParams params;
+  ge_patchmatch_params_init (&params);
+  params.coarse_min_side = (int) prm[3];
+  void *scratch = g_malloc (ge_patchmatch_scratch_bytes (w, h));
+  for (int threads = 1; threads <= 3; threads += 2) {
+    GePool *pool = ge_pool_new (threads);
+    guint8 *rgb = g_memdup2 (t[0]->data, (gsize) w * h * 3);
+    g_assert_true (ge_patchmatch_fill (pool, &params, rgb, t[1]->data, w, h, (int) prm[1],
+            (int) prm[2], (guint64) prm[0], scratch));
+    gsize off = 0;
+    for (gsize i = 0; i < (gsize) w * h * 3; i++)
+      off += rgb[i] != ((const guint8 *) t[3]->data)[i];
+    g_test_message ("%s, %d threads: %" G_GSIZE_FORMAT " bytes differ", name, threads, off);
+    g_assert_cmpuint (off, ==, 0);
+    g_free (rgb);
+    ge_pool_free (pool);
+  }
+  g_free (scratch);
+  ge_safetensors_free (st);
+}
+
+/* No 7x7 patch of known pixels fits: the fill says so and leaves the image
+ * alone. */
+static void
+test_patchmatch_no_source (void)
+{
+  const int w = 12, h = 10;
+  guint8 rgb[12 * 10 * 3], hole[12 * 10], ref[12 * 10 * 3];
+  for (int i = 0; i < w * h * 3; i++)
+    rgb[i] = ref[i] = (guint8) (i * 7);
+  memset (hole, 0, sizeof (hole));
+  hole[5 * w + 6] = 1;
+  GePatchMatchParams params;
+  ge_patchmatch_params_init (&params);
+  GePool *pool = ge_pool_new (1);
+  void *scratch = g_malloc (ge_patchmatch_scratch_bytes (w, h));
+  g_assert_false (ge_patchmatch_fill (pool, &params, rgb, hole, w, h, 0, 0, 1, scratch));
+  g_assert_cmpmem (rgb, sizeof (rgb), ref, sizeof (ref));
+  g_free (scratch);
+  ge_pool_free (pool);
 }
 
 /* RePaint with an unconditional diffusers-style U-Net, against the
@@ -174,12 +244,15 @@ test_golden_repaint (void)
 }
 
 static void
-test_determinism_and_memory (void)
+test_determinism_and_memory (gconstpointer data)
 {
+  /* the residual test model (the sampler alone), and the shipped one (its
+   * exemplar fill) */
+  const char *name = data;
   Golden g;
   golden_load (&g, "a");
-  GeInpaint *a = model ("diffusioninpaint.safetensors");
-  GeInpaint *b = model ("diffusioninpaint.safetensors");
+  GeInpaint *a = model (name);
+  GeInpaint *b = model (name);
   ge_inpaint_set_n_threads (b, 3);
   const gsize n = (gsize) g.w * g.h * 3;
   guint8 *o1 = run (a, &g, g.mask);
@@ -203,7 +276,7 @@ test_determinism_and_memory (void)
   guint8 *o6 = run (a, &g, g.mask);
   g_assert_cmpuint (ge_inpaint_last_reused (a), ==, 1);
   g_assert_cmpuint (ge_inpaint_n_allocs (a), ==, 0);
-  GeInpaint *c = model ("diffusioninpaint.safetensors");
+  GeInpaint *c = model (name);
   guint8 *o7 = run (c, &g, g.mask);
   g_assert_cmpmem (o6, n, o7, n);
   g_assert_true (memcmp (o6, o1, n) != 0);
@@ -329,8 +402,16 @@ main (int argc, char **argv)
   g_test_add_data_func ("/inpaint/golden-past-the-edge", "b", test_golden);
   g_test_add_data_func ("/inpaint/golden-residual", "s", test_golden);
   g_test_add_data_func ("/inpaint/golden-shipped-model", "d", test_golden);
+  g_test_add_data_func ("/inpaint/golden-exemplar-guidance", "e", test_golden);
+  g_test_add_data_func ("/inpaint/patchmatch-two-levels", "pm1", test_patchmatch);
+  g_test_add_data_func ("/inpaint/patchmatch-other-seed", "pm2", test_patchmatch);
+  g_test_add_data_func ("/inpaint/patchmatch-edge", "pm3", test_patchmatch);
+  g_test_add_func ("/inpaint/patchmatch-no-source", test_patchmatch_no_source);
   g_test_add_func ("/inpaint/golden-repaint", test_golden_repaint);
-  g_test_add_func ("/inpaint/determinism-memory", test_determinism_and_memory);
+  g_test_add_data_func ("/inpaint/determinism-memory", "diffusioninpaint.safetensors",
+      test_determinism_and_memory);
+  g_test_add_data_func ("/inpaint/determinism-memory-exemplar", "shipped",
+      test_determinism_and_memory);
   g_test_add_func ("/inpaint/strides", test_strides);
   g_test_add_func ("/inpaint/errors", test_errors);
   return g_test_run ();
