@@ -31,8 +31,12 @@
  * prompt, #GstDiffusionImg2Img:strength picking the timesteps as diffusers
  * does) or StableDiffusionInstructPix2PixPipeline (timbrooks/instruct-pix2pix,
  * with #GstDiffusionImg2Img:image-guidance-scale).  DDIMPipeline and
- * DDPMPipeline folders (google/ddpm-*) as SDEdit priors are not run yet;
- * other classes are an error that lists the supported ones.
+ * DDPMPipeline folders (google/ddpm-*, unconditional pixel-space U-Nets)
+ * run as SDEdit priors: the frame noised to the timestep
+ * #GstDiffusionImg2Img:strength picks and denoised with the folder's
+ * scheduler (or #GstDiffusionImg2Img:scheduler); they take no prompt, so
+ * the prompt and guidance properties are ignored for them.  Other classes
+ * are an error that lists the supported ones.
  *
  * ## Example launch lines
  * |[
@@ -154,13 +158,10 @@ gst_diffusion_img2img_load (GstElement * element, const gchar * path,
   GstDiffusionImg2Img *self = GST_DIFFUSION_IMG2IMG (element);
 
   if (gst_generative_is_pipeline_folder (path))
-    /* The classes of ge_sd_supported_classes (GE_SD_IMG2IMG).  Not yet:
-     * DDIMPipeline and DDPMPipeline U-Nets as SDEdit priors, which the
-     * engine's pixel-space SDEdit loop will run; dispatch them here (and
-     * take them off the "not yet" list) when it lands. */
+    /* The classes of ge_sd_supported_classes (GE_SD_IMG2IMG), and
+     * DDIMPipeline / DDPMPipeline U-Nets as SDEdit priors. */
     return gst_generative_core_open_pipeline (&self->core, path,
-        GE_SD_IMG2IMG, "our diffusionimg2img models",
-        "DDIMPipeline, DDPMPipeline");
+        GE_SD_IMG2IMG, "our diffusionimg2img models", NULL);
   self->task = ge_img2img_new (path, error);
   return self->task != NULL;
 }
@@ -236,13 +237,13 @@ gst_diffusion_img2img_transform_frame (GstVideoFilter * filter,
 
   gst_generative_frame_image (in_frame, &in);
   gst_generative_frame_image (out_frame, &out);
-  if (gst_generative_core_sd (&self->core)) {
+  if (gst_generative_core_has_pipeline (&self->core)) {
     gst_generative_core_sync_values (&self->core,
         &GST_BASE_TRANSFORM (self)->segment, GST_BUFFER_PTS (in_frame->buffer));
     GST_OBJECT_LOCK (self);
     strength = self->strength;
     GST_OBJECT_UNLOCK (self);
-    ge_sd_set_strength (gst_generative_core_sd (&self->core), strength);
+    gst_generative_core_sd_set_strength (&self->core, strength);
     t0 = g_get_monotonic_time ();
     if (!gst_generative_core_sd_process (&self->core, &in, NULL, 0, &out))
       return GST_FLOW_ERROR;

@@ -71,8 +71,14 @@
  * goes through the pipeline; its pixels replace the masked ones with the
  * same feathered blend, tiles without a masked pixel are not run, and a
  * frame whose pixels, mask and settings are those of the frame before gets
- * the last output back without a run.  RePaintPipeline folders are not run
- * yet; other classes are an error that lists the supported ones.
+ * the last output back without a run.  RePaintPipeline folders (and
+ * DDPMPipeline / DDIMPipeline ones, as diffusers' RePaint example uses
+ * google/ddpm-ema-celebahq-256) inpaint with RePaint in pixels, with
+ * #GstDiffusionInpaint:repaint-jump-length and
+ * #GstDiffusionInpaint:repaint-jump-n-sample as the pipeline's jump_length
+ * and jump_n_sample; they take no prompt (the prompt and guidance
+ * properties are ignored for them) and run with eta 0.  Other classes are
+ * an error that lists the supported ones.
  *
  * ## Example launch lines
  * |[
@@ -323,12 +329,10 @@ gst_diffusion_inpaint_load (GstElement * element, const gchar * path,
   GstDiffusionInpaint *self = GST_DIFFUSION_INPAINT (element);
 
   if (gst_generative_is_pipeline_folder (path))
-    /* The classes of ge_sd_supported_classes (GE_SD_INPAINT).  Not yet:
-     * RePaintPipeline, which the engine's RePaint loop over a pipeline's
-     * UNet2DModel and scheduler will run; dispatch it here (and take it off
-     * the "not yet" list) when it lands. */
+    /* The classes of ge_sd_supported_classes (GE_SD_INPAINT), and
+     * RePaintPipeline (DDPMPipeline / DDIMPipeline folders as RePaint). */
     return gst_generative_core_open_pipeline (&self->core, path,
-        GE_SD_INPAINT, "our diffusioninpaint models", "RePaintPipeline");
+        GE_SD_INPAINT, "our diffusioninpaint models", NULL);
   self->ip = ge_inpaint_new (path, error);
   return self->ip != NULL;
 }
@@ -808,7 +812,7 @@ gst_diffusion_inpaint_aggregate (GstAggregator * agg, gboolean timeout)
 
     for (gsize i = 0; i < self->mask_len; i++)
       masked += self->mask[i];
-    if (gst_generative_core_sd (&self->core)) {
+    if (gst_generative_core_has_pipeline (&self->core)) {
       guint64 area;
       gboolean reused;
 
@@ -816,7 +820,11 @@ gst_diffusion_inpaint_aggregate (GstAggregator * agg, gboolean timeout)
           GST_BUFFER_PTS (buf));
       GST_OBJECT_LOCK (self);
       feather = self->feather;
+      jump_length = self->jump_length;
+      jump_n_sample = self->jump_n_sample;
       GST_OBJECT_UNLOCK (self);
+      gst_generative_core_sd_set_jumps (&self->core, jump_length,
+          jump_n_sample);
       if (!gst_generative_core_sd_process (&self->core, &img, self->mask,
               feather, &img)) {
         gst_video_frame_unmap (&frame);

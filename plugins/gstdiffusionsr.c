@@ -515,7 +515,7 @@ gst_diffusion_sr_set_info (GstVideoFilter * filter, GstCaps * incaps,
   GstDiffusionSr *self = GST_DIFFUSION_SR (filter);
   gint s, min_size;
 
-  if (gst_generative_core_sd (&self->core)) {
+  if (gst_generative_core_has_pipeline (&self->core)) {
     /* Frames of any size: padded to the U-Net's multiple. */
     gst_generative_core_sd_output_size (&self->core, 1, 1, &s, &min_size);
     min_size = 1;
@@ -702,7 +702,7 @@ gst_diffusion_sr_transform_frame (GstVideoFilter * filter,
 
   gst_generative_frame_image (in_frame, &in);
   gst_generative_frame_image (out_frame, &out);
-  if (gst_generative_core_sd (&self->core)) {
+  if (gst_generative_core_has_pipeline (&self->core)) {
     gst_generative_core_sync_values (&self->core,
         &GST_BASE_TRANSFORM (self)->segment, GST_BUFFER_PTS (in_frame->buffer));
     t0 = g_get_monotonic_time ();

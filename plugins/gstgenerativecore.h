@@ -239,13 +239,27 @@ gboolean gst_generative_is_pipeline_folder (const gchar * path);
 /* Loads the pipeline folder @path for @task (from a load func).  A class
  * the element does not run is STREAM/WRONG_TYPE naming the class and
  * listing the ones it does (@ours: the element's own models, for the
- * message; @not_yet: classes coming soon, listed as such); a missing part
- * is RESOURCE/NOT_FOUND naming it.  Posts its errors itself. */
+ * message; @not_yet: classes coming soon, listed as such, or NULL); a
+ * missing part is RESOURCE/NOT_FOUND naming it.  Posts its errors itself.
+ * GE_SD_INPAINT also runs RePaintPipeline (and DDPMPipeline / DDIMPipeline
+ * folders as RePaint), GE_SD_IMG2IMG DDIMPipeline / DDPMPipeline folders
+ * as SDEdit priors, through GePixelDiffusion: no text, no guidance (the
+ * prompt properties are ignored for them). */
 gboolean gst_generative_core_open_pipeline (GstGenerativeCore * core,
     const gchar * path, GeSdTask task, const gchar * ours,
     const gchar * not_yet);
-/* The loaded pipeline, or NULL (our own model). */
+/* TRUE when a pipeline folder is loaded (FALSE: our own model). */
+gboolean gst_generative_core_has_pipeline (GstGenerativeCore * core);
+/* The loaded latent pipeline, or NULL (our own model, or a pixel-space
+ * pipeline: test gst_generative_core_has_pipeline () for "a folder"). */
 GeSd *gst_generative_core_sd (GstGenerativeCore * core);
+/* SDEdit strength for the next frames (img2img). */
+void gst_generative_core_sd_set_strength (GstGenerativeCore * core,
+    gdouble strength);
+/* RePaint's jumps for the next frames (inpaint on a pixel-space pipeline;
+ * ignored otherwise). */
+void gst_generative_core_sd_set_jumps (GstGenerativeCore * core,
+    gint jump_length, gint jump_n_sample);
 /* The output size of a @width x @height frame. */
 void gst_generative_core_sd_output_size (GstGenerativeCore * core,
     gint width, gint height, gint * out_width, gint * out_height);

@@ -26,6 +26,16 @@
  * tile runs exactly as ge_sd_process () with ge_sd_noise_seeded () and the
  * seed: the same bytes.
  *
+ * Pixel-space pipelines: diffusioninpaint runs RePaintPipeline folders
+ * (and DDPMPipeline / DDIMPipeline ones as RePaint, as the engine does)
+ * and diffusionimg2img runs DDIMPipeline / DDPMPipeline folders as SDEdit
+ * priors, through GePixelDiffusion (engine/ge-pixel-diffusion.h) on the
+ * same path: padding, tiles, noise by position, composite and stats.  The
+ * engine is reached through the small eng_* wrappers below, which call
+ * GeSd or GePixelDiffusion.  Those pipelines have no text encoder and no
+ * guidance: prompt, negative-prompt and guidance-scale are ignored for
+ * them; eta stays the pipeline's default (0).
+ *
  * Memory: the work buffers here are sized by the first frame of a size and
  * kept; ge_sd_process () itself allocates its own per call (its latents,
  * U-Net input and the VAE's work) as the engine stands.
@@ -39,6 +49,7 @@
 
 #include "gstgenerativecore.h"
 #include "ge-pipeline.h"
+#include "ge-pixel-diffusion.h"
 #include "tiles.h"
 
 GST_DEBUG_CATEGORY_STATIC (gst_generative_sd_debug);
@@ -52,14 +63,17 @@ typedef struct
 {
   guint64 seed;
   gint steps, scheduler, noise_level, feather;
-  gdouble guidance, image_guidance;
+  gdouble guidance, image_guidance, strength;
+  gint jump_length, jump_n_sample;
   guint prompt_changes;
 } RunSettings;
 
 struct _GstGenerativeSd
 {
   GePipeline *pipeline;
+  /* One of the two: a latent pipeline (GeSd), or a pixel-space one. */
   GeSd *sd;
+  GePixelDiffusion *pd;
   GeSdTask task;
   gint multiple;                /* inputs are multiples of it */
   gint factor;                  /* output / input size */
@@ -71,6 +85,11 @@ struct _GstGenerativeSd
   gchar *applied_prompt, *applied_negative;
   guint prompt_changes;         /* counts the prompt pairs applied */
   gchar *warned_prompt;         /* the last prompt warned about as cut */
+  gint applied_jump_length, applied_jump_n_sample;
+
+  /* Set by the elements between frames (object lock of the element). */
+  gdouble strength;
+  gint jump_length, jump_n_sample;
 
   /* The noise of a tile: the frame's, seen through the tile's window. */
   guint64 seed;
@@ -102,6 +121,7 @@ sd_free (GstGenerativeSd * s)
   if (!s)
     return;
   g_clear_pointer (&s->sd, ge_sd_free);
+  g_clear_pointer (&s->pd, ge_pixel_diffusion_free);
   g_clear_pointer (&s->pipeline, ge_pipeline_free);
   g_free (s->applied_prompt);
   g_free (s->applied_negative);
@@ -145,6 +165,119 @@ gst_generative_core_sd (GstGenerativeCore * core)
   return core->sd ? core->sd->sd : NULL;
 }
 
+gboolean
+gst_generative_core_has_pipeline (GstGenerativeCore * core)
+{
+  return core->sd != NULL;
+}
+
+void
+gst_generative_core_sd_set_strength (GstGenerativeCore * core,
+    gdouble strength)
+{
+  if (core->sd)
+    core->sd->strength = strength;
+}
+
+void
+gst_generative_core_sd_set_jumps (GstGenerativeCore * core, gint jump_length,
+    gint jump_n_sample)
+{
+  if (core->sd) {
+    core->sd->jump_length = jump_length;
+    core->sd->jump_n_sample = jump_n_sample;
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* the engine: GeSd or GePixelDiffusion */
+
+static void
+eng_set_n_threads (GstGenerativeSd * s, gint n_threads)
+{
+  if (s->pd)
+    ge_pixel_diffusion_set_n_threads (s->pd, n_threads);
+  else
+    ge_sd_set_n_threads (s->sd, n_threads);
+}
+
+static gboolean
+eng_set_scheduler (GstGenerativeSd * s, const gchar * name, GError ** error)
+{
+  return s->pd ? ge_pixel_diffusion_set_scheduler (s->pd, name, error)
+      : ge_sd_set_scheduler (s->sd, name, error);
+}
+
+static gboolean
+eng_set_num_steps (GstGenerativeSd * s, gint steps, GError ** error)
+{
+  return s->pd ? ge_pixel_diffusion_set_num_steps (s->pd, steps, error)
+      : ge_sd_set_num_steps (s->sd, steps, error);
+}
+
+static gint
+eng_num_steps (GstGenerativeSd * s)
+{
+  return s->pd ? ge_pixel_diffusion_num_steps (s->pd) : ge_sd_num_steps (s->sd);
+}
+
+static void
+eng_set_strength (GstGenerativeSd * s, gdouble strength)
+{
+  if (s->pd)
+    ge_pixel_diffusion_set_strength (s->pd, (float) strength);
+  else
+    ge_sd_set_strength (s->sd, strength);
+}
+
+static gint
+eng_size_multiple (GstGenerativeSd * s)
+{
+  return s->pd ? ge_pixel_diffusion_size_multiple (s->pd)
+      : ge_sd_size_multiple (s->sd);
+}
+
+/* Output / input size. */
+static gint
+eng_factor (GstGenerativeSd * s)
+{
+  gint f = 1;
+
+  if (!s->pd)
+    ge_sd_output_size (s->sd, 1, 1, &f, &f);
+  return f;
+}
+
+static const gchar *
+eng_class (GstGenerativeSd * s)
+{
+  return s->pd ? ge_pixel_diffusion_pipeline_class (s->pd)
+      : ge_sd_pipeline_class (s->sd);
+}
+
+static gboolean
+eng_process (GstGenerativeSd * s, const gfloat * image, const gfloat * mask,
+    gint h, gint w, GeSdNoiseFunc noise, gpointer data, gfloat * out,
+    GError ** error)
+{
+  return s->pd ? ge_pixel_diffusion_process (s->pd, image, mask, h, w, noise,
+      data, out, error) : ge_sd_process (s->sd, image, mask, h, w, noise, data,
+      out, error);
+}
+
+/* The pixel-space task an element's task runs pipeline folders as. */
+static gboolean
+pixel_task_for (GeSdTask task, GePixelDiffusionTask * pixel_task)
+{
+  if (task == GE_SD_INPAINT)
+    *pixel_task = GE_PIXEL_DIFFUSION_REPAINT;
+  else if (task == GE_SD_IMG2IMG)
+    *pixel_task = GE_PIXEL_DIFFUSION_SDEDIT;
+  else
+    return FALSE;
+  return TRUE;
+}
+
 /* ------------------------------------------------------------------------ */
 /* loading */
 
@@ -170,10 +303,15 @@ gst_generative_core_open_pipeline (GstGenerativeCore * core,
 {
   GstElement *e = core->element;
   const gchar *element_name = GST_OBJECT_NAME (gst_element_get_factory (e));
-  const gchar *supported = ge_sd_supported_classes (task);
+  GePixelDiffusionTask pixel_task = GE_PIXEL_DIFFUSION_REPAINT;
+  const gboolean has_pixel = pixel_task_for (task, &pixel_task);
+  const gchar *pixel_classes = has_pixel
+      ? ge_pixel_diffusion_supported_classes (pixel_task) : NULL;
+  gchar *supported;
   GError *err = NULL;
   GstGenerativeSd *s;
   const gchar *cls;
+  gboolean pixel;
 
   static gsize debug_done = 0;
 
@@ -182,6 +320,12 @@ gst_generative_core_open_pipeline (GstGenerativeCore * core,
         "diffusers pipeline folders in the elements");
     g_once_init_leave (&debug_done, 1);
   }
+  /* The latent pipelines of GeSd, then the pixel-space ones. */
+  if (has_pixel)
+    supported = g_strdup_printf ("%s, %s", ge_sd_supported_classes (task),
+        pixel_classes);
+  else
+    supported = g_strdup (ge_sd_supported_classes (task));
   s = g_new0 (GstGenerativeSd, 1);
   s->task = task;
   s->pipeline = ge_pipeline_open (path, &err);
@@ -208,8 +352,12 @@ gst_generative_core_open_pipeline (GstGenerativeCore * core,
             cls ? cls : "(none)"));
     goto failed;
   }
-  s->sd = ge_sd_new (s->pipeline, task, &err);
-  if (!s->sd) {
+  pixel = has_pixel && class_in_list (cls, pixel_classes);
+  if (pixel)
+    s->pd = ge_pixel_diffusion_new (s->pipeline, pixel_task, &err);
+  else
+    s->sd = ge_sd_new (s->pipeline, task, &err);
+  if (!s->sd && !s->pd) {
     if (g_error_matches (err, GE_ERROR, GE_ERROR_NOT_FOUND))
       GST_ELEMENT_ERROR (e, RESOURCE, NOT_FOUND,
           ("Pipeline folder \"%s\" is incomplete: %s.", path, err->message),
@@ -221,21 +369,27 @@ gst_generative_core_open_pipeline (GstGenerativeCore * core,
               element_name), ("%s", err->message));
     goto failed;
   }
-  s->multiple = ge_sd_size_multiple (s->sd);
-  ge_sd_output_size (s->sd, 1, 1, &s->factor, &s->factor);
-  s->default_steps = ge_sd_num_steps (s->sd);
+  s->multiple = eng_size_multiple (s);
+  s->factor = eng_factor (s);
+  s->default_steps = eng_num_steps (s);
   s->applied_steps = s->applied_n_threads = -1;
+  s->applied_jump_length = s->applied_jump_n_sample = -1;
+  s->jump_length = s->jump_n_sample = -1;       /* the engine's */
+  s->strength = -1.0;           /* the engine's */
   s->applied_scheduler = GST_GENERATIVE_SCHEDULER_AUTO;
   core->sd = s;
   GST_OBJECT_LOCK (e);
-  core->pipeline_class = ge_sd_pipeline_class (s->sd);
+  core->pipeline_class = eng_class (s);
   GST_OBJECT_UNLOCK (e);
-  GST_INFO_OBJECT (e, "%s: %s (runs as %s), size multiple %d, x%d", path,
-      cls, ge_sd_pipeline_class (s->sd), s->multiple, s->factor);
+  GST_INFO_OBJECT (e, "%s: %s (runs as %s%s), size multiple %d, x%d", path,
+      cls, eng_class (s), s->pd ? (pixel_task == GE_PIXEL_DIFFUSION_REPAINT
+          ? ", RePaint" : ", SDEdit") : "", s->multiple, s->factor);
+  g_free (supported);
   return TRUE;
 
 failed:
   g_clear_error (&err);
+  g_free (supported);
   sd_free (s);
   return FALSE;
 }
@@ -268,7 +422,6 @@ apply_settings (GstGenerativeCore * core, GstGenerativeSd * s,
     RunSettings * settings)
 {
   GstElement *e = core->element;
-  GeSd *sd = s->sd;
   GError *err = NULL;
   gint n_threads, steps, noise_level;
   gdouble guidance, image_guidance;
@@ -292,11 +445,11 @@ apply_settings (GstGenerativeCore * core, GstGenerativeSd * s,
   GST_OBJECT_UNLOCK (e);
 
   if (n_threads != s->applied_n_threads) {
-    ge_sd_set_n_threads (sd, n_threads);
+    eng_set_n_threads (s, n_threads);
     s->applied_n_threads = n_threads;
   }
   if (scheduler != s->applied_scheduler) {
-    if (!ge_sd_set_scheduler (sd, gst_generative_scheduler_name (scheduler),
+    if (!eng_set_scheduler (s, gst_generative_scheduler_name (scheduler),
             &err)) {
       GST_ELEMENT_ERROR (e, LIBRARY, SETTINGS,
           ("Scheduler \"%s\" cannot run pipeline \"%s\".",
@@ -310,11 +463,27 @@ apply_settings (GstGenerativeCore * core, GstGenerativeSd * s,
     s->applied_scheduler = scheduler;
     s->applied_steps = -1;      /* a new sampler: set its steps again */
   }
+  if (s->pd && s->jump_length > 0 && (s->jump_length != s->applied_jump_length
+          || s->jump_n_sample != s->applied_jump_n_sample)) {
+    if (!ge_pixel_diffusion_set_jumps (s->pd, s->jump_length,
+            s->jump_n_sample, &err)) {
+      GST_ELEMENT_ERROR (e, LIBRARY, SETTINGS,
+          ("RePaint jumps of %d x %d do not fit pipeline \"%s\".",
+              s->jump_length, s->jump_n_sample, core->loaded_path),
+          ("%s", err->message));
+      g_clear_error (&err);
+      g_free (prompt);
+      g_free (negative);
+      return FALSE;
+    }
+    s->applied_jump_length = s->jump_length;
+    s->applied_jump_n_sample = s->jump_n_sample;
+  }
   steps = gst_generative_core_qos_steps (core, steps, s->default_steps);
   if (steps <= 0)
     steps = s->default_steps;
   if (steps != s->applied_steps) {
-    if (!ge_sd_set_num_steps (sd, steps, &err)) {
+    if (!eng_set_num_steps (s, steps, &err)) {
       GST_ELEMENT_ERROR (e, LIBRARY, SETTINGS,
           ("%d steps do not fit pipeline \"%s\".", steps, core->loaded_path),
           ("%s", err->message));
@@ -325,11 +494,20 @@ apply_settings (GstGenerativeCore * core, GstGenerativeSd * s,
     }
     s->applied_steps = steps;
   }
-  ge_sd_set_guidance (sd, (float) guidance, (float) image_guidance);
-  ge_sd_set_noise_level (sd, noise_level);
+  if (s->strength >= 0.0)
+    eng_set_strength (s, s->strength);
+  if (s->pd) {
+    /* No text, no guidance: the prompt properties do nothing here. */
+    g_free (prompt);
+    g_free (negative);
+    prompt = negative = NULL;
+  } else {
+    ge_sd_set_guidance (s->sd, (float) guidance, (float) image_guidance);
+    ge_sd_set_noise_level (s->sd, noise_level);
+  }
 
   if (prompt) {
-    if (!ge_sd_set_prompt (sd, prompt, negative, &truncated, &err)) {
+    if (!ge_sd_set_prompt (s->sd, prompt, negative, &truncated, &err)) {
       GST_ELEMENT_ERROR (e, LIBRARY, FAILED,
           ("Could not encode the prompt with pipeline \"%s\".",
               core->loaded_path), ("%s", err->message));
@@ -354,7 +532,7 @@ apply_settings (GstGenerativeCore * core, GstGenerativeSd * s,
           ("prompt \"%s\", negative prompt \"%s\"", prompt, negative));
     }
     GST_OBJECT_LOCK (e);
-    core->text_encodes = ge_sd_n_text_encodes (sd);
+    core->text_encodes = ge_sd_n_text_encodes (s->sd);
     GST_OBJECT_UNLOCK (e);
   }
   memset (settings, 0, sizeof (*settings));
@@ -364,6 +542,9 @@ apply_settings (GstGenerativeCore * core, GstGenerativeSd * s,
   settings->noise_level = noise_level;
   settings->guidance = guidance;
   settings->image_guidance = image_guidance;
+  settings->strength = s->strength;
+  settings->jump_length = s->jump_length;
+  settings->jump_n_sample = s->jump_n_sample;
   settings->prompt_changes = s->prompt_changes;
   return TRUE;
 }
@@ -547,7 +728,7 @@ run_tiles (GstGenerativeCore * core, GstGenerativeSd * s, gint tile,
     s->tile_w = pw;
     s->tile_h = ph;
     *area = plane;
-    return ge_sd_process (s->sd, s->img, inpaint ? s->mask : NULL, ph, pw,
+    return eng_process (s, s->img, inpaint ? s->mask : NULL, ph, pw,
         tile_noise, s, s->acc, error);
   }
   t = MAX ((tile + m - 1) / m * m, m);
@@ -576,7 +757,7 @@ run_tiles (GstGenerativeCore * core, GstGenerativeSd * s, gint tile,
       s->tile_y0 = y0;
       s->tile_w = tw;
       s->tile_h = th;
-      if (!ge_sd_process (s->sd, s->tile_img, inpaint ? s->tile_mask : NULL,
+      if (!eng_process (s, s->tile_img, inpaint ? s->tile_mask : NULL,
               th, tw, tile_noise, s, s->tile_out, error))
         return FALSE;
       *area += (gsize) tw * th;

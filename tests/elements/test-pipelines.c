@@ -10,8 +10,12 @@
  * diffusers' numpy_to_pil does (round half to even).  The conversion and
  * the padding are written here again, independently of the element.
  *
+ * Pixel-space pipelines (RePaintPipeline in diffusioninpaint, DDIMPipeline
+ * as an SDEdit prior in diffusionimg2img) are compared the same way with
+ * ge_pixel_diffusion_process ().
+ *
  * Besides: the refusal of an unsupported class lists the supported ones
- * (and RePaint / DDIM / DDPM pipelines as "not yet"), a missing part is
+ * (RePaint / DDIM / DDPM pipelines among them), a missing part is
  * RESOURCE/NOT_FOUND naming the folder, a prompt changed in PLAYING is
  * used from the next frame and encoded once (stats text-encodes), a
  * prompt over 77 tokens warns once, a static scene with a static mask
@@ -29,6 +33,7 @@
 
 #include "elementcheck.h"
 #include "ge-sd.h"
+#include "ge-pixel-diffusion.h"
 
 /* ---- pipeline folders ------------------------------------------------- */
 
@@ -156,6 +161,23 @@ upscale_folder (void)
   return make_folder ("StableDiffusionUpscalePipeline", parts);
 }
 
+/* An unconditional UNet2DModel with the scheduler config of a pixel-space
+ * record (tests/fixtures/pipelines). */
+static gchar *
+pixel_folder (const gchar * cls, const gchar * sched_cls, const gchar * record)
+{
+  const Part unet = { "unet", "diffusers", "UNet2DModel", FIX,
+    "unet_ddpm_small"
+  };
+  gchar *rel = g_build_filename ("..", "pipelines", record, NULL);
+  const Part sched = { "scheduler", "diffusers", sched_cls, FIX, rel };
+  const Part *parts[] = { &unet, &sched, NULL };
+  gchar *dir = make_folder (cls, parts);
+
+  g_free (rel);
+  return dir;
+}
+
 static gchar *
 ldm_folder (void)
 {
@@ -240,7 +262,52 @@ typedef struct
   const gchar *scheduler;       /* NULL: the folder's */
   const gchar *prompt, *negative;
   guint64 seed;
+  /* Pixel-space pipelines: 1 RePaint, 2 SDEdit (0: GeSd); RePaint's jumps. */
+  gint pixel;
+  gint jump_length, jump_n_sample;
 } Settings;
+
+/* ge_pixel_diffusion_process on the padded frame (as reference () below). */
+static gfloat *
+pixel_run (GePipeline * p, const Settings * st, const gfloat * img,
+    const gfloat * mask, gint ph, gint pw)
+{
+  GError *err = NULL;
+  GePixelDiffusion *pd = ge_pixel_diffusion_new (p, st->pixel == 1
+      ? GE_PIXEL_DIFFUSION_REPAINT : GE_PIXEL_DIFFUSION_SDEDIT, &err);
+  gfloat *out = g_new (gfloat, 3 * (gsize) pw * ph);
+  guint64 seed = st->seed;
+
+  fail_unless (pd != NULL, "%s", err ? err->message : "");
+  ge_pixel_diffusion_set_n_threads (pd, 1);
+  if (st->scheduler)
+    fail_unless (ge_pixel_diffusion_set_scheduler (pd, st->scheduler, &err),
+        "%s", err ? err->message : "");
+  if (st->jump_length > 0)
+    fail_unless (ge_pixel_diffusion_set_jumps (pd, st->jump_length,
+            st->jump_n_sample, &err), "%s", err ? err->message : "");
+  fail_unless (ge_pixel_diffusion_set_num_steps (pd, st->steps, &err), "%s",
+      err ? err->message : "");
+  ge_pixel_diffusion_set_strength (pd, st->strength);
+  fail_unless (ge_pixel_diffusion_process (pd, img, mask, ph, pw,
+          ge_sd_noise_seeded, &seed, out, &err), "%s", err ? err->message : "");
+  ge_pixel_diffusion_free (pd);
+  return out;
+}
+
+/* The size multiple of the folder's engine object. */
+static gint
+pixel_multiple (GePipeline * p, const Settings * st)
+{
+  GePixelDiffusion *pd = ge_pixel_diffusion_new (p, st->pixel == 1
+      ? GE_PIXEL_DIFFUSION_REPAINT : GE_PIXEL_DIFFUSION_SDEDIT, NULL);
+  gint m;
+
+  fail_unless (pd != NULL);
+  m = ge_pixel_diffusion_size_multiple (pd);
+  ge_pixel_diffusion_free (pd);
+  return m;
+}
 
 /* ge_sd_process on the pattern frame (w x h) and the box mask, padded by
  * edge replication to the size multiple; the output cropped to the
@@ -251,13 +318,21 @@ reference (const gchar * folder, const Settings * st, gint w, gint h,
 {
   GError *err = NULL;
   GePipeline *p = ge_pipeline_open (folder, &err);
-  GeSd *sd;
+  GeSd *sd = NULL;
   gint m, pw, ph, pow, poh;
   gfloat *img, *mask = NULL, *out;
   guint8 *rgb;
   guint64 seed = st->seed;
 
   fail_unless (p != NULL, "%s", err ? err->message : "");
+  if (st->pixel) {
+    m = pixel_multiple (p, st);
+    pw = pow = (w + m - 1) / m * m;
+    ph = poh = (h + m - 1) / m * m;
+    *ow = w;
+    *oh = h;
+    goto frame;
+  }
   sd = ge_sd_new (p, st->task, &err);
   fail_unless (sd != NULL, "%s", err ? err->message : "");
   ge_sd_set_n_threads (sd, 1);
@@ -277,6 +352,7 @@ reference (const gchar * folder, const Settings * st, gint w, gint h,
   ge_sd_output_size (sd, ph, pw, &poh, &pow);
   *ow = w * (pow / pw);
   *oh = h * (poh / ph);
+frame:
   img = g_new (gfloat, 3 * (gsize) pw * ph);
   if (box)
     mask = g_new (gfloat, (gsize) pw * ph);
@@ -289,9 +365,13 @@ reference (const gchar * folder, const Settings * st, gint w, gint h,
         mask[(gsize) y * pw + x] = sx >= box[0] && sx < box[1]
             && sy >= box[2] && sy < box[3];
     }
-  out = g_new (gfloat, 3 * (gsize) pow * poh);
-  fail_unless (ge_sd_process (sd, img, mask, ph, pw, ge_sd_noise_seeded,
-          &seed, out, &err), "%s", err ? err->message : "");
+  if (st->pixel) {
+    out = pixel_run (p, st, img, mask, ph, pw);
+  } else {
+    out = g_new (gfloat, 3 * (gsize) pow * poh);
+    fail_unless (ge_sd_process (sd, img, mask, ph, pw, ge_sd_noise_seeded,
+            &seed, out, &err), "%s", err ? err->message : "");
+  }
   rgb = g_new (guint8, (gsize) * ow * *oh * 3);
   for (gint y = 0; y < *oh; y++)
     for (gint x = 0; x < *ow; x++)
@@ -303,7 +383,7 @@ reference (const gchar * folder, const Settings * st, gint w, gint h,
   g_free (img);
   g_free (mask);
   g_free (out);
-  ge_sd_free (sd);
+  g_clear_pointer (&sd, ge_sd_free);
   ge_pipeline_free (p);
   return rgb;
 }
@@ -582,6 +662,37 @@ GST_START_TEST (test_inpaint_plain_sd_folder)
 
 GST_END_TEST;
 
+GST_START_TEST (test_inpaint_repaint)
+{
+  /* RePaintPipeline: an unconditional UNet2DModel, RePaint's walk with
+   * jumps from repaint-jump-length / repaint-jump-n-sample; the prompt is
+   * ignored. */
+  const Settings st = { GE_SD_INPAINT, 5, 7.5f, 1.5f, 1.0f, 20, NULL,
+    "", "", 9, 1, 2, 2
+  };
+  check_inpaint (pixel_folder ("RePaintPipeline", "RePaintScheduler",
+          "repaint_small"), &st, "mask-feather=0 num-steps=5 "
+      "repaint-jump-length=2 repaint-jump-n-sample=2 prompt=ignored seed=9");
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_img2img_sdedit_ddim)
+{
+  /* A DDIMPipeline folder as an SDEdit prior: strength picks the
+   * timesteps; its DDPMScheduler config read as DDIMScheduler; the prompt
+   * is ignored; a frame that is no multiple of the U-Net's. */
+  const Settings st = { GE_SD_IMG2IMG, 6, 7.5f, 1.5f, 0.6f, 20, NULL,
+    "", "", 13, 2, 0, 0
+  };
+  check_filter ("diffusionimg2img", pixel_folder ("DDIMPipeline",
+          "DDPMScheduler", "sdedit_ddim_small"),
+      "num-steps=6 strength=0.6 prompt=ignored seed=13", &st,
+      GST_VIDEO_FORMAT_RGBx, 19, 13);
+}
+
+GST_END_TEST;
+
 /* @factory refuses a folder of @cls at READY->PAUSED with STREAM/WRONG_TYPE
  * whose message names the class and contains each of @expect. */
 static void
@@ -606,6 +717,7 @@ check_refused (const gchar * factory, const gchar * cls,
           GST_STREAM_ERROR_WRONG_TYPE), "%s", err->message);
   fail_unless (strstr (err->message, cls) != NULL, "%s", err->message);
   fail_unless (strstr (err->message, folder) != NULL, "%s", err->message);
+  fail_unless (strstr (err->message, "yet") == NULL, "%s", err->message);
   for (gint i = 0; expect[i]; i++)
     fail_unless (strstr (err->message, expect[i]) != NULL,
         "\"%s\" does not list %s", err->message, expect[i]);
@@ -630,15 +742,13 @@ GST_START_TEST (test_unsupported_class)
     "StableDiffusionInstructPix2PixPipeline", "DDIMPipeline", "DDPMPipeline",
     NULL
   };
-  const gchar *const yet[] = { "yet", NULL };
 
   check_refused ("diffusionsr", "KandinskyPipeline", sr);
   check_refused ("diffusioninpaint", "StableDiffusionXLPipeline", ip);
   check_refused ("diffusionimg2img", "StableDiffusionUpscalePipeline", i2i);
-  /* Coming with the engine's RePaint and SDEdit loops: "not yet". */
-  check_refused ("diffusioninpaint", "RePaintPipeline", yet);
-  check_refused ("diffusionimg2img", "DDPMPipeline", yet);
-  check_refused ("diffusionimg2img", "DDIMPipeline", yet);
+  /* The pixel-space classes are run now, not "on their way". */
+  check_refused ("diffusionsr", "RePaintPipeline", sr);
+  check_refused ("diffusionimg2img", "RePaintPipeline", i2i);
 }
 
 GST_END_TEST;
@@ -858,6 +968,8 @@ pipelines_suite (void)
   tcase_add_test (tc, test_ldm_sr);
   tcase_add_test (tc, test_inpaint_sd);
   tcase_add_test (tc, test_inpaint_plain_sd_folder);
+  tcase_add_test (tc, test_inpaint_repaint);
+  tcase_add_test (tc, test_img2img_sdedit_ddim);
   tcase_add_test (tc, test_unsupported_class);
   tcase_add_test (tc, test_missing_part);
   tcase_add_test (tc, test_prompt_in_playing);
