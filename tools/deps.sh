@@ -29,7 +29,7 @@ PACKAGES=(
   # the Python app of pipelines/ (Debian's GStreamer Python overrides)
   gobject-introspection libgirepository1.0-dev python3-gst-1.0
   # the Debian packages (debian/) and their checks
-  debhelper dpkg-dev fakeroot lintian
+  debhelper dpkg-dev fakeroot lintian chrpath
 )
 
 missing=()
