@@ -10,6 +10,7 @@ starts, after optional VAR=value assignments, with
     gst-launch-1.0 / gst-inspect-1.0       the GStreamer tools
     pipelines/NAME.sh, pipelines/NAME.py   the recipes and the Python app
     build/tools/NAME, build/pipelines/NAME the programs of the build tree
+    gansynth-clean                         the installed tool (on PATH here)
 
 and it compiles and runs every ```c block (a whole program, built with
 "pkg-config generative-engine").  Any other line (tools/demo.sh, meson,
@@ -85,11 +86,12 @@ RUNNABLE = [
     re.compile(r"^gst-(launch|inspect)-1\.0(\s|$)"),
     re.compile(r"^pipelines/[\w.-]+\.(sh|py)(\s|$)"),
     re.compile(r"^build/(tools|pipelines)/[\w.-]+(\s|$)"),
+    re.compile(r"^gansynth-clean(\s|$)"),
 ]
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=\S*\s+")
 MARKER = re.compile(r"^\s*<!--\s*(needs|args|files)\s*:\s*(.*?)\s*-->\s*$")
 FENCE = re.compile(r"^(\s*)(```+|~~~+)\s*([\w+-]*)")
-SHELL_LANGS = ("sh", "bash", "shell", "console", "")
+SHELL_LANGS = ("sh", "bash", "shell", "console")
 
 # The gst-launch-1.0 wrapper: sinks that need a screen or a speaker become
 # fakesink, microphones a live test source, endless test sources get an end.
@@ -302,12 +304,15 @@ class Runner:
                 else:
                     self.run_c(work, block, where_b)
                 continue
-            if block.lang not in SHELL_LANGS:
+            # A block without a language may hold a command too (its other
+            # lines are output, caps, a folder list: not listed as not run).
+            if block.lang not in SHELL_LANGS and block.lang != "":
                 continue
             for n, cmd in commands(block.text):
                 where = "%s:%d" % (doc, block.line + n)
                 if not runnable(cmd):
-                    self.results.append(("NOT RUN", where, cmd, ""))
+                    if block.lang:
+                        self.results.append(("NOT RUN", where, cmd, ""))
                 elif needs:
                     self.report("SKIP", where, cmd, "needs: " + needs)
                 else:
