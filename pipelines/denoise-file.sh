@@ -3,6 +3,7 @@
 #   pipelines/denoise-file.sh IN OUT.{flac,ogg,wav} [gansynth properties ...]
 # Any rate and channel count: audioresample takes the audio to the nearest rate the model runs
 # at (48 kHz for podcasts) and the file is written at that rate; each channel is cleaned alone.
+# progressreport prints the position every 5 s (and at the end) on stdout.
 set -eu
 in=$1 out=$2
 shift 2
@@ -14,4 +15,4 @@ case "$out" in
 esac
 # shellcheck disable=SC2086
 exec gst-launch-1.0 -q filesrc location="$in" ! decodebin ! audioconvert ! audioresample \
-  ! gansynth "$@" ! audioconvert ! $enc ! filesink location="$out"
+  ! gansynth "$@" ! progressreport ! audioconvert ! $enc ! filesink location="$out"

@@ -11,14 +11,51 @@
 gchar *
 gst_generative_model_path (const gchar * model_file, const gchar * name)
 {
-  const gchar *dir;
+  const gchar *installed, *list;
+  gchar **dirs, **d;
+  GString *looked;
+  gchar *path;
 
   if (model_file && model_file[0])
     return g_strdup (model_file);
-  dir = g_getenv ("GST_GENERATIVE_MODEL_DIR");
-  if (!dir || !dir[0])
-    dir = GST_GENERATIVE_MODEL_DIR;
-  return g_build_filename (dir, name, NULL);
+
+  /* The installed data folder (or the one folder that replaces it), then
+   * each folder of GST_GENERATIVE_MODEL_PATH in order, as GST_PLUGIN_PATH
+   * lists plugin folders: the source tree keeps each element's model in a
+   * folder of its own (models/sr, models/vae ...), which one folder cannot
+   * hold.  The first folder that has the file wins. */
+  installed = g_getenv ("GST_GENERATIVE_MODEL_DIR");
+  if (!installed || !installed[0])
+    installed = GST_GENERATIVE_MODEL_DIR;
+  path = g_build_filename (installed, name, NULL);
+  if (g_file_test (path, G_FILE_TEST_EXISTS))
+    return path;
+  g_free (path);
+
+  list = g_getenv ("GST_GENERATIVE_MODEL_PATH");
+  dirs = g_strsplit (list ? list : "", G_SEARCHPATH_SEPARATOR_S, -1);
+  for (d = dirs; *d; d++) {
+    if (!(*d)[0])
+      continue;
+    path = g_build_filename (*d, name, NULL);
+    if (g_file_test (path, G_FILE_TEST_EXISTS)) {
+      g_strfreev (dirs);
+      return path;
+    }
+    g_free (path);
+  }
+  g_strfreev (dirs);
+
+  /* Found nowhere: what the element shows as the missing file (in its
+   * NOT_FOUND error, and as model-file's value) says where it looked. */
+  looked = g_string_new (name);
+  g_string_append_printf (looked, " (looked in %s", installed);
+  if (list && list[0])
+    g_string_append_printf (looked, " and GST_GENERATIVE_MODEL_PATH=%s)",
+        list);
+  else
+    g_string_append (looked, "; GST_GENERATIVE_MODEL_PATH is not set)");
+  return g_string_free (looked, FALSE);
 }
 
 gboolean

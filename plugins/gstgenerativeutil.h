@@ -11,12 +11,19 @@
 G_BEGIN_DECLS
 
 /* Where meson installs the models; GST_GENERATIVE_MODEL_DIR in the
- * environment overrides it, so an uninstalled build can find them. */
+ * environment replaces this one folder (tests point it at their models). */
 #ifndef GST_GENERATIVE_MODEL_DIR
 #define GST_GENERATIVE_MODEL_DIR "/usr/local/share/gst-generative/models"
 #endif
 
-/* @model_file when set, else the installed model @name. */
+/* @model_file when set, else the default model @name from the search path:
+ * the installed data folder (GST_GENERATIVE_MODEL_DIR; the environment
+ * variable of that name replaces it), then each folder listed in
+ * GST_GENERATIVE_MODEL_PATH (separated by G_SEARCHPATH_SEPARATOR, ':' on
+ * Unix; "meson devenv" lists the source tree's model folders there).  When
+ * no folder has @name, the string returned is no file: it names @name and
+ * the folders searched, so the element's "not found" error says where it
+ * looked. */
 gchar *gst_generative_model_path (const gchar * model_file, const gchar * name);
 
 /* TRUE from READY->PAUSED on: properties that start() reads are fixed. */

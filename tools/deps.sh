@@ -25,6 +25,11 @@ PACKAGES=(
   # one-machine Slurm cluster (tools/slurm-local.sh; no accounting daemon)
   python3 python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
   slurmctld slurmd slurm-client munge
+  # the latent meta API's GObject introspection typelib (g-ir-scanner) and
+  # the Python app of pipelines/ (Debian's GStreamer Python overrides)
+  gobject-introspection libgirepository1.0-dev python3-gst-1.0
+  # the Debian packages (debian/) and their checks
+  debhelper dpkg-dev fakeroot lintian chrpath
 )
 
 missing=()

@@ -28,6 +28,56 @@
 #define BLOCK_SECONDS 1
 #define PROGRESS_MIN_SECONDS 30.0
 
+/* The plugin's model search path: the installed data folder (or the one
+ * folder GST_GENERATIVE_MODEL_DIR names instead), then each folder of
+ * GST_GENERATIVE_MODEL_PATH. */
+static const char *
+installed_model_dir (void)
+{
+  const char *dir = g_getenv ("GST_GENERATIVE_MODEL_DIR");
+
+  return dir && dir[0] ? dir : GANSYNTH_MODEL_DIR;
+}
+
+static char *
+default_model_path (void)
+{
+  const char *list = g_getenv ("GST_GENERATIVE_MODEL_PATH");
+  char *path = g_build_filename (installed_model_dir (), GANSYNTH_DEFAULT_MODEL, NULL);
+  char **dirs;
+
+  if (g_file_test (path, G_FILE_TEST_EXISTS))
+    return path;
+  g_free (path);
+  path = NULL;
+  dirs = g_strsplit (list ? list : "", G_SEARCHPATH_SEPARATOR_S, -1);
+  for (char **d = dirs; *d && !path; d++) {
+    if (!(*d)[0])
+      continue;
+    path = g_build_filename (*d, GANSYNTH_DEFAULT_MODEL, NULL);
+    if (!g_file_test (path, G_FILE_TEST_EXISTS))
+      g_clear_pointer (&path, g_free);
+  }
+  g_strfreev (dirs);
+  return path;
+}
+
+/* For the error message: where default_model_path looked. */
+static const char *
+model_search_list (void)
+{
+  static char buf[4096];
+  const char *list = g_getenv ("GST_GENERATIVE_MODEL_PATH");
+
+  if (list && list[0])
+    g_snprintf (buf, sizeof buf, "%s and GST_GENERATIVE_MODEL_PATH=%s",
+                installed_model_dir (), list);
+  else
+    g_snprintf (buf, sizeof buf, "%s (GST_GENERATIVE_MODEL_PATH is not set)",
+                installed_model_dir ());
+  return buf;
+}
+
 typedef struct {
   int channels;
   int hop;
@@ -165,9 +215,10 @@ main (int argc, char **argv)
     return 2;
   }
   const char *in_path = argv[1], *out_path = argv[2];
-  if (!model_path) {
-    const char *dir = g_getenv ("GST_GENERATIVE_MODEL_DIR");
-    model_path = g_build_filename (dir ? dir : GANSYNTH_MODEL_DIR, GANSYNTH_DEFAULT_MODEL, NULL);
+  if (!model_path && !(model_path = default_model_path ())) {
+    g_printerr ("gansynth-clean: no %s in %s (give one with -m)\n",
+                GANSYNTH_DEFAULT_MODEL, model_search_list ());
+    return 1;
   }
 
   GeSpeechModel *model = ge_speech_model_new (model_path, &err);
