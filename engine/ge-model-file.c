@@ -494,7 +494,8 @@ ge_model_file_metadata_json (GeModelFile * mf, const char *key, const char *what
   }
   JsonParser *p = json_parser_new ();
   GError *jerr = NULL;
-  if (!json_parser_load_from_data (p, text, -1, &jerr)
+  /* An empty text parses, to no root at all. */
+  if (!json_parser_load_from_data (p, text, -1, &jerr) || !json_parser_get_root (p)
       || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (p))) {
     ge_fail (error, GE_ERROR_CORRUPT, ge_model_file_path (mf), "metadata \"%s\" is not a JSON "
         "object%s%s", key, jerr ? ": " : "", jerr ? jerr->message : "");

@@ -45,11 +45,23 @@ static const char *const models[][2] = {
 
 static char *dirs[G_N_ELEMENTS (models) + 1];   /* per model, then the pipeline's */
 
+/* A GLib critical or warning is a bug: abort, so that libFuzzer keeps the
+ * input (a breakpoint trap is not always caught). */
+static void
+abort_on_log (const gchar * domain, GLogLevelFlags level, const gchar * message, gpointer data)
+{
+  g_printerr ("%s: %s\n", domain ? domain : "", message);
+  abort ();
+}
+
 int
 LLVMFuzzerInitialize (int *argc, char ***argv)
 {
   g_setenv ("G_SLICE", "always-malloc", TRUE);
-  g_log_set_always_fatal (G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING);
+  g_log_set_default_handler (abort_on_log, NULL);
+  g_log_set_handler (NULL, G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING, abort_on_log, NULL);
+  g_log_set_handler ("Json", G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING, abort_on_log, NULL);
+  g_log_set_handler ("GLib", G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING, abort_on_log, NULL);
   char *tmp = g_dir_make_tmp ("ge-fuzz-config-XXXXXX", NULL);
   CHECK (tmp);
   /* One folder per model: the fuzzed config.json beside a link to the

@@ -76,7 +76,8 @@ ge_sampler_config_load (const char *path, JsonParser ** parser,
   g_free (text);
   JsonParser *p = json_parser_new ();
   GError *jerr = NULL;
-  if (!json_parser_load_from_data (p, fixed, -1, &jerr)
+  /* An empty text (or one that starts with a NUL) parses, to no root. */
+  if (!json_parser_load_from_data (p, fixed, -1, &jerr) || !json_parser_get_root (p)
       || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (p))) {
     ge_fail (error, GE_ERROR_CORRUPT, path, "%s",
         jerr ? jerr->message : "not a JSON object");

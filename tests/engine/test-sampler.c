@@ -296,6 +296,30 @@ test_one_loop (void)
   }
 }
 
+/* Found by fuzz-config: a file that is empty, or starts with a NUL, parses
+ * to no root at all; that is a corrupt config, not a GLib critical. */
+static void
+test_empty_config (void)
+{
+  char *dir = g_dir_make_tmp ("ge-sampler-XXXXXX", NULL);
+  char *path = g_build_filename (dir, "scheduler_config.json", NULL);
+  static const char *const texts[] = { "", "\0{\"_class_name\": \"DDIMScheduler\"}" };
+  for (guint i = 0; i < G_N_ELEMENTS (texts); i++) {
+    g_assert_true (g_file_set_contents (path, texts[i], i == 0 ? 0 : 32, NULL));
+    JsonParser *jp = NULL;
+    GError *err = NULL;
+    g_assert_null (ge_sampler_config_load (path, &jp, &err));
+    g_assert_error (err, GE_ERROR, GE_ERROR_CORRUPT);
+    g_assert_nonnull (strstr (err->message, path));
+    g_assert_null (jp);
+    g_error_free (err);
+  }
+  g_remove (path);
+  g_rmdir (dir);
+  g_free (path);
+  g_free (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -303,6 +327,7 @@ main (int argc, char **argv)
   g_test_add_func ("/sampler/config-errors", test_config_errors);
   g_test_add_func ("/sampler/from-config", test_from_config);
   g_test_add_func ("/sampler/nonfinite-json", test_nonfinite_json);
+  g_test_add_func ("/sampler/empty-config", test_empty_config);
   g_test_add_func ("/sampler/one-loop", test_one_loop);
   int ret = g_test_run ();
   g_clear_object (&parser);
