@@ -10,7 +10,7 @@ settings are the same):
 - inpaint: a StableDiffusionInpaintPipeline folder of SD 1.5's size: the U-Net of bench/sd_pipeline.py
   (SD15) with in_channels 9 (latents, mask, masked-image latents), and the VAE, CLIP ViT-L/14 text
   encoder, tokenizer and scheduler of bench/sd_pipeline.py's sd15 folder (symlinked from it; that
-  folder is written by sd_pipeline.write_folder if missing).  A 512x512 frame (videotestsrc smpte)
+  folder is written by sd_pipeline.write_folder if missing).  A 512x512 frame (videotestsrc smpte, repeated by imagefreeze)
   with a 128x128 box mask in the middle (mask-file, a PGM) through `diffusioninpaint`.
 - ldm-sr: an LDMSuperResolutionPipeline folder with the configs of
   CompVis/ldm-super-resolution-4x-openimages (unet/config.json: UNet2DModel 6 -> 3 channels,
@@ -21,13 +21,13 @@ settings are the same):
   has no text encoder: guidance-scale does not apply (diffusers' LDM pipeline has none).
 
 Each runs --frames identical frames (a static scene, a static mask) through the element in a
-child process (PyGObject: videotestsrc ! element ! fakesink sync=false), num-steps, guidance-scale,
+child process (PyGObject: videotestsrc num-buffers=1 ! imagefreeze ! element ! fakesink sync=false), num-steps, guidance-scale,
 scheduler and n-threads as given.  The first frame runs the pipeline; for diffusioninpaint every
 later frame equals the one before, so its box-reuse cache puts the last fill back (reused-boxes 1)
 and the frame costs ~0.  Reported: each frame's time between leaving the element's src pad (the
 first from the PLAYING request, which includes nothing but the frame: the model is loaded on the
 way to PAUSED and timed apart), the element's stats (mean-ms, max-ms, load-ms, reused-boxes),
-and the child's peak RSS (its rusage from wait4: load, the frame, the python bindings).
+and the child's peak RSS and CPU seconds (its rusage from wait4: load, the frames, the python bindings).
 Prints JSON and a markdown line for bench/RESULTS.md; writes bench/out/sd_element_speed/CONFIG.json.
 """
 
@@ -180,7 +180,7 @@ def worker(desc, name):
 
 
 def run_worker(desc, name, env, log):
-    """-> (worker JSON, peak RSS in bytes of the child from wait4)."""
+    """-> (worker JSON, peak RSS in bytes of the child from wait4, its CPU seconds)."""
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", desc, "--name", name]
     with open(log, "w") as errf:
         p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=errf, text=True)
@@ -190,7 +190,7 @@ def run_worker(desc, name, env, log):
     if p.returncode != 0:
         raise RuntimeError(f"worker failed ({p.returncode}); see {log}\n{out[-2000:]}\n"
                            + open(log).read()[-4000:])
-    return json.loads(out.strip().splitlines()[-1]), ru.ru_maxrss * 1024
+    return json.loads(out.strip().splitlines()[-1]), ru.ru_maxrss * 1024, ru.ru_utime + ru.ru_stime
 
 
 def parse_stats(s):
@@ -230,19 +230,19 @@ def main():
         element = f"diffusioninpaint name=el {props} mask-file={shlex.quote(mask)}"
     else:
         element = f"diffusionsr name=el {props} scale=4"
-    # smpte without motion: every frame is the same picture
-    desc = (f"videotestsrc num-buffers={args.frames} pattern=smpte ! "
-            f"video/x-raw,format=RGB,width={n},height={n},framerate=1/1 ! {element} ! fakesink sync=false")
+    # one picture, repeated: videotestsrc's smpte pattern has a noise patch that differs per frame
+    desc = (f"videotestsrc num-buffers=1 pattern=smpte ! video/x-raw,format=RGB,width={n},height={n},"
+            f"framerate=1/1 ! imagefreeze num-buffers={args.frames} ! {element} ! fakesink sync=false")
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1",
                GST_PLUGIN_PATH=os.path.abspath(os.path.join(ROOT, args.build, "plugins")))
     env.setdefault("GST_DEBUG", "generativesd:4")
     load0 = os.getloadavg()
     t0 = time.time()
-    r, peak = run_worker(desc, "el", env, os.path.join(OUT, f"{args.config}-worker.log"))
+    r, peak, cpu = run_worker(desc, "el", env, os.path.join(OUT, f"{args.config}-worker.log"))
     st = parse_stats(r["stats"])
     res = dict(config=args.config, dtype=args.dtype, folder=os.path.relpath(folder, ROOT), pipeline=desc,
                command=command, loadavg_before=load0, loadavg_after=os.getloadavg(), wall_s=time.time() - t0,
-               peak_rss_mib=peak / 2 ** 20, **r)
+               peak_rss_mib=peak / 2 ** 20, cpu_s=cpu, **r)
     with open(os.path.join(OUT, f"{args.config}.json"), "w") as f:
         json.dump(res, f, indent=1)
     print(json.dumps(res, indent=1))
@@ -256,10 +256,10 @@ def main():
         json.dump(res, f, indent=1)
     print(f"| {cfg['element']} | {args.config} {args.dtype} | {n}x{n} | {args.steps} x {args.scheduler}"
           f"{', guidance %g' % args.guidance if args.config == 'inpaint' else ''} | {args.threads} | "
-          f"{st.get('load-ms', 0) / 1000:.1f} | {first / 1000:.1f} | {rest:.1f} ms | "
-          + ", ".join(f"{v:.1f} ms" for v in r["between_outs_ms"])
+          f"{st.get('load-ms', 0) / 1000:.1f} | {first / 1000:.1f} | {rest / 1000:.3f} | "
+          + ", ".join(f"{v / 1000:.3f}" for v in r["between_outs_ms"])
           + f" | {int(st.get('reused-boxes', 0)) if cfg['box'] else '-'} | {peak / 2 ** 20:.0f} | "
-          f"{load0[0]:.1f} |")
+          f"{cpu:.0f} | {load0[0]:.1f} |")
     return 0
 
 
