@@ -243,9 +243,6 @@ def main():
     res = dict(config=args.config, dtype=args.dtype, folder=os.path.relpath(folder, ROOT), pipeline=desc,
                command=command, loadavg_before=load0, loadavg_after=os.getloadavg(), wall_s=time.time() - t0,
                peak_rss_mib=peak / 2 ** 20, cpu_s=cpu, **r)
-    with open(os.path.join(OUT, f"{args.config}.json"), "w") as f:
-        json.dump(res, f, indent=1)
-    print(json.dumps(res, indent=1))
     # the first frame is the slowest (the others are reused or the same work): its time is max-ms,
     # the others' mean follows from mean-ms
     nf = int(st.get("frames", 0))
@@ -254,6 +251,7 @@ def main():
     res.update(first_frame_ms=first, later_frames_mean_ms=rest)
     with open(os.path.join(OUT, f"{args.config}.json"), "w") as f:
         json.dump(res, f, indent=1)
+    print(json.dumps(res, indent=1))
     print(f"| {cfg['element']} | {args.config} {args.dtype} | {n}x{n} | {args.steps} x {args.scheduler}"
           f"{', guidance %g' % args.guidance if args.config == 'inpaint' else ''} | {args.threads} | "
           f"{st.get('load-ms', 0) / 1000:.1f} | {first / 1000:.1f} | {rest / 1000:.3f} | "
