@@ -119,6 +119,12 @@ ge_conv_prepare (GeModelFile * mf, GeConv2d * conv)
   gsize n = ge_conv2d_packed_size (conv);
   if (n)
     ge_conv2d_pack (conv, ge_model_file_alloc (mf, n));
+  /* The bf16 copy (half the f32 one) where the CPU runs bf16, for f32
+   * weights; 16-bit weights in place are converted by the tasks that use
+   * them instead, so that a large F16 model does not carry a second copy. */
+  n = conv->weight16 ? 0 : ge_conv2d_packed_bf16_size (conv);
+  if (n)
+    ge_conv2d_pack_bf16 (conv, (guint32 *) ge_model_file_alloc (mf, n));
 }
 
 GeTensor
