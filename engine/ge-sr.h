@@ -19,6 +19,7 @@
 #include <glib.h>
 #include "ge-error.h"
 #include "ge-image.h"
+#include "ge-precision.h"
 
 G_BEGIN_DECLS
 
@@ -36,6 +37,9 @@ int ge_sr_min_size (const GeSr * sr);
 
 /* 0 = one thread per core. */
 void ge_sr_set_n_threads (GeSr * sr, int n_threads);
+/* The precision its convolutions run in (ge-precision.h); the default is
+ * GE_PRECISION_F32.  Returns what runs on this CPU: F32 or BF16. */
+GePrecision ge_sr_set_precision (GeSr * sr, GePrecision precision);
 /* 0 = the model's default. */
 void ge_sr_set_num_steps (GeSr * sr, int steps);
 void ge_sr_set_seed (GeSr * sr, guint64 seed);

@@ -446,3 +446,19 @@ ge_ctx_set_n_threads (GeCtx * ctx, int n_threads)
   ge_pool_free (ctx->pool);
   ctx->pool = ge_pool_new (want);
 }
+
+GePrecision
+ge_precision_resolve (GeModelFile * mf, GePrecision want)
+{
+  if (want == GE_PRECISION_AUTO)
+    want = mf && g_strcmp0 (ge_model_file_metadata (mf, "precision_auto"), "bf16") == 0
+        ? GE_PRECISION_BF16 : GE_PRECISION_F32;
+  return want == GE_PRECISION_BF16 && ge_gemm_bf16_available ()
+      ? GE_PRECISION_BF16 : GE_PRECISION_F32;
+}
+
+void
+ge_ctx_set_precision (GeCtx * ctx, GeModelFile * mf, GePrecision precision)
+{
+  ctx->precision = ge_precision_resolve (mf, precision);
+}

@@ -293,6 +293,7 @@ typedef struct {
   int CP, KP;
   guint32 *ab;
   gsize ab_words;
+  int *ab_c0;                   /* per thread: whose rows ab holds, or -1 */
   const guint32 *xb;
   gsize xb_sample;
 } ConvJob;
@@ -639,10 +640,16 @@ pack_bf16_rows (const GeConv2d * p, int c0, int nco, guint32 * ap, float *tmp)
         for (int k = 0; k < K; k++)
           tmp[k] = src[(gsize) k * GE_MR];
       }
+      /* Channel pair c: the taps of channels 2c and 2c + 1, T pairs. */
+      guint32 pairs[64];
       for (int c = 0; c < CP; c++)
-        for (int t = 0; t < T; t++)
-          dst[(gsize) (c * T + t) * GE_MR] = ge_bf16_pair (w[2 * c * T + t],
-              2 * c + 1 < C ? w[(2 * c + 1) * T + t] : 0.0f);
+        for (int t0 = 0; t0 < T; t0 += 64) {
+          const int nt = MIN (64, T - t0);
+          ge_bf16_pairs (w + (gsize) 2 * c * T + t0,
+              2 * c + 1 < C ? w + (gsize) (2 * c + 1) * T + t0 : NULL, nt, pairs);
+          for (int t = 0; t < nt; t++)
+            dst[(gsize) (c * T + t0 + t) * GE_MR] = pairs[t];
+        }
     }
 }
 
@@ -671,7 +678,12 @@ task_weights_bf16 (const ConvJob * j, int c0, int nco, int thread)
   if (j->p->packed_bf16)
     return j->p->packed_bf16 + (gsize) c0 * j->KP;    /* c0 is a multiple of GE_MR */
   guint32 *ap = j->ab + (gsize) thread * j->ab_words;
-  pack_bf16_rows (j->p, c0, nco, ap, (float *) (ap + ge_gemm_bf16_a_size (nco, j->KP)));
+  /* A thread's tasks often share their rows (one channel split, many
+   * bands): converted once per call then. */
+  if (j->ab_c0[thread] != c0) {
+    pack_bf16_rows (j->p, c0, nco, ap, (float *) (ap + ge_gemm_bf16_a_size (nco, j->KP)));
+    j->ab_c0[thread] = c0;
+  }
   return ap;
 }
 
@@ -878,6 +890,9 @@ conv2d_bf16 (GeCtx * ctx, ConvJob * j, const GeTensor * x, const GeConvInput * i
     }
     j->ab_words = ge_gemm_bf16_a_size (j->cout_per_split, j->KP) + j->K;
     j->ab = (guint32 *) ge_arena_alloc (ctx->arena, j->ab_words * n_threads);
+    j->ab_c0 = (int *) ge_arena_alloc (ctx->arena, n_threads);
+    for (int t = 0; t < n_threads; t++)
+      j->ab_c0[t] = -1;
   }
   int *boff;
   if (j->ring) {

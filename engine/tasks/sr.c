@@ -125,6 +125,13 @@ ge_sr_set_n_threads (GeSr * sr, int n_threads)
   ge_ctx_set_n_threads (&sr->ctx, n_threads);
 }
 
+GePrecision
+ge_sr_set_precision (GeSr * sr, GePrecision precision)
+{
+  ge_ctx_set_precision (&sr->ctx, sr->mf, precision);
+  return ge_unet2d_set_precision (sr->unet, precision);
+}
+
 void
 ge_sr_set_num_steps (GeSr * sr, int steps)
 {
