@@ -67,6 +67,7 @@ enum
   PROP_TILE_SIZE,
   PROP_TILE_OVERLAP,
   PROP_N_THREADS,
+  PROP_PRECISION,
   PROP_STATS,
 };
 
@@ -121,6 +122,9 @@ gst_diffusion_img2img_set_property (GObject * object, guint prop_id,
     case PROP_N_THREADS:
       self->n_threads = g_value_get_int (value);
       break;
+    case PROP_PRECISION:
+      self->precision = g_value_get_enum (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -157,6 +161,9 @@ gst_diffusion_img2img_get_property (GObject * object, guint prop_id,
       break;
     case PROP_N_THREADS:
       g_value_set_int (value, self->n_threads);
+      break;
+    case PROP_PRECISION:
+      g_value_set_enum (value, self->precision);
       break;
     case PROP_STATS:{
       GstStructure *s = gst_structure_new_empty ("diffusionimg2img-stats");
@@ -207,6 +214,7 @@ gst_diffusion_img2img_start (GstBaseTransform * trans)
   g_free (self->loaded_path);
   self->loaded_path = path;
   self->applied_n_threads = -1;
+  self->applied_precision = -1;
   gst_generative_post_load_progress (GST_ELEMENT (self),
       GST_PROGRESS_TYPE_COMPLETE, path);
   return TRUE;
@@ -273,7 +281,7 @@ gst_diffusion_img2img_transform_frame (GstVideoFilter * filter,
   GeImageU8 in, out;
   GError *err = NULL;
   gdouble strength, ms;
-  gint steps, tile, overlap, n_threads;
+  gint steps, tile, overlap, n_threads, precision;
   guint64 seed;
   gboolean post;
   gint64 t0;
@@ -292,6 +300,7 @@ gst_diffusion_img2img_transform_frame (GstVideoFilter * filter,
   tile = self->tile_size;
   overlap = self->tile_overlap;
   n_threads = self->n_threads;
+  precision = self->precision;
   GST_OBJECT_UNLOCK (self);
   if (tile == 0)
     tile = (gint64) in.width * in.height <= AUTO_WHOLE_FRAME_PIXELS ?
@@ -304,6 +313,10 @@ gst_diffusion_img2img_transform_frame (GstVideoFilter * filter,
   if (n_threads != self->applied_n_threads) {
     ge_img2img_set_n_threads (self->task, n_threads);
     self->applied_n_threads = n_threads;
+  }
+  if (precision != self->applied_precision) {
+    ge_img2img_set_precision (self->task, precision);
+    self->applied_precision = precision;
   }
 
   t0 = g_get_monotonic_time ();
@@ -382,6 +395,7 @@ gst_diffusion_img2img_class_init (GstDiffusionImg2ImgClass * klass)
       g_param_spec_int ("n-threads", "Number of threads",
           "Worker threads (0 = one per core)", 0, 1024, DEFAULT_N_THREADS,
           rw | GST_PARAM_MUTABLE_PLAYING));
+  gst_generative_install_precision (gobject_class, PROP_PRECISION);
   g_object_class_install_property (gobject_class, PROP_STATS,
       g_param_spec_string ("stats", "Statistics",
           "Frames, dropped (late) frames, mean/max ms per frame, load ms",
@@ -416,5 +430,6 @@ gst_diffusion_img2img_init (GstDiffusionImg2Img * self)
   self->tile_size = DEFAULT_TILE_SIZE;
   self->tile_overlap = DEFAULT_TILE_OVERLAP;
   self->n_threads = DEFAULT_N_THREADS;
+  self->precision = GE_PRECISION_AUTO;
   gst_base_transform_set_qos_enabled (GST_BASE_TRANSFORM (self), TRUE);
 }

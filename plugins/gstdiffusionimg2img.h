@@ -34,11 +34,13 @@ struct _GstDiffusionImg2Img
   gint tile_size;
   gint tile_overlap;
   gint n_threads;
+  gint precision;               /* GePrecision */
 
   /* Between start() and stop(); only the streaming thread uses it. */
   GeImg2Img *task;
   gchar *loaded_path;
   gint applied_n_threads;
+  gint applied_precision;
 
   GstGenerativeTiming timing;   /* object lock */
 };

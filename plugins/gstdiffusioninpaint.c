@@ -111,6 +111,7 @@ enum
   PROP_NUM_STEPS,
   PROP_SEED,
   PROP_N_THREADS,
+  PROP_PRECISION,
   PROP_JUMP_LENGTH,
   PROP_JUMP_N_SAMPLE,
   PROP_STATS,
@@ -214,6 +215,9 @@ gst_diffusion_inpaint_set_property (GObject * object, guint prop_id,
     case PROP_N_THREADS:
       self->n_threads = g_value_get_int (value);
       break;
+    case PROP_PRECISION:
+      self->precision = g_value_get_enum (value);
+      break;
     case PROP_JUMP_LENGTH:
       self->jump_length = g_value_get_int (value);
       break;
@@ -290,6 +294,9 @@ gst_diffusion_inpaint_get_property (GObject * object, guint prop_id,
       break;
     case PROP_N_THREADS:
       g_value_set_int (value, self->n_threads);
+      break;
+    case PROP_PRECISION:
+      g_value_set_enum (value, self->precision);
       break;
     case PROP_JUMP_LENGTH:
       g_value_set_int (value, self->jump_length);
@@ -834,7 +841,7 @@ gst_diffusion_inpaint_aggregate (GstAggregator * agg, gboolean timeout)
     GeImageU8 img;
     GError *err = NULL;
     guint64 masked = 0;
-    gint steps, feather, n_threads, jump_length, jump_n_sample;
+    gint steps, feather, n_threads, jump_length, jump_n_sample, precision;
     guint64 seed;
 
     gst_generative_frame_image (&frame, &img);
@@ -845,6 +852,7 @@ gst_diffusion_inpaint_aggregate (GstAggregator * agg, gboolean timeout)
     steps = self->num_steps;
     feather = self->feather;
     n_threads = self->n_threads;
+    precision = self->precision;
     seed = self->seed;
     jump_length = self->jump_length;
     jump_n_sample = self->jump_n_sample;
@@ -853,6 +861,7 @@ gst_diffusion_inpaint_aggregate (GstAggregator * agg, gboolean timeout)
     ge_inpaint_set_repaint_jumps (self->ip, jump_length, jump_n_sample);
     ge_inpaint_set_feather (self->ip, feather);
     ge_inpaint_set_n_threads (self->ip, n_threads);
+    ge_inpaint_set_precision (self->ip, precision);
     ge_inpaint_set_seed (self->ip, seed);
     if (!ge_inpaint_process (self->ip, &img, self->mask,
             GST_VIDEO_FRAME_WIDTH (&frame), &err)) {
@@ -951,6 +960,7 @@ gst_diffusion_inpaint_class_init (GstDiffusionInpaintClass * klass)
       g_param_spec_int ("n-threads", "Threads",
           "Worker threads (0: one per core)", 0, 256, DEFAULT_N_THREADS,
           rw | GST_PARAM_MUTABLE_PLAYING));
+  gst_generative_install_precision (gobject_class, PROP_PRECISION);
   g_object_class_install_property (gobject_class, PROP_JUMP_LENGTH,
       g_param_spec_int ("repaint-jump-length", "RePaint jump length",
           "RePaint (unconditional models only): steps each jump goes back",
@@ -1011,6 +1021,7 @@ gst_diffusion_inpaint_init (GstDiffusionInpaint * self)
   self->num_steps = DEFAULT_NUM_STEPS;
   self->seed = DEFAULT_SEED;
   self->n_threads = DEFAULT_N_THREADS;
+  self->precision = GE_PRECISION_AUTO;
   self->jump_length = DEFAULT_JUMP_LENGTH;
   self->jump_n_sample = DEFAULT_JUMP_N_SAMPLE;
 }

@@ -53,6 +53,7 @@ struct _GstDiffusionInpaint
   gint num_steps;
   guint64 seed;
   gint n_threads;
+  gint precision;               /* GePrecision */
   gint jump_length;
   gint jump_n_sample;
 

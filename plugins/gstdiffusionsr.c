@@ -99,6 +99,7 @@ enum
   PROP_TILE_SIZE,
   PROP_TILE_OVERLAP,
   PROP_N_THREADS,
+  PROP_PRECISION,
   PROP_STATS,
 };
 
@@ -206,6 +207,11 @@ gst_diffusion_sr_set_property (GObject * object, guint prop_id,
       self->n_threads = g_value_get_int (value);
       GST_OBJECT_UNLOCK (self);
       break;
+    case PROP_PRECISION:
+      GST_OBJECT_LOCK (self);
+      self->precision = g_value_get_enum (value);
+      GST_OBJECT_UNLOCK (self);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -270,6 +276,11 @@ gst_diffusion_sr_get_property (GObject * object, guint prop_id,
     case PROP_N_THREADS:
       GST_OBJECT_LOCK (self);
       g_value_set_int (value, self->n_threads);
+      GST_OBJECT_UNLOCK (self);
+      break;
+    case PROP_PRECISION:
+      GST_OBJECT_LOCK (self);
+      g_value_set_enum (value, self->precision);
       GST_OBJECT_UNLOCK (self);
       break;
     case PROP_STATS:
@@ -350,6 +361,7 @@ gst_diffusion_sr_start (GstBaseTransform * trans)
   self->applied_tile = -1;
   self->applied_overlap = -1;
   self->applied_n_threads = -1;
+  self->applied_precision = -1;
   self->applied_seed_valid = FALSE;
 
   GST_OBJECT_LOCK (self);
@@ -779,7 +791,7 @@ static void
 gst_diffusion_sr_apply_settings (GstDiffusionSr * self, gint width,
     gint height)
 {
-  gint num_steps, tile, overlap, n_threads, steps, full;
+  gint num_steps, tile, overlap, n_threads, steps, full, precision;
   guint64 seed;
   gboolean reduced;
 
@@ -789,6 +801,7 @@ gst_diffusion_sr_apply_settings (GstDiffusionSr * self, gint width,
   tile = self->tile_size;
   overlap = self->tile_overlap;
   n_threads = self->n_threads;
+  precision = self->precision;
   reduced = self->qos_reduced;
   GST_OBJECT_UNLOCK (self);
 
@@ -814,6 +827,10 @@ gst_diffusion_sr_apply_settings (GstDiffusionSr * self, gint width,
   if (n_threads != self->applied_n_threads) {
     ge_sr_set_n_threads (self->sr, n_threads);
     self->applied_n_threads = n_threads;
+  }
+  if (precision != self->applied_precision) {
+    ge_sr_set_precision (self->sr, precision);
+    self->applied_precision = precision;
   }
 
   GST_OBJECT_LOCK (self);
@@ -964,6 +981,7 @@ gst_diffusion_sr_class_init (GstDiffusionSrClass * klass)
           "Worker threads (0 = one per core)", 0, 1024, DEFAULT_N_THREADS,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_PLAYING));
+  gst_generative_install_precision (gobject_class, PROP_PRECISION);
 
   /**
    * GstDiffusionSr:stats:
@@ -1018,6 +1036,7 @@ gst_diffusion_sr_init (GstDiffusionSr * self)
   self->tile_size = DEFAULT_TILE_SIZE;
   self->tile_overlap = DEFAULT_TILE_OVERLAP;
   self->n_threads = DEFAULT_N_THREADS;
+  self->precision = GE_PRECISION_AUTO;
 
   gst_base_transform_set_qos_enabled (GST_BASE_TRANSFORM (self), TRUE);
 }

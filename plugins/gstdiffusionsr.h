@@ -62,6 +62,7 @@ struct _GstDiffusionSr
   gint tile_size;
   gint tile_overlap;
   gint n_threads;
+  gint precision;               /* GePrecision */
 
   /* Between start() and stop(); only the streaming thread uses it. */
   GeSr *sr;
@@ -73,6 +74,7 @@ struct _GstDiffusionSr
   gint applied_tile;
   gint applied_overlap;
   gint applied_n_threads;
+  gint applied_precision;
   guint64 applied_seed;
   gboolean applied_seed_valid;
 

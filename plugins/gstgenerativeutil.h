@@ -7,6 +7,7 @@
 #include <gst/video/video.h>
 
 #include "ge-image.h"
+#include "ge-precision.h"
 
 G_BEGIN_DECLS
 
@@ -15,6 +16,14 @@ G_BEGIN_DECLS
 #ifndef GST_GENERATIVE_MODEL_DIR
 #define GST_GENERATIVE_MODEL_DIR "/usr/local/share/gst-generative/models"
 #endif
+
+/* GePrecision as a GEnum ("auto", "f32", "bf16") for the elements'
+ * "precision" property; gst_generative_install_precision () installs it
+ * (default auto: bf16 where the model file says its bf16 output was
+ * validated and the CPU has AVX512-BF16, f32 elsewhere). */
+#define GST_TYPE_GENERATIVE_PRECISION (gst_generative_precision_get_type ())
+GType gst_generative_precision_get_type (void);
+void gst_generative_install_precision (GObjectClass * klass, guint prop_id);
 
 /* @model_file when set, else the installed model @name. */
 gchar *gst_generative_model_path (const gchar * model_file, const gchar * name);

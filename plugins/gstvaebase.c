@@ -40,6 +40,7 @@ enum
   PROP_TILE_SIZE,
   PROP_TILE_OVERLAP,
   PROP_N_THREADS,
+  PROP_PRECISION,
   PROP_DOWNSAMPLE_FACTOR,
   PROP_STATS,
 };
@@ -49,6 +50,7 @@ typedef struct
   /* Properties (object lock). */
   gchar *model_file;
   gint tile_size, tile_overlap, n_threads;
+  gint precision;               /* GePrecision */
 
   /* Between start() and stop(). */
   GeVaeCodec *codec;
@@ -57,7 +59,7 @@ typedef struct
   gdouble scaling_factor;
 
   /* Settings last handed to the engine (streaming thread). */
-  gint applied_tile, applied_overlap, applied_n_threads;
+  gint applied_tile, applied_overlap, applied_n_threads, applied_precision;
 
   GstGenerativeTiming timing;   /* object lock */
 } GstVaeBasePrivate;
@@ -117,6 +119,11 @@ gst_vae_base_set_property (GObject * object, guint prop_id,
       p->n_threads = g_value_get_int (value);
       GST_OBJECT_UNLOCK (object);
       break;
+    case PROP_PRECISION:
+      GST_OBJECT_LOCK (object);
+      p->precision = g_value_get_enum (value);
+      GST_OBJECT_UNLOCK (object);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -167,6 +174,11 @@ gst_vae_base_get_property (GObject * object, guint prop_id, GValue * value,
     case PROP_N_THREADS:
       GST_OBJECT_LOCK (object);
       g_value_set_int (value, p->n_threads);
+      GST_OBJECT_UNLOCK (object);
+      break;
+    case PROP_PRECISION:
+      GST_OBJECT_LOCK (object);
+      g_value_set_enum (value, p->precision);
       GST_OBJECT_UNLOCK (object);
       break;
     case PROP_DOWNSAMPLE_FACTOR:
@@ -221,6 +233,7 @@ gst_vae_base_start (GstBaseTransform * trans)
   g_free (p->loaded_path);
   p->loaded_path = path;
   p->applied_tile = p->applied_overlap = p->applied_n_threads = -1;
+  p->applied_precision = -1;
   GST_OBJECT_LOCK (self);
   p->factor = ge_vae_codec_factor (codec);
   p->channels = ge_vae_codec_latent_channels (codec);
@@ -413,12 +426,13 @@ void
 gst_vae_base_apply_settings (GstVaeBase * self, gint width, gint height)
 {
   GstVaeBasePrivate *p = PRIV (self);
-  gint tile, overlap, n_threads;
+  gint tile, overlap, n_threads, precision;
 
   GST_OBJECT_LOCK (self);
   tile = p->tile_size;
   overlap = p->tile_overlap;
   n_threads = p->n_threads;
+  precision = p->precision;
   GST_OBJECT_UNLOCK (self);
 
   if (tile == 0)
@@ -432,6 +446,10 @@ gst_vae_base_apply_settings (GstVaeBase * self, gint width, gint height)
   if (n_threads != p->applied_n_threads) {
     ge_vae_codec_set_n_threads (p->codec, n_threads);
     p->applied_n_threads = n_threads;
+  }
+  if (precision != p->applied_precision) {
+    ge_vae_codec_set_precision (p->codec, precision);
+    p->applied_precision = precision;
   }
 }
 
@@ -534,6 +552,7 @@ gst_vae_base_class_init (GstVaeBaseClass * klass)
           "Worker threads (0 = one per core)", 0, 1024, DEFAULT_N_THREADS,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_PLAYING));
+  gst_generative_install_precision (gobject_class, PROP_PRECISION);
   g_object_class_install_property (gobject_class, PROP_DOWNSAMPLE_FACTOR,
       g_param_spec_int ("downsample-factor", "Downsampling factor",
           "How much smaller latents are than frames (0 until the model is "
@@ -563,5 +582,6 @@ gst_vae_base_init (GstVaeBase * self)
   p->tile_size = DEFAULT_TILE_SIZE;
   p->tile_overlap = DEFAULT_TILE_OVERLAP;
   p->n_threads = DEFAULT_N_THREADS;
+  p->precision = GE_PRECISION_AUTO;
   gst_base_transform_set_qos_enabled (GST_BASE_TRANSFORM (self), TRUE);
 }
