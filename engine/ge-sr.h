@@ -51,6 +51,15 @@ void ge_sr_set_tiling (GeSr * sr, int tile_size, int tile_overlap);
  * channel layout.  Alpha, when both have it, is upscaled bilinearly. */
 gboolean ge_sr_process (GeSr * sr, const GeImageU8 * in, GeImageU8 * out, GError ** error);
 
+/* Where the last ge_sr_process () spent its time (ms, wall clock): the
+ * U-Net, the sampler's updates, the bicubic upsampling, drawing the noise
+ * (or copying the cached draw), the conversions (8-bit to float and back,
+ * conditioning copy, pixel (un)shuffle, tile blending), and the whole. */
+typedef struct {
+  double unet_ms, step_ms, bicubic_ms, noise_ms, convert_ms, total_ms;
+} GeSrTimes;
+const GeSrTimes *ge_sr_last_times (const GeSr * sr);
+
 /* Work buffers are planned once per frame size: after the first frame of a
  * given size, processing allocates nothing (tests check this). */
 guint ge_sr_n_allocs (const GeSr * sr);

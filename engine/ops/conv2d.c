@@ -733,6 +733,60 @@ phase_rows_f32 (const ConvJob * j, int n, int ci, int y, float *d, float *tmp)
   }
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+/* Stride-1 ring rows of a channel pair, transformed and rounded in one
+ * pass: dst[i] = pair (act (a[i] sa + ba), act (b[i] sb + bb)), b NULL: a
+ * zero partner; act NONE or SiLU.  The SiLU here is cheaper than
+ * silu_row_avx512's (exp to degree 5, the reciprocal estimate without its
+ * Newton step: about 1e-4 relative), as its result is rounded to bf16's 8
+ * bits (2^-8 relative) right after: the f32 path keeps its own. */
+__attribute__((target ("avx512f,avx512bw,avx512vl,avx512bf16")))
+static void
+transform_pairs_bf16 (const float *a, const float *b, int n, const float s[2],
+    const float sh[2], gboolean silu, guint32 * dst)
+{
+  static const short idx_[32] = { 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
+    8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31
+  };
+  const __m512i idx = _mm512_loadu_si512 (idx_);
+  const __m512 one = _mm512_set1_ps (1.0f), lo = _mm512_set1_ps (-87.0f), hi = _mm512_set1_ps (88.0f);
+  const __m512 log2e = _mm512_set1_ps (1.44269504088896341f), magic = _mm512_set1_ps (12582912.0f);
+  const __m512 c1 = _mm512_set1_ps (0.693359375f), c2 = _mm512_set1_ps (-2.12194440e-4f);
+  const __m512 vs[2] = { _mm512_set1_ps (s[0]), _mm512_set1_ps (s[1]) };
+  const __m512 vb[2] = { _mm512_set1_ps (sh[0]), _mm512_set1_ps (sh[1]) };
+  for (int i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16) ((1u << (n - i)) - 1);
+    __m512 v[2];
+    for (int e = 0; e < 2; e++) {
+      const float *src = e ? b : a;
+      if (!src) {
+        v[e] = _mm512_setzero_ps ();
+        continue;
+      }
+      v[e] = _mm512_fmadd_ps (_mm512_maskz_loadu_ps (m, src + i), vs[e], vb[e]);
+      if (silu) {
+        const __m512 x = _mm512_min_ps (_mm512_max_ps (_mm512_sub_ps (_mm512_setzero_ps (),
+                    v[e]), lo), hi);
+        const __m512 fn = _mm512_sub_ps (_mm512_fmadd_ps (x, log2e, magic), magic);
+        __m512 r = _mm512_fnmadd_ps (fn, c1, x);
+        r = _mm512_fnmadd_ps (fn, c2, r);
+        __m512 p = _mm512_set1_ps (1.0f / 120);
+        p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (1.0f / 24));
+        p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (1.0f / 6));
+        p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (0.5f));
+        p = _mm512_fmadd_ps (p, r, one);
+        p = _mm512_fmadd_ps (p, r, one);
+        const __m512i ex = _mm512_slli_epi32 (_mm512_cvtps_epi32 (fn), 23);
+        const __m512 ez = _mm512_castsi512_ps (_mm512_add_epi32 (_mm512_castps_si512 (p), ex));
+        v[e] = _mm512_mul_ps (v[e], _mm512_rcp14_ps (_mm512_add_ps (ez, one)));
+      }
+    }
+    const __m512i w = (__m512i) _mm512_cvtne2ps_pbh (v[1], v[0]);
+    _mm512_mask_storeu_epi32 (dst + i, m, _mm512_permutexvar_epi16 (idx, w));
+  }
+}
+#endif
+
 /* ring_row in bf16 pairs: phase (py, px) of channel pair c of padded row
  * @r at dst + ((py * s + px) * CP + c) * ring_pitch.  @tmp: 2 s ring_pitch
  * + x->w floats. */
@@ -753,6 +807,30 @@ ring_row_bf16 (const ConvJob * j, int n, int r, guint32 * dst, float *tmp)
         continue;
       }
       const gboolean odd = 2 * c + 1 < C;
+#if defined(__x86_64__) && defined(__GNUC__)
+      const GeConvInput *in = j->in;
+      const GeAct act = in ? in->act : GE_ACT_NONE;
+      if (s == 1 && (act == GE_ACT_NONE || act == GE_ACT_SILU)) {
+        const int pl = j->p->pad_left, w = x->w;
+        float sc[2] = { 1.0f, 1.0f }, sh[2] = { 0.0f, 0.0f };
+        const float *src[2] = { NULL, NULL };
+        for (int e = 0; e < 1 + odd; e++) {
+          const int bc = n * C + 2 * c + e;
+          src[e] = x->data + ((gsize) bc * x->h + y) * w;
+          if (y + 1 < x->h)     /* as phase_rows_f32 */
+            for (int i = 0; i < w; i += 16)
+              __builtin_prefetch (src[e] + w + i, 0, 2);
+          sc[e] = in && in->scale ? in->scale[bc] : 1.0f;
+          sh[e] = in && in->shift ? in->shift[bc] : 0.0f;
+        }
+        for (int i = 0; i < pl; i++)
+          d[i] = 0;
+        transform_pairs_bf16 (src[0], src[1], w, sc, sh, act == GE_ACT_SILU, d + pl);
+        for (int i = pl + w; i < wp; i++)
+          d[i] = 0;
+        continue;
+      }
+#endif
       phase_rows_f32 (j, n, 2 * c, y, f[0], t);
       if (odd)
         phase_rows_f32 (j, n, 2 * c + 1, y, f[1], t);
@@ -872,8 +950,11 @@ conv2d_bf16 (GeCtx * ctx, ConvJob * j, const GeTensor * x, const GeConvInput * i
   } else {
     const int Hpad = x->h * up + p->pad_top + p->pad_bottom;
     const int Wpad = x->w * up + p->pad_left + p->pad_right;
-    Hp = (Hpad + s - 1) / s;
-    Wp = (Wpad + s - 1) / s;
+    /* Every tap of every output inside: ge_conv2d_out_size rounds a
+     * negative (H + pads - kh) / s to 0, an output row whose taps run past
+     * the padded input (read as zeros). */
+    Hp = MAX ((Hpad + s - 1) / s, j->oh + (p->kh - 1) / s);
+    Wp = MAX ((Wpad + s - 1) / s, j->ow + (p->kw - 1) / s);
     j->band = j->wide ? MAX (1, 1024 / Wp) : MAX (1, IMPLICIT_BAND_PIX / j->ow);
   }
   j->band = MAX (1, j->band);

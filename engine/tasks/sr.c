@@ -38,7 +38,17 @@ struct _GeSr {
   float *noise_cache;
   gsize noise_cache_len;
   guint64 noise_key[4];         /* seed, width, height, tiling */
+  GeSrTimes times;              /* of the last frame */
 };
+
+static inline double
+ms_since (gint64 *t)
+{
+  const gint64 now = g_get_monotonic_time ();
+  const double ms = (now - *t) / 1e3;
+  *t = now;
+  return ms;
+}
 
 GeSr *
 ge_sr_new (const char *path, GError ** error)
@@ -117,6 +127,7 @@ int ge_sr_scale (const GeSr * sr) { return sr->scale; }
 int ge_sr_default_steps (const GeSr * sr) { return sr->default_steps; }
 int ge_sr_min_size (const GeSr * sr) { return MAX (sr->multiple, 8); }
 guint ge_sr_n_allocs (const GeSr * sr) { return sr->last_allocs; }
+const GeSrTimes *ge_sr_last_times (const GeSr * sr) { return &sr->times; }
 
 void
 ge_sr_set_n_threads (GeSr * sr, int n_threads)
@@ -165,6 +176,7 @@ run_tile (GeSr * sr, const GeTensor * lr, const Tile * t, float *x_in, float *x0
     float *noise, float *res, const float *cached, float *to_cache, GError ** error)
 {
   GeCtx *ctx = &sr->ctx;
+  gint64 clock = g_get_monotonic_time ();
   const int s = sr->scale, s2 = 3 * s * s;
   const gsize plane = (gsize) t->ph * t->pw;
   const int H = lr->h, W = lr->w, hs = t->ph * s, ws = t->pw * s;
@@ -177,6 +189,7 @@ run_tile (GeSr * sr, const GeTensor * lr, const Tile * t, float *x_in, float *x0
       for (int x = 0; x < t->pw; x++)
         dst[x] = src[MIN (t->x0 + x, W - 1)];
     }
+  sr->times.convert_ms += ms_since (&clock);
   /* x_T: the noise of HR pixel (c, Y, X) is element ((c << 16 | Y) << 16 | X)
    * of the seed's stream, wherever the tile starts. */
   GeTensor xt = { x_in, 1, s2, t->ph, t->pw };
@@ -192,6 +205,7 @@ run_tile (GeSr * sr, const GeTensor * lr, const Tile * t, float *x_in, float *x0
     ge_pixel_unshuffle (ctx, &nt, &xt, s);
     memcpy (to_cache, x_in, sizeof (float) * s2 * plane);
   }
+  sr->times.noise_ms += ms_since (&clock);
 
   const int n_steps = ge_scheduler_n_timesteps (sr->sched);
   const gsize n = (gsize) s2 * plane;
@@ -199,11 +213,14 @@ run_tile (GeSr * sr, const GeTensor * lr, const Tile * t, float *x_in, float *x0
     const float ts = (float) ge_scheduler_timesteps (sr->sched)[i];
     if (!ge_unet2d_forward (sr->unet, x_in, 1, t->ph, t->pw, &ts, x0, error))
       return FALSE;
+    sr->times.unet_ms += ms_since (&clock);
     ge_scheduler_step (sr->sched, i, x0, x_in, n, 0.0f, FALSE, NULL, x_in, NULL);
+    sr->times.step_ms += ms_since (&clock);
   }
   /* With x0-prediction the last step returns x0 itself; x_in holds it. */
   GeTensor r = { res, 1, 3, hs, ws };
   ge_pixel_shuffle (ctx, &xt, &r, s);
+  sr->times.convert_ms += ms_since (&clock);
   return TRUE;
 }
 
@@ -227,6 +244,9 @@ ge_sr_process (GeSr * sr, const GeImageU8 * in, GeImageU8 * out, GError ** error
 
   GeCtx *ctx = &sr->ctx;
   const guint allocs0 = ge_arena_n_system_allocs (ctx->arena);
+  const gint64 start = g_get_monotonic_time ();
+  gint64 clock = start;
+  memset (&sr->times, 0, sizeof (sr->times));
   GeTensor lr = ge_tensor_new (ctx->arena, 1, 3, H, W);
   const int offs[3] = { in->r, in->g, in->b };
   for (int c = 0; c < 3; c++)
@@ -236,8 +256,10 @@ ge_sr_process (GeSr * sr, const GeImageU8 * in, GeImageU8 * out, GError ** error
       for (int x = 0; x < W; x++)
         dst[x] = ge_u8_to_unit (row[(gsize) x * in->pixel_stride]);
     }
+  sr->times.convert_ms += ms_since (&clock);
   GeTensor up = ge_tensor_new (ctx->arena, 1, 3, Hs, Ws);
   ge_upsample_bicubic (ctx, &lr, &up);
+  sr->times.bicubic_ms += ms_since (&clock);
 
   /* Tile grid: one tile unless tiling is on and the frame is bigger. */
   const int m = sr->multiple;
@@ -285,6 +307,7 @@ ge_sr_process (GeSr * sr, const GeImageU8 * in, GeImageU8 * out, GError ** error
           tw * s, th * s, sr->tile_overlap * s);
     }
 
+  clock = g_get_monotonic_time ();
   if (ok) {
     const int oo[3] = { out->r, out->g, out->b };
     const float inv_rs = 1.0f / sr->residual_scale;
@@ -318,6 +341,8 @@ ge_sr_process (GeSr * sr, const GeImageU8 * in, GeImageU8 * out, GError ** error
       }
     }
   }
+  sr->times.convert_ms += ms_since (&clock);
+  sr->times.total_ms = (g_get_monotonic_time () - start) / 1e3;
   if (!ok)                      /* a half-filled cache must not be reused */
     g_clear_pointer (&sr->noise_cache, g_free);
   ge_arena_reset (ctx->arena);
