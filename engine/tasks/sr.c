@@ -17,6 +17,7 @@
 #include "ge-rng.h"
 #include "ge-scheduler.h"
 #include "ge-unet2d.h"
+#include "ge-pool.h"
 #include "tiles.h"
 
 #include <math.h>
@@ -162,6 +163,75 @@ ge_sr_set_tiling (GeSr * sr, int tile_size, int tile_overlap)
   sr->tile_overlap = MAX (tile_overlap, 0);
 }
 
+/* ---- the passes around the U-Net, threaded (each is elementwise, so
+ * the result does not depend on the split) ------------------------------ */
+
+#define STEP_CHUNK 65536
+
+typedef struct {
+  const GeScheduler *sched;
+  int step;
+  const float *x0;
+  float *x;
+  gsize n;
+} StepJob;
+
+static void
+step_task (void *data, int t, int thread)
+{
+  const StepJob *j = data;
+  const gsize o = (gsize) t * STEP_CHUNK, len = MIN (STEP_CHUNK, j->n - o);
+  ge_scheduler_step (j->sched, j->step, j->x0 + o, j->x + o, len, 0.0f, FALSE, NULL, j->x + o,
+      NULL);
+}
+
+typedef struct {
+  const GeImageU8 *img;
+  GeTensor *t;
+  /* to 8 bits: out = u + r / residual_scale, r from res (pitch res_w) or
+   * acc / wsum */
+  const float *up, *res, *acc, *wsum;
+  int res_w, res_h;
+  float inv_rs;
+} ConvertJob;
+
+/* Row t of channel t / H of the 8-bit input as [-1, 1] floats. */
+static void
+to_float_task (void *data, int t, int thread)
+{
+  const ConvertJob *j = data;
+  const GeImageU8 *in = j->img;
+  const int H = j->t->h, W = j->t->w, c = t / H, y = t % H;
+  const int offs[3] = { in->r, in->g, in->b };
+  const guint8 *row = in->data + (gsize) y * in->stride + offs[c];
+  float *dst = j->t->data + ((gsize) c * H + y) * W;
+  for (int x = 0; x < W; x++)
+    dst[x] = ge_u8_to_unit (row[(gsize) x * in->pixel_stride]);
+}
+
+/* Output row t, every channel. */
+static void
+to_u8_task (void *data, int t, int thread)
+{
+  const ConvertJob *j = data;
+  const GeImageU8 *out = j->img;
+  const int Hs = out->height, Ws = out->width, y = t;
+  const int oo[3] = { out->r, out->g, out->b };
+  for (int c = 0; c < 3; c++) {
+    guint8 *row = out->data + (gsize) y * out->stride + oo[c];
+    const float *u = j->up + ((gsize) c * Hs + y) * Ws;
+    if (j->acc) {
+      const float *a = j->acc + ((gsize) c * Hs + y) * Ws, *w = j->wsum + (gsize) y * Ws;
+      for (int x = 0; x < Ws; x++)
+        row[(gsize) x * out->pixel_stride] = ge_unit_to_u8 (u[x] + a[x] / w[x] * j->inv_rs);
+    } else {
+      const float *r = j->res + ((gsize) c * j->res_h + y) * j->res_w;
+      for (int x = 0; x < Ws; x++)
+        row[(gsize) x * out->pixel_stride] = ge_unit_to_u8 (u[x] + r[x] * j->inv_rs);
+    }
+  }
+}
+
 /* ---- tiles ----------------------------------------------------------- */
 
 typedef struct {
@@ -214,7 +284,8 @@ run_tile (GeSr * sr, const GeTensor * lr, const Tile * t, float *x_in, float *x0
     if (!ge_unet2d_forward (sr->unet, x_in, 1, t->ph, t->pw, &ts, x0, error))
       return FALSE;
     sr->times.unet_ms += ms_since (&clock);
-    ge_scheduler_step (sr->sched, i, x0, x_in, n, 0.0f, FALSE, NULL, x_in, NULL);
+    StepJob sj = { sr->sched, i, x0, x_in, n };
+    ge_pool_run (ctx->pool, (int) ((n + STEP_CHUNK - 1) / STEP_CHUNK), step_task, &sj);
     sr->times.step_ms += ms_since (&clock);
   }
   /* With x0-prediction the last step returns x0 itself; x_in holds it. */
@@ -248,14 +319,8 @@ ge_sr_process (GeSr * sr, const GeImageU8 * in, GeImageU8 * out, GError ** error
   gint64 clock = start;
   memset (&sr->times, 0, sizeof (sr->times));
   GeTensor lr = ge_tensor_new (ctx->arena, 1, 3, H, W);
-  const int offs[3] = { in->r, in->g, in->b };
-  for (int c = 0; c < 3; c++)
-    for (int y = 0; y < H; y++) {
-      const guint8 *row = in->data + (gsize) y * in->stride + offs[c];
-      float *dst = lr.data + ((gsize) c * H + y) * W;
-      for (int x = 0; x < W; x++)
-        dst[x] = ge_u8_to_unit (row[(gsize) x * in->pixel_stride]);
-    }
+  ConvertJob cin = { in, &lr };
+  ge_pool_run (ctx->pool, 3 * H, to_float_task, &cin);
   sr->times.convert_ms += ms_since (&clock);
   GeTensor up = ge_tensor_new (ctx->arena, 1, 3, Hs, Ws);
   ge_upsample_bicubic (ctx, &lr, &up);
@@ -309,19 +374,10 @@ ge_sr_process (GeSr * sr, const GeImageU8 * in, GeImageU8 * out, GError ** error
 
   clock = g_get_monotonic_time ();
   if (ok) {
-    const int oo[3] = { out->r, out->g, out->b };
-    const float inv_rs = 1.0f / sr->residual_scale;
-    for (int c = 0; c < 3; c++)
-      for (int y = 0; y < Hs; y++) {
-        guint8 *row = out->data + (gsize) y * out->stride + oo[c];
-        const float *u = up.data + ((gsize) c * Hs + y) * Ws;
-        for (int x = 0; x < Ws; x++) {
-          const float r = tiled
-              ? acc[((gsize) c * Hs + y) * Ws + x] / wsum[(gsize) y * Ws + x]
-              : res[((gsize) c * ph * s + y) * pw * s + x];
-          row[(gsize) x * out->pixel_stride] = ge_unit_to_u8 (u[x] + r * inv_rs);
-        }
-      }
+    ConvertJob cout = { out, NULL, up.data, res, tiled ? acc : NULL, wsum, pw * s, ph * s,
+      1.0f / sr->residual_scale
+    };
+    ge_pool_run (ctx->pool, Hs, to_u8_task, &cout);
     if (out->a >= 0) {
       /* Alpha is not the model's business: bilinear, or opaque. */
       GeTensor a = { lr.data, 1, 1, H, W }, au = { up.data, 1, 1, Hs, Ws };
