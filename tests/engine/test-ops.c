@@ -1413,6 +1413,83 @@ test_attention (void)
   }
 }
 
+/* bf16 attention (ctx precision) against a double twin on the numbers the
+ * kernels read: Q and scale K rounded to bf16, the softmax in double, its
+ * weights and V rounded to bf16.  The engine's scores are f32 sums, so a
+ * weight may round to the neighbouring bf16 number: bound 2^-7 sum |w v|
+ * per output, plus the f32 sums.  Against exact attention (moderate
+ * scores) the NMSE is of bf16's size. */
+static void
+test_attention_bf16 (void)
+{
+  const gboolean on = ge_gemm_bf16_available ();
+  for (int threads = 1; threads <= 3; threads += 2) {
+    set_threads (threads);
+    for (int it = 0; it < 8; it++) {
+      const gboolean cross = it >= 4;
+      const int heads = ri (1, 3), d = ri (1, 17), T = it == 0 ? 700 : ri (1, 300);
+      const int Tk = cross ? (it == 4 ? 77 : it == 5 ? 1 : ri (1, 300)) : T;
+      const gsize n = (gsize) heads * d * T, nk = (gsize) heads * d * Tk;
+      float *q = randn (n), *k = randn (nk), *v = randn (nk), *o = g_new (float, n);
+      const float gain = it % 2 ? 30.0f : 2.0f;
+      for (gsize i = 0; i < n; i++)
+        q[i] *= gain;
+      const float scale = 1.0f / sqrtf ((float) d);
+      ctx.precision = GE_PRECISION_BF16;
+      ge_cross_attention (&ctx, q, T, k, v, Tk, o, heads, d, scale);
+      ctx.precision = GE_PRECISION_F32;
+      double *s = g_new (double, Tk), *se = g_new (double, Tk), err = 0, ref2 = 0;
+      for (int hh = 0; hh < heads; hh++)
+        for (int i = 0; i < T; i++) {
+          double m = -INFINITY, me = -INFINITY, sum = 0, sume = 0;
+          for (int j = 0; j < Tk; j++) {
+            double dot = 0, dote = 0;
+            for (int c = 0; c < d; c++) {
+              const float qv = q[((gsize) hh * d + c) * T + i], kv = k[((gsize) hh * d + c) * Tk + j];
+              dot += on ? (double) bf16_round (qv) * bf16_round (scale * kv) : (double) qv * (scale * kv);
+              dote += (double) qv * kv * scale;
+            }
+            s[j] = dot;
+            se[j] = dote;
+            m = fmax (m, s[j]);
+            me = fmax (me, se[j]);
+          }
+          for (int j = 0; j < Tk; j++) {
+            sum += (s[j] = exp (s[j] - m));
+            sume += (se[j] = exp (se[j] - me));
+          }
+          for (int c = 0; c < d; c++) {
+            double acc = 0, mag = 0, exact = 0;
+            for (int j = 0; j < Tk; j++) {
+              const float vv = v[((gsize) hh * d + c) * Tk + j];
+              const double w = on ? bf16_round ((float) (s[j] / sum)) : s[j] / sum;
+              acc += w * (on ? bf16_round (vv) : vv);
+              mag += fabs (s[j] / sum * vv);
+              exact += se[j] / sume * vv;
+            }
+            const double got = o[((gsize) hh * d + c) * T + i];
+            g_assert_false (isnan (got));
+            if (fabs (got - acc) > (0x1p-7 + (d + Tk + 4) * 0x1p-22) * mag + 1e-30) {
+              g_printerr ("bf16 attention h%d d%d T%d Tk%d [%d,%d,%d]: %.9g, twin %.9g, sum |wv| %.3g\n",
+                  heads, d, T, Tk, hh, c, i, got, acc, mag);
+              g_assert_not_reached ();
+            }
+            err += (got - exact) * (got - exact);
+            ref2 += exact * exact;
+          }
+        }
+      if (gain < 10)
+        g_assert_cmpfloat (err, <=, 1e-4 * ref2 + 1e-30);
+      g_free (q);
+      g_free (k);
+      g_free (v);
+      g_free (o);
+      g_free (s);
+      g_free (se);
+    }
+  }
+}
+
 /* Token-major attention with an additive mask: batches, cross-attention
  * (tq != tk), no mask, one shared mask, and per-sequence causal + padding
  * masks built as transformers builds them (-FLT_MAX added, -inf where two
@@ -1617,6 +1694,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ops/resample-golden", test_resample_golden);
   g_test_add_func ("/ops/pixel-shuffle", test_pixel_shuffle);
   g_test_add_func ("/ops/attention", test_attention);
+  g_test_add_func ("/ops/bf16/attention", test_attention_bf16);
   g_test_add_func ("/ops/attention-masked", test_attention_masked);
   g_test_add_func ("/ops/timestep-embedding", test_timestep_embedding);
   g_test_add_func ("/arena/plans-once", test_arena_plans_once);
