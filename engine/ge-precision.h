@@ -1,9 +1,10 @@
 /* ge-precision.h: the arithmetic the convolutions run in.
  *
  * GE_PRECISION_F32 is the reference: bitwise what the engine has always
- * computed.  GE_PRECISION_BF16 runs the convolutions' multiply-adds on
- * bf16-rounded inputs and weights with f32 sums (AVX512-BF16's vdpbf16ps),
- * about twice as fast; activations between layers, normalisations and
+ * computed.  GE_PRECISION_BF16 runs the multiply-adds of the convolutions
+ * and of attention (channel-major: scores and output) on bf16-rounded
+ * inputs and weights with f32 sums (AVX512-BF16's vdpbf16ps), about twice
+ * as fast; activations between layers, normalisations, the softmax and
  * everything else stay f32.  It only takes effect on CPUs that have
  * AVX512-BF16 (elsewhere, and with GE_NO_BF16 or GE_NO_AVX512 set in the
  * environment, the f32 path runs).  GE_PRECISION_AUTO is bf16 for models
