@@ -1,6 +1,8 @@
 /* conv_bench: GFLOP/s of the engine's conv2d against OpenBLAS sgemm on the
  * GEMM a conv of that shape amounts to (M = cout, N = pixels, K = cin*k*k),
- * in the same run, on 1 and 2 threads; medians of repeated runs.
+ * in the same run, on 1 and 2 threads; medians of repeated runs.  Where
+ * the CPU has AVX512-BF16 the conv runs in bf16 too, the two precisions
+ * taking turns run by run.
  *
  *   conv_bench [--runs N]
  */
@@ -49,7 +51,9 @@ main (int argc, char **argv)
     { 64, 64, 1, 64, 64 }, { 256, 256, 1, 32, 32 },
   };
   GeArena *arena = ge_arena_new ();
-  printf ("| threads | conv | conv GFLOP/s | sgemm GFLOP/s | ratio |\n|---|---|---|---|---|\n");
+  const gboolean bf16 = ge_precision_bf16_available ();
+  printf ("| threads | conv | conv GFLOP/s | sgemm GFLOP/s | ratio | bf16 conv GFLOP/s | bf16 / f32 time |\n"
+      "|---|---|---|---|---|---|---|\n");
   for (int threads = 1; threads <= 2; threads++) {
     GePool *pool = ge_pool_new (threads);
     GeCtx ctx = { pool, arena };
@@ -62,6 +66,9 @@ main (int argc, char **argv)
       float *packed = NULL;
       if (ge_conv2d_packed_size (&p))
         ge_conv2d_pack (&p, packed = g_malloc (ge_conv2d_packed_size (&p) * 4));
+      guint32 *packed_bf16 = NULL;
+      if (ge_conv2d_packed_bf16_size (&p))
+        ge_conv2d_pack_bf16 (&p, packed_bf16 = g_malloc (ge_conv2d_packed_bf16_size (&p) * 4));
       GeTensor x = { filled ((gsize) cin * h * w), 1, cin, h, w };
       GeTensor y = { g_malloc ((gsize) cout * h * w * 4), 1, cout, h, w };
       const double flops = 2.0 * cout * cin * k * k * h * w;
@@ -78,7 +85,7 @@ main (int argc, char **argv)
           break;
         reps *= 2;
       }
-      double *tc = g_new (double, runs), *tg = g_new (double, runs);
+      double *tc = g_new (double, runs), *tg = g_new (double, runs), *tb = g_new (double, runs);
       float *A = filled ((gsize) cout * cin * k * k), *B = filled ((gsize) cin * k * k * h * w);
       float *C = g_malloc ((gsize) cout * h * w * 4);
       for (int r = 0; r < runs; r++) {
@@ -87,6 +94,15 @@ main (int argc, char **argv)
         for (int i = 0; i < reps; i++)
           ge_conv2d (&ctx, &p, &x, &y);
         tc[r] = (g_get_monotonic_time () - t0) / 1e6 / reps;
+        if (!bf16)
+          continue;
+        ctx.precision = GE_PRECISION_BF16;
+        ge_conv2d (&ctx, &p, &x, &y);
+        t0 = g_get_monotonic_time ();
+        for (int i = 0; i < reps; i++)
+          ge_conv2d (&ctx, &p, &x, &y);
+        tb[r] = (g_get_monotonic_time () - t0) / 1e6 / reps;
+        ctx.precision = GE_PRECISION_F32;
       }
       /* The anchor: OpenBLAS's own threads for sgemm, as a user of plain
        * im2col + sgemm would run it.  Timed after the conv runs: idle
@@ -103,10 +119,19 @@ main (int argc, char **argv)
       openblas_set_num_threads (1);
       g_usleep (300000);        /* let them go back to sleep */
       double gc = flops / median (tc, runs) / 1e9, gg = flops / median (tg, runs) / 1e9;
-      printf ("| %d | %dx%d %d->%d @%dx%d | %.1f | %.1f | %.0f %% |\n", threads, k, k, cin,
+      printf ("| %d | %dx%d %d->%d @%dx%d | %.1f | %.1f | %.0f %% |", threads, k, k, cin,
           cout, w, h, gc, gg, 100 * gc / gg);
+      if (bf16) {
+        double rt[64];
+        for (int r = 0; r < runs && r < 64; r++)
+          rt[r] = tb[r] / tc[r];
+        printf (" %.1f | %.2f |\n", flops / median (tb, runs) / 1e9, median (rt, MIN (runs, 64)));
+      } else
+        printf (" | |\n");
       g_free (tc);
       g_free (tg);
+      g_free (tb);
+      g_free (packed_bf16);
       g_free (A);
       g_free (B);
       g_free (C);

@@ -45,20 +45,25 @@ def main():
 
     conv = run([os.path.join(args.build, "bench", "conv_bench"), "--runs", str(args.runs)])
 
-    times = {"engine": {}, "torch": {}, "ort": {}}
+    times = {"engine": {}, "engine_bf16": {}, "torch": {}, "ort": {}}
     params = None
+    bf16_runs_as = None
     for _ in range(args.rounds):
         e = json.loads(run([os.path.join(args.build, "bench", "unet_bench"), MODEL,
                             "--runs", str(args.runs)]))
         params = e["params"]
+        eb = json.loads(run([os.path.join(args.build, "bench", "unet_bench"), MODEL,
+                             "--runs", str(args.runs), "--precision", "bf16"]))
+        bf16_runs_as = eb.get("precision")
         t = json.loads(run(["/usr/bin/python3", os.path.join(HERE, "torch_unet.py"),
                             "--runs", str(args.runs)]))
         o = json.loads(run(["node", os.path.join(HERE, "ort_unet.js"), "--runs", str(args.runs)],
                            cwd=HERE))
-        for name, res in (("engine", e), ("torch", t), ("ort", o)):
+        for name, res in (("engine", e), ("engine_bf16", eb), ("torch", t), ("ort", o)):
             for n, r in res["threads"].items():
                 times[name].setdefault(n, []).append(r["median_ms"])
         diff = e["threads"]["1"]["max_abs_diff_vs_torch"]
+        diff_bf16 = eb["threads"]["1"]["max_abs_diff_vs_torch"]
 
     med = {k: {n: statistics.median(v) for n, v in d.items()} for k, d in times.items()}
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
@@ -70,12 +75,16 @@ def main():
     print("### conv2d vs OpenBLAS sgemm (same GEMM shape, same run)\n")
     print(conv)
     print(f"### U-Net forward, 1x3x256x256, {params} parameters (ms, median of round medians)\n")
-    print("| threads | engine | PyTorch | ONNX Runtime | engine / ORT | engine / PyTorch |")
-    print("|---|---|---|---|---|---|")
+    print(f"Engine in f32 and in bf16 (runs as {bf16_runs_as}), PyTorch and ONNX Runtime (fp32) in turn "
+          f"in each round; load average at the end {os.getloadavg()[0]:.1f}.\n")
+    print("| threads | engine f32 | engine bf16 | PyTorch | ONNX Runtime | f32 / ORT | bf16 / ORT | "
+          "bf16 / PyTorch | bf16 / f32 |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for n in sorted(med["engine"]):
-        en, to, ort = med["engine"][n], med["torch"][n], med["ort"][n]
-        print(f"| {n} | {en:.1f} | {to:.1f} | {ort:.1f} | {en / ort:.2f} | {en / to:.2f} |")
-    print(f"\nEngine output vs PyTorch: max abs difference {diff:.2g}.")
+        en, eb, to, ort = med["engine"][n], med["engine_bf16"][n], med["torch"][n], med["ort"][n]
+        print(f"| {n} | {en:.1f} | {eb:.1f} | {to:.1f} | {ort:.1f} | {en / ort:.2f} | {eb / ort:.2f} | "
+              f"{eb / to:.2f} | {eb / en:.2f} |")
+    print(f"\nEngine output vs PyTorch: max abs difference {diff:.2g} (f32), {diff_bf16:.2g} (bf16).")
     print("\nAll round medians (ms): " + json.dumps(times))
 
 

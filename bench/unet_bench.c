@@ -2,7 +2,7 @@
  * threads, medians of repeated runs, and checks the output against the
  * PyTorch output of the same weights (made by bench/unet_bench_model.py).
  *
- *   unet_bench MODEL_DIR [--runs N] [--warmup N]
+ *   unet_bench MODEL_DIR [--runs N] [--warmup N] [--precision f32|bf16|auto]
  *
  * MODEL_DIR holds config.json, diffusion_pytorch_model.safetensors,
  * input_sample.bin (f32 [1,3,H,W]), input_timestep.bin (i64) and
@@ -44,11 +44,17 @@ main (int argc, char **argv)
     return 2;
   }
   int runs = 7, warmup = 2;
+  GePrecision precision = GE_PRECISION_F32;
   for (int i = 2; i + 1 < argc; i++) {
     if (strcmp (argv[i], "--runs") == 0)
       runs = atoi (argv[++i]);
     else if (strcmp (argv[i], "--warmup") == 0)
       warmup = atoi (argv[++i]);
+    else if (strcmp (argv[i], "--precision") == 0
+        && !ge_precision_from_name (argv[++i], &precision)) {
+      fprintf (stderr, "--precision: f32, bf16 or auto\n");
+      return 2;
+    }
   }
   GError *err = NULL;
   GeModelFile *mf = ge_model_file_open (argv[1], &err);
@@ -66,9 +72,11 @@ main (int argc, char **argv)
   float t = (float) tv[0];
   float *out = g_new (float, rl / 4);
 
+  precision = ge_unet2d_set_precision (u, precision);
   printf ("{\"engine\": \"gst-generative\", \"params\": %" G_GSIZE_FORMAT
-      ", \"input\": [1, %d, %d, %d], \"runs\": %d, \"warmup\": %d, \"threads\": {",
-      ge_unet2d_n_params (u), c, side, side, runs, warmup);
+      ", \"input\": [1, %d, %d, %d], \"runs\": %d, \"warmup\": %d, \"precision\": \"%s\", "
+      "\"threads\": {", ge_unet2d_n_params (u), c, side, side, runs, warmup,
+      ge_precision_name (precision));
   for (int threads = 1; threads <= 2; threads++) {
     ge_unet2d_set_n_threads (u, threads);
     double *ms = g_new (double, runs);

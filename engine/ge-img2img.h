@@ -32,6 +32,7 @@
 #include <glib.h>
 #include "ge-error.h"
 #include "ge-image.h"
+#include "ge-precision.h"
 
 G_BEGIN_DECLS
 
@@ -47,6 +48,9 @@ int ge_img2img_scale (const GeImg2Img * t);
 
 /* 0 = one thread per core. */
 void ge_img2img_set_n_threads (GeImg2Img * t, int n_threads);
+/* The precision its convolutions run in (ge-precision.h); the default is
+ * GE_PRECISION_F32.  Returns what runs on this CPU: F32 or BF16. */
+GePrecision ge_img2img_set_precision (GeImg2Img * t, GePrecision precision);
 /* 0 = the model's default. */
 void ge_img2img_set_num_steps (GeImg2Img * t, int steps);
 void ge_img2img_set_seed (GeImg2Img * t, guint64 seed);

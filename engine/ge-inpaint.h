@@ -56,6 +56,7 @@
 #include <glib.h>
 #include "ge-error.h"
 #include "ge-image.h"
+#include "ge-precision.h"
 
 G_BEGIN_DECLS
 
@@ -75,6 +76,9 @@ void ge_inpaint_set_repaint_jumps (GeInpaint * ip, int jump_length, int jump_n_s
 
 /* 0 = one thread per core. */
 void ge_inpaint_set_n_threads (GeInpaint * ip, int n_threads);
+/* The precision its convolutions run in (ge-precision.h); the default is
+ * GE_PRECISION_F32.  Returns what runs on this CPU: F32 or BF16. */
+GePrecision ge_inpaint_set_precision (GeInpaint * ip, GePrecision precision);
 /* 0 = the model's default. */
 void ge_inpaint_set_num_steps (GeInpaint * ip, int steps);
 void ge_inpaint_set_seed (GeInpaint * ip, guint64 seed);

@@ -19,6 +19,7 @@
 #include <glib.h>
 #include "ge-error.h"
 #include "ge-image.h"
+#include "ge-precision.h"
 
 G_BEGIN_DECLS
 
@@ -36,6 +37,9 @@ int ge_sr_min_size (const GeSr * sr);
 
 /* 0 = one thread per core. */
 void ge_sr_set_n_threads (GeSr * sr, int n_threads);
+/* The precision its convolutions run in (ge-precision.h); the default is
+ * GE_PRECISION_F32.  Returns what runs on this CPU: F32 or BF16. */
+GePrecision ge_sr_set_precision (GeSr * sr, GePrecision precision);
 /* 0 = the model's default. */
 void ge_sr_set_num_steps (GeSr * sr, int steps);
 void ge_sr_set_seed (GeSr * sr, guint64 seed);
@@ -46,6 +50,15 @@ void ge_sr_set_tiling (GeSr * sr, int tile_size, int tile_overlap);
 /* out must be (in.width * scale) x (in.height * scale) with the same
  * channel layout.  Alpha, when both have it, is upscaled bilinearly. */
 gboolean ge_sr_process (GeSr * sr, const GeImageU8 * in, GeImageU8 * out, GError ** error);
+
+/* Where the last ge_sr_process () spent its time (ms, wall clock): the
+ * U-Net, the sampler's updates, the bicubic upsampling, drawing the noise
+ * (or copying the cached draw), the conversions (8-bit to float and back,
+ * conditioning copy, pixel (un)shuffle, tile blending), and the whole. */
+typedef struct {
+  double unet_ms, step_ms, bicubic_ms, noise_ms, convert_ms, total_ms;
+} GeSrTimes;
+const GeSrTimes *ge_sr_last_times (const GeSr * sr);
 
 /* Work buffers are planned once per frame size: after the first frame of a
  * given size, processing allocates nothing (tests check this). */

@@ -4,6 +4,7 @@
 
 #include <glib.h>
 #include "ge-arena.h"
+#include "ge-precision.h"
 
 G_BEGIN_DECLS
 
@@ -25,11 +26,14 @@ ge_tensor_new (GeArena * arena, int n, int c, int h, int w)
   return t;
 }
 
-/* Everything an op needs besides its operands: threads and scratch. */
+/* Everything an op needs besides its operands: threads, scratch and the
+ * precision the convolutions run in (F32 or BF16, never AUTO: models
+ * resolve that; zero-initialised, F32). */
 typedef struct _GePool GePool;
 typedef struct {
   GePool *pool;
   GeArena *arena;
+  GePrecision precision;
 } GeCtx;
 
 G_END_DECLS

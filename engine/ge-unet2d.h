@@ -28,6 +28,7 @@
 #pragma once
 
 #include "ge-model-file.h"
+#include "ge-precision.h"
 
 G_BEGIN_DECLS
 
@@ -37,6 +38,9 @@ GeUNet2D *ge_unet2d_new (GeModelFile * mf, GError ** error);
 void ge_unet2d_free (GeUNet2D * u);
 /* 0 = one thread per core. */
 void ge_unet2d_set_n_threads (GeUNet2D * u, int n_threads);
+/* The precision its convolutions run in (ge-precision.h); the default is
+ * GE_PRECISION_F32.  Returns what runs on this CPU: F32 or BF16. */
+GePrecision ge_unet2d_set_precision (GeUNet2D * u, GePrecision precision);
 int ge_unet2d_in_channels (const GeUNet2D * u);
 int ge_unet2d_out_channels (const GeUNet2D * u);
 int ge_unet2d_size_multiple (const GeUNet2D * u);

@@ -30,6 +30,7 @@
 #include <glib.h>
 #include "ge-error.h"
 #include "ge-image.h"
+#include "ge-precision.h"
 
 G_BEGIN_DECLS
 
@@ -54,6 +55,9 @@ void ge_vae_codec_latent_size (const GeVaeCodec * c, int width, int height, int 
 
 /* 0 = one thread per core. */
 void ge_vae_codec_set_n_threads (GeVaeCodec * c, int n_threads);
+/* The precision its convolutions run in (ge-precision.h); the default is
+ * GE_PRECISION_F32.  Returns what runs on this CPU: F32 or BF16. */
+GePrecision ge_vae_codec_set_precision (GeVaeCodec * c, GePrecision precision);
 /* Pixels; tile_size 0 = whole frame. */
 void ge_vae_codec_set_tiling (GeVaeCodec * c, int tile_size, int tile_overlap);
 void ge_vae_codec_set_sample_mode (GeVaeCodec * c, GeVaeSampleMode mode, guint64 seed);

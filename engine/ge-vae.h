@@ -18,6 +18,7 @@
 #pragma once
 
 #include "ge-model-file.h"
+#include "ge-precision.h"
 
 G_BEGIN_DECLS
 
@@ -26,6 +27,9 @@ typedef struct _GeVae GeVae;
 GeVae *ge_vae_new (GeModelFile * mf, GError ** error);
 void ge_vae_free (GeVae * v);
 void ge_vae_set_n_threads (GeVae * v, int n_threads);
+/* The precision its convolutions run in (ge-precision.h); the default is
+ * GE_PRECISION_F32.  Returns what runs on this CPU: F32 or BF16. */
+GePrecision ge_vae_set_precision (GeVae * v, GePrecision precision);
 void ge_vae_set_tap (GeVae * v, GeModelTap tap, void *user_data);
 
 gboolean ge_vae_is_vq (const GeVae * v);

@@ -119,6 +119,12 @@ ge_conv_prepare (GeModelFile * mf, GeConv2d * conv)
   gsize n = ge_conv2d_packed_size (conv);
   if (n)
     ge_conv2d_pack (conv, ge_model_file_alloc (mf, n));
+  /* The bf16 copy (half the f32 one) where the CPU runs bf16, for f32
+   * weights; 16-bit weights in place are converted by the tasks that use
+   * them instead, so that a large F16 model does not carry a second copy. */
+  n = conv->weight16 ? 0 : ge_conv2d_packed_bf16_size (conv);
+  if (n)
+    ge_conv2d_pack_bf16 (conv, (guint32 *) ge_model_file_alloc (mf, n));
 }
 
 GeTensor
@@ -439,4 +445,20 @@ ge_ctx_set_n_threads (GeCtx * ctx, int n_threads)
     return;
   ge_pool_free (ctx->pool);
   ctx->pool = ge_pool_new (want);
+}
+
+GePrecision
+ge_precision_resolve (GeModelFile * mf, GePrecision want)
+{
+  if (want == GE_PRECISION_AUTO)
+    want = mf && g_strcmp0 (ge_model_file_metadata (mf, "precision_auto"), "bf16") == 0
+        ? GE_PRECISION_BF16 : GE_PRECISION_F32;
+  return want == GE_PRECISION_BF16 && ge_gemm_bf16_available ()
+      ? GE_PRECISION_BF16 : GE_PRECISION_F32;
+}
+
+void
+ge_ctx_set_precision (GeCtx * ctx, GeModelFile * mf, GePrecision precision)
+{
+  ctx->precision = ge_precision_resolve (mf, precision);
 }

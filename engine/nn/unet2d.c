@@ -814,6 +814,13 @@ ge_unet2d_set_n_threads (GeUNet2D * u, int n_threads)
   ge_ctx_set_n_threads (&u->ctx, n_threads);
 }
 
+GePrecision
+ge_unet2d_set_precision (GeUNet2D * u, GePrecision precision)
+{
+  ge_ctx_set_precision (&u->ctx, u->mf, precision);
+  return u->ctx.precision;
+}
+
 int
 ge_unet2d_in_channels (const GeUNet2D * u)
 {

@@ -318,6 +318,13 @@ ge_vae_set_n_threads (GeVae * v, int n_threads)
   ge_ctx_set_n_threads (&v->ctx, n_threads);
 }
 
+GePrecision
+ge_vae_set_precision (GeVae * v, GePrecision precision)
+{
+  ge_ctx_set_precision (&v->ctx, v->mf, precision);
+  return v->ctx.precision;
+}
+
 void
 ge_vae_set_tap (GeVae * v, GeModelTap t, void *user_data)
 {

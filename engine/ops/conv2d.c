@@ -287,6 +287,15 @@ typedef struct {
   int ring_rows;                /* slots: the rows one output row reads */
   int ring_pitch;               /* floats per channel row of a slot */
   gsize ring_slot;              /* floats per slot */
+  /* bf16 (conv2d_bf16): channel pairs, K pairs, the weights converted per
+   * task where there is no packed copy, and in copy mode the bf16 input
+   * (ring_pitch is then the width of its rows) */
+  int CP, KP;
+  guint32 *ab;
+  gsize ab_words;
+  int *ab_c0;                   /* per thread: whose rows ab holds, or -1 */
+  const guint32 *xb;
+  gsize xb_sample;
 } ConvJob;
 
 /* Output row @oy, columns [ox0, ox1), of tap (ky, kx) of input plane
@@ -594,6 +603,419 @@ alloc_a16 (GeCtx * ctx, ConvJob * j, int n_threads, gboolean whole)
   j->a16 = ge_arena_alloc (ctx->arena, j->a16_floats * n_threads);
 }
 
+/* ---- bf16 ---------------------------------------------------------------
+ *
+ * The bf16 kernel (gemm.h) reads pairs of K: here the input channels 2c
+ * and 2c + 1 at one tap, so pair row (c, ky, kx) of output row y is row
+ * y + ky of a channel-pair-interleaved copy of the input, shifted by kx,
+ * and the implicit GEMM works as in f32.  K order: pair kp = (c * kh + ky)
+ * * kw + kx; an odd channel count pairs the last channel with zeros.  The
+ * input is rounded to bf16 where it is prepared (ring_row_bf16, or a copy
+ * of the whole input for narrow rows), from the f32 tensor and after the
+ * GeConvInput transform; the output stays f32. */
+
+/* Rows [c0, c0 + nco) of the weights into @ap for the bf16 kernel;
+ * @tmp: K floats. */
+static void
+pack_bf16_rows (const GeConv2d * p, int c0, int nco, guint32 * ap, float *tmp)
+{
+  const int T = p->kh * p->kw, C = p->in_channels, CP = (C + 1) / 2, K = C * T;
+  const int KP = CP * T;
+  for (int i0 = 0; i0 < nco; i0 += GE_MR)
+    for (int r = 0; r < GE_MR; r++) {
+      guint32 *dst = ap + (gsize) i0 * KP + r;
+      const int i = c0 + i0 + r;
+      if (i0 + r >= nco) {
+        for (int kp = 0; kp < KP; kp++)
+          dst[(gsize) kp * GE_MR] = 0;
+        continue;
+      }
+      const float *w = tmp;
+      if (p->weight)
+        w = p->weight + (gsize) i * K;
+      else if (p->weight16)
+        ge_half_to_f32 ((const guint8 *) p->weight16 + 2 * (gsize) i * K, p->dtype16, K, tmp);
+      else {                    /* only the packed f32 copy */
+        const float *src = p->packed + (gsize) (i / GE_MR) * K * GE_MR + i % GE_MR;
+        for (int k = 0; k < K; k++)
+          tmp[k] = src[(gsize) k * GE_MR];
+      }
+      /* Channel pair c: the taps of channels 2c and 2c + 1, T pairs. */
+      guint32 pairs[64];
+      for (int c = 0; c < CP; c++)
+        for (int t0 = 0; t0 < T; t0 += 64) {
+          const int nt = MIN (64, T - t0);
+          ge_bf16_pairs (w + (gsize) 2 * c * T + t0,
+              2 * c + 1 < C ? w + (gsize) (2 * c + 1) * T + t0 : NULL, nt, pairs);
+          for (int t = 0; t < nt; t++)
+            dst[(gsize) (c * T + t0 + t) * GE_MR] = pairs[t];
+        }
+    }
+}
+
+gsize
+ge_conv2d_packed_bf16_size (const GeConv2d * p)
+{
+  if (!ge_gemm_bf16_available () || p->groups != 1)
+    return 0;
+  return ge_gemm_bf16_a_size (p->out_channels, (p->in_channels + 1) / 2 * p->kh * p->kw);
+}
+
+void
+ge_conv2d_pack_bf16 (GeConv2d * p, guint32 * storage)
+{
+  float *tmp = g_new (float, (gsize) p->in_channels * p->kh * p->kw);
+  pack_bf16_rows (p, 0, p->out_channels, storage, tmp);
+  g_free (tmp);
+  p->packed_bf16 = storage;
+}
+
+/* The task's rows of the bf16 weights: a slice of the packed copy, or
+ * converted into the thread's scratch. */
+static const guint32 *
+task_weights_bf16 (const ConvJob * j, int c0, int nco, int thread)
+{
+  if (j->p->packed_bf16)
+    return j->p->packed_bf16 + (gsize) c0 * j->KP;    /* c0 is a multiple of GE_MR */
+  guint32 *ap = j->ab + (gsize) thread * j->ab_words;
+  /* A thread's tasks often share their rows (one channel split, many
+   * bands): converted once per call then. */
+  if (j->ab_c0[thread] != c0) {
+    pack_bf16_rows (j->p, c0, nco, ap, (float *) (ap + ge_gemm_bf16_a_size (nco, j->KP)));
+    j->ab_c0[thread] = c0;
+  }
+  return ap;
+}
+
+/* Channel @ci's input row @y (transformed) as the @s phase rows of ring_row
+ * (phase px at @d + px * wp, zeros where padding); @tmp: x->w floats. */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize ("no-tree-loop-distribute-patterns")))
+#endif
+static void
+phase_rows_f32 (const ConvJob * j, int n, int ci, int y, float *d, float *tmp)
+{
+  const GeTensor *x = j->src;
+  const GeConvInput *in = j->in;
+  const int s = j->p->stride_h, pl = j->p->pad_left, w = x->w, wp = j->ring_pitch;
+  const int bc = n * x->c + ci;
+  const float *src = x->data + ((gsize) bc * x->h + y) * w;
+  if (y + s < x->h)
+    for (int i = 0; i < w; i += 16)
+      __builtin_prefetch (src + (gsize) s * w + i, 0, 2);
+  const float sc = in && in->scale ? in->scale[bc] : 1.0f;
+  const float sh = in && in->shift ? in->shift[bc] : 0.0f;
+  const GeAct act = in ? in->act : GE_ACT_NONE;
+  if (s == 1) {
+    for (int i = 0; i < pl; i++)
+      d[i] = 0.0f;
+    transform_row (src, d + pl, w, sc, sh, act);
+    for (int i = pl + w; i < wp; i++)
+      d[i] = 0.0f;
+    return;
+  }
+  if (!is_identity (sc, sh, act)) {
+    transform_row (src, tmp, w, sc, sh, act);
+    src = tmp;
+  }
+  for (int px = 0; px < s; px++, d += wp) {
+    const int off = px - pl;
+    int c0 = off < 0 ? (-off + s - 1) / s : 0, c1 = off < w ? (w - 1 - off) / s + 1 : 0;
+    c1 = CLAMP (c1, 0, wp);
+    c0 = MIN (c0, c1);
+    for (int c = 0; c < c0; c++)
+      d[c] = 0.0f;
+    const float *sp = src + off;
+    for (int c = c0; c < c1; c++)
+      d[c] = sp[c * s];
+    for (int c = c1; c < wp; c++)
+      d[c] = 0.0f;
+  }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* Stride-1 ring rows of a channel pair, transformed and rounded in one
+ * pass: dst[i] = pair (act (a[i] sa + ba), act (b[i] sb + bb)), b NULL: a
+ * zero partner; act NONE or SiLU.  The SiLU here is cheaper than
+ * silu_row_avx512's (exp to degree 4, the reciprocal estimate without its
+ * Newton step: about 1e-4 relative), as its result is rounded to bf16's 8
+ * bits (2^-8 relative) right after: the f32 path keeps its own. */
+__attribute__((target ("avx512f,avx512bw,avx512vl,avx512bf16")))
+static void
+transform_pairs_bf16 (const float *a, const float *b, int n, const float s[2],
+    const float sh[2], gboolean silu, guint32 * dst)
+{
+  static const short idx_[32] = { 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
+    8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31
+  };
+  const __m512i idx = _mm512_loadu_si512 (idx_);
+  const __m512 one = _mm512_set1_ps (1.0f), log2e = _mm512_set1_ps (1.44269504088896341f);
+  const __m512 lo = _mm512_set1_ps (-87.0f), hi = _mm512_set1_ps (88.0f);
+  const __m512 c1 = _mm512_set1_ps (0.693359375f), c2 = _mm512_set1_ps (-2.12194440e-4f);
+  const __m512 vs[2] = { _mm512_set1_ps (s[0]), _mm512_set1_ps (s[1]) };
+  const __m512 vb[2] = { _mm512_set1_ps (sh[0]), _mm512_set1_ps (sh[1]) };
+  for (int i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16) ((1u << (n - i)) - 1);
+    __m512 v[2];
+    for (int e = 0; e < 2; e++) {
+      const float *src = e ? b : a;
+      if (!src) {
+        v[e] = _mm512_setzero_ps ();
+        continue;
+      }
+      v[e] = _mm512_fmadd_ps (_mm512_maskz_loadu_ps (m, src + i), vs[e], vb[e]);
+      if (silu) {
+        /* exp (-v) = 2^n p (r): n = round (-v log2 e), r = -v - n ln 2,
+         * p to degree 4 (|r| <= 0.35: 5e-5), -v clamped as in ge_expf;
+         * vscalefps applies 2^n. */
+        const __m512 x = _mm512_min_ps (_mm512_max_ps (_mm512_sub_ps (_mm512_setzero_ps (),
+                    v[e]), lo), hi);
+        const __m512 fn = _mm512_roundscale_ps (_mm512_mul_ps (x, log2e),
+            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m512 r = _mm512_fnmadd_ps (fn, c1, x);
+        r = _mm512_fnmadd_ps (fn, c2, r);
+        __m512 p = _mm512_fmadd_ps (_mm512_set1_ps (1.0f / 24), r, _mm512_set1_ps (1.0f / 6));
+        p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (0.5f));
+        p = _mm512_fmadd_ps (p, r, one);
+        p = _mm512_fmadd_ps (p, r, one);
+        const __m512 ex = _mm512_scalef_ps (p, fn);
+        v[e] = _mm512_mul_ps (v[e], _mm512_rcp14_ps (_mm512_add_ps (ex, one)));
+      }
+    }
+    const __m512i w = (__m512i) _mm512_cvtne2ps_pbh (v[1], v[0]);
+    _mm512_mask_storeu_epi32 (dst + i, m, _mm512_permutexvar_epi16 (idx, w));
+  }
+}
+#endif
+
+/* ring_row in bf16 pairs: phase (py, px) of channel pair c of padded row
+ * @r at dst + ((py * s + px) * CP + c) * ring_pitch.  @tmp: 2 s ring_pitch
+ * + x->w floats. */
+static void
+ring_row_bf16 (const ConvJob * j, int n, int r, guint32 * dst, float *tmp)
+{
+  const GeTensor *x = j->src;
+  const int s = j->p->stride_h, C = x->c, CP = j->CP, wp = j->ring_pitch;
+  float *f[2] = { tmp, tmp + (gsize) s * wp };
+  float *t = tmp + (gsize) 2 * s * wp;
+  for (int py = 0; py < s; py++) {
+    const int y = r * s + py - j->p->pad_top;
+    for (int c = 0; c < CP; c++) {
+      guint32 *d = dst + ((gsize) py * s * CP + c) * wp;
+      if (y < 0 || y >= x->h) {
+        for (int px = 0; px < s; px++)
+          memset (d + (gsize) px * CP * wp, 0, sizeof (guint32) * wp);
+        continue;
+      }
+      const gboolean odd = 2 * c + 1 < C;
+#if defined(__x86_64__) && defined(__GNUC__)
+      const GeConvInput *in = j->in;
+      const GeAct act = in ? in->act : GE_ACT_NONE;
+      if (s == 1 && (act == GE_ACT_NONE || act == GE_ACT_SILU)) {
+        const int pl = j->p->pad_left, w = x->w;
+        float sc[2] = { 1.0f, 1.0f }, sh[2] = { 0.0f, 0.0f };
+        const float *src[2] = { NULL, NULL };
+        for (int e = 0; e < 1 + odd; e++) {
+          const int bc = n * C + 2 * c + e;
+          src[e] = x->data + ((gsize) bc * x->h + y) * w;
+          if (y + 1 < x->h)     /* as phase_rows_f32 */
+            for (int i = 0; i < w; i += 16)
+              __builtin_prefetch (src[e] + w + i, 0, 2);
+          sc[e] = in && in->scale ? in->scale[bc] : 1.0f;
+          sh[e] = in && in->shift ? in->shift[bc] : 0.0f;
+        }
+        for (int i = 0; i < pl; i++)
+          d[i] = 0;
+        transform_pairs_bf16 (src[0], src[1], w, sc, sh, act == GE_ACT_SILU, d + pl);
+        for (int i = pl + w; i < wp; i++)
+          d[i] = 0;
+        continue;
+      }
+#endif
+      phase_rows_f32 (j, n, 2 * c, y, f[0], t);
+      if (odd)
+        phase_rows_f32 (j, n, 2 * c + 1, y, f[1], t);
+      for (int px = 0; px < s; px++)
+        ge_bf16_pairs (f[0] + (gsize) px * wp, odd ? f[1] + (gsize) px * wp : NULL, wp,
+            d + (gsize) px * CP * wp);
+    }
+  }
+}
+
+static void
+implicit_bf16_task (void *data, int task, int thread)
+{
+  const ConvJob *j = data;
+  int n, g, band, c0, nco;
+  task_split (j, task, &n, &g, &band, &c0, &nco);
+  const int y0 = band * j->band, y1 = MIN (j->oh, y0 + j->band);
+  if (nco <= 0 || y0 >= y1)
+    return;
+  const GeConv2d *p = j->p;
+  const guint32 *ap = task_weights_bf16 (j, c0, nco, thread);
+  const float *bias = p->bias ? p->bias + c0 : NULL;
+  float *yn = j->y->data + ((gsize) n * j->y->c + c0) * j->opix;
+  if (j->ring) {
+    const int R = j->ring_rows;
+    guint32 *ring = (guint32 *) (j->scratch + (gsize) thread * j->scratch_floats);
+    float *tmp = (float *) (ring + R * j->ring_slot);
+    for (int r = y0; r < y1 + R - 1; r++) {
+      ring_row_bf16 (j, n, r, ring + (r % R) * j->ring_slot, tmp);
+      const int oy = r - (R - 1);
+      if (oy >= y0)
+        ge_gemm_bf16 (nco, j->ow, j->KP, ap, ring, j->boff + (gsize) (oy % R) * j->KP,
+            yn + (gsize) oy * j->ow, j->opix, bias, j->accumulate);
+    }
+    return;
+  }
+  const int Wp = j->ring_pitch;
+  const guint32 *xn = j->xb + (gsize) n * j->xb_sample;
+  if (!j->wide) {
+    for (int oy = y0; oy < y1; oy++)
+      ge_gemm_bf16 (nco, j->ow, j->KP, ap, xn + (gsize) oy * Wp, j->boff,
+          yn + (gsize) oy * j->ow, j->opix, bias, j->accumulate);
+    return;
+  }
+  /* The band's rows as one long row, as implicit_task's wide mode. */
+  const int ncols = (y1 - y0 - 1) * Wp + j->ow;
+  float *out = j->scratch + (gsize) thread * j->scratch_floats;
+  ge_gemm_bf16 (nco, ncols, j->KP, ap, xn + (gsize) y0 * Wp, j->boff, out, ncols, bias, FALSE);
+  for (int co = 0; co < nco; co++)
+    for (int oy = y0; oy < y1; oy++) {
+      float *d = yn + (gsize) co * j->opix + (gsize) oy * j->ow;
+      const float *t = out + (gsize) co * ncols + (gsize) (oy - y0) * Wp;
+      if (j->accumulate)
+        for (int i = 0; i < j->ow; i++)
+          d[i] += t[i];
+      else
+        memcpy (d, t, sizeof (float) * j->ow);
+    }
+}
+
+/* Copy mode: the prepared f32 input xp ([n][c][Hpad][Wpad], padded and
+ * transformed) as bf16 pairs split into stride phases, [n][s * s][CP][Hp]
+ * [Wp]: phase (py, px) row i column c is padded pixel (i s + py, c s + px). */
+typedef struct {
+  const ConvJob *j;
+  const GeTensor *xp;
+  guint32 *xb;
+  int s, Hp;
+  float *tmp;                   /* per thread: 2 Wp floats */
+} CopyBf16Job;
+
+static void
+copy_bf16_task (void *data, int t, int thread)
+{
+  const CopyBf16Job *cj = data;
+  const ConvJob *j = cj->j;
+  const GeTensor *xp = cj->xp;
+  const int s = cj->s, Hp = cj->Hp, Wp = j->ring_pitch, CP = j->CP, C = xp->c;
+  const int yy = t % (Hp * s), c = t / (Hp * s) % CP, n = t / (Hp * s * CP);
+  const int py = yy % s, i = yy / s;
+  float *lo = cj->tmp + (gsize) thread * 2 * Wp, *hi = lo + Wp;
+  for (int px = 0; px < s; px++) {
+    guint32 *d = cj->xb + (gsize) n * j->xb_sample
+        + (((gsize) (py * s + px) * CP + c) * Hp + i) * Wp;
+    if (yy >= xp->h) {
+      memset (d, 0, sizeof (guint32) * Wp);
+      continue;
+    }
+    for (int e = 0; e < 2; e++) {
+      float *f = e ? hi : lo;
+      const int ci = 2 * c + e;
+      if (ci >= C)
+        continue;
+      const float *src = xp->data + (((gsize) n * C + ci) * xp->h + yy) * xp->w;
+      for (int col = 0; col < Wp; col++) {
+        const int xx = col * s + px;
+        f[col] = xx < xp->w ? src[xx] : 0.0f;
+      }
+    }
+    ge_bf16_pairs (lo, 2 * c + 1 < C ? hi : NULL, Wp, d);
+  }
+}
+
+static void
+conv2d_bf16 (GeCtx * ctx, ConvJob * j, const GeTensor * x, const GeConvInput * in, int up)
+{
+  const GeConv2d *p = j->p;
+  const int s = p->stride_h, n_threads = ge_pool_n_threads (ctx->pool);
+  j->CP = (j->cin_g + 1) / 2;
+  j->KP = j->CP * p->kh * p->kw;
+  j->wide = narrow_rows (j->ow);
+  j->ring = !j->wide && up == 1;
+  int Wp, Hp = 0;
+  if (j->ring) {
+    Wp = conflict_free_width (j->ow + (p->kw - 1) / s);
+    j->band = MAX (IMPLICIT_BAND_PIX / j->ow, (j->oh + 4 * n_threads - 1) / (4 * n_threads));
+  } else {
+    const int Hpad = x->h * up + p->pad_top + p->pad_bottom;
+    const int Wpad = x->w * up + p->pad_left + p->pad_right;
+    /* Every tap of every output inside: ge_conv2d_out_size rounds a
+     * negative (H + pads - kh) / s to 0, an output row whose taps run past
+     * the padded input (read as zeros). */
+    Hp = MAX ((Hpad + s - 1) / s, j->oh + (p->kh - 1) / s);
+    Wp = MAX ((Wpad + s - 1) / s, j->ow + (p->kw - 1) / s);
+    j->band = j->wide ? MAX (1, 1024 / Wp) : MAX (1, IMPLICIT_BAND_PIX / j->ow);
+  }
+  j->band = MAX (1, j->band);
+  j->ring_pitch = Wp;
+  j->n_bands = (j->oh + j->band - 1) / j->band;
+  split_channels (j->cout_g, x->n * j->n_bands, n_threads, TRUE, &j->cout_splits,
+      &j->cout_per_split);
+  if (!p->packed_bf16) {
+    /* Rows converted per task: as many as A16_FLOATS allows (see there). */
+    const int max_rows = MAX (A16_MIN_ROWS, (int) (A16_FLOATS / MAX (j->KP, 1)) / GE_MR * GE_MR);
+    if (j->cout_per_split > max_rows) {
+      j->cout_per_split = max_rows;
+      j->cout_splits = (j->cout_g + max_rows - 1) / max_rows;
+    }
+    j->ab_words = ge_gemm_bf16_a_size (j->cout_per_split, j->KP) + j->K;
+    j->ab = (guint32 *) ge_arena_alloc (ctx->arena, j->ab_words * n_threads);
+    j->ab_c0 = (int *) ge_arena_alloc (ctx->arena, n_threads);
+    for (int t = 0; t < n_threads; t++)
+      j->ab_c0[t] = -1;
+  }
+  int *boff;
+  if (j->ring) {
+    const int R = (p->kh - 1) / s + 1;
+    j->src = x;
+    j->in = in;
+    j->ring_rows = R;
+    j->ring_slot = (gsize) s * s * j->CP * Wp;
+    j->scratch_floats = R * j->ring_slot + (gsize) 2 * s * Wp + x->w;
+    j->scratch = ge_arena_alloc (ctx->arena, j->scratch_floats * n_threads);
+    boff = (int *) ge_arena_alloc (ctx->arena, (gsize) R * j->KP);
+    for (int q = 0; q < R; q++)
+      for (int c = 0, kp = 0; c < j->CP; c++)
+        for (int ky = 0; ky < p->kh; ky++)
+          for (int kx = 0; kx < p->kw; kx++)
+            boff[q * j->KP + kp++] = (int) ((q + ky / s) % R * j->ring_slot)
+                + ((ky % s * s + kx % s) * j->CP + c) * Wp + kx / s;
+  } else {
+    GeTensor xp = prepare (ctx, x, in, p->pad_top, p->pad_left, p->pad_bottom, p->pad_right,
+        FALSE);
+    j->xb_sample = (gsize) s * s * j->CP * Hp * Wp;
+    guint32 *xb = (guint32 *) ge_arena_alloc (ctx->arena, j->xb_sample * x->n);
+    CopyBf16Job cj = { j, &xp, xb, s, Hp,
+      ge_arena_alloc (ctx->arena, (gsize) 2 * Wp * n_threads)
+    };
+    ge_pool_run (ctx->pool, x->n * j->CP * Hp * s, copy_bf16_task, &cj);
+    j->xb = xb;
+    boff = (int *) ge_arena_alloc (ctx->arena, j->KP);
+    for (int c = 0, kp = 0; c < j->CP; c++)
+      for (int ky = 0; ky < p->kh; ky++)
+        for (int kx = 0; kx < p->kw; kx++)
+          boff[kp++] = (((ky % s * s + kx % s) * j->CP + c) * Hp + ky / s) * Wp + kx / s;
+    if (j->wide) {
+      j->scratch_floats = (gsize) j->cout_per_split * j->band * Wp + 16;
+      j->scratch = ge_arena_alloc (ctx->arena, j->scratch_floats * n_threads);
+    }
+  }
+  j->boff = boff;
+  ge_pool_run (ctx->pool, x->n * j->n_bands * j->cout_splits, implicit_bf16_task, j);
+}
+
 static void
 conv2d_run (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInput * in,
     GeTensor * y, gboolean accumulate)
@@ -625,6 +1047,12 @@ conv2d_run (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInp
   const gboolean needs_prep = in && (in->scale || in->shift || in->act != GE_ACT_NONE || up > 1);
 
   const int s = p->stride_h;
+  if (ctx->precision == GE_PRECISION_BF16 && ge_gemm_bf16_available () && p->groups == 1
+      && p->stride_w == s && p->dil_h == 1 && p->dil_w == 1) {
+    conv2d_bf16 (ctx, &j, x, in, up);
+    ge_arena_release (ctx->arena, mark);
+    return;
+  }
   if (j.kernel && p->groups == 1 && p->stride_w == s && p->dil_h == 1 && p->dil_w == 1
       && (s == 1 || (up == 1 && !narrow_rows (j.ow)))) {
     /* Implicit GEMM: tap (ci, ky, kx) of output row y, column x is read
@@ -742,6 +1170,9 @@ typedef struct {
   const int *boff;
   float *scratch;               /* per thread: 4 phases x cout_per_split x w */
   gsize scratch_floats;
+  /* bf16: xp as channel pairs, [n][row][CP][w]; K pairs */
+  const guint32 *xb;
+  int CP, KP;
 } PhaseJob;
 
 /* Writes low-resolution row @i of the phases (pointers to [c][i][0] with
@@ -792,6 +1223,47 @@ phase_task (void *data, int task, int thread)
   }
 }
 
+/* phase_task on the bf16 copy. */
+static void
+phase_bf16_task (void *data, int task, int thread)
+{
+  const PhaseJob *j = data;
+  const int split = task % j->cout_splits, band = (task / j->cout_splits) % j->n_bands;
+  const int n = task / (j->cout_splits * j->n_bands);
+  const int c0 = split * j->cout_per_split;
+  const int nco = MIN (j->cout_per_split, j->y->c - c0);
+  const int H = j->y->h / 2, W = j->y->w / 2, wp = j->xp->w;
+  const gsize pitch = (gsize) j->CP * wp;
+  const guint32 *xn = j->xb + (gsize) n * j->xp->h * pitch;
+  float *tmp = j->scratch + (gsize) thread * j->scratch_floats;
+  const float *ph[4];
+  for (int i = 0; i < 4; i++)
+    ph[i] = tmp + (gsize) i * nco * W;
+  for (int oy = band * j->band; oy < MIN (H, (band + 1) * j->band); oy++) {
+    for (int i = 0; i < 4; i++) {
+      const GeConv2d *p = &j->phase[i];
+      ge_gemm_bf16 (nco, W, j->KP, p->packed_bf16 + (gsize) c0 * j->KP,
+          xn + (gsize) (oy + i / 2) * pitch + i % 2, j->boff, (float *) ph[i], W,
+          p->bias ? p->bias + c0 : NULL, FALSE);
+    }
+    interleave_rows (ph, W, j->y, n, c0, nco, oy);
+  }
+}
+
+/* Row @t of the interleaved f32 copy as bf16 channel pairs. */
+static void
+pairs_row_task (void *data, int t, int thread)
+{
+  const PhaseJob *j = data;
+  const GeTensor *xp = j->xp;
+  const float *row = xp->data + (gsize) t * xp->c * xp->w;
+  guint32 *d = (guint32 *) j->xb + (gsize) t * j->CP * xp->w;
+  for (int c = 0; c < j->CP; c++)
+    ge_bf16_pairs (row + (gsize) 2 * c * xp->w,
+        2 * c + 1 < xp->c ? row + (gsize) (2 * c + 1) * xp->w : NULL, xp->w,
+        d + (gsize) c * xp->w);
+}
+
 static void
 interleave_task (void *data, int nc, int thread)
 {
@@ -813,7 +1285,30 @@ ge_conv2d_phase2x (GeCtx * ctx, const GeConv2d phase[4], const GeTensor * x, GeT
   const gsize mark = ge_arena_mark (ctx->arena);
   PhaseJob j = { .phase = phase, .y = y };
   /* Rows narrow enough for implicit_task's wide mode keep the general path. */
-  if (phase[0].packed && !narrow_rows (W)) {
+  const gboolean bf16 = ctx->precision == GE_PRECISION_BF16 && ge_gemm_bf16_available ();
+  if (bf16 && phase[0].packed_bf16 && phase[1].packed_bf16 && phase[2].packed_bf16
+      && phase[3].packed_bf16 && !narrow_rows (W)) {
+    GeTensor xp = prepare (ctx, x, NULL, 1, 1, 1, 1, TRUE);
+    const int wp = xp.w;
+    j.CP = (x->c + 1) / 2;
+    j.KP = j.CP * 4;
+    j.xp = &xp;
+    j.xb = (const guint32 *) ge_arena_alloc (ctx->arena, (gsize) x->n * xp.h * j.CP * wp);
+    ge_pool_run (ctx->pool, x->n * xp.h, pairs_row_task, &j);
+    int *boff = (int *) ge_arena_alloc (ctx->arena, j.KP);
+    for (int c = 0, k = 0; c < j.CP; c++)
+      for (int ky = 0; ky < 2; ky++)
+        for (int kx = 0; kx < 2; kx++)
+          boff[k++] = (ky * j.CP + c) * wp + kx;
+    j.boff = boff;
+    const int n_threads = ge_pool_n_threads (ctx->pool);
+    j.band = MAX (1, IMPLICIT_BAND_PIX / 4 / W);
+    j.n_bands = (H + j.band - 1) / j.band;
+    split_channels (C, x->n * j.n_bands, n_threads, TRUE, &j.cout_splits, &j.cout_per_split);
+    j.scratch_floats = (gsize) 4 * j.cout_per_split * W;
+    j.scratch = ge_arena_alloc (ctx->arena, j.scratch_floats * n_threads);
+    ge_pool_run (ctx->pool, x->n * j.n_bands * j.cout_splits, phase_bf16_task, &j);
+  } else if (phase[0].packed && !narrow_rows (W) && !bf16) {
     /* All four phases read one padded copy; the outputs are interleaved
      * from scratch, so neither the four phase tensors nor an interleave
      * pass over them exist. */

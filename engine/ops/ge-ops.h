@@ -43,6 +43,9 @@ typedef struct {
    * (no AVX-512) each call converts them into the arena. */
   const void *weight16;
   GeDType dtype16;
+  /* The weights for the bf16 kernel (ge_conv2d_pack_bf16), or NULL: then
+   * a bf16 conv converts the rows each task needs as it runs. */
+  const guint32 *packed_bf16;
 } GeConv2d;
 
 /* Fills the common case: square kernel, symmetric padding, no dilation. */
@@ -65,8 +68,15 @@ typedef struct {
  * outlive @p.  Models pack every conv once at load. */
 gsize ge_conv2d_packed_size (const GeConv2d * p);
 void ge_conv2d_pack (GeConv2d * p, float *storage);
+/* The same for the bf16 kernel (guint32s; 0: it does not run on this CPU or
+ * not on this conv).  Reads weight, weight16 or packed. */
+gsize ge_conv2d_packed_bf16_size (const GeConv2d * p);
+void ge_conv2d_pack_bf16 (GeConv2d * p, guint32 * storage);
 /* y must be [x->n, out_channels, oh, ow].  Never builds a full-image im2col:
- * at most a band of output rows per thread. */
+ * at most a band of output rows per thread.  With ctx->precision BF16 (and
+ * the CPU's support) convs of one group without dilation run the bf16
+ * kernel: inputs rounded to bf16 as they are prepared, f32 sums and
+ * output; the rest stays f32. */
 void ge_conv2d (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, GeTensor * y);
 /* The same on the input @in derives from @x (NULL: x itself). */
 void ge_conv2d_ex (GeCtx * ctx, const GeConv2d * p, const GeTensor * x,

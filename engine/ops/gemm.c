@@ -1,5 +1,6 @@
 /* gemm.c: see gemm.h. */
 #include "gemm.h"
+#include "ge-precision.h"
 
 #include <string.h>
 
@@ -7,6 +8,37 @@
 #include <immintrin.h>
 #define HAVE_X86 1
 #endif
+
+gboolean
+ge_precision_bf16_available (void)
+{
+  return ge_gemm_bf16_available ();
+}
+
+const char *
+ge_precision_name (GePrecision p)
+{
+  switch (p) {
+    case GE_PRECISION_F32:
+      return "f32";
+    case GE_PRECISION_BF16:
+      return "bf16";
+    case GE_PRECISION_AUTO:
+      return "auto";
+  }
+  return NULL;
+}
+
+gboolean
+ge_precision_from_name (const char *name, GePrecision * p)
+{
+  for (int i = GE_PRECISION_F32; i <= GE_PRECISION_AUTO; i++)
+    if (name && g_strcmp0 (name, ge_precision_name (i)) == 0) {
+      *p = i;
+      return TRUE;
+    }
+  return FALSE;
+}
 
 /* K slice: the B rows of one panel (KC x NR floats = 32 KiB) stay in L1
  * while every block of A runs over them. */
@@ -352,6 +384,132 @@ ge_gemm_packed_bt16 (int m, int n, int k, const float *ap, const void *w, GeDTyp
   }
 }
 
+/* ---- bf16 ------------------------------------------------------------- */
+
+#define BF16_TARGET __attribute__((target ("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+gboolean
+ge_gemm_bf16_available (void)
+{
+  static int state = -1;
+  if (state < 0) {
+    __builtin_cpu_init ();
+    state = ge_gemm_packed_available () && __builtin_cpu_supports ("avx512bw")
+        && __builtin_cpu_supports ("avx512vl") && __builtin_cpu_supports ("avx512bf16")
+        && !g_getenv ("GE_NO_BF16");
+  }
+  return state;
+}
+
+#define FOR_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+
+/* tile_8x32 with pairs: a_ broadcasts row r's pair, each vdpbf16ps adds
+ * both of its products to 16 columns. */
+BF16_TARGET static void
+tile_bf16 (int kp, const guint32 * ap, const guint32 * b, const int *boff, float *c,
+    int ldc, int rows, __mmask16 m0, __mmask16 m1, const float *bias, gboolean accumulate,
+    gboolean prefetch)
+{
+  __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
+#define INIT(r) \
+  c##r##0 = _mm512_set1_ps (bias && r < rows ? bias[r] : 0.0f); \
+  c##r##1 = c##r##0; \
+  if (accumulate && r < rows) { \
+    c##r##0 = _mm512_add_ps (c##r##0, _mm512_maskz_loadu_ps (m0, c + (gsize) r * ldc)); \
+    c##r##1 = _mm512_add_ps (c##r##1, _mm512_maskz_loadu_ps (m1, c + (gsize) r * ldc + 16)); }
+  FOR_ROWS (INIT)
+#undef INIT
+#define ROW(r) { const __m512bh a_ = (__m512bh) _mm512_set1_epi32 ((int) ap[r]); \
+        c##r##0 = _mm512_dpbf16_ps (c##r##0, a_, b0); \
+        c##r##1 = _mm512_dpbf16_ps (c##r##1, a_, b1); }
+  if (m0 == 0xffff && m1 == 0xffff) {
+    for (int kk = 0; kk < kp; kk++) {
+      const guint32 *bk = b + boff[kk];
+      const __m512bh b0 = (__m512bh) _mm512_loadu_si512 (bk);
+      const __m512bh b1 = (__m512bh) _mm512_loadu_si512 (bk + 16);
+      if (prefetch) {           /* as in tile_8x32 */
+        _mm_prefetch ((const char *) (bk + 32), _MM_HINT_T0);
+        _mm_prefetch ((const char *) (bk + 47), _MM_HINT_T0);
+      }
+      FOR_ROWS (ROW)
+      ap += GE_MR;
+    }
+  } else {
+    for (int kk = 0; kk < kp; kk++) {
+      const guint32 *bk = b + boff[kk];
+      const __m512bh b0 = (__m512bh) _mm512_maskz_loadu_epi32 (m0, bk);
+      const __m512bh b1 = (__m512bh) _mm512_maskz_loadu_epi32 (m1, bk + 16);
+      FOR_ROWS (ROW)
+      ap += GE_MR;
+    }
+  }
+#undef ROW
+#define STORE(r) \
+  if (r < rows) { \
+    _mm512_mask_storeu_ps (c + (gsize) r * ldc, m0, c##r##0); \
+    _mm512_mask_storeu_ps (c + (gsize) r * ldc + 16, m1, c##r##1); }
+  FOR_ROWS (STORE)
+#undef STORE
+}
+
+#undef FOR_ROWS
+
+gsize
+ge_gemm_bf16_a_size (int m, int kp)
+{
+  return (gsize) ((m + GE_MR - 1) / GE_MR) * GE_MR * kp;
+}
+
+void
+ge_gemm_bf16 (int m, int n, int kp, const guint32 * ap, const guint32 * b, const int *boff,
+    float *c, int ldc, const float *bias, gboolean accumulate)
+{
+  /* KC pairs: a B panel of KC x NR pairs is 32 KiB, as the f32 one. */
+  const int slice = slice_len (kp);
+  for (int k0 = 0; k0 < kp; k0 += slice) {
+    const int kc = MIN (slice, kp - k0);
+    const gboolean acc = accumulate || k0 > 0;
+    for (int j = 0; j < n; j += GE_NR) {
+      const int cols = MIN (GE_NR, n - j);
+      const __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16) ((1u << cols) - 1);
+      const __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16) ((1u << (cols - 16)) - 1);
+      for (int i0 = 0; i0 < m; i0 += GE_MR)
+        tile_bf16 (kc, ap + ((gsize) (i0 / GE_MR) * kp + k0) * GE_MR, b + j, boff + k0,
+            c + (gsize) i0 * ldc + j, ldc, MIN (GE_MR, m - i0), m0, m1,
+            k0 == 0 && bias ? bias + i0 : NULL, acc, i0 == 0);
+    }
+  }
+}
+
+/* Word 2i of the result is lo[i], word 2i + 1 hi[i]: the two halves of
+ * vcvtne2ps2bf16's result interleaved. */
+BF16_TARGET static void
+pairs_bf16_avx512 (const float *lo, const float *hi, int n, guint32 * dst)
+{
+  static const short idx_[32] = { 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
+    8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31
+  };
+  const __m512i idx = _mm512_loadu_si512 (idx_);
+  for (int i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16) ((1u << (n - i)) - 1);
+    const __m512 a = _mm512_maskz_loadu_ps (m, lo + i);
+    const __m512 b = hi ? _mm512_maskz_loadu_ps (m, hi + i) : _mm512_setzero_ps ();
+    const __m512i v = (__m512i) _mm512_cvtne2ps_pbh (b, a);
+    _mm512_mask_storeu_epi32 (dst + i, m, _mm512_permutexvar_epi16 (idx, v));
+  }
+}
+
+void
+ge_bf16_pairs (const float *lo, const float *hi, int n, guint32 * dst)
+{
+  if (ge_gemm_bf16_available ()) {
+    pairs_bf16_avx512 (lo, hi, n, dst);
+    return;
+  }
+  for (int i = 0; i < n; i++)
+    dst[i] = ge_bf16_pair (lo[i], hi ? hi[i] : 0.0f);
+}
+
 void
 ge_gemm_pack_a16 (const void *a, GeDType dtype, int m, int k0, int k, gsize lda, float *ap)
 {
@@ -428,6 +586,32 @@ ge_gemm_packed (int m, int n, int k, const float *ap, const float *b, const int 
     float *c, int ldc, const float *bias, gboolean accumulate)
 {
   g_assert_not_reached ();
+}
+
+gboolean
+ge_gemm_bf16_available (void)
+{
+  return FALSE;
+}
+
+gsize
+ge_gemm_bf16_a_size (int m, int kp)
+{
+  return (gsize) ((m + GE_MR - 1) / GE_MR) * GE_MR * kp;
+}
+
+void
+ge_gemm_bf16 (int m, int n, int kp, const guint32 * ap, const guint32 * b, const int *boff,
+    float *c, int ldc, const float *bias, gboolean accumulate)
+{
+  g_assert_not_reached ();
+}
+
+void
+ge_bf16_pairs (const float *lo, const float *hi, int n, guint32 * dst)
+{
+  for (int i = 0; i < n; i++)
+    dst[i] = ge_bf16_pair (lo[i], hi ? hi[i] : 0.0f);
 }
 
 #endif

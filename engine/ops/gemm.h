@@ -73,4 +73,68 @@ void ge_gemm_packed16 (int m, int n, int k, const void *a, GeDType dtype, gsize 
 void ge_gemm_packed_bt16 (int m, int n, int k, const float *ap, const void *w, GeDType dtype,
     gsize ldw, float *c, int ldc, gboolean accumulate, float *bp);
 
+/* ---- bf16 (AVX512-BF16) ----------------------------------------------
+ *
+ * The same 8x32 tile with vdpbf16ps: each instruction multiplies pairs of
+ * bf16 numbers and adds both products into f32 accumulators, twice the
+ * multiply-adds of an f32 FMA.  Operands are pairs along K: a guint32 holds
+ * element 2p (low half) and 2p + 1 (high half) of a row of A or of a
+ * column of B, so B row p (a "pair row") is 2 x n bf16 numbers, columns
+ * interleaved.  Which two K indices form a pair is the caller's choice (the
+ * convolutions pair two input channels at the same tap, so that a pair row
+ * is a row of a channel-pair-interleaved input).  Products are exact in f32
+ * and sums are f32: the error is the rounding of the inputs to bf16 (8
+ * significant bits, relative 2^-8 each at most) plus f32 accumulation.
+ *
+ * Not bitwise anything: the f32 kernel above stays the reference. */
+
+/* TRUE when the CPU has AVX512-BF16 (with AVX512F/BW/VL) and neither
+ * GE_NO_AVX512 nor GE_NO_BF16 is set in the environment (the tests run the
+ * fallback that way). */
+gboolean ge_gemm_bf16_available (void);
+
+/* f32 -> bf16, rounding to nearest even, as vcvtne2ps2bf16 does:
+ * denormals flush to a signed zero, NaNs stay (quiet) NaNs. */
+static inline guint16
+ge_f32_to_bf16 (float f)
+{
+  guint32 u;
+  __builtin_memcpy (&u, &f, 4);
+  if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x7fffffu))
+    return (guint16) ((u >> 16) | 0x40);
+  if ((u & 0x7f800000u) == 0)
+    return (guint16) ((u >> 16) & 0x8000);
+  return (guint16) ((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+
+static inline float
+ge_bf16_to_f32 (guint16 h)
+{
+  const guint32 u = (guint32) h << 16;
+  float f;
+  __builtin_memcpy (&f, &u, 4);
+  return f;
+}
+
+/* A pair: @lo is element 2p, @hi element 2p + 1. */
+static inline guint32
+ge_bf16_pair (float lo, float hi)
+{
+  return ge_f32_to_bf16 (lo) | (guint32) ge_f32_to_bf16 (hi) << 16;
+}
+
+/* dst[i] = ge_bf16_pair (lo[i], hi ? hi[i] : 0) for i < n (vectorised where
+ * ge_gemm_bf16_available ()). */
+void ge_bf16_pairs (const float *lo, const float *hi, int n, guint32 * dst);
+
+/* guint32s for the packed A of m rows and @kp pairs: [m/MR][kp][MR]. */
+gsize ge_gemm_bf16_a_size (int m, int kp);
+
+/* C[m, n] = (accumulate ? C : 0) + bias + A * B over @kp pairs: ap packed
+ * as above (rows past m zero), pair row p of B at b + boff[p] (n pairs,
+ * read with masks), C f32 row-major (leading dimension ldc).  Only where
+ * ge_gemm_bf16_available (). */
+void ge_gemm_bf16 (int m, int n, int kp, const guint32 * ap, const guint32 * b,
+    const int *boff, float *c, int ldc, const float *bias, gboolean accumulate);
+
 G_END_DECLS

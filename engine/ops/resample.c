@@ -183,39 +183,51 @@ ge_avg_pool (GeCtx * ctx, const GeTensor * x, GeTensor * y, int k)
   ge_pool_run (ctx->pool, x->n * x->c, avg_task, &j);
 }
 
-/* y[n, c, h*r + i, w*r + j] = x[n, c*r*r + i*r + j, h, w] (or the reverse). */
+/* y[n, c, h*r + i, w*r + j] = x[n, c*r*r + i*r + j, h, w] (or the reverse),
+ * one low-resolution plane per task. */
+typedef struct {
+  const GeTensor *lo, *hi;
+  int r;
+  gboolean to_hi;
+} ShuffleJob;
+
 static void
-shuffle (const GeTensor * lo, const GeTensor * hi, int r, gboolean to_hi)
+shuffle_task (void *data, int t, int thread)
 {
-  for (int n = 0; n < hi->n; n++)
-    for (int c = 0; c < hi->c; c++)
-      for (int i = 0; i < r; i++)
-        for (int jj = 0; jj < r; jj++) {
-          const int cl = (c * r + i) * r + jj;
-          float *lp = lo->data + ((gsize) n * lo->c + cl) * lo->h * lo->w;
-          float *hp = hi->data + ((gsize) n * hi->c + c) * hi->h * hi->w;
-          for (int y = 0; y < lo->h; y++)
-            for (int x = 0; x < lo->w; x++) {
-              float *h = hp + (gsize) (y * r + i) * hi->w + x * r + jj;
-              float *l = lp + (gsize) y * lo->w + x;
-              if (to_hi)
-                *h = *l;
-              else
-                *l = *h;
-            }
-        }
+  const ShuffleJob *j = data;
+  const GeTensor *lo = j->lo, *hi = j->hi;
+  const int r = j->r, n = t / lo->c, cl = t % lo->c;
+  const int c = cl / (r * r), i = cl / r % r, jj = cl % r;
+  float *lp = lo->data + ((gsize) n * lo->c + cl) * lo->h * lo->w;
+  float *hp = hi->data + ((gsize) n * hi->c + c) * hi->h * hi->w;
+  for (int y = 0; y < lo->h; y++)
+    for (int x = 0; x < lo->w; x++) {
+      float *h = hp + (gsize) (y * r + i) * hi->w + x * r + jj;
+      float *l = lp + (gsize) y * lo->w + x;
+      if (j->to_hi)
+        *h = *l;
+      else
+        *l = *h;
+    }
+}
+
+static void
+shuffle (GeCtx * ctx, const GeTensor * lo, const GeTensor * hi, int r, gboolean to_hi)
+{
+  ShuffleJob j = { lo, hi, r, to_hi };
+  ge_pool_run (ctx->pool, lo->n * lo->c, shuffle_task, &j);
 }
 
 void
 ge_pixel_shuffle (GeCtx * ctx, const GeTensor * x, GeTensor * y, int r)
 {
   g_return_if_fail (x->c == y->c * r * r && y->h == x->h * r && y->w == x->w * r);
-  shuffle (x, y, r, TRUE);
+  shuffle (ctx, x, y, r, TRUE);
 }
 
 void
 ge_pixel_unshuffle (GeCtx * ctx, const GeTensor * x, GeTensor * y, int r)
 {
   g_return_if_fail (y->c == x->c * r * r && x->h == y->h * r && x->w == y->w * r);
-  shuffle (y, x, r, FALSE);
+  shuffle (ctx, y, x, r, FALSE);
 }

@@ -138,6 +138,13 @@ ge_img2img_set_n_threads (GeImg2Img * t, int n_threads)
   ge_ctx_set_n_threads (&t->ctx, n_threads);
 }
 
+GePrecision
+ge_img2img_set_precision (GeImg2Img * t, GePrecision precision)
+{
+  ge_ctx_set_precision (&t->ctx, t->mf, precision);
+  return ge_unet2d_set_precision (t->unet, precision);
+}
+
 void ge_img2img_set_num_steps (GeImg2Img * t, int steps) { t->steps = MAX (steps, 0); }
 void ge_img2img_set_seed (GeImg2Img * t, guint64 seed) { t->seed = seed; }
 void ge_img2img_set_strength (GeImg2Img * t, float strength) { t->strength = CLAMP (strength, 0.0f, 1.0f); }

@@ -270,6 +270,13 @@ ge_inpaint_set_n_threads (GeInpaint * ip, int n_threads)
   ge_ctx_set_n_threads (&ip->ctx, n_threads);
 }
 
+GePrecision
+ge_inpaint_set_precision (GeInpaint * ip, GePrecision precision)
+{
+  ge_ctx_set_precision (&ip->ctx, ip->mf, precision);
+  return ge_unet2d_set_precision (ip->unet, precision);
+}
+
 void
 ge_inpaint_set_num_steps (GeInpaint * ip, int steps)
 {

@@ -17,6 +17,7 @@
 #include "ge-rng.h"
 #include "ge-scheduler.h"
 #include "ge-unet2d.h"
+#include "ge-pool.h"
 #include "tiles.h"
 
 #include <math.h>
@@ -38,7 +39,17 @@ struct _GeSr {
   float *noise_cache;
   gsize noise_cache_len;
   guint64 noise_key[4];         /* seed, width, height, tiling */
+  GeSrTimes times;              /* of the last frame */
 };
+
+static inline double
+ms_since (gint64 *t)
+{
+  const gint64 now = g_get_monotonic_time ();
+  const double ms = (now - *t) / 1e3;
+  *t = now;
+  return ms;
+}
 
 GeSr *
 ge_sr_new (const char *path, GError ** error)
@@ -117,12 +128,20 @@ int ge_sr_scale (const GeSr * sr) { return sr->scale; }
 int ge_sr_default_steps (const GeSr * sr) { return sr->default_steps; }
 int ge_sr_min_size (const GeSr * sr) { return MAX (sr->multiple, 8); }
 guint ge_sr_n_allocs (const GeSr * sr) { return sr->last_allocs; }
+const GeSrTimes *ge_sr_last_times (const GeSr * sr) { return &sr->times; }
 
 void
 ge_sr_set_n_threads (GeSr * sr, int n_threads)
 {
   ge_unet2d_set_n_threads (sr->unet, n_threads);
   ge_ctx_set_n_threads (&sr->ctx, n_threads);
+}
+
+GePrecision
+ge_sr_set_precision (GeSr * sr, GePrecision precision)
+{
+  ge_ctx_set_precision (&sr->ctx, sr->mf, precision);
+  return ge_unet2d_set_precision (sr->unet, precision);
 }
 
 void
@@ -144,6 +163,89 @@ ge_sr_set_tiling (GeSr * sr, int tile_size, int tile_overlap)
   sr->tile_overlap = MAX (tile_overlap, 0);
 }
 
+/* ---- the passes around the U-Net, threaded (each is elementwise, so
+ * the result does not depend on the split) ------------------------------ */
+
+#define STEP_CHUNK 65536
+
+typedef struct {
+  const GeScheduler *sched;
+  int step;
+  const float *x0;
+  float *x;
+  gsize n;
+} StepJob;
+
+static void
+step_task (void *data, int t, int thread)
+{
+  const StepJob *j = data;
+  const gsize o = (gsize) t * STEP_CHUNK, len = MIN (STEP_CHUNK, j->n - o);
+  ge_scheduler_step (j->sched, j->step, j->x0 + o, j->x + o, len, 0.0f, FALSE, NULL, j->x + o,
+      NULL);
+}
+
+typedef struct {
+  const GeImageU8 *img;
+  GeTensor *t;
+  /* to 8 bits: out = u + r / residual_scale, r from res (pitch res_w) or
+   * acc / wsum */
+  const float *up, *res, *acc, *wsum;
+  int res_w, res_h;
+  float inv_rs;
+} ConvertJob;
+
+/* Row t of channel t / H of the 8-bit input as [-1, 1] floats. */
+static void
+to_float_task (void *data, int t, int thread)
+{
+  const ConvertJob *j = data;
+  const GeImageU8 *in = j->img;
+  const int H = j->t->h, W = j->t->w, c = t / H, y = t % H;
+  const int offs[3] = { in->r, in->g, in->b };
+  const guint8 *row = in->data + (gsize) y * in->stride + offs[c];
+  float *dst = j->t->data + ((gsize) c * H + y) * W;
+  for (int x = 0; x < W; x++)
+    dst[x] = ge_u8_to_unit (row[(gsize) x * in->pixel_stride]);
+}
+
+/* Output row t, every channel. */
+static void
+to_u8_task (void *data, int t, int thread)
+{
+  const ConvertJob *j = data;
+  const GeImageU8 *out = j->img;
+  const int Hs = out->height, Ws = out->width, y = t;
+  const int oo[3] = { out->r, out->g, out->b };
+  for (int c = 0; c < 3; c++) {
+    guint8 *row = out->data + (gsize) y * out->stride + oo[c];
+    const float *u = j->up + ((gsize) c * Hs + y) * Ws;
+    if (j->acc) {
+      const float *a = j->acc + ((gsize) c * Hs + y) * Ws, *w = j->wsum + (gsize) y * Ws;
+      for (int x = 0; x < Ws; x++)
+        row[(gsize) x * out->pixel_stride] = ge_unit_to_u8 (u[x] + a[x] / w[x] * j->inv_rs);
+    } else {
+      const float *r = j->res + ((gsize) c * j->res_h + y) * j->res_w;
+      for (int x = 0; x < Ws; x++)
+        row[(gsize) x * out->pixel_stride] = ge_unit_to_u8 (u[x] + r[x] * j->inv_rs);
+    }
+  }
+}
+
+/* TRUE when step @i returns x0 unchanged (DDIM's last step with
+ * x0-prediction and alpha 1: sqrt(alpha_prev) = 1, no direction term), told
+ * by two probes of the elementwise step: the frame's pass over every
+ * element is then skipped (it would only turn -0 into +0, which the 8-bit
+ * output does not see). */
+static gboolean
+last_step_is_x0 (const GeScheduler * sched, int i)
+{
+  const float m[2] = { 0.8125f, -1.375f }, x[2] = { 0.3125f, 2.5f };
+  float prev[2];
+  ge_scheduler_step (sched, i, m, x, 2, 0.0f, FALSE, NULL, prev, NULL);
+  return memcmp (prev, m, sizeof (m)) == 0;
+}
+
 /* ---- tiles ----------------------------------------------------------- */
 
 typedef struct {
@@ -158,6 +260,7 @@ run_tile (GeSr * sr, const GeTensor * lr, const Tile * t, float *x_in, float *x0
     float *noise, float *res, const float *cached, float *to_cache, GError ** error)
 {
   GeCtx *ctx = &sr->ctx;
+  gint64 clock = g_get_monotonic_time ();
   const int s = sr->scale, s2 = 3 * s * s;
   const gsize plane = (gsize) t->ph * t->pw;
   const int H = lr->h, W = lr->w, hs = t->ph * s, ws = t->pw * s;
@@ -170,6 +273,7 @@ run_tile (GeSr * sr, const GeTensor * lr, const Tile * t, float *x_in, float *x0
       for (int x = 0; x < t->pw; x++)
         dst[x] = src[MIN (t->x0 + x, W - 1)];
     }
+  sr->times.convert_ms += ms_since (&clock);
   /* x_T: the noise of HR pixel (c, Y, X) is element ((c << 16 | Y) << 16 | X)
    * of the seed's stream, wherever the tile starts. */
   GeTensor xt = { x_in, 1, s2, t->ph, t->pw };
@@ -185,18 +289,28 @@ run_tile (GeSr * sr, const GeTensor * lr, const Tile * t, float *x_in, float *x0
     ge_pixel_unshuffle (ctx, &nt, &xt, s);
     memcpy (to_cache, x_in, sizeof (float) * s2 * plane);
   }
+  sr->times.noise_ms += ms_since (&clock);
 
   const int n_steps = ge_scheduler_n_timesteps (sr->sched);
   const gsize n = (gsize) s2 * plane;
+  GeTensor out = xt;
   for (int i = 0; i < n_steps; i++) {
     const float ts = (float) ge_scheduler_timesteps (sr->sched)[i];
     if (!ge_unet2d_forward (sr->unet, x_in, 1, t->ph, t->pw, &ts, x0, error))
       return FALSE;
-    ge_scheduler_step (sr->sched, i, x0, x_in, n, 0.0f, FALSE, NULL, x_in, NULL);
+    sr->times.unet_ms += ms_since (&clock);
+    if (i == n_steps - 1 && last_step_is_x0 (sr->sched, i)) {
+      out.data = x0;            /* what the step would write, byte for byte after rounding */
+      break;
+    }
+    StepJob sj = { sr->sched, i, x0, x_in, n };
+    ge_pool_run (ctx->pool, (int) ((n + STEP_CHUNK - 1) / STEP_CHUNK), step_task, &sj);
+    sr->times.step_ms += ms_since (&clock);
   }
   /* With x0-prediction the last step returns x0 itself; x_in holds it. */
   GeTensor r = { res, 1, 3, hs, ws };
-  ge_pixel_shuffle (ctx, &xt, &r, s);
+  ge_pixel_shuffle (ctx, &out, &r, s);
+  sr->times.convert_ms += ms_since (&clock);
   return TRUE;
 }
 
@@ -220,17 +334,16 @@ ge_sr_process (GeSr * sr, const GeImageU8 * in, GeImageU8 * out, GError ** error
 
   GeCtx *ctx = &sr->ctx;
   const guint allocs0 = ge_arena_n_system_allocs (ctx->arena);
+  const gint64 start = g_get_monotonic_time ();
+  gint64 clock = start;
+  memset (&sr->times, 0, sizeof (sr->times));
   GeTensor lr = ge_tensor_new (ctx->arena, 1, 3, H, W);
-  const int offs[3] = { in->r, in->g, in->b };
-  for (int c = 0; c < 3; c++)
-    for (int y = 0; y < H; y++) {
-      const guint8 *row = in->data + (gsize) y * in->stride + offs[c];
-      float *dst = lr.data + ((gsize) c * H + y) * W;
-      for (int x = 0; x < W; x++)
-        dst[x] = ge_u8_to_unit (row[(gsize) x * in->pixel_stride]);
-    }
+  ConvertJob cin = { in, &lr };
+  ge_pool_run (ctx->pool, 3 * H, to_float_task, &cin);
+  sr->times.convert_ms += ms_since (&clock);
   GeTensor up = ge_tensor_new (ctx->arena, 1, 3, Hs, Ws);
   ge_upsample_bicubic (ctx, &lr, &up);
+  sr->times.bicubic_ms += ms_since (&clock);
 
   /* Tile grid: one tile unless tiling is on and the frame is bigger. */
   const int m = sr->multiple;
@@ -278,20 +391,12 @@ ge_sr_process (GeSr * sr, const GeImageU8 * in, GeImageU8 * out, GError ** error
           tw * s, th * s, sr->tile_overlap * s);
     }
 
+  clock = g_get_monotonic_time ();
   if (ok) {
-    const int oo[3] = { out->r, out->g, out->b };
-    const float inv_rs = 1.0f / sr->residual_scale;
-    for (int c = 0; c < 3; c++)
-      for (int y = 0; y < Hs; y++) {
-        guint8 *row = out->data + (gsize) y * out->stride + oo[c];
-        const float *u = up.data + ((gsize) c * Hs + y) * Ws;
-        for (int x = 0; x < Ws; x++) {
-          const float r = tiled
-              ? acc[((gsize) c * Hs + y) * Ws + x] / wsum[(gsize) y * Ws + x]
-              : res[((gsize) c * ph * s + y) * pw * s + x];
-          row[(gsize) x * out->pixel_stride] = ge_unit_to_u8 (u[x] + r * inv_rs);
-        }
-      }
+    ConvertJob cout = { out, NULL, up.data, res, tiled ? acc : NULL, wsum, pw * s, ph * s,
+      1.0f / sr->residual_scale
+    };
+    ge_pool_run (ctx->pool, Hs, to_u8_task, &cout);
     if (out->a >= 0) {
       /* Alpha is not the model's business: bilinear, or opaque. */
       GeTensor a = { lr.data, 1, 1, H, W }, au = { up.data, 1, 1, Hs, Ws };
@@ -311,6 +416,8 @@ ge_sr_process (GeSr * sr, const GeImageU8 * in, GeImageU8 * out, GError ** error
       }
     }
   }
+  sr->times.convert_ms += ms_since (&clock);
+  sr->times.total_ms = (g_get_monotonic_time () - start) / 1e3;
   if (!ok)                      /* a half-filled cache must not be reused */
     g_clear_pointer (&sr->noise_cache, g_free);
   ge_arena_reset (ctx->arena);

@@ -89,6 +89,12 @@ ge_vae_codec_set_n_threads (GeVaeCodec * c, int n_threads)
   ge_vae_set_n_threads (c->vae, n_threads);
 }
 
+GePrecision
+ge_vae_codec_set_precision (GeVaeCodec * c, GePrecision precision)
+{
+  return ge_vae_set_precision (c->vae, precision);
+}
+
 void
 ge_vae_codec_set_tiling (GeVaeCodec * c, int tile_size, int tile_overlap)
 {

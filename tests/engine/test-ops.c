@@ -469,6 +469,383 @@ test_conv2d_16bit (void)
   }
 }
 
+/* ---- bf16 ---------------------------------------------------------------- */
+
+/* The test's own bf16 rounding, from the definition: the nearest number
+ * with an 8-bit significand, ties to even (rint in the default rounding
+ * mode), in double; denormal inputs flush to zero as vcvtne2ps2bf16 does. */
+static float
+bf16_round (float f)
+{
+  if (f == 0 || isinf (f) || isnan (f))
+    return f;
+  if (fabsf (f) < FLT_MIN)
+    return copysignf (0.0f, f);
+  int e;
+  double m = frexp (f, &e);     /* |m| in [0.5, 1): 8 significant bits are m * 2^8 */
+  return (float) ldexp (rint (ldexp (m, 8)), e - 8);
+}
+
+/* Conversion: ge_f32_to_bf16 and the vectorised ge_bf16_pairs against
+ * bf16_round on random numbers of every magnitude and on the edge cases
+ * (ties both ways, the largest finite numbers rounding to infinity,
+ * denormals, infinities, NaNs). */
+static void
+test_bf16_convert (void)
+{
+  const int n = 4099;
+  float *lo = g_new (float, n), *hi = g_new (float, n);
+  guint32 *pairs = g_new (guint32, n);
+  static const guint32 edge[] = { 0x3f808000, 0x3f818000, 0x3f80ffff, 0x3f807fff, 0x7f7fffff,
+    0xff7fffff, 0x7f7f8000, 0x00000001, 0x807fffff, 0x00800000, 0x7f800000, 0xff800000,
+    0x7fc00001, 0x7f800001, 0x80000000, 0x3f800000, 0x40490fdb, 0xc0490fdb
+  };
+  for (int i = 0; i < n; i++) {
+    guint32 u = i < (int) G_N_ELEMENTS (edge) ? edge[i] : g_rand_int (rng);
+    memcpy (&lo[i], &u, 4);
+    hi[i] = (float) g_rand_double_range (rng, -1e3, 1e3);
+  }
+  for (int pass = 0; pass < 2; pass++) {
+    ge_bf16_pairs (lo, pass ? NULL : hi, n, pairs);
+    for (int i = 0; i < n; i++) {
+      const float want[2] = { bf16_round (lo[i]), pass ? 0.0f : bf16_round (hi[i]) };
+      const float got[2] = { ge_bf16_to_f32 (pairs[i] & 0xffff), ge_bf16_to_f32 (pairs[i] >> 16) };
+      const guint16 scalar = ge_f32_to_bf16 (lo[i]);
+      for (int e = 0; e < 2; e++) {
+        const gboolean same = isnan (want[e]) ? isnan (got[e])
+            : memcmp (&want[e], &got[e], 4) == 0;
+        if (!same) {
+          g_printerr ("bf16 of %.9g (0x%08x): got %.9g, want %.9g\n", e ? hi[i] : lo[i],
+              *(guint32 *) (e ? &hi[i] : &lo[i]), got[e], want[e]);
+          g_assert_not_reached ();
+        }
+      }
+      g_assert_cmpuint (scalar, ==, pairs[i] & 0xffff);
+    }
+  }
+  g_free (lo);
+  g_free (hi);
+  g_free (pairs);
+}
+
+/* The kernel: C = bias + A B over pairs of K against a double twin on the
+ * bf16 numbers it reads, K summed pair by pair in the kernel's order and
+ * in the reverse one (a compiler that reassociates either shows).  Sums
+ * are f32: the bound is the f32 accumulation bound (kp + 2) 2^-23 sum
+ * |a b| per element; every element is checked, under the release build
+ * CI runs. */
+static void
+test_bf16_gemm (void)
+{
+  if (!ge_gemm_bf16_available ()) {
+    g_test_skip ("no AVX512-BF16 on this CPU (or GE_NO_BF16 / GE_NO_AVX512 set)");
+    return;
+  }
+  for (int it = 0; it < 40; it++) {
+    const int m = ri (1, 29), n = ri (1, 100), kp = it < 4 ? ri (300, 700) : ri (1, 90);
+    const int ldb = n + ri (0, 5), ldc = n + ri (0, 3);
+    const gboolean acc = ri (0, 1), with_bias = ri (0, 1);
+    float *a = randn ((gsize) m * 2 * kp), *b = randn ((gsize) 2 * kp * n), *bias = randn (m);
+    float *c = randn ((gsize) m * ldc), *c0 = g_memdup2 (c, sizeof (float) * m * ldc);
+    guint32 *ap = g_new0 (guint32, ge_gemm_bf16_a_size (m, kp));
+    guint32 *bp = g_new0 (guint32, (gsize) kp * ldb + 64);
+    int *boff = g_new (int, kp);
+    /* B pair rows in a shuffled order, as tap tables address them */
+    for (int p = 0; p < kp; p++)
+      boff[p] = p * ldb;
+    for (int p = kp - 1; p > 0; p--) {
+      const int q = ri (0, p), t = boff[p];
+      boff[p] = boff[q];
+      boff[q] = t;
+    }
+    for (int i = 0; i < m; i++)
+      for (int p = 0; p < kp; p++)
+        ap[((gsize) (i / GE_MR) * kp + p) * GE_MR + i % GE_MR] =
+            ge_bf16_pair (a[(gsize) i * 2 * kp + 2 * p], a[(gsize) i * 2 * kp + 2 * p + 1]);
+    for (int p = 0; p < kp; p++)
+      for (int j = 0; j < n; j++)
+        bp[boff[p] + j] = ge_bf16_pair (b[(gsize) 2 * p * n + j], b[(gsize) (2 * p + 1) * n + j]);
+    ge_gemm_bf16 (m, n, kp, ap, bp, boff, c, ldc, with_bias ? bias : NULL, acc);
+    for (int i = 0; i < m; i++)
+      for (int j = 0; j < n; j++) {
+        double fwd = 0, rev = 0, mag = 0;
+        for (int k = 0; k < 2 * kp; k++) {
+          const double v = (double) bf16_round (a[(gsize) i * 2 * kp + k])
+              * bf16_round (b[(gsize) k * n + j]);
+          fwd = fwd + v;
+          mag += fabs (v);
+        }
+        for (int k = 2 * kp - 1; k >= 0; k--)
+          rev = rev + (double) bf16_round (a[(gsize) i * 2 * kp + k])
+              * bf16_round (b[(gsize) k * n + j]);
+        const double base = (with_bias ? bias[i] : 0) + (acc ? c0[(gsize) i * ldc + j] : 0);
+        const double got = c[(gsize) i * ldc + j];
+        const double bound = (kp + 2) * 0x1p-23 * (mag + fabs (base)) + 1e-30;
+        if (fabs (got - (base + fwd)) > bound || fabs (fwd - rev) > 1e-9 * (mag + 1)) {
+          g_printerr ("bf16 gemm m%d n%d kp%d [%d,%d]: %.9g, twin %.9g (reverse %.9g), bound %.3g\n",
+              m, n, kp, i, j, got, base + fwd, base + rev, bound);
+          g_assert_not_reached ();
+        }
+      }
+    for (int i = 0; i < m; i++)     /* nothing past column n */
+      for (int j = n; j < ldc; j++)
+        g_assert_true (memcmp (&c[(gsize) i * ldc + j], &c0[(gsize) i * ldc + j], 4) == 0);
+    g_free (a);
+    g_free (b);
+    g_free (bias);
+    g_free (c);
+    g_free (c0);
+    g_free (ap);
+    g_free (bp);
+    g_free (boff);
+  }
+}
+
+/* A bf16 conv against two twins in double: on the bf16-rounded input and
+ * weights (exact where the conv's input is x itself or upsampled: the
+ * rounding is then the same number; only f32 accumulation differs, bound
+ * (K + 4) 2^-23 sum |x w| per element), and on the f32 numbers, within the
+ * bf16 bound: each input and weight off by at most 2^-8 relative (8
+ * significant bits, round to nearest), so each product by 2^-7 + 2^-16,
+ * plus the f32 one, and 2e-4 for the input transform (the bf16 path's
+ * SiLU is good to 1e-4 relative: its result is rounded to 8 bits next).
+ * Every output element has its own bound from its sum |x w|.
+ * @wdtype: the weights as F32 (packed for the bf16 kernel when @packed)
+ * or as 16-bit numbers. */
+static void
+check_conv2d_bf16 (GeConv2d * p, int n, int h, int w, const GeConvInput * in,
+    gboolean accumulate, GeDType wdtype, gboolean packed)
+{
+  int oh, ow;
+  if (accumulate)
+    in = NULL;                  /* ge_conv2d_accumulate takes none */
+  const int up = in && in->upsample > 1 ? in->upsample : 1;
+  ge_conv2d_out_size (p, h * up, w * up, &oh, &ow);
+  if (oh <= 0 || ow <= 0)
+    return;
+  const int cin = p->in_channels, cout = p->out_channels, T = p->kh * p->kw;
+  const gsize wn = (gsize) cout * cin * T;
+  guint8 *raw = NULL;
+  float *wq, *b = randn (cout);
+  const void *w16 = NULL;
+  if (wdtype == GE_DTYPE_F32)
+    wq = randn (wn);
+  else
+    w16 = rand16 (wn, wdtype, &raw, &wq);
+  GeConv2d q = *p;
+  q.weight = w16 ? NULL : wq;
+  q.weight16 = w16;
+  q.dtype16 = wdtype;
+  q.bias = ri (0, 1) ? b : NULL;
+  q.packed = NULL;
+  q.packed_bf16 = NULL;
+  guint32 *pk = NULL;
+  if (packed && ge_conv2d_packed_bf16_size (&q)) {
+    pk = g_new (guint32, ge_conv2d_packed_bf16_size (&q));
+    ge_conv2d_pack_bf16 (&q, pk);
+  }
+  GeTensor x = { randn ((gsize) n * cin * h * w), n, cin, h, w };
+  /* the conv's real input, materialised in f32 as the engine computes it */
+  GeTensor xm = { g_new (float, (gsize) n * cin * h * up * w * up), n, cin, h * up, w * up };
+  for (int bc = 0; bc < n * cin; bc++)
+    for (int yy = 0; yy < h * up; yy++)
+      for (int xx = 0; xx < w * up; xx++) {
+        double v = x.data[((gsize) bc * h + yy / up) * w + xx / up];
+        if (in)
+          v = act_ref (v * (in->scale ? in->scale[bc] : 1) + (in->shift ? in->shift[bc] : 0),
+              in->act, 0);
+        xm.data[((gsize) bc * h * up + yy) * w * up + xx] = (float) v;
+      }
+  const gboolean exact_input = !in || (!in->scale && !in->shift && in->act == GE_ACT_NONE);
+  const gsize ny = (gsize) n * cout * oh * ow;
+  GeTensor y = { randn (ny), n, cout, oh, ow };
+  float *y0 = g_memdup2 (y.data, sizeof (float) * ny);
+  ctx.precision = GE_PRECISION_BF16;
+  if (accumulate)
+    ge_conv2d_accumulate (&ctx, &q, &x, &y);
+  else
+    ge_conv2d_ex (&ctx, &q, &x, in, &y);
+  ctx.precision = GE_PRECISION_F32;
+  char *what = g_strdup_printf ("bf16 conv2d n%d %dx%d %d->%d k%dx%d s%d p%d,%d,%d,%d up%d%s%s w%s%s",
+      n, h, w, cin, cout, p->kh, p->kw, p->stride_h, p->pad_top, p->pad_left, p->pad_bottom,
+      p->pad_right, up, in && in->act ? " silu" : "", accumulate ? " accumulate" : "",
+      wdtype == GE_DTYPE_F32 ? "f32" : wdtype == GE_DTYPE_F16 ? "f16" : "bf16",
+      pk ? " packed" : "");
+  double se = 0, sr = 0;
+  for (int nn = 0; nn < n; nn++)
+    for (int co = 0; co < cout; co++)
+      for (int oy = 0; oy < oh; oy++)
+        for (int ox = 0; ox < ow; ox++) {
+          double s = 0, sq = 0, mag = 0;
+          for (int ci = 0; ci < cin; ci++)
+            for (int ky = 0; ky < p->kh; ky++)
+              for (int kx = 0; kx < p->kw; kx++) {
+                const int iy = oy * p->stride_h - p->pad_top + ky, ix = ox * p->stride_w - p->pad_left + kx;
+                if (iy < 0 || iy >= h * up || ix < 0 || ix >= w * up)
+                  continue;
+                const float xv = xm.data[(((gsize) nn * cin + ci) * h * up + iy) * w * up + ix];
+                const float wv = wq[((gsize) co * cin + ci) * T + ky * p->kw + kx];
+                s += (double) xv * wv;
+                sq += (double) bf16_round (xv) * bf16_round (wv);
+                mag += fabs ((double) xv * wv);
+              }
+          const gsize i = (((gsize) nn * cout + co) * oh + oy) * ow + ox;
+          const double base = (q.bias ? q.bias[co] : 0) + (accumulate ? y0[i] : 0);
+          const double acc_bound = (cin * T + 4) * 0x1p-23 * (mag + fabs (base)) + 1e-30;
+          const double got = y.data[i];
+          g_assert_false (isnan (got));
+          gboolean bad = fabs (got - (base + s)) > (0x1p-7 + 0x1p-16 + 2e-4) * mag + acc_bound;
+          if (exact_input && ge_gemm_bf16_available ())
+            bad |= fabs (got - (base + sq)) > acc_bound;
+          if (bad) {
+            g_printerr ("%s: [%d,%d,%d,%d] %.9g, twin %.9g, on bf16 numbers %.9g, sum |xw| %.3g\n",
+                what, nn, co, oy, ox, got, base + s, base + sq, mag);
+            g_assert_not_reached ();
+          }
+          se += (got - (base + s)) * (got - (base + s));
+          sr += (base + s) * (base + s);
+        }
+  if (ge_gemm_bf16_available ()) {
+    /* the bf16 path did run: errors of bf16's size (NMSE ~ 1e-6), not f32's */
+    if (ny * cin * T > 5000)
+      g_assert_cmpfloat (se, >, 1e-10 * sr);
+  } else {
+    /* the fallback: bitwise the f32 path */
+    GeTensor yf = { g_memdup2 (y0, sizeof (float) * ny), n, cout, oh, ow };
+    if (accumulate)
+      ge_conv2d_accumulate (&ctx, &q, &x, &yf);
+    else
+      ge_conv2d_ex (&ctx, &q, &x, in, &yf);
+    g_assert_true (memcmp (yf.data, y.data, sizeof (float) * ny) == 0);
+    g_free (yf.data);
+  }
+  g_free (what);
+  g_free (pk);
+  g_free (raw);
+  g_free (wq);
+  g_free (b);
+  g_free (x.data);
+  g_free (xm.data);
+  g_free (y.data);
+  g_free (y0);
+}
+
+static void
+test_conv2d_bf16 (void)
+{
+  for (int threads = 1; threads <= 3; threads += 2) {
+    set_threads (threads);
+    /* random shapes: ring (wide rows), copy mode (narrow rows, upsampling),
+     * strides 1-3, odd channel counts (a zero partner channel) */
+    for (int it = 0; it < 40; it++) {
+      const int s = ri (1, 3);
+      GeConv2d p = {
+        .in_channels = ri (1, 11), .out_channels = ri (1, 19), .kh = ri (1, 4), .kw = ri (1, 4),
+        .stride_h = s, .stride_w = s, .pad_top = ri (0, 2), .pad_left = ri (0, 2),
+        .pad_bottom = ri (0, 2), .pad_right = ri (0, 2), .dil_h = 1, .dil_w = 1, .groups = 1,
+      };
+      const int n = ri (1, 2), h = ri (1, 15), w = it % 2 ? ri (60, 140) : ri (1, 40);
+      float *scale = randn ((gsize) n * p.in_channels), *shift = randn ((gsize) n * p.in_channels);
+      GeConvInput in = { it % 3 ? scale : NULL, it % 3 ? shift : NULL,
+        it % 3 == 1 ? GE_ACT_SILU : GE_ACT_NONE, it % 4 == 3 ? 2 : 1 };
+      check_conv2d_bf16 (&p, n, h, w, it % 5 ? &in : NULL, it % 7 == 3,
+          it % 6 == 5 ? GE_DTYPE_BF16 : it % 6 == 4 ? GE_DTYPE_F16 : GE_DTYPE_F32, it % 2);
+      g_free (scale);
+      g_free (shift);
+    }
+    /* the models' shapes: several bands and channel splits, K over one
+     * slice (kp > 256), 1x1, the downsamplers, narrow rows */
+    GeConv2d a = ge_conv2d_params (64, 48, 3, 1, 1, NULL, NULL);
+    check_conv2d_bf16 (&a, 1, 21, 67, NULL, FALSE, GE_DTYPE_F32, TRUE);
+    check_conv2d_bf16 (&a, 1, 21, 67, NULL, TRUE, GE_DTYPE_F32, FALSE);
+    GeConv2d b = ge_conv2d_params (96, 40, 1, 1, 0, NULL, NULL);
+    check_conv2d_bf16 (&b, 2, 12, 37, NULL, FALSE, GE_DTYPE_F32, TRUE);
+    check_conv2d_bf16 (&b, 1, 8, 8, NULL, TRUE, GE_DTYPE_F32, TRUE);
+    GeConv2d c = ge_conv2d_params (24, 40, 3, 2, 0, NULL, NULL);
+    c.pad_bottom = c.pad_right = 1;
+    check_conv2d_bf16 (&c, 2, 25, 191, NULL, FALSE, GE_DTYPE_F32, TRUE);
+    check_conv2d_bf16 (&c, 1, 16, 16, NULL, FALSE, GE_DTYPE_F32, TRUE);
+    GeConv2d d = ge_conv2d_params (200, 24, 3, 1, 1, NULL, NULL);
+    check_conv2d_bf16 (&d, 1, 6, 40, NULL, FALSE, GE_DTYPE_BF16, FALSE);
+    check_conv2d_bf16 (&d, 1, 4, 4, NULL, FALSE, GE_DTYPE_F32, TRUE);
+    float *scale = randn (2 * 33), *shift = randn (2 * 33);
+    GeConvInput in = { scale, shift, GE_ACT_SILU, 1 };
+    GeConv2d e = ge_conv2d_params (33, 16, 3, 1, 1, NULL, NULL);
+    check_conv2d_bf16 (&e, 2, 19, 130, &in, FALSE, GE_DTYPE_F32, TRUE);
+    in.upsample = 2;
+    check_conv2d_bf16 (&e, 1, 5, 33, &in, FALSE, GE_DTYPE_F16, FALSE);
+    g_free (scale);
+    g_free (shift);
+  }
+}
+
+/* ge_conv2d_phase2x in bf16 against the naive conv on the bf16 numbers
+ * (its input is x itself: the rounding is the same number). */
+static void
+test_conv2d_phase2x_bf16 (void)
+{
+  static const struct { int n, c, h, w; } shapes[] = {
+    { 1, 16, 9, 64 }, { 2, 23, 5, 96 }, { 1, 40, 3, 32 }, { 2, 8, 7, 16 }, { 1, 12, 4, 5 },
+  };
+  for (int threads = 1; threads <= 3; threads += 2) {
+    set_threads (threads);
+    for (guint s = 0; s < G_N_ELEMENTS (shapes); s++) {
+      const int n = shapes[s].n, c = shapes[s].c, h = shapes[s].h, w = shapes[s].w;
+      GeConv2d ph[4];
+      float *b = randn (c);
+      guint32 *pk[4] = { NULL };
+      GeTensor x = { randn ((gsize) n * c * h * w), n, c, h, w };
+      GeTensor xq = { g_new (float, (gsize) n * c * h * w), n, c, h, w };
+      for (gsize i = 0; i < (gsize) n * c * h * w; i++)
+        xq.data[i] = bf16_round (x.data[i]);
+      for (int i = 0; i < 4; i++) {
+        ph[i] = ge_conv2d_params (c, c, 2, 1, 0, randn ((gsize) c * c * 4), b);
+        ph[i].pad_top = 1 - i / 2;
+        ph[i].pad_bottom = i / 2;
+        ph[i].pad_left = 1 - i % 2;
+        ph[i].pad_right = i % 2;
+        if (ge_conv2d_packed_bf16_size (&ph[i])) {
+          pk[i] = g_new (guint32, ge_conv2d_packed_bf16_size (&ph[i]));
+          ge_conv2d_pack_bf16 (&ph[i], pk[i]);
+        }
+      }
+      GeTensor y = { g_new (float, (gsize) n * c * 4 * h * w), n, c, 2 * h, 2 * w };
+      const gsize ny = ge_tensor_numel (&y);
+      double *ref = g_new (double, ny), *one = g_new (double, (gsize) n * c * h * w);
+      for (int i = 0; i < 4; i++) {
+        GeConv2d pq = ph[i];
+        float *wq = g_new (float, (gsize) c * c * 4);
+        for (gsize k = 0; k < (gsize) c * c * 4; k++)
+          wq[k] = ge_gemm_bf16_available () ? bf16_round (ph[i].weight[k]) : ph[i].weight[k];
+        pq.weight = wq;
+        conv2d_naive (&pq, ge_gemm_bf16_available () ? &xq : &x, h, w, one);
+        g_free (wq);
+        for (gsize nc = 0; nc < (gsize) n * c; nc++)
+          for (int yy = 0; yy < h; yy++)
+            for (int xx = 0; xx < w; xx++)
+              ref[(nc * 2 * h + 2 * yy + i / 2) * 2 * w + 2 * xx + i % 2] = one[(nc * h + yy) * w + xx];
+      }
+      memset (y.data, 0xff, sizeof (float) * ny);     /* NaNs */
+      ctx.precision = GE_PRECISION_BF16;
+      ge_conv2d_phase2x (&ctx, ph, &x, &y);
+      ctx.precision = GE_PRECISION_F32;
+      char *what = g_strdup_printf ("bf16 phase2x n%d c%d %dx%d", n, c, h, w);
+      assert_close (what, y.data, ref, ny, 1e-5);
+      g_free (what);
+      for (int i = 0; i < 4; i++) {
+        g_free ((float *) ph[i].weight);
+        g_free (pk[i]);
+      }
+      g_free (b);
+      g_free (x.data);
+      g_free (xq.data);
+      g_free (y.data);
+      g_free (ref);
+      g_free (one);
+    }
+  }
+}
+
 static void
 test_conv1d (void)
 {
@@ -1036,6 +1413,84 @@ test_attention (void)
   }
 }
 
+/* bf16 attention (ctx precision) against a double twin on the numbers the
+ * kernels read: Q and scale K rounded to bf16, the softmax in double, its
+ * weights and V rounded to bf16.  The engine's scores are f32 sums and its
+ * exp is good to 5e-5 (its weights are rounded to 8 bits next), so a
+ * weight may round to the neighbouring bf16 number: bound 2^-7 + 1e-4
+ * times sum |w v| per output, plus the f32 sums.  Against exact attention (moderate
+ * scores) the NMSE is of bf16's size. */
+static void
+test_attention_bf16 (void)
+{
+  const gboolean on = ge_gemm_bf16_available ();
+  for (int threads = 1; threads <= 3; threads += 2) {
+    set_threads (threads);
+    for (int it = 0; it < 8; it++) {
+      const gboolean cross = it >= 4;
+      const int heads = ri (1, 3), d = ri (1, 17), T = it == 0 ? 700 : ri (1, 300);
+      const int Tk = cross ? (it == 4 ? 77 : it == 5 ? 1 : ri (1, 300)) : T;
+      const gsize n = (gsize) heads * d * T, nk = (gsize) heads * d * Tk;
+      float *q = randn (n), *k = randn (nk), *v = randn (nk), *o = g_new (float, n);
+      const float gain = it % 2 ? 30.0f : 2.0f;
+      for (gsize i = 0; i < n; i++)
+        q[i] *= gain;
+      const float scale = 1.0f / sqrtf ((float) d);
+      ctx.precision = GE_PRECISION_BF16;
+      ge_cross_attention (&ctx, q, T, k, v, Tk, o, heads, d, scale);
+      ctx.precision = GE_PRECISION_F32;
+      double *s = g_new (double, Tk), *se = g_new (double, Tk), err = 0, ref2 = 0;
+      for (int hh = 0; hh < heads; hh++)
+        for (int i = 0; i < T; i++) {
+          double m = -INFINITY, me = -INFINITY, sum = 0, sume = 0;
+          for (int j = 0; j < Tk; j++) {
+            double dot = 0, dote = 0;
+            for (int c = 0; c < d; c++) {
+              const float qv = q[((gsize) hh * d + c) * T + i], kv = k[((gsize) hh * d + c) * Tk + j];
+              dot += on ? (double) bf16_round (qv) * bf16_round (scale * kv) : (double) qv * (scale * kv);
+              dote += (double) qv * kv * scale;
+            }
+            s[j] = dot;
+            se[j] = dote;
+            m = fmax (m, s[j]);
+            me = fmax (me, se[j]);
+          }
+          for (int j = 0; j < Tk; j++) {
+            sum += (s[j] = exp (s[j] - m));
+            sume += (se[j] = exp (se[j] - me));
+          }
+          for (int c = 0; c < d; c++) {
+            double acc = 0, mag = 0, exact = 0;
+            for (int j = 0; j < Tk; j++) {
+              const float vv = v[((gsize) hh * d + c) * Tk + j];
+              const double w = on ? bf16_round ((float) (s[j] / sum)) : s[j] / sum;
+              acc += w * (on ? bf16_round (vv) : vv);
+              mag += fabs (s[j] / sum * vv);
+              exact += se[j] / sume * vv;
+            }
+            const double got = o[((gsize) hh * d + c) * T + i];
+            g_assert_false (isnan (got));
+            if (fabs (got - acc) > (0x1p-7 + 1e-4 + (d + Tk + 4) * 0x1p-22) * mag + 1e-30) {
+              g_printerr ("bf16 attention h%d d%d T%d Tk%d [%d,%d,%d]: %.9g, twin %.9g, sum |wv| %.3g\n",
+                  heads, d, T, Tk, hh, c, i, got, acc, mag);
+              g_assert_not_reached ();
+            }
+            err += (got - exact) * (got - exact);
+            ref2 += exact * exact;
+          }
+        }
+      if (gain < 10)
+        g_assert_cmpfloat (err, <=, 1e-4 * ref2 + 1e-30);
+      g_free (q);
+      g_free (k);
+      g_free (v);
+      g_free (o);
+      g_free (s);
+      g_free (se);
+    }
+  }
+}
+
 /* Token-major attention with an additive mask: batches, cross-attention
  * (tq != tk), no mask, one shared mask, and per-sequence causal + padding
  * masks built as transformers builds them (-FLT_MAX added, -inf where two
@@ -1222,6 +1677,10 @@ main (int argc, char **argv)
   g_test_add_func ("/ops/conv2d/input-transform", test_conv2d_input_transform);
   g_test_add_func ("/ops/conv2d/phase2x", test_conv2d_phase2x);
   g_test_add_func ("/ops/conv2d/16-bit-weights", test_conv2d_16bit);
+  g_test_add_func ("/ops/bf16/convert", test_bf16_convert);
+  g_test_add_func ("/ops/bf16/gemm", test_bf16_gemm);
+  g_test_add_func ("/ops/bf16/conv2d", test_conv2d_bf16);
+  g_test_add_func ("/ops/bf16/phase2x", test_conv2d_phase2x_bf16);
   g_test_add_func ("/ops/conv1d", test_conv1d);
   g_test_add_func ("/ops/conv-transpose2d", test_conv_transpose2d);
   g_test_add_func ("/ops/linear", test_linear);
@@ -1236,6 +1695,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ops/resample-golden", test_resample_golden);
   g_test_add_func ("/ops/pixel-shuffle", test_pixel_shuffle);
   g_test_add_func ("/ops/attention", test_attention);
+  g_test_add_func ("/ops/bf16/attention", test_attention_bf16);
   g_test_add_func ("/ops/attention-masked", test_attention_masked);
   g_test_add_func ("/ops/timestep-embedding", test_timestep_embedding);
   g_test_add_func ("/arena/plans-once", test_arena_plans_once);

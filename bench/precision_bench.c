@@ -1,0 +1,200 @@
+/* precision_bench: each element's default model through the engine call
+ * the element makes per frame, in f32 and in bf16, the precisions taking
+ * turns within each round; 1 and 2 threads; medians of frames per round,
+ * printed per round as JSON.
+ *
+ *   precision_bench [--rounds 5] [--frames 5] [--warmup 1] [--models DIR]
+ *
+ * The frames are those of the speed benches: diffusionsr 640x360 -> x2
+ * (bench/sr_speed.py), diffusioninpaint a 1280x720 frame with a 160x90
+ * mask at (1080, 30) (bench/inpaint_speed.py), vaeencode and vaedecode
+ * 1280x720 (bench/vae_speed.py), diffusionimg2img 640x360 (no speed bench
+ * of its own).  Pictures are synthetic: the time does not depend on them,
+ * except inpainting's, whose box comes from the mask only.
+ */
+#include "ge-img2img.h"
+#include "ge-inpaint.h"
+#include "ge-sr.h"
+#include "ge-vae-codec.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int
+cmp_double (const void *a, const void *b)
+{
+  double x = *(const double *) a, y = *(const double *) b;
+  return x < y ? -1 : x > y;
+}
+
+static double
+median (double *v, int n)
+{
+  qsort (v, n, sizeof (double), cmp_double);
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static GeImageU8
+picture (int w, int h)
+{
+  GeImageU8 im = { g_malloc ((gsize) w * h * 3), w, h, w * 3, 3, 0, 1, 2, -1 };
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++)
+      for (int c = 0; c < 3; c++)
+        im.data[(gsize) y * im.stride + x * 3 + c] =
+            (guint8) ((x * (c + 1) + y * 2 + ((x * 7 + y * 13) % 17) * 3) & 255);
+  return im;
+}
+
+typedef struct {
+  const char *name;
+  gpointer model;
+  GeImageU8 in, out, work;
+  guint8 *mask;
+  float *latent;
+  int lw, lh;
+} Task;
+
+static void
+fail (GError * err)
+{
+  fprintf (stderr, "%s\n", err->message);
+  exit (1);
+}
+
+static GePrecision
+set (Task * t, int threads, GePrecision p)
+{
+  if (!strcmp (t->name, "diffusionsr")) {
+    ge_sr_set_n_threads (t->model, threads);
+    return ge_sr_set_precision (t->model, p);
+  }
+  if (!strcmp (t->name, "diffusioninpaint")) {
+    ge_inpaint_set_n_threads (t->model, threads);
+    return ge_inpaint_set_precision (t->model, p);
+  }
+  if (!strcmp (t->name, "diffusionimg2img")) {
+    ge_img2img_set_n_threads (t->model, threads);
+    return ge_img2img_set_precision (t->model, p);
+  }
+  ge_vae_codec_set_n_threads (t->model, threads);
+  return ge_vae_codec_set_precision (t->model, p);
+}
+
+/* One frame, ms. */
+static double
+frame (Task * t)
+{
+  GError *err = NULL;
+  gboolean ok;
+  const gint64 t0 = g_get_monotonic_time ();
+  if (!strcmp (t->name, "diffusionsr"))
+    ok = ge_sr_process (t->model, &t->in, &t->out, &err);
+  else if (!strcmp (t->name, "diffusioninpaint")) {
+    /* in place, on a picture scrolled by 4 pixels a frame as in
+     * inpaint_speed.py: no box of the frame before can be reused */
+    static int k;
+    const int w = t->in.width, sh = 4 * (++k) % w;
+    for (int y = 0; y < t->in.height; y++) {
+      guint8 *d = t->work.data + (gsize) y * t->in.stride;
+      const guint8 *src = t->in.data + (gsize) y * t->in.stride;
+      memcpy (d, src + 3 * sh, 3 * (gsize) (w - sh));
+      memcpy (d + 3 * (gsize) (w - sh), src, 3 * (gsize) sh);
+    }
+    ok = ge_inpaint_process (t->model, &t->work, t->mask, t->in.width, &err);
+  } else if (!strcmp (t->name, "diffusionimg2img"))
+    ok = ge_img2img_process (t->model, &t->in, &t->out, &err);
+  else if (!strcmp (t->name, "vaeencode"))
+    ok = ge_vae_codec_encode (t->model, &t->in, t->latent, &err);
+  else
+    ok = ge_vae_codec_decode (t->model, t->latent, t->lw, t->lh, &t->out, &err);
+  if (!ok)
+    fail (err);
+  return (g_get_monotonic_time () - t0) / 1e3;
+}
+
+int
+main (int argc, char **argv)
+{
+  int rounds = 5, frames = 5, warmup = 1;
+  const char *dir = "models", *only = NULL;
+  for (int i = 1; i + 1 < argc; i++) {
+    if (!strcmp (argv[i], "--rounds"))
+      rounds = atoi (argv[++i]);
+    else if (!strcmp (argv[i], "--frames"))
+      frames = atoi (argv[++i]);
+    else if (!strcmp (argv[i], "--warmup"))
+      warmup = atoi (argv[++i]);
+    else if (!strcmp (argv[i], "--models"))
+      dir = argv[++i];
+    else if (!strcmp (argv[i], "--only"))
+      only = argv[++i];
+  }
+  GError *err = NULL;
+  Task tasks[5] = { {"diffusionsr"}, {"diffusioninpaint"}, {"diffusionimg2img"}, {"vaeencode"},
+  {"vaedecode"}
+  };
+  char *p;
+  p = g_build_filename (dir, "sr", "diffusionsr-x2.safetensors", NULL);
+  if (!(tasks[0].model = ge_sr_new (p, &err)))
+    fail (err);
+  g_free (p);
+  tasks[0].in = picture (640, 360);
+  tasks[0].out = picture (1280, 720);
+  p = g_build_filename (dir, "inpaint", "diffusioninpaint.safetensors", NULL);
+  if (!(tasks[1].model = ge_inpaint_new (p, &err)))
+    fail (err);
+  g_free (p);
+  tasks[1].in = picture (1280, 720);
+  tasks[1].work = picture (1280, 720);
+  tasks[1].mask = g_malloc0 (1280 * 720);
+  for (int y = 30; y < 30 + 90; y++)
+    memset (tasks[1].mask + y * 1280 + 1080, 255, 160);
+  p = g_build_filename (dir, "img2img", "diffusionimg2img.safetensors", NULL);
+  if (!(tasks[2].model = ge_img2img_new (p, &err)))
+    fail (err);
+  g_free (p);
+  tasks[2].in = picture (640, 360);
+  tasks[2].out = picture (640, 360);
+  p = g_build_filename (dir, "vae", "vae.safetensors", NULL);
+  if (!(tasks[3].model = ge_vae_codec_new (p, &err)))
+    fail (err);
+  g_free (p);
+  tasks[4].model = tasks[3].model;
+  const int f = ge_vae_codec_factor (tasks[3].model), lc = ge_vae_codec_latent_channels (tasks[3].model);
+  for (int i = 3; i < 5; i++) {
+    tasks[i].in = picture (1280, 720);
+    tasks[i].out = picture (1280, 720);
+    tasks[i].lw = 1280 / f;
+    tasks[i].lh = 720 / f;
+  }
+  tasks[3].latent = tasks[4].latent = g_new0 (float, (gsize) lc * tasks[3].lw * tasks[3].lh);
+  frame (&tasks[3]);            /* a real latent to decode */
+
+  const GePrecision prec[2] = { GE_PRECISION_F32, GE_PRECISION_BF16 };
+  double *ms = g_new (double, frames);
+  printf ("{\"rounds\": %d, \"frames\": %d, \"warmup\": %d, \"results\": [", rounds, frames, warmup);
+  gboolean first = TRUE;
+  for (int r = 0; r < rounds; r++)
+    for (int ti = 0; ti < 5; ti++) {
+      if (only && !strstr (only, tasks[ti].name))
+        continue;
+      for (int threads = 1; threads <= 2; threads++)
+        for (int pi = 0; pi < 2; pi++) {
+          const GePrecision runs = set (&tasks[ti], threads, prec[pi]);
+          for (int k = 0; k < warmup + frames; k++) {
+            const double t = frame (&tasks[ti]);
+            if (k >= warmup)
+              ms[k - warmup] = t;
+          }
+          printf ("%s\n {\"round\": %d, \"element\": \"%s\", \"threads\": %d, \"precision\": \"%s\", "
+              "\"runs_as\": \"%s\", \"median_ms\": %.2f}", first ? "" : ",", r, tasks[ti].name,
+              threads, ge_precision_name (prec[pi]), ge_precision_name (runs), median (ms, frames));
+          first = FALSE;
+          fflush (stdout);
+        }
+    }
+  printf ("\n]}\n");
+  return 0;
+}
