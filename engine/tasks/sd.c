@@ -614,6 +614,25 @@ encode_image (GeSd * sd, const float *x, int h, int w, const char *what,
   return ok;
 }
 
+/* The image's latents as the img2img and inpainting pipelines prepare
+ * them: a posterior sample (the "image_latents" draw) times the scaling
+ * factor; arena memory. */
+static float *
+image_latents (GeSd * sd, const float *img, int h, int w, GeSdNoiseFunc noise,
+    void *noise_data, GError ** error)
+{
+  const int f = ge_vae_downsample_factor (sd->vae), lc = ge_vae_latent_channels (sd->vae);
+  const gsize ln = (gsize) lc * (h / f) * (w / f);
+  const float sf = (float) ge_vae_scaling_factor (sd->vae);
+  float *z = ge_arena_alloc (sd->work, ln);
+  if (!encode_image (sd, img, h, w, "image_latents", noise, noise_data, FALSE, z, error))
+    return NULL;
+  for (gsize k = 0; k < ln; k++)
+    z[k] *= sf;
+  tap (sd, "image_latents", z, 1, lc, h / f, w / f);
+  return z;
+}
+
 static gboolean
 decode (GeSd * sd, float *lat, int lc, int lh, int lw, float *out, GError ** error)
 {
@@ -683,13 +702,8 @@ ge_sd_process (GeSd * sd, const float *image, const float *mask, int h, int w,
       /* The image's latents when the loop needs them (pasted back, or the
        * start of a loop of strength < 1), then the initial noise. */
       if (!nine || sd->strength < 1.0) {
-        known = ge_arena_alloc (sd->work, ln);
-        if (!encode_image (sd, img, h, w, "image_latents", noise, noise_data, FALSE, known,
-                error))
+        if (!(known = image_latents (sd, img, h, w, noise, noise_data, error)))
           goto out;
-        for (gsize k = 0; k < ln; k++)
-          known[k] *= sf;
-        tap (sd, "image_latents", known, 1, lc, lh, lw);
       }
       noise0 = ge_arena_alloc (sd->work, ln);
       noise (noise_data, "latents", 0, noise0, lc, lh, lw);
@@ -733,13 +747,8 @@ ge_sd_process (GeSd * sd, const float *image, const float *mask, int h, int w,
     case RUN_IMG2IMG:
       /* SDEdit: the image's latents (a posterior sample) noised to the
        * first timestep that strength leaves. */
-      known = ge_arena_alloc (sd->work, ln);
-      if (!encode_image (sd, img, h, w, "image_latents", noise, noise_data, FALSE, known,
-              error))
+      if (!(known = image_latents (sd, img, h, w, noise, noise_data, error)))
         goto out;
-      for (gsize k = 0; k < ln; k++)
-        known[k] *= sf;
-      tap (sd, "image_latents", known, 1, lc, lh, lw);
       noise0 = ge_arena_alloc (sd->work, ln);
       noise (noise_data, "latents", 0, noise0, lc, lh, lw);
       start = ge_sampler_start_index (s, sd->strength);
