@@ -49,8 +49,8 @@ parse_config (GeModelFile * mf, const char *text, gssize len, const char *where,
   GError *jerr = NULL;
   mf->parser = json_parser_new ();
   if (!json_parser_load_from_data (mf->parser, text, len, &jerr)) {
-    g_set_error (error, GE_ERROR, GE_ERROR_CORRUPT, "%s: %s is not valid JSON: %s",
-        mf->path, where, jerr->message);
+    ge_fail (error, GE_ERROR_CORRUPT, mf->path, "%s is not valid JSON: %s", where,
+        jerr->message);
     g_error_free (jerr);
     return FALSE;
   }
