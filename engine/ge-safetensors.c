@@ -442,32 +442,6 @@ ge_safetensors_metadata (const GeSafetensors * st, const char *key)
   return g_hash_table_lookup (st->metadata, key);
 }
 
-/* IEEE half -> float, exact (handles subnormals, inf, NaN). */
-static float
-half_to_f32 (guint16 h)
-{
-  guint32 sign = (guint32) (h & 0x8000) << 16;
-  guint32 exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-  if (exp == 0) {
-    if (man == 0)
-      bits = sign;
-    else {                      /* subnormal: renormalise */
-      int e = -1;
-      do {
-        e++;
-        man <<= 1;
-      } while (!(man & 0x400));
-      bits = sign | ((guint32) (127 - 15 - e) << 23) | ((man & 0x3ff) << 13);
-    }
-  } else if (exp == 31)
-    bits = sign | 0x7f800000u | (man << 13);
-  else
-    bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
-  float f;
-  memcpy (&f, &bits, 4);
-  return f;
-}
-
 /* Element @i as double; data may be unaligned, so every read is a memcpy. */
 static double
 get_f64 (const GeStTensor * t, gsize i)
@@ -476,7 +450,7 @@ get_f64 (const GeStTensor * t, gsize i)
   switch (t->dtype) {
     case GE_DTYPE_F32:{ float v; memcpy (&v, p, 4); return v; }
     case GE_DTYPE_F64:{ double v; memcpy (&v, p, 8); return v; }
-    case GE_DTYPE_F16:{ guint16 v; memcpy (&v, p, 2); return half_to_f32 (v); }
+    case GE_DTYPE_F16:{ guint16 v; memcpy (&v, p, 2); return ge_f16_to_f32 (v); }
     case GE_DTYPE_BF16:{
       guint16 v; memcpy (&v, p, 2);
       guint32 bits = (guint32) v << 16; float f; memcpy (&f, &bits, 4); return f; }

@@ -15,9 +15,38 @@
 #pragma once
 
 #include <glib.h>
+#include <string.h>
 #include "ge-error.h"
 
 G_BEGIN_DECLS
+
+/* IEEE half -> float, exact (subnormals, inf; NaNs keep their payload):
+ * the loader's and the 16-bit GEMM's scalar conversion. */
+static inline float
+ge_f16_to_f32 (guint16 h)
+{
+  guint32 sign = (guint32) (h & 0x8000) << 16;
+  guint32 exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+  if (exp == 0) {
+    if (man == 0)
+      bits = sign;
+    else {                      /* subnormal: renormalise */
+      int e = -1;
+      do {
+        e++;
+        man <<= 1;
+      } while (!(man & 0x400));
+      bits = sign | ((guint32) (127 - 15 - e) << 23) | ((man & 0x3ff) << 13);
+    }
+  } else if (exp == 31)
+    bits = sign | 0x7f800000u | (man << 13);
+  else
+    bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+  float f;
+  memcpy (&f, &bits, 4);
+  return f;
+}
+
 
 #define GE_MAX_DIMS 8
 

@@ -1,6 +1,7 @@
 /* gemm.c: see gemm.h. */
 #include "gemm.h"
 #include "ge-precision.h"
+#include "ge-safetensors.h"
 
 #include <string.h>
 
@@ -72,39 +73,13 @@ ge_gemm_pack_a_t (const float *a, int m, int k, int lda, float scale, float *ap)
 
 /* ---- 16-bit weights --------------------------------------------------- */
 
-/* IEEE half -> float, exact (subnormals, inf; NaNs keep their payload). */
-static inline float
-f16_to_f32 (guint16 h)
-{
-  guint32 sign = (guint32) (h & 0x8000) << 16;
-  guint32 exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-  if (exp == 0) {
-    if (man == 0)
-      bits = sign;
-    else {                      /* subnormal: renormalise */
-      int e = -1;
-      do {
-        e++;
-        man <<= 1;
-      } while (!(man & 0x400));
-      bits = sign | ((guint32) (127 - 15 - e) << 23) | ((man & 0x3ff) << 13);
-    }
-  } else if (exp == 31)
-    bits = sign | 0x7f800000u | (man << 13);
-  else
-    bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
-  float f;
-  memcpy (&f, &bits, 4);
-  return f;
-}
-
 static inline float
 half_at (const guint8 * p, GeDType dtype, gsize i)
 {
   guint16 h;
   memcpy (&h, p + 2 * i, 2);    /* the mapping need not be aligned */
   if (dtype == GE_DTYPE_F16)
-    return f16_to_f32 (h);
+    return ge_f16_to_f32 (h);
   const guint32 bits = (guint32) h << 16;
   float f;
   memcpy (&f, &bits, 4);
