@@ -664,6 +664,13 @@ build (GeUNet2D * u, GeModelFile * mf, const Spec * s, GError ** error)
     }
     lv->has_sampler = i != n_ch - 1;
     if (lv->has_sampler) {
+      /* Other paddings change the downsampled size, and the skips no
+       * longer match the upsampled path (diffusers fails in torch.cat). */
+      if (s->ds_pad != 0 && s->ds_pad != 1) {
+        ge_fail (error, GE_ERROR_UNSUPPORTED, ge_model_file_path (mf),
+            "downsample_padding = %d: only 0 and 1 give skips of the right size", s->ds_pad);
+        goto fail;
+      }
       p = g_strdup_printf ("down_blocks.%d.downsamplers.0", i);
       if (!ge_downsample_load (mf, p, out_c, s->ds_pad, &lv->down, error))
         goto fail;
