@@ -71,6 +71,28 @@ ge_pipeline_folder (const GePipeline * p)
   return p->folder;
 }
 
+const char *
+ge_pipeline_classes_joined (const char *const *classes, gsize * cache)
+{
+  if (g_once_init_enter (cache))
+    g_once_init_leave (cache, (gsize) g_strjoinv (", ", (char **) classes));
+  return (const char *) *cache;
+}
+
+int
+ge_pipeline_find_class (const GePipeline * p, const char *const *classes, GError ** error)
+{
+  for (int i = 0; classes[i]; i++)
+    if (g_strcmp0 (p->class_name, classes[i]) == 0)
+      return i;
+  char *list = g_strjoinv (", ", (char **) classes);
+  ge_fail (error, GE_ERROR_UNSUPPORTED, p->folder,
+      "the pipeline class %s is not one this task runs (supported: %s)",
+      p->class_name, list);
+  g_free (list);
+  return -1;
+}
+
 static void
 add_part (GePipeline * p, const char *part, char *path, const char *class_name)
 {

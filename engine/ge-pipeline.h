@@ -48,6 +48,15 @@ void ge_pipeline_free (GePipeline * p);
 const char *ge_pipeline_class_name (const GePipeline * p);
 const char *ge_pipeline_folder (const GePipeline * p);
 
+/* A task's pipeline classes: @classes is a NULL-terminated list.
+ * ge_pipeline_find_class gives the index of @p's class in it, or -1 with
+ * GE_ERROR_UNSUPPORTED naming the folder, its class and the list.
+ * ge_pipeline_classes_joined is the list as "A, B, C", made once in *@cache
+ * (a zeroed static) and kept. */
+int ge_pipeline_find_class (const GePipeline * p, const char *const *classes,
+    GError ** error);
+const char *ge_pipeline_classes_joined (const char *const *classes, gsize * cache);
+
 /* Adds or replaces @part: @path relative to the base folder (or absolute);
  * @class_name may be NULL (not checked). */
 void ge_pipeline_set_part (GePipeline * p, const char *part, const char *path,

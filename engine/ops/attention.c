@@ -24,23 +24,6 @@ typedef struct {
   float *scratch;
 } AttnJob;
 
-/* Max-subtracted softmax of one row, in place; vectorised (ge_expf). */
-GE_VECTOR_CLONES static void
-softmax_row (float *row, int n)
-{
-  float m = row[0];
-  for (int k = 1; k < n; k++)
-    m = row[k] > m ? row[k] : m;
-  float sum = 0;
-  for (int k = 0; k < n; k++) {
-    row[k] = ge_expf (row[k] - m);
-    sum += row[k];
-  }
-  const float inv = 1.0f / sum;
-  for (int k = 0; k < n; k++)
-    row[k] *= inv;
-}
-
 static void
 attn_task (void *data, int t, int thread)
 {
@@ -54,7 +37,7 @@ attn_task (void *data, int t, int thread)
   cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, nb, Tk, d, j->scale,
       j->q + qoff + b0, Tq, j->k + koff, Tk, 0.0f, s, Tk);
   for (int i = 0; i < nb; i++)
-    softmax_row (s + (gsize) i * Tk, Tk);
+    ge_softmax_row (s + (gsize) i * Tk, Tk);
   /* out[:, b0:b0+nb] = V s^T */
   cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, d, nb, Tk, 1.0f,
       j->v + koff, Tk, s, Tk, 0.0f, j->out + qoff + b0, Tq);

@@ -24,24 +24,6 @@ typedef struct {
   float *scratch;
 } MaskedJob;
 
-/* Max-subtracted softmax of one row, in place.  A row whose every entry is
- * -inf gives NaN, as torch.softmax does. */
-GE_VECTOR_CLONES static void
-softmax_row (float *row, int n)
-{
-  float m = row[0];
-  for (int k = 1; k < n; k++)
-    m = row[k] > m ? row[k] : m;
-  float sum = 0;
-  for (int k = 0; k < n; k++) {
-    row[k] = ge_expf (row[k] - m);
-    sum += row[k];
-  }
-  const float inv = 1.0f / sum;
-  for (int k = 0; k < n; k++)
-    row[k] *= inv;
-}
-
 static void
 masked_task (void *data, int t, int thread)
 {
@@ -65,7 +47,7 @@ masked_task (void *data, int t, int thread)
       s[i] += m[i];
   }
   for (int i = 0; i < nq; i++)
-    softmax_row (s + (gsize) i * tk, tk);
+    ge_softmax_row (s + (gsize) i * tk, tk);
   /* o[nq, d] = s v */
   cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, j->d, tk, 1.0f,
       s, tk, v, ld, 0.0f, o, ld);

@@ -137,3 +137,21 @@ ge_geglu (GeCtx * ctx, const float *a, const float *gate, float *y, gsize n)
   EwJob j = { .x = y, .a = a, .b = gate, .n = n };
   ge_pool_run (ctx->pool, (int) ((n + CHUNK - 1) / CHUNK), geglu_task, &j);
 }
+
+/* Max-subtracted softmax of one row, in place.  A row whose every entry is
+ * -inf gives NaN, as torch.softmax does. */
+GE_VECTOR_CLONES void
+ge_softmax_row (float *row, int n)
+{
+  float m = row[0];
+  for (int k = 1; k < n; k++)
+    m = row[k] > m ? row[k] : m;
+  float sum = 0;
+  for (int k = 0; k < n; k++) {
+    row[k] = ge_expf (row[k] - m);
+    sum += row[k];
+  }
+  const float inv = 1.0f / sum;
+  for (int k = 0; k < n; k++)
+    row[k] *= inv;
+}

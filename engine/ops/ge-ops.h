@@ -159,6 +159,9 @@ void ge_add_channel_bias (GeCtx * ctx, GeTensor * x, const float *v);
 /* GEGLU's gate: y = a * gelu (gate), exact (erf) GELU to within float
  * rounding; y may alias a. */
 void ge_geglu (GeCtx * ctx, const float *a, const float *gate, float *y, gsize n);
+/* Max-subtracted softmax of one row of @n floats, in place (vectorised;
+ * all -inf gives NaN, as torch.softmax). */
+void ge_softmax_row (float *row, int n);
 /* y = cat([a, b], dim=1) */
 void ge_concat_channels (GeCtx * ctx, const GeTensor * a, const GeTensor * b, GeTensor * y);
 

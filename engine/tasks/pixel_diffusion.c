@@ -25,6 +25,7 @@ struct _GePixelDiffusion {
   float *x, *orig, *eps, *noise, *undo_noise, *keep, *scaled;
 };
 
+/* NULL-terminated: no task lists more than three. */
 static const char *const classes[][4] = {
   [GE_PIXEL_DIFFUSION_REPAINT] = { "RePaintPipeline", "DDPMPipeline", "DDIMPipeline" },
   [GE_PIXEL_DIFFUSION_SDEDIT] = { "DDPMPipeline", "DDIMPipeline" },
@@ -33,8 +34,8 @@ static const char *const classes[][4] = {
 const char *
 ge_pixel_diffusion_supported_classes (GePixelDiffusionTask task)
 {
-  return task == GE_PIXEL_DIFFUSION_REPAINT
-      ? "RePaintPipeline, DDPMPipeline, DDIMPipeline" : "DDPMPipeline, DDIMPipeline";
+  static gsize joined[G_N_ELEMENTS (classes)];
+  return ge_pipeline_classes_joined (classes[task], &joined[task]);
 }
 
 /* A new schedule with the current steps (and jumps): on failure the old
@@ -75,16 +76,9 @@ GePixelDiffusion *
 ge_pixel_diffusion_new (GePipeline * p, GePixelDiffusionTask task, GError ** error)
 {
   const char *cls = ge_pipeline_class_name (p);
-  int which = -1;
-  for (int i = 0; i < 4 && classes[task][i]; i++)
-    if (g_strcmp0 (cls, classes[task][i]) == 0)
-      which = i;
-  if (which < 0) {
-    ge_fail (error, GE_ERROR_UNSUPPORTED, ge_pipeline_folder (p),
-        "the pipeline class %s is not one this task runs (supported: %s)", cls,
-        ge_pixel_diffusion_supported_classes (task));
+  const int which = ge_pipeline_find_class (p, classes[task], error);
+  if (which < 0)
     return NULL;
-  }
   GePixelDiffusion *pd = g_new0 (GePixelDiffusion, 1);
   pd->pipeline = p;
   pd->task = task;

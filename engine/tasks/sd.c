@@ -63,6 +63,7 @@ struct _GeSd {
   gsize run_n;
 };
 
+/* NULL-terminated: no task lists more than three. */
 static const char *const classes[][4] = {
   [GE_SD_INPAINT] = { "StableDiffusionInpaintPipeline", "StableDiffusionPipeline" },
   [GE_SD_IMG2IMG] = { "StableDiffusionImg2ImgPipeline", "StableDiffusionPipeline",
@@ -75,18 +76,8 @@ static const char *const classes[][4] = {
 const char *
 ge_sd_supported_classes (GeSdTask task)
 {
-  switch (task) {
-    case GE_SD_INPAINT:
-      return "StableDiffusionInpaintPipeline, StableDiffusionPipeline";
-    case GE_SD_IMG2IMG:
-      return "StableDiffusionImg2ImgPipeline, StableDiffusionPipeline, "
-          "StableDiffusionInstructPix2PixPipeline";
-    case GE_SD_SUPER_RESOLUTION:
-      return "StableDiffusionUpscalePipeline, LDMSuperResolutionPipeline";
-    case GE_SD_TEXT2IMG:
-      return "StableDiffusionPipeline";
-  }
-  return "";
+  static gsize joined[G_N_ELEMENTS (classes)];
+  return ge_pipeline_classes_joined (classes[task], &joined[task]);
 }
 
 static gboolean
@@ -151,16 +142,9 @@ GeSd *
 ge_sd_new (GePipeline * p, GeSdTask task, GError ** error)
 {
   const char *cls = ge_pipeline_class_name (p);
-  int which = -1;
-  for (int i = 0; i < 4 && classes[task][i]; i++)
-    if (g_strcmp0 (cls, classes[task][i]) == 0)
-      which = i;
-  if (which < 0) {
-    ge_fail (error, GE_ERROR_UNSUPPORTED, ge_pipeline_folder (p),
-        "the pipeline class %s is not one this element runs (supported: %s)", cls,
-        ge_sd_supported_classes (task));
+  const int which = ge_pipeline_find_class (p, classes[task], error);
+  if (which < 0)
     return NULL;
-  }
   GeSd *sd = g_new0 (GeSd, 1);
   sd->pipeline = p;
   sd->work = ge_arena_new ();
