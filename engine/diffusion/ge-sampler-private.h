@@ -95,6 +95,10 @@ void ge_sampler_karras (double sigma_min, double sigma_max, int n, double *out);
 /* diffusers' _sigma_to_t: the fractional timestep of @sigma by linear
  * interpolation in log sigma over @log_sigmas [T] (float32 logs). */
 double ge_sampler_sigma_to_t (double sigma, const float *log_sigmas, int T);
+/* The same for @n sigmas against the training sigmas @train [T], as the
+ * float32 timesteps @ts (Euler's and LMS's Karras schedules). */
+void ge_sampler_sigmas_to_t (const double *sigmas, int n, const float *train, int T,
+    float *ts);
 /* Timesteps of Euler / Euler ancestral / LMS (float32, descending, N). */
 gboolean ge_sampler_sigma_spacing (const GeSampler *s, int N, float *ts,
     GError **error);

@@ -769,6 +769,17 @@ ge_sampler_sigma_to_t (double sigma, const float *log_sigmas, int T)
   return (1.0 - w) * low + w * high;
 }
 
+void
+ge_sampler_sigmas_to_t (const double *sigmas, int n, const float *train, int T, float *ts)
+{
+  float *log_sigmas = g_new (float, T);
+  for (int t = 0; t < T; t++)
+    log_sigmas[t] = logf (train[t]);
+  for (int k = 0; k < n; k++)
+    ts[k] = (float) ge_sampler_sigma_to_t (sigmas[k], log_sigmas, T);
+  g_free (log_sigmas);
+}
+
 gboolean
 ge_sampler_sigma_spacing (const GeSampler * s, int N, float *ts,
     GError ** error)

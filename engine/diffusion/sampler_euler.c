@@ -80,12 +80,7 @@ euler_set_timesteps (GeSampler * s, int N, GError ** error)
     const double smax = c->has_sigma_max ? c->sigma_max : sg[0];
     ge_sampler_karras (smin, smax, N, sg);
     ns = N;
-    float *log_sigmas = g_new (float, T);
-    for (int t = 0; t < T; t++)
-      log_sigmas[t] = logf (train[t]);
-    for (int k = 0; k < N; k++)
-      ts[k] = (float) ge_sampler_sigma_to_t (sg[k], log_sigmas, T);
-    g_free (log_sigmas);
+    ge_sampler_sigmas_to_t (sg, N, train, T, ts);
   }
 
   s->n_sigmas = ns + 1;

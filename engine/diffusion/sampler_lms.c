@@ -73,12 +73,7 @@ lms_set_timesteps (GeSampler * s, int N, GError ** error)
     sg[k] = ge_sampler_interp (ts[k], train, T);
   if (c->use_karras_sigmas) {
     ge_sampler_karras (sg[N - 1], sg[0], N, sg);
-    float *log_sigmas = g_new (float, T);
-    for (int t = 0; t < T; t++)
-      log_sigmas[t] = logf (train[t]);
-    for (int k = 0; k < N; k++)
-      ts[k] = (float) ge_sampler_sigma_to_t (sg[k], log_sigmas, T);
-    g_free (log_sigmas);
+    ge_sampler_sigmas_to_t (sg, N, train, T, ts);
   }
   s->n_sigmas = N + 1;
   s->sigmas = g_new (float, N + 1);
