@@ -13,6 +13,7 @@ struct _GePipeline {
   char *folder;
   char *class_name;
   GHashTable *parts;            /* name -> Part */
+  JsonObject *index;            /* model_index.json (NULL: made by ge_pipeline_new) */
   JsonParser *scheduler_parser;
 };
 
@@ -56,6 +57,7 @@ ge_pipeline_free (GePipeline * p)
   g_clear_object (&p->scheduler_parser);
   g_free (p->folder);
   g_free (p->class_name);
+  g_clear_pointer (&p->index, json_object_unref);
   g_free (p);
 }
 
@@ -164,6 +166,7 @@ ge_pipeline_open (const char *folder, GError ** error)
     goto out;
   }
   p = ge_pipeline_new (json_node_get_string (cn), folder);
+  p->index = json_object_ref (o);
   /* Keys starting with '_' are metadata; plain values (booleans such as
    * requires_safety_checker, or strings) are pipeline options, not parts. */
   GList *members = json_object_get_members (o);
@@ -183,6 +186,24 @@ out:
   g_object_unref (parser);
   g_free (index);
   return p;
+}
+
+gboolean
+ge_pipeline_option_int (const GePipeline * p, const char *key, gint64 fallback,
+    gint64 * value, GError ** error)
+{
+  JsonNode *v = p->index ? json_object_get_member (p->index, key) : NULL;
+  *value = fallback;
+  if (!v || JSON_NODE_HOLDS_NULL (v))
+    return TRUE;
+  if (!JSON_NODE_HOLDS_VALUE (v) || json_node_get_value_type (v) != G_TYPE_INT64) {
+    char *index = g_build_filename (p->folder, INDEX_NAME, NULL);
+    ge_fail (error, GE_ERROR_CORRUPT, index, "\"%s\" is not an integer", key);
+    g_free (index);
+    return FALSE;
+  }
+  *value = json_node_get_int (v);
+  return TRUE;
 }
 
 static const Part *

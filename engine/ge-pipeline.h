@@ -57,6 +57,12 @@ int ge_pipeline_find_class (const GePipeline * p, const char *const *classes,
     GError ** error);
 const char *ge_pipeline_classes_joined (const char *const *classes, gsize * cache);
 
+/* The pipeline option @key of model_index.json (a plain value beside the
+ * parts, e.g. the upscaler's "max_noise_level"): @fallback when absent or
+ * null; GE_ERROR_CORRUPT naming the file and the key when not an integer. */
+gboolean ge_pipeline_option_int (const GePipeline * p, const char *key, gint64 fallback,
+    gint64 * value, GError ** error);
+
 /* Adds or replaces @part: @path relative to the base folder (or absolute);
  * @class_name may be NULL (not checked). */
 void ge_pipeline_set_part (GePipeline * p, const char *part, const char *path,

@@ -107,7 +107,9 @@ void ge_sd_set_guidance (GeSd * sd, float guidance_scale, float image_guidance_s
  * diffusers' get_timesteps computes int (num_inference_steps * strength)
  * in double: 0.7 of 10 steps runs 7 of them, where 0.7f would run 6. */
 void ge_sd_set_strength (GeSd * sd, double strength);
-/* The x4 upscaler's noise level (a low_res_scheduler timestep). */
+/* The x4 upscaler's noise level (a low_res_scheduler timestep, at most the
+ * index's max_noise_level: a frame with a larger one fails, as diffusers
+ * refuses it). */
 void ge_sd_set_noise_level (GeSd * sd, int noise_level);
 /* DDIM's eta (LDM super-resolution passes it; 0 by default). */
 void ge_sd_set_eta (GeSd * sd, float eta);

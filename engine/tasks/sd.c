@@ -46,7 +46,7 @@ struct _GeSd {
   JsonObject *scheduler_config;
   GeSampler *sampler;
   GeScheduler *low_res;         /* the upscaler's */
-  int steps, noise_level;
+  int steps, noise_level, max_noise_level;
   float guidance, image_guidance, eta;
   double strength;              /* double as diffusers' int (N * strength) */
   int seq, dim;
@@ -207,6 +207,11 @@ ge_sd_new (GePipeline * p, GeSdTask task, GError ** error)
   if (sd->run == RUN_UPSCALE) {
     sd->guidance = 9.0f;
     sd->steps = 75;
+    /* register_to_config's default when the index has none */
+    gint64 max_nl;
+    if (!ge_pipeline_option_int (p, "max_noise_level", 350, &max_nl, error))
+      goto fail;
+    sd->max_noise_level = (int) CLAMP (max_nl, -1, G_MAXINT);
   } else if (sd->run == RUN_PIX2PIX || sd->run == RUN_LDM_SR)
     sd->steps = 100;
   if (!(sd->scheduler_config = ge_pipeline_scheduler_config (p, error))
@@ -766,10 +771,15 @@ ge_sd_process (GeSd * sd, const float *image, const float *mask, int h, int w,
     case RUN_UPSCALE:{
       /* The low-res image, noised to noise_level by the low_res_scheduler,
        * beside the latents; the noise level is also the class label. */
+      /* diffusers' check_inputs refuses a level above max_noise_level;
+       * the low-res scheduler has no timestep past its last one. */
       const int nl = sd->noise_level;
-      if (nl < 0 || nl >= ge_scheduler_config (sd->low_res)->num_train_timesteps) {
-        ge_fail (error, GE_ERROR_INVALID, where, "noise level %d is outside 0..%d", nl,
-            ge_scheduler_config (sd->low_res)->num_train_timesteps - 1);
+      const int max_nl = MIN (sd->max_noise_level,
+          ge_scheduler_config (sd->low_res)->num_train_timesteps - 1);
+      if (nl < 0 || nl > max_nl) {
+        ge_fail (error, GE_ERROR_INVALID, where, "noise level %d is outside 0..%d (the "
+            "pipeline's max_noise_level and its low_res_scheduler's last timestep)", nl,
+            max_nl);
         goto out;
       }
       extra = ge_arena_alloc (sd->work, 3 * hw);

@@ -8,7 +8,9 @@
  * put together part by part as the conformance program does.
  */
 #include <glib.h>
+#include <glib/gstdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ge-sd.h"
 
@@ -136,6 +138,80 @@ test_refusals (void)
   g_free (dir);
 }
 
+/* The upscaler's noise level: up to the index's max_noise_level (350
+ * here), refused above it as diffusers' check_inputs does; a
+ * max_noise_level that is not an integer is a corrupt index. */
+static void
+test_upscale_noise_level (void)
+{
+  GError *err = NULL;
+  char *dir = g_build_filename (fixtures, "..", "pipelines", "sd_upscale_x4", "pipeline", NULL);
+  GePipeline *p = ge_pipeline_open (dir, &err);
+  g_assert_no_error (err);
+  GeSd *sd = ge_sd_new (p, GE_SD_SUPER_RESOLUTION, &err);
+  g_assert_no_error (err);
+  g_assert_true (ge_sd_set_num_steps (sd, 1, &err));
+  g_assert_true (ge_sd_set_prompt (sd, "", "", NULL, &err));
+  const int h = 16, w = 16;
+  float *image = g_new (float, 3 * h * w), *out = g_new (float, 3 * 16 * h * w);
+  for (int i = 0; i < 3 * h * w; i++)
+    image[i] = (float) ((i * 37) % 101) / 100.0f;
+  guint64 seed = 1;
+  ge_sd_set_noise_level (sd, 350);
+  g_assert_true (ge_sd_process (sd, image, NULL, h, w, ge_sd_noise_seeded, &seed, out, &err));
+  g_assert_no_error (err);
+  ge_sd_set_noise_level (sd, 351);
+  g_assert_false (ge_sd_process (sd, image, NULL, h, w, ge_sd_noise_seeded, &seed, out, &err));
+  g_assert_error (err, GE_ERROR, GE_ERROR_INVALID);
+  g_assert_nonnull (strstr (err->message, "max_noise_level"));
+  g_clear_error (&err);
+  ge_sd_free (sd);
+  ge_pipeline_free (p);
+
+  /* The same parts under an index whose max_noise_level is a string. */
+  char *tmp = g_dir_make_tmp ("test-sd-XXXXXX", &err);
+  g_assert_no_error (err);
+  const char *parts[] = { "unet", "vae", "text_encoder", "tokenizer", "scheduler",
+    "low_res_scheduler" };
+  for (guint i = 0; i < G_N_ELEMENTS (parts); i++) {
+    char *from = g_build_filename (dir, parts[i], NULL), *to = g_build_filename (tmp, parts[i], NULL);
+    g_assert_cmpint (symlink (from, to), ==, 0);
+    g_free (from);
+    g_free (to);
+  }
+  char *index_in = g_build_filename (dir, "model_index.json", NULL), *text = NULL;
+  g_assert_true (g_file_get_contents (index_in, &text, NULL, NULL));
+  char **halves = g_strsplit (text, "\"max_noise_level\": 350", 2);
+  g_assert_nonnull (halves[1]);
+  char *bad = g_strjoinv ("\"max_noise_level\": \"high\"", halves);
+  char *index_out = g_build_filename (tmp, "model_index.json", NULL);
+  g_assert_true (g_file_set_contents (index_out, bad, -1, NULL));
+  p = ge_pipeline_open (tmp, &err);
+  g_assert_no_error (err);
+  g_assert_null (ge_sd_new (p, GE_SD_SUPER_RESOLUTION, &err));
+  g_assert_error (err, GE_ERROR, GE_ERROR_CORRUPT);
+  g_assert_nonnull (strstr (err->message, "model_index.json"));
+  g_assert_nonnull (strstr (err->message, "max_noise_level"));
+  g_clear_error (&err);
+  ge_pipeline_free (p);
+  g_unlink (index_out);
+  for (guint i = 0; i < G_N_ELEMENTS (parts); i++) {
+    char *to = g_build_filename (tmp, parts[i], NULL);
+    g_unlink (to);
+    g_free (to);
+  }
+  g_rmdir (tmp);
+  g_strfreev (halves);
+  g_free (bad);
+  g_free (text);
+  g_free (index_in);
+  g_free (index_out);
+  g_free (tmp);
+  g_free (dir);
+  g_free (image);
+  g_free (out);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -143,6 +219,7 @@ main (int argc, char **argv)
   fixtures = g_build_filename (g_getenv ("G_TEST_SRCDIR"), "..", "fixtures", "diffusers", NULL);
   g_test_add_func ("/sd/frames", test_frames);
   g_test_add_func ("/sd/refusals", test_refusals);
+  g_test_add_func ("/sd/upscale-noise-level", test_upscale_noise_level);
   int r = g_test_run ();
   g_free (fixtures);
   return r;
