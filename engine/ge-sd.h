@@ -142,5 +142,9 @@ gboolean ge_sd_process (GeSd * sd, const float *image, const float *mask, int h,
  * and step, so a tile or a frame draws the same noise at the same place. */
 void ge_sd_noise_seeded (void *seed_ptr, const char *what, int step, float *out,
     int c, int h, int w);
+/* The same draw's h x w window at (@y0, @x0) of a larger frame: a tile's
+ * noise, equal to that part of the frame's, without drawing the frame. */
+void ge_sd_noise_seeded_at (guint64 seed, const char *what, int step, int y0, int x0,
+    float *out, int c, int h, int w);
 
 G_END_DECLS

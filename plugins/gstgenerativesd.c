@@ -94,8 +94,6 @@ struct _GstGenerativeSd
   /* The noise of a tile: the frame's, seen through the tile's window. */
   guint64 seed;
   gint tile_x0, tile_y0, tile_w, tile_h;
-  gfloat *noise_frame;
-  gsize noise_cap;
 
   /* Work buffers of the padded frame (pw x ph in, F times that out). */
   gint pw, ph;
@@ -126,7 +124,6 @@ sd_free (GstGenerativeSd * s)
   g_free (s->applied_prompt);
   g_free (s->applied_negative);
   g_free (s->warned_prompt);
-  g_free (s->noise_frame);
   g_free (s->img);
   g_free (s->mask);
   g_free (s->acc);
@@ -557,32 +554,11 @@ tile_noise (void *data, const char *what, int step, float *out, int c, int h,
     int w)
 {
   GstGenerativeSd *s = data;
-  gint fy, fx, y0, x0, H, W;
-  gsize need;
-
-  if (s->tile_x0 == 0 && s->tile_y0 == 0) {
-    ge_sd_noise_seeded (&s->seed, what, step, out, c, h, w);
-    return;
-  }
   /* The draw's grid (latents or pixels) against the tile's pixels. */
-  fy = MAX (s->tile_h / h, 1);
-  fx = MAX (s->tile_w / w, 1);
-  y0 = s->tile_y0 / fy;
-  x0 = s->tile_x0 / fx;
-  H = y0 + h;
-  W = x0 + w;
-  need = (gsize) c * H * W;
-  if (need > s->noise_cap) {
-    g_free (s->noise_frame);
-    s->noise_frame = g_new (gfloat, need);
-    s->noise_cap = need;
-  }
-  ge_sd_noise_seeded (&s->seed, what, step, s->noise_frame, c, H, W);
-  for (gint ch = 0; ch < c; ch++)
-    for (gint y = 0; y < h; y++)
-      memcpy (out + ((gsize) ch * h + y) * w,
-          s->noise_frame + ((gsize) ch * H + y0 + y) * W + x0,
-          sizeof (gfloat) * w);
+  const gint fy = MAX (s->tile_h / h, 1), fx = MAX (s->tile_w / w, 1);
+
+  ge_sd_noise_seeded_at (s->seed, what, step, s->tile_y0 / fy, s->tile_x0 / fx,
+      out, c, h, w);
 }
 
 /* ------------------------------------------------------------------------ */

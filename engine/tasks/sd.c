@@ -821,13 +821,12 @@ out:
 }
 
 void
-ge_sd_noise_seeded (void *seed_ptr, const char *what, int step, float *out, int c, int h,
-    int w)
+ge_sd_noise_seeded_at (guint64 seed, const char *what, int step, int y0, int x0,
+    float *out, int c, int h, int w)
 {
   static const char *const draws[] = {
     "latents", "image_latents", "masked_image_latents", "image_noise",
   };
-  const guint64 seed = *(const guint64 *) seed_ptr;
   /* One stream region per draw and step: positions use 48 bits. */
   guint64 region = G_N_ELEMENTS (draws) + (guint64) step;
   for (guint i = 0; i < G_N_ELEMENTS (draws); i++)
@@ -835,6 +834,13 @@ ge_sd_noise_seeded (void *seed_ptr, const char *what, int step, float *out, int 
       region = i;
   for (int ch = 0; ch < c; ch++)
     for (int y = 0; y < h; y++)
-      ge_rng_normal (seed, (region << 48) + ge_rng_position (ch, y, 0),
+      ge_rng_normal (seed, (region << 48) + ge_rng_position (ch, y0 + y, x0),
           out + ((gsize) ch * h + y) * w, w);
+}
+
+void
+ge_sd_noise_seeded (void *seed_ptr, const char *what, int step, float *out, int c, int h,
+    int w)
+{
+  ge_sd_noise_seeded_at (*(const guint64 *) seed_ptr, what, step, 0, 0, out, c, h, w);
 }

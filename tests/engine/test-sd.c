@@ -212,6 +212,32 @@ test_upscale_noise_level (void)
   g_free (out);
 }
 
+/* A tile's noise is that window of the frame's draw, for the named draws
+ * and a per-step one; another draw is other noise. */
+static void
+test_noise_window (void)
+{
+  const int c = 4, H = 24, W = 40, y0 = 5, x0 = 13, h = 11, w = 17;
+  const char *what[] = { "latents", "image_noise", "step" };
+  float *frame = g_new (float, c * H * W), *tile = g_new (float, c * h * w);
+  float *other = g_new (float, c * h * w);
+  guint64 seed = 42;
+  for (guint i = 0; i < G_N_ELEMENTS (what); i++) {
+    ge_sd_noise_seeded (&seed, what[i], 3, frame, c, H, W);
+    ge_sd_noise_seeded_at (seed, what[i], 3, y0, x0, tile, c, h, w);
+    for (int ch = 0; ch < c; ch++)
+      for (int y = 0; y < h; y++)
+        g_assert_cmpmem (tile + ((gsize) ch * h + y) * w, w * sizeof (float),
+            frame + ((gsize) ch * H + y0 + y) * W + x0, w * sizeof (float));
+    ge_sd_noise_seeded_at (seed, what[(i + 1) % G_N_ELEMENTS (what)], 3, y0, x0, other,
+        c, h, w);
+    g_assert_true (memcmp (tile, other, c * h * w * sizeof (float)) != 0);
+  }
+  g_free (frame);
+  g_free (tile);
+  g_free (other);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -220,6 +246,7 @@ main (int argc, char **argv)
   g_test_add_func ("/sd/frames", test_frames);
   g_test_add_func ("/sd/refusals", test_refusals);
   g_test_add_func ("/sd/upscale-noise-level", test_upscale_noise_level);
+  g_test_add_func ("/sd/noise-window", test_noise_window);
   int r = g_test_run ();
   g_free (fixtures);
   return r;
