@@ -380,7 +380,10 @@ ge_safetensors_new_from_bytes (GBytes * bytes, const char *name, GError ** error
  * "The same file" is its identity on disk: device, inode, size, and the
  * modification and change times.  A file replaced by rename() is another
  * inode, and one rewritten in place has other times: either is a new
- * entry, while the old bytes live on for whoever holds them.
+ * entry, while the old bytes live on for whoever holds them.  (A rewrite in
+ * place to the same size within one tick of the filesystem's clock keeps
+ * the times, and later opens would share the old bytes while they are
+ * held: one more reason to replace files with rename().)
  *
  * Small files are read into memory instead of mapped: a mapped file that
  * another process truncates in place kills the reader with SIGBUS on its
@@ -412,8 +415,9 @@ static guint
 key_hash (gconstpointer p)
 {
   const FileKey *k = p;
-  return (guint) (k->ino ^ (k->ino >> 32) ^ k->dev ^ (guint64) k->size
-      ^ (guint64) k->mtime_nsec);
+  const guint64 h = (guint64) k->ino ^ ((guint64) k->dev << 17) ^ (guint64) k->size
+      ^ (guint64) k->mtime_nsec;
+  return (guint) (h ^ (h >> 32));
 }
 
 static gboolean
