@@ -104,6 +104,19 @@ worker_main (gpointer data)
   return NULL;
 }
 
+void
+ge_pool_init_blas (void)
+{
+  static gsize done = 0;
+
+  /* Once: other threads calling in meanwhile wait here, so no engine BLAS
+   * call runs before the setting, nor while it changes. */
+  if (g_once_init_enter (&done)) {
+    openblas_set_num_threads (1);
+    g_once_init_leave (&done, 1);
+  }
+}
+
 GePool *
 ge_pool_new (int n_threads)
 {
@@ -115,7 +128,7 @@ ge_pool_new (int n_threads)
   g_cond_init (&pool->wake);
   g_cond_init (&pool->done_cond);
   /* Our tasks call sgemm; OpenBLAS threads inside them would oversubscribe. */
-  openblas_set_num_threads (1);
+  ge_pool_init_blas ();
   pool->workers = g_new0 (GThread *, pool->n_threads);
   for (int i = 1; i < pool->n_threads; i++) {
     WorkerArg *arg = g_new (WorkerArg, 1);

@@ -3,16 +3,23 @@
 #include "ge-safetensors.h"
 
 #include <json-glib/json-glib.h>
-#include <string.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* A header bigger than this is not a model we want to parse (the largest
  * diffusers checkpoints have headers of a few hundred KiB). */
 #define GE_ST_MAX_HEADER (64u * 1024u * 1024u)
 
+typedef struct _SharedFile SharedFile;
+
 struct _GeSafetensors {
   char *name;
-  GMappedFile *mapped;          /* NULL when built from bytes */
+  SharedFile *shared;           /* NULL when built from bytes */
   GBytes *bytes;
   GeStTensor *tensors;
   guint n_tensors;
@@ -365,30 +372,279 @@ ge_safetensors_new_from_bytes (GBytes * bytes, const char *name, GError ** error
   return st;
 }
 
-GeSafetensors *
-ge_safetensors_open (const char *path, GError ** error)
+/* ------------------------------------------------------------------------ */
+/* The process-wide registry of file contents.
+ *
+ * Every ge_safetensors_open of the same file shares one copy of its bytes,
+ * so that two elements (or two pipelines) running one model hold it once.
+ * "The same file" is its identity on disk: device, inode, size, and the
+ * modification and change times.  A file replaced by rename() is another
+ * inode, and one rewritten in place has other times: either is a new
+ * entry, while the old bytes live on for whoever holds them.  (A rewrite in
+ * place to the same size within one tick of the filesystem's clock keeps
+ * the times, and later opens would share the old bytes while they are
+ * held: one more reason to replace files with rename().)
+ *
+ * Small files are read into memory instead of mapped: a mapped file that
+ * another process truncates in place kills the reader with SIGBUS on its
+ * next access of the lost pages, and a library cannot catch that (it must
+ * not install signal handlers).  A read copy is immune to anything done to
+ * the file.  Large files are mapped, because a copy costs their whole size
+ * in anonymous memory and the read time at every start; truncating one of
+ * those in place while it is used is undefined (SIGBUS): replace model files
+ * with mv, never overwrite them in place. */
+
+typedef struct {
+  dev_t dev;
+  ino_t ino;
+  gint64 size;
+  gint64 mtime_sec, mtime_nsec, ctime_sec, ctime_nsec;
+} FileKey;
+
+struct _SharedFile {
+  FileKey key;
+  GBytes *bytes;                /* the copy or the mapping (which it owns) */
+  gboolean mapped;
+  guint holders;                /* under registry_lock */
+};
+
+static GMutex registry_lock;
+static GHashTable *registry;    /* FileKey* (inside the SharedFile) -> SharedFile* */
+
+static guint
+key_hash (gconstpointer p)
 {
-  GError *ferr = NULL;
-  if (g_file_test (path, G_FILE_TEST_IS_DIR)) {
-    g_set_error (error, GE_ERROR, GE_ERROR_INVALID, "%s: is a directory, not a "
-        ".safetensors file", path);
+  const FileKey *k = p;
+  const guint64 h = (guint64) k->ino ^ ((guint64) k->dev << 17) ^ (guint64) k->size
+      ^ (guint64) k->mtime_nsec;
+  return (guint) (h ^ (h >> 32));
+}
+
+static gboolean
+key_equal (gconstpointer a, gconstpointer b)
+{
+  const FileKey *x = a, *y = b;
+  return x->dev == y->dev && x->ino == y->ino && x->size == y->size
+      && x->mtime_sec == y->mtime_sec && x->mtime_nsec == y->mtime_nsec
+      && x->ctime_sec == y->ctime_sec && x->ctime_nsec == y->ctime_nsec;
+}
+
+static void
+key_from_stat (FileKey * k, const struct stat *sb)
+{
+  memset (k, 0, sizeof (*k));
+  k->dev = sb->st_dev;
+  k->ino = sb->st_ino;
+  k->size = (gint64) sb->st_size;
+  k->mtime_sec = (gint64) sb->st_mtim.tv_sec;
+  k->mtime_nsec = (gint64) sb->st_mtim.tv_nsec;
+  k->ctime_sec = (gint64) sb->st_ctim.tv_sec;
+  k->ctime_nsec = (gint64) sb->st_ctim.tv_nsec;
+}
+
+gsize
+ge_safetensors_read_limit (void)
+{
+  const char *env = g_getenv ("GE_MODEL_READ_LIMIT");
+  if (!env || !env[0])
+    return GE_SAFETENSORS_READ_LIMIT;
+  char *end = NULL;
+  guint64 v = g_ascii_strtoull (env, &end, 10);
+  guint shift = 0;
+  if (end && (*end == 'k' || *end == 'K'))
+    shift = 10;
+  else if (end && (*end == 'm' || *end == 'M'))
+    shift = 20;
+  else if (end && (*end == 'g' || *end == 'G'))
+    shift = 30;
+  if (shift)
+    v = v > (G_MAXUINT64 >> shift) ? G_MAXUINT64 : v << shift;
+  return (gsize) MIN (v, (guint64) G_MAXSIZE);
+}
+
+/* The whole file into a page-aligned buffer: the tensors then have the
+ * same alignment as in a mapping, so what is used in place from a mapping
+ * (aligned F32, the F16/BF16 views) is used in place from the copy. */
+static GBytes *
+read_copy (int fd, const char *path, gsize size, GError ** error)
+{
+  void *buf = NULL;
+  if (posix_memalign (&buf, 4096, MAX (size, 1)) != 0) {
+    g_set_error (error, GE_ERROR, GE_ERROR_INVALID, "%s: cannot allocate %"
+        G_GSIZE_FORMAT " bytes to read it", path, size);
     return NULL;
   }
-  GMappedFile *mf = g_mapped_file_new (path, FALSE, &ferr);
+  gsize got = 0;
+  while (got < size) {
+    ssize_t r = pread (fd, (char *) buf + got, size - got, (off_t) got);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0) {
+      int e = errno;
+      g_set_error (error, GE_ERROR, GE_ERROR_CORRUPT, "%s: %s after %" G_GSIZE_FORMAT
+          " of %" G_GSIZE_FORMAT " bytes (did the file change while it was read?)",
+          path, r < 0 ? g_strerror (e) : "end of file", got, size);
+      free (buf);
+      return NULL;
+    }
+    got += (gsize) r;
+  }
+  return g_bytes_new_with_free_func (buf, size, free, buf);
+}
+
+static GBytes *
+map_file (int fd, const char *path, GError ** error)
+{
+  GError *ferr = NULL;
+  GMappedFile *mf = g_mapped_file_new_from_fd (fd, FALSE, &ferr);
   if (!mf) {
-    g_set_error (error, GE_ERROR, ferr->code == G_FILE_ERROR_NOENT ?
-        GE_ERROR_NOT_FOUND : GE_ERROR_INVALID, "%s: cannot open: %s", path,
+    g_set_error (error, GE_ERROR, GE_ERROR_INVALID, "%s: cannot map: %s", path,
         ferr->message);
     g_error_free (ferr);
     return NULL;
   }
   GBytes *bytes = g_mapped_file_get_bytes (mf);
-  GeSafetensors *st = ge_safetensors_new_from_bytes (bytes, path, error);
-  g_bytes_unref (bytes);
-  if (st)
-    st->mapped = mf;
+  g_mapped_file_unref (mf);
+  return bytes;
+}
+
+/* The shared contents of @path, one more holder of them. */
+static SharedFile *
+shared_file_acquire (const char *path, GError ** error)
+{
+  int fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    int e = errno;
+    g_set_error (error, GE_ERROR, e == ENOENT ? GE_ERROR_NOT_FOUND : GE_ERROR_INVALID,
+        "%s: cannot open: %s", path, g_strerror (e));
+    return NULL;
+  }
+  struct stat sb;
+  if (fstat (fd, &sb) != 0) {
+    int e = errno;
+    g_set_error (error, GE_ERROR, GE_ERROR_INVALID, "%s: cannot open: %s", path,
+        g_strerror (e));
+    close (fd);
+    return NULL;
+  }
+  if (!S_ISREG (sb.st_mode)) {
+    g_set_error (error, GE_ERROR, GE_ERROR_INVALID, "%s: %s", path,
+        S_ISDIR (sb.st_mode) ? "is a directory, not a .safetensors file"
+        : "cannot open: not a regular file");
+    close (fd);
+    return NULL;
+  }
+  FileKey key;
+  key_from_stat (&key, &sb);
+
+  g_mutex_lock (&registry_lock);
+  SharedFile *sf = registry ? g_hash_table_lookup (registry, &key) : NULL;
+  if (sf)
+    sf->holders++;
+  g_mutex_unlock (&registry_lock);
+  if (sf) {
+    close (fd);
+    return sf;
+  }
+
+  /* Read or map outside the lock: a slow disk must not hold up the other
+   * files' opens.  Two first opens of one file may both read it; the
+   * second to finish drops its copy below. */
+  const gboolean map = (guint64) sb.st_size > (guint64) ge_safetensors_read_limit ();
+  GBytes *bytes = map ? map_file (fd, path, error)
+      : read_copy (fd, path, (gsize) sb.st_size, error);
+  /* A copy taken while someone wrote the file may mix old and new bytes:
+   * refuse it rather than keep it under the old identity. */
+  struct stat after;
+  FileKey now;
+  if (bytes && !map && (fstat (fd, &after) != 0
+          || (key_from_stat (&now, &after), !key_equal (&key, &now)))) {
+    g_set_error (error, GE_ERROR, GE_ERROR_CORRUPT, "%s: the file changed while it "
+        "was read", path);
+    g_clear_pointer (&bytes, g_bytes_unref);
+  }
+  close (fd);
+  if (!bytes)
+    return NULL;
+
+  SharedFile *mine = g_new0 (SharedFile, 1);
+  mine->key = key;
+  mine->bytes = bytes;
+  mine->mapped = map;
+  mine->holders = 1;
+
+  g_mutex_lock (&registry_lock);
+  if (!registry)
+    registry = g_hash_table_new (key_hash, key_equal);
+  sf = g_hash_table_lookup (registry, &mine->key);
+  if (sf)
+    sf->holders++;
   else
-    g_mapped_file_unref (mf);
+    g_hash_table_insert (registry, &mine->key, mine);
+  g_mutex_unlock (&registry_lock);
+  if (sf) {
+    g_bytes_unref (mine->bytes);
+    g_free (mine);
+    return sf;
+  }
+  return mine;
+}
+
+static void
+shared_file_release (SharedFile * sf)
+{
+  g_mutex_lock (&registry_lock);
+  gboolean last = --sf->holders == 0;
+  if (last)
+    g_hash_table_remove (registry, &sf->key);
+  g_mutex_unlock (&registry_lock);
+  if (last) {
+    g_bytes_unref (sf->bytes);
+    g_free (sf);
+  }
+}
+
+guint
+ge_safetensors_n_shared_files (void)
+{
+  g_mutex_lock (&registry_lock);
+  guint n = registry ? g_hash_table_size (registry) : 0;
+  g_mutex_unlock (&registry_lock);
+  return n;
+}
+
+guint
+ge_safetensors_shared_holders (const char *path)
+{
+  struct stat sb;
+  if (stat (path, &sb) != 0)
+    return 0;
+  FileKey key;
+  key_from_stat (&key, &sb);
+  g_mutex_lock (&registry_lock);
+  SharedFile *sf = registry ? g_hash_table_lookup (registry, &key) : NULL;
+  guint n = sf ? sf->holders : 0;
+  g_mutex_unlock (&registry_lock);
+  return n;
+}
+
+gboolean
+ge_safetensors_is_mapped (const GeSafetensors * st)
+{
+  return st->shared && st->shared->mapped;
+}
+
+GeSafetensors *
+ge_safetensors_open (const char *path, GError ** error)
+{
+  SharedFile *sf = shared_file_acquire (path, error);
+  if (!sf)
+    return NULL;
+  GeSafetensors *st = ge_safetensors_new_from_bytes (sf->bytes, path, error);
+  if (st)
+    st->shared = sf;
+  else
+    shared_file_release (sf);
   return st;
 }
 
@@ -406,8 +662,8 @@ ge_safetensors_free (GeSafetensors * st)
     g_string_chunk_free (st->names);
   if (st->bytes)
     g_bytes_unref (st->bytes);
-  if (st->mapped)
-    g_mapped_file_unref (st->mapped);
+  if (st->shared)
+    shared_file_release (st->shared);
   g_free (st->name);
   g_free (st);
 }

@@ -1,4 +1,5 @@
-/* ge-safetensors.h: a validating, mmap-backed .safetensors reader.
+/* ge-safetensors.h: a validating .safetensors reader over shared,
+ * read-only file contents (mapped, or read for small files).
  *
  * Layout: 8-byte little-endian u64 N, N bytes of JSON header, then the data
  * section.  Each header entry is {"dtype": .., "shape": [..],
@@ -75,8 +76,36 @@ typedef struct {
 
 typedef struct _GeSafetensors GeSafetensors;
 
-/* Maps @path read-only and validates it. */
+/* Opens @path read-only and validates it.
+ *
+ * The file's bytes are shared by every open of the same file in the process
+ * (reference-counted; "the same file" is the same device, inode, size and
+ * modification and change times), so two elements running one model hold
+ * it once.  A file replaced by rename() or rewritten while open is a new
+ * file to later opens; earlier ones keep the bytes they have.
+ *
+ * Files up to ge_safetensors_read_limit () bytes are read into memory:
+ * nothing done to the file afterwards (truncation included) can reach the
+ * copy.  Larger ones are mapped: truncating a mapped file in place while it
+ * is in use is undefined (the process gets SIGBUS on the lost pages), so
+ * replace model files with mv, never in place.  Either way tensors have the
+ * alignment their file offsets give on a page boundary. */
 GeSafetensors *ge_safetensors_open (const char *path, GError **error);
+
+/* Files above this many bytes are mapped, smaller ones read:
+ * GE_SAFETENSORS_READ_LIMIT, or the environment variable GE_MODEL_READ_LIMIT
+ * (bytes, or with a K, M or G suffix; 0 maps every file), read at each
+ * open. */
+#define GE_SAFETENSORS_READ_LIMIT ((gsize) 64 << 20)
+gsize ge_safetensors_read_limit (void);
+/* TRUE when @st's bytes are a mapping of its file, FALSE when they were
+ * read into memory (or given as bytes). */
+gboolean ge_safetensors_is_mapped (const GeSafetensors *st);
+/* How many distinct files the process holds open through
+ * ge_safetensors_open, and how many opens share the current file at @path
+ * (0 when it is not open): for tests and diagnostics. */
+guint ge_safetensors_n_shared_files (void);
+guint ge_safetensors_shared_holders (const char *path);
 /* Validates @bytes (kept referenced); @name is used in error messages. */
 GeSafetensors *ge_safetensors_new_from_bytes (GBytes *bytes, const char *name,
     GError **error);

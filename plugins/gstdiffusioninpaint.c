@@ -39,7 +39,8 @@
  *   a buffer queued or has ended; live, it goes on at the latency deadline.)
  * - `alpha`: the frame's alpha channel (RGBA, BGRA).
  * - `roi-meta`: the rectangles of the frame's GstVideoRegionOfInterestMeta.
- * - `file`: #GstDiffusionInpaint:mask-file, a PGM or PNG image.
+ * - `file`: #GstDiffusionInpaint:mask-file, a PGM or PNG image, read at
+ *   READY->PAUSED (a change to the file is picked up at the next start).
  * - `auto` (default): the pad when one was requested, else the file when
  *   one is set, else alpha when the format has it, else ROI metas.
  * Late frames are dropped (QoS, as GstBaseTransform does), and the measured
@@ -914,7 +915,8 @@ gst_diffusion_inpaint_class_init (GstDiffusionInpaintClass * klass)
   g_object_class_install_property (gobject_class, PROP_MASK_FILE,
       g_param_spec_string ("mask-file", "Mask file",
           "Mask image (PGM or PNG; grey, or colour taken as grey), read at "
-          "start", NULL, rw | GST_PARAM_MUTABLE_READY));
+          "READY->PAUSED; changes to the file while playing are ignored "
+          "until the next start", NULL, rw | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_MASK_THRESHOLD,
       g_param_spec_uint ("mask-threshold", "Mask threshold",
           "Mask values above this (8-bit scale; alpha: transparency) are "

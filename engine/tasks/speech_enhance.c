@@ -3,6 +3,7 @@
 #include "ge-speech.h"
 #include "ge-model-file.h"
 #include "ge-ops.h"
+#include "ge-pool.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -114,6 +115,9 @@ plan_rate (GeSpeechModel * m, RatePlan * p, int rate, int frame_ms, int hop_ms,
 GeSpeechModel *
 ge_speech_model_new (const char *path, GError ** error)
 {
+  /* The streams call sgemv from the caller's thread, with or without a
+   * pool: set OpenBLAS's thread count before any of them can run. */
+  ge_pool_init_blas ();
   GeModelFile *mf = ge_model_file_open (path, error);
   if (!mf)
     return NULL;
