@@ -778,6 +778,10 @@ gst_diffusion_inpaint_aggregate (GstAggregator * agg, gboolean timeout)
     }
   }
 
+  if (!gst_generative_check_frame (GST_ELEMENT (self), &self->vinfo, buf)) {
+    gst_buffer_unref (buf);
+    return GST_FLOW_ERROR;
+  }
   buf = gst_buffer_make_writable (buf);
   if (!gst_video_frame_map (&frame, &self->vinfo, buf, GST_MAP_READWRITE)) {
     gst_buffer_unref (buf);

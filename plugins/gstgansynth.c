@@ -23,7 +23,11 @@
  * model's latency (the installed one: 40 ms, a 20 ms frame and 20 ms of
  * lookahead; reported in the latency query), drops the start-up samples
  * and drains the tail at EOS, so every input sample comes out once, at its
- * own timestamp.  A flush or a discontinuity starts afresh.
+ * own timestamp.  A flush or a discontinuity starts afresh; a discontinuity,
+ * a GAP event, new caps (another rate or channel count) and EOS first let
+ * out what is held.  GAP buffers are silence, whatever their bytes; NaN and
+ * infinite samples are taken as silence and samples beyond +-8 are clipped
+ * to it, so the output is always finite.
  * #GstGanSynth:strength blends the cleaned signal with the original
  * (controllable); with #GstGanSynth:post-vad-messages the element posts
  * "gansynth-vad" element messages when speech starts and stops.
@@ -277,6 +281,8 @@ gst_gansynth_transform_caps (GstBaseTransform * trans, GstPadDirection dir,
   return res;
 }
 
+static GstFlowReturn drain (GstGanSynth * self);
+
 static gboolean
 gst_gansynth_setup (GstAudioFilter * filter, const GstAudioInfo * info)
 {
@@ -291,6 +297,10 @@ gst_gansynth_setup (GstAudioFilter * filter, const GstAudioInfo * info)
         ("Put audioresample before gansynth; the caps list the model's rates"));
     return FALSE;
   }
+  /* New caps mid-stream (another rate or channel count): what is held
+   * comes out first, at the old caps, which are still the source pad's. */
+  if (self->n_streams > 0)
+    drain (self);
   free_streams (self);
   self->hop = ge_speech_model_hop (self->model, rate);
   self->delay = ge_speech_model_delay (self->model, rate);
@@ -523,6 +533,19 @@ gst_gansynth_submit_input_buffer (GstBaseTransform * trans,
     return GST_FLOW_ERROR;
   }
 
+  /* A GAP buffer holds media neutral data that elements may ignore: it
+   * is silence whatever its bytes are, so junk in it never comes out. */
+  if (GST_BUFFER_FLAG_IS_SET (input, GST_BUFFER_FLAG_GAP)
+      && gst_buffer_get_size (input) > 0) {
+    GstBuffer *silence = gst_buffer_new_allocate (NULL,
+        gst_buffer_get_size (input), NULL);
+
+    gst_buffer_memset (silence, 0, 0, gst_buffer_get_size (input));
+    gst_buffer_copy_into (silence, input, GST_BUFFER_COPY_METADATA, 0, -1);
+    gst_buffer_unref (input);
+    input = silence;
+  }
+
   /* A discontinuity (flagged, or a timestamp off by more than
    * RESYNC_THRESHOLD) ends the run: what is held comes out, then a fresh
    * start. */
@@ -584,6 +607,11 @@ gst_gansynth_sink_event (GstBaseTransform * trans, GstEvent * event)
       reset_run (self);
       break;
     case GST_EVENT_FLUSH_STOP:
+      reset_run (self);
+      break;
+    case GST_EVENT_GAP:
+      /* the held audio comes before the gap: out first, then a new run */
+      drain (self);
       reset_run (self);
       break;
     case GST_EVENT_SEGMENT:

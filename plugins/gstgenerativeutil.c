@@ -93,6 +93,44 @@ gst_generative_frame_image (GstVideoFrame * frame, GeImageU8 * img)
 }
 
 gboolean
+gst_generative_check_frame (GstElement * element, const GstVideoInfo * info,
+    GstBuffer * buf)
+{
+  GstVideoMeta *meta = gst_buffer_get_video_meta (buf);
+  const gsize size = gst_buffer_get_size (buf);
+  const gint w = GST_VIDEO_INFO_WIDTH (info), h = GST_VIDEO_INFO_HEIGHT (info);
+  const gsize row = (gsize) w * GST_VIDEO_INFO_COMP_PSTRIDE (info, 0);
+  gsize need = GST_VIDEO_INFO_SIZE (info);
+
+  if (meta) {
+    if (meta->format != GST_VIDEO_INFO_FORMAT (info) || meta->n_planes != 1
+        || (gint) meta->width != w || (gint) meta->height != h) {
+      GST_ELEMENT_ERROR (element, STREAM, FORMAT,
+          ("A frame's video meta (%s %ux%u) does not match the caps "
+              "(%s %dx%d).", gst_video_format_to_string (meta->format),
+              meta->width, meta->height, GST_VIDEO_INFO_NAME (info), w, h),
+          (NULL));
+      return FALSE;
+    }
+    if (meta->stride[0] < 0 || (gsize) meta->stride[0] < row) {
+      GST_ELEMENT_ERROR (element, STREAM, FORMAT,
+          ("A frame's stride of %d bytes is less than its rows of %"
+              G_GSIZE_FORMAT " bytes.", meta->stride[0], row), (NULL));
+      return FALSE;
+    }
+    need = meta->offset[0] + (gsize) meta->stride[0] * (h - 1) + row;
+  }
+  if (size < need) {
+    GST_ELEMENT_ERROR (element, STREAM, FORMAT,
+        ("A frame of %" G_GSIZE_FORMAT " bytes is too short for %dx%d %s "
+            "(%" G_GSIZE_FORMAT " bytes).", size, w, h,
+            GST_VIDEO_INFO_NAME (info), need), (NULL));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean
 gst_generative_check_model_file (GstElement * element, const gchar * path,
     const gchar * kind)
 {

@@ -33,6 +33,16 @@ gboolean gst_generative_is_running (GstElement * element);
  * RGBA, BGRA ...): strides and channel offsets from the frame's info. */
 void gst_generative_frame_image (GstVideoFrame * frame, GeImageU8 * img);
 
+/* Checks that @buf holds the packed (one-plane) frame @info describes,
+ * before it is mapped: gst_video_frame_map() trusts a GstVideoMeta's
+ * offset and stride, so a buffer cut short, or a meta whose rows overlap or
+ * run past the end, would be read out of bounds (and GstVideoFilter turns a
+ * frame it cannot map into a warning and an uninitialised output frame).
+ * Posts STREAM/FORMAT naming the sizes and returns FALSE when it does not
+ * hold it. */
+gboolean gst_generative_check_frame (GstElement * element,
+    const GstVideoInfo * info, GstBuffer * buf);
+
 /* Posts RESOURCE/NOT_FOUND or RESOURCE/OPEN_READ naming @path when the
  * model file is missing or unreadable (the engine reports both as "not
  * found", the user needs to know which); @kind says what model the element

@@ -307,13 +307,12 @@ gst_vae_base_latent_to_video_caps (GstVaeBase * self, GstCaps * caps)
 
 gboolean
 gst_vae_base_check_latent_caps (GstVaeBase * self, GstCaps * caps,
-    const GstVideoInfo * video, gint * lw, gint * lh)
+    gint w, gint h, gint * lw, gint * lh)
 {
   GstVaeBasePrivate *p = PRIV (self);
   GstStructure *s = gst_caps_get_structure (caps, 0);
   const gchar *types = gst_structure_get_string (s, "types");
-  gint c, f = 0, nt = 0, w = GST_VIDEO_INFO_WIDTH (video),
-      h = GST_VIDEO_INFO_HEIGHT (video);
+  gint c, f = 0, nt = 0;
 
   if (!gst_structure_get_int (s, "num_tensors", &nt) || nt != 1
       || g_strcmp0 (types, "float32") != 0
@@ -339,6 +338,15 @@ gst_vae_base_check_latent_caps (GstVaeBase * self, GstCaps * caps,
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
         ("A %dx%d latent does not make %dx%d frames at factor %d.", *lw, *lh,
             w, h, p->factor), ("caps: %" GST_PTR_FORMAT, caps));
+    return FALSE;
+  }
+  /* The padded frame the decoder computes, before any crop. */
+  if ((gint64) *lw * p->factor * *lh * p->factor > GST_VAE_MAX_PIXELS) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+        ("A %dx%d latent makes %dx%d frames, more than the %d megapixels "
+            "vaedecode decodes.", *lw, *lh, w, h,
+            GST_VAE_MAX_PIXELS / (1024 * 1024)), ("caps: %" GST_PTR_FORMAT,
+            caps));
     return FALSE;
   }
   return TRUE;

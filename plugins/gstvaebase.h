@@ -52,11 +52,17 @@ const gchar *gst_vae_base_model_path (GstVaeBase * self);
 GstCaps *gst_vae_base_video_to_latent_caps (GstVaeBase * self, GstCaps * caps);
 GstCaps *gst_vae_base_latent_to_video_caps (GstVaeBase * self, GstCaps * caps);
 
+/* The largest frame vaedecode makes, in pixels (8192x8192, 8K UHD and
+ * more): the decoder holds the whole frame in float32 several times over,
+ * and latent caps far beyond it are a lie, not a picture. */
+#define GST_VAE_MAX_PIXELS (8192 * 8192)
+
 /* Checks latent caps against the loaded model (types, channels, factor,
- * frame size); posts CORE/NEGOTIATION naming the model when they do not
- * fit.  @video: the frame size the latent decodes to. */
+ * frame size, GST_VAE_MAX_PIXELS); posts CORE/NEGOTIATION naming the model
+ * when they do not fit.  @width x @height: the frame size the latent
+ * decodes to. */
 gboolean gst_vae_base_check_latent_caps (GstVaeBase * self, GstCaps * caps,
-    const GstVideoInfo * video, gint * lw, gint * lh);
+    gint width, gint height, gint * lw, gint * lh);
 
 /* Hands changed properties to the engine; call before each frame (of
  * @width x @height pixels: automatic tiling depends on it). */

@@ -22,7 +22,11 @@
  * Latents must come from a model with the same number of channels and, when
  * the caps say it, the same downsampling factor: anything else is a
  * negotiation error that names the model, never a garbled picture.  A
- * latent buffer of the wrong size or holding NaNs is a stream error.
+ * latent buffer of the wrong size or holding NaNs or infinities is a stream
+ * error, and so are latents whose values are so large that the decoder
+ * overflows (no frame of whatever 8-bit value NaN turns into).  Latents
+ * that decode to more than 8192x8192 pixels (GST_VAE_MAX_PIXELS) are
+ * refused at negotiation.
  *
  * ## Example launch line
  * |[
@@ -34,6 +38,8 @@
 #include "config.h"
 #endif
 
+#include <float.h>
+#include <math.h>
 #include <string.h>
 
 #include "gstvaedecode.h"
@@ -86,17 +92,41 @@ gst_vae_decode_set_caps (GstBaseTransform * trans, GstCaps * incaps,
     GST_ERROR_OBJECT (self, "caps set before the model was loaded");
     return FALSE;
   }
-  if (!gst_video_info_from_caps (&self->vinfo, outcaps)
-      || !gst_vae_base_check_latent_caps (base, incaps, &self->vinfo,
-          &self->lw, &self->lh))
-    return FALSE;
+  {
+    GstStructure *vs = gst_caps_get_structure (outcaps, 0);
+    gint w = 0, h = 0;
+
+    /* The latent's size first: caps that lie about it can ask for frames
+     * too large for a GstVideoInfo, which would fail without a word. */
+    if (!gst_structure_get_int (vs, "width", &w)
+        || !gst_structure_get_int (vs, "height", &h)
+        || !gst_vae_base_check_latent_caps (base, incaps, w, h, &self->lw,
+            &self->lh))
+      return FALSE;
+    if (!gst_video_info_from_caps (&self->vinfo, outcaps)) {
+      GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+          ("Cannot make %dx%d frames.", w, h), ("caps: %" GST_PTR_FORMAT,
+              outcaps));
+      return FALSE;
+    }
+  }
   self->channels = ge_vae_codec_latent_channels (codec);
   /* Latents a pipeline scaled (applied-scaling-factor) are unscaled before
-   * decoding, as diffusers decodes latents / scaling_factor. */
+   * decoding, as diffusers decodes latents / scaling_factor.  A factor that
+   * is not a positive number whose inverse is a float would make every
+   * value 0, infinite or NaN: refused, never taken as 1. */
   if (!gst_structure_get_double (gst_caps_get_structure (incaps, 0),
-          "applied-scaling-factor", &self->applied_scaling)
-      || self->applied_scaling <= 0.0)
+          "applied-scaling-factor", &self->applied_scaling))
     self->applied_scaling = 1.0;
+  else if (!(self->applied_scaling > 0.0)
+      || !isfinite ((gfloat) (1.0 / self->applied_scaling))
+      || (gfloat) (1.0 / self->applied_scaling) < FLT_MIN) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+        ("Latent caps give applied-scaling-factor %g, which cannot be "
+            "undone.", self->applied_scaling), ("caps: %" GST_PTR_FORMAT,
+            incaps));
+    return FALSE;
+  }
   self->aligned = g_renew (gfloat, self->aligned,
       (gsize) self->lw * self->lh * self->channels);
   GST_INFO_OBJECT (self, "%dx%dx%d latents -> %dx%d %s", self->lw, self->lh,

@@ -329,6 +329,8 @@ gst_vae_encode_transform (GstBaseTransform * trans, GstBuffer * inbuf,
   gint64 t0;
   gboolean ok;
 
+  if (!gst_generative_check_frame (GST_ELEMENT (self), &self->vinfo, inbuf))
+    return GST_FLOW_ERROR;
   if (!gst_video_frame_map (&frame, &self->vinfo, inbuf, GST_MAP_READ)) {
     GST_ELEMENT_ERROR (self, STREAM, FORMAT, ("Could not map a frame."),
         ("buffer of %" G_GSIZE_FORMAT " bytes for %s %dx%d",

@@ -234,10 +234,13 @@ ge_vae_codec_decode (GeVaeCodec * c, const float *latent, int lw, int lh, GeImag
     return ge_fail (error, GE_ERROR_SHAPE, path, "a %dx%d latent decodes to %d..%d x %d..%d "
         "pixels at factor %d, not %dx%d", lw, lh, (lw - 1) * f + 1, lw * f, (lh - 1) * f + 1,
         lh * f, f, W, H);
-  for (gsize i = 0; i < (gsize) C * lw * lh; i++)
+  float zmax = 0.0f;
+  for (gsize i = 0; i < (gsize) C * lw * lh; i++) {
     if (!isfinite (latent[i]))
       return ge_fail (error, GE_ERROR_INVALID, path, "the latent holds a NaN or infinity "
           "(element %" G_GSIZE_FORMAT ")", i);
+    zmax = MAX (zmax, fabsf (latent[i]));
+  }
   const int Wp = lw * f, Hp = lh * f;
   guint allocs[2];
   start_frame (c, allocs);
@@ -271,6 +274,13 @@ ge_vae_codec_decode (GeVaeCodec * c, const float *latent, int lw, int lh, GeImag
     if (ok)
       ge_tile_normalize (img, wsum, 3, (gsize) Hp * Wp);
   }
+  /* Finite latents far outside the model's range overflow inside it (a
+   * norm of infinities is NaN); a NaN pixel has no 8-bit value, so it is
+   * an error, never a frame of whatever the conversion makes of it. */
+  for (gsize i = 0; ok && i < (gsize) 3 * Hp * Wp; i++)
+    if (!isfinite (img[i]))
+      ok = ge_fail (error, GE_ERROR_INVALID, path, "decoding overflows: the latent's "
+          "values (up to %g in magnitude) are far outside the model's range", zmax);
   if (ok) {
     const int offs[3] = { out->r, out->g, out->b };
     for (int ch = 0; ch < 3; ch++)

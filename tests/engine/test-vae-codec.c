@@ -5,6 +5,7 @@
 #include "ge-safetensors.h"
 #include "ge-vae-codec.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -309,6 +310,21 @@ test_errors (void)
   g_assert_false (ge_vae_codec_decode (c, z, 3, 2, &o, &err));
   g_assert_error (err, GE_ERROR, GE_ERROR_INVALID);
   g_clear_error (&err);
+  /* Finite latents that overflow inside the decoder: an error, not NaN
+   * pixels turned into some 8-bit value. */
+  {
+    float big[4 * 12 * 8];
+    guint8 *pixels = g_malloc (48 * 32 * 3);
+    GeImageU8 bo = rgb (pixels, 48, 32);
+
+    for (guint i = 0; i < G_N_ELEMENTS (big); i++)
+      big[i] = i % 3 ? FLT_MAX : -FLT_MAX;
+    g_assert_false (ge_vae_codec_decode (c, big, 12, 8, &bo, &err));
+    g_assert_error (err, GE_ERROR, GE_ERROR_INVALID);
+    g_assert_nonnull (strstr (err->message, "overflows"));
+    g_clear_error (&err);
+    g_free (pixels);
+  }
   /* A 1x1 frame pads to one latent pixel. */
   float one[4];
   GeImageU8 px = rgb (buf, 1, 1);
