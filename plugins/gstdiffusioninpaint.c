@@ -136,7 +136,7 @@ static const GstGenerativeCoreSpec core_spec = {
   .props = GST_GENERATIVE_PROP_MODEL_FILE | GST_GENERATIVE_PROP_N_THREADS
       | GST_GENERATIVE_PROP_SEED | GST_GENERATIVE_PROP_NUM_STEPS
       | GST_GENERATIVE_PROP_STATS | GST_GENERATIVE_PROP_TILING
-      | GST_GENERATIVE_PROP_TEXT,
+      | GST_GENERATIVE_PROP_TEXT | GST_GENERATIVE_PROP_PRECISION,
   .model_name = "diffusioninpaint.safetensors",
   .model_blurb = "Inpainting model (.safetensors) or diffusers pipeline "
       "folder (StableDiffusionInpaintPipeline, StableDiffusionPipeline); "
@@ -805,6 +805,7 @@ gst_diffusion_inpaint_aggregate (GstAggregator * agg, gboolean timeout)
     GError *err = NULL;
     guint64 masked = 0;
     gint steps, feather, n_threads, jump_length, jump_n_sample;
+    GePrecision precision;
     gdouble guidance;
     guint64 seed;
 
@@ -852,6 +853,9 @@ gst_diffusion_inpaint_aggregate (GstAggregator * agg, gboolean timeout)
     ge_inpaint_set_repaint_jumps (self->ip, jump_length, jump_n_sample);
     ge_inpaint_set_feather (self->ip, feather);
     ge_inpaint_set_n_threads (self->ip, n_threads);
+    if (gst_generative_core_precision_changed (&self->core, &precision))
+      gst_generative_core_precision_applied (&self->core,
+          ge_inpaint_set_precision (self->ip, precision));
     ge_inpaint_set_seed (self->ip, seed);
     ge_inpaint_set_exemplar_guidance (self->ip, (float) guidance);
     if (!ge_inpaint_process (self->ip, &img, self->mask,

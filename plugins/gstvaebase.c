@@ -31,7 +31,8 @@ enum
 
 static const GstGenerativeCoreSpec core_spec = {
   .props = GST_GENERATIVE_PROP_MODEL_FILE | GST_GENERATIVE_PROP_N_THREADS
-      | GST_GENERATIVE_PROP_TILING | GST_GENERATIVE_PROP_STATS,
+      | GST_GENERATIVE_PROP_TILING | GST_GENERATIVE_PROP_STATS
+      | GST_GENERATIVE_PROP_PRECISION,
   .model_name = "vae.safetensors",
   .model_blurb = "VAE: our .safetensors, a diffusers AutoencoderKL, VQModel "
       "or AutoencoderTiny folder, or a pipeline folder (its vae or vqvae "
@@ -352,6 +353,7 @@ gst_vae_base_apply_settings (GstVaeBase * self, gint width, gint height)
 {
   GstVaeBasePrivate *p = PRIV (self);
   gint tile, overlap, n_threads;
+  GePrecision precision;
 
   GST_OBJECT_LOCK (self);
   overlap = p->core.tile_overlap;
@@ -368,6 +370,9 @@ gst_vae_base_apply_settings (GstVaeBase * self, gint width, gint height)
     ge_vae_codec_set_n_threads (p->codec, n_threads);
     p->applied_n_threads = n_threads;
   }
+  if (gst_generative_core_precision_changed (&p->core, &precision))
+    gst_generative_core_precision_applied (&p->core,
+        ge_vae_codec_set_precision (p->codec, precision));
 }
 
 void
