@@ -4,6 +4,7 @@
  * printed per round as JSON.
  *
  *   precision_bench [--rounds 5] [--frames 5] [--warmup 1] [--models DIR]
+ *                   [--only ELEMENT,...] [--precision f32|bf16]
  *
  * The frames are those of the speed benches: diffusionsr 640x360 -> x2
  * (bench/sr_speed.py), diffusioninpaint a 1280x720 frame with a 160x90
@@ -118,7 +119,7 @@ int
 main (int argc, char **argv)
 {
   int rounds = 5, frames = 5, warmup = 1;
-  const char *dir = "models", *only = NULL;
+  const char *dir = "models", *only = NULL, *only_precision = NULL;
   for (int i = 1; i + 1 < argc; i++) {
     if (!strcmp (argv[i], "--rounds"))
       rounds = atoi (argv[++i]);
@@ -130,6 +131,8 @@ main (int argc, char **argv)
       dir = argv[++i];
     else if (!strcmp (argv[i], "--only"))
       only = argv[++i];
+    else if (!strcmp (argv[i], "--precision"))
+      only_precision = argv[++i];
   }
   GError *err = NULL;
   Task tasks[5] = { {"diffusionsr"}, {"diffusioninpaint"}, {"diffusionimg2img"}, {"vaeencode"},
@@ -182,6 +185,8 @@ main (int argc, char **argv)
         continue;
       for (int threads = 1; threads <= 2; threads++)
         for (int pi = 0; pi < 2; pi++) {
+          if (only_precision && strcmp (only_precision, ge_precision_name (prec[pi])))
+            continue;
           const GePrecision runs = set (&tasks[ti], threads, prec[pi]);
           for (int k = 0; k < warmup + frames; k++) {
             const double t = frame (&tasks[ti]);
