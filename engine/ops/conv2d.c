@@ -920,6 +920,13 @@ copy_bf16_task (void *data, int t, int thread)
       memset (d, 0, sizeof (guint32) * Wp);
       continue;
     }
+    if (s == 1) {               /* the rows as they are, zeros past them */
+      const float *src = xp->data + (((gsize) n * C + 2 * c) * xp->h + yy) * xp->w;
+      const int w = MIN (Wp, xp->w);
+      ge_bf16_pairs (src, 2 * c + 1 < C ? src + (gsize) xp->h * xp->w : NULL, w, d);
+      memset (d + w, 0, sizeof (guint32) * (Wp - w));
+      continue;
+    }
     for (int e = 0; e < 2; e++) {
       float *f = e ? hi : lo;
       const int ci = 2 * c + e;
