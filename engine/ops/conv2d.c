@@ -17,6 +17,11 @@
  *
  * Work is split into bands of output rows/pixels; with too few bands the
  * output channels are split too.  Scratch comes from the arena.
+ *
+ * With ctx->precision BF16 (on AVX512-BF16) convs of one group without
+ * dilation take the bf16 kernel instead (conv2d_bf16 below: the same
+ * implicit GEMM on channel pairs rounded to bf16 as the input is prepared);
+ * everything above is the f32 reference and unchanged by it.
  */
 #include "act.h"
 #include "ge-pool.h"
