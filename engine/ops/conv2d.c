@@ -666,13 +666,42 @@ ge_conv2d_packed_bf16_size (const GeConv2d * p)
   return ge_gemm_bf16_a_size (p->out_channels, (p->in_channels + 1) / 2 * p->kh * p->kw);
 }
 
-void
-ge_conv2d_pack_bf16 (GeConv2d * p, guint32 * storage)
+static void
+pack_bf16 (const GeConv2d * p, guint32 * storage)
 {
   float *tmp = g_new (float, (gsize) p->in_channels * p->kh * p->kw);
   pack_bf16_rows (p, 0, p->out_channels, storage, tmp);
   g_free (tmp);
+}
+
+void
+ge_conv2d_pack_bf16 (GeConv2d * p, guint32 * storage)
+{
+  pack_bf16 (p, storage);
   p->packed_bf16 = storage;
+}
+
+void
+ge_conv2d_set_bf16_cache (GeConv2d * p, GeConvBf16Cache * cache)
+{
+  p->bf16_cache = cache;
+}
+
+/* @p's bf16 weights: packed_bf16, else its cache's, packed now on the first
+ * bf16 call; NULL without either.  Every caller of one conv (a model's
+ * forward, the copies of its GeConv2d) sees one copy, packed once. */
+static const guint32 *
+bf16_weights (const GeConv2d * p)
+{
+  GeConvBf16Cache *c = p->bf16_cache;
+  if (p->packed_bf16 || !c)
+    return p->packed_bf16;
+  if (g_once_init_enter (&c->packed)) {
+    guint32 *w = (guint32 *) c->alloc (c->owner, ge_conv2d_packed_bf16_size (p));
+    pack_bf16 (p, w);
+    g_once_init_leave (&c->packed, w);
+  }
+  return c->packed;
 }
 
 /* The task's rows of the bf16 weights: a slice of the packed copy, or
@@ -1061,6 +1090,11 @@ conv2d_run (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInp
   const int s = p->stride_h;
   if (ctx->precision == GE_PRECISION_BF16 && ge_gemm_bf16_available () && p->groups == 1
       && p->stride_w == s && p->dil_h == 1 && p->dil_w == 1) {
+    if (!p->packed_bf16 && p->bf16_cache) {
+      p32 = *p;
+      p32.packed_bf16 = bf16_weights (p);
+      p = j.p = &p32;
+    }
     conv2d_bf16 (ctx, &j, x, in, up);
     ge_arena_release (ctx->arena, mark);
     return;
@@ -1298,8 +1332,16 @@ ge_conv2d_phase2x (GeCtx * ctx, const GeConv2d phase[4], const GeTensor * x, GeT
   PhaseJob j = { .phase = phase, .y = y };
   /* Rows narrow enough for implicit_task's wide mode keep the general path. */
   const gboolean bf16 = ctx->precision == GE_PRECISION_BF16 && ge_gemm_bf16_available ();
-  if (bf16 && phase[0].packed_bf16 && phase[1].packed_bf16 && phase[2].packed_bf16
-      && phase[3].packed_bf16 && !narrow_rows (W)) {
+  GeConv2d bp[4];
+  if (bf16) {
+    for (int i = 0; i < 4; i++) {
+      bp[i] = phase[i];
+      bp[i].packed_bf16 = bf16_weights (&phase[i]);
+    }
+    j.phase = bp;
+  }
+  if (bf16 && bp[0].packed_bf16 && bp[1].packed_bf16 && bp[2].packed_bf16
+      && bp[3].packed_bf16 && !narrow_rows (W)) {
     GeTensor xp = prepare (ctx, x, NULL, 1, 1, 1, 1, TRUE);
     const int wp = xp.w;
     j.CP = (x->c + 1) / 2;
