@@ -363,6 +363,62 @@ task_split (const ConvJob * j, int task, int *n, int *g, int *band, int *c0, int
   *nco = MIN (j->cout_per_split, j->cout_g - *c0);
 }
 
+/* Channel @ci's input row @y of sample @n (transformed, 0 <= y < h) as
+ * its @s phase rows: phase px holds padded pixels (y, c * s + px) at
+ * column c, at @d + px * @pitch, zeros where padding.  @tmp: a transformed
+ * input row when s > 1. */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize ("no-tree-loop-distribute-patterns")))
+#endif
+static void
+phase_rows (const ConvJob * j, int n, int ci, int y, float *d, gsize pitch, float *tmp)
+{
+  const GeTensor *x = j->src;
+  const GeConvInput *in = j->in;
+  const int s = j->p->stride_h, pl = j->p->pad_left, w = x->w, wp = j->ring_pitch;
+  const int bc = n * x->c + ci;
+  const float *src = x->data + ((gsize) bc * x->h + y) * w;
+  /* The next call reads the next rows of every channel plane: too many
+   * streams for the hardware prefetchers, so they are fetched into L2
+   * while this row's GEMMs run. */
+  if (y + s < x->h)
+    for (int i = 0; i < w; i += 16)
+      __builtin_prefetch (src + (gsize) s * w + i, 0, 2);
+  const float sc = in && in->scale ? in->scale[bc] : 1.0f;
+  const float sh = in && in->shift ? in->shift[bc] : 0.0f;
+  const GeAct act = in ? in->act : GE_ACT_NONE;
+  if (s == 1) {
+    for (int i = 0; i < pl; i++)
+      d[i] = 0.0f;
+    transform_row (src, d + pl, w, sc, sh, act);
+    for (int i = pl + w; i < wp; i++)
+      d[i] = 0.0f;
+    return;
+  }
+  if (!is_identity (sc, sh, act)) {     /* else read it in place */
+    transform_row (src, tmp, w, sc, sh, act);
+    src = tmp;
+  }
+  for (int px = 0; px < s; px++, d += pitch) {
+    /* Columns c0 <= c < c1 read the input: 0 <= c * s + px - pl < w. */
+    const int off = px - pl;
+    int c0 = off < 0 ? (-off + s - 1) / s : 0, c1 = off < w ? (w - 1 - off) / s + 1 : 0;
+    c1 = CLAMP (c1, 0, wp);
+    c0 = MIN (c0, c1);
+    for (int c = 0; c < c0; c++)
+      d[c] = 0.0f;
+    const float *sp = src + off;
+    if (s == 2)
+      for (int c = c0; c < c1; c++)
+        d[c] = sp[2 * c];
+    else
+      for (int c = c0; c < c1; c++)
+        d[c] = sp[c * s];
+    for (int c = c1; c < wp; c++)
+      d[c] = 0.0f;
+  }
+}
+
 /* Row @r of sample @n's padded input, all channels, transformed, into the
  * ring slot @dst; for a stride s > 1 split into its s x s phases, so that
  * the GEMM reads a strided conv as it reads a stride-1 one: phase (py, px)
@@ -371,65 +427,20 @@ task_split (const ConvJob * j, int task, int *n, int *g, int *band, int *c0, int
  * output row oy, column ox is then phase (ky % s, kx % s) of row
  * oy + ky / s at column ox + kx / s: consecutive outputs read consecutive
  * floats.  @tmp: a transformed input row when s > 1. */
-#if defined(__GNUC__) && !defined(__clang__)
-__attribute__((optimize ("no-tree-loop-distribute-patterns")))
-#endif
 static void
 ring_row (const ConvJob * j, int n, int r, float *dst, float *tmp)
 {
   const GeTensor *x = j->src;
-  const GeConvInput *in = j->in;
-  const int s = j->p->stride_h, pl = j->p->pad_left, w = x->w, C = x->c, wp = j->ring_pitch;
+  const int s = j->p->stride_h, C = x->c, wp = j->ring_pitch;
   for (int py = 0; py < s; py++) {
     const int y = r * s + py - j->p->pad_top;
     for (int ci = 0; ci < C; ci++) {
       float *d = dst + (gsize) py * s * C * wp + (gsize) ci * wp;
-      if (y < 0 || y >= x->h) {
+      if (y < 0 || y >= x->h)
         for (int px = 0; px < s; px++)
           memset (d + (gsize) px * C * wp, 0, sizeof (float) * wp);
-        continue;
-      }
-      const int bc = n * C + ci;
-      const float *src = x->data + ((gsize) bc * x->h + y) * w;
-      /* The next call reads the next rows of every channel plane: too many
-       * streams for the hardware prefetchers, so they are fetched into L2
-       * while this row's GEMMs run. */
-      if (y + s < x->h)
-        for (int i = 0; i < w; i += 16)
-          __builtin_prefetch (src + (gsize) s * w + i, 0, 2);
-      const float sc = in && in->scale ? in->scale[bc] : 1.0f;
-      const float sh = in && in->shift ? in->shift[bc] : 0.0f;
-      const GeAct act = in ? in->act : GE_ACT_NONE;
-      if (s == 1) {
-        for (int i = 0; i < pl; i++)
-          d[i] = 0.0f;
-        transform_row (src, d + pl, w, sc, sh, act);
-        for (int i = pl + w; i < wp; i++)
-          d[i] = 0.0f;
-        continue;
-      }
-      if (!is_identity (sc, sh, act)) {  /* else read it in place */
-        transform_row (src, tmp, w, sc, sh, act);
-        src = tmp;
-      }
-      for (int px = 0; px < s; px++, d += (gsize) C * wp) {
-        /* Columns c0 <= c < c1 read the input: 0 <= c * s + px - pl < w. */
-        const int off = px - pl;
-        int c0 = off < 0 ? (-off + s - 1) / s : 0, c1 = off < w ? (w - 1 - off) / s + 1 : 0;
-        c1 = CLAMP (c1, 0, wp);
-        c0 = MIN (c0, c1);
-        for (int c = 0; c < c0; c++)
-          d[c] = 0.0f;
-        const float *sp = src + off;
-        if (s == 2)
-          for (int c = c0; c < c1; c++)
-            d[c] = sp[2 * c];
-        else
-          for (int c = c0; c < c1; c++)
-            d[c] = sp[c * s];
-        for (int c = c1; c < wp; c++)
-          d[c] = 0.0f;
-      }
+      else
+        phase_rows (j, n, ci, y, d, (gsize) C * wp, tmp);
     }
   }
 }
@@ -721,52 +732,6 @@ task_weights_bf16 (const ConvJob * j, int c0, int nco, int thread)
   return ap;
 }
 
-/* Channel @ci's input row @y (transformed) as the @s phase rows of ring_row
- * (phase px at @d + px * wp, zeros where padding); @tmp: x->w floats. */
-#if defined(__GNUC__) && !defined(__clang__)
-__attribute__((optimize ("no-tree-loop-distribute-patterns")))
-#endif
-static void
-phase_rows_f32 (const ConvJob * j, int n, int ci, int y, float *d, float *tmp)
-{
-  const GeTensor *x = j->src;
-  const GeConvInput *in = j->in;
-  const int s = j->p->stride_h, pl = j->p->pad_left, w = x->w, wp = j->ring_pitch;
-  const int bc = n * x->c + ci;
-  const float *src = x->data + ((gsize) bc * x->h + y) * w;
-  if (y + s < x->h)
-    for (int i = 0; i < w; i += 16)
-      __builtin_prefetch (src + (gsize) s * w + i, 0, 2);
-  const float sc = in && in->scale ? in->scale[bc] : 1.0f;
-  const float sh = in && in->shift ? in->shift[bc] : 0.0f;
-  const GeAct act = in ? in->act : GE_ACT_NONE;
-  if (s == 1) {
-    for (int i = 0; i < pl; i++)
-      d[i] = 0.0f;
-    transform_row (src, d + pl, w, sc, sh, act);
-    for (int i = pl + w; i < wp; i++)
-      d[i] = 0.0f;
-    return;
-  }
-  if (!is_identity (sc, sh, act)) {
-    transform_row (src, tmp, w, sc, sh, act);
-    src = tmp;
-  }
-  for (int px = 0; px < s; px++, d += wp) {
-    const int off = px - pl;
-    int c0 = off < 0 ? (-off + s - 1) / s : 0, c1 = off < w ? (w - 1 - off) / s + 1 : 0;
-    c1 = CLAMP (c1, 0, wp);
-    c0 = MIN (c0, c1);
-    for (int c = 0; c < c0; c++)
-      d[c] = 0.0f;
-    const float *sp = src + off;
-    for (int c = c0; c < c1; c++)
-      d[c] = sp[c * s];
-    for (int c = c1; c < wp; c++)
-      d[c] = 0.0f;
-  }
-}
-
 #if defined(__x86_64__) && defined(__GNUC__)
 /* Stride-1 ring rows of a channel pair, transformed and rounded in one
  * pass: dst[i] = pair (act (a[i] sa + ba), act (b[i] sb + bb)), b NULL: a
@@ -852,7 +817,7 @@ ring_row_bf16 (const ConvJob * j, int n, int r, guint32 * dst, float *tmp)
         for (int e = 0; e < 1 + odd; e++) {
           const int bc = n * C + 2 * c + e;
           src[e] = x->data + ((gsize) bc * x->h + y) * w;
-          if (y + 1 < x->h)     /* as phase_rows_f32 */
+          if (y + 1 < x->h)     /* as phase_rows */
             for (int i = 0; i < w; i += 16)
               __builtin_prefetch (src[e] + w + i, 0, 2);
           sc[e] = in && in->scale ? in->scale[bc] : 1.0f;
@@ -866,9 +831,9 @@ ring_row_bf16 (const ConvJob * j, int n, int r, guint32 * dst, float *tmp)
         continue;
       }
 #endif
-      phase_rows_f32 (j, n, 2 * c, y, f[0], t);
+      phase_rows (j, n, 2 * c, y, f[0], wp, t);
       if (odd)
-        phase_rows_f32 (j, n, 2 * c + 1, y, f[1], t);
+        phase_rows (j, n, 2 * c + 1, y, f[1], wp, t);
       for (int px = 0; px < s; px++)
         ge_bf16_pairs (f[0] + (gsize) px * wp, odd ? f[1] + (gsize) px * wp : NULL, wp,
             d + (gsize) px * CP * wp);
