@@ -5,13 +5,17 @@
  *
  *   precision_bench [--rounds 5] [--frames 5] [--warmup 1] [--models DIR]
  *                   [--only ELEMENT,...] [--precision f32|bf16]
+ *                   [--inpaint-guidance G]
  *
  * The frames are those of the speed benches: diffusionsr 640x360 -> x2
  * (bench/sr_speed.py), diffusioninpaint a 1280x720 frame with a 160x90
  * mask at (1080, 30) (bench/inpaint_speed.py), vaeencode and vaedecode
  * 1280x720 (bench/vae_speed.py), diffusionimg2img 640x360 (no speed bench
  * of its own).  Pictures are synthetic: the time does not depend on them,
- * except inpainting's, whose box comes from the mask only.
+ * except inpainting's, whose box comes from the mask only.  Inpainting
+ * runs at the model's exemplar guidance (the shipped model's 1: the
+ * PatchMatch fill, no U-Net) unless --inpaint-guidance sets another (0:
+ * the U-Net alone).
  */
 #include "ge-img2img.h"
 #include "ge-inpaint.h"
@@ -128,6 +132,7 @@ main (int argc, char **argv)
 {
   int rounds = 5, frames = 5, warmup = 1;
   const char *dir = "models", *only = NULL, *only_precision = NULL;
+  double inpaint_guidance = -1;
   for (int i = 1; i + 1 < argc; i++) {
     if (!strcmp (argv[i], "--rounds"))
       rounds = atoi (argv[++i]);
@@ -141,6 +146,8 @@ main (int argc, char **argv)
       only = argv[++i];
     else if (!strcmp (argv[i], "--precision"))
       only_precision = argv[++i];
+    else if (!strcmp (argv[i], "--inpaint-guidance"))
+      inpaint_guidance = atof (argv[++i]);
   }
   GError *err = NULL;
   Task tasks[5] = { {"diffusionsr"}, {"diffusioninpaint"}, {"diffusionimg2img"}, {"vaeencode"},
@@ -157,6 +164,8 @@ main (int argc, char **argv)
   if (!(tasks[1].model = ge_inpaint_new (p, &err)))
     fail (err);
   g_free (p);
+  if (inpaint_guidance >= 0)
+    ge_inpaint_set_exemplar_guidance (tasks[1].model, (float) inpaint_guidance);
   tasks[1].in = picture (1280, 720);
   tasks[1].work = picture (1280, 720);
   tasks[1].mask = g_malloc0 (1280 * 720);
@@ -185,7 +194,9 @@ main (int argc, char **argv)
 
   const GePrecision prec[2] = { GE_PRECISION_F32, GE_PRECISION_BF16 };
   double *ms = g_new (double, frames), *cpu = g_new (double, frames);
-  printf ("{\"rounds\": %d, \"frames\": %d, \"warmup\": %d, \"results\": [", rounds, frames, warmup);
+  printf ("{\"rounds\": %d, \"frames\": %d, \"warmup\": %d, \"inpaint_exemplar_guidance\": %g, "
+      "\"results\": [", rounds, frames, warmup,
+      inpaint_guidance >= 0 ? inpaint_guidance : ge_inpaint_default_exemplar_guidance (tasks[1].model));
   gboolean first = TRUE;
   for (int r = 0; r < rounds; r++)
     for (int ti = 0; ti < 5; ti++) {
