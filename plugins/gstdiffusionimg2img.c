@@ -93,8 +93,8 @@ static const GstGenerativeCoreSpec core_spec = {
   .seed_blurb = "Seed of the noise (the same noise in every frame)",
   .guidance_scale = 7.5,
   .stats_name = "diffusionimg2img-stats",
-  .stats_blurb = "Frames, dropped (late) frames, mean/max ms per frame, "
-      "load ms",
+  .stats_blurb = "Frames, dropped (late) frames, the precision running, "
+      "mean/max ms per frame, load ms",
 };
 
 #define CAPS "video/x-raw, format = (string) { RGB, BGR, RGBx, BGRx, RGBA, BGRA }, " \

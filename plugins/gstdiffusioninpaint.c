@@ -156,8 +156,8 @@ static const GstGenerativeCoreSpec core_spec = {
   .stats_name = "diffusioninpaint-stats",
   .stats_blurb = "frames, passed-through (no mask yet), dropped (late, QoS), "
       "masked-pixels, diffused-pixels and reused-boxes (unchanged since the "
-      "frame before: last fill put back) of the last frame, mean-ms, max-ms, "
-      "load-ms",
+      "frame before: last fill put back) of the last frame, precision "
+      "(running), mean-ms, max-ms, load-ms",
   .add_stats = gst_diffusion_inpaint_add_stats,
   .latency_changed = gst_diffusion_inpaint_latency_changed,
 };

@@ -164,7 +164,7 @@ static const GstGenerativeCoreSpec core_spec = {
   .qos_steps = TRUE,
   .stats_name = "diffusionsr-stats",
   .stats_blurb = "Frames, dropped frames, steps in use, QoS reductions, "
-      "mean/max ms per frame, load ms",
+      "the precision running, mean/max ms per frame, load ms",
 };
 
 /* ------------------------------------------------------------------------ */
