@@ -70,10 +70,14 @@ async function main() {
     let out;
     for (let i = 0; i < warmup; i++) out = await session.run(feeds);
     const times = [];
+    const cpu = [];   // CPU time of the process (all threads): on a shared machine, time-slicing leaves it alone
     for (let i = 0; i < runs; i++) {
+      const c0 = process.cpuUsage();
       const t0 = process.hrtime.bigint();
       out = await session.run(feeds);
       times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      const c = process.cpuUsage(c0);
+      cpu.push((c.user + c.system) / 1e3);
     }
     // ORT vs PyTorch on the same input and weights
     const got = out[session.outputNames[0]].data;
@@ -85,6 +89,7 @@ async function main() {
     }
     result.threads[n] = {
       median_ms: median(times),
+      median_cpu_ms: median(cpu),
       min_ms: Math.min(...times),
       times_ms: times.map((t) => Math.round(t * 100) / 100),
       max_abs_diff_vs_torch: maxDiff,

@@ -4,13 +4,18 @@
  * printed per round as JSON.
  *
  *   precision_bench [--rounds 5] [--frames 5] [--warmup 1] [--models DIR]
+ *                   [--only ELEMENT,...] [--precision f32|bf16]
+ *                   [--inpaint-guidance G]
  *
  * The frames are those of the speed benches: diffusionsr 640x360 -> x2
  * (bench/sr_speed.py), diffusioninpaint a 1280x720 frame with a 160x90
  * mask at (1080, 30) (bench/inpaint_speed.py), vaeencode and vaedecode
  * 1280x720 (bench/vae_speed.py), diffusionimg2img 640x360 (no speed bench
  * of its own).  Pictures are synthetic: the time does not depend on them,
- * except inpainting's, whose box comes from the mask only.
+ * except inpainting's, whose box comes from the mask only.  Inpainting
+ * runs at the model's exemplar guidance (the shipped model's 1: the
+ * PatchMatch fill, no U-Net) unless --inpaint-guidance sets another (0:
+ * the U-Net alone).
  */
 #include "ge-img2img.h"
 #include "ge-inpaint.h"
@@ -20,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int
 cmp_double (const void *a, const void *b)
@@ -82,12 +88,15 @@ set (Task * t, int threads, GePrecision p)
   return ge_vae_codec_set_precision (t->model, p);
 }
 
-/* One frame, ms. */
+/* One frame, ms; *@cpu_ms: the process's CPU time (all threads), which
+ * time-slicing on a shared machine leaves alone. */
 static double
-frame (Task * t)
+frame (Task * t, double *cpu_ms)
 {
   GError *err = NULL;
   gboolean ok;
+  struct timespec c0, c1;
+  clock_gettime (CLOCK_PROCESS_CPUTIME_ID, &c0);
   const gint64 t0 = g_get_monotonic_time ();
   if (!strcmp (t->name, "diffusionsr"))
     ok = ge_sr_process (t->model, &t->in, &t->out, &err);
@@ -111,14 +120,19 @@ frame (Task * t)
     ok = ge_vae_codec_decode (t->model, t->latent, t->lw, t->lh, &t->out, &err);
   if (!ok)
     fail (err);
-  return (g_get_monotonic_time () - t0) / 1e3;
+  const double ms = (g_get_monotonic_time () - t0) / 1e3;
+  clock_gettime (CLOCK_PROCESS_CPUTIME_ID, &c1);
+  if (cpu_ms)
+    *cpu_ms = (c1.tv_sec - c0.tv_sec) * 1e3 + (c1.tv_nsec - c0.tv_nsec) / 1e6;
+  return ms;
 }
 
 int
 main (int argc, char **argv)
 {
   int rounds = 5, frames = 5, warmup = 1;
-  const char *dir = "models", *only = NULL;
+  const char *dir = "models", *only = NULL, *only_precision = NULL;
+  double inpaint_guidance = -1;
   for (int i = 1; i + 1 < argc; i++) {
     if (!strcmp (argv[i], "--rounds"))
       rounds = atoi (argv[++i]);
@@ -130,6 +144,10 @@ main (int argc, char **argv)
       dir = argv[++i];
     else if (!strcmp (argv[i], "--only"))
       only = argv[++i];
+    else if (!strcmp (argv[i], "--precision"))
+      only_precision = argv[++i];
+    else if (!strcmp (argv[i], "--inpaint-guidance"))
+      inpaint_guidance = atof (argv[++i]);
   }
   GError *err = NULL;
   Task tasks[5] = { {"diffusionsr"}, {"diffusioninpaint"}, {"diffusionimg2img"}, {"vaeencode"},
@@ -146,6 +164,8 @@ main (int argc, char **argv)
   if (!(tasks[1].model = ge_inpaint_new (p, &err)))
     fail (err);
   g_free (p);
+  if (inpaint_guidance >= 0)
+    ge_inpaint_set_exemplar_guidance (tasks[1].model, (float) inpaint_guidance);
   tasks[1].in = picture (1280, 720);
   tasks[1].work = picture (1280, 720);
   tasks[1].mask = g_malloc0 (1280 * 720);
@@ -170,11 +190,13 @@ main (int argc, char **argv)
     tasks[i].lh = 720 / f;
   }
   tasks[3].latent = tasks[4].latent = g_new0 (float, (gsize) lc * tasks[3].lw * tasks[3].lh);
-  frame (&tasks[3]);            /* a real latent to decode */
+  frame (&tasks[3], NULL);      /* a real latent to decode */
 
   const GePrecision prec[2] = { GE_PRECISION_F32, GE_PRECISION_BF16 };
-  double *ms = g_new (double, frames);
-  printf ("{\"rounds\": %d, \"frames\": %d, \"warmup\": %d, \"results\": [", rounds, frames, warmup);
+  double *ms = g_new (double, frames), *cpu = g_new (double, frames);
+  printf ("{\"rounds\": %d, \"frames\": %d, \"warmup\": %d, \"inpaint_exemplar_guidance\": %g, "
+      "\"results\": [", rounds, frames, warmup,
+      inpaint_guidance >= 0 ? inpaint_guidance : ge_inpaint_default_exemplar_guidance (tasks[1].model));
   gboolean first = TRUE;
   for (int r = 0; r < rounds; r++)
     for (int ti = 0; ti < 5; ti++) {
@@ -182,15 +204,21 @@ main (int argc, char **argv)
         continue;
       for (int threads = 1; threads <= 2; threads++)
         for (int pi = 0; pi < 2; pi++) {
+          if (only_precision && strcmp (only_precision, ge_precision_name (prec[pi])))
+            continue;
           const GePrecision runs = set (&tasks[ti], threads, prec[pi]);
           for (int k = 0; k < warmup + frames; k++) {
-            const double t = frame (&tasks[ti]);
-            if (k >= warmup)
+            double c;
+            const double t = frame (&tasks[ti], &c);
+            if (k >= warmup) {
               ms[k - warmup] = t;
+              cpu[k - warmup] = c;
+            }
           }
           printf ("%s\n {\"round\": %d, \"element\": \"%s\", \"threads\": %d, \"precision\": \"%s\", "
-              "\"runs_as\": \"%s\", \"median_ms\": %.2f}", first ? "" : ",", r, tasks[ti].name,
-              threads, ge_precision_name (prec[pi]), ge_precision_name (runs), median (ms, frames));
+              "\"runs_as\": \"%s\", \"median_ms\": %.2f, \"median_cpu_ms\": %.2f}", first ? "" : ",",
+              r, tasks[ti].name, threads, ge_precision_name (prec[pi]), ge_precision_name (runs),
+              median (ms, frames), median (cpu, frames));
           first = FALSE;
           fflush (stdout);
         }

@@ -6,7 +6,9 @@ elements of build/plugins (gst-launch-1.0), as the quality benches run them:
   diffusionsr x2, x4   PSNR-Y against the HR photo (bench/sr_quality.py: HR centre-cropped to at
                        most --max-side, 2x2/4x4 box degradation, s-pixel border), default steps
   diffusioninpaint     PSNR (RGB) inside the mask, box/stroke/logo masks (models/inpaint/masks.py,
-                       seed 2024), 256 px centre crops (bench/inpaint_quality.py), default steps
+                       seed 2024), 256 px centre crops (bench/inpaint_quality.py), default steps;
+                       at the element's default exemplar-guidance (the model's: 1 for the shipped
+                       one, where the U-Net is not run) and at each --inpaint-guidance value
   vaeencode/vaedecode  round-trip PSNR (RGB) with f16 latents, 256 px squares (bench/vae_quality.py),
                        both elements at the precision
   diffusionimg2img     chroma PSNR of the colorized gray photo, 256 px squares, seeds 0..--seeds-1
@@ -84,7 +86,7 @@ def run_sr(model, s, photos, max_side, tmp):
     return rows
 
 
-def run_inpaint(model, photos, size, seed, tmp):
+def run_inpaint(model, photos, size, seed, tmp, guidance=None):
     import inpaint_quality as I
     rng = np.random.default_rng(seed)
     rows = []
@@ -99,8 +101,9 @@ def run_inpaint(model, photos, size, seed, tmp):
         for kind in M.KINDS:
             mask = (M.make(kind, S, rng) > 0).astype(np.uint8)
             I.save_pgm(mpath, mask)
+            g = [] if guidance is None else [f"exemplar-guidance={guidance}"]
             outs = {p: launch_png(src, ["diffusioninpaint", f"model-file={os.path.abspath(model)}",
-                                        f"mask-file={mpath}", f"precision={p}"], os.path.join(tmp, "out.png"))
+                                        f"mask-file={mpath}", f"precision={p}", *g], os.path.join(tmp, "out.png"))
                     for p in PRECISIONS}
             rows.append({"photo": f"{name} {kind}", **{p: I.masked_psnr(outs[p], img, mask) for p in PRECISIONS},
                          "bf16_vs_f32": I.masked_psnr(outs["bf16"], outs["f32"], mask)})
@@ -198,21 +201,29 @@ def main():
     ap.add_argument("--max-side", type=int, default=384, help="SR: HR centre crop (as in RESULTS.md)")
     ap.add_argument("--size", type=int, default=256, help="inpainting, VAE, colorizer: crop side")
     ap.add_argument("--seeds", type=int, default=2, help="colorizer: the element's seeds 0..N-1")
+    ap.add_argument("--inpaint-guidance", default="0",
+                    help="diffusioninpaint: exemplar-guidance values measured besides the element's default "
+                         "(comma-separated; empty: none)")
     ap.add_argument("--write-auto", action="store_true", help="mark the models within the budget")
     ap.add_argument("--out", default=os.path.join(HERE, "out", "precision_quality"))
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     photos = Q.val_photos(max_photos=args.max_photos)
     results = {}
+    jobs = []
+    for key in args.models.split(","):
+        jobs.append((key, key, None))
+        if key == "diffusioninpaint":
+            jobs += [(f"{key} (exemplar-guidance {g})", key, g) for g in args.inpaint_guidance.split(",") if g]
     with tempfile.TemporaryDirectory() as tmp:
-        for key in args.models.split(","):
+        for name, key, guidance in jobs:
             model = MODELS[key]
             t0 = time.time()
             if key.startswith("diffusionsr"):
                 rows = run_sr(model, int(key[-1]), photos, args.max_side, tmp)
                 metric = "PSNR-Y"
             elif key == "diffusioninpaint":
-                rows = run_inpaint(model, photos, args.size, 2024, tmp)
+                rows = run_inpaint(model, photos, args.size, 2024, tmp, guidance)
                 metric = "masked PSNR (RGB), box/stroke/logo"
             elif key == "vae":
                 rows = run_vae(model, photos, args.size, tmp)
@@ -220,9 +231,9 @@ def main():
             else:
                 rows = run_img2img(model, photos, args.size, args.seeds, tmp)
                 metric = f"chroma PSNR, seeds 0-{args.seeds - 1}"
-            results[key] = {"model": model, "metric": metric, "rows": rows, **summarise(rows)}
-            r = results[key]
-            print(f"{key}: {metric} f32 {r['f32']:.3f} bf16 {r['bf16']:.3f} diff {r['diff']:+.4f} +- "
+            results[name] = {"model": model, "metric": metric, "rows": rows, **summarise(rows)}
+            r = results[name]
+            print(f"{name}: {metric} f32 {r['f32']:.3f} bf16 {r['bf16']:.3f} diff {r['diff']:+.4f} +- "
                   f"{r['diff_se']:.4f} dB, largest per-photo {r['max_abs_photo_diff']:.3f}, bf16 vs f32 output "
                   f">= {r['bf16_vs_f32_psnr_min']:.1f} dB [{time.time() - t0:.0f} s]", flush=True)
     load = os.getloadavg()

@@ -46,6 +46,7 @@ def main():
     conv = run([os.path.join(args.build, "bench", "conv_bench"), "--runs", str(args.runs)])
 
     times = {"engine": {}, "engine_bf16": {}, "torch": {}, "ort": {}}
+    cpu_ms = {"engine": [], "engine_bf16": [], "ort": []}
     params = None
     bf16_runs_as = None
     for _ in range(args.rounds):
@@ -59,6 +60,8 @@ def main():
                             "--runs", str(args.runs)]))
         o = json.loads(run(["node", os.path.join(HERE, "ort_unet.js"), "--runs", str(args.runs)],
                            cwd=HERE))
+        for name, res in (("engine", e), ("engine_bf16", eb), ("ort", o)):
+            cpu_ms[name].append(res["threads"]["1"]["median_cpu_ms"])
         for name, res in (("engine", e), ("engine_bf16", eb), ("torch", t), ("ort", o)):
             for n, r in res["threads"].items():
                 times[name].setdefault(n, []).append(r["median_ms"])
@@ -85,6 +88,13 @@ def main():
         print(f"| {n} | {en:.1f} | {eb:.1f} | {to:.1f} | {ort:.1f} | {en / ort:.2f} | {eb / ort:.2f} | "
               f"{eb / to:.2f} | {eb / en:.2f} |")
     print(f"\nEngine output vs PyTorch: max abs difference {diff:.2g} (f32), {diff_bf16:.2g} (bf16).")
+    cm = {k: statistics.median(v) for k, v in cpu_ms.items()}
+    ratios = [b / o for b, o in zip(cpu_ms["engine_bf16"], cpu_ms["ort"])]
+    print("\nOne thread, CPU time of each process (median of round medians, ms; time-slicing on a shared "
+          "machine does not enter it): engine f32 %.1f, bf16 %.1f, ONNX Runtime %.1f; bf16 / ORT %.2f "
+          "(rounds %s), f32 / ORT %.2f, bf16 / f32 %.2f." % (
+              cm["engine"], cm["engine_bf16"], cm["ort"], cm["engine_bf16"] / cm["ort"],
+              ", ".join("%.2f" % r for r in ratios), cm["engine"] / cm["ort"], cm["engine_bf16"] / cm["engine"]))
     print("\nAll round medians (ms): " + json.dumps(times))
 
 

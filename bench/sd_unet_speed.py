@@ -2,7 +2,7 @@
 """Stable Diffusion U-Net forward speed and peak memory: the engine against PyTorch on the same weights.
 
     /usr/bin/python3 bench/sd_unet_speed.py [--config sd15|tiny] [--dtype f32|f16] [--runs 3] [--warmup 1]
-        [--threads 1,2] [--build build] [--no-engine] [--no-pause]
+        [--threads 1,2] [--build build] [--no-engine] [--no-pause] [--precision f32|bf16|auto]
 
 1. Writes a random-weight UNet2DConditionModel as a diffusers folder (config.json +
    diffusion_pytorch_model.safetensors in --dtype, written with models/common/st.py) and its inputs
@@ -149,7 +149,7 @@ def markdown(result):
         e = en.get("threads", {}).get(n)
         eng = ([f"{e['median_ms']:.0f}", f"{e['median_ms'] / t['median_ms']:.2f}", f"{e['max_rel_err_vs_torch']:.1e}",
                 f"{mib(en['peak_rss_forward_bytes'])} / {mib(en['peak_rss_bytes'])}"] if e else ["-"] * 4)
-        cells = [model, spec["dtype"], inp, n, f"{t['median_ms']:.0f}"] + eng[:3] + [
+        cells = [model, f"{spec['dtype']} (engine {en.get('precision', 'f32')})", inp, n, f"{t['median_ms']:.0f}"] + eng[:3] + [
             f"{mib(t['peak_rss_forward_bytes'])} / {mib(t['peak_rss_bytes'])}", eng[3]]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
@@ -162,6 +162,8 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--precision", choices=["f32", "bf16", "auto"], default="f32",
+                    help="the engine's precision (PyTorch runs f32)")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--engine", help=f"the engine bench program (default BUILD/{ENGINE_BIN})")
     ap.add_argument("--no-engine", action="store_true", help="time PyTorch only")
@@ -200,7 +202,8 @@ def main():
             result["engine"] = S.run_json(
                 [engine_bin, folder, "--n", str(spec["n"]), "--h", str(spec["h"]), "--w", str(spec["w"]),
                  "--seq", str(spec["seq"]), "--ctx", str(spec["ctx"]), "--runs", str(args.runs),
-                 "--warmup", str(args.warmup), "--threads", args.threads], env={"OPENBLAS_NUM_THREADS": "1"})
+                 "--warmup", str(args.warmup), "--threads", args.threads, "--precision", args.precision],
+                env={"OPENBLAS_NUM_THREADS": "1"})
             result["engine_over_torch"] = {n: e["median_ms"] / result["torch"][n]["median_ms"]
                                            for n, e in result["engine"]["threads"].items() if n in result["torch"]}
     result["machine"]["loadavg_after"] = open("/proc/loadavg").read().split()[:3]

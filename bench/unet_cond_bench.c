@@ -5,7 +5,7 @@
  * model folder and runs this program.
  *
  *   unet_cond_bench MODEL_DIR --n N --h H --w W --seq S --ctx D
- *       [--runs N] [--warmup N] [--threads 1,2]
+ *       [--runs N] [--warmup N] [--threads 1,2] [--precision f32|bf16|auto]
  *
  * MODEL_DIR holds config.json, diffusion_pytorch_model.safetensors,
  * input_sample.bin (f32 [N,C,H,W]), input_timestep.bin (f32 [N]),
@@ -14,7 +14,10 @@
  *
  * Peak memory is VmHWM from /proc/self/status: once after loading, then
  * restarted from the current RSS (clear_refs 5) so that the second number
- * is the peak while the model is loaded and running.
+ * is the peak while the model is loaded and running.  "derived_mb_load" and
+ * "derived_mb" are the packed weight copies the model added to its file's
+ * mapping after loading and after the runs (the bf16 copy of f32 weights
+ * is made by the first bf16 forward).
  */
 #include "ge-unet2d.h"
 
@@ -82,11 +85,13 @@ main (int argc, char **argv)
 {
   if (argc < 2) {
     fprintf (stderr, "usage: %s MODEL_DIR --n N --h H --w W --seq S --ctx D "
-        "[--runs N] [--warmup N] [--threads 1,2]\n", argv[0]);
+        "[--runs N] [--warmup N] [--threads 1,2] [--precision f32|bf16|auto]\n",
+        argv[0]);
     return 2;
   }
   int n = 0, h = 0, w = 0, seq = 0, ctx = 0, runs = 3, warmup = 1;
   const char *threads_arg = "1,2";
+  GePrecision precision = GE_PRECISION_F32;
   for (int i = 2; i + 1 < argc; i++) {
     const char *a = argv[i], *v = argv[++i];
     if (strcmp (a, "--n") == 0)
@@ -105,7 +110,12 @@ main (int argc, char **argv)
       warmup = atoi (v);
     else if (strcmp (a, "--threads") == 0)
       threads_arg = v;
-    else {
+    else if (strcmp (a, "--precision") == 0) {
+      if (!ge_precision_from_name (v, &precision)) {
+        fprintf (stderr, "--precision: f32, bf16 or auto\n");
+        return 2;
+      }
+    } else {
       fprintf (stderr, "unknown option %s\n", a);
       return 2;
     }
@@ -125,6 +135,8 @@ main (int argc, char **argv)
     return 1;
   }
   double load_s = (g_get_monotonic_time () - t_load) / 1e6;
+  const gsize derived_load = ge_model_file_derived_bytes (mf);
+  precision = ge_unet2d_set_precision (u, precision);
   const int cin = ge_unet2d_in_channels (u), cout = ge_unet2d_out_channels (u);
   const gsize x_len = (gsize) n * cin * h * w, out_len = (gsize) n * cout * h * w;
   float *x = read_bin (argv[1], "input_sample.bin", x_len * 4);
@@ -147,8 +159,9 @@ main (int argc, char **argv)
 
   printf ("{\"engine\": \"gst-generative\", \"params\": %" G_GSIZE_FORMAT
       ", \"input\": [%d, %d, %d, %d], \"context\": [%d, %d, %d], "
-      "\"runs\": %d, \"warmup\": %d, \"load_s\": %.2f, \"threads\": {",
-      ge_unet2d_n_params (u), n, cin, h, w, n, seq, ctx, runs, warmup, load_s);
+      "\"runs\": %d, \"warmup\": %d, \"load_s\": %.2f, \"precision\": \"%s\", "
+      "\"threads\": {", ge_unet2d_n_params (u), n, cin, h, w, n, seq, ctx, runs,
+      warmup, load_s, ge_precision_name (precision));
   gchar **threads = g_strsplit (threads_arg, ",", -1);
   for (int k = 0; threads[k]; k++) {
     const int n_threads = atoi (threads[k]);
@@ -182,8 +195,9 @@ main (int argc, char **argv)
   /* the forward peak is only meaningful when the reset worked */
   printf ("}, \"peak_rss_load_bytes\": %" G_GSIZE_FORMAT
       ", \"peak_rss_bytes\": %" G_GSIZE_FORMAT ", \"peak_rss_forward_bytes\": %"
-      G_GSIZE_FORMAT "}\n", rss_load, MAX (rss_load, peak_rss_bytes ()),
-      rss_reset ? peak_rss_bytes () : 0);
+      G_GSIZE_FORMAT ", \"derived_mb_load\": %.1f, \"derived_mb\": %.1f}\n", rss_load,
+      MAX (rss_load, peak_rss_bytes ()), rss_reset ? peak_rss_bytes () : 0,
+      derived_load / 1048576.0, ge_model_file_derived_bytes (mf) / 1048576.0);
   ge_unet2d_free (u);
   ge_model_file_unref (mf);
   g_free (x);

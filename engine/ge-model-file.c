@@ -14,6 +14,8 @@ struct _GeModelFile {
   GHashTable *aliases;          /* current name -> name in the file */
   GHashTable *converted;        /* name -> float* we own */
   GSList *derived;              /* ge_model_file_alloc () blocks */
+  gsize derived_bytes;
+  GMutex lock;                  /* derived: bf16 copies are made at run time */
 };
 
 #define WEIGHTS_NAME "diffusion_pytorch_model.safetensors"
@@ -100,6 +102,7 @@ ge_model_file_open (const char *path, GError ** error)
 {
   GeModelFile *mf = g_new0 (GeModelFile, 1);
   mf->refcount = 1;
+  g_mutex_init (&mf->lock);
   mf->path = g_strdup (path);
   mf->converted = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_free);
 
@@ -192,6 +195,7 @@ ge_model_file_unref (GeModelFile * mf)
   g_clear_pointer (&mf->aliases, g_hash_table_unref);
   g_clear_pointer (&mf->converted, g_hash_table_unref);
   g_slist_free_full (mf->derived, free);
+  g_mutex_clear (&mf->lock);
   g_clear_object (&mf->parser);
   ge_safetensors_free (mf->st);
   g_free (mf->class_name);
@@ -247,8 +251,20 @@ ge_model_file_alloc (GeModelFile * mf, gsize n_floats)
   void *p = NULL;
   if (posix_memalign (&p, 64, MAX (n_floats, 1) * sizeof (float)) != 0)
     g_error ("out of memory allocating %" G_GSIZE_FORMAT " floats", n_floats);
+  g_mutex_lock (&mf->lock);
   mf->derived = g_slist_prepend (mf->derived, p);
+  mf->derived_bytes += MAX (n_floats, 1) * sizeof (float);
+  g_mutex_unlock (&mf->lock);
   return p;
+}
+
+gsize
+ge_model_file_derived_bytes (GeModelFile * mf)
+{
+  g_mutex_lock (&mf->lock);
+  const gsize n = mf->derived_bytes;
+  g_mutex_unlock (&mf->lock);
+  return n;
 }
 
 static char *

@@ -75,8 +75,12 @@ gboolean ge_model_file_weight_view (GeModelFile * mf, const char *name, int ndim
     const gint64 * shape, GeWeightView * out, GError ** error);
 gboolean ge_model_file_has (GeModelFile * mf, const char *name);
 /* Memory for derived forms of the weights (packed copies), owned by @mf
- * and freed with it; 64-byte aligned. */
+ * and freed with it; 64-byte aligned.  Thread-safe: the bf16 copies are
+ * made by the first forward that runs in bf16. */
 float *ge_model_file_alloc (GeModelFile * mf, gsize n_floats);
+/* Bytes ge_model_file_alloc () has handed out so far (the memory a model
+ * adds to its file's mapping). */
+gsize ge_model_file_derived_bytes (GeModelFile * mf);
 
 /* Typed config readers: the default when the key is absent or null, an
  * error naming the file and key when it has the wrong type. */

@@ -88,6 +88,8 @@ const char *ge_pixel_diffusion_pipeline_class (const GePixelDiffusion * pd);
 const char *ge_pixel_diffusion_supported_classes (GePixelDiffusionTask task);
 
 void ge_pixel_diffusion_set_n_threads (GePixelDiffusion * pd, int n_threads);
+/* The precision of the U-Net (ge-precision.h, as ge_sd_set_precision). */
+GePrecision ge_pixel_diffusion_set_precision (GePixelDiffusion * pd, GePrecision precision);
 void ge_pixel_diffusion_set_tap (GePixelDiffusion * pd, GeModelTap tap, void *user_data);
 
 /* num_inference_steps: diffusers' defaults are RePaint 250, DDIMPipeline

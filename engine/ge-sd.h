@@ -49,6 +49,7 @@
 #pragma once
 
 #include "ge-pipeline.h"
+#include "ge-precision.h"
 
 G_BEGIN_DECLS
 
@@ -96,6 +97,13 @@ const char *ge_sd_pipeline_class (const GeSd * sd);
 const char *ge_sd_supported_classes (GeSdTask task);
 
 void ge_sd_set_n_threads (GeSd * sd, int n_threads);
+/* The precision of the U-Net's and the VAE's convolutions and attention
+ * (ge-precision.h; AUTO reads each part's own file, and diffusers files
+ * carry no mark, so AUTO is f32 for them); the default is
+ * GE_PRECISION_F32.  The text encoder stays f32: it runs once per prompt
+ * change, and its linear layers have no bf16 kernel.  Returns what the
+ * U-Net runs on this CPU: F32 or BF16. */
+GePrecision ge_sd_set_precision (GeSd * sd, GePrecision precision);
 void ge_sd_set_tap (GeSd * sd, GeModelTap tap, void *user_data);
 /* A sampler name as ge_sampler_new_from_json_as () takes it; NULL = the
  * pipeline's own scheduler. */

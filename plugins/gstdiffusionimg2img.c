@@ -74,7 +74,8 @@ static const GstGenerativeCoreSpec core_spec = {
   .props = GST_GENERATIVE_PROP_MODEL_FILE | GST_GENERATIVE_PROP_N_THREADS
       | GST_GENERATIVE_PROP_SEED | GST_GENERATIVE_PROP_NUM_STEPS
       | GST_GENERATIVE_PROP_TILING | GST_GENERATIVE_PROP_STATS
-      | GST_GENERATIVE_PROP_TEXT | GST_GENERATIVE_PROP_IMAGE_GUIDANCE,
+      | GST_GENERATIVE_PROP_TEXT | GST_GENERATIVE_PROP_IMAGE_GUIDANCE
+      | GST_GENERATIVE_PROP_PRECISION,
   .model_name = "diffusionimg2img.safetensors",
   .model_blurb = "Image-to-image model (.safetensors) or diffusers pipeline "
       "folder (StableDiffusionImg2ImgPipeline, StableDiffusionPipeline, "
@@ -92,8 +93,8 @@ static const GstGenerativeCoreSpec core_spec = {
   .seed_blurb = "Seed of the noise (the same noise in every frame)",
   .guidance_scale = 7.5,
   .stats_name = "diffusionimg2img-stats",
-  .stats_blurb = "Frames, dropped (late) frames, mean/max ms per frame, "
-      "load ms",
+  .stats_blurb = "Frames, dropped (late) frames, the precision running, "
+      "mean/max ms per frame, load ms",
 };
 
 #define CAPS "video/x-raw, format = (string) { RGB, BGR, RGBx, BGRx, RGBA, BGRA }, " \
@@ -245,6 +246,7 @@ gst_diffusion_img2img_transform_frame (GstVideoFilter * filter,
   GError *err = NULL;
   gdouble strength, ms;
   gint steps, tile, overlap, n_threads;
+  GePrecision precision;
   guint64 seed;
   gint64 t0;
 
@@ -286,6 +288,9 @@ gst_diffusion_img2img_transform_frame (GstVideoFilter * filter,
     ge_img2img_set_n_threads (self->task, n_threads);
     self->applied_n_threads = n_threads;
   }
+  if (gst_generative_core_precision_changed (&self->core, &precision))
+    gst_generative_core_precision_applied (&self->core,
+        ge_img2img_set_precision (self->task, precision));
 
   t0 = g_get_monotonic_time ();
   if (!ge_img2img_process (self->task, &in, &out, &err)) {

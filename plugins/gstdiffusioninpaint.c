@@ -137,7 +137,7 @@ static const GstGenerativeCoreSpec core_spec = {
   .props = GST_GENERATIVE_PROP_MODEL_FILE | GST_GENERATIVE_PROP_N_THREADS
       | GST_GENERATIVE_PROP_SEED | GST_GENERATIVE_PROP_NUM_STEPS
       | GST_GENERATIVE_PROP_STATS | GST_GENERATIVE_PROP_TILING
-      | GST_GENERATIVE_PROP_TEXT,
+      | GST_GENERATIVE_PROP_TEXT | GST_GENERATIVE_PROP_PRECISION,
   .model_name = "diffusioninpaint.safetensors",
   .model_blurb = "Inpainting model (.safetensors) or diffusers pipeline "
       "folder (StableDiffusionInpaintPipeline, StableDiffusionPipeline); "
@@ -157,8 +157,8 @@ static const GstGenerativeCoreSpec core_spec = {
   .stats_name = "diffusioninpaint-stats",
   .stats_blurb = "frames, passed-through (no mask yet), dropped (late, QoS), "
       "masked-pixels, diffused-pixels and reused-boxes (unchanged since the "
-      "frame before: last fill put back) of the last frame, mean-ms, max-ms, "
-      "load-ms",
+      "frame before: last fill put back) of the last frame, precision "
+      "(running), mean-ms, max-ms, load-ms",
   .add_stats = gst_diffusion_inpaint_add_stats,
   .latency_changed = gst_diffusion_inpaint_latency_changed,
 };
@@ -810,6 +810,7 @@ gst_diffusion_inpaint_aggregate (GstAggregator * agg, gboolean timeout)
     GError *err = NULL;
     guint64 masked = 0;
     gint steps, feather, n_threads, jump_length, jump_n_sample;
+    GePrecision precision;
     gdouble guidance;
     guint64 seed;
 
@@ -857,6 +858,9 @@ gst_diffusion_inpaint_aggregate (GstAggregator * agg, gboolean timeout)
     ge_inpaint_set_repaint_jumps (self->ip, jump_length, jump_n_sample);
     ge_inpaint_set_feather (self->ip, feather);
     ge_inpaint_set_n_threads (self->ip, n_threads);
+    if (gst_generative_core_precision_changed (&self->core, &precision))
+      gst_generative_core_precision_applied (&self->core,
+          ge_inpaint_set_precision (self->ip, precision));
     ge_inpaint_set_seed (self->ip, seed);
     ge_inpaint_set_exemplar_guidance (self->ip, (float) guidance);
     if (!ge_inpaint_process (self->ip, &img, self->mask,

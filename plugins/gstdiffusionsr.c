@@ -140,7 +140,8 @@ static const GstGenerativeCoreSpec core_spec = {
   .props = GST_GENERATIVE_PROP_MODEL_FILE | GST_GENERATIVE_PROP_N_THREADS
       | GST_GENERATIVE_PROP_SEED | GST_GENERATIVE_PROP_NUM_STEPS
       | GST_GENERATIVE_PROP_TILING | GST_GENERATIVE_PROP_STATS
-      | GST_GENERATIVE_PROP_TEXT | GST_GENERATIVE_PROP_NOISE_LEVEL,
+      | GST_GENERATIVE_PROP_TEXT | GST_GENERATIVE_PROP_NOISE_LEVEL
+      | GST_GENERATIVE_PROP_PRECISION,
   .model_name = "diffusionsr-x2.safetensors",
   .model_blurb = "Super-resolution model (.safetensors) or diffusers "
       "pipeline folder (LDMSuperResolutionPipeline, "
@@ -163,7 +164,7 @@ static const GstGenerativeCoreSpec core_spec = {
   .qos_steps = TRUE,
   .stats_name = "diffusionsr-stats",
   .stats_blurb = "Frames, dropped frames, steps in use, QoS reductions, "
-      "mean/max ms per frame, load ms",
+      "the precision running, mean/max ms per frame, load ms",
 };
 
 /* ------------------------------------------------------------------------ */
@@ -660,6 +661,7 @@ gst_diffusion_sr_apply_settings (GstDiffusionSr * self, gint width,
   GstGenerativeCore *core = &self->core;
   gint num_steps, tile, overlap, n_threads, steps;
   guint64 seed;
+  GePrecision precision;
 
   GST_OBJECT_LOCK (self);
   num_steps = core->num_steps;
@@ -689,6 +691,9 @@ gst_diffusion_sr_apply_settings (GstDiffusionSr * self, gint width,
     ge_sr_set_n_threads (self->sr, n_threads);
     self->applied_n_threads = n_threads;
   }
+  if (gst_generative_core_precision_changed (core, &precision))
+    gst_generative_core_precision_applied (core,
+        ge_sr_set_precision (self->sr, precision));
 }
 
 /* GstVideoFilter answers a frame it cannot map with a warning and pushes

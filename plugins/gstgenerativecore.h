@@ -13,7 +13,8 @@
  * class):
  *
  *  - the common properties, declared and documented once here: model-file,
- *    n-threads, seed, num-steps, tile-size / tile-overlap, stats, and for
+ *    n-threads, seed, num-steps, tile-size / tile-overlap, precision, stats,
+ *    and for
  *    the elements that run text-conditioned pipelines prompt,
  *    negative-prompt, guidance-scale, image-guidance-scale, noise-level and
  *    scheduler.  An element picks the ones it has (GstGenerativeCoreSpec),
@@ -39,6 +40,7 @@
 #include <gst/video/video.h>
 
 #include "gstgenerativeutil.h"
+#include "ge-precision.h"
 #include "ge-sd.h"
 
 G_BEGIN_DECLS
@@ -56,6 +58,7 @@ typedef enum
   GST_GENERATIVE_PROP_TEXT = 1 << 6,
   GST_GENERATIVE_PROP_IMAGE_GUIDANCE = 1 << 7,  /* instruct-pix2pix */
   GST_GENERATIVE_PROP_NOISE_LEVEL = 1 << 8,     /* the x4 upscaler */
+  GST_GENERATIVE_PROP_PRECISION = 1 << 9,       /* auto, f32, bf16 */
 } GstGenerativeProps;
 
 /**
@@ -85,6 +88,28 @@ typedef enum
   GST_GENERATIVE_SCHEDULER_DPMPP_2M_KARRAS,
   GST_GENERATIVE_SCHEDULER_LMS,
 } GstGenerativeScheduler;
+
+/**
+ * GstGenerativePrecision:
+ * @GST_GENERATIVE_PRECISION_F32: f32, the reference
+ * @GST_GENERATIVE_PRECISION_BF16: the convolutions' and attention's
+ *   multiply-adds on bf16-rounded inputs with f32 sums, where the CPU has
+ *   AVX512-BF16 (f32 elsewhere)
+ * @GST_GENERATIVE_PRECISION_AUTO: bf16 where the model file says its bf16
+ *   output was validated against f32 ("precision_auto" metadata) and the
+ *   CPU has AVX512-BF16, f32 otherwise
+ *
+ * The engine's GePrecision (ge-precision.h), value for value.
+ */
+typedef enum
+{
+  GST_GENERATIVE_PRECISION_F32 = GE_PRECISION_F32,
+  GST_GENERATIVE_PRECISION_BF16 = GE_PRECISION_BF16,
+  GST_GENERATIVE_PRECISION_AUTO = GE_PRECISION_AUTO,
+} GstGenerativePrecision;
+
+#define GST_TYPE_GENERATIVE_PRECISION (gst_generative_precision_get_type ())
+GType gst_generative_precision_get_type (void);
 
 #define GST_TYPE_GENERATIVE_SCHEDULER (gst_generative_scheduler_get_type ())
 GType gst_generative_scheduler_get_type (void);
@@ -144,10 +169,15 @@ typedef struct
   gdouble guidance_scale, image_guidance_scale;
   gint noise_level;
   GstGenerativeScheduler scheduler;
+  GstGenerativePrecision precision;
 
   /* Between start() and stop(). */
   gchar *loaded_path;
   GstGenerativeSd *sd;          /* a pipeline folder, or NULL */
+  /* The precision last handed to the engine (-1: none yet; streaming
+   * thread), and what the engine said runs (object lock; for stats). */
+  gint applied_precision;
+  GePrecision precision_in_use;
 
   /* Statistics (object lock). */
   GstGenerativeTiming timing;
@@ -181,6 +211,17 @@ gboolean gst_generative_core_get_property (GstGenerativeCore * core,
 
 /* The model start() loads: model-file, else the installed one. */
 gchar *gst_generative_core_model_path (GstGenerativeCore * core);
+
+/* TRUE when the precision property changed since the engine last got it
+ * (and on the first frame after start()): the element then hands
+ * *@precision to its engine object's set_precision and reports what that
+ * returned with gst_generative_core_precision_applied ().  Streaming
+ * thread.  Pipeline folders get it in gst_generative_core_sd_process (). */
+gboolean gst_generative_core_precision_changed (GstGenerativeCore * core,
+    GePrecision * precision);
+/* What runs (F32 or BF16), for the stats. */
+void gst_generative_core_precision_applied (GstGenerativeCore * core,
+    GePrecision in_use);
 
 /* The tile side for a @width x @height frame: tile-size, or automatic. */
 gint gst_generative_core_tile_for (GstGenerativeCore * core, gint width,

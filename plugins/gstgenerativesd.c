@@ -66,6 +66,7 @@ typedef struct
   gdouble guidance, image_guidance, strength;
   gint jump_length, jump_n_sample;
   guint prompt_changes;
+  GePrecision precision;        /* what runs */
 } RunSettings;
 
 struct _GstGenerativeSd
@@ -196,6 +197,13 @@ eng_set_n_threads (GstGenerativeSd * s, gint n_threads)
     ge_pixel_diffusion_set_n_threads (s->pd, n_threads);
   else
     ge_sd_set_n_threads (s->sd, n_threads);
+}
+
+static GePrecision
+eng_set_precision (GstGenerativeSd * s, GePrecision precision)
+{
+  return s->pd ? ge_pixel_diffusion_set_precision (s->pd, precision)
+      : ge_sd_set_precision (s->sd, precision);
 }
 
 static gboolean
@@ -423,6 +431,7 @@ apply_settings (GstGenerativeCore * core, GstGenerativeSd * s,
   gint n_threads, steps, noise_level;
   gdouble guidance, image_guidance;
   GstGenerativeScheduler scheduler;
+  GePrecision precision;
   gchar *prompt = NULL, *negative = NULL;
   gboolean truncated = FALSE;
 
@@ -445,6 +454,9 @@ apply_settings (GstGenerativeCore * core, GstGenerativeSd * s,
     eng_set_n_threads (s, n_threads);
     s->applied_n_threads = n_threads;
   }
+  if (gst_generative_core_precision_changed (core, &precision))
+    gst_generative_core_precision_applied (core, eng_set_precision (s,
+            precision));
   if (scheduler != s->applied_scheduler) {
     if (!eng_set_scheduler (s, gst_generative_scheduler_name (scheduler),
             &err)) {
@@ -543,6 +555,9 @@ apply_settings (GstGenerativeCore * core, GstGenerativeSd * s,
   settings->jump_length = s->jump_length;
   settings->jump_n_sample = s->jump_n_sample;
   settings->prompt_changes = s->prompt_changes;
+  GST_OBJECT_LOCK (e);
+  settings->precision = core->precision_in_use;
+  GST_OBJECT_UNLOCK (e);
   return TRUE;
 }
 

@@ -31,7 +31,8 @@ enum
 
 static const GstGenerativeCoreSpec core_spec = {
   .props = GST_GENERATIVE_PROP_MODEL_FILE | GST_GENERATIVE_PROP_N_THREADS
-      | GST_GENERATIVE_PROP_TILING | GST_GENERATIVE_PROP_STATS,
+      | GST_GENERATIVE_PROP_TILING | GST_GENERATIVE_PROP_STATS
+      | GST_GENERATIVE_PROP_PRECISION,
   .model_name = "vae.safetensors",
   .model_blurb = "VAE: our .safetensors, a diffusers AutoencoderKL, VQModel "
       "or AutoencoderTiny folder, or a pipeline folder (its vae or vqvae "
@@ -45,8 +46,8 @@ static const GstGenerativeCoreSpec core_spec = {
    * bytes per pixel and channel, several live at once. */
   .auto_whole_pixels = 1280 * 720,
   .auto_tile = 512,
-  .stats_blurb = "Frames, dropped (late) frames, mean/max ms per frame, "
-      "load ms",
+  .stats_blurb = "Frames, dropped (late) frames, the precision running, "
+      "mean/max ms per frame, load ms",
 };
 
 typedef struct
@@ -360,6 +361,7 @@ gst_vae_base_apply_settings (GstVaeBase * self, gint width, gint height)
 {
   GstVaeBasePrivate *p = PRIV (self);
   gint tile, overlap, n_threads;
+  GePrecision precision;
 
   GST_OBJECT_LOCK (self);
   overlap = p->core.tile_overlap;
@@ -376,6 +378,9 @@ gst_vae_base_apply_settings (GstVaeBase * self, gint width, gint height)
     ge_vae_codec_set_n_threads (p->codec, n_threads);
     p->applied_n_threads = n_threads;
   }
+  if (gst_generative_core_precision_changed (&p->core, &precision))
+    gst_generative_core_precision_applied (&p->core,
+        ge_vae_codec_set_precision (p->codec, precision));
 }
 
 void

@@ -17,6 +17,11 @@
  *
  * Work is split into bands of output rows/pixels; with too few bands the
  * output channels are split too.  Scratch comes from the arena.
+ *
+ * With ctx->precision BF16 (on AVX512-BF16) convs of one group without
+ * dilation take the bf16 kernel instead (conv2d_bf16 below: the same
+ * implicit GEMM on channel pairs rounded to bf16 as the input is prepared);
+ * everything above is the f32 reference and unchanged by it.
  */
 #include "act.h"
 #include "ge-pool.h"
@@ -358,6 +363,62 @@ task_split (const ConvJob * j, int task, int *n, int *g, int *band, int *c0, int
   *nco = MIN (j->cout_per_split, j->cout_g - *c0);
 }
 
+/* Channel @ci's input row @y of sample @n (transformed, 0 <= y < h) as
+ * its @s phase rows: phase px holds padded pixels (y, c * s + px) at
+ * column c, at @d + px * @pitch, zeros where padding.  @tmp: a transformed
+ * input row when s > 1. */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize ("no-tree-loop-distribute-patterns")))
+#endif
+static void
+phase_rows (const ConvJob * j, int n, int ci, int y, float *d, gsize pitch, float *tmp)
+{
+  const GeTensor *x = j->src;
+  const GeConvInput *in = j->in;
+  const int s = j->p->stride_h, pl = j->p->pad_left, w = x->w, wp = j->ring_pitch;
+  const int bc = n * x->c + ci;
+  const float *src = x->data + ((gsize) bc * x->h + y) * w;
+  /* The next call reads the next rows of every channel plane: too many
+   * streams for the hardware prefetchers, so they are fetched into L2
+   * while this row's GEMMs run. */
+  if (y + s < x->h)
+    for (int i = 0; i < w; i += 16)
+      __builtin_prefetch (src + (gsize) s * w + i, 0, 2);
+  const float sc = in && in->scale ? in->scale[bc] : 1.0f;
+  const float sh = in && in->shift ? in->shift[bc] : 0.0f;
+  const GeAct act = in ? in->act : GE_ACT_NONE;
+  if (s == 1) {
+    for (int i = 0; i < pl; i++)
+      d[i] = 0.0f;
+    transform_row (src, d + pl, w, sc, sh, act);
+    for (int i = pl + w; i < wp; i++)
+      d[i] = 0.0f;
+    return;
+  }
+  if (!is_identity (sc, sh, act)) {     /* else read it in place */
+    transform_row (src, tmp, w, sc, sh, act);
+    src = tmp;
+  }
+  for (int px = 0; px < s; px++, d += pitch) {
+    /* Columns c0 <= c < c1 read the input: 0 <= c * s + px - pl < w. */
+    const int off = px - pl;
+    int c0 = off < 0 ? (-off + s - 1) / s : 0, c1 = off < w ? (w - 1 - off) / s + 1 : 0;
+    c1 = CLAMP (c1, 0, wp);
+    c0 = MIN (c0, c1);
+    for (int c = 0; c < c0; c++)
+      d[c] = 0.0f;
+    const float *sp = src + off;
+    if (s == 2)
+      for (int c = c0; c < c1; c++)
+        d[c] = sp[2 * c];
+    else
+      for (int c = c0; c < c1; c++)
+        d[c] = sp[c * s];
+    for (int c = c1; c < wp; c++)
+      d[c] = 0.0f;
+  }
+}
+
 /* Row @r of sample @n's padded input, all channels, transformed, into the
  * ring slot @dst; for a stride s > 1 split into its s x s phases, so that
  * the GEMM reads a strided conv as it reads a stride-1 one: phase (py, px)
@@ -366,65 +427,20 @@ task_split (const ConvJob * j, int task, int *n, int *g, int *band, int *c0, int
  * output row oy, column ox is then phase (ky % s, kx % s) of row
  * oy + ky / s at column ox + kx / s: consecutive outputs read consecutive
  * floats.  @tmp: a transformed input row when s > 1. */
-#if defined(__GNUC__) && !defined(__clang__)
-__attribute__((optimize ("no-tree-loop-distribute-patterns")))
-#endif
 static void
 ring_row (const ConvJob * j, int n, int r, float *dst, float *tmp)
 {
   const GeTensor *x = j->src;
-  const GeConvInput *in = j->in;
-  const int s = j->p->stride_h, pl = j->p->pad_left, w = x->w, C = x->c, wp = j->ring_pitch;
+  const int s = j->p->stride_h, C = x->c, wp = j->ring_pitch;
   for (int py = 0; py < s; py++) {
     const int y = r * s + py - j->p->pad_top;
     for (int ci = 0; ci < C; ci++) {
       float *d = dst + (gsize) py * s * C * wp + (gsize) ci * wp;
-      if (y < 0 || y >= x->h) {
+      if (y < 0 || y >= x->h)
         for (int px = 0; px < s; px++)
           memset (d + (gsize) px * C * wp, 0, sizeof (float) * wp);
-        continue;
-      }
-      const int bc = n * C + ci;
-      const float *src = x->data + ((gsize) bc * x->h + y) * w;
-      /* The next call reads the next rows of every channel plane: too many
-       * streams for the hardware prefetchers, so they are fetched into L2
-       * while this row's GEMMs run. */
-      if (y + s < x->h)
-        for (int i = 0; i < w; i += 16)
-          __builtin_prefetch (src + (gsize) s * w + i, 0, 2);
-      const float sc = in && in->scale ? in->scale[bc] : 1.0f;
-      const float sh = in && in->shift ? in->shift[bc] : 0.0f;
-      const GeAct act = in ? in->act : GE_ACT_NONE;
-      if (s == 1) {
-        for (int i = 0; i < pl; i++)
-          d[i] = 0.0f;
-        transform_row (src, d + pl, w, sc, sh, act);
-        for (int i = pl + w; i < wp; i++)
-          d[i] = 0.0f;
-        continue;
-      }
-      if (!is_identity (sc, sh, act)) {  /* else read it in place */
-        transform_row (src, tmp, w, sc, sh, act);
-        src = tmp;
-      }
-      for (int px = 0; px < s; px++, d += (gsize) C * wp) {
-        /* Columns c0 <= c < c1 read the input: 0 <= c * s + px - pl < w. */
-        const int off = px - pl;
-        int c0 = off < 0 ? (-off + s - 1) / s : 0, c1 = off < w ? (w - 1 - off) / s + 1 : 0;
-        c1 = CLAMP (c1, 0, wp);
-        c0 = MIN (c0, c1);
-        for (int c = 0; c < c0; c++)
-          d[c] = 0.0f;
-        const float *sp = src + off;
-        if (s == 2)
-          for (int c = c0; c < c1; c++)
-            d[c] = sp[2 * c];
-        else
-          for (int c = c0; c < c1; c++)
-            d[c] = sp[c * s];
-        for (int c = c1; c < wp; c++)
-          d[c] = 0.0f;
-      }
+      else
+        phase_rows (j, n, ci, y, d, (gsize) C * wp, tmp);
     }
   }
 }
@@ -661,13 +677,42 @@ ge_conv2d_packed_bf16_size (const GeConv2d * p)
   return ge_gemm_bf16_a_size (p->out_channels, (p->in_channels + 1) / 2 * p->kh * p->kw);
 }
 
-void
-ge_conv2d_pack_bf16 (GeConv2d * p, guint32 * storage)
+static void
+pack_bf16 (const GeConv2d * p, guint32 * storage)
 {
   float *tmp = g_new (float, (gsize) p->in_channels * p->kh * p->kw);
   pack_bf16_rows (p, 0, p->out_channels, storage, tmp);
   g_free (tmp);
+}
+
+void
+ge_conv2d_pack_bf16 (GeConv2d * p, guint32 * storage)
+{
+  pack_bf16 (p, storage);
   p->packed_bf16 = storage;
+}
+
+void
+ge_conv2d_set_bf16_cache (GeConv2d * p, GeConvBf16Cache * cache)
+{
+  p->bf16_cache = cache;
+}
+
+/* @p's bf16 weights: packed_bf16, else its cache's, packed now on the first
+ * bf16 call; NULL without either.  Every caller of one conv (a model's
+ * forward, the copies of its GeConv2d) sees one copy, packed once. */
+static const guint32 *
+bf16_weights (const GeConv2d * p)
+{
+  GeConvBf16Cache *c = p->bf16_cache;
+  if (p->packed_bf16 || !c)
+    return p->packed_bf16;
+  if (g_once_init_enter (&c->packed)) {
+    guint32 *w = (guint32 *) c->alloc (c->owner, ge_conv2d_packed_bf16_size (p));
+    pack_bf16 (p, w);
+    g_once_init_leave (&c->packed, w);
+  }
+  return c->packed;
 }
 
 /* The task's rows of the bf16 weights: a slice of the packed copy, or
@@ -685,52 +730,6 @@ task_weights_bf16 (const ConvJob * j, int c0, int nco, int thread)
     j->ab_c0[thread] = c0;
   }
   return ap;
-}
-
-/* Channel @ci's input row @y (transformed) as the @s phase rows of ring_row
- * (phase px at @d + px * wp, zeros where padding); @tmp: x->w floats. */
-#if defined(__GNUC__) && !defined(__clang__)
-__attribute__((optimize ("no-tree-loop-distribute-patterns")))
-#endif
-static void
-phase_rows_f32 (const ConvJob * j, int n, int ci, int y, float *d, float *tmp)
-{
-  const GeTensor *x = j->src;
-  const GeConvInput *in = j->in;
-  const int s = j->p->stride_h, pl = j->p->pad_left, w = x->w, wp = j->ring_pitch;
-  const int bc = n * x->c + ci;
-  const float *src = x->data + ((gsize) bc * x->h + y) * w;
-  if (y + s < x->h)
-    for (int i = 0; i < w; i += 16)
-      __builtin_prefetch (src + (gsize) s * w + i, 0, 2);
-  const float sc = in && in->scale ? in->scale[bc] : 1.0f;
-  const float sh = in && in->shift ? in->shift[bc] : 0.0f;
-  const GeAct act = in ? in->act : GE_ACT_NONE;
-  if (s == 1) {
-    for (int i = 0; i < pl; i++)
-      d[i] = 0.0f;
-    transform_row (src, d + pl, w, sc, sh, act);
-    for (int i = pl + w; i < wp; i++)
-      d[i] = 0.0f;
-    return;
-  }
-  if (!is_identity (sc, sh, act)) {
-    transform_row (src, tmp, w, sc, sh, act);
-    src = tmp;
-  }
-  for (int px = 0; px < s; px++, d += wp) {
-    const int off = px - pl;
-    int c0 = off < 0 ? (-off + s - 1) / s : 0, c1 = off < w ? (w - 1 - off) / s + 1 : 0;
-    c1 = CLAMP (c1, 0, wp);
-    c0 = MIN (c0, c1);
-    for (int c = 0; c < c0; c++)
-      d[c] = 0.0f;
-    const float *sp = src + off;
-    for (int c = c0; c < c1; c++)
-      d[c] = sp[c * s];
-    for (int c = c1; c < wp; c++)
-      d[c] = 0.0f;
-  }
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -818,7 +817,7 @@ ring_row_bf16 (const ConvJob * j, int n, int r, guint32 * dst, float *tmp)
         for (int e = 0; e < 1 + odd; e++) {
           const int bc = n * C + 2 * c + e;
           src[e] = x->data + ((gsize) bc * x->h + y) * w;
-          if (y + 1 < x->h)     /* as phase_rows_f32 */
+          if (y + 1 < x->h)     /* as phase_rows */
             for (int i = 0; i < w; i += 16)
               __builtin_prefetch (src[e] + w + i, 0, 2);
           sc[e] = in && in->scale ? in->scale[bc] : 1.0f;
@@ -832,9 +831,9 @@ ring_row_bf16 (const ConvJob * j, int n, int r, guint32 * dst, float *tmp)
         continue;
       }
 #endif
-      phase_rows_f32 (j, n, 2 * c, y, f[0], t);
+      phase_rows (j, n, 2 * c, y, f[0], wp, t);
       if (odd)
-        phase_rows_f32 (j, n, 2 * c + 1, y, f[1], t);
+        phase_rows (j, n, 2 * c + 1, y, f[1], wp, t);
       for (int px = 0; px < s; px++)
         ge_bf16_pairs (f[0] + (gsize) px * wp, odd ? f[1] + (gsize) px * wp : NULL, wp,
             d + (gsize) px * CP * wp);
@@ -918,6 +917,13 @@ copy_bf16_task (void *data, int t, int thread)
         + (((gsize) (py * s + px) * CP + c) * Hp + i) * Wp;
     if (yy >= xp->h) {
       memset (d, 0, sizeof (guint32) * Wp);
+      continue;
+    }
+    if (s == 1) {               /* the rows as they are, zeros past them */
+      const float *src = xp->data + (((gsize) n * C + 2 * c) * xp->h + yy) * xp->w;
+      const int w = MIN (Wp, xp->w);
+      ge_bf16_pairs (src, 2 * c + 1 < C ? src + (gsize) xp->h * xp->w : NULL, w, d);
+      memset (d + w, 0, sizeof (guint32) * (Wp - w));
       continue;
     }
     for (int e = 0; e < 2; e++) {
@@ -1049,6 +1055,11 @@ conv2d_run (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInp
   const int s = p->stride_h;
   if (ctx->precision == GE_PRECISION_BF16 && ge_gemm_bf16_available () && p->groups == 1
       && p->stride_w == s && p->dil_h == 1 && p->dil_w == 1) {
+    if (!p->packed_bf16 && p->bf16_cache) {
+      p32 = *p;
+      p32.packed_bf16 = bf16_weights (p);
+      p = j.p = &p32;
+    }
     conv2d_bf16 (ctx, &j, x, in, up);
     ge_arena_release (ctx->arena, mark);
     return;
@@ -1286,8 +1297,16 @@ ge_conv2d_phase2x (GeCtx * ctx, const GeConv2d phase[4], const GeTensor * x, GeT
   PhaseJob j = { .phase = phase, .y = y };
   /* Rows narrow enough for implicit_task's wide mode keep the general path. */
   const gboolean bf16 = ctx->precision == GE_PRECISION_BF16 && ge_gemm_bf16_available ();
-  if (bf16 && phase[0].packed_bf16 && phase[1].packed_bf16 && phase[2].packed_bf16
-      && phase[3].packed_bf16 && !narrow_rows (W)) {
+  GeConv2d bp[4];
+  if (bf16) {
+    for (int i = 0; i < 4; i++) {
+      bp[i] = phase[i];
+      bp[i].packed_bf16 = bf16_weights (&phase[i]);
+    }
+    j.phase = bp;
+  }
+  if (bf16 && bp[0].packed_bf16 && bp[1].packed_bf16 && bp[2].packed_bf16
+      && bp[3].packed_bf16 && !narrow_rows (W)) {
     GeTensor xp = prepare (ctx, x, NULL, 1, 1, 1, 1, TRUE);
     const int wp = xp.w;
     j.CP = (x->c + 1) / 2;

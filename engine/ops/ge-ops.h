@@ -25,6 +25,16 @@ typedef enum {
   GE_ACT_SIGMOID,
 } GeAct;
 
+/* Where the bf16 kernel's copy of a conv's f32 weights goes: packed by the
+ * first call that runs the conv in bf16, so that a model run in f32 never
+ * carries it (half the f32 weights' size again).  @alloc gives memory that
+ * lives as long as the weights (the model file's); copies of the GeConv2d
+ * share the cache, and concurrent first calls pack once. */
+typedef struct {
+  gpointer packed;              /* guint32 *; NULL until the first bf16 call */
+  float *(*alloc) (gpointer owner, gsize n_floats);
+  gpointer owner;
+} GeConvBf16Cache;
 
 typedef struct {
   int in_channels, out_channels;
@@ -44,8 +54,10 @@ typedef struct {
   const void *weight16;
   GeDType dtype16;
   /* The weights for the bf16 kernel (ge_conv2d_pack_bf16), or NULL: then
-   * a bf16 conv converts the rows each task needs as it runs. */
+   * bf16_cache's, or with no cache either, a bf16 conv converts the rows
+   * each task needs as it runs. */
   const guint32 *packed_bf16;
+  GeConvBf16Cache *bf16_cache;
 } GeConv2d;
 
 /* Fills the common case: square kernel, symmetric padding, no dilation. */
@@ -72,6 +84,11 @@ void ge_conv2d_pack (GeConv2d * p, float *storage);
  * not on this conv).  Reads weight, weight16 or packed. */
 gsize ge_conv2d_packed_bf16_size (const GeConv2d * p);
 void ge_conv2d_pack_bf16 (GeConv2d * p, guint32 * storage);
+/* Or later: @cache (zeroed but for alloc and owner, living as long as the
+ * weights) gets the bf16 copy on the first bf16 call.  Models give every
+ * conv with f32 weights one at load, where ge_conv2d_packed_bf16_size () is
+ * not 0. */
+void ge_conv2d_set_bf16_cache (GeConv2d * p, GeConvBf16Cache * cache);
 /* y must be [x->n, out_channels, oh, ow].  Never builds a full-image im2col:
  * at most a band of output rows per thread.  With ctx->precision BF16 (and
  * the CPU's support) convs of one group without dilation run the bf16

@@ -273,7 +273,11 @@ ge_inpaint_set_n_threads (GeInpaint * ip, int n_threads)
 GePrecision
 ge_inpaint_set_precision (GeInpaint * ip, GePrecision precision)
 {
+  const GePrecision before = ip->ctx.precision;
   ge_ctx_set_precision (&ip->ctx, ip->mf, precision);
+  /* Other arithmetic, other bytes: no box of the cache is reused. */
+  if (ip->ctx.precision != before)
+    ip->n_cache = 0;
   return ge_unet2d_set_precision (ip->unet, precision);
 }
 

@@ -152,6 +152,12 @@ ge_pixel_diffusion_set_n_threads (GePixelDiffusion * pd, int n_threads)
   ge_unet2d_set_n_threads (pd->unet, n_threads);
 }
 
+GePrecision
+ge_pixel_diffusion_set_precision (GePixelDiffusion * pd, GePrecision precision)
+{
+  return ge_unet2d_set_precision (pd->unet, precision);
+}
+
 void
 ge_pixel_diffusion_set_tap (GePixelDiffusion * pd, GeModelTap tap, void *user_data)
 {

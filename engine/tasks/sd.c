@@ -262,6 +262,13 @@ ge_sd_set_n_threads (GeSd * sd, int n_threads)
     ge_clip_text_set_n_threads (sd->text, n_threads);
 }
 
+GePrecision
+ge_sd_set_precision (GeSd * sd, GePrecision precision)
+{
+  ge_vae_set_precision (sd->vae, precision);
+  return ge_unet2d_set_precision (sd->unet, precision);
+}
+
 void
 ge_sd_set_tap (GeSd * sd, GeModelTap tap, void *user_data)
 {

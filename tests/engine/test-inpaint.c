@@ -305,6 +305,40 @@ test_determinism_and_memory (gconstpointer data)
   ge_safetensors_free (g.st);
 }
 
+/* The fill cache holds outputs of one arithmetic: after the precision
+ * changes what runs, the same frame runs again (bf16 gives other bytes)
+ * and gives what a fresh instance in that precision gives. */
+static void
+test_precision_cache (void)
+{
+  Golden g;
+  golden_load (&g, "a");
+  GeInpaint *a = model ("diffusioninpaint.safetensors");
+  GeInpaint *b = model ("diffusioninpaint.safetensors");
+  const gsize n = (gsize) g.w * g.h * 3;
+  g_assert_cmpint (ge_inpaint_set_precision (a, GE_PRECISION_F32), ==, GE_PRECISION_F32);
+  guint8 *f32 = run (a, &g, g.mask);
+  const GePrecision in_use = ge_inpaint_set_precision (a, GE_PRECISION_BF16);
+  g_assert_cmpint (in_use, ==, ge_precision_bf16_available () ? GE_PRECISION_BF16
+      : GE_PRECISION_F32);
+  guint8 *o1 = run (a, &g, g.mask);
+  ge_inpaint_set_precision (b, GE_PRECISION_BF16);
+  guint8 *o2 = run (b, &g, g.mask);
+  g_assert_cmpmem (o1, n, o2, n);
+  if (in_use == GE_PRECISION_BF16) {
+    g_assert_cmpuint (ge_inpaint_last_reused (a), ==, 0);
+    g_assert_true (memcmp (o1, f32, n) != 0);
+  } else {
+    g_assert_cmpuint (ge_inpaint_last_reused (a), ==, 2);
+  }
+  g_free (f32);
+  g_free (o1);
+  g_free (o2);
+  ge_inpaint_free (a);
+  ge_inpaint_free (b);
+  ge_safetensors_free (g.st);
+}
+
 /* A padded stride and a 4-byte layout give the same picture; the fourth
  * byte is left alone. */
 static void
@@ -412,6 +446,7 @@ main (int argc, char **argv)
       test_determinism_and_memory);
   g_test_add_data_func ("/inpaint/determinism-memory-exemplar", "shipped",
       test_determinism_and_memory);
+  g_test_add_func ("/inpaint/precision-cache", test_precision_cache);
   g_test_add_func ("/inpaint/strides", test_strides);
   g_test_add_func ("/inpaint/errors", test_errors);
   return g_test_run ();
