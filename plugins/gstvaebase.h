@@ -19,24 +19,13 @@
 #include <gst/video/video.h>
 
 #include "ge-vae-codec.h"
+#include "gstlatentcaps.h"
 
 G_BEGIN_DECLS
 
 #define GST_TYPE_VAE_BASE (gst_vae_base_get_type ())
 G_DECLARE_DERIVABLE_TYPE (GstVaeBase, gst_vae_base, GST, VAE_BASE,
     GstBaseTransform);
-
-/* The latent stream: NNStreamer's static tensor caps, dimensions
- * innermost first (W:H:C:1: the buffer is C planes of H rows of W
- * floats), plus what a decoder needs to restore the frame. */
-#define GST_VAE_LATENT_CAPS "other/tensors, format = (string) static, " \
-  "num_tensors = (int) 1, types = (string) float32"
-
-#define GST_VAE_VIDEO_FORMATS "{ RGB, BGR, RGBx, BGRx, RGBA, BGRA }"
-#define GST_VAE_VIDEO_CAPS "video/x-raw, format = (string) " \
-  GST_VAE_VIDEO_FORMATS ", width = (int) [ 1, 65535 ], " \
-  "height = (int) [ 1, 65535 ], framerate = (fraction) [ 0, MAX ], " \
-  "interlace-mode = (string) progressive"
 
 struct _GstVaeBaseClass
 {

@@ -93,10 +93,7 @@ gst_vae_decode_set_caps (GstBaseTransform * trans, GstCaps * incaps,
   self->channels = ge_vae_codec_latent_channels (codec);
   /* Latents a pipeline scaled (applied-scaling-factor) are unscaled before
    * decoding, as diffusers decodes latents / scaling_factor. */
-  if (!gst_structure_get_double (gst_caps_get_structure (incaps, 0),
-          "applied-scaling-factor", &self->applied_scaling)
-      || self->applied_scaling <= 0.0)
-    self->applied_scaling = 1.0;
+  self->applied_scaling = gst_latent_caps_applied_scaling (incaps);
   self->aligned = g_renew (gfloat, self->aligned,
       (gsize) self->lw * self->lh * self->channels);
   GST_INFO_OBJECT (self, "%dx%dx%d latents -> %dx%d %s", self->lw, self->lh,
