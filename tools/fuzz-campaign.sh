@@ -6,8 +6,9 @@
 # Runs each TARGET (default: all of them, one after the other) for SECONDS
 # (default 600) on a working copy of its committed corpus fuzz/corpus-*/,
 # then merges back into the committed corpus the inputs that add coverage
-# (libFuzzer's -merge=1: the committed seeds stay as they are, only new
-# coverage is added), and appends one line per target to fuzz/CAMPAIGNS.md:
+# (libFuzzer's -merge=1: the named seeds stay as they are, only new
+# coverage is added; more than 300 new inputs are merged again on edge
+# coverage alone), and appends one line per target to fuzz/CAMPAIGNS.md:
 # date, target, seconds, executions, coverage (cov: edges, ft: features),
 # findings, corpus size before and after.
 #
@@ -26,6 +27,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 seconds=600
 build=build-fuzz
+# Most seeds a merge may add to a target's corpus (GE_FUZZ_CORPUS_MAX).
+maxfiles=${GE_FUZZ_CORPUS_MAX:-300}
 while getopts t:b: opt; do
   case $opt in
     t) seconds=$OPTARG ;;
@@ -85,6 +88,21 @@ fi
 
 opts=(-timeout=10 -rss_limit_mb=2048 -max_len=4096 -report_slow_units=1000)
 
+# The seeds that merges added (named by their SHA-1).
+hashed() {
+  find "$1" -maxdepth 1 -type f -regextype posix-extended -regex '.*/[0-9a-f]{40}'
+}
+
+# The seeds an earlier merge added are taken out and merged again with this
+# run's corpus, so that the committed corpus stays minimal instead of piling
+# up campaign after campaign; the named seeds (valid-*, bad-*, regress-* ...)
+# always stay.
+merge() {
+  hashed "$seeds" | xargs -r rm -f
+  "$bin" -merge=1 "${opts[@]}" "$@" "$seeds" "$work" >> "$log" 2>&1 \
+    || echo "    merge failed, see $log"
+}
+
 for t in "$@"; do
   bin=$build/fuzz/${exe[$t]}
   seeds=fuzz/${corpus[$t]}
@@ -125,14 +143,14 @@ for t in "$@"; do
   rm -f "$log.run"
   secs=$(($(date +%s) - start))
 
-  # The seeds an earlier merge added (named by their SHA-1) are taken out
-  # and merged again with this run's corpus, so that the committed corpus
-  # stays minimal instead of piling up campaign after campaign; the named
-  # seeds (valid-*, bad-*, regress-* ...) always stay.
-  find "$seeds" -maxdepth 1 -type f -regextype posix-extended \
-    -regex '.*/[0-9a-f]{40}' -delete
-  "$bin" -merge=1 "${opts[@]}" "$seeds" "$work" >> "$log" 2>&1 \
-    || echo "    merge failed, see $log"
+  merge
+  # Hit counts make many more features than edges (a prompt per count of
+  # BPE merges ...): past the cap, the merge keeps what covers new edges.
+  added=$(hashed "$seeds" | wc -l)
+  if ((added > maxfiles)); then
+    echo "    $added inputs merged: again on edges alone (-use_counters=0)"
+    merge -use_counters=0
+  fi
   after=$(find "$seeds" -type f | wc -l)
   echo "| $(date -u +%Y-%m-%d) | $t | $secs | $execs | $cov | $ft | $findings | $before -> $after |" \
     | tee -a "$record"
