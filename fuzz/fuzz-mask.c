@@ -7,7 +7,8 @@
  * and read back the same when written out as an 8-bit binary PGM; one that
  * does not must fail with G_IO_ERROR_INVALID_DATA whose message is valid
  * UTF-8 and names the file.  Never a crash, a leak, undefined behaviour or
- * an allocation the input's size does not justify.
+ * an allocation the input's size does not justify (-rss_limit_mb catches
+ * what libpng allocates).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -55,6 +56,10 @@ LLVMFuzzerTestOneInput (const uint8_t * data, size_t size)
   CHECK (err == NULL);
   CHECK (w >= 1 && w <= 65535 && h >= 1 && h <= 65535);
   CHECK ((gsize) w * h <= GST_MASK_FILE_MAX_PIXELS);
+  /* What the input justifies: a PGM has a byte (or an ASCII digit and a
+   * separator) per pixel, a PNG at least a bit per pixel deflated at most
+   * 1032 to 1. */
+  CHECK ((gsize) w * h <= size * 8 * 1032);
 
   /* Written out as P5 and read again: the same pixels. */
   gchar *header = g_strdup_printf ("P5\n%d %d\n255\n", w, h);

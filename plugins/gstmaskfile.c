@@ -82,10 +82,28 @@ load_pgm (const gchar * path, const guint8 * d, gsize len, gint * width,
   return out;
 }
 
+#define PNG_MAX_PIXELS_PER_BYTE (8 * 1032)
+
 static guint8 *
 load_png (const gchar * path, const guint8 * d, gsize len, gint * width,
     gint * height, GError ** error)
 {
+  /* Every chunk must lie inside the file: libpng allocates what a chunk's
+   * header claims before it reads the chunk (a 45-byte file claiming a
+   * 1.3 GB iTXt chunk took 2 GB). */
+  for (gsize pos = 8; pos < len;) {
+    if (len - pos < 12)
+      return bad (error, path, "PNG is truncated inside a chunk header");
+    const guint32 n = (guint32) d[pos] << 24 | (guint32) d[pos + 1] << 16
+        | (guint32) d[pos + 2] << 8 | d[pos + 3];
+    if (n > len - pos - 12)
+      return bad (error, path, "PNG chunk is longer than the rest of the file");
+    const gboolean iend = memcmp (d + pos + 4, "IEND", 4) == 0;
+    pos += 12 + (gsize) n;
+    if (iend)
+      break;
+  }
+
   png_image img;
   memset (&img, 0, sizeof (img));
   img.version = PNG_IMAGE_VERSION;
@@ -96,6 +114,12 @@ load_png (const gchar * path, const guint8 * d, gsize len, gint * width,
     png_image_free (&img);
     return bad (error, path, "PNG is larger than 65535 pixels a side or "
         "has more pixels than a mask may have");
+  }
+  /* Nor may the header alone buy a large output buffer: a pixel takes at
+   * least a bit, deflate packs at most 1032 bytes into one. */
+  if ((gsize) img.width * img.height > len * PNG_MAX_PIXELS_PER_BYTE) {
+    png_image_free (&img);
+    return bad (error, path, "PNG data is too short for its size");
   }
   img.format = PNG_FORMAT_GRAY;
   guint8 *out = g_malloc ((gsize) img.width * img.height);
