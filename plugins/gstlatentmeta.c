@@ -71,10 +71,16 @@ gst_buffer_add_latent_meta (GstBuffer * buffer, gint width, gint height,
     gint channels, gint factor, gdouble scaling_factor, const gfloat * data)
 {
   GstLatentMeta *m;
-  gsize n = (gsize) width * height * channels;
+  gsize n = 0, bytes = 0;
 
   g_return_val_if_fail (GST_IS_BUFFER (buffer), NULL);
   g_return_val_if_fail (width > 0 && height > 0 && channels > 0, NULL);
+  g_return_val_if_fail (data != NULL, NULL);
+  /* Three ints can overflow a size: the copy would then be shorter than
+   * the latent the meta describes. */
+  g_return_val_if_fail (g_size_checked_mul (&n, width, height)
+      && g_size_checked_mul (&n, n, channels)
+      && g_size_checked_mul (&bytes, n, sizeof (gfloat)), NULL);
   m = (GstLatentMeta *) gst_buffer_add_meta (buffer,
       gst_latent_meta_get_info (), NULL);
   if (!m)
@@ -84,6 +90,6 @@ gst_buffer_add_latent_meta (GstBuffer * buffer, gint width, gint height,
   m->channels = channels;
   m->factor = factor;
   m->scaling_factor = scaling_factor;
-  m->data = g_memdup2 (data, n * sizeof (gfloat));
+  m->data = g_memdup2 (data, bytes);
   return m;
 }

@@ -14,6 +14,14 @@ G_BEGIN_DECLS
 guint8 *gst_mask_file_load (const gchar * path, gint * width, gint * height,
     GError ** error);
 
+/* The same for the @len bytes at @data, the contents of a file named @name
+ * (for the messages).  Masks are at most 65535 pixels a side and
+ * GST_MASK_FILE_MAX_PIXELS in all: a small file never makes a huge
+ * allocation. */
+#define GST_MASK_FILE_MAX_PIXELS (1 << 28)
+guint8 *gst_mask_file_parse (const guint8 * data, gsize len,
+    const gchar * name, gint * width, gint * height, GError ** error);
+
 G_END_DECLS
 
 #endif /* __GST_MASK_FILE_H__ */

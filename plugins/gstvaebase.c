@@ -212,98 +212,23 @@ gst_vae_base_model_dims (GstVaeBase * self, gint * factor, gint * channels,
 GstCaps *
 gst_vae_base_video_to_latent_caps (GstVaeBase * self, GstCaps * caps)
 {
-  GstCaps *res = gst_caps_new_empty ();
-  gint f, c, i, n = gst_caps_get_size (caps);
+  gint f, c;
   gdouble scaling;
-  gboolean loaded = gst_vae_base_model_dims (self, &f, &c, &scaling);
 
-  for (i = 0; i < n; i++) {
-    GstStructure *in = gst_caps_get_structure (caps, i);
-    GstStructure *out = gst_structure_from_string (GST_VAE_LATENT_CAPS, NULL);
-    const GValue *fr = gst_structure_get_value (in, "framerate");
-    gint w, h;
-
-    if (fr)
-      gst_structure_set_value (out, "framerate", fr);
-    if (loaded) {
-      /* scaling-factor: the model's, for whoever wants the diffusion
-       * scale; applied-scaling-factor: what the latents were multiplied
-       * by (ours: 1, the autoencoder's own latents). */
-      gst_structure_set (out, "downsample-factor", G_TYPE_INT, f,
-          "scaling-factor", G_TYPE_DOUBLE, scaling,
-          "applied-scaling-factor", G_TYPE_DOUBLE, 1.0, NULL);
-      if (gst_structure_get_int (in, "width", &w)
-          && gst_structure_get_int (in, "height", &h)) {
-        gchar *dims = g_strdup_printf ("%d:%d:%d:1", (w + f - 1) / f,
-            (h + f - 1) / f, c);
-
-        gst_structure_set (out, "dimensions", G_TYPE_STRING, dims,
-            "video-width", G_TYPE_INT, w, "video-height", G_TYPE_INT, h, NULL);
-        g_free (dims);
-      }
-    }
-    res = gst_caps_merge_structure (res, out);
-  }
-  return res;
-}
-
-/* "W:H:C[:1]" (NNStreamer leaves trailing 1s out at times). */
-static gboolean
-parse_dims (const gchar * dims, gint * w, gint * h, gint * c)
-{
-  gchar **parts;
-  gint v[4] = { 1, 1, 1, 1 }, n, k;
-  gboolean ok = TRUE;
-
-  if (!dims)
-    return FALSE;
-  parts = g_strsplit (dims, ":", -1);
-  n = g_strv_length (parts);
-  ok = n >= 3 && n <= 4;
-  for (k = 0; ok && k < n; k++) {
-    gchar *end;
-    gint64 x = g_ascii_strtoll (parts[k], &end, 10);
-
-    ok = end != parts[k] && *end == '\0' && x >= 1 && x <= 65535;
-    v[k] = (gint) x;
-  }
-  g_strfreev (parts);
-  if (!ok || v[3] != 1)
-    return FALSE;
-  *w = v[0];
-  *h = v[1];
-  *c = v[2];
-  return TRUE;
+  if (!gst_vae_base_model_dims (self, &f, &c, &scaling))
+    f = 0;
+  return gst_latent_caps_from_video (caps, f, c, scaling);
 }
 
 GstCaps *
 gst_vae_base_latent_to_video_caps (GstVaeBase * self, GstCaps * caps)
 {
-  GstCaps *res = gst_caps_new_empty ();
-  gint f, c, i, n = gst_caps_get_size (caps);
+  gint f, c;
   gdouble scaling;
-  gboolean loaded = gst_vae_base_model_dims (self, &f, &c, &scaling);
 
-  for (i = 0; i < n; i++) {
-    GstStructure *in = gst_caps_get_structure (caps, i);
-    GstStructure *out = gst_structure_from_string (GST_VAE_VIDEO_CAPS, NULL);
-    const GValue *fr = gst_structure_get_value (in, "framerate");
-    gint w, h, lw, lh, lc;
-
-    if (fr)
-      gst_structure_set_value (out, "framerate", fr);
-    if (gst_structure_get_int (in, "video-width", &w)
-        && gst_structure_get_int (in, "video-height", &h))
-      gst_structure_set (out, "width", G_TYPE_INT, w, "height", G_TYPE_INT, h,
-          NULL);
-    else if (loaded && parse_dims (gst_structure_get_string (in,
-                "dimensions"), &lw, &lh, &lc)
-        && lw * (gint64) f <= 65535 && lh * (gint64) f <= 65535)
-      gst_structure_set (out, "width", G_TYPE_INT, lw * f, "height",
-          G_TYPE_INT, lh * f, NULL);
-    res = gst_caps_merge_structure (res, out);
-  }
-  return res;
+  if (!gst_vae_base_model_dims (self, &f, &c, &scaling))
+    f = 0;
+  return gst_latent_caps_to_video (caps, f, c);
 }
 
 gboolean
@@ -311,46 +236,39 @@ gst_vae_base_check_latent_caps (GstVaeBase * self, GstCaps * caps,
     gint w, gint h, gint * lw, gint * lh)
 {
   GstVaeBasePrivate *p = PRIV (self);
-  GstStructure *s = gst_caps_get_structure (caps, 0);
-  const gchar *types = gst_structure_get_string (s, "types");
-  gint c, f = 0, nt = 0;
+  gint c, f;
 
-  if (!gst_structure_get_int (s, "num_tensors", &nt) || nt != 1
-      || g_strcmp0 (types, "float32") != 0
-      || !parse_dims (gst_structure_get_string (s, "dimensions"), lw, lh,
-          &c)) {
-    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
-        ("Latent caps are not one float32 tensor of dimensions W:H:C:1."),
-        ("caps: %" GST_PTR_FORMAT, caps));
-    return FALSE;
+  switch (gst_latent_caps_check (caps, p->factor, p->channels, w, h, lw, lh,
+          &c, &f)) {
+    case GST_LATENT_CAPS_OK:
+      return TRUE;
+    case GST_LATENT_CAPS_NOT_TENSOR:
+      GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+          ("Latent caps are not one float32 tensor of dimensions W:H:C:1."),
+          ("caps: %" GST_PTR_FORMAT, caps));
+      return FALSE;
+    case GST_LATENT_CAPS_OTHER_MODEL:
+      GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+          ("Latents of %d channels at downsampling factor %d do not fit model "
+              "\"%s\" (%d channels, factor %d).", c, f ? f : p->factor,
+              p->core.loaded_path, p->channels, p->factor),
+          ("Decode with the VAE that encoded them; caps: %" GST_PTR_FORMAT,
+              caps));
+      return FALSE;
+    case GST_LATENT_CAPS_TOO_LARGE:
+      GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+          ("A %dx%d latent makes %dx%d frames, more than the %d megapixels "
+              "vaedecode decodes.", *lw, *lh, w, h,
+              GST_LATENT_MAX_PIXELS / (1024 * 1024)), ("caps: %" GST_PTR_FORMAT,
+              caps));
+      return FALSE;
+    case GST_LATENT_CAPS_OTHER_SIZE:
+    default:
+      GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+          ("A %dx%d latent does not make %dx%d frames at factor %d.", *lw, *lh,
+              w, h, p->factor), ("caps: %" GST_PTR_FORMAT, caps));
+      return FALSE;
   }
-  if (c != p->channels || (gst_structure_get_int (s, "downsample-factor", &f)
-          && f != p->factor)) {
-    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
-        ("Latents of %d channels at downsampling factor %d do not fit model "
-            "\"%s\" (%d channels, factor %d).", c, f ? f : p->factor,
-            p->core.loaded_path, p->channels, p->factor),
-        ("Decode with the VAE that encoded them; caps: %" GST_PTR_FORMAT,
-            caps));
-    return FALSE;
-  }
-  if ((w + p->factor - 1) / p->factor != *lw
-      || (h + p->factor - 1) / p->factor != *lh) {
-    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
-        ("A %dx%d latent does not make %dx%d frames at factor %d.", *lw, *lh,
-            w, h, p->factor), ("caps: %" GST_PTR_FORMAT, caps));
-    return FALSE;
-  }
-  /* The padded frame the decoder computes, before any crop. */
-  if ((gint64) *lw * p->factor * *lh * p->factor > GST_VAE_MAX_PIXELS) {
-    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
-        ("A %dx%d latent makes %dx%d frames, more than the %d megapixels "
-            "vaedecode decodes.", *lw, *lh, w, h,
-            GST_VAE_MAX_PIXELS / (1024 * 1024)), ("caps: %" GST_PTR_FORMAT,
-            caps));
-    return FALSE;
-  }
-  return TRUE;
 }
 
 /* ------------------------------------------------------------------------ */

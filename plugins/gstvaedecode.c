@@ -25,7 +25,7 @@
  * latent buffer of the wrong size or holding NaNs or infinities is a stream
  * error, and so are latents whose values are so large that the decoder
  * overflows (no frame of whatever 8-bit value NaN turns into).  Latents
- * that decode to more than 8192x8192 pixels (GST_VAE_MAX_PIXELS) are
+ * that decode to more than 8192x8192 pixels (GST_LATENT_MAX_PIXELS) are
  * refused at negotiation.
  *
  * ## Example launch line
@@ -113,14 +113,8 @@ gst_vae_decode_set_caps (GstBaseTransform * trans, GstCaps * incaps,
   self->channels = ge_vae_codec_latent_channels (codec);
   /* Latents a pipeline scaled (applied-scaling-factor) are unscaled before
    * decoding, as diffusers decodes latents / scaling_factor.  A factor that
-   * is not a positive number whose inverse is a float would make every
-   * value 0, infinite or NaN: refused, never taken as 1. */
-  if (!gst_structure_get_double (gst_caps_get_structure (incaps, 0),
-          "applied-scaling-factor", &self->applied_scaling))
-    self->applied_scaling = 1.0;
-  else if (!(self->applied_scaling > 0.0)
-      || !isfinite ((gfloat) (1.0 / self->applied_scaling))
-      || (gfloat) (1.0 / self->applied_scaling) < FLT_MIN) {
+   * cannot be undone is refused, never taken as 1. */
+  if (!gst_latent_caps_applied_scaling (incaps, &self->applied_scaling)) {
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
         ("Latent caps give applied-scaling-factor %g, which cannot be "
             "undone.", self->applied_scaling), ("caps: %" GST_PTR_FORMAT,
