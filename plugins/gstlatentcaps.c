@@ -187,9 +187,14 @@ gst_latent_caps_applied_scaling (GstCaps * caps, gdouble * scaling)
 
   *scaling = 1.0;
   if (gst_caps_get_size (caps) < 1
-      || !gst_structure_get_double (gst_caps_get_structure (caps, 0),
-          "applied-scaling-factor", scaling))
+      || !gst_structure_has_field (gst_caps_get_structure (caps, 0),
+          "applied-scaling-factor"))
     return TRUE;
+  if (!gst_structure_get_double (gst_caps_get_structure (caps, 0),
+          "applied-scaling-factor", scaling)) {
+    *scaling = NAN;             /* a field of another type */
+    return FALSE;
+  }
   inverse = (gfloat) (1.0 / *scaling);
   return *scaling > 0.0 && isfinite (inverse) && inverse >= FLT_MIN;
 }

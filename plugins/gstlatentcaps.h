@@ -67,9 +67,10 @@ GstLatentCapsCheck gst_latent_caps_check (GstCaps * caps, gint factor,
     gint * f);
 
 /* What the latents of @caps were multiplied by (applied-scaling-factor),
- * 1 when the caps do not say.  FALSE (and *@scaling the value found) when
- * it cannot be undone: not a positive number whose inverse is a normal
- * float, which would turn every value into 0, infinity or NaN. */
+ * 1 when the caps do not say.  FALSE (and *@scaling the value found, NaN
+ * for a field that is not a double) when it cannot be undone: not a
+ * positive number whose inverse is a normal float, which would turn every
+ * value into 0, infinity or NaN. */
 gboolean gst_latent_caps_applied_scaling (GstCaps * caps, gdouble * scaling);
 
 G_END_DECLS
