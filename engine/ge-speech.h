@@ -63,7 +63,8 @@ void ge_speech_stream_reset (GeSpeechStream * s);
 /* Processes @n_hops hops: reads n_hops * hop samples from @in (every
  * @in_stride floats: interleaved channels), writes as many to @out (every
  * @out_stride floats; may alias @in).  @strength in [0, 1] blends the gains
- * towards 1 (0: the input, delayed).  Returns the mean voice activity
+ * towards 1 (0: the input, delayed, exactly: non-finite samples as 0,
+ * the rest clamped to +-8).  Returns the mean voice activity
  * (0..1) of the hops. */
 float ge_speech_stream_process (GeSpeechStream * s, const float *in, int in_stride,
     float *out, int out_stride, int n_hops, float strength);

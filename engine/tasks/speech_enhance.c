@@ -46,6 +46,11 @@ struct _GeSpeechStream {
   const RatePlan *p;
   float *mem;                           /* one block for everything below */
   float *in_frame;                      /* the last frame of input [frame] */
+  /* The input as it came in (sanitised), the stream's delay and a hop of
+   * it [frame + lookahead * hop]: strength 0 gives it back exactly, where
+   * the analysis and resynthesis would round (a window's square sums to
+   * one only up to float rounding). */
+  float *dry;
   float *ola;                           /* overlap-add accumulator [frame] */
   float *work;                          /* windowed frame / resynthesis [frame] */
   /* The last m->ring frames' spectra ([frame/2 + 1] complex each) and
@@ -308,12 +313,13 @@ ge_speech_stream_new (const GeSpeechModel * m, int rate, GError ** error)
   }
   GeSpeechStream *s = g_new0 (GeSpeechStream, 1);
   const int n = p->frame, nb = n / 2 + 1, H = m->hidden, ring = m->ring;
-  const gsize sizes[] = { n, n, n, 2 * (gsize) ring * nb, (gsize) ring * nb,
+  const gsize sizes[] = { n, n + (gsize) m->lookahead * p->hop, n, n,
+    2 * (gsize) ring * nb, (gsize) ring * nb,
     (gsize) m->kernel * m->n_feat,
     (gsize) m->layers * H, H, nb, 6 * (gsize) H, ge_fft_scratch_size (p->fft),
     2 * (gsize) m->df_taps * m->df_bins, 2 * (gsize) nb
   };
-  float **slots[] = { &s->in_frame, &s->ola, &s->work, &s->spec, &s->power, &s->feats,
+  float **slots[] = { &s->in_frame, &s->dry, &s->ola, &s->work, &s->spec, &s->power, &s->feats,
     &s->state, &s->act, &s->gains, &s->scratch, &s->fft_scratch, &s->df_coef, &s->out_spec
   };
   gsize total = 0;
@@ -346,6 +352,7 @@ ge_speech_stream_reset (GeSpeechStream * s)
   const GeSpeechModel *m = s->m;
   const int n = s->p->frame;
   memset (s->in_frame, 0, sizeof (float) * n);
+  memset (s->dry, 0, sizeof (float) * (n + m->lookahead * s->p->hop));
   memset (s->ola, 0, sizeof (float) * n);
   memset (s->state, 0, sizeof (float) * m->layers * m->hidden);
   /* the frames before the first are silent: their spectra are zero */
@@ -482,19 +489,24 @@ float
 ge_speech_stream_process (GeSpeechStream * s, const float *in, int in_stride,
     float *out, int out_stride, int n_hops, float strength)
 {
-  const int n = s->p->frame, hop = s->p->hop;
+  const int n = s->p->frame, hop = s->p->hop, n_dry = n + s->m->lookahead * hop;
   strength = CLAMP (strength, 0.0f, 1.0f);
   double vad = 0.0;
   for (int h = 0; h < n_hops; h++) {
     memmove (s->in_frame, s->in_frame + hop, sizeof (float) * (n - hop));
+    memmove (s->dry, s->dry + hop, sizeof (float) * (n_dry - hop));
     float *dst = s->in_frame + n - hop;
     for (int i = 0; i < hop; i++) {
       const float v = in[(gsize) (h * hop + i) * in_stride];
       dst[i] = isfinite (v) ? CLAMP (v, -INPUT_LIMIT, INPUT_LIMIT) : 0.0f;
     }
+    memcpy (s->dry + n_dry - hop, dst, sizeof (float) * hop);
+    /* the network runs at strength 0 too: its state must be current when
+     * the strength (controllable) rises */
     vad += process_frame (s, strength);
+    const float *done = strength == 0.0f ? s->dry : s->ola;
     for (int i = 0; i < hop; i++)
-      out[(gsize) (h * hop + i) * out_stride] = s->ola[i];
+      out[(gsize) (h * hop + i) * out_stride] = done[i];
     memmove (s->ola, s->ola + hop, sizeof (float) * (n - hop));
     memset (s->ola + n - hop, 0, sizeof (float) * hop);
   }
