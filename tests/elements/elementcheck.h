@@ -3,7 +3,9 @@
 #pragma once
 
 #include <gst/check/gstcheck.h>
+#include <glib/gstdio.h>
 #include <string.h>
+#include <unistd.h>
 
 /* @name in the folder the environment variable @env names (meson sets
  * them: GE_TEST_MODELS, GE_TEST_SAMPLES ...). */
@@ -96,4 +98,63 @@ run_to_eos (GstElement * pipe)
   }
   gst_message_unref (msg);
   gst_object_unref (bus);
+}
+
+/* ---- diffusers pipeline folders of test parts ------------------------- */
+
+typedef struct
+{
+  const gchar *part;            /* "unet" */
+  const gchar *library, *cls;   /* ["diffusers", "UNet2DConditionModel"] */
+  const gchar *env, *path;      /* the part's folder: env var + relative */
+} PipelinePart;
+
+/* A pipeline folder of @cls in a new temporary folder: the parts linked,
+ * model_index.json written.  @parts ends with a NULL part. */
+static inline gchar *
+make_pipeline_folder (const gchar * cls, const PipelinePart * const *parts)
+{
+  GError *err = NULL;
+  gchar *dir = g_dir_make_tmp ("ge-pipeline-XXXXXX", &err);
+  GString *index = g_string_new (NULL);
+  gchar *file;
+
+  fail_unless (dir != NULL, "%s", err ? err->message : "");
+  g_string_append_printf (index, "{\n  \"_class_name\": \"%s\",\n"
+      "  \"_diffusers_version\": \"0.35.2\",\n"
+      "  \"safety_checker\": [null, null]", cls);
+  for (gint i = 0; parts[i]; i++) {
+    const PipelinePart *p = parts[i];
+    gchar *target = test_path (p->env, p->path);
+    gchar *link = g_build_filename (dir, p->part, NULL);
+
+    fail_unless (symlink (target, link) == 0, "symlink %s", link);
+    g_string_append_printf (index, ",\n  \"%s\": [\"%s\", \"%s\"]", p->part,
+        p->library, p->cls);
+    g_free (target);
+    g_free (link);
+  }
+  g_string_append (index, "\n}\n");
+  file = g_build_filename (dir, "model_index.json", NULL);
+  fail_unless (g_file_set_contents (file, index->str, -1, NULL));
+  g_free (file);
+  g_string_free (index, TRUE);
+  return dir;
+}
+
+static inline void
+remove_folder (gchar * dir)
+{
+  GDir *d = g_dir_open (dir, 0, NULL);
+  const gchar *name;
+
+  while (d && (name = g_dir_read_name (d))) {
+    gchar *p = g_build_filename (dir, name, NULL);
+    g_unlink (p);
+    g_free (p);
+  }
+  if (d)
+    g_dir_close (d);
+  g_rmdir (dir);
+  g_free (dir);
 }

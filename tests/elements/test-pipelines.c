@@ -37,128 +37,73 @@
 
 /* ---- pipeline folders ------------------------------------------------- */
 
-typedef struct
-{
-  const gchar *part;            /* "unet" */
-  const gchar *library, *cls;   /* ["diffusers", "UNet2DConditionModel"] */
-  const gchar *env, *path;      /* the part's folder: env var + relative */
-} Part;
 
 #define FIX "GE_TEST_FIXTURES"
 #define PARTS "GE_TEST_PARTS"
 
-static const Part text_parts[] = {
+static const PipelinePart text_parts[] = {
   {"text_encoder", "transformers", "CLIPTextModel", FIX, "clip_text_small"},
   {"tokenizer", "transformers", "CLIPTokenizer", FIX, "clip_tokenizer_small"},
 };
-static const Part vae_part =
+static const PipelinePart vae_part =
     { "vae", "diffusers", "AutoencoderKL", FIX, "vae_kl_small" };
-static const Part pndm_part =
+static const PipelinePart pndm_part =
     { "scheduler", "diffusers", "PNDMScheduler", FIX, "sched_pndm_sd15" };
-static const Part ddim_part =
+static const PipelinePart ddim_part =
     { "scheduler", "diffusers", "DDIMScheduler", FIX,
   "sched_ddim_sd15_eps_offset1"
 };
 
-/* A pipeline folder of @cls in a new temporary folder: the parts linked,
- * model_index.json written.  @parts ends with a NULL part. */
-static gchar *
-make_folder (const gchar * cls, const Part * const *parts)
-{
-  GError *err = NULL;
-  gchar *dir = g_dir_make_tmp ("ge-pipeline-XXXXXX", &err);
-  GString *index = g_string_new (NULL);
-  gchar *file;
-
-  fail_unless (dir != NULL, "%s", err ? err->message : "");
-  g_string_append_printf (index, "{\n  \"_class_name\": \"%s\",\n"
-      "  \"_diffusers_version\": \"0.35.2\",\n"
-      "  \"safety_checker\": [null, null]", cls);
-  for (gint i = 0; parts[i]; i++) {
-    const Part *p = parts[i];
-    gchar *target = test_path (p->env, p->path);
-    gchar *link = g_build_filename (dir, p->part, NULL);
-
-    fail_unless (symlink (target, link) == 0, "symlink %s", link);
-    g_string_append_printf (index, ",\n  \"%s\": [\"%s\", \"%s\"]", p->part,
-        p->library, p->cls);
-    g_free (target);
-    g_free (link);
-  }
-  g_string_append (index, "\n}\n");
-  file = g_build_filename (dir, "model_index.json", NULL);
-  fail_unless (g_file_set_contents (file, index->str, -1, NULL));
-  g_free (file);
-  g_string_free (index, TRUE);
-  return dir;
-}
-
-static void
-remove_folder (gchar * dir)
-{
-  GDir *d = g_dir_open (dir, 0, NULL);
-  const gchar *name;
-
-  while (d && (name = g_dir_read_name (d))) {
-    gchar *p = g_build_filename (dir, name, NULL);
-    g_unlink (p);
-    g_free (p);
-  }
-  if (d)
-    g_dir_close (d);
-  g_rmdir (dir);
-  g_free (dir);
-}
 
 static gchar *
 inpaint_folder (void)
 {
-  const Part unet = { "unet", "diffusers", "UNet2DConditionModel", FIX,
+  const PipelinePart unet = { "unet", "diffusers", "UNet2DConditionModel", FIX,
     "sd_inpaint_loop_small/unet"
   };
-  const Part *parts[] = { &unet, &vae_part, &text_parts[0], &text_parts[1],
+  const PipelinePart *parts[] = { &unet, &vae_part, &text_parts[0], &text_parts[1],
     &pndm_part, NULL
   };
-  return make_folder ("StableDiffusionInpaintPipeline", parts);
+  return make_pipeline_folder ("StableDiffusionInpaintPipeline", parts);
 }
 
 static gchar *
 sd_folder (const gchar * cls)
 {
-  const Part unet = { "unet", "diffusers", "UNet2DConditionModel", FIX,
+  const PipelinePart unet = { "unet", "diffusers", "UNet2DConditionModel", FIX,
     "unet_cond_sd_small"
   };
-  const Part *parts[] = { &unet, &vae_part, &text_parts[0], &text_parts[1],
+  const PipelinePart *parts[] = { &unet, &vae_part, &text_parts[0], &text_parts[1],
     &ddim_part, NULL
   };
-  return make_folder (cls, parts);
+  return make_pipeline_folder (cls, parts);
 }
 
 static gchar *
 pix2pix_folder (void)
 {
-  const Part unet = { "unet", "diffusers", "UNet2DConditionModel", PARTS,
+  const PipelinePart unet = { "unet", "diffusers", "UNet2DConditionModel", PARTS,
     "unet_pix2pix"
   };
-  const Part *parts[] = { &unet, &vae_part, &text_parts[0], &text_parts[1],
+  const PipelinePart *parts[] = { &unet, &vae_part, &text_parts[0], &text_parts[1],
     &ddim_part, NULL
   };
-  return make_folder ("StableDiffusionInstructPix2PixPipeline", parts);
+  return make_pipeline_folder ("StableDiffusionInstructPix2PixPipeline", parts);
 }
 
 static gchar *
 upscale_folder (void)
 {
-  const Part unet = { "unet", "diffusers", "UNet2DConditionModel", PARTS,
+  const PipelinePart unet = { "unet", "diffusers", "UNet2DConditionModel", PARTS,
     "unet_upscale"
   };
-  const Part low = { "low_res_scheduler", "diffusers", "DDPMScheduler", FIX,
+  const PipelinePart low = { "low_res_scheduler", "diffusers", "DDPMScheduler", FIX,
     "sched_ddpm_linear_eps_clip"
   };
-  const Part *parts[] = { &unet, &vae_part, &text_parts[0], &text_parts[1],
+  const PipelinePart *parts[] = { &unet, &vae_part, &text_parts[0], &text_parts[1],
     &ddim_part, &low, NULL
   };
-  return make_folder ("StableDiffusionUpscalePipeline", parts);
+  return make_pipeline_folder ("StableDiffusionUpscalePipeline", parts);
 }
 
 /* An unconditional UNet2DModel with the scheduler config of a pixel-space
@@ -166,13 +111,13 @@ upscale_folder (void)
 static gchar *
 pixel_folder (const gchar * cls, const gchar * sched_cls, const gchar * record)
 {
-  const Part unet = { "unet", "diffusers", "UNet2DModel", FIX,
+  const PipelinePart unet = { "unet", "diffusers", "UNet2DModel", FIX,
     "unet_ddpm_small"
   };
   gchar *rel = g_build_filename ("..", "pipelines", record, NULL);
-  const Part sched = { "scheduler", "diffusers", sched_cls, FIX, rel };
-  const Part *parts[] = { &unet, &sched, NULL };
-  gchar *dir = make_folder (cls, parts);
+  const PipelinePart sched = { "scheduler", "diffusers", sched_cls, FIX, rel };
+  const PipelinePart *parts[] = { &unet, &sched, NULL };
+  gchar *dir = make_pipeline_folder (cls, parts);
 
   g_free (rel);
   return dir;
@@ -181,13 +126,13 @@ pixel_folder (const gchar * cls, const gchar * sched_cls, const gchar * record)
 static gchar *
 ldm_folder (void)
 {
-  const Part unet = { "unet", "diffusers", "UNet2DModel", PARTS, "unet_ldm" };
-  const Part vq = { "vqvae", "diffusers", "VQModel", PARTS, "vqvae" };
-  const Part sched = { "scheduler", "diffusers", "DDIMScheduler", FIX,
+  const PipelinePart unet = { "unet", "diffusers", "UNet2DModel", PARTS, "unet_ldm" };
+  const PipelinePart vq = { "vqvae", "diffusers", "VQModel", PARTS, "vqvae" };
+  const PipelinePart sched = { "scheduler", "diffusers", "DDIMScheduler", FIX,
     "sched_ddim_linear_eps_clip"
   };
-  const Part *parts[] = { &unet, &vq, &sched, NULL };
-  return make_folder ("LDMSuperResolutionPipeline", parts);
+  const PipelinePart *parts[] = { &unet, &vq, &sched, NULL };
+  return make_pipeline_folder ("LDMSuperResolutionPipeline", parts);
 }
 
 /* ---- frames ----------------------------------------------------------- */

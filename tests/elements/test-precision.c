@@ -90,62 +90,24 @@ write_mask (void)
 
 /* ---- a diffusers pipeline folder of fixture parts ---------------------- */
 
-typedef struct
-{
-  const gchar *part, *library, *cls, *fixture;
-} Part;
-
-static const Part sd_parts[] = {
-  {"unet", "diffusers", "UNet2DConditionModel", "unet_cond_sd_small"},
-  {"vae", "diffusers", "AutoencoderKL", "vae_kl_small"},
-  {"text_encoder", "transformers", "CLIPTextModel", "clip_text_small"},
-  {"tokenizer", "transformers", "CLIPTokenizer", "clip_tokenizer_small"},
-  {"scheduler", "diffusers", "DDIMScheduler", "sched_ddim_sd15_eps_offset1"},
-};
+#define FIX "GE_TEST_FIXTURES"
 
 static gchar *
 make_sd_folder (void)
 {
-  gchar *dir = g_dir_make_tmp ("ge-precision-XXXXXX", NULL);
-  GString *index = g_string_new ("{\n  \"_class_name\": "
-      "\"StableDiffusionImg2ImgPipeline\",\n  \"safety_checker\": [null, null]");
-  gchar *file;
+  static const PipelinePart parts[] = {
+    {"unet", "diffusers", "UNet2DConditionModel", FIX, "unet_cond_sd_small"},
+    {"vae", "diffusers", "AutoencoderKL", FIX, "vae_kl_small"},
+    {"text_encoder", "transformers", "CLIPTextModel", FIX, "clip_text_small"},
+    {"tokenizer", "transformers", "CLIPTokenizer", FIX, "clip_tokenizer_small"},
+    {"scheduler", "diffusers", "DDIMScheduler", FIX,
+        "sched_ddim_sd15_eps_offset1"},
+  };
+  const PipelinePart *list[] = { &parts[0], &parts[1], &parts[2], &parts[3],
+    &parts[4], NULL
+  };
 
-  fail_unless (dir != NULL);
-  for (guint i = 0; i < G_N_ELEMENTS (sd_parts); i++) {
-    const Part *p = &sd_parts[i];
-    gchar *target = test_path ("GE_TEST_FIXTURES", p->fixture);
-    gchar *link = g_build_filename (dir, p->part, NULL);
-
-    fail_unless (symlink (target, link) == 0, "symlink %s", link);
-    g_string_append_printf (index, ",\n  \"%s\": [\"%s\", \"%s\"]", p->part,
-        p->library, p->cls);
-    g_free (target);
-    g_free (link);
-  }
-  g_string_append (index, "\n}\n");
-  file = g_build_filename (dir, "model_index.json", NULL);
-  fail_unless (g_file_set_contents (file, index->str, -1, NULL));
-  g_free (file);
-  g_string_free (index, TRUE);
-  return dir;
-}
-
-static void
-remove_folder (gchar * dir)
-{
-  GDir *d = g_dir_open (dir, 0, NULL);
-  const gchar *name;
-
-  while (d && (name = g_dir_read_name (d))) {
-    gchar *p = g_build_filename (dir, name, NULL);
-    g_unlink (p);
-    g_free (p);
-  }
-  if (d)
-    g_dir_close (d);
-  g_rmdir (dir);
-  g_free (dir);
+  return make_pipeline_folder ("StableDiffusionImg2ImgPipeline", list);
 }
 
 /* ---- running frames ------------------------------------------------------ */
