@@ -224,19 +224,6 @@ gst_diffusion_img2img_submit_input_buffer (GstBaseTransform * trans,
   return ret;
 }
 
-/* GstVideoFilter answers a frame it cannot map with a warning and pushes
- * the uninitialised output frame on: checked here first, an error. */
-static GstFlowReturn
-gst_diffusion_img2img_transform (GstBaseTransform * trans, GstBuffer * inbuf,
-    GstBuffer * outbuf)
-{
-  if (!gst_generative_check_frame (GST_ELEMENT (trans),
-          &GST_VIDEO_FILTER (trans)->in_info, inbuf))
-    return GST_FLOW_ERROR;
-  return GST_BASE_TRANSFORM_CLASS (parent_class)->transform (trans, inbuf,
-      outbuf);
-}
-
 static GstFlowReturn
 gst_diffusion_img2img_transform_frame (GstVideoFilter * filter,
     GstVideoFrame * in_frame, GstVideoFrame * out_frame)
@@ -350,7 +337,7 @@ gst_diffusion_img2img_class_init (GstDiffusionImg2ImgClass * klass)
   gst_element_class_add_static_pad_template (element_class, &src_template);
 
   trans_class->start = GST_DEBUG_FUNCPTR (gst_diffusion_img2img_start);
-  trans_class->transform = GST_DEBUG_FUNCPTR (gst_diffusion_img2img_transform);
+  trans_class->transform = GST_DEBUG_FUNCPTR (gst_generative_checked_transform);
   trans_class->stop = GST_DEBUG_FUNCPTR (gst_diffusion_img2img_stop);
   trans_class->query = GST_DEBUG_FUNCPTR (gst_diffusion_img2img_query);
   trans_class->src_event = GST_DEBUG_FUNCPTR (gst_diffusion_img2img_src_event);

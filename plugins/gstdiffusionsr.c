@@ -696,19 +696,6 @@ gst_diffusion_sr_apply_settings (GstDiffusionSr * self, gint width,
         ge_sr_set_precision (self->sr, precision));
 }
 
-/* GstVideoFilter answers a frame it cannot map with a warning and pushes
- * the uninitialised output frame on: checked here first, an error. */
-static GstFlowReturn
-gst_diffusion_sr_transform (GstBaseTransform * trans, GstBuffer * inbuf,
-    GstBuffer * outbuf)
-{
-  if (!gst_generative_check_frame (GST_ELEMENT (trans),
-          &GST_VIDEO_FILTER (trans)->in_info, inbuf))
-    return GST_FLOW_ERROR;
-  return GST_BASE_TRANSFORM_CLASS (parent_class)->transform (trans, inbuf,
-      outbuf);
-}
-
 static GstFlowReturn
 gst_diffusion_sr_transform_frame (GstVideoFilter * filter,
     GstVideoFrame * in_frame, GstVideoFrame * out_frame)
@@ -819,7 +806,7 @@ gst_diffusion_sr_class_init (GstDiffusionSrClass * klass)
   trans_class->passthrough_on_same_caps = FALSE;
   trans_class->transform_ip_on_passthrough = FALSE;
 
-  trans_class->transform = GST_DEBUG_FUNCPTR (gst_diffusion_sr_transform);
+  trans_class->transform = GST_DEBUG_FUNCPTR (gst_generative_checked_transform);
   filter_class->set_info = GST_DEBUG_FUNCPTR (gst_diffusion_sr_set_info);
   filter_class->transform_frame =
       GST_DEBUG_FUNCPTR (gst_diffusion_sr_transform_frame);

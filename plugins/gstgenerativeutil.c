@@ -209,3 +209,16 @@ gst_generative_qos_dropped (GstBaseTransform * trans, GstFlowReturn ret)
   return (ret == GST_FLOW_OK || ret == GST_BASE_TRANSFORM_FLOW_DROPPED)
       && trans->queued_buf == NULL;
 }
+
+GstFlowReturn
+gst_generative_checked_transform (GstBaseTransform * trans, GstBuffer * inbuf,
+    GstBuffer * outbuf)
+{
+  GstBaseTransformClass *video_filter =
+      g_type_class_peek (GST_TYPE_VIDEO_FILTER);
+
+  if (!gst_generative_check_frame (GST_ELEMENT (trans),
+          &GST_VIDEO_FILTER (trans)->in_info, inbuf))
+    return GST_FLOW_ERROR;
+  return video_filter->transform (trans, inbuf, outbuf);
+}

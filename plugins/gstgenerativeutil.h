@@ -42,6 +42,11 @@ void gst_generative_frame_image (GstVideoFrame * frame, GeImageU8 * img);
  * hold it. */
 gboolean gst_generative_check_frame (GstElement * element,
     const GstVideoInfo * info, GstBuffer * buf);
+/* GstBaseTransform::transform of GstVideoFilter subclasses: the input
+ * checked as above, then GstVideoFilter's own (maps, calls
+ * transform_frame). */
+GstFlowReturn gst_generative_checked_transform (GstBaseTransform * trans,
+    GstBuffer * inbuf, GstBuffer * outbuf);
 
 /* Posts RESOURCE/NOT_FOUND or RESOURCE/OPEN_READ naming @path when the
  * model file is missing or unreadable (the engine reports both as "not
