@@ -403,6 +403,7 @@ gst_diffusion_inpaint_stop (GstAggregator * agg)
   g_clear_pointer (&self->mask, g_free);
   self->mask_len = 0;
   gst_clear_buffer (&self->mask_buf);
+  g_atomic_int_set (&self->mask_flushed, FALSE);
   return TRUE;
 }
 
@@ -470,8 +471,11 @@ gst_diffusion_inpaint_sink_event (GstAggregator * agg,
     }
   } else if (GST_EVENT_TYPE (event) == GST_EVENT_FLUSH_STOP
       && pad != self->sinkpad) {
-    /* A flushed mask stream starts over: its old mask is gone. */
-    gst_clear_buffer (&self->mask_buf);
+    /* A flushed mask stream starts over: its old mask is gone.  This runs
+     * in the mask stream's thread, and a flush of that pad alone (its
+     * source seeked) does not stop the frames: the aggregate thread, which
+     * owns mask_buf, drops it before its next frame. */
+    g_atomic_int_set (&self->mask_flushed, TRUE);
   }
   return GST_AGGREGATOR_CLASS (parent_class)->sink_event (agg, pad, event);
 }
@@ -572,6 +576,21 @@ gst_diffusion_inpaint_resolve_source (GstDiffusionInpaint * self)
   return GST_DIFFUSION_INPAINT_MASK_ROI_META;
 }
 
+/* The running time of @ts on @pad's segment; NONE without a time segment.
+ * The segment is read under the pad's lock: a flush of that pad alone,
+ * from its upstream thread while the frames go on, resets it meanwhile. */
+static GstClockTime
+gst_diffusion_inpaint_running_time (GstAggregatorPad * pad, GstClockTime ts)
+{
+  GstClockTime rt = GST_CLOCK_TIME_NONE;
+
+  GST_OBJECT_LOCK (pad);
+  if (pad->segment.format == GST_FORMAT_TIME)
+    rt = gst_segment_to_running_time (&pad->segment, GST_FORMAT_TIME, ts);
+  GST_OBJECT_UNLOCK (pad);
+  return rt;
+}
+
 /* Takes from the mask pad every mask whose running time is not after
  * @rt (the frame's); the newest becomes the mask in force. */
 static void
@@ -581,14 +600,16 @@ gst_diffusion_inpaint_update_pad_mask (GstDiffusionInpaint * self,
   GstAggregatorPad *mp;
   GstBuffer *b;
 
+  if (g_atomic_int_compare_and_exchange (&self->mask_flushed, TRUE, FALSE))
+    gst_clear_buffer (&self->mask_buf);
   GST_OBJECT_LOCK (self);
   mp = self->maskpad ? gst_object_ref (self->maskpad) : NULL;
   GST_OBJECT_UNLOCK (self);
   if (!mp)
     return;
   while ((b = gst_aggregator_pad_peek_buffer (mp))) {
-    GstClockTime mrt = gst_segment_to_running_time (&mp->segment,
-        GST_FORMAT_TIME, GST_BUFFER_PTS (b));
+    GstClockTime mrt = gst_diffusion_inpaint_running_time (mp,
+        GST_BUFFER_PTS (b));
     if (GST_CLOCK_TIME_IS_VALID (rt) && GST_CLOCK_TIME_IS_VALID (mrt)
         && mrt > rt) {
       gst_buffer_unref (b);
@@ -760,8 +781,7 @@ gst_diffusion_inpaint_aggregate (GstAggregator * agg, gboolean timeout)
         ("a frame came before the caps"));
     return GST_FLOW_NOT_NEGOTIATED;
   }
-  rt = gst_segment_to_running_time (&self->sinkpad->segment, GST_FORMAT_TIME,
-      GST_BUFFER_PTS (buf));
+  rt = gst_diffusion_inpaint_running_time (self->sinkpad, GST_BUFFER_PTS (buf));
   gst_diffusion_inpaint_update_pad_mask (self, rt);
   {
     GstClockTime end = rt;
@@ -821,8 +841,12 @@ gst_diffusion_inpaint_aggregate (GstAggregator * agg, gboolean timeout)
     if (gst_generative_core_has_pipeline (&self->core)) {
       guint64 area;
       gboolean reused;
+      GstSegment segment;
 
-      gst_generative_core_sync_values (&self->core, &self->sinkpad->segment,
+      GST_OBJECT_LOCK (self->sinkpad);
+      segment = self->sinkpad->segment;
+      GST_OBJECT_UNLOCK (self->sinkpad);
+      gst_generative_core_sync_values (&self->core, &segment,
           GST_BUFFER_PTS (buf));
       GST_OBJECT_LOCK (self);
       feather = self->feather;

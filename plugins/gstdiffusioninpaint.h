@@ -67,6 +67,7 @@ struct _GstDiffusionInpaint
   GstVideoInfo minfo;           /* mask pad caps */
   gboolean have_minfo;
   GstBuffer *mask_buf;          /* the mask in force from the pad */
+  gint mask_flushed;            /* atomic: the mask pad flushed, drop it */
   GstVideoInfo mask_buf_info;
   guint8 *mask;                 /* the frame's binary mask, width x height */
   gsize mask_len;
