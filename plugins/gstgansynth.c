@@ -190,6 +190,7 @@ gst_gansynth_start (GstBaseTransform * trans)
 {
   GstGanSynth *self = GST_GANSYNTH (trans);
   GError *err = NULL;
+  GeSpeechModel *model;
   gchar *path;
 
   GST_OBJECT_LOCK (self);
@@ -201,8 +202,11 @@ gst_gansynth_start (GstBaseTransform * trans)
   if (!gst_generative_check_model_file (GST_ELEMENT (self), path,
           "a gansynth model (a speech enhancer)"))
     goto failed;
-  self->model = ge_speech_model_new (path, &err);
-  if (!self->model) {
+  model = ge_speech_model_new (path, &err);
+  GST_OBJECT_LOCK (self);
+  self->model = model;
+  GST_OBJECT_UNLOCK (self);
+  if (!model) {
     GST_ELEMENT_ERROR (self, STREAM, WRONG_TYPE,
         ("\"%s\" is not a usable speech enhancement model.", path),
         ("%s", err->message));
@@ -231,9 +235,15 @@ static gboolean
 gst_gansynth_stop (GstBaseTransform * trans)
 {
   GstGanSynth *self = GST_GANSYNTH (trans);
+  GeSpeechModel *model;
 
   free_streams (self);
-  g_clear_pointer (&self->model, ge_speech_model_free);
+  GST_OBJECT_LOCK (self);
+  model = self->model;
+  self->model = NULL;
+  self->latency = GST_CLOCK_TIME_NONE;
+  GST_OBJECT_UNLOCK (self);
+  g_clear_pointer (&model, ge_speech_model_free);
   g_clear_pointer (&self->out, g_free);
   self->out_size = 0;
   gst_adapter_clear (self->adapter);
@@ -241,19 +251,21 @@ gst_gansynth_stop (GstBaseTransform * trans)
 }
 
 /* The template lists the installed model's rates; a model with fewer
- * narrows them. */
+ * narrows them.  Caps queries come from any thread, stop() may be freeing
+ * the model meanwhile: its rates are read under the object lock. */
 static GstCaps *
 gst_gansynth_transform_caps (GstBaseTransform * trans, GstPadDirection dir,
     GstCaps * caps, GstCaps * filter)
 {
   GstGanSynth *self = GST_GANSYNTH (trans);
   GstCaps *res = gst_caps_copy (caps);
+  GValue list = G_VALUE_INIT;
 
+  GST_OBJECT_LOCK (self);
   if (self->model) {
-    GValue list = G_VALUE_INIT, v = G_VALUE_INIT;
+    GValue v = G_VALUE_INIT;
     gint n;
     const gint *rates = ge_speech_model_rates (self->model, &n);
-    GstCaps *model_caps = gst_caps_from_string ("audio/x-raw");
 
     gst_value_list_init (&list, n);
     g_value_init (&v, G_TYPE_INT);
@@ -261,8 +273,13 @@ gst_gansynth_transform_caps (GstBaseTransform * trans, GstPadDirection dir,
       g_value_set_int (&v, rates[i]);
       gst_value_list_append_value (&list, &v);
     }
-    gst_caps_set_value (model_caps, "rate", &list);
     g_value_unset (&v);
+  }
+  GST_OBJECT_UNLOCK (self);
+  if (G_IS_VALUE (&list)) {
+    GstCaps *model_caps = gst_caps_from_string ("audio/x-raw");
+
+    gst_caps_set_value (model_caps, "rate", &list);
     g_value_unset (&list);
     GstCaps *t = gst_caps_intersect (res, model_caps);
     gst_caps_unref (res);
@@ -300,6 +317,10 @@ gst_gansynth_setup (GstAudioFilter * filter, const GstAudioInfo * info)
   self->n_streams = channels;
   GST_OBJECT_LOCK (self);
   n_threads = self->n_threads;
+  /* The hop being filled and the stream's delay (the overlap-add's
+   * frame - hop and the model's lookahead hops). */
+  self->latency = gst_util_uint64_scale_round (self->delay + self->hop,
+      GST_SECOND, rate);
   GST_OBJECT_UNLOCK (self);
   if (n_threads <= 0)
     n_threads = (gint) g_get_num_processors ();
@@ -318,19 +339,21 @@ gst_gansynth_query (GstBaseTransform * trans, GstPadDirection dir,
     GstQuery * query)
 {
   GstGanSynth *self = GST_GANSYNTH (trans);
+  GstClockTime ours;
 
+  /* Latency queries come from any thread: the stream's latency is read
+   * under the object lock (what setup() computed, while it stands). */
+  GST_OBJECT_LOCK (self);
+  ours = self->latency;
+  GST_OBJECT_UNLOCK (self);
   if (GST_QUERY_TYPE (query) == GST_QUERY_LATENCY && dir == GST_PAD_SRC
-      && self->n_streams > 0) {
-    GstClockTime min, max, ours;
+      && GST_CLOCK_TIME_IS_VALID (ours)) {
+    GstClockTime min, max;
     gboolean live;
 
     if (!gst_pad_peer_query (GST_BASE_TRANSFORM_SINK_PAD (trans), query))
       return FALSE;
     gst_query_parse_latency (query, &live, &min, &max);
-    /* The hop being filled and the stream's delay (the overlap-add's
-     * frame - hop and the model's lookahead hops). */
-    ours = gst_util_uint64_scale_round (self->delay + self->hop, GST_SECOND,
-        GST_AUDIO_FILTER_RATE (self));
     GST_DEBUG_OBJECT (self, "latency %" GST_TIME_FORMAT, GST_TIME_ARGS (ours));
     min += ours;
     if (GST_CLOCK_TIME_IS_VALID (max))
@@ -687,4 +710,5 @@ gst_gansynth_init (GstGanSynth * self)
   self->adapter = gst_adapter_new ();
   self->base_ts = GST_CLOCK_TIME_NONE;
   self->next_in_ts = GST_CLOCK_TIME_NONE;
+  self->latency = GST_CLOCK_TIME_NONE;
 }

@@ -33,13 +33,16 @@ struct _GstGanSynth
   gboolean post_vad;
 
   /* Between start() and stop() (model) or setup() (the rest); only the
-   * streaming thread uses them. */
+   * streaming thread uses them, but for caps and latency queries, which
+   * come from any thread: model is set and cleared under the object lock,
+   * and they read it under it. */
   GeSpeechModel *model;
   gchar *loaded_path;
   GeSpeechStream **streams;     /* one per channel */
   gint n_streams;
   GePool *pool;
   gint hop, delay;              /* samples per hop; the streams' delay in samples */
+  GstClockTime latency;         /* object lock: hop + delay; NONE before setup() */
   GstAdapter *adapter;
   gfloat *out;                  /* [hops * hop * channels], grown when needed */
   gsize out_size;

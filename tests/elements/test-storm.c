@@ -15,15 +15,18 @@
  *  - no deadlock: a watchdog thread aborts the test (saying what each
  *    thread was doing, and the seed) when either gets stuck for
  *    STORM_WATCHDOG_S seconds; GE_STORM_GDB=1 prints every stack first;
- *  - no ERROR message on the bus, no failed state change, no crash, no
- *    GLib critical;
+ *  - no ERROR message on the bus (but for one race of GStreamer's own, see
+ *    deactivation_race ()), no failed state change, no crash, no GLib
+ *    critical;
  *  - no leak: under ASan (the asan-plugin stage of tools/test.sh) LSan
  *    checks the process at exit;
  *  - the stormed pipeline, run once more on 3 fixed frames with the final
  *    property values, gives the bytes a freshly made one gives.
  *
  * test_storm_mask_flushes seeks diffusioninpaint's mask stream alone 2000
- * times while the frames go on.
+ * times while the frames go on; test_storm_caps_queries starts and stops
+ * every element 300 times while another thread queries its pads' caps and
+ * latency without pause.
  *
  * The storms are random but seeded: GE_STORM_SEED (default below) replays
  * one; GE_STORM_TRANSITIONS changes the count (1000 by default).  Each case
@@ -107,7 +110,7 @@ typedef struct
   const gchar *volatile main_op, *volatile prop_op;
   gint stop_props, stop_watchdog;
 
-  guint transitions, waits, async_left, seeks, seeks_done;
+  guint transitions, waits, async_left, seeks, seeks_done, core_races;
   guint prop_changes, mask_unlinks, mask_links, mask_seeks, mask_deferred;
   /* The application's: held while it changes the pipeline's state, seeks
    * it, or links, unlinks or seeks the mask branch. */
@@ -404,9 +407,32 @@ prop_thread (gpointer data)
 /* ------------------------------------------------------------------------ */
 /* the storm */
 
-/* Every message so far: an ERROR fails the test. */
+/* GStreamer's own race on the way down, not the element's: an element
+ * deactivates its source pad before its sink pad, and a SEGMENT (or CAPS)
+ * event that upstream pushes in between, as a source restarted by the
+ * last flushing seek does, fails in GstBaseTransform's forwarding (the
+ * source pad is flushing) as an error, not as flushing; the source then
+ * posts "Internal data stream error" with reason error or not-negotiated.
+ * Any GstBaseTransform has the window, the capsfilters too.  Tolerated
+ * only from a test source, and only while the pipeline goes to READY or
+ * NULL. */
+static gboolean
+deactivation_race (Storm * s, GstMessage * msg, const GError * err,
+    const gchar * dbg, GstState target)
+{
+  const gchar *name = GST_OBJECT_NAME (GST_MESSAGE_SRC (msg));
+
+  return target <= GST_STATE_READY
+      && (!strcmp (name, "src") || !strcmp (name, "msrc"))
+      && g_error_matches (err, GST_STREAM_ERROR, GST_STREAM_ERROR_FAILED)
+      && dbg && (strstr (dbg, "reason error (-5)")
+      || strstr (dbg, "reason not-negotiated (-4)"));
+}
+
+/* Every message so far, the pipeline going to @target: an ERROR fails the
+ * test (but for deactivation_race ()). */
 static void
-drain_bus (Storm * s)
+drain_bus (Storm * s, GstState target)
 {
   GstBus *bus = gst_element_get_bus (s->pipe);
   GstMessage *msg;
@@ -417,9 +443,14 @@ drain_bus (Storm * s)
       gchar *dbg = NULL;
 
       gst_message_parse_error (msg, &err, &dbg);
-      fail ("storm %s (seed %u, transition %u): ERROR from %s: %s (%s)",
-          s->c->factory, s->seed, s->transitions,
-          GST_OBJECT_NAME (GST_MESSAGE_SRC (msg)), err->message, dbg);
+      if (deactivation_race (s, msg, err, dbg, target))
+        s->core_races++;
+      else
+        fail ("storm %s (seed %u, transition %u): ERROR from %s: %s (%s)",
+            s->c->factory, s->seed, s->transitions,
+            GST_OBJECT_NAME (GST_MESSAGE_SRC (msg)), err->message, dbg);
+      g_clear_error (&err);
+      g_free (dbg);
     }
     gst_message_unref (msg);
   }
@@ -488,7 +519,7 @@ storm_run (Storm * s, guint n)
       maybe_wait (s, r, GST_STATE_CHANGE_ASYNC);
     }
     main_op (s, "draining the bus");
-    drain_bus (s);
+    drain_bus (s, target);
   }
   main_op (s, "stopping the property thread");
   g_atomic_int_set (&s->stop_props, 1);
@@ -559,6 +590,7 @@ run_case (const StormCase * c)
   Storm s, fresh;
   GThread *watchdog;
   GByteArray *a, *b;
+  GString *line;
   guint out_bytes;
   gint64 t0 = g_get_monotonic_time ();
 
@@ -603,14 +635,22 @@ run_case (const StormCase * c)
   g_byte_array_unref (a);
   g_byte_array_unref (b);
 
-  g_print ("storm %s: seed %u, %u transitions (%u waited, %u still async "
-      "after %d ms), %u flushing seeks (%u handled), %u property changes, "
-      "mask pad %u unlinks / %u links / %u seeks (%u deferred: state change "
-      "under way), %u output bytes equal to a fresh "
-      "pipeline's, %.1f s\n", c->factory, s.seed, s.transitions, s.waits,
-      s.async_left, WAIT_MS, s.seeks, s.seeks_done, s.prop_changes,
-      s.mask_unlinks, s.mask_links, s.mask_seeks, s.mask_deferred, out_bytes,
+  line = g_string_new (NULL);
+  g_string_append_printf (line, "storm %s: seed %u, %u transitions (%u "
+      "waited for, %u still async after %d ms), %u flushing seeks (%u "
+      "handled), %u property changes", c->factory, s.seed, s.transitions,
+      s.waits, s.async_left, WAIT_MS, s.seeks, s.seeks_done, s.prop_changes);
+  if (c->mask)
+    g_string_append_printf (line, ", mask pad %u unlinks / %u links / %u "
+        "seeks (%u put off: state change under way)", s.mask_unlinks,
+        s.mask_links, s.mask_seeks, s.mask_deferred);
+  if (s.core_races)
+    g_string_append_printf (line, ", %u source errors of GStreamer's "
+        "deactivation race", s.core_races);
+  g_print ("%s; output after the storm = a fresh pipeline's (%u bytes); "
+      "%.1f s\n", line->str, out_bytes,
       (g_get_monotonic_time () - t0) / 1e6);
+  g_string_free (line, TRUE);
 }
 
 #define STORM_TEST(i, name) \
@@ -656,7 +696,7 @@ GST_START_TEST (test_storm_mask_flushes)
       flushes++;
     main_op (&s, "sleeping");
     g_usleep (g_rand_int_range (r, 0, 2000));
-    drain_bus (&s);
+    drain_bus (&s, GST_STATE_PLAYING);
   }
   main_op (&s, "teardown");
   storm_free (&s);
@@ -667,6 +707,76 @@ GST_START_TEST (test_storm_mask_flushes)
   g_print ("storm diffusioninpaint mask pad: %u flushing seeks of the mask "
       "stream alone while playing, %.1f s\n", flushes,
       (g_get_monotonic_time () - t0) / 1e6);
+}
+
+GST_END_TEST;
+
+/* Applications query caps (and latency) from their own threads whatever
+ * the state: a thread doing nothing else while every element is started
+ * and stopped 300 times (the queries reach the element's caps code while
+ * start() loads the model and stop() frees it). */
+static gpointer
+query_thread (gpointer data)
+{
+  Storm *s = data;
+  GstPad *pads[2] = { gst_element_get_static_pad (s->e, "sink"),
+    gst_element_get_static_pad (s->e, "src")
+  };
+
+  while (!g_atomic_int_get (&s->stop_props)) {
+    for (guint k = 0; k < 2; k++) {
+      GstCaps *caps = gst_pad_query_caps (pads[k], NULL);
+      GstQuery *q = gst_query_new_latency ();
+
+      gst_caps_unref (caps);
+      gst_pad_query (pads[k], q);
+      gst_query_unref (q);
+    }
+    s->prop_changes++;
+    g_atomic_int_inc (&s->prop_ticks);
+    /* Yields: on a loaded machine a plain spin starves the state changes
+     * it is meant to meet. */
+    g_thread_yield ();
+  }
+  gst_object_unref (pads[0]);
+  gst_object_unref (pads[1]);
+  return NULL;
+}
+
+GST_START_TEST (test_storm_caps_queries)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+    Storm s;
+    GThread *watchdog, *queries;
+    gint64 t0 = g_get_monotonic_time ();
+
+    storm_build (&s, &cases[i]);
+    s.seed = DEFAULT_SEED;
+    s.main_op = s.prop_op = "caps and latency queries";
+    watchdog = g_thread_new ("storm-watchdog", watchdog_thread, &s);
+    queries = g_thread_new ("storm-queries", query_thread, &s);
+    for (guint k = 0; k < 300; k++) {
+      main_op (&s, "set_state PAUSED");
+      fail_unless (gst_element_set_state (s.pipe, GST_STATE_PAUSED) !=
+          GST_STATE_CHANGE_FAILURE);
+      /* Long enough for the caps to be set most times, not for a
+       * preroll that the queries slow down (ASan). */
+      gst_element_get_state (s.pipe, NULL, NULL, 20 * GST_MSECOND);
+      main_op (&s, "set_state READY");
+      fail_unless (gst_element_set_state (s.pipe, GST_STATE_READY) ==
+          GST_STATE_CHANGE_SUCCESS);
+      drain_bus (&s, GST_STATE_READY);
+    }
+    g_atomic_int_set (&s.stop_props, 1);
+    g_thread_join (queries);
+    main_op (&s, "teardown");
+    storm_free (&s);
+    g_atomic_int_set (&s.stop_watchdog, 1);
+    g_thread_join (watchdog);
+    g_print ("storm %s: 300 starts and stops, %u caps and latency queries "
+        "from another thread meanwhile, %.1f s\n", cases[i].factory,
+        s.prop_changes, (g_get_monotonic_time () - t0) / 1e6);
+  }
 }
 
 GST_END_TEST;
@@ -687,6 +797,7 @@ storm_suite (void)
   tcase_add_test (tc, test_storm_vaedecode);
   tcase_add_test (tc, test_storm_gansynth);
   tcase_add_test (tc, test_storm_mask_flushes);
+  tcase_add_test (tc, test_storm_caps_queries);
   return s;
 }
 
