@@ -5,7 +5,7 @@
  *
  *   precision_bench [--rounds 5] [--frames 5] [--warmup 1] [--models DIR]
  *                   [--only ELEMENT,...] [--precision f32|bf16]
- *                   [--inpaint-guidance G]
+ *                   [--inpaint-guidance G] [--threads N] [--paired N]
  *
  * The frames are those of the speed benches: diffusionsr 640x360 -> x2
  * (bench/sr_speed.py), diffusioninpaint a 1280x720 frame with a 160x90
@@ -16,6 +16,14 @@
  * runs at the model's exemplar guidance (the shipped model's 1: the
  * PatchMatch fill, no U-Net) unless --inpaint-guidance sets another (0:
  * the U-Net alone).
+ *
+ * --paired N replaces the rounds: after a warm-up frame of each, N pairs of
+ * frames, f32 then bf16 each, and per element and thread count the median
+ * of the pairs' bf16 / f32 ratios (wall and CPU time).  A pair's two frames
+ * run a few hundred ms apart, so they share whatever else the host runs
+ * then; on a virtual machine whose two CPUs may or may not share a core
+ * with other work, per-pair ratios are steadier than ratios of medians
+ * taken seconds apart.
  */
 #include "ge-img2img.h"
 #include "ge-inpaint.h"
@@ -133,6 +141,7 @@ main (int argc, char **argv)
   int rounds = 5, frames = 5, warmup = 1;
   const char *dir = "models", *only = NULL, *only_precision = NULL;
   double inpaint_guidance = -1;
+  int only_threads = 0, paired = 0;
   for (int i = 1; i + 1 < argc; i++) {
     if (!strcmp (argv[i], "--rounds"))
       rounds = atoi (argv[++i]);
@@ -146,6 +155,10 @@ main (int argc, char **argv)
       only = argv[++i];
     else if (!strcmp (argv[i], "--precision"))
       only_precision = argv[++i];
+    else if (!strcmp (argv[i], "--paired"))
+      paired = atoi (argv[++i]);
+    else if (!strcmp (argv[i], "--threads"))
+      only_threads = atoi (argv[++i]);
     else if (!strcmp (argv[i], "--inpaint-guidance"))
       inpaint_guidance = atof (argv[++i]);
   }
@@ -192,19 +205,58 @@ main (int argc, char **argv)
   tasks[3].latent = tasks[4].latent = g_new0 (float, (gsize) lc * tasks[3].lw * tasks[3].lh);
   frame (&tasks[3], NULL);      /* a real latent to decode */
 
+  if (paired > 0)
+    rounds = frames = 0;
   const GePrecision prec[2] = { GE_PRECISION_F32, GE_PRECISION_BF16 };
   double *ms = g_new (double, frames), *cpu = g_new (double, frames);
   printf ("{\"rounds\": %d, \"frames\": %d, \"warmup\": %d, \"inpaint_exemplar_guidance\": %g, "
       "\"results\": [", rounds, frames, warmup,
       inpaint_guidance >= 0 ? inpaint_guidance : ge_inpaint_default_exemplar_guidance (tasks[1].model));
   gboolean first = TRUE;
+  if (paired > 0) {
+    double *rw = g_new (double, paired), *rc = g_new (double, paired);
+    double *w32 = g_new (double, paired), *w16 = g_new (double, paired);
+    for (int ti = 0; ti < 5; ti++) {
+      if (only && !strstr (only, tasks[ti].name))
+        continue;
+      for (int threads = 1; threads <= 2; threads++) {
+        if (only_threads && threads != only_threads)
+          continue;
+        for (int pi = 0; pi < 2; pi++) {
+          set (&tasks[ti], threads, prec[pi]);
+          for (int k = 0; k < warmup; k++)
+            frame (&tasks[ti], NULL);
+        }
+        for (int k = 0; k < paired; k++) {
+          double c32, c16;
+          set (&tasks[ti], threads, GE_PRECISION_F32);
+          w32[k] = frame (&tasks[ti], &c32);
+          set (&tasks[ti], threads, GE_PRECISION_BF16);
+          w16[k] = frame (&tasks[ti], &c16);
+          rw[k] = w16[k] / w32[k];
+          rc[k] = c16 / c32;
+        }
+        printf ("%s\n {\"element\": \"%s\", \"threads\": %d, \"pairs\": %d, "
+            "\"f32_median_ms\": %.2f, \"bf16_median_ms\": %.2f, \"ratio_wall_median\": %.3f, "
+            "\"ratio_cpu_median\": %.3f}", first ? "" : ",", tasks[ti].name, threads, paired,
+            median (w32, paired), median (w16, paired), median (rw, paired), median (rc, paired));
+        first = FALSE;
+        fflush (stdout);
+      }
+    }
+    g_free (rw);
+    g_free (rc);
+    g_free (w32);
+    g_free (w16);
+  }
   for (int r = 0; r < rounds; r++)
     for (int ti = 0; ti < 5; ti++) {
       if (only && !strstr (only, tasks[ti].name))
         continue;
       for (int threads = 1; threads <= 2; threads++)
         for (int pi = 0; pi < 2; pi++) {
-          if (only_precision && strcmp (only_precision, ge_precision_name (prec[pi])))
+          if ((only_precision && strcmp (only_precision, ge_precision_name (prec[pi])))
+              || (only_threads && threads != only_threads))
             continue;
           const GePrecision runs = set (&tasks[ti], threads, prec[pi]);
           for (int k = 0; k < warmup + frames; k++) {

@@ -113,6 +113,11 @@ ge_conv_init (GeConv2d * conv, int in, int out, int k, int stride, int pad,
   }
 }
 
+/* Largest bf16 copy of a conv with 16-bit weights: every conv of the
+ * shipped F16 models (the largest 0.6 MB), SD's conv_in and conv_out, none
+ * of SD's 320-1280-channel 3x3 convs (1.8-29 MB). */
+#define BF16_COPY_16_MAX ((gsize) 1 << 20)
+
 static float *
 model_file_alloc (gpointer mf, gsize n_floats)
 {
@@ -125,12 +130,15 @@ ge_conv_prepare (GeModelFile * mf, GeConv2d * conv)
   gsize n = ge_conv2d_packed_size (conv);
   if (n)
     ge_conv2d_pack (conv, ge_model_file_alloc (mf, n));
-  /* The bf16 copy (half the f32 one) where the CPU runs bf16, for f32
-   * weights, made by the first forward in bf16: f32 runs do not pay for
-   * it (SD 1.5's f32 U-Net would carry 1.7 GB more).  16-bit weights in
-   * place are converted by the tasks that use them instead, so that a
-   * large F16 model does not carry a second copy. */
-  if (!conv->weight16 && ge_conv2d_packed_bf16_size (conv)) {
+  /* The bf16 copy (half the f32 one) where the CPU runs bf16, made by
+   * the first forward in bf16: f32 runs do not pay for it (SD 1.5's f32
+   * U-Net would carry 1.7 GB more).  16-bit weights in place get one only
+   * when it is small (BF16_COPY_16_MAX): the tasks convert the rest per
+   * call, so that a large F16 model does not carry a second copy of its
+   * big convs, but a small conv's conversion would be paid per call for
+   * a few pixels (a quarter of the GEMM at 40x23, img2img's inner level). */
+  const gsize bf16_words = ge_conv2d_packed_bf16_size (conv);
+  if (bf16_words && (!conv->weight16 || bf16_words * sizeof (guint32) <= BF16_COPY_16_MAX)) {
     GeConvBf16Cache *c = (GeConvBf16Cache *) ge_model_file_alloc (mf,
         (sizeof (GeConvBf16Cache) + sizeof (float) - 1) / sizeof (float));
     *c = (GeConvBf16Cache) { NULL, model_file_alloc, mf };

@@ -787,6 +787,47 @@ transform_pairs_bf16 (const float *a, const float *b, int n, const float s[2],
 }
 #endif
 
+/* TRUE where pairs_row_bf16 can prepare the input of a stride-1 conv:
+ * its transform is one transform_pairs_bf16 does. */
+static gboolean
+fused_pairs (const GeConvInput * in)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+  const GeAct act = in ? in->act : GE_ACT_NONE;
+  return (act == GE_ACT_NONE || act == GE_ACT_SILU) && !(in && in->upsample > 1);
+#else
+  return FALSE;
+#endif
+}
+
+/* Row @y (0 <= y < x->h) of channel pair @c of sample @n, transformed by
+ * @in and rounded to pairs, at dst + @pl, zeros before it and after it up
+ * to @wp.  Only where fused_pairs (@in). */
+static void
+pairs_row_bf16 (const GeTensor * x, const GeConvInput * in, int n, int c, int y, int pl,
+    int wp, guint32 * dst)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+  const int C = x->c, w = x->w;
+  float sc[2] = { 1.0f, 1.0f }, sh[2] = { 0.0f, 0.0f };
+  const float *src[2] = { NULL, NULL };
+  for (int e = 0; e < 1 + (2 * c + 1 < C); e++) {
+    const int bc = n * C + 2 * c + e;
+    src[e] = x->data + ((gsize) bc * x->h + y) * w;
+    if (y + 1 < x->h)           /* as phase_rows */
+      for (int i = 0; i < w; i += 16)
+        __builtin_prefetch (src[e] + w + i, 0, 2);
+    sc[e] = in && in->scale ? in->scale[bc] : 1.0f;
+    sh[e] = in && in->shift ? in->shift[bc] : 0.0f;
+  }
+  memset (dst, 0, sizeof (guint32) * pl);
+  transform_pairs_bf16 (src[0], src[1], w, sc, sh, in && in->act == GE_ACT_SILU, dst + pl);
+  memset (dst + pl + w, 0, sizeof (guint32) * (wp - pl - w));
+#else
+  g_assert_not_reached ();
+#endif
+}
+
 /* ring_row in bf16 pairs: phase (py, px) of channel pair c of padded row
  * @r at dst + ((py * s + px) * CP + c) * ring_pitch.  @tmp: 2 s ring_pitch
  * + x->w floats. */
@@ -807,30 +848,10 @@ ring_row_bf16 (const ConvJob * j, int n, int r, guint32 * dst, float *tmp)
         continue;
       }
       const gboolean odd = 2 * c + 1 < C;
-#if defined(__x86_64__) && defined(__GNUC__)
-      const GeConvInput *in = j->in;
-      const GeAct act = in ? in->act : GE_ACT_NONE;
-      if (s == 1 && (act == GE_ACT_NONE || act == GE_ACT_SILU)) {
-        const int pl = j->p->pad_left, w = x->w;
-        float sc[2] = { 1.0f, 1.0f }, sh[2] = { 0.0f, 0.0f };
-        const float *src[2] = { NULL, NULL };
-        for (int e = 0; e < 1 + odd; e++) {
-          const int bc = n * C + 2 * c + e;
-          src[e] = x->data + ((gsize) bc * x->h + y) * w;
-          if (y + 1 < x->h)     /* as phase_rows */
-            for (int i = 0; i < w; i += 16)
-              __builtin_prefetch (src[e] + w + i, 0, 2);
-          sc[e] = in && in->scale ? in->scale[bc] : 1.0f;
-          sh[e] = in && in->shift ? in->shift[bc] : 0.0f;
-        }
-        for (int i = 0; i < pl; i++)
-          d[i] = 0;
-        transform_pairs_bf16 (src[0], src[1], w, sc, sh, act == GE_ACT_SILU, d + pl);
-        for (int i = pl + w; i < wp; i++)
-          d[i] = 0;
+      if (s == 1 && fused_pairs (j->in)) {
+        pairs_row_bf16 (x, j->in, n, c, y, j->p->pad_left, wp, d);
         continue;
       }
-#endif
       phase_rows (j, n, 2 * c, y, f[0], wp, t);
       if (odd)
         phase_rows (j, n, 2 * c + 1, y, f[1], wp, t);
@@ -891,12 +912,15 @@ implicit_bf16_task (void *data, int task, int thread)
     }
 }
 
-/* Copy mode: the prepared f32 input xp ([n][c][Hpad][Wpad], padded and
- * transformed) as bf16 pairs split into stride phases, [n][s * s][CP][Hp]
- * [Wp]: phase (py, px) row i column c is padded pixel (i s + py, c s + px). */
+/* Copy mode: the input as bf16 pairs split into stride phases, [n][s * s]
+ * [CP][Hp][Wp]: phase (py, px) row i column c is padded pixel (i s + py,
+ * c s + px).  From the prepared f32 input xp ([n][c][Hpad][Wpad], padded
+ * and transformed), or with xp NULL straight from x (stride 1 and a
+ * transform pairs_row_bf16 does: one pass, no f32 copy).  A task is one
+ * channel pair of one sample. */
 typedef struct {
   const ConvJob *j;
-  const GeTensor *xp;
+  const GeTensor *x, *xp;
   guint32 *xb;
   int s, Hp;
   float *tmp;                   /* per thread: 2 Wp floats */
@@ -908,36 +932,47 @@ copy_bf16_task (void *data, int t, int thread)
   const CopyBf16Job *cj = data;
   const ConvJob *j = cj->j;
   const GeTensor *xp = cj->xp;
-  const int s = cj->s, Hp = cj->Hp, Wp = j->ring_pitch, CP = j->CP, C = xp->c;
-  const int yy = t % (Hp * s), c = t / (Hp * s) % CP, n = t / (Hp * s * CP);
-  const int py = yy % s, i = yy / s;
+  const int s = cj->s, Hp = cj->Hp, Wp = j->ring_pitch, CP = j->CP;
+  const int c = t % CP, n = t / CP;
   float *lo = cj->tmp + (gsize) thread * 2 * Wp, *hi = lo + Wp;
-  for (int px = 0; px < s; px++) {
-    guint32 *d = cj->xb + (gsize) n * j->xb_sample
-        + (((gsize) (py * s + px) * CP + c) * Hp + i) * Wp;
-    if (yy >= xp->h) {
-      memset (d, 0, sizeof (guint32) * Wp);
-      continue;
-    }
-    if (s == 1) {               /* the rows as they are, zeros past them */
-      const float *src = xp->data + (((gsize) n * C + 2 * c) * xp->h + yy) * xp->w;
-      const int w = MIN (Wp, xp->w);
-      ge_bf16_pairs (src, 2 * c + 1 < C ? src + (gsize) xp->h * xp->w : NULL, w, d);
-      memset (d + w, 0, sizeof (guint32) * (Wp - w));
-      continue;
-    }
-    for (int e = 0; e < 2; e++) {
-      float *f = e ? hi : lo;
-      const int ci = 2 * c + e;
-      if (ci >= C)
+  for (int yy = 0; yy < Hp * s; yy++) {
+    const int py = yy % s, i = yy / s;
+    for (int px = 0; px < s; px++) {
+      guint32 *d = cj->xb + (gsize) n * j->xb_sample
+          + (((gsize) (py * s + px) * CP + c) * Hp + i) * Wp;
+      if (!xp) {                /* s == 1 */
+        const int y = yy - j->p->pad_top;
+        if (y < 0 || y >= cj->x->h)
+          memset (d, 0, sizeof (guint32) * Wp);
+        else
+          pairs_row_bf16 (cj->x, j->in, n, c, y, j->p->pad_left, Wp, d);
         continue;
-      const float *src = xp->data + (((gsize) n * C + ci) * xp->h + yy) * xp->w;
-      for (int col = 0; col < Wp; col++) {
-        const int xx = col * s + px;
-        f[col] = xx < xp->w ? src[xx] : 0.0f;
       }
+      const int C = xp->c;
+      if (yy >= xp->h) {
+        memset (d, 0, sizeof (guint32) * Wp);
+        continue;
+      }
+      if (s == 1) {             /* the rows as they are, zeros past them */
+        const float *src = xp->data + (((gsize) n * C + 2 * c) * xp->h + yy) * xp->w;
+        const int w = MIN (Wp, xp->w);
+        ge_bf16_pairs (src, 2 * c + 1 < C ? src + (gsize) xp->h * xp->w : NULL, w, d);
+        memset (d + w, 0, sizeof (guint32) * (Wp - w));
+        continue;
+      }
+      for (int e = 0; e < 2; e++) {
+        float *f = e ? hi : lo;
+        const int ci = 2 * c + e;
+        if (ci >= C)
+          continue;
+        const float *src = xp->data + (((gsize) n * C + ci) * xp->h + yy) * xp->w;
+        for (int col = 0; col < Wp; col++) {
+          const int xx = col * s + px;
+          f[col] = xx < xp->w ? src[xx] : 0.0f;
+        }
+      }
+      ge_bf16_pairs (lo, 2 * c + 1 < C ? hi : NULL, Wp, d);
     }
-    ge_bf16_pairs (lo, 2 * c + 1 < C ? hi : NULL, Wp, d);
   }
 }
 
@@ -999,14 +1034,17 @@ conv2d_bf16 (GeCtx * ctx, ConvJob * j, const GeTensor * x, const GeConvInput * i
             boff[q * j->KP + kp++] = (int) ((q + ky / s) % R * j->ring_slot)
                 + ((ky % s * s + kx % s) * j->CP + c) * Wp + kx / s;
   } else {
-    GeTensor xp = prepare (ctx, x, in, p->pad_top, p->pad_left, p->pad_bottom, p->pad_right,
-        FALSE);
+    GeTensor xp;
+    const gboolean fused = s == 1 && fused_pairs (in);
+    if (!fused)
+      xp = prepare (ctx, x, in, p->pad_top, p->pad_left, p->pad_bottom, p->pad_right, FALSE);
+    j->in = in;
     j->xb_sample = (gsize) s * s * j->CP * Hp * Wp;
     guint32 *xb = (guint32 *) ge_arena_alloc (ctx->arena, j->xb_sample * x->n);
-    CopyBf16Job cj = { j, &xp, xb, s, Hp,
+    CopyBf16Job cj = { j, x, fused ? NULL : &xp, xb, s, Hp,
       ge_arena_alloc (ctx->arena, (gsize) 2 * Wp * n_threads)
     };
-    ge_pool_run (ctx->pool, x->n * j->CP * Hp * s, copy_bf16_task, &cj);
+    ge_pool_run (ctx->pool, x->n * j->CP, copy_bf16_task, &cj);
     j->xb = xb;
     boff = (int *) ge_arena_alloc (ctx->arena, j->KP);
     for (int c = 0, kp = 0; c < j->CP; c++)

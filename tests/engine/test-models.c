@@ -229,6 +229,51 @@ test_unet_steady_state (void)
   g_free (dir);
 }
 
+/* The packed copies of unet_ddpm_small's U-Net at @path: runs f32 (no
+ * copy may appear), bf16 (one may), bf16 again (the same bytes, nothing
+ * more packed) and f32 again (f32's bytes); *@loaded, *@after: the derived
+ * bytes after load and after the bf16 forwards; returns what bf16 ran as. */
+static GePrecision
+bf16_copy_run (const char *path, gsize * loaded, gsize * after)
+{
+  GeModelFile *mf = ge_model_file_open (path, NULL);
+  g_assert_nonnull (mf);
+  GeUNet2D *u = ge_unet2d_new (mf, NULL);
+  g_assert_nonnull (u);
+  gsize n;
+  float *x = load_f32 ("unet_ddpm_small", "input.sample", &n);
+  float *ref = load_f32 ("unet_ddpm_small", "call1.out", &n);
+  float t[2] = { 500, 500 };
+  float *f32 = g_new (float, n), *bf16 = g_new (float, n), *again = g_new (float, n);
+  *loaded = ge_model_file_derived_bytes (mf);
+
+  g_assert_true (ge_unet2d_forward (u, x, 2, 32, 32, t, f32, NULL));
+  g_assert_cmpuint (ge_model_file_derived_bytes (mf), ==, *loaded);
+  const GePrecision p = ge_unet2d_set_precision (u, GE_PRECISION_BF16);
+  g_assert_cmpuint (ge_model_file_derived_bytes (mf), ==, *loaded);
+  g_assert_true (ge_unet2d_forward (u, x, 2, 32, 32, t, bf16, NULL));
+  *after = ge_model_file_derived_bytes (mf);
+  g_test_message ("%s: packed copies: %" G_GSIZE_FORMAT " bytes after load and f32, %"
+      G_GSIZE_FORMAT " after bf16 (%s)", path, *loaded, *after, ge_precision_name (p));
+  if (p != GE_PRECISION_BF16)
+    g_assert_cmpuint (*after, ==, *loaded);
+  g_assert_cmpfloat (rel_err (bf16, ref, n), <, 5e-2);
+  g_assert_true (ge_unet2d_forward (u, x, 2, 32, 32, t, again, NULL));
+  g_assert_cmpuint (ge_model_file_derived_bytes (mf), ==, *after);
+  g_assert_cmpmem (again, n * 4, bf16, n * 4);
+  ge_unet2d_set_precision (u, GE_PRECISION_F32);
+  g_assert_true (ge_unet2d_forward (u, x, 2, 32, 32, t, again, NULL));
+  g_assert_cmpmem (again, n * 4, f32, n * 4);
+  ge_unet2d_free (u);
+  ge_model_file_unref (mf);
+  g_free (x);
+  g_free (ref);
+  g_free (f32);
+  g_free (bf16);
+  g_free (again);
+  return p;
+}
+
 /* A conv with f32 weights packs its bf16 copy on the first bf16 forward,
  * never in f32: the memory a model adds to its file (the packed copies)
  * stays the f32 kernel's through f32 runs, grows by about half of it when
@@ -238,45 +283,39 @@ static void
 test_unet_bf16_copy_on_demand (void)
 {
   char *dir = g_build_filename (fixtures, "diffusers", "unet_ddpm_small", NULL);
-  GeModelFile *mf = ge_model_file_open (dir, NULL);
-  g_assert_nonnull (mf);
-  GeUNet2D *u = ge_unet2d_new (mf, NULL);
-  g_assert_nonnull (u);
-  gsize n;
-  float *x = load_f32 ("unet_ddpm_small", "input.sample", &n);
-  float t[2] = { 500, 500 };
-  float *f32 = g_new (float, n), *bf16 = g_new (float, n), *again = g_new (float, n);
-  const gsize loaded = ge_model_file_derived_bytes (mf);
-
-  g_assert_true (ge_unet2d_forward (u, x, 2, 32, 32, t, f32, NULL));
-  g_assert_cmpuint (ge_model_file_derived_bytes (mf), ==, loaded);
-  const GePrecision p = ge_unet2d_set_precision (u, GE_PRECISION_BF16);
-  g_assert_cmpuint (ge_model_file_derived_bytes (mf), ==, loaded);
-  g_assert_true (ge_unet2d_forward (u, x, 2, 32, 32, t, bf16, NULL));
-  const gsize after = ge_model_file_derived_bytes (mf);
-  g_test_message ("packed copies: %" G_GSIZE_FORMAT " bytes after load and f32, %"
-      G_GSIZE_FORMAT " after bf16 (%s)", loaded, after, ge_precision_name (p));
-  if (p == GE_PRECISION_BF16) {
+  gsize loaded, after;
+  if (bf16_copy_run (dir, &loaded, &after) == GE_PRECISION_BF16) {
     /* pairs of channels at half the size; odd counts and rows padded to
      * the kernel's tile add a little */
     g_assert_cmpuint (after, >, loaded + loaded / 3);
     g_assert_cmpuint (after, <, loaded + loaded * 3 / 4);
-  } else {
-    g_assert_cmpuint (after, ==, loaded);
   }
-  g_assert_true (ge_unet2d_forward (u, x, 2, 32, 32, t, again, NULL));
-  g_assert_cmpuint (ge_model_file_derived_bytes (mf), ==, after);
-  g_assert_cmpmem (again, n * 4, bf16, n * 4);
-  ge_unet2d_set_precision (u, GE_PRECISION_F32);
-  g_assert_true (ge_unet2d_forward (u, x, 2, 32, 32, t, again, NULL));
-  g_assert_cmpmem (again, n * 4, f32, n * 4);
-  ge_unet2d_free (u);
-  ge_model_file_unref (mf);
-  g_free (x);
-  g_free (f32);
-  g_free (bf16);
-  g_free (again);
   g_free (dir);
+}
+
+/* 16-bit weights: the small convs of a small model get their bf16 copy too
+ * (BF16_COPY_16_MAX in blocks.c); f32 forwards read the F16 numbers in
+ * place. */
+static void
+test_unet_bf16_copy_f16_weights (void)
+{
+  char *src = fixture ("unet_ddpm_small", "diffusion_pytorch_model.safetensors");
+  char *meta = metadata_with_config ("unet_ddpm_small", "UNet2DModel");
+  char *path = g_build_filename (tmpdir, "unet-f16.safetensors", NULL);
+  write_variant (src, path, AS_F16, NULL, meta, NULL);
+  gsize loaded, after;
+  if (bf16_copy_run (path, &loaded, &after) == GE_PRECISION_BF16) {
+    /* every conv of this U-Net is far under 1 MiB: the copies hold about
+     * as many bytes as the F16 file, which is mostly conv weights */
+    GStatBuf st;
+    g_assert_cmpint (g_stat (path, &st), ==, 0);
+    g_assert_cmpuint (after - loaded, >, (gsize) st.st_size / 2);
+    g_assert_cmpuint (after - loaded, <, (gsize) st.st_size * 3 / 2);
+  }
+  g_unlink (path);
+  g_free (path);
+  g_free (meta);
+  g_free (src);
 }
 
 static void
@@ -984,6 +1023,7 @@ main (int argc, char **argv)
   g_test_add_func ("/unet/steady-state", test_unet_steady_state);
   g_test_add_func ("/unet/single-file-dtypes", test_unet_single_file_and_dtypes);
   g_test_add_func ("/unet/bf16-copy-on-demand", test_unet_bf16_copy_on_demand);
+  g_test_add_func ("/unet/bf16-copy-f16-weights", test_unet_bf16_copy_f16_weights);
   g_test_add_func ("/unet/legacy-names", test_unet_legacy_names);
   g_test_add_func ("/unet/errors", test_unet_errors);
   g_test_add_func ("/unet-cond/steady-state", test_cond_steady_state);

@@ -772,6 +772,8 @@ test_conv2d_bf16 (void)
     GeConvInput in = { scale, shift, GE_ACT_SILU, 1 };
     GeConv2d e = ge_conv2d_params (33, 16, 3, 1, 1, NULL, NULL);
     check_conv2d_bf16 (&e, 2, 19, 130, &in, FALSE, GE_DTYPE_F32, TRUE);
+    /* narrow rows (img2img's 40x23 level): the copy mode's one pass */
+    check_conv2d_bf16 (&e, 2, 23, 40, &in, FALSE, GE_DTYPE_F16, FALSE);
     in.upsample = 2;
     check_conv2d_bf16 (&e, 1, 5, 33, &in, FALSE, GE_DTYPE_F16, FALSE);
     g_free (scale);
