@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "bench-stats.h"
 
 typedef struct {
   gint64 start, last;
@@ -48,13 +49,6 @@ status_kb (const char *field)
   }
   g_free (text);
   return kb;
-}
-
-static int
-cmp_double (const void *a, const void *b)
-{
-  double x = *(const double *) a, y = *(const double *) b;
-  return x < y ? -1 : x > y;
 }
 
 int

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "bench-stats.h"
 
 #define AUDIO_CHUNK 1024        /* samples per buffer, as Vorbis decoders give */
 #define SAMPLE_US 200000
@@ -136,13 +137,6 @@ cpu_seconds (void)
   struct timespec ts;
   clock_gettime (CLOCK_PROCESS_CPUTIME_ID, &ts);
   return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int
-cmp_double (const void *a, const void *b)
-{
-  const gdouble x = *(const gdouble *) a, y = *(const gdouble *) b;
-  return (x > y) - (x < y);
 }
 
 /* ---- the sample, decoded once */

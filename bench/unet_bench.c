@@ -15,13 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static int
-cmp_double (const void *a, const void *b)
-{
-  double x = *(const double *) a, y = *(const double *) b;
-  return x < y ? -1 : x > y;
-}
+#include "bench-stats.h"
 
 static void *
 read_bin (const char *dir, const char *name, gsize * len)

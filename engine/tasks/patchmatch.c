@@ -204,14 +204,23 @@ random_source (const Fill * f, int x, int y)
   return f->sources[below (u[0], (guint32) f->n_sources)];
 }
 
-/* Sum of squared differences over the pixels of the target patch at (px,
- * py) that are filled (state 1), against the source patch at (qx, qy);
- * stops at @bound as patch_ssd. */
-static gint32
-masked_ssd (const Level * L, const guint8 * st, int px, int py, int qx, int qy, gint32 bound)
+/* The filled pixels (state 1) of the target patch at a ring pixel, listed
+ * once for all the sources it is compared with: their offsets from the
+ * patch centre in the level's RGB bytes and their values; row_end[r]: the
+ * taps of patch rows up to r (the sum is checked against its bound after
+ * each row, as patch_ssd does). */
+typedef struct {
+  gint32 off[P * P];
+  guint8 rgb[P * P][3];
+  int row_end[P], n_rows;
+} Taps;
+
+static void
+taps_init (const Level * L, const guint8 * st, int px, int py, Taps * tp)
 {
   const int w = L->w, h = L->h;
-  gint32 sum = 0;
+  int n = 0;
+  tp->n_rows = 0;
   for (int dy = -R; dy <= R; dy++) {
     const int ty = py + dy;
     if (ty < 0 || ty >= h)
@@ -220,13 +229,29 @@ masked_ssd (const Level * L, const guint8 * st, int px, int py, int qx, int qy, 
       const int tx = px + dx;
       if (tx < 0 || tx >= w || st[(gsize) ty * w + tx] != 1)
         continue;
-      const guint8 *t = L->rgb + ((gsize) ty * w + tx) * 3;
-      const guint8 *s = L->rgb + ((gsize) (qy + dy) * w + qx + dx) * 3;
+      tp->off[n] = (dy * w + dx) * 3;
+      memcpy (tp->rgb[n], L->rgb + ((gsize) ty * w + tx) * 3, 3);
+      n++;
+    }
+    tp->row_end[tp->n_rows++] = n;
+  }
+}
+
+/* Sum of squared differences over the listed taps against the source patch
+ * centred on byte @q3 of the level's RGB; stops once a row's sum reaches
+ * @bound and returns the partial sum then (>= bound). */
+static gint32
+taps_ssd (const Taps * tp, const guint8 * rgb, gsize q3, gint32 bound)
+{
+  const guint8 *s = rgb + q3;
+  gint32 sum = 0;
+  int k = 0;
+  for (int r = 0; r < tp->n_rows; r++) {
+    for (; k < tp->row_end[r]; k++)
       for (int c = 0; c < 3; c++) {
-        const gint32 d = (gint32) t[c] - (gint32) s[c];
+        const gint32 d = (gint32) tp->rgb[k][c] - (gint32) s[tp->off[k] + c];
         sum += d * d;
       }
-    }
     if (sum >= bound)
       return sum;
   }
@@ -240,11 +265,14 @@ typedef struct {
 } RingJob;
 
 #define RING_TASKS 16
+/* Sources within the threshold remembered by the counting pass; with more,
+ * a third pass finds the pick. */
+#define RING_PICKS 64
 
 /* One ring pixel: every source is compared with the pixel's filled
- * neighbourhood; of those within a quarter (plus a level's difference a
- * pixel) of the best, the seed's draw picks one; the pixel takes the value
- * the match is centred on. */
+ * neighbourhood (its taps, listed once); of those within a quarter (plus a
+ * level's difference a pixel) of the best, the seed's draw picks one, in
+ * source order; the pixel takes the value the match is centred on. */
 static void
 ring_task (void *data, int task, int thread)
 {
@@ -252,27 +280,30 @@ ring_task (void *data, int task, int thread)
   Fill *f = j->f;
   const Level *L = &f->lv[f->level];
   const int w = L->w;
+  Taps tp;
   for (int k = task * j->n / RING_TASKS; k < (task + 1) * j->n / RING_TASKS; k++) {
     const gint32 i = j->ring[k];
     const int x = i % w, y = i / w;
+    taps_init (L, f->state, x, y, &tp);
     gint32 best = G_MAXINT32;
-    for (int s = 0; s < f->n_sources; s++) {
-      const gint32 q = f->sources[s];
-      const gint32 d = masked_ssd (L, f->state, x, y, q % w, q / w, best);
-      best = MIN (best, d);
-    }
+    for (int s = 0; s < f->n_sources; s++)
+      best = MIN (best, taps_ssd (&tp, L->rgb, (gsize) f->sources[s] * 3, best));
     const gint32 thr = best + best / 4 + P * P * 3;
-    gint32 n = 0;
-    for (int s = 0; s < f->n_sources; s++) {
-      const gint32 q = f->sources[s];
-      n += masked_ssd (L, f->state, x, y, q % w, q / w, thr + 1) <= thr;
-    }
+    gint32 n = 0, within[RING_PICKS];
+    for (int s = 0; s < f->n_sources; s++)
+      if (taps_ssd (&tp, L->rgb, (gsize) f->sources[s] * 3, thr + 1) <= thr) {
+        if (n < RING_PICKS)
+          within[n] = f->sources[s];
+        n++;
+      }
     guint32 u[4];
     draw4 (f->seed, frame_pos (f, x, y), tag (f->level, INIT_ROUND, 1), u);
     gint32 pick = below (u[0], (guint32) n), q = -1;
+    if (pick < RING_PICKS)
+      q = within[pick];
     for (int s = 0; s < f->n_sources && q < 0; s++) {
       const gint32 c = f->sources[s];
-      if (masked_ssd (L, f->state, x, y, c % w, c / w, thr + 1) <= thr && pick-- == 0)
+      if (taps_ssd (&tp, L->rgb, (gsize) c * 3, thr + 1) <= thr && pick-- == 0)
         q = c;
     }
     f->nnf[i] = q;
