@@ -14,8 +14,12 @@
  */
 #include "patchmatch.h"
 #include "ge-rng.h"
+#include "../ops/gemm.h"
 
 #include <string.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 #define R GE_PATCHMATCH_RADIUS
 #define P (2 * R + 1)
@@ -208,42 +212,81 @@ random_source (const Fill * f, int x, int y)
  * once for all the sources it is compared with: their offsets from the
  * patch centre in the level's RGB bytes and their values; row_end[r]: the
  * taps of patch rows up to r (the sum is checked against its bound after
- * each row, as patch_ssd does). */
+ * each row, as patch_ssd does).  With AVX-512 the patch rows inside the
+ * image instead, as 16-bit values and a mask of the filled ones: a row of
+ * a source is one load, and its whole sum a few instructions. */
 typedef struct {
   gint32 off[P * P];
   guint8 rgb[P * P][3];
   int row_end[P], n_rows;
+  gint16 row_rgb[P][32];
+  guint32 row_mask[P];
+  gint32 row_off[P];            /* the source row's first byte from the centre's */
+  gboolean vector;
 } Taps;
 
 static void
-taps_init (const Level * L, const guint8 * st, int px, int py, Taps * tp)
+taps_init (const Level * L, const guint8 * st, int px, int py, gboolean vector, Taps * tp)
 {
   const int w = L->w, h = L->h;
   int n = 0;
   tp->n_rows = 0;
+  tp->vector = vector;
   for (int dy = -R; dy <= R; dy++) {
     const int ty = py + dy;
     if (ty < 0 || ty >= h)
       continue;
+    guint32 m = 0;
     for (int dx = -R; dx <= R; dx++) {
       const int tx = px + dx;
       if (tx < 0 || tx >= w || st[(gsize) ty * w + tx] != 1)
         continue;
+      const guint8 *t = L->rgb + ((gsize) ty * w + tx) * 3;
       tp->off[n] = (dy * w + dx) * 3;
-      memcpy (tp->rgb[n], L->rgb + ((gsize) ty * w + tx) * 3, 3);
+      memcpy (tp->rgb[n], t, 3);
+      for (int c = 0; c < 3; c++)
+        tp->row_rgb[tp->n_rows][(dx + R) * 3 + c] = t[c];
+      m |= 7u << ((dx + R) * 3);
       n++;
     }
-    tp->row_end[tp->n_rows++] = n;
+    tp->row_end[tp->n_rows] = n;
+    tp->row_mask[tp->n_rows] = m;
+    tp->row_off[tp->n_rows] = (dy * w - R) * 3;
+    tp->n_rows++;
   }
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+/* The whole sum over the taps (no early stop: a sum that stopped early is
+ * only ever compared with the bound it reached, and the full sum compares
+ * the same way). */
+__attribute__((target ("avx512f,avx512bw,avx512vl")))
+static gint32
+taps_ssd_avx512 (const Taps * tp, const guint8 * s)
+{
+  __m512i acc = _mm512_setzero_si512 ();
+  for (int r = 0; r < tp->n_rows; r++) {
+    const __m512i sv = _mm512_cvtepu8_epi16 (_mm256_maskz_loadu_epi8 ((1u << (3 * P)) - 1,
+            s + tp->row_off[r]));
+    const __m512i d = _mm512_maskz_sub_epi16 (tp->row_mask[r], sv,
+        _mm512_loadu_si512 (tp->row_rgb[r]));
+    acc = _mm512_add_epi32 (acc, _mm512_madd_epi16 (d, d));
+  }
+  return _mm512_reduce_add_epi32 (acc);
+}
+#endif
+
 /* Sum of squared differences over the listed taps against the source patch
- * centred on byte @q3 of the level's RGB; stops once a row's sum reaches
- * @bound and returns the partial sum then (>= bound). */
+ * centred on byte @q3 of the level's RGB; the scalar loop stops once a
+ * row's sum reaches @bound and returns the partial sum then (>= bound). */
 static gint32
 taps_ssd (const Taps * tp, const guint8 * rgb, gsize q3, gint32 bound)
 {
   const guint8 *s = rgb + q3;
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (tp->vector)
+    return taps_ssd_avx512 (tp, s);
+#endif
   gint32 sum = 0;
   int k = 0;
   for (int r = 0; r < tp->n_rows; r++) {
@@ -281,10 +324,12 @@ ring_task (void *data, int task, int thread)
   const Level *L = &f->lv[f->level];
   const int w = L->w;
   Taps tp;
+  memset (tp.row_rgb, 0, sizeof (tp.row_rgb));
+  const gboolean vector = ge_gemm_packed_available ();
   for (int k = task * j->n / RING_TASKS; k < (task + 1) * j->n / RING_TASKS; k++) {
     const gint32 i = j->ring[k];
     const int x = i % w, y = i / w;
-    taps_init (L, f->state, x, y, &tp);
+    taps_init (L, f->state, x, y, vector, &tp);
     gint32 best = G_MAXINT32;
     for (int s = 0; s < f->n_sources; s++)
       best = MIN (best, taps_ssd (&tp, L->rgb, (gsize) f->sources[s] * 3, best));
