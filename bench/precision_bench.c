@@ -17,9 +17,13 @@
  * PatchMatch fill, no U-Net) unless --inpaint-guidance sets another (0:
  * the U-Net alone).
  *
- * --paired N replaces the rounds: after a warm-up frame of each, N pairs of
- * frames, f32 then bf16 each, and per element and thread count the median
- * of the pairs' bf16 / f32 ratios (wall and CPU time).  A pair's two frames
+ * Precisions: f32, bf16 and int8 (which runs as bf16 on models without
+ * int8 convs, and as bf16 or f32 on CPUs without VNNI or BF16: "runs_as").
+ *
+ * --paired N replaces the rounds: after a warm-up frame of each, N rounds
+ * of three frames, f32, bf16 and int8, and per element and thread count
+ * the median of the rounds' bf16 / f32 and int8 / f32 ratios (wall and
+ * CPU time).  A pair's two frames
  * run a few hundred ms apart, so they share whatever else the host runs
  * then; on a virtual machine whose two CPUs may or may not share a core
  * with other work, per-pair ratios are steadier than ratios of medians
@@ -194,7 +198,7 @@ main (int argc, char **argv)
 
   if (paired > 0)
     rounds = frames = 0;
-  const GePrecision prec[2] = { GE_PRECISION_F32, GE_PRECISION_BF16 };
+  const GePrecision prec[3] = { GE_PRECISION_F32, GE_PRECISION_BF16, GE_PRECISION_INT8 };
   double *ms = g_new (double, frames), *cpu = g_new (double, frames);
   printf ("{\"rounds\": %d, \"frames\": %d, \"warmup\": %d, \"inpaint_exemplar_guidance\": %g, "
       "\"results\": [", rounds, frames, warmup,
@@ -203,30 +207,41 @@ main (int argc, char **argv)
   if (paired > 0) {
     double *rw = g_new (double, paired), *rc = g_new (double, paired);
     double *w32 = g_new (double, paired), *w16 = g_new (double, paired);
+    double *w8 = g_new (double, paired), *r8 = g_new (double, paired), *rc8 = g_new (double, paired);
     for (int ti = 0; ti < 5; ti++) {
       if (only && !strstr (only, tasks[ti].name))
         continue;
       for (int threads = 1; threads <= 2; threads++) {
         if (only_threads && threads != only_threads)
           continue;
-        for (int pi = 0; pi < 2; pi++) {
-          set (&tasks[ti], threads, prec[pi]);
+        GePrecision runs8 = GE_PRECISION_F32;
+        for (int pi = 0; pi < 3; pi++) {
+          const GePrecision r = set (&tasks[ti], threads, prec[pi]);
+          if (pi == 2)
+            runs8 = r;
           for (int k = 0; k < warmup; k++)
             frame (&tasks[ti], NULL);
         }
         for (int k = 0; k < paired; k++) {
-          double c32, c16;
+          double c32, c16, c8;
           set (&tasks[ti], threads, GE_PRECISION_F32);
           w32[k] = frame (&tasks[ti], &c32);
           set (&tasks[ti], threads, GE_PRECISION_BF16);
           w16[k] = frame (&tasks[ti], &c16);
+          set (&tasks[ti], threads, GE_PRECISION_INT8);
+          w8[k] = frame (&tasks[ti], &c8);
           rw[k] = w16[k] / w32[k];
           rc[k] = c16 / c32;
+          r8[k] = w8[k] / w32[k];
+          rc8[k] = c8 / c32;
         }
         printf ("%s\n {\"element\": \"%s\", \"threads\": %d, \"pairs\": %d, "
             "\"f32_median_ms\": %.2f, \"bf16_median_ms\": %.2f, \"ratio_wall_median\": %.3f, "
-            "\"ratio_cpu_median\": %.3f}", first ? "" : ",", tasks[ti].name, threads, paired,
-            median (w32, paired), median (w16, paired), median (rw, paired), median (rc, paired));
+            "\"ratio_cpu_median\": %.3f, \"int8_runs_as\": \"%s\", \"int8_median_ms\": %.2f, "
+            "\"int8_ratio_wall_median\": %.3f, \"int8_ratio_cpu_median\": %.3f}", first ? "" : ",",
+            tasks[ti].name, threads, paired, median (w32, paired), median (w16, paired),
+            median (rw, paired), median (rc, paired), ge_precision_name (runs8),
+            median (w8, paired), median (r8, paired), median (rc8, paired));
         first = FALSE;
         fflush (stdout);
       }
@@ -235,13 +250,16 @@ main (int argc, char **argv)
     g_free (rc);
     g_free (w32);
     g_free (w16);
+    g_free (w8);
+    g_free (r8);
+    g_free (rc8);
   }
   for (int r = 0; r < rounds; r++)
     for (int ti = 0; ti < 5; ti++) {
       if (only && !strstr (only, tasks[ti].name))
         continue;
       for (int threads = 1; threads <= 2; threads++)
-        for (int pi = 0; pi < 2; pi++) {
+        for (int pi = 0; pi < 3; pi++) {
           if ((only_precision && strcmp (only_precision, ge_precision_name (prec[pi])))
               || (only_threads && threads != only_threads))
             continue;

@@ -139,10 +139,10 @@ ge_conv_prepare (GeModelFile * mf, GeConv2d * conv)
    * a few pixels (a quarter of the GEMM at 40x23, img2img's inner level). */
   const gsize bf16_words = ge_conv2d_packed_bf16_size (conv);
   if (bf16_words && (!conv->weight16 || bf16_words * sizeof (guint32) <= BF16_COPY_16_MAX)) {
-    GeConvBf16Cache *c = (GeConvBf16Cache *) ge_model_file_alloc (mf,
-        (sizeof (GeConvBf16Cache) + sizeof (float) - 1) / sizeof (float));
-    *c = (GeConvBf16Cache) { NULL, model_file_alloc, mf };
-    ge_conv2d_set_bf16_cache (conv, c);
+    GeConvCache *c = (GeConvCache *) ge_model_file_alloc (mf,
+        (sizeof (GeConvCache) + sizeof (float) - 1) / sizeof (float));
+    *c = (GeConvCache) { NULL, model_file_alloc, mf, NULL };
+    ge_conv2d_set_cache (conv, c);
   }
 }
 
@@ -183,6 +183,9 @@ ge_resnet_load (GeModelFile * mf, const char *prefix, int in, int out,
     ok = ge_conv_load (mf, SUB ("conv_shortcut"), in, out, 1, 1, 0, TRUE, &r->shortcut, error);
 #undef SUB
   g_free (p);
+  /* int8 precision: the resnets' convs (bench/int8_quality.py: quantizing
+   * the first and last conv of the SR U-Nets too cost 0.05-0.07 dB). */
+  r->conv1.int8 = r->conv2.int8 = r->shortcut.int8 = TRUE;
   return ok;
 }
 
@@ -469,10 +472,14 @@ ge_ctx_set_n_threads (GeCtx * ctx, int n_threads)
 GePrecision
 ge_precision_resolve (GeModelFile * mf, GePrecision want)
 {
-  if (want == GE_PRECISION_AUTO)
-    want = mf && g_strcmp0 (ge_model_file_metadata (mf, "precision_auto"), "bf16") == 0
-        ? GE_PRECISION_BF16 : GE_PRECISION_F32;
-  return want == GE_PRECISION_BF16 && ge_gemm_bf16_available ()
+  if (want == GE_PRECISION_AUTO) {
+    const char *m = mf ? ge_model_file_metadata (mf, "precision_auto") : NULL;
+    want = g_strcmp0 (m, "int8") == 0 ? GE_PRECISION_INT8
+        : g_strcmp0 (m, "bf16") == 0 ? GE_PRECISION_BF16 : GE_PRECISION_F32;
+  }
+  if (want == GE_PRECISION_INT8 && ge_gemm_int8_available ())
+    return GE_PRECISION_INT8;
+  return ge_precision_uses_bf16 (want) && ge_gemm_bf16_available ()
       ? GE_PRECISION_BF16 : GE_PRECISION_F32;
 }
 

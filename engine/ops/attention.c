@@ -300,7 +300,7 @@ ge_cross_attention (GeCtx * ctx, const float *q, int tq, const float *k, const f
 {
   if (tq <= 0 || tk <= 0 || heads <= 0 || d <= 0)
     return;
-  if (ctx->precision == GE_PRECISION_BF16 && ge_gemm_bf16_available ()) {
+  if (ge_precision_uses_bf16 (ctx->precision) && ge_gemm_bf16_available ()) {
     attention_bf16 (ctx, q, k, v, out, heads, d, tq, tk, scale);
     return;
   }

@@ -301,6 +301,12 @@ typedef struct {
   int *ab_c0;                   /* per thread: whose rows ab holds, or -1 */
   const guint32 *xb;
   gsize xb_sample;
+  /* int8 (conv2d_int8): CP and KP count quads, xb is the weights; per
+   * output channel the sums' scale and offset; the input's zero point and
+   * 1 / its scale */
+  float *int8_scale, *int8_offset;
+  int zp;
+  float inv_sx;
 } ConvJob;
 
 /* Output row @oy, columns [ox0, ox1), of tap (ky, kx) of input plane
@@ -630,12 +636,30 @@ alloc_a16 (GeCtx * ctx, ConvJob * j, int n_threads, gboolean whole)
  * of the whole input for narrow rows), from the f32 tensor and after the
  * GeConvInput transform; the output stays f32. */
 
+/* Row @i of the weights ([in][kh][kw]) as f32: in place, or converted
+ * into @tmp (K floats). */
+static const float *
+weight_row (const GeConv2d * p, int i, float *tmp)
+{
+  const int K = p->in_channels / p->groups * p->kh * p->kw;
+  if (p->weight)
+    return p->weight + (gsize) i * K;
+  if (p->weight16)
+    ge_half_to_f32 ((const guint8 *) p->weight16 + 2 * (gsize) i * K, p->dtype16, K, tmp);
+  else {                        /* only the packed f32 copy */
+    const float *src = p->packed + (gsize) (i / GE_MR) * K * GE_MR + i % GE_MR;
+    for (int k = 0; k < K; k++)
+      tmp[k] = src[(gsize) k * GE_MR];
+  }
+  return tmp;
+}
+
 /* Rows [c0, c0 + nco) of the weights into @ap for the bf16 kernel;
  * @tmp: K floats. */
 static void
 pack_bf16_rows (const GeConv2d * p, int c0, int nco, guint32 * ap, float *tmp)
 {
-  const int T = p->kh * p->kw, C = p->in_channels, CP = (C + 1) / 2, K = C * T;
+  const int T = p->kh * p->kw, C = p->in_channels, CP = (C + 1) / 2;
   const int KP = CP * T;
   for (int i0 = 0; i0 < nco; i0 += GE_MR)
     for (int r = 0; r < GE_MR; r++) {
@@ -646,16 +670,7 @@ pack_bf16_rows (const GeConv2d * p, int c0, int nco, guint32 * ap, float *tmp)
           dst[(gsize) kp * GE_MR] = 0;
         continue;
       }
-      const float *w = tmp;
-      if (p->weight)
-        w = p->weight + (gsize) i * K;
-      else if (p->weight16)
-        ge_half_to_f32 ((const guint8 *) p->weight16 + 2 * (gsize) i * K, p->dtype16, K, tmp);
-      else {                    /* only the packed f32 copy */
-        const float *src = p->packed + (gsize) (i / GE_MR) * K * GE_MR + i % GE_MR;
-        for (int k = 0; k < K; k++)
-          tmp[k] = src[(gsize) k * GE_MR];
-      }
+      const float *w = weight_row (p, i, tmp);
       /* Channel pair c: the taps of channels 2c and 2c + 1, T pairs. */
       guint32 pairs[64];
       for (int c = 0; c < CP; c++)
@@ -693,9 +708,9 @@ ge_conv2d_pack_bf16 (GeConv2d * p, guint32 * storage)
 }
 
 void
-ge_conv2d_set_bf16_cache (GeConv2d * p, GeConvBf16Cache * cache)
+ge_conv2d_set_cache (GeConv2d * p, GeConvCache * cache)
 {
-  p->bf16_cache = cache;
+  p->cache = cache;
 }
 
 /* @p's bf16 weights: packed_bf16, else its cache's, packed now on the first
@@ -704,7 +719,7 @@ ge_conv2d_set_bf16_cache (GeConv2d * p, GeConvBf16Cache * cache)
 static const guint32 *
 bf16_weights (const GeConv2d * p)
 {
-  GeConvBf16Cache *c = p->bf16_cache;
+  GeConvCache *c = p->cache;
   if (p->packed_bf16 || !c)
     return p->packed_bf16;
   if (g_once_init_enter (&c->packed)) {
@@ -733,12 +748,34 @@ task_weights_bf16 (const ConvJob * j, int c0, int nco, int thread)
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
+/* SiLU for inputs about to be rounded to 8 bits (bf16's significand, or
+ * int8): cheaper than silu_row_avx512's (exp to degree 4, the reciprocal
+ * estimate without its Newton step: about 1e-4 relative), the f32 path
+ * keeps its own.  exp (-v) = 2^n p (r): n = round (-v log2 e), r = -v -
+ * n ln 2, p to degree 4 (|r| <= 0.35: 5e-5), -v clamped as in ge_expf;
+ * vscalefps applies 2^n. */
+__attribute__((target ("avx512f,avx512bw,avx512vl")))
+static inline __m512
+silu_8bit_avx512 (__m512 v)
+{
+  const __m512 one = _mm512_set1_ps (1.0f);
+  const __m512 x = _mm512_min_ps (_mm512_max_ps (_mm512_sub_ps (_mm512_setzero_ps (), v),
+          _mm512_set1_ps (-87.0f)), _mm512_set1_ps (88.0f));
+  const __m512 fn = _mm512_roundscale_ps (_mm512_mul_ps (x, _mm512_set1_ps (1.44269504088896341f)),
+      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps (fn, _mm512_set1_ps (0.693359375f), x);
+  r = _mm512_fnmadd_ps (fn, _mm512_set1_ps (-2.12194440e-4f), r);
+  __m512 p = _mm512_fmadd_ps (_mm512_set1_ps (1.0f / 24), r, _mm512_set1_ps (1.0f / 6));
+  p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (0.5f));
+  p = _mm512_fmadd_ps (p, r, one);
+  p = _mm512_fmadd_ps (p, r, one);
+  const __m512 ex = _mm512_scalef_ps (p, fn);
+  return _mm512_mul_ps (v, _mm512_rcp14_ps (_mm512_add_ps (ex, one)));
+}
+
 /* Stride-1 ring rows of a channel pair, transformed and rounded in one
  * pass: dst[i] = pair (act (a[i] sa + ba), act (b[i] sb + bb)), b NULL: a
- * zero partner; act NONE or SiLU.  The SiLU here is cheaper than
- * silu_row_avx512's (exp to degree 4, the reciprocal estimate without its
- * Newton step: about 1e-4 relative), as its result is rounded to bf16's 8
- * bits (2^-8 relative) right after: the f32 path keeps its own. */
+ * zero partner; act NONE or SiLU (silu_8bit_avx512). */
 __attribute__((target ("avx512f,avx512bw,avx512vl,avx512bf16")))
 static void
 transform_pairs_bf16 (const float *a, const float *b, int n, const float s[2],
@@ -748,9 +785,6 @@ transform_pairs_bf16 (const float *a, const float *b, int n, const float s[2],
     8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31
   };
   const __m512i idx = _mm512_loadu_si512 (idx_);
-  const __m512 one = _mm512_set1_ps (1.0f), log2e = _mm512_set1_ps (1.44269504088896341f);
-  const __m512 lo = _mm512_set1_ps (-87.0f), hi = _mm512_set1_ps (88.0f);
-  const __m512 c1 = _mm512_set1_ps (0.693359375f), c2 = _mm512_set1_ps (-2.12194440e-4f);
   const __m512 vs[2] = { _mm512_set1_ps (s[0]), _mm512_set1_ps (s[1]) };
   const __m512 vb[2] = { _mm512_set1_ps (sh[0]), _mm512_set1_ps (sh[1]) };
   for (int i = 0; i < n; i += 16) {
@@ -763,23 +797,8 @@ transform_pairs_bf16 (const float *a, const float *b, int n, const float s[2],
         continue;
       }
       v[e] = _mm512_fmadd_ps (_mm512_maskz_loadu_ps (m, src + i), vs[e], vb[e]);
-      if (silu) {
-        /* exp (-v) = 2^n p (r): n = round (-v log2 e), r = -v - n ln 2,
-         * p to degree 4 (|r| <= 0.35: 5e-5), -v clamped as in ge_expf;
-         * vscalefps applies 2^n. */
-        const __m512 x = _mm512_min_ps (_mm512_max_ps (_mm512_sub_ps (_mm512_setzero_ps (),
-                    v[e]), lo), hi);
-        const __m512 fn = _mm512_roundscale_ps (_mm512_mul_ps (x, log2e),
-            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        __m512 r = _mm512_fnmadd_ps (fn, c1, x);
-        r = _mm512_fnmadd_ps (fn, c2, r);
-        __m512 p = _mm512_fmadd_ps (_mm512_set1_ps (1.0f / 24), r, _mm512_set1_ps (1.0f / 6));
-        p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (0.5f));
-        p = _mm512_fmadd_ps (p, r, one);
-        p = _mm512_fmadd_ps (p, r, one);
-        const __m512 ex = _mm512_scalef_ps (p, fn);
-        v[e] = _mm512_mul_ps (v[e], _mm512_rcp14_ps (_mm512_add_ps (ex, one)));
-      }
+      if (silu)
+        v[e] = silu_8bit_avx512 (v[e]);
     }
     const __m512i w = (__m512i) _mm512_cvtne2ps_pbh (v[1], v[0]);
     _mm512_mask_storeu_epi32 (dst + i, m, _mm512_permutexvar_epi16 (idx, w));
@@ -1060,6 +1079,326 @@ conv2d_bf16 (GeCtx * ctx, ConvJob * j, const GeTensor * x, const GeConvInput * i
   ge_pool_run (ctx->pool, x->n * j->n_bands * j->cout_splits, implicit_bf16_task, j);
 }
 
+/* ---- int8 ---------------------------------------------------------------
+ *
+ * With ctx->precision INT8 (on AVX512-VNNI) a conv marked int8, of one
+ * group, stride 1, no dilation or upsampling, rows wide enough for the
+ * ring, on an input transform of NONE or SiLU, runs the int8 kernel
+ * (ge_gemm_int8) on quads of input channels; any other conv runs in bf16.
+ *
+ *   weights  per output channel co: sw = max |w| / 127, q = round (w / sw)
+ *            in [-127, 127]; packed once into the cache, with sw and the
+ *            sum of the row's q
+ *   input    per call, over the whole (transformed) tensor: [lo, hi] its
+ *            range widened to hold 0, sx = (hi - lo) / 255, zero point
+ *            zp = round (-lo / sx), u = clamp (round (x / sx) + zp, 0, 255);
+ *            the padding holds zp (the number 0)
+ *   output   y = sw sx (sum q u - zp sum q) + bias: the int32 sums scaled
+ *            by sw sx, the rest in each row's offset
+ *
+ * The range comes from each channel's raw minimum and maximum through the
+ * channel's affine and SiLU (whose minimum, -0.2785 at -1.2785, is taken
+ * where the interval holds it): one read of the input, no transformed copy.
+ */
+
+#define SILU_ARGMIN (-1.27846454f)
+
+/* int8 weights: ge_gemm_bf16_a_size (cout, KQ) words of quads, then cout
+ * rounded up to GE_MR scales (float) and sums (gint32). */
+static gsize
+int8_a_words (const GeConv2d * p)
+{
+  return ge_gemm_bf16_a_size (p->out_channels, (p->in_channels + 3) / 4 * p->kh * p->kw);
+}
+
+static gsize
+int8_words (const GeConv2d * p)
+{
+  return int8_a_words (p) + 2 * (gsize) ((p->out_channels + GE_MR - 1) / GE_MR * GE_MR);
+}
+
+static void
+pack_int8 (const GeConv2d * p, guint32 * st)
+{
+  const int T = p->kh * p->kw, C = p->in_channels, CQ = (C + 3) / 4, KQ = CQ * T;
+  const int M = p->out_channels, Mp = (M + GE_MR - 1) / GE_MR * GE_MR;
+  float *scale = (float *) (st + int8_a_words (p));
+  gint32 *sum = (gint32 *) (scale + Mp);
+  float *tmp = g_new (float, (gsize) C * T);
+  gint8 *q = g_new0 (gint8, (gsize) CQ * 4 * T);
+  memset (st, 0, sizeof (guint32) * int8_words (p));
+  for (int i = 0; i < M; i++) {
+    const float *w = weight_row (p, i, tmp);
+    float amax = 0.0f;
+    for (int k = 0; k < C * T; k++)
+      amax = MAX (amax, fabsf (w[k]));
+    const float sw = amax / 127.0f;
+    gint32 total = 0;
+    for (int k = 0; k < C * T; k++) {
+      q[k] = sw > 0.0f ? (gint8) CLAMP (lrintf (w[k] / sw), -127, 127) : 0;
+      total += q[k];
+    }
+    scale[i] = sw;
+    sum[i] = total;
+    guint32 *dst = st + (gsize) (i / GE_MR) * KQ * GE_MR + i % GE_MR;
+    for (int c = 0; c < CQ; c++)
+      for (int t = 0; t < T; t++) {
+        guint32 word = 0;
+        for (int e = 0; e < 4 && 4 * c + e < C; e++)
+          word |= (guint32) (guint8) q[(gsize) (4 * c + e) * T + t] << (8 * e);
+        dst[(gsize) (c * T + t) * GE_MR] = word;
+      }
+  }
+  g_free (q);
+  g_free (tmp);
+}
+
+/* @p's int8 weights, packed into its cache on the first int8 call. */
+static const guint32 *
+int8_weights (const GeConv2d * p)
+{
+  GeConvCache *c = p->cache;
+  if (g_once_init_enter (&c->packed_int8)) {
+    guint32 *w = (guint32 *) c->alloc (c->owner, int8_words (p));
+    pack_int8 (p, w);
+    g_once_init_leave (&c->packed_int8, w);
+  }
+  return c->packed_int8;
+}
+
+typedef struct {
+  const GeTensor *x;
+  const GeConvInput *in;
+  float *lo, *hi;               /* per channel of every sample */
+} RangeJob;
+
+static float
+silu_f (float v)
+{
+  return v / (1.0f + expf (-v));
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target ("avx512f")))
+static void
+min_max_avx512 (const float *v, gsize n, float *mn, float *mx)
+{
+  __m512 lo = _mm512_set1_ps (v[0]), hi = lo;
+  for (gsize i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16) ((1u << (n - i)) - 1);
+    const __m512 a = _mm512_mask_loadu_ps (lo, m, v + i);
+    lo = _mm512_min_ps (lo, a);
+    hi = _mm512_max_ps (hi, _mm512_mask_blend_ps (m, hi, a));
+  }
+  *mn = _mm512_reduce_min_ps (lo);
+  *mx = _mm512_reduce_max_ps (hi);
+}
+#endif
+
+/* The smallest and largest of @n > 0 floats. */
+static void
+plane_min_max (const float *v, gsize n, float *mn, float *mx)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (ge_gemm_packed_available ()) {
+    min_max_avx512 (v, n, mn, mx);
+    return;
+  }
+#endif
+  *mn = *mx = v[0];
+  for (gsize i = 1; i < n; i++) {
+    *mn = MIN (*mn, v[i]);
+    *mx = MAX (*mx, v[i]);
+  }
+}
+
+/* The range of channel @t's transformed values. */
+static void
+range_task (void *data, int t, int thread)
+{
+  const RangeJob *j = data;
+  const gsize n = (gsize) j->x->h * j->x->w;
+  float mn, mx;
+  plane_min_max (j->x->data + (gsize) t * n, n, &mn, &mx);
+  const GeConvInput *in = j->in;
+  const float sc = in && in->scale ? in->scale[t] : 1.0f, sh = in && in->shift ? in->shift[t] : 0.0f;
+  float a = mn * sc + sh, b = mx * sc + sh;
+  if (a > b) {
+    const float tmp = a;
+    a = b;
+    b = tmp;
+  }
+  if (in && in->act == GE_ACT_SILU) {
+    const float fa = silu_f (a), fb = silu_f (b);
+    j->lo[t] = a < SILU_ARGMIN && b > SILU_ARGMIN ? silu_f (SILU_ARGMIN) : MIN (fa, fb);
+    j->hi[t] = MAX (fa, fb);
+  } else {
+    j->lo[t] = a;
+    j->hi[t] = b;
+  }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* Stride-1 ring rows of a channel quad, transformed and quantized in one
+ * pass: byte e of dst[i] is clamp (round (act (src[e][i] s[e] + sh[e]) /
+ * sx) + zp, 0, 255), zp where src[e] is NULL (a channel past the last:
+ * its weights are 0). */
+__attribute__((target ("avx512f,avx512bw,avx512vl")))
+static void
+transform_quads_int8 (const float *const src[4], int n, const float s[4], const float sh[4],
+    gboolean silu, float inv_sx, int zp, guint32 * dst)
+{
+  const __m512 vi = _mm512_set1_ps (inv_sx);
+  const __m512i vz = _mm512_set1_epi32 (zp), v0 = _mm512_setzero_si512 ();
+  const __m512i v255 = _mm512_set1_epi32 (255);
+  for (int i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16) ((1u << (n - i)) - 1);
+    __m512i word = _mm512_setzero_si512 ();
+    for (int e = 0; e < 4; e++) {
+      __m512i q = vz;
+      if (src[e]) {
+        __m512 v = _mm512_fmadd_ps (_mm512_maskz_loadu_ps (m, src[e] + i), _mm512_set1_ps (s[e]),
+            _mm512_set1_ps (sh[e]));
+        if (silu)
+          v = silu_8bit_avx512 (v);
+        q = _mm512_add_epi32 (_mm512_cvtps_epi32 (_mm512_mul_ps (v, vi)), vz);
+        q = _mm512_min_epi32 (_mm512_max_epi32 (q, v0), v255);
+      }
+      word = _mm512_or_si512 (word, _mm512_slli_epi32 (q, 8 * e));
+    }
+    _mm512_mask_storeu_epi32 (dst + i, m, word);
+  }
+}
+#endif
+
+/* Ring row @r (padded row r of the input: stride 1) of sample @n as quads
+ * at dst + c * ring_pitch, zp words in the padding. */
+static void
+ring_row_int8 (const ConvJob * j, int n, int r, guint32 * dst)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+  const GeTensor *x = j->src;
+  const GeConvInput *in = j->in;
+  const int C = x->c, wp = j->ring_pitch, pl = j->p->pad_left, w = x->w;
+  const int y = r - j->p->pad_top;
+  const guint32 zw = 0x01010101u * (guint32) j->zp;
+  for (int c = 0; c < j->CP; c++) {
+    guint32 *d = dst + (gsize) c * wp;
+    if (y < 0 || y >= x->h) {
+      for (int i = 0; i < wp; i++)
+        d[i] = zw;
+      continue;
+    }
+    const float *src[4] = { NULL, NULL, NULL, NULL };
+    float sc[4] = { 1, 1, 1, 1 }, sh[4] = { 0, 0, 0, 0 };
+    for (int e = 0; e < 4 && 4 * c + e < C; e++) {
+      const int bc = n * C + 4 * c + e;
+      src[e] = x->data + ((gsize) bc * x->h + y) * w;
+      sc[e] = in && in->scale ? in->scale[bc] : 1.0f;
+      sh[e] = in && in->shift ? in->shift[bc] : 0.0f;
+    }
+    for (int i = 0; i < pl; i++)
+      d[i] = zw;
+    transform_quads_int8 (src, w, sc, sh, in && in->act == GE_ACT_SILU, j->inv_sx, j->zp, d + pl);
+    for (int i = pl + w; i < wp; i++)
+      d[i] = zw;
+  }
+#else
+  g_assert_not_reached ();
+#endif
+}
+
+static void
+implicit_int8_task (void *data, int task, int thread)
+{
+  const ConvJob *j = data;
+  int n, g, band, c0, nco;
+  task_split (j, task, &n, &g, &band, &c0, &nco);
+  const int y0 = band * j->band, y1 = MIN (j->oh, y0 + j->band);
+  if (nco <= 0 || y0 >= y1)
+    return;
+  const guint32 *ap = j->xb + (gsize) c0 * j->KP;       /* the weights: c0 is a multiple of GE_MR */
+  float *yn = j->y->data + ((gsize) n * j->y->c + c0) * j->opix;
+  const int R = j->ring_rows;
+  guint32 *ring = (guint32 *) (j->scratch + (gsize) thread * j->scratch_floats);
+  const float *scale = j->int8_scale + c0, *offset = j->int8_offset + c0;
+  for (int r = y0; r < y1 + R - 1; r++) {
+    ring_row_int8 (j, n, r, ring + (r % R) * j->ring_slot);
+    const int oy = r - (R - 1);
+    if (oy >= y0)
+      ge_gemm_int8 (nco, j->ow, j->KP, ap, ring, j->boff + (gsize) (oy % R) * j->KP,
+          yn + (gsize) oy * j->ow, j->opix, scale, offset, j->accumulate);
+  }
+}
+
+/* TRUE where conv2d_int8 runs @p on this input. */
+static gboolean
+int8_applies (GeCtx * ctx, const GeConv2d * p, const ConvJob * j, const GeConvInput * in, int up)
+{
+  return ctx->precision == GE_PRECISION_INT8 && ge_gemm_int8_available () && p->int8
+      && p->cache && p->groups == 1 && p->stride_h == 1 && p->stride_w == 1 && p->dil_h == 1
+      && p->dil_w == 1 && up == 1 && !narrow_rows (j->ow)
+      && (!in || in->act == GE_ACT_NONE || in->act == GE_ACT_SILU);
+}
+
+static void
+conv2d_int8 (GeCtx * ctx, ConvJob * j, const GeTensor * x, const GeConvInput * in)
+{
+  const GeConv2d *p = j->p;
+  const int n_threads = ge_pool_n_threads (ctx->pool), C = x->c, M = p->out_channels;
+  const guint32 *wq = int8_weights (p);
+  const float *sw = (const float *) (wq + int8_a_words (p));
+  const gint32 *sumq = (const gint32 *) (sw + (M + GE_MR - 1) / GE_MR * GE_MR);
+
+  /* the input's range, per channel */
+  RangeJob rj = { x, in, ge_arena_alloc (ctx->arena, (gsize) x->n * C),
+    ge_arena_alloc (ctx->arena, (gsize) x->n * C)
+  };
+  ge_pool_run (ctx->pool, x->n * C, range_task, &rj);
+  j->int8_scale = ge_arena_alloc (ctx->arena, M);
+  j->int8_offset = ge_arena_alloc (ctx->arena, M);
+  /* One range for the batch (1 or 2 samples of one frame here): the ring
+   * rows of every sample share the zero point. */
+  float lo = 0.0f, hi = 0.0f;
+  for (gsize i = 0; i < (gsize) x->n * C; i++) {
+    lo = MIN (lo, rj.lo[i]);
+    hi = MAX (hi, rj.hi[i]);
+  }
+  const float sx = hi > lo ? (hi - lo) / 255.0f : 1.0f;
+  j->zp = (int) CLAMP (lrintf (-lo / sx), 0, 255);
+  j->inv_sx = 1.0f / sx;
+  for (int co = 0; co < M; co++) {
+    j->int8_scale[co] = sw[co] * sx;
+    j->int8_offset[co] = (p->bias ? p->bias[co] : 0.0f)
+        - j->int8_scale[co] * (float) j->zp * (float) sumq[co];
+  }
+
+  j->CP = (C + 3) / 4;
+  j->KP = j->CP * p->kh * p->kw;
+  j->xb = wq;
+  const int Wp = conflict_free_width (j->ow + p->kw - 1);
+  j->band = MAX (IMPLICIT_BAND_PIX / j->ow, (j->oh + 4 * n_threads - 1) / (4 * n_threads));
+  j->ring_pitch = Wp;
+  j->n_bands = (j->oh + j->band - 1) / j->band;
+  split_channels (j->cout_g, x->n * j->n_bands, n_threads, TRUE, &j->cout_splits,
+      &j->cout_per_split);
+  const int R = p->kh;
+  j->src = x;
+  j->in = in;
+  j->ring_rows = R;
+  j->ring_slot = (gsize) j->CP * Wp;
+  j->scratch_floats = R * j->ring_slot;
+  j->scratch = ge_arena_alloc (ctx->arena, j->scratch_floats * n_threads);
+  int *boff = (int *) ge_arena_alloc (ctx->arena, (gsize) R * j->KP);
+  for (int q = 0; q < R; q++)
+    for (int c = 0, kq = 0; c < j->CP; c++)
+      for (int ky = 0; ky < p->kh; ky++)
+        for (int kx = 0; kx < p->kw; kx++)
+          boff[q * j->KP + kq++] = (int) ((q + ky) % R * j->ring_slot) + c * Wp + kx;
+  j->boff = boff;
+  ge_pool_run (ctx->pool, x->n * j->n_bands * j->cout_splits, implicit_int8_task, j);
+}
+
 static void
 conv2d_run (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInput * in,
     GeTensor * y, gboolean accumulate)
@@ -1091,9 +1430,14 @@ conv2d_run (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInp
   const gboolean needs_prep = in && (in->scale || in->shift || in->act != GE_ACT_NONE || up > 1);
 
   const int s = p->stride_h;
-  if (ctx->precision == GE_PRECISION_BF16 && ge_gemm_bf16_available () && p->groups == 1
+  if (int8_applies (ctx, p, &j, in, up)) {
+    conv2d_int8 (ctx, &j, x, in);
+    ge_arena_release (ctx->arena, mark);
+    return;
+  }
+  if (ge_precision_uses_bf16 (ctx->precision) && ge_gemm_bf16_available () && p->groups == 1
       && p->stride_w == s && p->dil_h == 1 && p->dil_w == 1) {
-    if (!p->packed_bf16 && p->bf16_cache) {
+    if (!p->packed_bf16 && p->cache) {
       p32 = *p;
       p32.packed_bf16 = bf16_weights (p);
       p = j.p = &p32;
@@ -1334,7 +1678,7 @@ ge_conv2d_phase2x (GeCtx * ctx, const GeConv2d phase[4], const GeTensor * x, GeT
   const gsize mark = ge_arena_mark (ctx->arena);
   PhaseJob j = { .phase = phase, .y = y };
   /* Rows narrow enough for implicit_task's wide mode keep the general path. */
-  const gboolean bf16 = ctx->precision == GE_PRECISION_BF16 && ge_gemm_bf16_available ();
+  const gboolean bf16 = ge_precision_uses_bf16 (ctx->precision) && ge_gemm_bf16_available ();
   GeConv2d bp[4];
   if (bf16) {
     for (int i = 0; i < 4; i++) {

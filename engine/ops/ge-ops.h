@@ -34,7 +34,8 @@ typedef struct {
   gpointer packed;              /* guint32 *; NULL until the first bf16 call */
   float *(*alloc) (gpointer owner, gsize n_floats);
   gpointer owner;
-} GeConvBf16Cache;
+  gpointer packed_int8;         /* NULL until the first int8 call (conv2d.c) */
+} GeConvCache;
 
 typedef struct {
   int in_channels, out_channels;
@@ -54,10 +55,13 @@ typedef struct {
   const void *weight16;
   GeDType dtype16;
   /* The weights for the bf16 kernel (ge_conv2d_pack_bf16), or NULL: then
-   * bf16_cache's, or with no cache either, a bf16 conv converts the rows
+   * cache's, or with no cache either, a bf16 conv converts the rows
    * each task needs as it runs. */
   const guint32 *packed_bf16;
-  GeConvBf16Cache *bf16_cache;
+  GeConvCache *cache;
+  /* May run in int8 (GE_PRECISION_INT8, with a cache to hold its weights):
+   * the loaders set it for the convs of resnet blocks. */
+  gboolean int8;
 } GeConv2d;
 
 /* Fills the common case: square kernel, symmetric padding, no dilation. */
@@ -85,10 +89,11 @@ void ge_conv2d_pack (GeConv2d * p, float *storage);
 gsize ge_conv2d_packed_bf16_size (const GeConv2d * p);
 void ge_conv2d_pack_bf16 (GeConv2d * p, guint32 * storage);
 /* Or later: @cache (zeroed but for alloc and owner, living as long as the
- * weights) gets the bf16 copy on the first bf16 call.  Models give every
+ * weights) gets the bf16 copy on the first bf16 call, and where @p->int8
+ * the int8 weights on the first int8 call.  Models give every
  * conv with f32 weights one at load, where ge_conv2d_packed_bf16_size () is
  * not 0. */
-void ge_conv2d_set_bf16_cache (GeConv2d * p, GeConvBf16Cache * cache);
+void ge_conv2d_set_cache (GeConv2d * p, GeConvCache * cache);
 /* y must be [x->n, out_channels, oh, ow].  Never builds a full-image im2col:
  * at most a band of output rows per thread.  With ctx->precision BF16 (and
  * the CPU's support) convs of one group without dilation run the bf16

@@ -137,4 +137,28 @@ gsize ge_gemm_bf16_a_size (int m, int kp);
 void ge_gemm_bf16 (int m, int n, int kp, const guint32 * ap, const guint32 * b,
     const int *boff, float *c, int ldc, const float *bias, gboolean accumulate);
 
+/* ---- int8 (AVX512-VNNI) -----------------------------------------------
+ *
+ * The same tile with vpdpbusd: each instruction multiplies four unsigned
+ * bytes of B by four signed bytes of A and adds the four products to an
+ * int32, twice the multiply-adds of vdpbf16ps.  Operands are quads along K
+ * (a guint32 holds elements 4q .. 4q + 3, the lowest byte first: the
+ * convolutions put four input channels at one tap there).  The sums are
+ * exact integers; each row of C gets them as f32 times its @scale, plus its
+ * @offset (NULL: 0), plus C where @accumulate.  How the bytes stand for
+ * numbers (scales, zero points) is the caller's. */
+
+/* TRUE where ge_gemm_bf16_available () and the CPU has AVX512-VNNI, unless
+ * GE_NO_INT8 is set in the environment. */
+gboolean ge_gemm_int8_available (void);
+
+/* C[m, n] = (accumulate ? C : 0) + offset + scale * (A * B) over @kq quads:
+ * ap packed as ge_gemm_bf16's A ([m/MR][kq][MR] guint32s of four signed
+ * bytes, ge_gemm_bf16_a_size () of them), quad row q of B at b + boff[q] (n
+ * guint32s of four unsigned bytes, read with masks), @scale and @offset per
+ * row of C.  Only where ge_gemm_int8_available (). */
+void ge_gemm_int8 (int m, int n, int kq, const guint32 * ap, const guint32 * b,
+    const int *boff, float *c, int ldc, const float *scale, const float *offset,
+    gboolean accumulate);
+
 G_END_DECLS

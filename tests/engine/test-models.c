@@ -318,6 +318,46 @@ test_unet_bf16_copy_f16_weights (void)
   g_free (src);
 }
 
+/* GE_PRECISION_INT8: the resnets' convs in int8 where the CPU has VNNI
+ * (close to diffusers' output, and not bf16's bytes), else bf16's bytes
+ * exactly (models-no-int8 runs this with GE_NO_INT8). */
+static void
+test_unet_int8 (void)
+{
+  char *dir = g_build_filename (fixtures, "diffusers", "unet_ddpm_small", NULL);
+  GeModelFile *mf = ge_model_file_open (dir, NULL);
+  g_assert_nonnull (mf);
+  GeUNet2D *u = ge_unet2d_new (mf, NULL);
+  g_assert_nonnull (u);
+  gsize n;
+  float *x = load_f32 ("unet_ddpm_small", "input.sample", &n);
+  float *ref = load_f32 ("unet_ddpm_small", "call1.out", &n);
+  float t[2] = { 500, 500 };
+  float *bf16 = g_new (float, n), *int8 = g_new (float, n);
+  ge_unet2d_set_precision (u, GE_PRECISION_BF16);
+  g_assert_true (ge_unet2d_forward (u, x, 2, 32, 32, t, bf16, NULL));
+  const GePrecision p = ge_unet2d_set_precision (u, GE_PRECISION_INT8);
+  g_assert_true (ge_unet2d_forward (u, x, 2, 32, 32, t, int8, NULL));
+  g_test_message ("int8 runs as %s: rel err %.3g (bf16 %.3g)", ge_precision_name (p),
+      rel_err (int8, ref, n), rel_err (bf16, ref, n));
+  if (ge_precision_int8_available ()) {
+    g_assert_cmpint (p, ==, GE_PRECISION_INT8);
+    g_assert_true (memcmp (int8, bf16, n * 4) != 0);
+    /* 8-bit inputs and weights: errors of a few 2^-8 */
+    g_assert_cmpfloat (rel_err (int8, ref, n), <, 5e-2);
+  } else {
+    g_assert_cmpint (p, !=, GE_PRECISION_INT8);
+    g_assert_cmpmem (int8, n * 4, bf16, n * 4);
+  }
+  ge_unet2d_free (u);
+  ge_model_file_unref (mf);
+  g_free (x);
+  g_free (ref);
+  g_free (bf16);
+  g_free (int8);
+  g_free (dir);
+}
+
 static void
 test_unet_single_file_and_dtypes (void)
 {
@@ -1024,6 +1064,7 @@ main (int argc, char **argv)
   g_test_add_func ("/unet/single-file-dtypes", test_unet_single_file_and_dtypes);
   g_test_add_func ("/unet/bf16-copy-on-demand", test_unet_bf16_copy_on_demand);
   g_test_add_func ("/unet/bf16-copy-f16-weights", test_unet_bf16_copy_f16_weights);
+  g_test_add_func ("/unet/int8", test_unet_int8);
   g_test_add_func ("/unet/legacy-names", test_unet_legacy_names);
   g_test_add_func ("/unet/errors", test_unet_errors);
   g_test_add_func ("/unet-cond/steady-state", test_cond_steady_state);

@@ -781,6 +781,190 @@ test_conv2d_bf16 (void)
   }
 }
 
+/* ---- int8 ---- */
+
+static GPtrArray *int8_allocs;
+
+static float *
+int8_alloc (gpointer owner, gsize n_floats)
+{
+  float *p = g_new0 (float, n_floats);
+  g_ptr_array_add (int8_allocs, p);
+  return p;
+}
+
+static double
+silu_d (double v)
+{
+  return v / (1.0 + exp (-v));
+}
+
+/* An int8 conv (GE_PRECISION_INT8, p.int8) against twins in double, from
+ * the quantization conv2d.c defines (written out here from its comment,
+ * not from its code):
+ *   weights  sw = max |w| / 127 per output channel, q = rint (w / sw);
+ *   input    [lo, hi]: 0 and each channel's raw range through its affine
+ *            and activation (SiLU's minimum where the interval holds its
+ *            argmin), sx = (hi - lo) / 255 (f32), zp = rint (-lo / sx),
+ *            u = clamp (rint (x * (1 / sx)) + zp, 0, 255) in f32;
+ *   output   sw sx sum q (u - zp) + bias.
+ * Without a transform the input is x itself, so u is the same number and
+ * the output must match to f32 rounding; with one (the kernel's SiLU is
+ * good to 1e-4) within half a step of each operand; and against the f32
+ * numbers within the quantization's bound. */
+static void
+check_conv2d_int8 (GeConv2d * p, int n, int h, int w, const GeConvInput * in,
+    gboolean accumulate)
+{
+  if (accumulate)
+    in = NULL;
+  int oh, ow;
+  ge_conv2d_out_size (p, h, w, &oh, &ow);
+  const int cin = p->in_channels, cout = p->out_channels, T = p->kh * p->kw;
+  float *wt = randn ((gsize) cout * cin * T), *b = randn (cout);
+  GeConvCache cache = { NULL, int8_alloc, NULL, NULL };
+  GeConv2d q = *p;
+  q.weight = wt;
+  q.bias = ri (0, 1) ? b : NULL;
+  q.packed = NULL;
+  q.packed_bf16 = NULL;
+  q.cache = &cache;
+  q.int8 = TRUE;
+  GeTensor x = { randn ((gsize) n * cin * h * w), n, cin, h, w };
+  for (gsize i = 0; i < (gsize) n * cin * h * w; i++)
+    x.data[i] *= 3.0f;          /* some inputs past SiLU's argmin */
+  const gsize ny = (gsize) n * cout * oh * ow;
+  GeTensor y = { randn (ny), n, cout, oh, ow };
+  float *y0 = g_memdup2 (y.data, sizeof (float) * ny);
+  ctx.precision = GE_PRECISION_INT8;
+  if (accumulate)
+    ge_conv2d_accumulate (&ctx, &q, &x, &y);
+  else
+    ge_conv2d_ex (&ctx, &q, &x, in, &y);
+  ctx.precision = GE_PRECISION_F32;
+
+  /* the quantized numbers */
+  double *xm = g_new (double, (gsize) n * cin * h * w);
+  float lo = 0.0f, hi = 0.0f;
+  for (int bc = 0; bc < n * cin; bc++) {
+    const float *v = x.data + (gsize) bc * h * w;
+    float mn = v[0], mx = v[0];
+    for (int i = 0; i < h * w; i++) {
+      mn = MIN (mn, v[i]);
+      mx = MAX (mx, v[i]);
+    }
+    const float sc = in && in->scale ? in->scale[bc] : 1.0f, sh = in && in->shift ? in->shift[bc] : 0.0f;
+    float a = mn * sc + sh, c = mx * sc + sh;
+    if (a > c) {
+      const float t = a;
+      a = c;
+      c = t;
+    }
+    if (in && in->act == GE_ACT_SILU) {
+      const double am = -1.27846454;
+      lo = MIN (lo, (float) (a < am && c > am ? silu_d (am) : MIN (silu_d (a), silu_d (c))));
+      hi = MAX (hi, (float) MAX (silu_d (a), silu_d (c)));
+    } else {
+      lo = MIN (lo, a);
+      hi = MAX (hi, c);
+    }
+    for (int i = 0; i < h * w; i++) {
+      double t = (double) v[i] * sc + sh;
+      xm[(gsize) bc * h * w + i] = in && in->act == GE_ACT_SILU ? silu_d (t) : t;
+    }
+  }
+  const float sx = hi > lo ? (hi - lo) / 255.0f : 1.0f, inv = 1.0f / sx;
+  const int zp = (int) CLAMP (rintf (-lo / sx), 0, 255);
+  const gboolean exact_input = !in || (!in->scale && !in->shift && in->act == GE_ACT_NONE);
+  double *sw = g_new (double, cout);
+  for (int co = 0; co < cout; co++) {
+    float amax = 0;
+    for (int k = 0; k < cin * T; k++)
+      amax = MAX (amax, fabsf (wt[(gsize) co * cin * T + k]));
+    sw[co] = amax / 127.0f;
+  }
+  for (int nn = 0; nn < n; nn++)
+    for (int co = 0; co < cout; co++)
+      for (int oy = 0; oy < oh; oy++)
+        for (int ox = 0; ox < ow; ox++) {
+          double sq = 0, s32 = 0, bound = 0, mag = 0;
+          for (int ci = 0; ci < cin; ci++)
+            for (int ky = 0; ky < p->kh; ky++)
+              for (int kx = 0; kx < p->kw; kx++) {
+                const int iy = oy - p->pad_top + ky, ix = ox - p->pad_left + kx;
+                if (iy < 0 || iy >= h || ix < 0 || ix >= w)
+                  continue;
+                const gsize xi = (((gsize) nn * cin + ci) * h + iy) * w + ix;
+                const float wv = wt[((gsize) co * cin + ci) * T + ky * p->kw + kx];
+                const double qw = sw[co] > 0 ? CLAMP (rint (wv / (float) sw[co]), -127, 127) : 0;
+                const double xv = xm[xi];
+                const double u = CLAMP (rintf ((float) xv * inv) + zp, 0, 255);
+                sq += qw * (u - zp);
+                s32 += (double) wv * xv;
+                mag += fabs (qw * sw[co] * sx * (u - zp));
+                /* |w - w~| <= sw / 2, |x - x~| <= sx / 2 (and 1e-4 |x| for
+                 * the kernel's SiLU) */
+                bound += fabs (wv) * (sx / 2 + 2e-4 * fabs (xv) + 1e-6) + fabs (xv) * sw[co] / 2
+                    + sw[co] * sx / 4;
+              }
+          const gsize i = (((gsize) nn * cout + co) * oh + oy) * ow + ox;
+          const double base = (q.bias ? q.bias[co] : 0) + (accumulate ? y0[i] : 0);
+          const double got = y.data[i];
+          const double ref = base + sw[co] * sx * sq;
+          const double f32_err = 8 * 0x1p-24 * (mag + sw[co] * sx * zp * cin * T * 127 + fabs (base));
+          gboolean bad = fabs (got - (base + s32)) > bound + f32_err;
+          if (exact_input)
+            bad |= fabs (got - ref) > f32_err;
+          if (bad) {
+            g_printerr ("int8 conv2d n%d %dx%d %d->%d k%d %s: [%d,%d,%d,%d] %.9g, on the int8 "
+                "numbers %.9g, f32 twin %.9g (bound %.3g)\n", n, h, w, cin, cout, p->kh,
+                in && in->act ? "silu" : "", nn, co, oy, ox, got, ref, base + s32, bound);
+            g_assert_not_reached ();
+          }
+        }
+  g_free (xm);
+  g_free (sw);
+  g_free (wt);
+  g_free (b);
+  g_free (x.data);
+  g_free (y.data);
+  g_free (y0);
+}
+
+static void
+test_conv2d_int8 (void)
+{
+  if (!ge_gemm_int8_available ()) {
+    g_test_skip ("no AVX512-VNNI: int8 runs as bf16 (the models tests check that)");
+    return;
+  }
+  int8_allocs = g_ptr_array_new_with_free_func (g_free);
+  for (int threads = 1; threads <= 3; threads += 2) {
+    set_threads (threads);
+    for (int it = 0; it < 16; it++) {
+      const int k = it % 3 ? 3 : 1;
+      GeConv2d p = ge_conv2d_params (ri (1, 13), ri (1, 19), k, 1, k / 2, NULL, NULL);
+      /* rows wide enough for the ring (narrower ones run in bf16) */
+      const int n = ri (1, 2), h = ri (1, 9), w = 32 * ri (1, 3) + (it % 2 ? 0 : ri (24, 31));
+      float *scale = randn ((gsize) n * p.in_channels), *shift = randn ((gsize) n * p.in_channels);
+      GeConvInput in = { scale, shift, it % 4 == 1 ? GE_ACT_NONE : GE_ACT_SILU, 1 };
+      check_conv2d_int8 (&p, n, h, w, it % 4 == 0 ? NULL : &in, it % 5 == 2);
+      g_free (scale);
+      g_free (shift);
+    }
+    /* the SR U-Net's: 32 -> 32 over a 640-pixel row, 64 -> 32 1x1 */
+    GeConv2d a = ge_conv2d_params (32, 32, 3, 1, 1, NULL, NULL);
+    float *scale = randn (64), *shift = randn (64);
+    GeConvInput in = { scale, shift, GE_ACT_SILU, 1 };
+    check_conv2d_int8 (&a, 1, 5, 640, &in, FALSE);
+    GeConv2d b = ge_conv2d_params (64, 32, 1, 1, 0, NULL, NULL);
+    check_conv2d_int8 (&b, 1, 4, 200, NULL, FALSE);
+    g_free (scale);
+    g_free (shift);
+  }
+  g_ptr_array_unref (int8_allocs);
+}
+
 /* ge_conv2d_phase2x in bf16 against the naive conv on the bf16 numbers
  * (its input is x itself: the rounding is the same number). */
 static void
@@ -1683,6 +1867,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ops/bf16/gemm", test_bf16_gemm);
   g_test_add_func ("/ops/bf16/conv2d", test_conv2d_bf16);
   g_test_add_func ("/ops/bf16/phase2x", test_conv2d_phase2x_bf16);
+  g_test_add_func ("/ops/int8/conv2d", test_conv2d_int8);
   g_test_add_func ("/ops/conv1d", test_conv1d);
   g_test_add_func ("/ops/conv-transpose2d", test_conv_transpose2d);
   g_test_add_func ("/ops/linear", test_linear);
