@@ -18,15 +18,19 @@ For each: the mean metric in f32 and in bf16, their difference (the budget: |bf1
 dB), the largest per-photo difference, and the PSNR of the bf16 output against the f32 output.
 gansynth has no convolution (its GRU and projections are OpenBLAS sgemv): precision does not apply.
 
+--precision int8 measures the element's precision=int8 instead of bf16 (the resnets' convs in
+8-bit integers, the rest in bf16: ge-precision.h).
+
 With --write-auto, each model whose difference is within the budget gets "precision_auto": "bf16"
-in its safetensors metadata (GE_PRECISION_AUTO then runs it in bf16); a model outside it loses the
-key.  The file's tensors are left byte for byte as they were.
+(or "int8") in its safetensors metadata (GE_PRECISION_AUTO then runs it so); a model outside the
+bf16 budget loses the key, one outside int8's keeps what it had.  The file's tensors are left byte
+for byte as they were.
 
 Run from the repository root after `meson compile -C build` and models/data/fetch_photos.py:
 
     /usr/bin/python3 bench/precision_quality.py [--write-auto]
 
-Writes bench/out/precision_quality/results.json and results.md.
+Writes bench/out/precision_quality/results.json and results.md (precision_quality_int8/ for int8).
 """
 
 import argparse
@@ -50,7 +54,9 @@ import sr_quality as Q  # noqa: E402
 import vae_quality as V  # noqa: E402
 
 BUDGET_DB = 0.05
-PRECISIONS = ("f32", "bf16")
+# The precision measured against f32 (--precision): bf16 or int8.
+CAND = "bf16"
+PRECISIONS = ("f32", CAND)
 MODELS = {
     "diffusionsr-x2": "models/sr/diffusionsr-x2.safetensors",
     "diffusionsr-x4": "models/sr/diffusionsr-x4.safetensors",
@@ -82,7 +88,7 @@ def run_sr(model, s, photos, max_side, tmp):
         outs = {p: launch_png(src, ["diffusionsr", f"model-file={os.path.abspath(model)}", f"scale={s}",
                                     f"precision={p}"], os.path.join(tmp, "sr.png")) for p in PRECISIONS}
         rows.append({"photo": name, **{p: Q.psnr_y(outs[p], hr, s) for p in PRECISIONS},
-                     "bf16_vs_f32": psnr(outs["bf16"], outs["f32"])})
+                     "cand_vs_f32": psnr(outs[CAND], outs["f32"])})
     return rows
 
 
@@ -106,7 +112,7 @@ def run_inpaint(model, photos, size, seed, tmp, guidance=None):
                                         f"mask-file={mpath}", f"precision={p}", *g], os.path.join(tmp, "out.png"))
                     for p in PRECISIONS}
             rows.append({"photo": f"{name} {kind}", **{p: I.masked_psnr(outs[p], img, mask) for p in PRECISIONS},
-                         "bf16_vs_f32": I.masked_psnr(outs["bf16"], outs["f32"], mask)})
+                         "cand_vs_f32": I.masked_psnr(outs[CAND], outs["f32"], mask)})
     return rows
 
 
@@ -136,7 +142,7 @@ def run_vae(model, photos, size, tmp):
         Q.save_png(src, img)
         outs = {p: vae_round_trip(src, img.shape[1], img.shape[0], model, dims, p, tmp) for p in PRECISIONS}
         rows.append({"photo": name, **{p: V.psnr_rgb(outs[p], img) for p in PRECISIONS},
-                     "bf16_vs_f32": psnr(outs["bf16"], outs["f32"])})
+                     "cand_vs_f32": psnr(outs[CAND], outs["f32"])})
     return rows
 
 
@@ -159,32 +165,36 @@ def run_img2img(model, photos, size, seeds, tmp):
                                         f"precision={p}"], os.path.join(tmp, "color.png")) for p in PRECISIONS}
             rows.append({"photo": f"{name} seed {seed}",
                          **{p: float(T.chroma_psnr(t(outs[p]), t(orig))) for p in PRECISIONS},
-                         "bf16_vs_f32": psnr(outs["bf16"], outs["f32"])})
+                         "cand_vs_f32": psnr(outs[CAND], outs["f32"])})
     return rows
 
 
 def summarise(rows):
-    f, b = np.array([r["f32"] for r in rows]), np.array([r["bf16"] for r in rows])
+    f, b = np.array([r["f32"] for r in rows]), np.array([r[CAND] for r in rows])
     d = b - f
-    return {"n": len(rows), "f32": float(f.mean()), "bf16": float(b.mean()), "diff": float(d.mean()),
+    return {"n": len(rows), "precision": CAND, "f32": float(f.mean()), CAND: float(b.mean()),
+            "diff": float(d.mean()),
             "diff_se": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0,
             "max_abs_photo_diff": float(np.abs(d).max()),
-            "bf16_vs_f32_psnr_min": float(min(r["bf16_vs_f32"] for r in rows)),
-            "bf16_vs_f32_psnr_mean": float(np.mean([min(r["bf16_vs_f32"], 100.0) for r in rows])),
+            "cand_vs_f32_psnr_min": float(min(r["cand_vs_f32"] for r in rows)),
+            "cand_vs_f32_psnr_mean": float(np.mean([min(r["cand_vs_f32"], 100.0) for r in rows])),
             "within_budget": bool(abs(float(d.mean())) < BUDGET_DB)}
 
 
 def set_precision_auto(path, on):
-    """Adds (or removes) "precision_auto": "bf16" in the file's metadata; tensors untouched."""
+    """Sets "precision_auto" to CAND in the file's metadata (on), or removes it (not on: only for
+    bf16; a model outside int8's budget keeps what it had); tensors untouched."""
     with open(path, "rb") as f:
         (n,) = struct.unpack("<Q", f.read(8))
         header = json.loads(f.read(n).decode("utf-8"))
         data = f.read()
     meta = header.get("__metadata__", {})
     if on:
-        meta["precision_auto"] = "bf16"
-    else:
+        meta["precision_auto"] = CAND
+    elif CAND == "bf16":
         meta.pop("precision_auto", None)
+    else:
+        return
     header["__metadata__"] = meta
     h = json.dumps(header, separators=(",", ":")).encode("utf-8")
     h += b" " * (-len(h) % 8)
@@ -195,7 +205,10 @@ def set_precision_auto(path, on):
 
 
 def main():
-    ap = argparse.ArgumentParser(description="bf16 against f32: each model card's quality metric")
+    global CAND, PRECISIONS
+    ap = argparse.ArgumentParser(description="bf16 or int8 against f32: each model card's quality metric")
+    ap.add_argument("--precision", default="bf16", choices=("bf16", "int8"),
+                    help="the precision measured against f32")
     ap.add_argument("--models", default=",".join(MODELS), help="which of " + ", ".join(MODELS))
     ap.add_argument("--max-photos", type=int, default=0, help="0: all validation photos")
     ap.add_argument("--max-side", type=int, default=384, help="SR: HR centre crop (as in RESULTS.md)")
@@ -205,8 +218,12 @@ def main():
                     help="diffusioninpaint: exemplar-guidance values measured besides the element's default "
                          "(comma-separated; empty: none)")
     ap.add_argument("--write-auto", action="store_true", help="mark the models within the budget")
-    ap.add_argument("--out", default=os.path.join(HERE, "out", "precision_quality"))
+    ap.add_argument("--out", default=None, help="default: bench/out/precision_quality (bf16), "
+                    "bench/out/precision_quality_int8")
     args = ap.parse_args()
+    CAND, PRECISIONS = args.precision, ("f32", args.precision)
+    if args.out is None:
+        args.out = os.path.join(HERE, "out", "precision_quality" + ("" if CAND == "bf16" else "_" + CAND))
     os.makedirs(args.out, exist_ok=True)
     photos = Q.val_photos(max_photos=args.max_photos)
     results = {}
@@ -233,18 +250,18 @@ def main():
                 metric = f"chroma PSNR, seeds 0-{args.seeds - 1}"
             results[name] = {"model": model, "metric": metric, "rows": rows, **summarise(rows)}
             r = results[name]
-            print(f"{name}: {metric} f32 {r['f32']:.3f} bf16 {r['bf16']:.3f} diff {r['diff']:+.4f} +- "
-                  f"{r['diff_se']:.4f} dB, largest per-photo {r['max_abs_photo_diff']:.3f}, bf16 vs f32 output "
-                  f">= {r['bf16_vs_f32_psnr_min']:.1f} dB [{time.time() - t0:.0f} s]", flush=True)
+            print(f"{name}: {metric} f32 {r['f32']:.3f} {CAND} {r[CAND]:.3f} diff {r['diff']:+.4f} +- "
+                  f"{r['diff_se']:.4f} dB, largest per-photo {r['max_abs_photo_diff']:.3f}, {CAND} vs f32 output "
+                  f">= {r['cand_vs_f32_psnr_min']:.1f} dB [{time.time() - t0:.0f} s]", flush=True)
     load = os.getloadavg()
     md = [f"{len(photos)} validation photos; load average {load[0]:.1f} at the end (time does not matter here).", "",
-          "| model | metric | n | f32 (dB) | bf16 (dB) | bf16 - f32 (dB) | largest per-photo |bf16 - f32| | "
-          "bf16 output vs f32 output, PSNR min / mean (dB) | within 0.05 dB |",
+          f"| model | metric | n | f32 (dB) | {CAND} (dB) | {CAND} - f32 (dB) | largest per-photo |{CAND} - f32| | "
+          f"{CAND} output vs f32 output, PSNR min / mean (dB) | within 0.05 dB |",
           "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for key, r in results.items():
-        md.append(f"| {key} | {r['metric']} | {r['n']} | {r['f32']:.3f} | {r['bf16']:.3f} | {r['diff']:+.4f} +- "
-                  f"{r['diff_se']:.4f} | {r['max_abs_photo_diff']:.3f} | {r['bf16_vs_f32_psnr_min']:.1f} / "
-                  f"{r['bf16_vs_f32_psnr_mean']:.1f} | {'yes' if r['within_budget'] else 'NO'} |")
+        md.append(f"| {key} | {r['metric']} | {r['n']} | {r['f32']:.3f} | {r[CAND]:.3f} | {r['diff']:+.4f} +- "
+                  f"{r['diff_se']:.4f} | {r['max_abs_photo_diff']:.3f} | {r['cand_vs_f32_psnr_min']:.1f} / "
+                  f"{r['cand_vs_f32_psnr_mean']:.1f} | {'yes' if r['within_budget'] else 'NO'} |")
     md.append("| gansynth | SI-SDRi | | | | | | | precision does not apply (no convolution) |")
     text = "\n".join(md) + "\n"
     print(text)
@@ -261,7 +278,7 @@ def main():
             if path not in done:
                 set_precision_auto(path, ok)
                 done.add(path)
-                print(f"{path}: precision_auto {'bf16' if ok else '(none)'}")
+                print(f"{path}: precision_auto {CAND if ok else '(unchanged)' if CAND == 'int8' else '(none)'}")
 
 
 if __name__ == "__main__":

@@ -111,8 +111,10 @@ static const GEnumValue precision_values[] = {
   {GST_GENERATIVE_PRECISION_F32, "f32 (the reference)", "f32"},
   {GST_GENERATIVE_PRECISION_BF16, "bf16 multiply-adds with f32 sums where "
         "the CPU has AVX512-BF16, else f32", "bf16"},
-  {GST_GENERATIVE_PRECISION_AUTO, "bf16 where the model was validated in it "
-        "and the CPU has AVX512-BF16, else f32", "auto"},
+  {GST_GENERATIVE_PRECISION_AUTO, "int8 or bf16 where the model was validated "
+        "in it and the CPU has it, else f32", "auto"},
+  {GST_GENERATIVE_PRECISION_INT8, "the resnet blocks' convolutions in 8-bit "
+        "integers where the CPU has AVX512-VNNI, the rest as bf16", "int8"},
   {0, NULL, NULL},
 };
 
@@ -262,8 +264,11 @@ gst_generative_core_install_properties (GObjectClass * klass,
    * vdpbf16ps), about twice as fast as f32, within the accuracy budget the
    * model card reports; normalisations, the softmax, the sampler and
    * everything else stay f32.  Where the CPU lacks AVX512-BF16 (or the
-   * environment sets GE_NO_BF16) bf16 runs f32.  auto is bf16 for model
-   * files marked as validated in it ("precision_auto" metadata: the
+   * environment sets GE_NO_BF16) bf16 runs f32.  int8 runs the resnet
+   * blocks' convolutions in 8-bit integers (AVX512-VNNI's vpdpbusd: weights
+   * per output channel, each input per call), the rest as bf16; bf16 where
+   * the CPU lacks VNNI (or GE_NO_INT8 is set).  auto is int8 or bf16 for
+   * model files marked as validated in it ("precision_auto" metadata: the
    * shipped models whose card metric stays within 0.05 dB of f32), f32
    * for every other model and for diffusers folders.  The stats say which
    * one runs.  A change in PLAYING takes effect on the next frame.
@@ -272,9 +277,9 @@ gst_generative_core_install_properties (GObjectClass * klass,
     g_object_class_install_property (klass, first + CORE_PROP_PRECISION,
         g_param_spec_enum ("precision", "Precision",
             "Arithmetic of the model's convolutions and attention: bf16 is "
-            "about twice as fast on CPUs with AVX512-BF16, within the "
-            "accuracy budget of the model card (auto: bf16 for models "
-            "validated in it, f32 otherwise)",
+            "about twice as fast on CPUs with AVX512-BF16, int8 faster again "
+            "on CPUs with AVX512-VNNI, within the accuracy budget of the model "
+            "card (auto: what the model was validated in, f32 otherwise)",
             GST_TYPE_GENERATIVE_PRECISION, DEFAULT_PRECISION,
             rw | GST_PARAM_MUTABLE_PLAYING));
     gst_type_mark_as_plugin_api (GST_TYPE_GENERATIVE_PRECISION, 0);

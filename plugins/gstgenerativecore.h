@@ -95,9 +95,12 @@ typedef enum
  * @GST_GENERATIVE_PRECISION_BF16: the convolutions' and attention's
  *   multiply-adds on bf16-rounded inputs with f32 sums, where the CPU has
  *   AVX512-BF16 (f32 elsewhere)
- * @GST_GENERATIVE_PRECISION_AUTO: bf16 where the model file says its bf16
- *   output was validated against f32 ("precision_auto" metadata) and the
- *   CPU has AVX512-BF16, f32 otherwise
+ * @GST_GENERATIVE_PRECISION_AUTO: int8 or bf16 where the model file says
+ *   that output was validated against f32 ("precision_auto" metadata) and
+ *   the CPU has the instructions, f32 otherwise
+ * @GST_GENERATIVE_PRECISION_INT8: the resnet blocks' convolutions in 8-bit
+ *   integers (AVX512-VNNI), everything else as bf16; bf16 where the CPU
+ *   lacks VNNI
  *
  * The engine's GePrecision (ge-precision.h), value for value.
  */
@@ -106,6 +109,7 @@ typedef enum
   GST_GENERATIVE_PRECISION_F32 = GE_PRECISION_F32,
   GST_GENERATIVE_PRECISION_BF16 = GE_PRECISION_BF16,
   GST_GENERATIVE_PRECISION_AUTO = GE_PRECISION_AUTO,
+  GST_GENERATIVE_PRECISION_INT8 = GE_PRECISION_INT8,
 } GstGenerativePrecision;
 
 #define GST_TYPE_GENERATIVE_PRECISION (gst_generative_precision_get_type ())

@@ -1,4 +1,4 @@
-/* test-precision: the "precision" property (auto, f32, bf16) of the model
+/* test-precision: the "precision" property (auto, f32, bf16, int8) of the model
  * elements, which the shared element core declares and hands to the
  * engine.
  *
@@ -14,6 +14,9 @@
  *    weights do), where the CPU has AVX512-BF16
  *    (ge_precision_bf16_available ()), and the bytes of f32 where it does
  *    not (the f32 path runs);
+ *  - int8 gives other bytes again, within its own bounds (8-bit inputs:
+ *    about four times bf16's differences on the random pipeline parts),
+ *    where the CPU has AVX512-VNNI, and bf16's bytes where it does not;
  *  - the stats say which precision runs.
  * Besides: a change in PLAYING takes effect on the next frame (an
  * identical inpainting frame is not served from the last frame's cache
@@ -188,10 +191,12 @@ assert_stats_precision (const Out * o, const gchar * want)
 }
 
 /* auto == f32 bit for bit; bf16 within @max_levels (mean @max_mean) of f32
- * and different where it runs, f32's bytes where it does not. */
+ * and different where it runs, f32's bytes where it does not; int8 within
+ * @int8_levels (mean @int8_mean) and not bf16's bytes where it runs, bf16's
+ * where it does not. */
 static void
 check_element (const gchar * launch, const gchar * factory,
-    gdouble max_mean, gint max_levels)
+    gdouble max_mean, gint max_levels, gdouble int8_mean, gint int8_levels)
 {
   const gboolean avail = ge_precision_bf16_available ();
   Out f32 = run (launch, factory, "f32", 1);
@@ -216,9 +221,26 @@ check_element (const gchar * launch, const gchar * factory,
   } else {
     fail_unless_equals_int (max, 0);
   }
+  /* int8: the resnets' convs in 8 bits where VNNI is, bf16's bytes (and
+   * name) where it is not */
+  Out int8 = run (launch, factory, "int8", 1);
+  if (ge_precision_int8_available ()) {
+    assert_stats_precision (&int8, "int8");
+    diff (&bf16, &int8, &mean, &max);
+    fail_unless (max > 0, "%s: int8 gave bf16's bytes", factory);
+    diff (&f32, &int8, &mean, &max);
+    g_print ("# %s: int8 vs f32 mean %.3f max %d levels\n", factory, mean, max);
+    fail_unless (mean <= int8_mean, "%s: int8 mean difference %.3f", factory, mean);
+    fail_unless (max <= int8_levels, "%s: int8 max difference %d", factory, max);
+  } else {
+    assert_stats_precision (&int8, avail ? "bf16" : "f32");
+    diff (&bf16, &int8, &mean, &max);
+    fail_unless_equals_int (max, 0);
+  }
   out_clear (&f32);
   out_clear (&autop);
   out_clear (&bf16);
+  out_clear (&int8);
 }
 
 static gchar *
@@ -238,7 +260,7 @@ GST_START_TEST (test_diffusionsr)
 {
   gchar *l = launch_of ("diffusionsr", "diffusionsr-x2.safetensors", NULL);
 
-  check_element (l, "diffusionsr", 0.5, 4);
+  check_element (l, "diffusionsr", 0.5, 4, 1.0, 8);
   g_free (l);
 }
 
@@ -249,7 +271,7 @@ GST_START_TEST (test_diffusionimg2img)
   gchar *l = launch_of ("diffusionimg2img", "diffusionimg2img.safetensors",
       NULL);
 
-  check_element (l, "diffusionimg2img", 0.5, 4);
+  check_element (l, "diffusionimg2img", 0.5, 4, 1.0, 8);
   g_free (l);
 }
 
@@ -263,7 +285,7 @@ GST_START_TEST (test_diffusioninpaint)
   gchar *l = launch_of ("diffusioninpaint", "diffusioninpaint.safetensors",
       extra);
 
-  check_element (l, "diffusioninpaint", 0.5, 4);
+  check_element (l, "diffusioninpaint", 0.5, 4, 1.0, 8);
   g_free (l);
   g_free (extra);
   g_unlink (mask);
@@ -323,7 +345,7 @@ GST_START_TEST (test_pipeline_folder)
 
   /* Random U-Net and VAE fixtures, one after the other: the largest gain
    * of rounding of these tests. */
-  check_element (l, "diffusionimg2img", 2.0, 16);
+  check_element (l, "diffusionimg2img", 2.0, 16, 8.0, 64);
   g_free (l);
   remove_folder (dir);
 }
