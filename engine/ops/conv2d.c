@@ -21,7 +21,10 @@
  * With ctx->precision BF16 (on AVX512-BF16) convs of one group without
  * dilation take the bf16 kernel instead (conv2d_bf16 below: the same
  * implicit GEMM on channel pairs rounded to bf16 as the input is prepared);
- * everything above is the f32 reference and unchanged by it.
+ * with INT8 (on AVX512-VNNI) the convs marked int8 take the int8 kernel
+ * where their shape allows (conv2d_int8: quads of channels quantized to
+ * 8 bits as the ring rows are built) and the others the bf16 one;
+ * everything above is the f32 reference and unchanged by them.
  */
 #include "act.h"
 #include "ge-pool.h"
@@ -1184,18 +1187,21 @@ static void
 min_max_avx512 (const float *v, gsize n, float *mn, float *mx)
 {
   __m512 lo = _mm512_set1_ps (v[0]), hi = lo;
+  __mmask16 nan = 0;
   for (gsize i = 0; i < n; i += 16) {
     const __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16) ((1u << (n - i)) - 1);
     const __m512 a = _mm512_mask_loadu_ps (lo, m, v + i);
+    nan |= _mm512_cmp_ps_mask (a, a, _CMP_UNORD_Q);
     lo = _mm512_min_ps (lo, a);
-    hi = _mm512_max_ps (hi, _mm512_mask_blend_ps (m, hi, a));
+    hi = _mm512_max_ps (hi, a);
   }
-  *mn = _mm512_reduce_min_ps (lo);
-  *mx = _mm512_reduce_max_ps (hi);
+  *mn = nan ? NAN : _mm512_reduce_min_ps (lo);
+  *mx = nan ? NAN : _mm512_reduce_max_ps (hi);
 }
 #endif
 
-/* The smallest and largest of @n > 0 floats. */
+/* The smallest and largest of @n > 0 floats; NaN for both where one is
+ * a NaN. */
 static void
 plane_min_max (const float *v, gsize n, float *mn, float *mx)
 {
@@ -1206,7 +1212,11 @@ plane_min_max (const float *v, gsize n, float *mn, float *mx)
   }
 #endif
   *mn = *mx = v[0];
-  for (gsize i = 1; i < n; i++) {
+  for (gsize i = 0; i < n; i++) {
+    if (isnan (v[i])) {
+      *mn = *mx = NAN;
+      return;
+    }
     *mn = MIN (*mn, v[i]);
     *mx = MAX (*mx, v[i]);
   }
@@ -1220,6 +1230,10 @@ range_task (void *data, int t, int thread)
   const gsize n = (gsize) j->x->h * j->x->w;
   float mn, mx;
   plane_min_max (j->x->data + (gsize) t * n, n, &mn, &mx);
+  if (!isfinite (mn) || !isfinite (mx)) {      /* SiLU (-inf) would hide it */
+    j->lo[t] = j->hi[t] = NAN;
+    return;
+  }
   const GeConvInput *in = j->in;
   const float sc = in && in->scale ? in->scale[t] : 1.0f, sh = in && in->shift ? in->shift[t] : 0.0f;
   float a = mn * sc + sh, b = mx * sc + sh;
@@ -1341,7 +1355,10 @@ int8_applies (GeCtx * ctx, const GeConv2d * p, const ConvJob * j, const GeConvIn
       && (!in || in->act == GE_ACT_NONE || in->act == GE_ACT_SILU);
 }
 
-static void
+/* FALSE, nothing done, where the input holds an infinity or a NaN: no
+ * range quantizes it, and the bf16 path carries it on as f32 would, for
+ * the checks downstream to see. */
+static gboolean
 conv2d_int8 (GeCtx * ctx, ConvJob * j, const GeTensor * x, const GeConvInput * in)
 {
   const GeConv2d *p = j->p;
@@ -1363,6 +1380,8 @@ conv2d_int8 (GeCtx * ctx, ConvJob * j, const GeTensor * x, const GeConvInput * i
   for (gsize i = 0; i < (gsize) x->n * C; i++) {
     lo = MIN (lo, rj.lo[i]);
     hi = MAX (hi, rj.hi[i]);
+    if (!isfinite (rj.lo[i]) || !isfinite (rj.hi[i]))
+      return FALSE;
   }
   const float sx = hi > lo ? (hi - lo) / 255.0f : 1.0f;
   j->zp = (int) CLAMP (lrintf (-lo / sx), 0, 255);
@@ -1397,6 +1416,7 @@ conv2d_int8 (GeCtx * ctx, ConvJob * j, const GeTensor * x, const GeConvInput * i
           boff[q * j->KP + kq++] = (int) ((q + ky) % R * j->ring_slot) + c * Wp + kx;
   j->boff = boff;
   ge_pool_run (ctx->pool, x->n * j->n_bands * j->cout_splits, implicit_int8_task, j);
+  return TRUE;
 }
 
 static void
@@ -1430,8 +1450,7 @@ conv2d_run (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInp
   const gboolean needs_prep = in && (in->scale || in->shift || in->act != GE_ACT_NONE || up > 1);
 
   const int s = p->stride_h;
-  if (int8_applies (ctx, p, &j, in, up)) {
-    conv2d_int8 (ctx, &j, x, in);
+  if (int8_applies (ctx, p, &j, in, up) && conv2d_int8 (ctx, &j, x, in)) {
     ge_arena_release (ctx->arena, mark);
     return;
   }

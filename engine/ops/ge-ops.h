@@ -98,7 +98,8 @@ void ge_conv2d_set_cache (GeConv2d * p, GeConvCache * cache);
  * at most a band of output rows per thread.  With ctx->precision BF16 (and
  * the CPU's support) convs of one group without dilation run the bf16
  * kernel: inputs rounded to bf16 as they are prepared, f32 sums and
- * output; the rest stays f32. */
+ * output; the rest stays f32.  With INT8 (and VNNI) convs marked int8 run
+ * in 8-bit integers (ge-precision.h), the others as in BF16. */
 void ge_conv2d (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, GeTensor * y);
 /* The same on the input @in derives from @x (NULL: x itself). */
 void ge_conv2d_ex (GeCtx * ctx, const GeConv2d * p, const GeTensor * x,

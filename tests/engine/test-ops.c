@@ -959,6 +959,27 @@ test_conv2d_int8 (void)
     check_conv2d_int8 (&a, 1, 5, 640, &in, FALSE);
     GeConv2d b = ge_conv2d_params (64, 32, 1, 1, 0, NULL, NULL);
     check_conv2d_int8 (&b, 1, 4, 200, NULL, FALSE);
+    /* a NaN or an infinity has no range: carried on (by the bf16 path) as
+     * f32 would, not quantized into finite numbers */
+    for (int k = 0; k < 3; k++) {  /* NaN, +inf, -inf: both ends of SiLU */
+      GeConvCache cache = { NULL, int8_alloc, NULL, NULL };
+      float *wt = randn (32 * 32 * 9);
+      GeConv2d c = ge_conv2d_params (32, 32, 3, 1, 1, wt, NULL);
+      c.cache = &cache;
+      c.int8 = TRUE;
+      GeTensor x = { randn (32 * 4 * 64), 1, 32, 4, 64 }, y = { g_new (float, 32 * 4 * 64), 1, 32, 4, 64 };
+      x.data[5 * 256 + 70] = k == 0 ? NAN : k == 1 ? INFINITY : -INFINITY;
+      ctx.precision = GE_PRECISION_INT8;
+      ge_conv2d_ex (&ctx, &c, &x, &in, &y);
+      ctx.precision = GE_PRECISION_F32;
+      int bad = 0;
+      for (int i = 0; i < 32 * 4 * 64; i++)
+        bad += !isfinite (y.data[i]);
+      g_assert_cmpint (bad, >, 0);
+      g_free (wt);
+      g_free (x.data);
+      g_free (y.data);
+    }
     g_free (scale);
     g_free (shift);
   }
