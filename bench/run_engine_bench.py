@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """The engine benchmark of issue 2, in one run: conv2d against OpenBLAS sgemm,
-and the U-Net forward (256x256, ~4.3M parameters) in the engine against
-PyTorch and ONNX Runtime on the same weights, 1 and 2 threads, medians.
+and the U-Net forward (256x256, ~4.3M parameters) in the engine (f32, bf16,
+int8) against PyTorch and ONNX Runtime on the same weights, 1 and 2
+threads, medians.
 
     /usr/bin/python3 bench/run_engine_bench.py [--build build] [--runs 7] [--rounds 3]
 
@@ -45,10 +46,10 @@ def main():
 
     conv = run([os.path.join(args.build, "bench", "conv_bench"), "--runs", str(args.runs)])
 
-    times = {"engine": {}, "engine_bf16": {}, "torch": {}, "ort": {}}
-    cpu_ms = {"engine": [], "engine_bf16": [], "ort": []}
+    times = {"engine": {}, "engine_bf16": {}, "engine_int8": {}, "torch": {}, "ort": {}}
+    cpu_ms = {"engine": [], "engine_bf16": [], "engine_int8": [], "ort": []}
     params = None
-    bf16_runs_as = None
+    bf16_runs_as = int8_runs_as = None
     for _ in range(args.rounds):
         e = json.loads(run([os.path.join(args.build, "bench", "unet_bench"), MODEL,
                             "--runs", str(args.runs)]))
@@ -56,17 +57,21 @@ def main():
         eb = json.loads(run([os.path.join(args.build, "bench", "unet_bench"), MODEL,
                              "--runs", str(args.runs), "--precision", "bf16"]))
         bf16_runs_as = eb.get("precision")
+        e8 = json.loads(run([os.path.join(args.build, "bench", "unet_bench"), MODEL,
+                             "--runs", str(args.runs), "--precision", "int8"]))
+        int8_runs_as = e8.get("precision")
         t = json.loads(run(["/usr/bin/python3", os.path.join(HERE, "torch_unet.py"),
                             "--runs", str(args.runs)]))
         o = json.loads(run(["node", os.path.join(HERE, "ort_unet.js"), "--runs", str(args.runs)],
                            cwd=HERE))
-        for name, res in (("engine", e), ("engine_bf16", eb), ("ort", o)):
+        for name, res in (("engine", e), ("engine_bf16", eb), ("engine_int8", e8), ("ort", o)):
             cpu_ms[name].append(res["threads"]["1"]["median_cpu_ms"])
-        for name, res in (("engine", e), ("engine_bf16", eb), ("torch", t), ("ort", o)):
+        for name, res in (("engine", e), ("engine_bf16", eb), ("engine_int8", e8), ("torch", t), ("ort", o)):
             for n, r in res["threads"].items():
                 times[name].setdefault(n, []).append(r["median_ms"])
         diff = e["threads"]["1"]["max_abs_diff_vs_torch"]
         diff_bf16 = eb["threads"]["1"]["max_abs_diff_vs_torch"]
+        diff_int8 = e8["threads"]["1"]["max_abs_diff_vs_torch"]
 
     med = {k: {n: statistics.median(v) for n, v in d.items()} for k, d in times.items()}
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
@@ -78,23 +83,26 @@ def main():
     print("### conv2d vs OpenBLAS sgemm (same GEMM shape, same run)\n")
     print(conv)
     print(f"### U-Net forward, 1x3x256x256, {params} parameters (ms, median of round medians)\n")
-    print(f"Engine in f32 and in bf16 (runs as {bf16_runs_as}), PyTorch and ONNX Runtime (fp32) in turn "
-          f"in each round; load average at the end {os.getloadavg()[0]:.1f}.\n")
-    print("| threads | engine f32 | engine bf16 | PyTorch | ONNX Runtime | f32 / ORT | bf16 / ORT | "
-          "bf16 / PyTorch | bf16 / f32 |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"Engine in f32, bf16 (runs as {bf16_runs_as}) and int8 (runs as {int8_runs_as}), PyTorch and "
+          f"ONNX Runtime (fp32) in turn in each round; load average at the end {os.getloadavg()[0]:.1f}.\n")
+    print("| threads | engine f32 | engine bf16 | engine int8 | PyTorch | ONNX Runtime | f32 / ORT | bf16 / ORT | "
+          "int8 / ORT | bf16 / f32 | int8 / f32 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for n in sorted(med["engine"]):
-        en, eb, to, ort = med["engine"][n], med["engine_bf16"][n], med["torch"][n], med["ort"][n]
-        print(f"| {n} | {en:.1f} | {eb:.1f} | {to:.1f} | {ort:.1f} | {en / ort:.2f} | {eb / ort:.2f} | "
-              f"{eb / to:.2f} | {eb / en:.2f} |")
-    print(f"\nEngine output vs PyTorch: max abs difference {diff:.2g} (f32), {diff_bf16:.2g} (bf16).")
+        en, eb, e8, to, ort = (med["engine"][n], med["engine_bf16"][n], med["engine_int8"][n], med["torch"][n],
+                               med["ort"][n])
+        print(f"| {n} | {en:.1f} | {eb:.1f} | {e8:.1f} | {to:.1f} | {ort:.1f} | {en / ort:.2f} | {eb / ort:.2f} | "
+              f"{e8 / ort:.2f} | {eb / en:.2f} | {e8 / en:.2f} |")
+    print(f"\nEngine output vs PyTorch: max abs difference {diff:.2g} (f32), {diff_bf16:.2g} (bf16), "
+          f"{diff_int8:.2g} (int8).")
     cm = {k: statistics.median(v) for k, v in cpu_ms.items()}
     ratios = [b / o for b, o in zip(cpu_ms["engine_bf16"], cpu_ms["ort"])]
     print("\nOne thread, CPU time of each process (median of round medians, ms; time-slicing on a shared "
-          "machine does not enter it): engine f32 %.1f, bf16 %.1f, ONNX Runtime %.1f; bf16 / ORT %.2f "
-          "(rounds %s), f32 / ORT %.2f, bf16 / f32 %.2f." % (
-              cm["engine"], cm["engine_bf16"], cm["ort"], cm["engine_bf16"] / cm["ort"],
-              ", ".join("%.2f" % r for r in ratios), cm["engine"] / cm["ort"], cm["engine_bf16"] / cm["engine"]))
+          "machine does not enter it): engine f32 %.1f, bf16 %.1f, int8 %.1f, ONNX Runtime %.1f; bf16 / ORT %.2f "
+          "(rounds %s), int8 / ORT %.2f, f32 / ORT %.2f, bf16 / f32 %.2f." % (
+              cm["engine"], cm["engine_bf16"], cm["engine_int8"], cm["ort"], cm["engine_bf16"] / cm["ort"],
+              ", ".join("%.2f" % r for r in ratios), cm["engine_int8"] / cm["ort"], cm["engine"] / cm["ort"],
+              cm["engine_bf16"] / cm["engine"]))
     print("\nAll round medians (ms): " + json.dumps(times))
 
 

@@ -2,7 +2,7 @@
  * threads, medians of repeated runs, and checks the output against the
  * PyTorch output of the same weights (made by bench/unet_bench_model.py).
  *
- *   unet_bench MODEL_DIR [--runs N] [--warmup N] [--precision f32|bf16|auto]
+ *   unet_bench MODEL_DIR [--runs N] [--warmup N] [--precision f32|bf16|int8|auto]
  *
  * MODEL_DIR holds config.json, diffusion_pytorch_model.safetensors,
  * input_sample.bin (f32 [1,3,H,W]), input_timestep.bin (i64) and
@@ -47,7 +47,7 @@ main (int argc, char **argv)
       warmup = atoi (argv[++i]);
     else if (strcmp (argv[i], "--precision") == 0
         && !ge_precision_from_name (argv[++i], &precision)) {
-      fprintf (stderr, "--precision: f32, bf16 or auto\n");
+      fprintf (stderr, "--precision: f32, bf16, int8 or auto\n");
       return 2;
     }
   }
