@@ -2,6 +2,7 @@
 #include "ge-safetensors.h"
 
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 struct _GeModelFile {
@@ -388,19 +389,31 @@ is_number (JsonNode * n)
   return t == G_TYPE_INT64 || t == G_TYPE_DOUBLE;
 }
 
+/* @n as an integer: an integer number, or a double with an integer value
+ * that a gint64 holds (1e300 does not: casting it is undefined). */
+static gboolean
+node_int (JsonNode * n, gint64 * out)
+{
+  if (!is_number (n))
+    return FALSE;
+  if (json_node_get_value_type (n) == G_TYPE_INT64) {
+    *out = json_node_get_int (n);
+    return TRUE;
+  }
+  const double d = json_node_get_double (n);
+  if (!(d >= -0x1p63 && d < 0x1p63) || d != floor (d))
+    return FALSE;
+  *out = (gint64) d;
+  return TRUE;
+}
+
 gboolean
 ge_config_int (GeModelFile * mf, const char *key, gint64 def, gint64 * out, GError ** error)
 {
   JsonNode *n = member (mf, key);
   *out = def;
-  if (!n)
-    return TRUE;
-  if (!is_number (n))
+  if (n && !node_int (n, out))
     return type_error (mf, key, "an integer", error);
-  double d = json_node_get_double (n);
-  if (d != (double) (gint64) d)
-    return type_error (mf, key, "an integer", error);
-  *out = json_node_get_value_type (n) == G_TYPE_INT64 ? json_node_get_int (n) : (gint64) d;
   return TRUE;
 }
 
@@ -459,12 +472,10 @@ ge_config_int_array (GeModelFile * mf, const char *key, gint64 ** out, int *n_ou
   int len = (int) json_array_get_length (a);
   gint64 *v = g_new0 (gint64, MAX (len, 1));
   for (int i = 0; i < len; i++) {
-    JsonNode *e = json_array_get_element (a, i);
-    if (!is_number (e) || json_node_get_double (e) != (double) (gint64) json_node_get_double (e)) {
+    if (!node_int (json_array_get_element (a, i), &v[i])) {
       g_free (v);
       return type_error (mf, key, "an array of integers", error);
     }
-    v[i] = (gint64) json_node_get_double (e);
   }
   *out = v;
   *n_out = len;

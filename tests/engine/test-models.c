@@ -12,6 +12,7 @@
 #include <glib/gstdio.h>
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 static char *fixtures, *tmpdir;
 
@@ -356,6 +357,54 @@ test_unet_int8 (void)
   g_free (bf16);
   g_free (int8);
   g_free (dir);
+}
+
+/* Found by fuzz-config: an integer key or array entry too large for an
+ * integer (1.1e307 in a block_out_channels) was cast anyway, which is
+ * undefined; such a config is corrupt, named in the error. */
+static void
+test_config_huge_integers (void)
+{
+  char *src = fixture ("unet_ddpm_small", "config.json"), *text;
+  g_assert_true (g_file_get_contents (src, &text, NULL, NULL));
+  char *dir = g_build_filename (tmpdir, "huge-int", NULL);
+  g_assert_cmpint (g_mkdir_with_parents (dir, 0755), ==, 0);
+  char *weights = fixture ("unet_ddpm_small", "diffusion_pytorch_model.safetensors");
+  char *link = g_build_filename (dir, "diffusion_pytorch_model.safetensors", NULL);
+  g_unlink (link);
+  g_assert_cmpint (symlink (weights, link), ==, 0);
+  char *cfg = g_build_filename (dir, "config.json", NULL);
+  static const char *const edits[][2] = {
+    { "\"block_out_channels\": [", "\"block_out_channels\": [1.1e307, " },
+    { "\"layers_per_block\": ", "\"layers_per_block\": 1e300, \"x_\": " },
+    { "\"layers_per_block\": ", "\"layers_per_block\": -9.3e18, \"x_\": " },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (edits); i++) {
+    char **parts = g_strsplit (text, edits[i][0], 2);
+    g_assert_nonnull (parts[1]);
+    char *edited = g_strconcat (parts[0], edits[i][1], parts[1], NULL);
+    g_assert_true (g_file_set_contents (cfg, edited, -1, NULL));
+    GError *err = NULL;
+    GeModelFile *mf = ge_model_file_open (dir, &err);
+    GeUNet2D *u = mf ? ge_unet2d_new (mf, &err) : NULL;
+    g_assert_null (u);
+    g_assert_error (err, GE_ERROR, GE_ERROR_CORRUPT);
+    g_assert_nonnull (strstr (err->message, dir));
+    g_error_free (err);
+    if (mf)
+      ge_model_file_unref (mf);
+    g_free (edited);
+    g_strfreev (parts);
+  }
+  g_unlink (cfg);
+  g_unlink (link);
+  g_rmdir (dir);
+  g_free (cfg);
+  g_free (link);
+  g_free (weights);
+  g_free (dir);
+  g_free (text);
+  g_free (src);
 }
 
 static void
@@ -1065,6 +1114,7 @@ main (int argc, char **argv)
   g_test_add_func ("/unet/bf16-copy-on-demand", test_unet_bf16_copy_on_demand);
   g_test_add_func ("/unet/bf16-copy-f16-weights", test_unet_bf16_copy_f16_weights);
   g_test_add_func ("/unet/int8", test_unet_int8);
+  g_test_add_func ("/config/huge-integers", test_config_huge_integers);
   g_test_add_func ("/unet/legacy-names", test_unet_legacy_names);
   g_test_add_func ("/unet/errors", test_unet_errors);
   g_test_add_func ("/unet-cond/steady-state", test_cond_steady_state);
