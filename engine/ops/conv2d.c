@@ -998,6 +998,40 @@ copy_bf16_task (void *data, int t, int thread)
   }
 }
 
+/* The ring of a conv on word rows (bf16 pairs, int8 quads: j->CP words a
+ * padded pixel, j->KP words of K): its pitch and the output rows of a
+ * band, long bands as each prepares R - 1 rows of the one before. */
+static void
+word_ring_bands (ConvJob * j, int n_threads)
+{
+  j->ring_pitch = conflict_free_width (j->ow + (j->p->kw - 1) / j->p->stride_h);
+  j->band = MAX (IMPLICIT_BAND_PIX / j->ow, (j->oh + 4 * n_threads - 1) / (4 * n_threads));
+}
+
+/* Its slots (R of s * s phases of CP rows), per thread scratch for them
+ * and @tmp_floats more, and the offsets of the K words in the slots. */
+static void
+word_ring_slots (GeCtx * ctx, ConvJob * j, const GeTensor * x, const GeConvInput * in,
+    gsize tmp_floats)
+{
+  const GeConv2d *p = j->p;
+  const int s = p->stride_h, R = (p->kh - 1) / s + 1, Wp = j->ring_pitch;
+  j->src = x;
+  j->in = in;
+  j->ring_rows = R;
+  j->ring_slot = (gsize) s * s * j->CP * Wp;
+  j->scratch_floats = R * j->ring_slot + tmp_floats;
+  j->scratch = ge_arena_alloc (ctx->arena, j->scratch_floats * ge_pool_n_threads (ctx->pool));
+  int *boff = (int *) ge_arena_alloc (ctx->arena, (gsize) R * j->KP);
+  for (int q = 0; q < R; q++)
+    for (int c = 0, k = 0; c < j->CP; c++)
+      for (int ky = 0; ky < p->kh; ky++)
+        for (int kx = 0; kx < p->kw; kx++)
+          boff[q * j->KP + k++] = (int) ((q + ky / s) % R * j->ring_slot)
+              + ((ky % s * s + kx % s) * j->CP + c) * Wp + kx / s;
+  j->boff = boff;
+}
+
 static void
 conv2d_bf16 (GeCtx * ctx, ConvJob * j, const GeTensor * x, const GeConvInput * in, int up)
 {
@@ -1009,8 +1043,8 @@ conv2d_bf16 (GeCtx * ctx, ConvJob * j, const GeTensor * x, const GeConvInput * i
   j->ring = !j->wide && up == 1;
   int Wp, Hp = 0;
   if (j->ring) {
-    Wp = conflict_free_width (j->ow + (p->kw - 1) / s);
-    j->band = MAX (IMPLICIT_BAND_PIX / j->ow, (j->oh + 4 * n_threads - 1) / (4 * n_threads));
+    word_ring_bands (j, n_threads);
+    Wp = j->ring_pitch;
   } else {
     const int Hpad = x->h * up + p->pad_top + p->pad_bottom;
     const int Wpad = x->w * up + p->pad_left + p->pad_right;
@@ -1039,23 +1073,9 @@ conv2d_bf16 (GeCtx * ctx, ConvJob * j, const GeTensor * x, const GeConvInput * i
     for (int t = 0; t < n_threads; t++)
       j->ab_c0[t] = -1;
   }
-  int *boff;
-  if (j->ring) {
-    const int R = (p->kh - 1) / s + 1;
-    j->src = x;
-    j->in = in;
-    j->ring_rows = R;
-    j->ring_slot = (gsize) s * s * j->CP * Wp;
-    j->scratch_floats = R * j->ring_slot + (gsize) 2 * s * Wp + x->w;
-    j->scratch = ge_arena_alloc (ctx->arena, j->scratch_floats * n_threads);
-    boff = (int *) ge_arena_alloc (ctx->arena, (gsize) R * j->KP);
-    for (int q = 0; q < R; q++)
-      for (int c = 0, kp = 0; c < j->CP; c++)
-        for (int ky = 0; ky < p->kh; ky++)
-          for (int kx = 0; kx < p->kw; kx++)
-            boff[q * j->KP + kp++] = (int) ((q + ky / s) % R * j->ring_slot)
-                + ((ky % s * s + kx % s) * j->CP + c) * Wp + kx / s;
-  } else {
+  if (j->ring)
+    word_ring_slots (ctx, j, x, in, (gsize) 2 * s * Wp + x->w);      /* ring_row_bf16's tmp */
+  else {
     GeTensor xp;
     const gboolean fused = s == 1 && fused_pairs (in);
     if (!fused)
@@ -1068,17 +1088,17 @@ conv2d_bf16 (GeCtx * ctx, ConvJob * j, const GeTensor * x, const GeConvInput * i
     };
     ge_pool_run (ctx->pool, x->n * j->CP, copy_bf16_task, &cj);
     j->xb = xb;
-    boff = (int *) ge_arena_alloc (ctx->arena, j->KP);
+    int *boff = (int *) ge_arena_alloc (ctx->arena, j->KP);
     for (int c = 0, kp = 0; c < j->CP; c++)
       for (int ky = 0; ky < p->kh; ky++)
         for (int kx = 0; kx < p->kw; kx++)
           boff[kp++] = (((ky % s * s + kx % s) * j->CP + c) * Hp + ky / s) * Wp + kx / s;
+    j->boff = boff;
     if (j->wide) {
       j->scratch_floats = (gsize) j->cout_per_split * j->band * Wp + 16;
       j->scratch = ge_arena_alloc (ctx->arena, j->scratch_floats * n_threads);
     }
   }
-  j->boff = boff;
   ge_pool_run (ctx->pool, x->n * j->n_bands * j->cout_splits, implicit_bf16_task, j);
 }
 
@@ -1175,12 +1195,6 @@ typedef struct {
   float *lo, *hi;               /* per channel of every sample */
 } RangeJob;
 
-static float
-silu_f (float v)
-{
-  return v / (1.0f + expf (-v));
-}
-
 #if defined(__x86_64__) && defined(__GNUC__)
 __attribute__((target ("avx512f")))
 static void
@@ -1220,6 +1234,15 @@ plane_min_max (const float *v, gsize n, float *mn, float *mx)
     *mn = MIN (*mn, v[i]);
     *mx = MAX (*mx, v[i]);
   }
+}
+
+/* SiLU with libm's expf: ge_act1's ge_expf moves the range by an ulp
+ * now and then, and with it some quantized bytes of the runs the models'
+ * int8 marks were measured with. */
+static float
+silu_f (float v)
+{
+  return v / (1.0f + expf (-v));
 }
 
 /* The range of channel @t's transformed values. */
@@ -1395,26 +1418,11 @@ conv2d_int8 (GeCtx * ctx, ConvJob * j, const GeTensor * x, const GeConvInput * i
   j->CP = (C + 3) / 4;
   j->KP = j->CP * p->kh * p->kw;
   j->xb = wq;
-  const int Wp = conflict_free_width (j->ow + p->kw - 1);
-  j->band = MAX (IMPLICIT_BAND_PIX / j->ow, (j->oh + 4 * n_threads - 1) / (4 * n_threads));
-  j->ring_pitch = Wp;
+  word_ring_bands (j, n_threads);
   j->n_bands = (j->oh + j->band - 1) / j->band;
   split_channels (j->cout_g, x->n * j->n_bands, n_threads, TRUE, &j->cout_splits,
       &j->cout_per_split);
-  const int R = p->kh;
-  j->src = x;
-  j->in = in;
-  j->ring_rows = R;
-  j->ring_slot = (gsize) j->CP * Wp;
-  j->scratch_floats = R * j->ring_slot;
-  j->scratch = ge_arena_alloc (ctx->arena, j->scratch_floats * n_threads);
-  int *boff = (int *) ge_arena_alloc (ctx->arena, (gsize) R * j->KP);
-  for (int q = 0; q < R; q++)
-    for (int c = 0, kq = 0; c < j->CP; c++)
-      for (int ky = 0; ky < p->kh; ky++)
-        for (int kx = 0; kx < p->kw; kx++)
-          boff[q * j->KP + kq++] = (int) ((q + ky) % R * j->ring_slot) + c * Wp + kx;
-  j->boff = boff;
+  word_ring_slots (ctx, j, x, in, 0);
   ge_pool_run (ctx->pool, x->n * j->n_bands * j->cout_splits, implicit_int8_task, j);
   return TRUE;
 }

@@ -283,6 +283,14 @@ ge_gemm_packed_available (void)
   return state;
 }
 
+/* The masks of a panel's two 16-column halves with @cols (1 .. NR) columns. */
+static inline void
+col_masks (int cols, __mmask16 * m0, __mmask16 * m1)
+{
+  *m0 = cols >= 16 ? 0xffff : (__mmask16) ((1u << cols) - 1);
+  *m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16) ((1u << (cols - 16)) - 1);
+}
+
 /* One K slice [k0, k0 + kc) over all of C; block i0 / MR of A starts at
  * ap + i0 / MR * a_block (the slice's first column). */
 static void
@@ -291,8 +299,8 @@ run_slice (int m, int n, int kc, const float *ap, gsize a_block, const float *b,
 {
   for (int j = 0; j < n; j += GE_NR) {
     const int cols = MIN (GE_NR, n - j);
-    const __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16) ((1u << cols) - 1);
-    const __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16) ((1u << (cols - 16)) - 1);
+    __mmask16 m0, m1;
+    col_masks (cols, &m0, &m1);
     for (int i0 = 0; i0 < m; i0 += GE_MR)
       tile_8x32 (kc, ap + (gsize) (i0 / GE_MR) * a_block, b + j, boff,
           c + (gsize) i0 * ldc + j, ldc, MIN (GE_MR, m - i0), m0, m1,
@@ -357,8 +365,8 @@ ge_gemm_packed_bt16 (int m, int n, int k, const float *ap, const void *w, GeDTyp
     const gboolean acc = accumulate || k0 > 0;
     for (int j = 0; j < n; j += GE_NR) {
       const int cols = MIN (GE_NR, n - j);
-      const __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16) ((1u << cols) - 1);
-      const __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16) ((1u << (cols - 16)) - 1);
+      __mmask16 m0, m1;
+      col_masks (cols, &m0, &m1);
       pack_bt16 (w, dtype, ldw, j, cols, k0, kc, bp);
       for (int i0 = 0; i0 < m; i0 += GE_MR)
         tile_8x32 (kc, ap + ((gsize) (i0 / GE_MR) * k + k0) * GE_MR, bp, boff,
@@ -386,12 +394,65 @@ ge_gemm_bf16_available (void)
 
 #define FOR_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
 
+/* The K loop of the tiles on words (pairs or quads of K in a guint32):
+ * b0 and b1, B's two 16-column vectors of word row kk, then ROW (r) for
+ * the 8 rows of A; full panels load without masks and prefetch as
+ * tile_8x32 does. */
+#define WORD_K_LOOP(K, ROW) \
+  if (m0 == 0xffff && m1 == 0xffff) { \
+    for (int kk = 0; kk < (K); kk++) { \
+      const guint32 *bk = b + boff[kk]; \
+      const __m512i b0 = _mm512_loadu_si512 (bk), b1 = _mm512_loadu_si512 (bk + 16); \
+      if (prefetch) { \
+        _mm_prefetch ((const char *) (bk + 32), _MM_HINT_T0); \
+        _mm_prefetch ((const char *) (bk + 47), _MM_HINT_T0); } \
+      FOR_ROWS (ROW) \
+      ap += GE_MR; } \
+  } else { \
+    for (int kk = 0; kk < (K); kk++) { \
+      const guint32 *bk = b + boff[kk]; \
+      const __m512i b0 = _mm512_maskz_loadu_epi32 (m0, bk); \
+      const __m512i b1 = _mm512_maskz_loadu_epi32 (m1, bk + 16); \
+      FOR_ROWS (ROW) \
+      ap += GE_MR; } \
+  }
+
+/* A tile on words, as tile_8x32: @every[r] goes to the tiles of every K
+ * slice (int8's scales), @first[r] to those of the first slice only (the
+ * bias, int8's offsets); NULL: none. */
+typedef void (*WordTile) (int kw, const guint32 * ap, const guint32 * b, const int *boff,
+    float *c, int ldc, int rows, __mmask16 m0, __mmask16 m1, const float *every,
+    const float *first, gboolean accumulate, gboolean prefetch);
+
+/* ge_gemm_bf16 and ge_gemm_int8 over @kw words of K: slices of K (a B
+ * panel of KC x NR words is 32 KiB, as the f32 one), panels of NR columns,
+ * blocks of MR rows; the slices after the first add to C. */
+static void
+word_gemm (WordTile tile, int m, int n, int kw, const guint32 * ap, const guint32 * b,
+    const int *boff, float *c, int ldc, const float *every, const float *first,
+    gboolean accumulate)
+{
+  const int slice = slice_len (kw);
+  for (int k0 = 0; k0 < kw; k0 += slice) {
+    const int kc = MIN (slice, kw - k0);
+    const gboolean acc = accumulate || k0 > 0;
+    for (int j = 0; j < n; j += GE_NR) {
+      __mmask16 m0, m1;
+      col_masks (MIN (GE_NR, n - j), &m0, &m1);
+      for (int i0 = 0; i0 < m; i0 += GE_MR)
+        tile (kc, ap + ((gsize) (i0 / GE_MR) * kw + k0) * GE_MR, b + j, boff + k0,
+            c + (gsize) i0 * ldc + j, ldc, MIN (GE_MR, m - i0), m0, m1,
+            every ? every + i0 : NULL, k0 == 0 && first ? first + i0 : NULL, acc, i0 == 0);
+    }
+  }
+}
+
 /* tile_8x32 with pairs: a_ broadcasts row r's pair, each vdpbf16ps adds
  * both of its products to 16 columns. */
 BF16_TARGET static void
 tile_bf16 (int kp, const guint32 * ap, const guint32 * b, const int *boff, float *c,
-    int ldc, int rows, __mmask16 m0, __mmask16 m1, const float *bias, gboolean accumulate,
-    gboolean prefetch)
+    int ldc, int rows, __mmask16 m0, __mmask16 m1, const float *every, const float *bias,
+    gboolean accumulate, gboolean prefetch)
 {
   __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
 #define INIT(r) \
@@ -403,29 +464,9 @@ tile_bf16 (int kp, const guint32 * ap, const guint32 * b, const int *boff, float
   FOR_ROWS (INIT)
 #undef INIT
 #define ROW(r) { const __m512bh a_ = (__m512bh) _mm512_set1_epi32 ((int) ap[r]); \
-        c##r##0 = _mm512_dpbf16_ps (c##r##0, a_, b0); \
-        c##r##1 = _mm512_dpbf16_ps (c##r##1, a_, b1); }
-  if (m0 == 0xffff && m1 == 0xffff) {
-    for (int kk = 0; kk < kp; kk++) {
-      const guint32 *bk = b + boff[kk];
-      const __m512bh b0 = (__m512bh) _mm512_loadu_si512 (bk);
-      const __m512bh b1 = (__m512bh) _mm512_loadu_si512 (bk + 16);
-      if (prefetch) {           /* as in tile_8x32 */
-        _mm_prefetch ((const char *) (bk + 32), _MM_HINT_T0);
-        _mm_prefetch ((const char *) (bk + 47), _MM_HINT_T0);
-      }
-      FOR_ROWS (ROW)
-      ap += GE_MR;
-    }
-  } else {
-    for (int kk = 0; kk < kp; kk++) {
-      const guint32 *bk = b + boff[kk];
-      const __m512bh b0 = (__m512bh) _mm512_maskz_loadu_epi32 (m0, bk);
-      const __m512bh b1 = (__m512bh) _mm512_maskz_loadu_epi32 (m1, bk + 16);
-      FOR_ROWS (ROW)
-      ap += GE_MR;
-    }
-  }
+        c##r##0 = _mm512_dpbf16_ps (c##r##0, a_, (__m512bh) b0); \
+        c##r##1 = _mm512_dpbf16_ps (c##r##1, a_, (__m512bh) b1); }
+  WORD_K_LOOP (kp, ROW)
 #undef ROW
 #define STORE(r) \
   if (r < rows) { \
@@ -434,8 +475,6 @@ tile_bf16 (int kp, const guint32 * ap, const guint32 * b, const int *boff, float
   FOR_ROWS (STORE)
 #undef STORE
 }
-
-#undef FOR_ROWS
 
 gsize
 ge_gemm_bf16_a_size (int m, int kp)
@@ -447,21 +486,7 @@ void
 ge_gemm_bf16 (int m, int n, int kp, const guint32 * ap, const guint32 * b, const int *boff,
     float *c, int ldc, const float *bias, gboolean accumulate)
 {
-  /* KC pairs: a B panel of KC x NR pairs is 32 KiB, as the f32 one. */
-  const int slice = slice_len (kp);
-  for (int k0 = 0; k0 < kp; k0 += slice) {
-    const int kc = MIN (slice, kp - k0);
-    const gboolean acc = accumulate || k0 > 0;
-    for (int j = 0; j < n; j += GE_NR) {
-      const int cols = MIN (GE_NR, n - j);
-      const __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16) ((1u << cols) - 1);
-      const __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16) ((1u << (cols - 16)) - 1);
-      for (int i0 = 0; i0 < m; i0 += GE_MR)
-        tile_bf16 (kc, ap + ((gsize) (i0 / GE_MR) * kp + k0) * GE_MR, b + j, boff + k0,
-            c + (gsize) i0 * ldc + j, ldc, MIN (GE_MR, m - i0), m0, m1,
-            k0 == 0 && bias ? bias + i0 : NULL, acc, i0 == 0);
-    }
-  }
+  word_gemm (tile_bf16, m, n, kp, ap, b, boff, c, ldc, NULL, bias, accumulate);
 }
 
 /* ---- int8 (AVX512-VNNI) ------------------------------------------------ */
@@ -479,8 +504,6 @@ ge_gemm_int8_available (void)
   }
   return state;
 }
-
-#define FOR_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
 
 /* tile_bf16 with quads: vpdpbusd adds the four products of B's unsigned
  * bytes and A's signed ones to an int32 of 16 columns; the epilogue turns
@@ -501,26 +524,7 @@ tile_int8 (int kq, const guint32 * ap, const guint32 * b, const int *boff, float
 #define ROW(r) { const __m512i a_ = _mm512_set1_epi32 ((int) ap[r]); \
         DPBUSD (c##r##0, b0, a_); \
         DPBUSD (c##r##1, b1, a_); }
-  if (m0 == 0xffff && m1 == 0xffff) {
-    for (int kk = 0; kk < kq; kk++) {
-      const guint32 *bk = b + boff[kk];
-      const __m512i b0 = _mm512_loadu_si512 (bk), b1 = _mm512_loadu_si512 (bk + 16);
-      if (prefetch) {           /* as in tile_8x32 */
-        _mm_prefetch ((const char *) (bk + 32), _MM_HINT_T0);
-        _mm_prefetch ((const char *) (bk + 47), _MM_HINT_T0);
-      }
-      FOR_ROWS (ROW)
-      ap += GE_MR;
-    }
-  } else {
-    for (int kk = 0; kk < kq; kk++) {
-      const guint32 *bk = b + boff[kk];
-      const __m512i b0 = _mm512_maskz_loadu_epi32 (m0, bk);
-      const __m512i b1 = _mm512_maskz_loadu_epi32 (m1, bk + 16);
-      FOR_ROWS (ROW)
-      ap += GE_MR;
-    }
-  }
+  WORD_K_LOOP (kq, ROW)
 #undef ROW
 #undef DPBUSD
 #define STORE(r) \
@@ -538,27 +542,14 @@ tile_int8 (int kq, const guint32 * ap, const guint32 * b, const int *boff, float
 #undef STORE
 }
 
+#undef WORD_K_LOOP
 #undef FOR_ROWS
 
 void
 ge_gemm_int8 (int m, int n, int kq, const guint32 * ap, const guint32 * b, const int *boff,
     float *c, int ldc, const float *scale, const float *offset, gboolean accumulate)
 {
-  /* KC quads: the B panel is as large as the bf16 kernel's. */
-  const int slice = slice_len (kq);
-  for (int k0 = 0; k0 < kq; k0 += slice) {
-    const int kc = MIN (slice, kq - k0);
-    const gboolean acc = accumulate || k0 > 0;
-    for (int j = 0; j < n; j += GE_NR) {
-      const int cols = MIN (GE_NR, n - j);
-      const __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16) ((1u << cols) - 1);
-      const __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16) ((1u << (cols - 16)) - 1);
-      for (int i0 = 0; i0 < m; i0 += GE_MR)
-        tile_int8 (kc, ap + ((gsize) (i0 / GE_MR) * kq + k0) * GE_MR, b + j, boff + k0,
-            c + (gsize) i0 * ldc + j, ldc, MIN (GE_MR, m - i0), m0, m1, scale + i0,
-            k0 == 0 && offset ? offset + i0 : NULL, acc, i0 == 0);
-    }
-  }
+  word_gemm (tile_int8, m, n, kq, ap, b, boff, c, ldc, scale, offset, accumulate);
 }
 
 /* Word 2i of the result is lo[i], word 2i + 1 hi[i]: the two halves of
