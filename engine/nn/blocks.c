@@ -192,10 +192,15 @@ ge_resnet_load (GeModelFile * mf, const char *prefix, int in, int out,
 GeConvInput
 ge_group_norm_input (GeCtx * ctx, const GeGroupNormW * gn, const GeTensor * x, GeAct act)
 {
-  GeConvInput in = { ge_arena_alloc (ctx->arena, (gsize) x->n * x->c),
-    ge_arena_alloc (ctx->arena, (gsize) x->n * x->c), act, 0 };
+  const gsize nc = (gsize) x->n * x->c;
+  GeConvInput in = { ge_arena_alloc (ctx->arena, nc), ge_arena_alloc (ctx->arena, nc), act, 0 };
+  /* int8 convs want the channels' ranges: found in the statistics' pass */
+  if (ctx->precision == GE_PRECISION_INT8 && ge_precision_int8_available ()) {
+    in.lo = ge_arena_alloc (ctx->arena, nc);
+    in.hi = ge_arena_alloc (ctx->arena, nc);
+  }
   ge_group_norm_affine (ctx, x, gn->groups, gn->eps, gn->gamma, gn->beta,
-      (float *) in.scale, (float *) in.shift);
+      (float *) in.scale, (float *) in.shift, (float *) in.lo, (float *) in.hi);
   return in;
 }
 
@@ -228,10 +233,13 @@ ge_resnet_forward (GeCtx * ctx, const GeResnet * r, const GeTensor * x, const fl
   GeConvInput in2 = ge_group_norm_input (ctx, &r->norm2, &h, GE_ACT_SILU);
   ge_conv2d_ex (ctx, &r->conv2, &h, &in2, &y);
 
+  /* the shortcut reads x as it is: norm1's ranges of x serve it too */
+  const GeConvInput raw = { NULL, NULL, GE_ACT_NONE, 0, in1.lo, in1.hi };
   if (r->has_shortcut && r->output_scale == 1.0f)
-    ge_conv2d_accumulate (ctx, &r->shortcut, x, &y);
+    ge_conv2d_accumulate_ex (ctx, &r->shortcut, x, &raw, &y);
   else if (r->has_shortcut) {
-    GeTensor sc = ge_conv_forward (ctx, &r->shortcut, x);
+    GeTensor sc = ge_tensor_new (ctx->arena, x->n, r->out, x->h, x->w);
+    ge_conv2d_ex (ctx, &r->shortcut, x, &raw, &sc);
     ge_add (ctx, sc.data, y.data, y.data, ge_tensor_numel (&y), r->output_scale);
   } else
     ge_add (ctx, x->data, y.data, y.data, ge_tensor_numel (&y), r->output_scale);

@@ -1245,19 +1245,16 @@ silu_f (float v)
   return v / (1.0f + expf (-v));
 }
 
-/* The range of channel @t's transformed values. */
+/* The range [lo[t], hi[t]] of channel @t's values through @in's transform,
+ * from the raw minimum @mn and maximum @mx; NaN where either is not finite
+ * (SiLU (-inf) would hide it). */
 static void
-range_task (void *data, int t, int thread)
+transformed_range (const GeConvInput * in, int t, float mn, float mx, float *lo, float *hi)
 {
-  const RangeJob *j = data;
-  const gsize n = (gsize) j->x->h * j->x->w;
-  float mn, mx;
-  plane_min_max (j->x->data + (gsize) t * n, n, &mn, &mx);
-  if (!isfinite (mn) || !isfinite (mx)) {      /* SiLU (-inf) would hide it */
-    j->lo[t] = j->hi[t] = NAN;
+  if (!isfinite (mn) || !isfinite (mx)) {
+    lo[t] = hi[t] = NAN;
     return;
   }
-  const GeConvInput *in = j->in;
   const float sc = in && in->scale ? in->scale[t] : 1.0f, sh = in && in->shift ? in->shift[t] : 0.0f;
   float a = mn * sc + sh, b = mx * sc + sh;
   if (a > b) {
@@ -1267,12 +1264,23 @@ range_task (void *data, int t, int thread)
   }
   if (in && in->act == GE_ACT_SILU) {
     const float fa = silu_f (a), fb = silu_f (b);
-    j->lo[t] = a < SILU_ARGMIN && b > SILU_ARGMIN ? silu_f (SILU_ARGMIN) : MIN (fa, fb);
-    j->hi[t] = MAX (fa, fb);
+    lo[t] = a < SILU_ARGMIN && b > SILU_ARGMIN ? silu_f (SILU_ARGMIN) : MIN (fa, fb);
+    hi[t] = MAX (fa, fb);
   } else {
-    j->lo[t] = a;
-    j->hi[t] = b;
+    lo[t] = a;
+    hi[t] = b;
   }
+}
+
+/* The range of channel @t's transformed values, read from x. */
+static void
+range_task (void *data, int t, int thread)
+{
+  const RangeJob *j = data;
+  const gsize n = (gsize) j->x->h * j->x->w;
+  float mn, mx;
+  plane_min_max (j->x->data + (gsize) t * n, n, &mn, &mx);
+  transformed_range (j->in, t, mn, mx, j->lo, j->hi);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -1394,7 +1402,11 @@ conv2d_int8 (GeCtx * ctx, ConvJob * j, const GeTensor * x, const GeConvInput * i
   RangeJob rj = { x, in, ge_arena_alloc (ctx->arena, (gsize) x->n * C),
     ge_arena_alloc (ctx->arena, (gsize) x->n * C)
   };
-  ge_pool_run (ctx->pool, x->n * C, range_task, &rj);
+  if (in && in->lo && in->hi)
+    for (int t = 0; t < x->n * C; t++)
+      transformed_range (in, t, in->lo[t], in->hi[t], rj.lo, rj.hi);
+  else
+    ge_pool_run (ctx->pool, x->n * C, range_task, &rj);
   j->int8_scale = ge_arena_alloc (ctx->arena, M);
   j->int8_offset = ge_arena_alloc (ctx->arena, M);
   /* One range for the batch (1 or 2 samples of one frame here): the ring
@@ -1577,6 +1589,13 @@ void
 ge_conv2d_accumulate (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, GeTensor * y)
 {
   conv2d_run (ctx, p, x, NULL, y, TRUE);
+}
+
+void
+ge_conv2d_accumulate_ex (GeCtx * ctx, const GeConv2d * p, const GeTensor * x,
+    const GeConvInput * in, GeTensor * y)
+{
+  conv2d_run (ctx, p, x, in, y, TRUE);
 }
 
 /* ---- 2x upsampling phases --------------------------------------------- */

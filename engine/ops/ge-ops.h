@@ -77,6 +77,11 @@ typedef struct {
   const float *scale, *shift;
   GeAct act;
   int upsample;
+  /* Optional ([n, c] each, or NULL): each channel's minimum and maximum of
+   * x (before the affine), NaN where it holds a NaN, e.g. from the pass
+   * that found the group norm's statistics: an int8 conv takes its input
+   * range from them instead of reading x once more. */
+  const float *lo, *hi;
 } GeConvInput;
 
 /* Floats a packed copy of the weights needs (0: the packed kernel does not
@@ -108,6 +113,9 @@ void ge_conv2d_ex (GeCtx * ctx, const GeConv2d * p, const GeTensor * x,
  * output instead of a pass of its own. */
 void ge_conv2d_accumulate (GeCtx * ctx, const GeConv2d * p, const GeTensor * x,
     GeTensor * y);
+/* The same on the input @in derives from @x (NULL: x itself). */
+void ge_conv2d_accumulate_ex (GeCtx * ctx, const GeConv2d * p, const GeTensor * x,
+    const GeConvInput * in, GeTensor * y);
 /* A 3x3 conv after 2x nearest upsampling, as four 2x2 convs of x (Upsample2D
  * builds them): y[2i + dy][2j + dx] = phase[2 dy + dx] (x)[i][j], where
  * phase (dy, dx) pads by 1 - dy, dy (rows) and 1 - dx, dx (columns).
@@ -159,9 +167,11 @@ void ge_linear_ex (GeCtx * ctx, const float *x, int rows, int in, const void *w,
 void ge_group_norm (GeCtx * ctx, const GeTensor * x, GeTensor * y, int groups,
     float eps, const float *gamma, const float *beta, GeAct act);
 /* The per-(sample, channel) scale and shift ([n, c] each) that group norm
- * amounts to: y = x * scale + shift.  Feeds GeConvInput. */
+ * amounts to: y = x * scale + shift.  Feeds GeConvInput.  @lo and @hi
+ * (NULL: not wanted) get each channel's minimum and maximum of x, NaN for
+ * both where it holds a NaN, from the same pass (GeConvInput's). */
 void ge_group_norm_affine (GeCtx * ctx, const GeTensor * x, int groups, float eps,
-    const float *gamma, const float *beta, float *scale, float *shift);
+    const float *gamma, const float *beta, float *scale, float *shift, float *lo, float *hi);
 /* LayerNorm over the last @dim floats of each of @rows rows. */
 void ge_layer_norm (GeCtx * ctx, const float *x, float *y, int rows, int dim,
     float eps, const float *gamma, const float *beta);

@@ -13,6 +13,7 @@ typedef struct {
   const float *gamma, *beta;
   GeAct act;
   float *scale, *shift;         /* [n, c] */
+  float *lo, *hi;               /* [n, c] or NULL: each channel's range */
 } GnJob;
 
 /* Sum and sum of squares about @shift: float lanes over blocks of 1024
@@ -49,23 +50,88 @@ moments_generic (const float *x, gsize n, float shift, double *sum, double *sq)
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
+/* Each channel's minimum and maximum (NaN for both where it holds a NaN)
+ * as the moments of its group are summed: the int8 convs' input range
+ * without a pass of its own.  Channels are @plane floats; a vector may
+ * straddle two of them (plane % 16 != 0), the rare case fold_range splits. */
+typedef struct {
+  gsize plane, end;             /* the current channel ends at end */
+  int c;
+  __m512 lo, hi;
+  __mmask16 nan;
+  float *out_lo, *out_hi;
+} RangeAcc;
+
+__attribute__((target ("avx512f")))
+static void
+range_flush (RangeAcc * r)
+{
+  r->out_lo[r->c] = r->nan ? NAN : _mm512_reduce_min_ps (r->lo);
+  r->out_hi[r->c] = r->nan ? NAN : _mm512_reduce_max_ps (r->hi);
+  r->c++;
+  r->end += r->plane;
+  r->lo = _mm512_set1_ps (INFINITY);
+  r->hi = _mm512_set1_ps (-INFINITY);
+  r->nan = 0;
+}
+
+/* Folds the @cnt floats of @a at group offset @i into the channels they
+ * belong to. */
+__attribute__((target ("avx512f")))
+static inline void
+range_fold (RangeAcc * r, __m512 a, gsize i, int cnt)
+{
+  __mmask16 todo = cnt >= 16 ? 0xffff : (__mmask16) ((1u << cnt) - 1);
+  while (todo) {
+    __mmask16 m = todo;
+    if (i + 16 > r->end)
+      m &= (__mmask16) ((1u << (r->end > i ? r->end - i : 0)) - 1);
+    r->nan |= _mm512_mask_cmp_ps_mask (m, a, a, _CMP_UNORD_Q);
+    r->lo = _mm512_mask_min_ps (r->lo, m, r->lo, a);
+    r->hi = _mm512_mask_max_ps (r->hi, m, r->hi, a);
+    todo &= (__mmask16) ~m;
+    if (todo)
+      range_flush (r);
+  }
+}
+
 /* moments_generic's blocks with one zmm of lanes each for the sum and the
- * sum of squares.  Spelt out because GCC vectorises the generic loop across
- * the blocks instead (gathers): 8 % of an inpainting frame went there. */
+ * sum of squares, and the ranges where @r (NULL: none).  Spelt out because GCC
+ * vectorises the generic loop across the blocks instead (gathers): 8 % of
+ * an inpainting frame went there. */
 __attribute__((target ("avx512f")))
 static gsize
-moments_avx512 (const float *x, gsize n, float shift, double *sum, double *sq)
+moments_avx512 (const float *x, gsize n, float shift, double *sum, double *sq, RangeAcc * r)
 {
   const __m512 sh = _mm512_set1_ps (shift);
   double s = 0, q = 0;
   gsize i = 0;
+  /* r's state in registers: through the pointer it would make every
+   * min and max a store and a load */
+  __m512 lo = r ? r->lo : sh, hi = r ? r->hi : sh;
+  __mmask16 nan = r ? r->nan : 0;
+  gsize end_c = r ? r->end : G_MAXSIZE;
   while (i + 16 <= n) {
     const gsize end = MIN (n, i + 1024) / 16 * 16;
     __m512 fs = _mm512_setzero_ps (), fq = _mm512_setzero_ps ();
     for (; i < end; i += 16) {
-      const __m512 d = _mm512_sub_ps (_mm512_loadu_ps (x + i), sh);
+      const __m512 a = _mm512_loadu_ps (x + i), d = _mm512_sub_ps (a, sh);
       fs = _mm512_add_ps (fs, d);
       fq = _mm512_fmadd_ps (d, d, fq);
+      if (!r)
+        continue;
+      if (i + 16 <= end_c) {
+        nan |= _mm512_cmp_ps_mask (a, a, _CMP_UNORD_Q);
+        lo = _mm512_min_ps (lo, a);
+        hi = _mm512_max_ps (hi, a);
+      } else {
+        *r = (RangeAcc) { r->plane, end_c, r->c, lo, hi, nan, r->out_lo, r->out_hi };
+        range_fold (r, a, i, 16);
+        lo = r->lo;
+        hi = r->hi;
+        nan = r->nan;
+        end_c = r->end;
+      }
     }
     float ls[16], lq[16];
     _mm512_storeu_ps (ls, fs);
@@ -75,9 +141,33 @@ moments_avx512 (const float *x, gsize n, float shift, double *sum, double *sq)
       q += lq[l];
     }
   }
+  if (r)
+    *r = (RangeAcc) { r->plane, end_c, r->c, lo, hi, nan, r->out_lo, r->out_hi };
   *sum = s;
   *sq = q;
   return i;
+}
+
+/* moments () of a group of @n floats in channels of @plane, with each
+ * channel's range into @lo and @hi (the same sums, to the bit). */
+__attribute__((target ("avx512f")))
+static void
+moments_range_avx512 (const float *x, gsize n, float shift, gsize plane, double *sum,
+    double *sq, float *lo, float *hi)
+{
+  RangeAcc r = { plane, plane, 0, _mm512_set1_ps (INFINITY), _mm512_set1_ps (-INFINITY), 0,
+    lo, hi
+  };
+  gsize i = moments_avx512 (x, n, shift, sum, sq, &r);
+  if (i < n)
+    range_fold (&r, _mm512_maskz_loadu_ps ((__mmask16) ((1u << (n - i)) - 1), x + i), i,
+        (int) (n - i));
+  for (gsize k = i; k < n; k++) {
+    const double d = x[k] - shift;
+    *sum += d;
+    *sq += d * d;
+  }
+  range_flush (&r);
 }
 #endif
 
@@ -87,7 +177,7 @@ moments (const float *x, gsize n, float shift, double *sum, double *sq)
   gsize i;
 #if defined(__x86_64__) && defined(__GNUC__)
   if (ge_gemm_packed_available ())      /* AVX-512 */
-    i = moments_avx512 (x, n, shift, sum, sq);
+    i = moments_avx512 (x, n, shift, sum, sq, NULL);
   else
 #endif
     i = moments_generic (x, n, shift, sum, sq);
@@ -95,6 +185,31 @@ moments (const float *x, gsize n, float shift, double *sum, double *sq)
     const double d = x[i] - shift;
     *sum += d;
     *sq += d * d;
+  }
+}
+
+/* moments () and each channel's (@plane floats') minimum and maximum, NaN
+ * for both where it holds a NaN. */
+static void
+moments_range (const float *x, gsize n, float shift, gsize plane, double *sum, double *sq,
+    float *lo, float *hi)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (ge_gemm_packed_available ()) {
+    moments_range_avx512 (x, n, shift, plane, sum, sq, lo, hi);
+    return;
+  }
+#endif
+  moments (x, n, shift, sum, sq);
+  for (gsize c = 0; c < n / plane; c++) {
+    const float *p = x + c * plane;
+    float mn = p[0], mx = p[0];
+    for (gsize i = 0; i < plane && !isnan (mn); i++) {
+      mn = isnan (p[i]) ? NAN : MIN (mn, p[i]);
+      mx = isnan (p[i]) ? NAN : MAX (mx, p[i]);
+    }
+    lo[c] = mn;
+    hi[c] = mx;
   }
 }
 
@@ -122,7 +237,10 @@ gn_task (void *data, int t, int thread)
   float *y = j->y ? j->y->data + off : NULL;
   double sum, sq;
   const float shift = x[0];
-  moments (x, count, shift, &sum, &sq);
+  if (j->lo)
+    moments_range (x, count, shift, plane, &sum, &sq, j->lo + off / plane, j->hi + off / plane);
+  else
+    moments (x, count, shift, &sum, &sq);
   const double dmean = sum / count;
   const double var = fmax (sq / count - dmean * dmean, 0.0);
   const float rstd = (float) (1.0 / sqrt (var + j->eps));
@@ -147,16 +265,16 @@ ge_group_norm (GeCtx * ctx, const GeTensor * x, GeTensor * y, int groups,
 {
   g_return_if_fail (groups > 0 && x->c % groups == 0);
   g_return_if_fail (ge_tensor_numel (x) == ge_tensor_numel (y));
-  GnJob j = { x, y, groups, eps, gamma, beta, act, NULL, NULL };
+  GnJob j = { x, y, groups, eps, gamma, beta, act, NULL, NULL, NULL, NULL };
   ge_pool_run (ctx->pool, x->n * groups, gn_task, &j);
 }
 
 void
 ge_group_norm_affine (GeCtx * ctx, const GeTensor * x, int groups, float eps,
-    const float *gamma, const float *beta, float *scale, float *shift)
+    const float *gamma, const float *beta, float *scale, float *shift, float *lo, float *hi)
 {
   g_return_if_fail (groups > 0 && x->c % groups == 0);
-  GnJob j = { x, NULL, groups, eps, gamma, beta, GE_ACT_NONE, scale, shift };
+  GnJob j = { x, NULL, groups, eps, gamma, beta, GE_ACT_NONE, scale, shift, lo, hi };
   ge_pool_run (ctx->pool, x->n * groups, gn_task, &j);
 }
 

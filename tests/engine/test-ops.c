@@ -1280,9 +1280,45 @@ test_group_norm (void)
       ge_group_norm (&ctx, &x, &y, groups, 1e-5f, g, b, act);
       /* The affine form must describe the same normalisation. */
       float *sc = g_new (float, n * c), *sh = g_new (float, n * c);
-      ge_group_norm_affine (&ctx, &x, groups, 1e-5f, g, b, sc, sh);
-      const int cg = c / groups;
       const gsize plane = (gsize) h * w;
+      ge_group_norm_affine (&ctx, &x, groups, 1e-5f, g, b, sc, sh, NULL, NULL);
+      /* With the channels' ranges: the same affine to the bit, and the
+       * ranges of a naive loop, a NaN making its channel's NaN (planes of
+       * any width: vectors straddle channels). */
+      const int nan_at = it % 3 == 0 ? ri (0, (int) ge_tensor_numel (&x) - 1) : -1;
+      float *sc2 = g_new (float, n * c), *sh2 = g_new (float, n * c);
+      float *lo = g_new (float, n * c), *hi = g_new (float, n * c);
+      GeTensor xn = { g_memdup2 (x.data, sizeof (float) * ge_tensor_numel (&x)), n, c, h, w };
+      for (gsize i = 0; i < ge_tensor_numel (&x); i++)
+        xn.data[i] += 100.0f * (float) (i / plane);     /* a value in the wrong channel shows */
+      if (nan_at >= 0)
+        xn.data[nan_at] = NAN;
+      ge_group_norm_affine (&ctx, &x, groups, 1e-5f, g, b, sc2, sh2, lo, hi);
+      g_assert_cmpmem (sc, sizeof (float) * n * c, sc2, sizeof (float) * n * c);
+      g_assert_cmpmem (sh, sizeof (float) * n * c, sh2, sizeof (float) * n * c);
+      ge_group_norm_affine (&ctx, &xn, groups, 1e-5f, g, b, sc2, sh2, lo, hi);
+      for (int bc = 0; bc < n * c; bc++) {
+        const float *p = xn.data + (gsize) bc * h * w;
+        float mn = INFINITY, mx = -INFINITY;
+        gboolean has_nan = FALSE;
+        for (int i = 0; i < h * w; i++) {
+          has_nan |= isnan (p[i]);
+          mn = MIN (mn, p[i]);
+          mx = MAX (mx, p[i]);
+        }
+        if (has_nan)
+          g_assert_true (isnan (lo[bc]) && isnan (hi[bc]));
+        else {
+          g_assert_cmpfloat (lo[bc], ==, mn);
+          g_assert_cmpfloat (hi[bc], ==, mx);
+        }
+      }
+      g_free (xn.data);
+      g_free (sc2);
+      g_free (sh2);
+      g_free (lo);
+      g_free (hi);
+      const int cg = c / groups;
       for (int bn = 0; bn < n; bn++)
         for (int gr = 0; gr < groups; gr++) {
           const float *xs = x.data + ((gsize) bn * c + gr * cg) * plane;
