@@ -231,7 +231,11 @@ ge_resnet_forward (GeCtx * ctx, const GeResnet * r, const GeTensor * x, const fl
   if (proj && x->n > 1)
     ge_add_channel_bias (ctx, &h, proj);
   GeConvInput in2 = ge_group_norm_input (ctx, &r->norm2, &h, GE_ACT_SILU);
-  ge_conv2d_ex (ctx, &r->conv2, &h, &in2, &y);
+  const gboolean plain_residual = !r->has_shortcut && r->output_scale == 1.0f;
+  if (plain_residual)
+    ge_conv2d_residual (ctx, &r->conv2, &h, &in2, x->data, &y);
+  else
+    ge_conv2d_ex (ctx, &r->conv2, &h, &in2, &y);
 
   /* the shortcut reads x as it is: norm1's ranges of x serve it too */
   const GeConvInput raw = { NULL, NULL, GE_ACT_NONE, 0, in1.lo, in1.hi };
@@ -241,7 +245,7 @@ ge_resnet_forward (GeCtx * ctx, const GeResnet * r, const GeTensor * x, const fl
     GeTensor sc = ge_tensor_new (ctx->arena, x->n, r->out, x->h, x->w);
     ge_conv2d_ex (ctx, &r->shortcut, x, &raw, &sc);
     ge_add (ctx, sc.data, y.data, y.data, ge_tensor_numel (&y), r->output_scale);
-  } else
+  } else if (!plain_residual)
     ge_add (ctx, x->data, y.data, y.data, ge_tensor_numel (&y), r->output_scale);
   ge_arena_release (ctx->arena, mark);
   return y;

@@ -274,6 +274,8 @@ typedef struct {
   const int *boff;              /* implicit: tap offsets in the padded input */
   gboolean wide;                /* implicit: rows of a band run as one */
   gboolean accumulate;          /* y += conv (x) */
+  const float *res;             /* y = conv (x) + res, or NULL (conv2d_run) */
+  gboolean res_added;           /* the path added res as it stored y */
   gsize row_pitch;              /* implicit: floats from one input row to the next */
   float *scratch;               /* per thread: col + offsets, or the ring */
   gsize scratch_floats;
@@ -1372,7 +1374,8 @@ implicit_int8_task (void *data, int task, int thread)
     const int oy = r - (R - 1);
     if (oy >= y0)
       ge_gemm_int8 (nco, j->ow, j->KP, ap, ring, j->boff + (gsize) (oy % R) * j->KP,
-          yn + (gsize) oy * j->ow, j->opix, scale, offset, j->accumulate);
+          yn + (gsize) oy * j->ow, j->opix, scale, offset, j->accumulate,
+          j->res ? j->res + (yn - j->y->data) + (gsize) oy * j->ow : NULL);
   }
 }
 
@@ -1439,16 +1442,18 @@ conv2d_int8 (GeCtx * ctx, ConvJob * j, const GeTensor * x, const GeConvInput * i
   return TRUE;
 }
 
-static void
-conv2d_run (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInput * in,
-    GeTensor * y, gboolean accumulate)
+/* conv2d_run's paths; TRUE where the path added @res itself. */
+static gboolean
+conv2d_paths (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInput * in,
+    GeTensor * y, gboolean accumulate, const float *res)
 {
   const int up = in && in->upsample > 1 ? in->upsample : 1;
-  ConvJob j = { .p = p, .y = y, .accumulate = accumulate };
+  ConvJob j = { .p = p, .y = y, .accumulate = accumulate, .res = res };
   ge_conv2d_out_size (p, x->h * up, x->w * up, &j.oh, &j.ow);
-  g_return_if_fail (x->c == p->in_channels && y->c == p->out_channels);
-  g_return_if_fail (y->n == x->n && y->h == j.oh && y->w == j.ow);
-  g_return_if_fail (p->in_channels % p->groups == 0 && p->out_channels % p->groups == 0);
+  g_return_val_if_fail (x->c == p->in_channels && y->c == p->out_channels, TRUE);
+  g_return_val_if_fail (y->n == x->n && y->h == j.oh && y->w == j.ow, TRUE);
+  g_return_val_if_fail (p->in_channels % p->groups == 0 && p->out_channels % p->groups == 0,
+      TRUE);
   GeConv2d p32;
   const gsize mark = ge_arena_mark (ctx->arena);
   if (p->weight16 && !p->packed && !ge_gemm_packed_available ()) {
@@ -1472,7 +1477,7 @@ conv2d_run (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInp
   const int s = p->stride_h;
   if (int8_applies (ctx, p, &j, in, up) && conv2d_int8 (ctx, &j, x, in)) {
     ge_arena_release (ctx->arena, mark);
-    return;
+    return TRUE;
   }
   if (ge_precision_uses_bf16 (ctx->precision) && ge_gemm_bf16_available () && p->groups == 1
       && p->stride_w == s && p->dil_h == 1 && p->dil_w == 1) {
@@ -1483,7 +1488,7 @@ conv2d_run (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInp
     }
     conv2d_bf16 (ctx, &j, x, in, up);
     ge_arena_release (ctx->arena, mark);
-    return;
+    return FALSE;
   }
   if (j.kernel && p->groups == 1 && p->stride_w == s && p->dil_h == 1 && p->dil_w == 1
       && (s == 1 || (up == 1 && !narrow_rows (j.ow)))) {
@@ -1550,7 +1555,7 @@ conv2d_run (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInp
     const int units = x->n * j.n_bands;
     ge_pool_run (ctx->pool, units * j.cout_splits, implicit_task, &j);
     ge_arena_release (ctx->arena, mark);
-    return;
+    return FALSE;
   }
 
   GeTensor xin = *x;
@@ -1570,32 +1575,52 @@ conv2d_run (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInp
   j.scratch = ge_arena_alloc (ctx->arena, j.scratch_floats * n_threads);
   ge_pool_run (ctx->pool, units * j.cout_splits, im2col_task, &j);
   ge_arena_release (ctx->arena, mark);
+  return FALSE;
+}
+
+/* @res (NULL: none): y = conv (x) + res, added as the int8 kernel stores y
+ * (the same sum, in the same order, as ge_add (res, y) after it), by a
+ * pass of its own on the other paths. */
+static void
+conv2d_run (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInput * in,
+    GeTensor * y, gboolean accumulate, const float *res)
+{
+  g_return_if_fail (!(accumulate && res));
+  if (!conv2d_paths (ctx, p, x, in, y, accumulate, res) && res)
+    ge_add (ctx, res, y->data, y->data, ge_tensor_numel (y), 1.0f);
 }
 
 void
 ge_conv2d_ex (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvInput * in,
     GeTensor * y)
 {
-  conv2d_run (ctx, p, x, in, y, FALSE);
+  conv2d_run (ctx, p, x, in, y, FALSE, NULL);
 }
 
 void
 ge_conv2d (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, GeTensor * y)
 {
-  conv2d_run (ctx, p, x, NULL, y, FALSE);
+  conv2d_run (ctx, p, x, NULL, y, FALSE, NULL);
 }
 
 void
 ge_conv2d_accumulate (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, GeTensor * y)
 {
-  conv2d_run (ctx, p, x, NULL, y, TRUE);
+  conv2d_run (ctx, p, x, NULL, y, TRUE, NULL);
 }
 
 void
 ge_conv2d_accumulate_ex (GeCtx * ctx, const GeConv2d * p, const GeTensor * x,
     const GeConvInput * in, GeTensor * y)
 {
-  conv2d_run (ctx, p, x, in, y, TRUE);
+  conv2d_run (ctx, p, x, in, y, TRUE, NULL);
+}
+
+void
+ge_conv2d_residual (GeCtx * ctx, const GeConv2d * p, const GeTensor * x,
+    const GeConvInput * in, const float *res, GeTensor * y)
+{
+  conv2d_run (ctx, p, x, in, y, FALSE, res);
 }
 
 /* ---- 2x upsampling phases --------------------------------------------- */

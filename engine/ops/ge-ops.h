@@ -116,6 +116,11 @@ void ge_conv2d_accumulate (GeCtx * ctx, const GeConv2d * p, const GeTensor * x,
 /* The same on the input @in derives from @x (NULL: x itself). */
 void ge_conv2d_accumulate_ex (GeCtx * ctx, const GeConv2d * p, const GeTensor * x,
     const GeConvInput * in, GeTensor * y);
+/* y = conv (in (x)) + @res (y's shape, not y itself): a resnet's residual,
+ * added where the kernel stores y (int8) or by a pass after it, the same
+ * float sums as ge_add (res, y) either way. */
+void ge_conv2d_residual (GeCtx * ctx, const GeConv2d * p, const GeTensor * x,
+    const GeConvInput * in, const float *res, GeTensor * y);
 /* A 3x3 conv after 2x nearest upsampling, as four 2x2 convs of x (Upsample2D
  * builds them): y[2i + dy][2j + dx] = phase[2 dy + dx] (x)[i][j], where
  * phase (dy, dx) pads by 1 - dy, dy (rows) and 1 - dx, dx (columns).

@@ -419,10 +419,11 @@ ge_gemm_bf16_available (void)
 
 /* A tile on words, as tile_8x32: @every[r] goes to the tiles of every K
  * slice (int8's scales), @first[r] to those of the first slice only (the
- * bias, int8's offsets); NULL: none. */
+ * bias, int8's offsets); NULL: none.  @res (C's layout, NULL: none) is
+ * added to the finished sums as they are stored (the last slice's). */
 typedef void (*WordTile) (int kw, const guint32 * ap, const guint32 * b, const int *boff,
     float *c, int ldc, int rows, __mmask16 m0, __mmask16 m1, const float *every,
-    const float *first, gboolean accumulate, gboolean prefetch);
+    const float *first, gboolean accumulate, gboolean prefetch, const float *res);
 
 /* ge_gemm_bf16 and ge_gemm_int8 over @kw words of K: slices of K (a B
  * panel of KC x NR words is 32 KiB, as the f32 one), panels of NR columns,
@@ -430,7 +431,7 @@ typedef void (*WordTile) (int kw, const guint32 * ap, const guint32 * b, const i
 static void
 word_gemm (WordTile tile, int m, int n, int kw, const guint32 * ap, const guint32 * b,
     const int *boff, float *c, int ldc, const float *every, const float *first,
-    gboolean accumulate)
+    gboolean accumulate, const float *res)
 {
   const int slice = slice_len (kw);
   for (int k0 = 0; k0 < kw; k0 += slice) {
@@ -442,7 +443,8 @@ word_gemm (WordTile tile, int m, int n, int kw, const guint32 * ap, const guint3
       for (int i0 = 0; i0 < m; i0 += GE_MR)
         tile (kc, ap + ((gsize) (i0 / GE_MR) * kw + k0) * GE_MR, b + j, boff + k0,
             c + (gsize) i0 * ldc + j, ldc, MIN (GE_MR, m - i0), m0, m1,
-            every ? every + i0 : NULL, k0 == 0 && first ? first + i0 : NULL, acc, i0 == 0);
+            every ? every + i0 : NULL, k0 == 0 && first ? first + i0 : NULL, acc, i0 == 0,
+            res && k0 + kc == kw ? res + (gsize) i0 * ldc + j : NULL);
     }
   }
 }
@@ -452,7 +454,7 @@ word_gemm (WordTile tile, int m, int n, int kw, const guint32 * ap, const guint3
 BF16_TARGET static void
 tile_bf16 (int kp, const guint32 * ap, const guint32 * b, const int *boff, float *c,
     int ldc, int rows, __mmask16 m0, __mmask16 m1, const float *every, const float *bias,
-    gboolean accumulate, gboolean prefetch)
+    gboolean accumulate, gboolean prefetch, const float *res)
 {
   __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
 #define INIT(r) \
@@ -470,6 +472,9 @@ tile_bf16 (int kp, const guint32 * ap, const guint32 * b, const int *boff, float
 #undef ROW
 #define STORE(r) \
   if (r < rows) { \
+    if (res) { \
+      c##r##0 = _mm512_add_ps (_mm512_maskz_loadu_ps (m0, res + (gsize) r * ldc), c##r##0); \
+      c##r##1 = _mm512_add_ps (_mm512_maskz_loadu_ps (m1, res + (gsize) r * ldc + 16), c##r##1); } \
     _mm512_mask_storeu_ps (c + (gsize) r * ldc, m0, c##r##0); \
     _mm512_mask_storeu_ps (c + (gsize) r * ldc + 16, m1, c##r##1); }
   FOR_ROWS (STORE)
@@ -486,7 +491,7 @@ void
 ge_gemm_bf16 (int m, int n, int kp, const guint32 * ap, const guint32 * b, const int *boff,
     float *c, int ldc, const float *bias, gboolean accumulate)
 {
-  word_gemm (tile_bf16, m, n, kp, ap, b, boff, c, ldc, NULL, bias, accumulate);
+  word_gemm (tile_bf16, m, n, kp, ap, b, boff, c, ldc, NULL, bias, accumulate, NULL);
 }
 
 /* ---- int8 (AVX512-VNNI) ------------------------------------------------ */
@@ -511,7 +516,7 @@ ge_gemm_int8_available (void)
 INT8_TARGET static void
 tile_int8 (int kq, const guint32 * ap, const guint32 * b, const int *boff, float *c,
     int ldc, int rows, __mmask16 m0, __mmask16 m1, const float *scale, const float *offset,
-    gboolean accumulate, gboolean prefetch)
+    gboolean accumulate, gboolean prefetch, const float *res)
 {
   __m512i c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
 #define INIT(r) c##r##0 = c##r##1 = _mm512_setzero_si512 ();
@@ -534,10 +539,13 @@ tile_int8 (int kq, const guint32 * ap, const guint32 * b, const int *boff, float
     if (accumulate) { \
       o0 = _mm512_add_ps (o0, _mm512_maskz_loadu_ps (m0, c + (gsize) r * ldc)); \
       o1 = _mm512_add_ps (o1, _mm512_maskz_loadu_ps (m1, c + (gsize) r * ldc + 16)); } \
-    _mm512_mask_storeu_ps (c + (gsize) r * ldc, m0, \
-        _mm512_fmadd_ps (_mm512_cvtepi32_ps (c##r##0), s_, o0)); \
-    _mm512_mask_storeu_ps (c + (gsize) r * ldc + 16, m1, \
-        _mm512_fmadd_ps (_mm512_cvtepi32_ps (c##r##1), s_, o1)); }
+    __m512 v0 = _mm512_fmadd_ps (_mm512_cvtepi32_ps (c##r##0), s_, o0); \
+    __m512 v1 = _mm512_fmadd_ps (_mm512_cvtepi32_ps (c##r##1), s_, o1); \
+    if (res) { \
+      v0 = _mm512_add_ps (_mm512_maskz_loadu_ps (m0, res + (gsize) r * ldc), v0); \
+      v1 = _mm512_add_ps (_mm512_maskz_loadu_ps (m1, res + (gsize) r * ldc + 16), v1); } \
+    _mm512_mask_storeu_ps (c + (gsize) r * ldc, m0, v0); \
+    _mm512_mask_storeu_ps (c + (gsize) r * ldc + 16, m1, v1); }
   FOR_ROWS (STORE)
 #undef STORE
 }
@@ -547,9 +555,10 @@ tile_int8 (int kq, const guint32 * ap, const guint32 * b, const int *boff, float
 
 void
 ge_gemm_int8 (int m, int n, int kq, const guint32 * ap, const guint32 * b, const int *boff,
-    float *c, int ldc, const float *scale, const float *offset, gboolean accumulate)
+    float *c, int ldc, const float *scale, const float *offset, gboolean accumulate,
+    const float *res)
 {
-  word_gemm (tile_int8, m, n, kq, ap, b, boff, c, ldc, scale, offset, accumulate);
+  word_gemm (tile_int8, m, n, kq, ap, b, boff, c, ldc, scale, offset, accumulate, res);
 }
 
 /* Word 2i of the result is lo[i], word 2i + 1 hi[i]: the two halves of
@@ -673,7 +682,8 @@ ge_gemm_int8_available (void)
 
 void
 ge_gemm_int8 (int m, int n, int kq, const guint32 * ap, const guint32 * b, const int *boff,
-    float *c, int ldc, const float *scale, const float *offset, gboolean accumulate)
+    float *c, int ldc, const float *scale, const float *offset, gboolean accumulate,
+    const float *res)
 {
   g_assert_not_reached ();
 }

@@ -152,13 +152,14 @@ void ge_gemm_bf16 (int m, int n, int kp, const guint32 * ap, const guint32 * b,
  * GE_NO_INT8 is set in the environment. */
 gboolean ge_gemm_int8_available (void);
 
-/* C[m, n] = (accumulate ? C : 0) + offset + scale * (A * B) over @kq quads:
+/* C[m, n] = (accumulate ? C : 0) + offset + scale * (A * B) over @kq quads,
+ * then + R where @res (R in C's layout, e.g. a residual; NULL: none):
  * ap packed as ge_gemm_bf16's A ([m/MR][kq][MR] guint32s of four signed
  * bytes, ge_gemm_bf16_a_size () of them), quad row q of B at b + boff[q] (n
  * guint32s of four unsigned bytes, read with masks), @scale and @offset per
  * row of C.  Only where ge_gemm_int8_available (). */
 void ge_gemm_int8 (int m, int n, int kq, const guint32 * ap, const guint32 * b,
     const int *boff, float *c, int ldc, const float *scale, const float *offset,
-    gboolean accumulate);
+    gboolean accumulate, const float *res);
 
 G_END_DECLS

@@ -812,6 +812,55 @@ silu_d (double v)
  * the output must match to f32 rounding; with one (the kernel's SiLU is
  * good to 1e-4) within half a step of each operand; and against the f32
  * numbers within the quantization's bound. */
+/* @y = conv (@in (@x)) in int8: the same floats with the channels' ranges
+ * given (GeConvInput.lo, hi, as the group norm's pass finds them; here
+ * from a naive loop), and with a residual added (ge_conv2d_residual: the
+ * float sum res + y, as ge_add makes it), in int8 and in f32. */
+static void
+check_int8_ranges_residual (const GeConv2d * q, const GeTensor * x, const GeConvInput * in,
+    const GeTensor * y)
+{
+  const gsize plane = (gsize) x->h * x->w, ny = ge_tensor_numel (y);
+  float *lo = g_new (float, x->n * x->c), *hi = g_new (float, x->n * x->c);
+  for (int bc = 0; bc < x->n * x->c; bc++) {
+    lo[bc] = hi[bc] = x->data[bc * plane];
+    for (gsize i = 0; i < plane; i++) {
+      lo[bc] = MIN (lo[bc], x->data[bc * plane + i]);
+      hi[bc] = MAX (hi[bc], x->data[bc * plane + i]);
+    }
+  }
+  GeConvInput ranged = in ? *in : (GeConvInput) { NULL, NULL, GE_ACT_NONE, 1 };
+  ranged.lo = lo;
+  ranged.hi = hi;
+  GeTensor y2 = *y;
+  y2.data = g_new (float, ny);
+  ge_conv2d_ex (&ctx, q, x, &ranged, &y2);
+  g_assert_cmpmem (y2.data, sizeof (float) * ny, y->data, sizeof (float) * ny);
+
+  float *res = randn (ny), *want = g_new (float, ny);
+  for (int f32 = 0; f32 < 2; f32++) {
+    const GePrecision was = ctx.precision;
+    GeTensor yf = *y;
+    if (f32) {
+      ctx.precision = GE_PRECISION_F32;
+      yf.data = g_new (float, ny);
+      ge_conv2d_ex (&ctx, q, x, in, &yf);
+    }
+    for (gsize i = 0; i < ny; i++)
+      want[i] = res[i] + yf.data[i];
+    ge_conv2d_residual (&ctx, q, x, in, res, &y2);
+    g_assert_cmpmem (y2.data, sizeof (float) * ny, want, sizeof (float) * ny);
+    if (f32)
+      g_free (yf.data);
+    ctx.precision = was;
+  }
+  g_free (res);
+  g_free (want);
+  g_free (y2.data);
+  g_free (lo);
+  g_free (hi);
+}
+
 static void
 check_conv2d_int8 (GeConv2d * p, int n, int h, int w, const GeConvInput * in,
     gboolean accumulate)
@@ -841,6 +890,8 @@ check_conv2d_int8 (GeConv2d * p, int n, int h, int w, const GeConvInput * in,
     ge_conv2d_accumulate (&ctx, &q, &x, &y);
   else
     ge_conv2d_ex (&ctx, &q, &x, in, &y);
+  if (!accumulate)
+    check_int8_ranges_residual (&q, &x, in, &y);
   ctx.precision = GE_PRECISION_F32;
 
   /* the quantized numbers */
