@@ -208,6 +208,15 @@ GeTensor
 ge_resnet_forward (GeCtx * ctx, const GeResnet * r, const GeTensor * x, const float *temb_act)
 {
   GeTensor y = ge_tensor_new (ctx->arena, x->n, r->out, x->h, x->w);
+  ge_resnet_forward_into (ctx, r, x, temb_act, &y);
+  return y;
+}
+
+void
+ge_resnet_forward_into (GeCtx * ctx, const GeResnet * r, const GeTensor * x,
+    const float *temb_act, GeTensor * out)
+{
+  GeTensor y = *out;
   gsize mark = ge_arena_mark (ctx->arena);
 
   /* GN -> SiLU -> conv, with the normalisation applied as the conv reads
@@ -248,7 +257,6 @@ ge_resnet_forward (GeCtx * ctx, const GeResnet * r, const GeTensor * x, const fl
   } else if (!plain_residual)
     ge_add (ctx, x->data, y.data, y.data, ge_tensor_numel (&y), r->output_scale);
   ge_arena_release (ctx->arena, mark);
-  return y;
 }
 
 /* nn.Linear weights [out, in] are 1x1 conv weights: the projection of an

@@ -109,6 +109,9 @@ gboolean ge_resnet_load (GeModelFile * mf, const char *prefix, int in, int out,
 /* @temb_act: SiLU(emb), [n, temb_dim], or NULL for blocks without one. */
 GeTensor ge_resnet_forward (GeCtx * ctx, const GeResnet * r, const GeTensor * x,
     const float *temb_act);
+/* The same into @y ([n, out, h, w], not x), e.g. part of a larger buffer. */
+void ge_resnet_forward_into (GeCtx * ctx, const GeResnet * r, const GeTensor * x,
+    const float *temb_act, GeTensor * y);
 
 /* head_dim <= 0 means one head over all channels. */
 gboolean ge_attn_load (GeModelFile * mf, const char *prefix, int channels,

@@ -68,6 +68,21 @@ ge_add (GeCtx * ctx, const float *a, const float *b, float *y, gsize n, float di
   ge_pool_run (ctx->pool, (int) ((n + CHUNK - 1) / CHUNK), add_task, &j);
 }
 
+static void
+copy_task (void *data, int t, int thread)
+{
+  const EwJob *j = data;
+  const gsize i0 = (gsize) t * CHUNK, i1 = MIN (j->n, i0 + CHUNK);
+  memcpy (j->x + i0, j->a + i0, sizeof (float) * (i1 - i0));
+}
+
+void
+ge_copy (GeCtx * ctx, const float *src, float *dst, gsize n)
+{
+  EwJob j = { .x = dst, .a = src, .n = n };
+  ge_pool_run (ctx->pool, (int) ((n + CHUNK - 1) / CHUNK), copy_task, &j);
+}
+
 void
 ge_add_channel_bias (GeCtx * ctx, GeTensor * x, const float *v)
 {

@@ -190,6 +190,8 @@ void ge_layer_norm_channels (GeCtx * ctx, const GeTensor * x, GeTensor * y, floa
 /* ---- element-wise ----------------------------------------------------- */
 
 void ge_act (GeCtx * ctx, float *x, gsize n, GeAct act, float param);
+/* dst = src, @n floats (not overlapping), on the pool. */
+void ge_copy (GeCtx * ctx, const float *src, float *dst, gsize n);
 /* y = (a + b) / divisor; any of them may alias. */
 void ge_add (GeCtx * ctx, const float *a, const float *b, float *y, gsize n, float divisor);
 /* x[n, c, :, :] += v[n, c] (broadcast a per-channel vector). */
