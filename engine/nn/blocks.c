@@ -450,7 +450,8 @@ ge_model_tap (GeModelTap tap, void *user_data, const GeTensor * t, const char *f
 
 GeTensor
 ge_mid_block_forward (GeCtx * ctx, const GeMidBlock * m, const GeTensor * x,
-    const float *temb_act, GeModelTap tap, void *tap_data, const char *prefix)
+    const float *temb_act, GeModelTap tap, void *tap_data, const char *prefix,
+    const GeTensor * into)
 {
   GeTensor h = ge_resnet_forward (ctx, &m->res0, x, temb_act);
   ge_model_tap (tap, tap_data, &h, "%s.resnets.0", prefix);
@@ -460,7 +461,12 @@ ge_mid_block_forward (GeCtx * ctx, const GeMidBlock * m, const GeTensor * x,
     h = a;
     ge_model_tap (tap, tap_data, &h, "%s.attentions.0", prefix);
   }
-  GeTensor y = ge_resnet_forward (ctx, &m->res1, &h, temb_act);
+  GeTensor y;
+  if (into) {
+    y = *into;
+    ge_resnet_forward_into (ctx, &m->res1, &h, temb_act, &y);
+  } else
+    y = ge_resnet_forward (ctx, &m->res1, &h, temb_act);
   ge_arena_free_floats (ctx->arena, h.data);
   return y;
 }

@@ -140,8 +140,10 @@ typedef struct {
 gboolean ge_mid_block_load (GeModelFile * mf, const char *prefix, int channels,
     const GeBlockOpts * o, gboolean add_attention, int head_dim, int attn_groups,
     GeMidBlock * m, GError ** error);
+/* @into: where the output goes (not x; NULL: a new tensor). */
 GeTensor ge_mid_block_forward (GeCtx * ctx, const GeMidBlock * m, const GeTensor * x,
-    const float *temb_act, GeModelTap tap, void *tap_data, const char *prefix);
+    const float *temb_act, GeModelTap tap, void *tap_data, const char *prefix,
+    const GeTensor * into);
 
 /* Runtime plumbing shared by models: pool + arena, re-created when the
  * thread count changes. */

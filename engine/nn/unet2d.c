@@ -1094,10 +1094,16 @@ forward (GeUNet2D * u, const float *x, int n, int h, int w, const float *timeste
     }
     ge_model_tap (u->tap, u->tap_data, &hcur, "down_blocks.%d", i);
   }
-  /* The mid block's input is the last skip: it stays allocated. */
-  if (u->mid_kind == MID_UNET2D)
+  /* The mid block's input is the last skip: it stays allocated.  Its
+   * output goes in front of it where it has room. */
+  if (u->mid_kind == MID_UNET2D) {
+    const Skip *last = &skips[n_skips - 1];
+    const GeTensor room = { last->cat, n, u->mid.res1.out, hcur.h, hcur.w };
+    const gboolean into = last->cat
+        && last->t.data == last->cat + (gsize) u->mid.res1.out * hcur.h * hcur.w;
     hcur = ge_mid_block_forward (ctx, &u->mid, &hcur, emb_act, u->tap, u->tap_data,
-        "mid_block");
+        "mid_block", into ? &room : NULL);
+  }
   else if (u->mid_kind != MID_NONE)
     hcur = cond_mid_forward (u, &hcur, emb_act, cx);
   if (u->mid_kind != MID_NONE)

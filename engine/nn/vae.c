@@ -141,7 +141,7 @@ coder_forward (GeVae * v, const Coder * c, const GeTensor * x, GeTensor * y)
   ge_model_tap (v->tap, v->tap_data, &h, "%s.conv_in", c->name);
   char *mid = g_strdup_printf ("%s.mid_block", c->name);
   if (!enc) {
-    h = ge_mid_block_forward (ctx, &c->mid, &h, NULL, v->tap, v->tap_data, mid);
+    h = ge_mid_block_forward (ctx, &c->mid, &h, NULL, v->tap, v->tap_data, mid, NULL);
     ge_model_tap (v->tap, v->tap_data, &h, "%s", mid);
   }
   for (int i = 0; i < c->n_levels; i++) {
@@ -153,7 +153,7 @@ coder_forward (GeVae * v, const Coder * c, const GeTensor * x, GeTensor * y)
     ge_model_tap (v->tap, v->tap_data, &h, "%s.%s.%d", c->name, enc ? "down_blocks" : "up_blocks", i);
   }
   if (enc) {
-    h = ge_mid_block_forward (ctx, &c->mid, &h, NULL, v->tap, v->tap_data, mid);
+    h = ge_mid_block_forward (ctx, &c->mid, &h, NULL, v->tap, v->tap_data, mid, NULL);
     ge_model_tap (v->tap, v->tap_data, &h, "%s", mid);
   }
   g_free (mid);
