@@ -103,20 +103,25 @@ typedef struct {
   const int *xi;                /* [ow][4] source columns */
   const float *xw;              /* [ow][4] their weights */
   float *rows;                  /* per thread: one source-width row */
+  int band;                     /* output rows per task */
 } BicubicJob;
 
 /* Separable: the 4 source rows are blended vertically into one row, then
- * each output pixel blends 4 of its columns with tabulated weights. */
+ * each output pixel blends 4 of its columns with tabulated weights.  A
+ * task is a band of rows of a plane: an RGB frame's three planes would
+ * keep one of two threads idle a third of the time. */
 static void
 bicubic_task (void *data, int t, int thread)
 {
   const BicubicJob *j = data;
   const int H = j->x->h, W = j->x->w, OH = j->y->h, OW = j->y->w;
-  const float *src = j->x->data + (gsize) t * H * W;
-  float *dst = j->y->data + (gsize) t * OH * OW;
+  const int bands = (OH + j->band - 1) / j->band, plane = t / bands;
+  const int oy0 = t % bands * j->band, oy1 = MIN (OH, oy0 + j->band);
+  const float *src = j->x->data + (gsize) plane * H * W;
+  float *dst = j->y->data + (gsize) plane * OH * OW;
   float *tmp = j->rows + (gsize) thread * W;
   const float sy = (float) H / OH;
-  for (int oy = 0; oy < OH; oy++) {
+  for (int oy = oy0; oy < oy1; oy++) {
     const float fy = (oy + 0.5f) * sy - 0.5f;
     const int iy = (int) floorf (fy);
     float wy[4];
@@ -151,9 +156,11 @@ ge_upsample_bicubic (GeCtx * ctx, const GeTensor * x, GeTensor * y)
     for (int k = 0; k < 4; k++)
       xi[4 * ox + k] = CLAMP (ix - 1 + k, 0, x->w - 1);
   }
-  BicubicJob j = { x, y, xi, xw,
-    ge_arena_alloc (ctx->arena, (gsize) x->w * ge_pool_n_threads (ctx->pool)) };
-  ge_pool_run (ctx->pool, x->n * x->c, bicubic_task, &j);
+  const int n_threads = ge_pool_n_threads (ctx->pool);
+  BicubicJob j = { x, y, xi, xw, ge_arena_alloc (ctx->arena, (gsize) x->w * n_threads),
+    MAX (1, (y->h + 4 * n_threads - 1) / (4 * n_threads))
+  };
+  ge_pool_run (ctx->pool, x->n * x->c * ((y->h + j.band - 1) / j.band), bicubic_task, &j);
   ge_arena_release (ctx->arena, mark);
 }
 
