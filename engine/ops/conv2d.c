@@ -763,17 +763,20 @@ __attribute__((target ("avx512f,avx512bw,avx512vl")))
 static inline __m512
 silu_8bit_avx512 (__m512 v)
 {
+  /* Written on t = -r (so -v is never formed): n = round (v * -log2 e),
+   * t = v + n ln 2, p (r) = p (-t) with alternating signs.  Rounding is
+   * symmetric, so every step is the negation of the one on r, to the bit. */
   const __m512 one = _mm512_set1_ps (1.0f);
-  const __m512 x = _mm512_min_ps (_mm512_max_ps (_mm512_sub_ps (_mm512_setzero_ps (), v),
-          _mm512_set1_ps (-87.0f)), _mm512_set1_ps (88.0f));
-  const __m512 fn = _mm512_roundscale_ps (_mm512_mul_ps (x, _mm512_set1_ps (1.44269504088896341f)),
+  const __m512 vc = _mm512_max_ps (_mm512_min_ps (v, _mm512_set1_ps (87.0f)),
+      _mm512_set1_ps (-88.0f));
+  const __m512 fn = _mm512_roundscale_ps (_mm512_mul_ps (vc, _mm512_set1_ps (-1.44269504088896341f)),
       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps (fn, _mm512_set1_ps (0.693359375f), x);
-  r = _mm512_fnmadd_ps (fn, _mm512_set1_ps (-2.12194440e-4f), r);
-  __m512 p = _mm512_fmadd_ps (_mm512_set1_ps (1.0f / 24), r, _mm512_set1_ps (1.0f / 6));
-  p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (0.5f));
-  p = _mm512_fmadd_ps (p, r, one);
-  p = _mm512_fmadd_ps (p, r, one);
+  __m512 t = _mm512_fmadd_ps (fn, _mm512_set1_ps (0.693359375f), vc);
+  t = _mm512_fmadd_ps (fn, _mm512_set1_ps (-2.12194440e-4f), t);
+  __m512 p = _mm512_fnmadd_ps (_mm512_set1_ps (1.0f / 24), t, _mm512_set1_ps (1.0f / 6));
+  p = _mm512_fnmadd_ps (p, t, _mm512_set1_ps (0.5f));
+  p = _mm512_fnmadd_ps (p, t, one);
+  p = _mm512_fnmadd_ps (p, t, one);
   const __m512 ex = _mm512_scalef_ps (p, fn);
   return _mm512_mul_ps (v, _mm512_rcp14_ps (_mm512_add_ps (ex, one)));
 }
@@ -1295,25 +1298,34 @@ static void
 transform_quads_int8 (const float *const src[4], int n, const float s[4], const float sh[4],
     gboolean silu, float inv_sx, int zp, guint32 * dst)
 {
+  static const char quad_[64] = { 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
+    0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
+    0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
+    0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15
+  };
+  const __m512i quad = _mm512_loadu_si512 (quad_);
   const __m512 vi = _mm512_set1_ps (inv_sx);
-  const __m512i vz = _mm512_set1_epi32 (zp), v0 = _mm512_setzero_si512 ();
-  const __m512i v255 = _mm512_set1_epi32 (255);
+  const __m512i vz = _mm512_set1_epi32 (zp), v255 = _mm512_set1_epi32 (255);
   for (int i = 0; i < n; i += 16) {
     const __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16) ((1u << (n - i)) - 1);
-    __m512i word = _mm512_setzero_si512 ();
+    __m512i q[4];
     for (int e = 0; e < 4; e++) {
-      __m512i q = vz;
+      q[e] = vz;
       if (src[e]) {
         __m512 v = _mm512_fmadd_ps (_mm512_maskz_loadu_ps (m, src[e] + i), _mm512_set1_ps (s[e]),
             _mm512_set1_ps (sh[e]));
         if (silu)
           v = silu_8bit_avx512 (v);
-        q = _mm512_add_epi32 (_mm512_cvtps_epi32 (_mm512_mul_ps (v, vi)), vz);
-        q = _mm512_min_epi32 (_mm512_max_epi32 (q, v0), v255);
+        q[e] = _mm512_min_epi32 (_mm512_add_epi32 (_mm512_cvtps_epi32 (_mm512_mul_ps (v, vi)), vz),
+            v255);
       }
-      word = _mm512_or_si512 (word, _mm512_slli_epi32 (q, 8 * e));
     }
-    _mm512_mask_storeu_epi32 (dst + i, m, word);
+    /* The packs clamp below at 0 (255 is done); in each 128-bit lane they
+     * leave channel 0's four bytes, then 1's, 2's, 3's: the shuffle makes
+     * them quads. */
+    const __m512i b = _mm512_packus_epi16 (_mm512_packus_epi32 (q[0], q[1]),
+        _mm512_packus_epi32 (q[2], q[3]));
+    _mm512_mask_storeu_epi32 (dst + i, m, _mm512_shuffle_epi8 (b, quad));
   }
 }
 #endif
