@@ -427,11 +427,13 @@ typedef void (*WordTile) (int kw, const guint32 * ap, const guint32 * b, const i
 
 /* ge_gemm_bf16 and ge_gemm_int8 over @kw words of K: slices of K (a B
  * panel of KC x NR words is 32 KiB, as the f32 one), panels of NR columns,
- * blocks of MR rows; the slices after the first add to C. */
+ * blocks of MR rows, @tile4 for a last block of 4 rows or fewer (a conv's
+ * 12 or 3 output channels: half the dot products of @tile's); the slices
+ * after the first add to C. */
 static void
-word_gemm (WordTile tile, int m, int n, int kw, const guint32 * ap, const guint32 * b,
-    const int *boff, float *c, int ldc, const float *every, const float *first,
-    gboolean accumulate, const float *res)
+word_gemm (WordTile tile, WordTile tile4, int m, int n, int kw, const guint32 * ap,
+    const guint32 * b, const int *boff, float *c, int ldc, const float *every,
+    const float *first, gboolean accumulate, const float *res)
 {
   const int slice = slice_len (kw);
   for (int k0 = 0; k0 < kw; k0 += slice) {
@@ -441,7 +443,8 @@ word_gemm (WordTile tile, int m, int n, int kw, const guint32 * ap, const guint3
       __mmask16 m0, m1;
       col_masks (MIN (GE_NR, n - j), &m0, &m1);
       for (int i0 = 0; i0 < m; i0 += GE_MR)
-        tile (kc, ap + ((gsize) (i0 / GE_MR) * kw + k0) * GE_MR, b + j, boff + k0,
+        (m - i0 <= 4 ? tile4 : tile) (kc, ap + ((gsize) (i0 / GE_MR) * kw + k0) * GE_MR,
+            b + j, boff + k0,
             c + (gsize) i0 * ldc + j, ldc, MIN (GE_MR, m - i0), m0, m1,
             every ? every + i0 : NULL, k0 == 0 && first ? first + i0 : NULL, acc, i0 == 0,
             res && k0 + kc == kw ? res + (gsize) i0 * ldc + j : NULL);
@@ -450,10 +453,11 @@ word_gemm (WordTile tile, int m, int n, int kw, const guint32 * ap, const guint3
 }
 
 /* tile_8x32 with pairs: a_ broadcasts row r's pair, each vdpbf16ps adds
- * both of its products to 16 columns. */
-BF16_TARGET static void
-tile_bf16 (int kp, const guint32 * ap, const guint32 * b, const int *boff, float *c,
-    int ldc, int rows, __mmask16 m0, __mmask16 m1, const float *every, const float *bias,
+ * both of its products to 16 columns.  Rows from @nr (a constant where it
+ * is inlined) on are left out. */
+BF16_TARGET static inline __attribute__((always_inline)) void
+tile_bf16_rows (const int nr, int kp, const guint32 * ap, const guint32 * b, const int *boff,
+    float *c, int ldc, int rows, __mmask16 m0, __mmask16 m1, const float *bias,
     gboolean accumulate, gboolean prefetch, const float *res)
 {
   __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
@@ -465,7 +469,7 @@ tile_bf16 (int kp, const guint32 * ap, const guint32 * b, const int *boff, float
     c##r##1 = _mm512_add_ps (c##r##1, _mm512_maskz_loadu_ps (m1, c + (gsize) r * ldc + 16)); }
   FOR_ROWS (INIT)
 #undef INIT
-#define ROW(r) { const __m512bh a_ = (__m512bh) _mm512_set1_epi32 ((int) ap[r]); \
+#define ROW(r) if (r < nr) { const __m512bh a_ = (__m512bh) _mm512_set1_epi32 ((int) ap[r]); \
         c##r##0 = _mm512_dpbf16_ps (c##r##0, a_, (__m512bh) b0); \
         c##r##1 = _mm512_dpbf16_ps (c##r##1, a_, (__m512bh) b1); }
   WORD_K_LOOP (kp, ROW)
@@ -481,6 +485,22 @@ tile_bf16 (int kp, const guint32 * ap, const guint32 * b, const int *boff, float
 #undef STORE
 }
 
+BF16_TARGET static void
+tile_bf16 (int kp, const guint32 * ap, const guint32 * b, const int *boff, float *c,
+    int ldc, int rows, __mmask16 m0, __mmask16 m1, const float *every, const float *bias,
+    gboolean accumulate, gboolean prefetch, const float *res)
+{
+  tile_bf16_rows (GE_MR, kp, ap, b, boff, c, ldc, rows, m0, m1, bias, accumulate, prefetch, res);
+}
+
+BF16_TARGET static void
+tile_bf16_4 (int kp, const guint32 * ap, const guint32 * b, const int *boff, float *c,
+    int ldc, int rows, __mmask16 m0, __mmask16 m1, const float *every, const float *bias,
+    gboolean accumulate, gboolean prefetch, const float *res)
+{
+  tile_bf16_rows (4, kp, ap, b, boff, c, ldc, rows, m0, m1, bias, accumulate, prefetch, res);
+}
+
 gsize
 ge_gemm_bf16_a_size (int m, int kp)
 {
@@ -491,7 +511,8 @@ void
 ge_gemm_bf16 (int m, int n, int kp, const guint32 * ap, const guint32 * b, const int *boff,
     float *c, int ldc, const float *bias, gboolean accumulate)
 {
-  word_gemm (tile_bf16, m, n, kp, ap, b, boff, c, ldc, NULL, bias, accumulate, NULL);
+  word_gemm (tile_bf16, tile_bf16_4, m, n, kp, ap, b, boff, c, ldc, NULL, bias, accumulate,
+      NULL);
 }
 
 /* ---- int8 (AVX512-VNNI) ------------------------------------------------ */
@@ -513,10 +534,10 @@ ge_gemm_int8_available (void)
 /* tile_bf16 with quads: vpdpbusd adds the four products of B's unsigned
  * bytes and A's signed ones to an int32 of 16 columns; the epilogue turns
  * the sums into f32, c = sum * scale[r] + offset[r] (+ c). */
-INT8_TARGET static void
-tile_int8 (int kq, const guint32 * ap, const guint32 * b, const int *boff, float *c,
-    int ldc, int rows, __mmask16 m0, __mmask16 m1, const float *scale, const float *offset,
-    gboolean accumulate, gboolean prefetch, const float *res)
+INT8_TARGET static inline __attribute__((always_inline)) void
+tile_int8_rows (const int nr, int kq, const guint32 * ap, const guint32 * b, const int *boff,
+    float *c, int ldc, int rows, __mmask16 m0, __mmask16 m1, const float *scale,
+    const float *offset, gboolean accumulate, gboolean prefetch, const float *res)
 {
   __m512i c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
 #define INIT(r) c##r##0 = c##r##1 = _mm512_setzero_si512 ();
@@ -526,7 +547,7 @@ tile_int8 (int kq, const guint32 * ap, const guint32 * b, const int *boff, float
    * another register around the intrinsic (twice the instructions, a
    * third of the speed). */
 #define DPBUSD(acc, b_, a_) __asm__ ("vpdpbusd %2, %1, %0" : "+v" (acc) : "v" (b_), "v" (a_))
-#define ROW(r) { const __m512i a_ = _mm512_set1_epi32 ((int) ap[r]); \
+#define ROW(r) if (r < nr) { const __m512i a_ = _mm512_set1_epi32 ((int) ap[r]); \
         DPBUSD (c##r##0, b0, a_); \
         DPBUSD (c##r##1, b1, a_); }
   WORD_K_LOOP (kq, ROW)
@@ -550,6 +571,24 @@ tile_int8 (int kq, const guint32 * ap, const guint32 * b, const int *boff, float
 #undef STORE
 }
 
+INT8_TARGET static void
+tile_int8 (int kq, const guint32 * ap, const guint32 * b, const int *boff, float *c,
+    int ldc, int rows, __mmask16 m0, __mmask16 m1, const float *scale, const float *offset,
+    gboolean accumulate, gboolean prefetch, const float *res)
+{
+  tile_int8_rows (GE_MR, kq, ap, b, boff, c, ldc, rows, m0, m1, scale, offset, accumulate,
+      prefetch, res);
+}
+
+INT8_TARGET static void
+tile_int8_4 (int kq, const guint32 * ap, const guint32 * b, const int *boff, float *c,
+    int ldc, int rows, __mmask16 m0, __mmask16 m1, const float *scale, const float *offset,
+    gboolean accumulate, gboolean prefetch, const float *res)
+{
+  tile_int8_rows (4, kq, ap, b, boff, c, ldc, rows, m0, m1, scale, offset, accumulate,
+      prefetch, res);
+}
+
 #undef WORD_K_LOOP
 #undef FOR_ROWS
 
@@ -558,7 +597,8 @@ ge_gemm_int8 (int m, int n, int kq, const guint32 * ap, const guint32 * b, const
     float *c, int ldc, const float *scale, const float *offset, gboolean accumulate,
     const float *res)
 {
-  word_gemm (tile_int8, m, n, kq, ap, b, boff, c, ldc, scale, offset, accumulate, res);
+  word_gemm (tile_int8, tile_int8_4, m, n, kq, ap, b, boff, c, ldc, scale, offset, accumulate,
+      res);
 }
 
 /* Word 2i of the result is lo[i], word 2i + 1 hi[i]: the two halves of
