@@ -22,6 +22,7 @@ PSNR-Y with an s-pixel border):
   int8-w  weights int8 only (inputs f32): where the loss comes from
   int8-mid  int8 for every conv but the first and the last (conv_in, conv_out in bf16): the
           usual mixed recipe
+  int8-out  int8-mid with conv_out in int8 too
 
 Budget (issue 35): |variant - f32| < 0.05 dB of the card's metric.
 
@@ -74,9 +75,10 @@ VARIANTS = {
     "int8": (u8_input, int8_weights),
     "int8-w": (None, int8_weights),
     "int8-mid": (u8_input, int8_weights),
+    "int8-out": (u8_input, int8_weights),
 }
 # Convs a variant keeps in bf16.
-KEEP_BF16 = {"int8-mid": ("conv_in", "conv_out")}
+KEEP_BF16 = {"int8-mid": ("conv_in", "conv_out"), "int8-out": ("conv_in",)}
 
 
 def set_variant(net, name):

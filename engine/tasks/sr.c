@@ -188,10 +188,11 @@ step_task (void *data, int t, int thread)
 typedef struct {
   const GeImageU8 *img;
   GeTensor *t;
-  /* to 8 bits: out = u + r / residual_scale, r from res (pitch res_w) or
-   * acc / wsum */
-  const float *up, *res, *acc, *wsum;
-  int res_w, res_h;
+  /* to 8 bits: out = u + r / residual_scale, r from lo (the model's
+   * output, [3 s s, ph, pw]: the residual pixel-unshuffled, read as
+   * pixel_shuffle would place it) or acc / wsum */
+  const float *up, *lo, *acc, *wsum;
+  int s, pw, ph;
   float inv_rs;
 } ConvertJob;
 
@@ -225,9 +226,15 @@ to_u8_task (void *data, int t, int thread)
       for (int x = 0; x < Ws; x++)
         row[(gsize) x * out->pixel_stride] = ge_unit_to_u8 (u[x] + a[x] / w[x] * j->inv_rs);
     } else {
-      const float *r = j->res + ((gsize) c * j->res_h + y) * j->res_w;
-      for (int x = 0; x < Ws; x++)
-        row[(gsize) x * out->pixel_stride] = ge_unit_to_u8 (u[x] + r[x] * j->inv_rs);
+      /* HR pixel (c, y, x) is channel (c s + y % s) s + x % s, pixel
+       * (y / s, x / s) of lo */
+      const int sc = j->s;
+      const gsize plane = (gsize) j->pw * j->ph;
+      const float *r = j->lo + (gsize) (c * sc + y % sc) * sc * plane + (gsize) (y / sc) * j->pw;
+      for (int xl = 0, x = 0; xl < Ws / sc; xl++)
+        for (int jj = 0; jj < sc; jj++, x++)
+          row[(gsize) x * out->pixel_stride] =
+              ge_unit_to_u8 (u[x] + r[(gsize) jj * plane + xl] * j->inv_rs);
     }
   }
 }
@@ -253,11 +260,12 @@ typedef struct {
   int pw, ph;                   /* padded to the U-Net multiple */
 } Tile;
 
-/* Runs the sampler on one tile; leaves the HR residual in @res
- * [3, ph*s, pw*s]. */
+/* Runs the sampler on one tile; leaves the model's output, [3 s s, ph,
+ * pw], at *@lo, and where @res the HR residual [3, ph*s, pw*s] in it. */
 static gboolean
 run_tile (GeSr * sr, const GeTensor * lr, const Tile * t, float *x_in, float *x0,
-    float *noise, float *res, const float *cached, float *to_cache, GError ** error)
+    float *noise, float *res, const float **lo, const float *cached, float *to_cache,
+    GError ** error)
 {
   GeCtx *ctx = &sr->ctx;
   gint64 clock = g_get_monotonic_time ();
@@ -278,7 +286,7 @@ run_tile (GeSr * sr, const GeTensor * lr, const Tile * t, float *x_in, float *x0
    * of the seed's stream, wherever the tile starts. */
   GeTensor xt = { x_in, 1, s2, t->ph, t->pw };
   if (cached)
-    memcpy (x_in, cached, sizeof (float) * s2 * plane);
+    ge_copy (ctx, cached, x_in, (gsize) s2 * plane);
   else {
     for (int c = 0; c < 3; c++)
       for (int y = 0; y < hs; y++) {
@@ -308,8 +316,11 @@ run_tile (GeSr * sr, const GeTensor * lr, const Tile * t, float *x_in, float *x0
     sr->times.step_ms += ms_since (&clock);
   }
   /* With x0-prediction the last step returns x0 itself; x_in holds it. */
-  GeTensor r = { res, 1, 3, hs, ws };
-  ge_pixel_shuffle (ctx, &out, &r, s);
+  *lo = out.data;
+  if (res) {
+    GeTensor r = { res, 1, 3, hs, ws };
+    ge_pixel_shuffle (ctx, &out, &r, s);
+  }
   sr->times.convert_ms += ms_since (&clock);
   return TRUE;
 }
@@ -358,8 +369,11 @@ ge_sr_process (GeSr * sr, const GeImageU8 * in, GeImageU8 * out, GError ** error
   float *x_in = ge_arena_alloc (ctx->arena, (s2 + 3) * tplane);
   float *x0 = ge_arena_alloc (ctx->arena, s2 * tplane);
   float *noise = ge_arena_alloc (ctx->arena, 3 * hplane);
-  float *res = ge_arena_alloc (ctx->arena, 3 * hplane);
   const gboolean tiled = nx * ny > 1;
+  /* the HR residual, for the tiles' blend (one tile: read from the model's
+   * output by to_u8_task) */
+  float *res = tiled ? ge_arena_alloc (ctx->arena, 3 * hplane) : NULL;
+  const float *lo = NULL;
   const gsize per_tile = (gsize) s2 * tplane;
   const guint64 key[4] = { sr->seed, (guint64) W << 32 | H,
     (guint64) tw << 32 | th, (guint64) sr->tile_overlap };
@@ -383,7 +397,7 @@ ge_sr_process (GeSr * sr, const GeImageU8 * in, GeImageU8 * out, GError ** error
     for (int tx = 0; ok && tx < nx; tx++) {
       Tile t = { xs[tx], ys[ty], tw, th, pw, ph };
       float *slot = sr->noise_cache + per_tile * (ty * nx + tx);
-      ok = run_tile (sr, &lr, &t, x_in, x0, noise, res, cached ? slot : NULL, slot, error);
+      ok = run_tile (sr, &lr, &t, x_in, x0, noise, res, &lo, cached ? slot : NULL, slot, error);
       if (!ok || !tiled)
         break;
       /* Overlaps ramp in from tile edges that are not frame edges. */
@@ -393,7 +407,7 @@ ge_sr_process (GeSr * sr, const GeImageU8 * in, GeImageU8 * out, GError ** error
 
   clock = g_get_monotonic_time ();
   if (ok) {
-    ConvertJob cout = { out, NULL, up.data, res, tiled ? acc : NULL, wsum, pw * s, ph * s,
+    ConvertJob cout = { out, NULL, up.data, lo, tiled ? acc : NULL, wsum, s, pw, ph,
       1.0f / sr->residual_scale
     };
     ge_pool_run (ctx->pool, Hs, to_u8_task, &cout);
