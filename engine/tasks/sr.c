@@ -18,6 +18,7 @@
 #include "ge-scheduler.h"
 #include "ge-unet2d.h"
 #include "ge-pool.h"
+#include "gemm.h"
 #include "tiles.h"
 
 #include <math.h>
@@ -210,32 +211,117 @@ to_float_task (void *data, int t, int thread)
     dst[x] = ge_u8_to_unit (row[(gsize) x * in->pixel_stride]);
 }
 
-/* Output row t, every channel. */
+#define U8_CHUNK 256
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+/* TRUE where rows_to_u8_avx512 runs: 3 or 4 bytes a pixel, AVX512-VBMI
+ * (and not GE_NO_AVX512). */
+static gboolean
+u8_rows_vector (const GeImageU8 * out)
+{
+  static int state = -1;
+  if (state < 0) {
+    __builtin_cpu_init ();
+    state = ge_gemm_packed_available () && __builtin_cpu_supports ("avx512bw")
+        && __builtin_cpu_supports ("avx512vbmi");
+  }
+  return state && (out->pixel_stride == 3 || out->pixel_stride == 4);
+}
+
+/* ge_unit_to_u8 (u + r inv) of @n pixels of three channels into a row of
+ * @ps bytes a pixel, channel c at byte @oo[c]: the same float operations
+ * and clamps (NaN to 0) sixteen pixels at a time; a shuffle interleaves the
+ * channels and a masked store leaves any fourth byte alone. */
+__attribute__((target ("avx512f,avx512bw,avx512vbmi")))
+static void
+rows_to_u8_avx512 (const float *const u[3], float (*r)[U8_CHUNK], int n, float inv, int ps,
+    const int oo[3], guint8 * row)
+{
+  char idx_[64] = { 0 };
+  guint64 keep = 0;
+  for (int p = 0; p < 16 * ps; p++)
+    for (int c = 0; c < 3; c++)
+      if (p % ps == oo[c]) {
+        idx_[p] = (char) (16 * c + p / ps);
+        keep |= 1ull << p;
+      }
+  const __m512i idx = _mm512_loadu_si512 (idx_);
+  const __m512 vinv = _mm512_set1_ps (inv), one = _mm512_set1_ps (1.0f);
+  const __m512 half = _mm512_set1_ps (127.5f), rnd = _mm512_set1_ps (0.5f);
+  const __m512 top = _mm512_set1_ps (255.0f);
+  for (int x = 0; x < n; x += 16) {
+    const int m = MIN (16, n - x);
+    const __mmask16 lanes = (__mmask16) ((1u << m) - 1);
+    __m128i b[3];
+    for (int c = 0; c < 3; c++) {
+      const __m512 v = _mm512_add_ps (_mm512_maskz_loadu_ps (lanes, u[c] + x),
+          _mm512_mul_ps (_mm512_maskz_loadu_ps (lanes, r[c] + x), vinv));
+      const __m512 f = _mm512_add_ps (_mm512_mul_ps (_mm512_add_ps (v, one), half), rnd);
+      /* min (255, f): NaN stays NaN, which the conversion makes 0 */
+      const __m512i q = _mm512_max_epi32 (_mm512_cvttps_epi32 (_mm512_min_ps (top, f)),
+          _mm512_setzero_si512 ());
+      b[c] = _mm512_cvtepi32_epi8 (q);
+    }
+    __m512i all = _mm512_castsi128_si512 (b[0]);
+    all = _mm512_inserti32x4 (all, b[1], 1);
+    all = _mm512_inserti32x4 (all, b[2], 2);
+    const __mmask64 mk = keep & (m * ps == 64 ? ~0ull : (1ull << (m * ps)) - 1);
+    _mm512_mask_storeu_epi8 (row + (gsize) x * ps, mk, _mm512_permutexvar_epi8 (idx, all));
+  }
+}
+#endif
+
+/* Output row t, every channel, in chunks: each channel's residual first
+ * (acc / wsum, or the model's output read as pixel_shuffle places it), then
+ * u + r / residual_scale to bytes. */
 static void
 to_u8_task (void *data, int t, int thread)
 {
   const ConvertJob *j = data;
   const GeImageU8 *out = j->img;
-  const int Hs = out->height, Ws = out->width, y = t;
+  const int Hs = out->height, Ws = out->width, y = t, sc = j->s, ps = out->pixel_stride;
   const int oo[3] = { out->r, out->g, out->b };
-  for (int c = 0; c < 3; c++) {
-    guint8 *row = out->data + (gsize) y * out->stride + oo[c];
-    const float *u = j->up + ((gsize) c * Hs + y) * Ws;
-    if (j->acc) {
-      const float *a = j->acc + ((gsize) c * Hs + y) * Ws, *w = j->wsum + (gsize) y * Ws;
-      for (int x = 0; x < Ws; x++)
-        row[(gsize) x * out->pixel_stride] = ge_unit_to_u8 (u[x] + a[x] / w[x] * j->inv_rs);
-    } else {
-      /* HR pixel (c, y, x) is channel (c s + y % s) s + x % s, pixel
-       * (y / s, x / s) of lo */
-      const int sc = j->s;
-      const gsize plane = (gsize) j->pw * j->ph;
-      const float *r = j->lo + (gsize) (c * sc + y % sc) * sc * plane + (gsize) (y / sc) * j->pw;
-      for (int xl = 0, x = 0; xl < Ws / sc; xl++)
-        for (int jj = 0; jj < sc; jj++, x++)
-          row[(gsize) x * out->pixel_stride] =
-              ge_unit_to_u8 (u[x] + r[(gsize) jj * plane + xl] * j->inv_rs);
+  const gsize plane = (gsize) j->pw * j->ph;
+  float r[3][U8_CHUNK];
+  const float *u[3];
+  guint8 *row = out->data + (gsize) y * out->stride;
+  const int chunk = U8_CHUNK / sc * sc;
+  for (int x0 = 0; x0 < Ws; x0 += chunk) {
+    const int n = MIN (chunk, Ws - x0); /* a multiple of s, as Ws = W s */
+    for (int c = 0; c < 3; c++) {
+      u[c] = j->up + ((gsize) c * Hs + y) * Ws + x0;
+      if (j->acc) {
+        const float *a = j->acc + ((gsize) c * Hs + y) * Ws + x0;
+        const float *w = j->wsum + (gsize) y * Ws + x0;
+        for (int x = 0; x < n; x++)
+          r[c][x] = a[x] / w[x];
+      } else {
+        /* HR pixel (c, y, x) is channel (c s + y % s) s + x % s, pixel
+         * (y / s, x / s) of lo */
+        const float *lo = j->lo + (gsize) (c * sc + y % sc) * sc * plane
+            + (gsize) (y / sc) * j->pw + x0 / sc;
+        if (sc == 2)            /* the default: a loop that vectorises */
+          for (int xl = 0; xl < n / 2; xl++) {
+            r[c][2 * xl] = lo[xl];
+            r[c][2 * xl + 1] = lo[plane + xl];
+          }
+        else
+          for (int jj = 0; jj < sc; jj++)
+            for (int xl = 0; xl < n / sc; xl++)
+              r[c][xl * sc + jj] = lo[(gsize) jj * plane + xl];
+      }
     }
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (u8_rows_vector (out)) {
+      rows_to_u8_avx512 (u, r, n, j->inv_rs, ps, oo, row + (gsize) x0 * ps);
+      continue;
+    }
+#endif
+    for (int c = 0; c < 3; c++)
+      for (int x = 0; x < n; x++)
+        row[(gsize) (x0 + x) * ps + oo[c]] = ge_unit_to_u8 (u[c][x] + r[c][x] * j->inv_rs);
   }
 }
 

@@ -130,10 +130,15 @@ test_strides (void)
   GeImageU8 i = { in, g.w, g.h, is, 4, 2, 1, 0, -1 };
   GeImageU8 o = { out, g.w * 2, g.h * 2, os, 4, 2, 1, 0, -1 };
   g_assert_true (ge_sr_process (sr, &i, &o, NULL));
-  for (int y = 0; y < g.h * 2; y++)
-    for (int x = 0; x < g.w * 2; x++)
+  for (int y = 0; y < g.h * 2; y++) {
+    for (int x = 0; x < g.w * 2; x++) {
       for (int c = 0; c < 3; c++)
         g_assert_cmpint (out[y * os + x * 4 + 2 - c], ==, tight[(y * g.w * 2 + x) * 3 + c]);
+      g_assert_cmpint (out[y * os + x * 4 + 3], ==, 0);        /* x: not ours */
+    }
+    for (int x = g.w * 2 * 4; x < os; x++)
+      g_assert_cmpint (out[y * os + x], ==, 0);       /* the row's padding */
+  }
   g_free (in);
   g_free (out);
   g_free (tight);
