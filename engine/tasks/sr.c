@@ -234,7 +234,8 @@ u8_rows_vector (const GeImageU8 * out)
  * @ps bytes a pixel, channel c at byte @oo[c]: the same float operations
  * and clamps (NaN to 0) sixteen pixels at a time; a shuffle interleaves the
  * channels and a masked store leaves any fourth byte alone. */
-__attribute__((target ("avx512f,avx512bw,avx512vbmi")))
+/* no fused multiply-adds: GCC contracts the intrinsics otherwise */
+__attribute__((target ("avx512f,avx512bw,avx512vbmi"), optimize ("fp-contract=off")))
 static void
 rows_to_u8_avx512 (const float *const u[3], float (*r)[U8_CHUNK], int n, float inv, int ps,
     const int oo[3], guint8 * row)
