@@ -389,10 +389,8 @@ is_number (JsonNode * n)
   return t == G_TYPE_INT64 || t == G_TYPE_DOUBLE;
 }
 
-/* @n as an integer: an integer number, or a double with an integer value
- * that a gint64 holds (1e300 does not: casting it is undefined). */
-static gboolean
-node_int (JsonNode * n, gint64 * out)
+gboolean
+ge_config_node_int (JsonNode * n, gint64 * out)
 {
   if (!is_number (n))
     return FALSE;
@@ -412,7 +410,7 @@ ge_config_int (GeModelFile * mf, const char *key, gint64 def, gint64 * out, GErr
 {
   JsonNode *n = member (mf, key);
   *out = def;
-  if (n && !node_int (n, out))
+  if (n && !ge_config_node_int (n, out))
     return type_error (mf, key, "an integer", error);
   return TRUE;
 }
@@ -472,7 +470,7 @@ ge_config_int_array (GeModelFile * mf, const char *key, gint64 ** out, int *n_ou
   int len = (int) json_array_get_length (a);
   gint64 *v = g_new0 (gint64, MAX (len, 1));
   for (int i = 0; i < len; i++) {
-    if (!node_int (json_array_get_element (a, i), &v[i])) {
+    if (!ge_config_node_int (json_array_get_element (a, i), &v[i])) {
       g_free (v);
       return type_error (mf, key, "an array of integers", error);
     }

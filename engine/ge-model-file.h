@@ -89,6 +89,9 @@ gboolean ge_config_double (GeModelFile * mf, const char *key, double def, double
 gboolean ge_config_bool (GeModelFile * mf, const char *key, gboolean def, gboolean * out, GError ** error);
 /* Returns the string (owned by the config) or @def. */
 gboolean ge_config_string (GeModelFile * mf, const char *key, const char *def, const char **out, GError ** error);
+/* @n as an integer: an integer number, or a double with an integer value
+ * that a gint64 holds (casting 1e300 is undefined); FALSE otherwise. */
+gboolean ge_config_node_int (JsonNode * n, gint64 * out);
 /* Arrays: *out is g_malloc'd (NULL and 0 when absent); strings are owned by the config. */
 gboolean ge_config_int_array (GeModelFile * mf, const char *key, gint64 ** out, int *n, GError ** error);
 gboolean ge_config_string_array (GeModelFile * mf, const char *key, const char ***out, int *n, GError ** error);

@@ -207,15 +207,13 @@ spec_unet2d (GeUNet2D * u, GeModelFile * mf, Spec * s, GError ** error)
 
 /* ---- UNet2DConditionModel config --------------------------------------- */
 
+/* An integer an int holds (the counts and sizes these keys give), so that
+ * json_node_get_int () of it is exact: 1e300 is not one. */
 static gboolean
 is_int (JsonNode * n)
 {
-  if (!n || !JSON_NODE_HOLDS_VALUE (n))
-    return FALSE;
-  GType t = json_node_get_value_type (n);
-  if (t == G_TYPE_INT64)
-    return TRUE;
-  return t == G_TYPE_DOUBLE && json_node_get_double (n) == floor (json_node_get_double (n));
+  gint64 v;
+  return n && ge_config_node_int (n, &v) && v >= G_MININT && v <= G_MAXINT;
 }
 
 /* A key that is one value for every down block or a list of one per

@@ -363,23 +363,18 @@ test_unet_int8 (void)
  * integer (1.1e307 in a block_out_channels) was cast anyway, which is
  * undefined; such a config is corrupt, named in the error. */
 static void
-test_config_huge_integers (void)
+check_huge_integers (const char *model, const char *const (*edits)[2], guint n_edits)
 {
-  char *src = fixture ("unet_ddpm_small", "config.json"), *text;
+  char *src = fixture (model, "config.json"), *text;
   g_assert_true (g_file_get_contents (src, &text, NULL, NULL));
   char *dir = g_build_filename (tmpdir, "huge-int", NULL);
   g_assert_cmpint (g_mkdir_with_parents (dir, 0755), ==, 0);
-  char *weights = fixture ("unet_ddpm_small", "diffusion_pytorch_model.safetensors");
+  char *weights = fixture (model, "diffusion_pytorch_model.safetensors");
   char *link = g_build_filename (dir, "diffusion_pytorch_model.safetensors", NULL);
   g_unlink (link);
   g_assert_cmpint (symlink (weights, link), ==, 0);
   char *cfg = g_build_filename (dir, "config.json", NULL);
-  static const char *const edits[][2] = {
-    { "\"block_out_channels\": [", "\"block_out_channels\": [1.1e307, " },
-    { "\"layers_per_block\": ", "\"layers_per_block\": 1e300, \"x_\": " },
-    { "\"layers_per_block\": ", "\"layers_per_block\": -9.3e18, \"x_\": " },
-  };
-  for (guint i = 0; i < G_N_ELEMENTS (edits); i++) {
+  for (guint i = 0; i < n_edits; i++) {
     char **parts = g_strsplit (text, edits[i][0], 2);
     g_assert_nonnull (parts[1]);
     char *edited = g_strconcat (parts[0], edits[i][1], parts[1], NULL);
@@ -405,6 +400,25 @@ test_config_huge_integers (void)
   g_free (dir);
   g_free (text);
   g_free (src);
+}
+
+static void
+test_config_huge_integers (void)
+{
+  static const char *const plain[][2] = {
+    { "\"block_out_channels\": [", "\"block_out_channels\": [1.1e307, " },
+    { "\"layers_per_block\": ", "\"layers_per_block\": 1e300, \"x_\": " },
+    { "\"layers_per_block\": ", "\"layers_per_block\": -9.3e18, \"x_\": " },
+  };
+  /* the conditional U-Net's per-block keys (their own reader): whole
+   * numbers no int holds are not integers either */
+  static const char *const cond[][2] = {
+    { "\"transformer_layers_per_block\": ", "\"transformer_layers_per_block\": 1e300, \"x_\": " },
+    { "\"attention_head_dim\": ", "\"attention_head_dim\": 4294967304, \"x_\": " },
+    { "\"layers_per_block\": ", "\"layers_per_block\": [1e300, 1, 1], \"x_\": " },
+  };
+  check_huge_integers ("unet_ddpm_small", plain, G_N_ELEMENTS (plain));
+  check_huge_integers ("unet_cond_sd_small", cond, G_N_ELEMENTS (cond));
 }
 
 static void
