@@ -312,6 +312,7 @@ typedef struct {
   float *int8_scale, *int8_offset;
   int zp;
   float inv_sx;
+  gboolean silu_inside;         /* SiLU's inputs all in [-86, 86] (its exp needs no clamp) */
 } ConvJob;
 
 /* Output row @oy, columns [ox0, ox1), of tap (ky, kx) of input plane
@@ -761,14 +762,12 @@ task_weights_bf16 (const ConvJob * j, int c0, int nco, int thread)
  * vscalefps applies 2^n. */
 __attribute__((target ("avx512f,avx512bw,avx512vl")))
 static inline __m512
-silu_8bit_avx512 (__m512 v)
+silu_8bit_core_avx512 (__m512 v, __m512 vc)
 {
   /* Written on t = -r (so -v is never formed): n = round (v * -log2 e),
    * t = v + n ln 2, p (r) = p (-t) with alternating signs.  Rounding is
    * symmetric, so every step is the negation of the one on r, to the bit. */
   const __m512 one = _mm512_set1_ps (1.0f);
-  const __m512 vc = _mm512_max_ps (_mm512_min_ps (v, _mm512_set1_ps (87.0f)),
-      _mm512_set1_ps (-88.0f));
   const __m512 fn = _mm512_roundscale_ps (_mm512_mul_ps (vc, _mm512_set1_ps (-1.44269504088896341f)),
       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 t = _mm512_fmadd_ps (fn, _mm512_set1_ps (0.693359375f), vc);
@@ -779,6 +778,16 @@ silu_8bit_avx512 (__m512 v)
   p = _mm512_fnmadd_ps (p, t, one);
   const __m512 ex = _mm512_scalef_ps (p, fn);
   return _mm512_mul_ps (v, _mm512_rcp14_ps (_mm512_add_ps (ex, one)));
+}
+
+/* v clamped to [-88, 87] for exp (-v) as ge_expf does; where every input
+ * is known to lie inside, silu_8bit_core_avx512 (v, v) is the same. */
+__attribute__((target ("avx512f,avx512bw,avx512vl")))
+static inline __m512
+silu_8bit_avx512 (__m512 v)
+{
+  return silu_8bit_core_avx512 (v, _mm512_max_ps (_mm512_min_ps (v, _mm512_set1_ps (87.0f)),
+          _mm512_set1_ps (-88.0f)));
 }
 
 /* Stride-1 ring rows of a channel pair, transformed and rounded in one
@@ -1198,6 +1207,7 @@ typedef struct {
   const GeTensor *x;
   const GeConvInput *in;
   float *lo, *hi;               /* per channel of every sample */
+  float *amax;                  /* the largest magnitude into the activation */
 } RangeJob;
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -1254,10 +1264,12 @@ silu_f (float v)
  * from the raw minimum @mn and maximum @mx; NaN where either is not finite
  * (SiLU (-inf) would hide it). */
 static void
-transformed_range (const GeConvInput * in, int t, float mn, float mx, float *lo, float *hi)
+transformed_range (const GeConvInput * in, int t, float mn, float mx, float *lo, float *hi,
+    float *amax)
 {
   if (!isfinite (mn) || !isfinite (mx)) {
     lo[t] = hi[t] = NAN;
+    amax[t] = INFINITY;
     return;
   }
   const float sc = in && in->scale ? in->scale[t] : 1.0f, sh = in && in->shift ? in->shift[t] : 0.0f;
@@ -1267,6 +1279,7 @@ transformed_range (const GeConvInput * in, int t, float mn, float mx, float *lo,
     a = b;
     b = tmp;
   }
+  amax[t] = MAX (fabsf (a), fabsf (b));
   if (in && in->act == GE_ACT_SILU) {
     const float fa = silu_f (a), fb = silu_f (b);
     lo[t] = a < SILU_ARGMIN && b > SILU_ARGMIN ? silu_f (SILU_ARGMIN) : MIN (fa, fb);
@@ -1285,18 +1298,19 @@ range_task (void *data, int t, int thread)
   const gsize n = (gsize) j->x->h * j->x->w;
   float mn, mx;
   plane_min_max (j->x->data + (gsize) t * n, n, &mn, &mx);
-  transformed_range (j->in, t, mn, mx, j->lo, j->hi);
+  transformed_range (j->in, t, mn, mx, j->lo, j->hi, j->amax);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
 /* Stride-1 ring rows of a channel quad, transformed and quantized in one
  * pass: byte e of dst[i] is clamp (round (act (src[e][i] s[e] + sh[e]) /
  * sx) + zp, 0, 255), zp where src[e] is NULL (a channel past the last:
- * its weights are 0). */
+ * its weights are 0).  @act: 0 none, 1 SiLU, 2 SiLU of inputs known to
+ * lie in [-88, 87] (no clamp for its exp); a constant where inlined. */
 __attribute__((target ("avx512f,avx512bw,avx512vl")))
-static void
-transform_quads_int8 (const float *const src[4], int n, const float s[4], const float sh[4],
-    gboolean silu, float inv_sx, int zp, guint32 * dst)
+static inline __attribute__((always_inline)) void
+transform_quads_int8_act (const int act, const float *const src[4], int n, const float s[4],
+    const float sh[4], float inv_sx, int zp, guint32 * dst)
 {
   static const char quad_[64] = { 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
     0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
@@ -1305,7 +1319,7 @@ transform_quads_int8 (const float *const src[4], int n, const float s[4], const 
   };
   const __m512i quad = _mm512_loadu_si512 (quad_);
   const __m512 vi = _mm512_set1_ps (inv_sx);
-  const __m512i vz = _mm512_set1_epi32 (zp), v255 = _mm512_set1_epi32 (255);
+  const __m512i vz = _mm512_set1_epi32 (zp);
   for (int i = 0; i < n; i += 16) {
     const __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16) ((1u << (n - i)) - 1);
     __m512i q[4];
@@ -1314,19 +1328,35 @@ transform_quads_int8 (const float *const src[4], int n, const float s[4], const 
       if (src[e]) {
         __m512 v = _mm512_fmadd_ps (_mm512_maskz_loadu_ps (m, src[e] + i), _mm512_set1_ps (s[e]),
             _mm512_set1_ps (sh[e]));
-        if (silu)
+        if (act == 1)
           v = silu_8bit_avx512 (v);
-        q[e] = _mm512_min_epi32 (_mm512_add_epi32 (_mm512_cvtps_epi32 (_mm512_mul_ps (v, vi)), vz),
-            v255);
+        else if (act == 2)
+          v = silu_8bit_core_avx512 (v, v);
+        q[e] = _mm512_add_epi32 (_mm512_cvtps_epi32 (_mm512_mul_ps (v, vi)), vz);
       }
     }
-    /* The packs clamp below at 0 (255 is done); in each 128-bit lane they
-     * leave channel 0's four bytes, then 1's, 2's, 3's: the shuffle makes
-     * them quads. */
+    /* The packs clamp to [0, 255] (the first saturates to 65535, the second
+     * treats that as -1: only a number past 32767, which a value inside the
+     * range the zero point was made for cannot give); in each 128-bit lane
+     * they leave channel 0's four bytes, then 1's, 2's, 3's: the shuffle
+     * makes them quads. */
     const __m512i b = _mm512_packus_epi16 (_mm512_packus_epi32 (q[0], q[1]),
         _mm512_packus_epi32 (q[2], q[3]));
     _mm512_mask_storeu_epi32 (dst + i, m, _mm512_shuffle_epi8 (b, quad));
   }
+}
+
+__attribute__((target ("avx512f,avx512bw,avx512vl")))
+static void
+transform_quads_int8 (const float *const src[4], int n, const float s[4], const float sh[4],
+    int act, float inv_sx, int zp, guint32 * dst)
+{
+  if (act == 2)
+    transform_quads_int8_act (2, src, n, s, sh, inv_sx, zp, dst);
+  else if (act == 1)
+    transform_quads_int8_act (1, src, n, s, sh, inv_sx, zp, dst);
+  else
+    transform_quads_int8_act (0, src, n, s, sh, inv_sx, zp, dst);
 }
 #endif
 
@@ -1358,7 +1388,8 @@ ring_row_int8 (const ConvJob * j, int n, int r, guint32 * dst)
     }
     for (int i = 0; i < pl; i++)
       d[i] = zw;
-    transform_quads_int8 (src, w, sc, sh, in && in->act == GE_ACT_SILU, j->inv_sx, j->zp, d + pl);
+    transform_quads_int8 (src, w, sc, sh, in && in->act == GE_ACT_SILU ? 1 + j->silu_inside : 0,
+        j->inv_sx, j->zp, d + pl);
     for (int i = pl + w; i < wp; i++)
       d[i] = zw;
   }
@@ -1415,24 +1446,28 @@ conv2d_int8 (GeCtx * ctx, ConvJob * j, const GeTensor * x, const GeConvInput * i
 
   /* the input's range, per channel */
   RangeJob rj = { x, in, ge_arena_alloc (ctx->arena, (gsize) x->n * C),
-    ge_arena_alloc (ctx->arena, (gsize) x->n * C)
+    ge_arena_alloc (ctx->arena, (gsize) x->n * C), ge_arena_alloc (ctx->arena, (gsize) x->n * C)
   };
   if (in && in->lo && in->hi)
     for (int t = 0; t < x->n * C; t++)
-      transformed_range (in, t, in->lo[t], in->hi[t], rj.lo, rj.hi);
+      transformed_range (in, t, in->lo[t], in->hi[t], rj.lo, rj.hi, rj.amax);
   else
     ge_pool_run (ctx->pool, x->n * C, range_task, &rj);
   j->int8_scale = ge_arena_alloc (ctx->arena, M);
   j->int8_offset = ge_arena_alloc (ctx->arena, M);
   /* One range for the batch (1 or 2 samples of one frame here): the ring
    * rows of every sample share the zero point. */
-  float lo = 0.0f, hi = 0.0f;
+  float lo = 0.0f, hi = 0.0f, amax = 0.0f;
   for (gsize i = 0; i < (gsize) x->n * C; i++) {
     lo = MIN (lo, rj.lo[i]);
     hi = MAX (hi, rj.hi[i]);
+    amax = MAX (amax, rj.amax[i]);
     if (!isfinite (rj.lo[i]) || !isfinite (rj.hi[i]))
       return FALSE;
   }
+  /* a margin over [-88, 87] for the kernel's fused affine, which can
+   * differ from the range's by an ulp */
+  j->silu_inside = amax < 86.0f;
   const float sx = hi > lo ? (hi - lo) / 255.0f : 1.0f;
   j->zp = (int) CLAMP (lrintf (-lo / sx), 0, 255);
   j->inv_sx = 1.0f / sx;
