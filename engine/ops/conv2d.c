@@ -275,7 +275,6 @@ typedef struct {
   gboolean wide;                /* implicit: rows of a band run as one */
   gboolean accumulate;          /* y += conv (x) */
   const float *res;             /* y = conv (x) + res, or NULL (conv2d_run) */
-  gboolean res_added;           /* the path added res as it stored y */
   gsize row_pitch;              /* implicit: floats from one input row to the next */
   float *scratch;               /* per thread: col + offsets, or the ring */
   gsize scratch_floats;
@@ -1210,47 +1209,6 @@ typedef struct {
   float *amax;                  /* the largest magnitude into the activation */
 } RangeJob;
 
-#if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target ("avx512f")))
-static void
-min_max_avx512 (const float *v, gsize n, float *mn, float *mx)
-{
-  __m512 lo = _mm512_set1_ps (v[0]), hi = lo;
-  __mmask16 nan = 0;
-  for (gsize i = 0; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16) ((1u << (n - i)) - 1);
-    const __m512 a = _mm512_mask_loadu_ps (lo, m, v + i);
-    nan |= _mm512_cmp_ps_mask (a, a, _CMP_UNORD_Q);
-    lo = _mm512_min_ps (lo, a);
-    hi = _mm512_max_ps (hi, a);
-  }
-  *mn = nan ? NAN : _mm512_reduce_min_ps (lo);
-  *mx = nan ? NAN : _mm512_reduce_max_ps (hi);
-}
-#endif
-
-/* The smallest and largest of @n > 0 floats; NaN for both where one is
- * a NaN. */
-static void
-plane_min_max (const float *v, gsize n, float *mn, float *mx)
-{
-#if defined(__x86_64__) && defined(__GNUC__)
-  if (ge_gemm_packed_available ()) {
-    min_max_avx512 (v, n, mn, mx);
-    return;
-  }
-#endif
-  *mn = *mx = v[0];
-  for (gsize i = 0; i < n; i++) {
-    if (isnan (v[i])) {
-      *mn = *mx = NAN;
-      return;
-    }
-    *mn = MIN (*mn, v[i]);
-    *mx = MAX (*mx, v[i]);
-  }
-}
-
 /* SiLU with libm's expf: ge_act1's ge_expf moves the range by an ulp
  * now and then, and with it some quantized bytes of the runs the models'
  * int8 marks were measured with. */
@@ -1297,7 +1255,7 @@ range_task (void *data, int t, int thread)
   const RangeJob *j = data;
   const gsize n = (gsize) j->x->h * j->x->w;
   float mn, mx;
-  plane_min_max (j->x->data + (gsize) t * n, n, &mn, &mx);
+  ge_min_max (j->x->data + (gsize) t * n, n, &mn, &mx);
   transformed_range (j->in, t, mn, mx, j->lo, j->hi, j->amax);
 }
 

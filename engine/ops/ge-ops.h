@@ -177,6 +177,9 @@ void ge_group_norm (GeCtx * ctx, const GeTensor * x, GeTensor * y, int groups,
  * both where it holds a NaN, from the same pass (GeConvInput's). */
 void ge_group_norm_affine (GeCtx * ctx, const GeTensor * x, int groups, float eps,
     const float *gamma, const float *beta, float *scale, float *shift, float *lo, float *hi);
+/* The smallest and largest of @n > 0 floats; NaN for both where one is
+ * a NaN. */
+void ge_min_max (const float *v, gsize n, float *mn, float *mx);
 /* LayerNorm over the last @dim floats of each of @rows rows. */
 void ge_layer_norm (GeCtx * ctx, const float *x, float *y, int rows, int dim,
     float eps, const float *gamma, const float *beta);

@@ -188,6 +188,45 @@ moments (const float *x, gsize n, float shift, double *sum, double *sq)
   }
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target ("avx512f")))
+static void
+min_max_avx512 (const float *v, gsize n, float *mn, float *mx)
+{
+  __m512 lo = _mm512_set1_ps (v[0]), hi = lo;
+  __mmask16 nan = 0;
+  for (gsize i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16) ((1u << (n - i)) - 1);
+    const __m512 a = _mm512_mask_loadu_ps (lo, m, v + i);
+    nan |= _mm512_cmp_ps_mask (a, a, _CMP_UNORD_Q);
+    lo = _mm512_min_ps (lo, a);
+    hi = _mm512_max_ps (hi, a);
+  }
+  *mn = nan ? NAN : _mm512_reduce_min_ps (lo);
+  *mx = nan ? NAN : _mm512_reduce_max_ps (hi);
+}
+#endif
+
+void
+ge_min_max (const float *v, gsize n, float *mn, float *mx)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (ge_gemm_packed_available ()) {
+    min_max_avx512 (v, n, mn, mx);
+    return;
+  }
+#endif
+  *mn = *mx = v[0];
+  for (gsize i = 0; i < n; i++) {
+    if (isnan (v[i])) {
+      *mn = *mx = NAN;
+      return;
+    }
+    *mn = MIN (*mn, v[i]);
+    *mx = MAX (*mx, v[i]);
+  }
+}
+
 /* moments () and each channel's (@plane floats') minimum and maximum, NaN
  * for both where it holds a NaN. */
 static void
@@ -201,16 +240,8 @@ moments_range (const float *x, gsize n, float shift, gsize plane, double *sum, d
   }
 #endif
   moments (x, n, shift, sum, sq);
-  for (gsize c = 0; c < n / plane; c++) {
-    const float *p = x + c * plane;
-    float mn = p[0], mx = p[0];
-    for (gsize i = 0; i < plane && !isnan (mn); i++) {
-      mn = isnan (p[i]) ? NAN : MIN (mn, p[i]);
-      mx = isnan (p[i]) ? NAN : MAX (mx, p[i]);
-    }
-    lo[c] = mn;
-    hi[c] = mx;
-  }
+  for (gsize c = 0; c < n / plane; c++)
+    ge_min_max (x + c * plane, plane, &lo[c], &hi[c]);
 }
 
 GE_VECTOR_CLONES static void

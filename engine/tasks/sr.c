@@ -195,6 +195,10 @@ typedef struct {
   const float *up, *lo, *acc, *wsum;
   int s, pw, ph;
   float inv_rs;
+  /* rows_to_u8_avx512's byte shuffle into the output's pixels and the
+   * mask of the bytes it stores (u8_shuffle) */
+  char u8_idx[64];
+  guint64 u8_keep;
 } ConvertJob;
 
 /* Row t of channel t / H of the 8-bit input as [-1, 1] floats. */
@@ -231,23 +235,15 @@ u8_rows_vector (const GeImageU8 * out)
 }
 
 /* ge_unit_to_u8 (u + r inv) of @n pixels of three channels into a row of
- * @ps bytes a pixel, channel c at byte @oo[c]: the same float operations
- * and clamps (NaN to 0) sixteen pixels at a time; a shuffle interleaves the
- * channels and a masked store leaves any fourth byte alone. */
-/* no fused multiply-adds: GCC contracts the intrinsics otherwise */
+ * @ps bytes a pixel: the same float operations and clamps (NaN to 0)
+ * sixteen pixels at a time (no fused multiply-adds: GCC contracts the
+ * intrinsics otherwise); @idx_ (u8_shuffle) interleaves the channels, and
+ * a store masked by @keep leaves any fourth byte alone. */
 __attribute__((target ("avx512f,avx512bw,avx512vbmi"), optimize ("fp-contract=off")))
 static void
 rows_to_u8_avx512 (const float *const u[3], float (*r)[U8_CHUNK], int n, float inv, int ps,
-    const int oo[3], guint8 * row)
+    const char idx_[64], guint64 keep, guint8 * row)
 {
-  char idx_[64] = { 0 };
-  guint64 keep = 0;
-  for (int p = 0; p < 16 * ps; p++)
-    for (int c = 0; c < 3; c++)
-      if (p % ps == oo[c]) {
-        idx_[p] = (char) (16 * c + p / ps);
-        keep |= 1ull << p;
-      }
   const __m512i idx = _mm512_loadu_si512 (idx_);
   const __m512 vinv = _mm512_set1_ps (inv), one = _mm512_set1_ps (1.0f);
   const __m512 half = _mm512_set1_ps (127.5f), rnd = _mm512_set1_ps (0.5f);
@@ -273,6 +269,23 @@ rows_to_u8_avx512 (const float *const u[3], float (*r)[U8_CHUNK], int n, float i
   }
 }
 #endif
+
+/* For 16 pixels of @out: the channel byte (16 c + pixel) each of their
+ * bytes takes from three 16-byte channel vectors, and the mask of the
+ * bytes that are channels (not a fourth, alpha or x). */
+static void
+u8_shuffle (const GeImageU8 * out, char idx[64], guint64 * keep)
+{
+  const int oo[3] = { out->r, out->g, out->b }, ps = out->pixel_stride;
+  memset (idx, 0, 64);
+  *keep = 0;
+  for (int p = 0; p < 16 * ps && p < 64; p++)
+    for (int c = 0; c < 3; c++)
+      if (p % ps == oo[c]) {
+        idx[p] = (char) (16 * c + p / ps);
+        *keep |= 1ull << p;
+      }
+}
 
 /* Output row t, every channel, in chunks: each channel's residual first
  * (acc / wsum, or the model's output read as pixel_shuffle places it), then
@@ -316,7 +329,7 @@ to_u8_task (void *data, int t, int thread)
     }
 #if defined(__x86_64__) && defined(__GNUC__)
     if (u8_rows_vector (out)) {
-      rows_to_u8_avx512 (u, r, n, j->inv_rs, ps, oo, row + (gsize) x0 * ps);
+      rows_to_u8_avx512 (u, r, n, j->inv_rs, ps, j->u8_idx, j->u8_keep, row + (gsize) x0 * ps);
       continue;
     }
 #endif
@@ -495,8 +508,9 @@ ge_sr_process (GeSr * sr, const GeImageU8 * in, GeImageU8 * out, GError ** error
   clock = g_get_monotonic_time ();
   if (ok) {
     ConvertJob cout = { out, NULL, up.data, lo, tiled ? acc : NULL, wsum, s, pw, ph,
-      1.0f / sr->residual_scale
+      1.0f / sr->residual_scale, { 0 }, 0
     };
+    u8_shuffle (out, cout.u8_idx, &cout.u8_keep);
     ge_pool_run (ctx->pool, Hs, to_u8_task, &cout);
     if (out->a >= 0) {
       /* Alpha is not the model's business: bilinear, or opaque. */
