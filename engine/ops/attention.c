@@ -253,7 +253,8 @@ bf16_task (void *data, int task, int thread)
   for (int c = 0; c < j->dp; c++)
     ge_bf16_pairs (q + (gsize) 2 * c * j->tq, 2 * c + 1 < d ? q + (gsize) (2 * c + 1) * j->tq : NULL,
         nb, pairs + (gsize) c * PACKED_BLOCK);
-  ge_gemm_bf16 (Tk, nb, j->dp, j->kt + h * j->kt_size, pairs, j->q_off, s, nb, NULL, FALSE);
+  ge_gemm_bf16 (Tk, nb, j->dp, j->kt + h * j->kt_size, pairs, j->q_off, s, nb, NULL, FALSE,
+      FALSE);
 #if defined(__x86_64__) && defined(__GNUC__)
   softmax_pairs_bf16 (s, Tk, nb, pairs);
 #else
@@ -263,7 +264,7 @@ bf16_task (void *data, int task, int thread)
         nb, pairs + (gsize) p * PACKED_BLOCK);
 #endif
   ge_gemm_bf16 (d, nb, j->tkp, j->v + h * j->v_size, pairs, j->s_off, j->out + qoff + b0, j->tq,
-      NULL, FALSE);
+      NULL, FALSE, FALSE);
 }
 
 static void

@@ -263,6 +263,15 @@ prepare (GeCtx * ctx, const GeTensor * x, const GeConvInput * in, int pt, int pl
 
 /* ---- the GEMMs -------------------------------------------------------- */
 
+/* Outputs of this many bytes or more are written past the caches (the
+ * word kernels' @stream): the next op reads such an output whole after
+ * its last band is written and finds little of it cached (half a 32 MiB
+ * last-level cache; what sysconf reports is no guide: 320 MiB on a 2-core
+ * VM of a 32 MiB L3), and streaming saves reading every line in before it
+ * is written.  At the SR models' 640x360 x 32 channels (29.5 MB) it took
+ * 0.87-0.90 of an int8 frame's time (bench/RESULTS.md). */
+#define STREAM_MIN_BYTES (16u << 20)
+
 typedef struct {
   const GeConv2d *p;
   const GeTensor *x;            /* the conv's input (prepared if needed) */
@@ -275,6 +284,7 @@ typedef struct {
   gboolean wide;                /* implicit: rows of a band run as one */
   gboolean accumulate;          /* y += conv (x) */
   const float *res;             /* y = conv (x) + res, or NULL (conv2d_run) */
+  gboolean stream;              /* the word kernels store y past the caches (STREAM_MIN_BYTES) */
   gsize row_pitch;              /* implicit: floats from one input row to the next */
   float *scratch;               /* per thread: col + offsets, or the ring */
   gsize scratch_floats;
@@ -919,7 +929,7 @@ implicit_bf16_task (void *data, int task, int thread)
       const int oy = r - (R - 1);
       if (oy >= y0)
         ge_gemm_bf16 (nco, j->ow, j->KP, ap, ring, j->boff + (gsize) (oy % R) * j->KP,
-            yn + (gsize) oy * j->ow, j->opix, bias, j->accumulate);
+            yn + (gsize) oy * j->ow, j->opix, bias, j->accumulate, j->stream);
     }
     return;
   }
@@ -928,13 +938,14 @@ implicit_bf16_task (void *data, int task, int thread)
   if (!j->wide) {
     for (int oy = y0; oy < y1; oy++)
       ge_gemm_bf16 (nco, j->ow, j->KP, ap, xn + (gsize) oy * Wp, j->boff,
-          yn + (gsize) oy * j->ow, j->opix, bias, j->accumulate);
+          yn + (gsize) oy * j->ow, j->opix, bias, j->accumulate, j->stream);
     return;
   }
   /* The band's rows as one long row, as implicit_task's wide mode. */
   const int ncols = (y1 - y0 - 1) * Wp + j->ow;
   float *out = j->scratch + (gsize) thread * j->scratch_floats;
-  ge_gemm_bf16 (nco, ncols, j->KP, ap, xn + (gsize) y0 * Wp, j->boff, out, ncols, bias, FALSE);
+  ge_gemm_bf16 (nco, ncols, j->KP, ap, xn + (gsize) y0 * Wp, j->boff, out, ncols, bias, FALSE,
+      FALSE);
   for (int co = 0; co < nco; co++)
     for (int oy = y0; oy < y1; oy++) {
       float *d = yn + (gsize) co * j->opix + (gsize) oy * j->ow;
@@ -1376,7 +1387,7 @@ implicit_int8_task (void *data, int task, int thread)
     if (oy >= y0)
       ge_gemm_int8 (nco, j->ow, j->KP, ap, ring, j->boff + (gsize) (oy % R) * j->KP,
           yn + (gsize) oy * j->ow, j->opix, scale, offset, j->accumulate,
-          j->res ? j->res + (yn - j->y->data) + (gsize) oy * j->ow : NULL);
+          j->res ? j->res + (yn - j->y->data) + (gsize) oy * j->ow : NULL, j->stream);
   }
 }
 
@@ -1473,6 +1484,7 @@ conv2d_paths (GeCtx * ctx, const GeConv2d * p, const GeTensor * x, const GeConvI
   }
   j.kernel = p->packed || (p->weight16 && ge_gemm_packed_available ());
   j.opix = j.oh * j.ow;
+  j.stream = !accumulate && (gsize) y->n * y->c * j.opix * sizeof (float) >= STREAM_MIN_BYTES;
   j.cin_g = p->in_channels / p->groups;
   j.cout_g = p->out_channels / p->groups;
   j.K = j.cin_g * p->kh * p->kw;
@@ -1713,7 +1725,7 @@ phase_bf16_task (void *data, int task, int thread)
       const GeConv2d *p = &j->phase[i];
       ge_gemm_bf16 (nco, W, j->KP, p->packed_bf16 + (gsize) c0 * j->KP,
           xn + (gsize) (oy + i / 2) * pitch + i % 2, j->boff, (float *) ph[i], W,
-          p->bias ? p->bias + c0 : NULL, FALSE);
+          p->bias ? p->bias + c0 : NULL, FALSE, FALSE);
     }
     interleave_rows (ph, W, j->y, n, c0, nco, oy);
   }

@@ -420,21 +420,38 @@ ge_gemm_bf16_available (void)
 /* A tile on words, as tile_8x32: @every[r] goes to the tiles of every K
  * slice (int8's scales), @first[r] to those of the first slice only (the
  * bias, int8's offsets); NULL: none.  @res (C's layout, NULL: none) is
- * added to the finished sums as they are stored (the last slice's). */
+ * added to the finished sums as they are stored (the last slice's).
+ * @stream: C's rows are 64-byte aligned and are stored non-temporally where
+ * the columns are full (word_gemm). */
 typedef void (*WordTile) (int kw, const guint32 * ap, const guint32 * b, const int *boff,
     float *c, int ldc, int rows, __mmask16 m0, __mmask16 m1, const float *every,
-    const float *first, gboolean accumulate, gboolean prefetch, const float *res);
+    const float *first, gboolean accumulate, gboolean prefetch, const float *res,
+    gboolean stream);
+
+/* Row r's two 16-column vectors into C: past the caches where @stream (the
+ * panel is then 64-byte aligned) and both are whole; masked otherwise. */
+#define STORE_ROW(r, v0, v1) \
+  if (stream && m0 == 0xffff && m1 == 0xffff) { \
+    _mm512_stream_ps (c + (gsize) r * ldc, v0); \
+    _mm512_stream_ps (c + (gsize) r * ldc + 16, v1); \
+  } else { \
+    _mm512_mask_storeu_ps (c + (gsize) r * ldc, m0, v0); \
+    _mm512_mask_storeu_ps (c + (gsize) r * ldc + 16, m1, v1); }
 
 /* ge_gemm_bf16 and ge_gemm_int8 over @kw words of K: slices of K (a B
  * panel of KC x NR words is 32 KiB, as the f32 one), panels of NR columns,
  * blocks of MR rows, @tile4 for a last block of 4 rows or fewer (a conv's
  * 12 or 3 output channels: half the dot products of @tile's); the slices
- * after the first add to C. */
+ * after the first add to C.  @stream: the last slice stores past the
+ * caches where C's rows are aligned (see ge_gemm_int8). */
 static void
 word_gemm (WordTile tile, WordTile tile4, int m, int n, int kw, const guint32 * ap,
     const guint32 * b, const int *boff, float *c, int ldc, const float *every,
-    const float *first, gboolean accumulate, const float *res)
+    const float *first, gboolean accumulate, const float *res, gboolean stream)
 {
+  /* a slice before the last is read back: only the last may stream, and
+   * only a C it does not read */
+  stream = stream && !accumulate && (guintptr) c % 64 == 0 && ldc % 16 == 0;
   const int slice = slice_len (kw);
   for (int k0 = 0; k0 < kw; k0 += slice) {
     const int kc = MIN (slice, kw - k0);
@@ -447,9 +464,11 @@ word_gemm (WordTile tile, WordTile tile4, int m, int n, int kw, const guint32 * 
             b + j, boff + k0,
             c + (gsize) i0 * ldc + j, ldc, MIN (GE_MR, m - i0), m0, m1,
             every ? every + i0 : NULL, k0 == 0 && first ? first + i0 : NULL, acc, i0 == 0,
-            res && k0 + kc == kw ? res + (gsize) i0 * ldc + j : NULL);
+            res && k0 + kc == kw ? res + (gsize) i0 * ldc + j : NULL, stream && k0 + kc == kw);
     }
   }
+  if (stream)                   /* the streamed stores are weakly ordered */
+    _mm_sfence ();
 }
 
 /* tile_8x32 with pairs: a_ broadcasts row r's pair, each vdpbf16ps adds
@@ -458,7 +477,7 @@ word_gemm (WordTile tile, WordTile tile4, int m, int n, int kw, const guint32 * 
 BF16_TARGET static inline __attribute__((always_inline)) void
 tile_bf16_rows (const int nr, int kp, const guint32 * ap, const guint32 * b, const int *boff,
     float *c, int ldc, int rows, __mmask16 m0, __mmask16 m1, const float *bias,
-    gboolean accumulate, gboolean prefetch, const float *res)
+    gboolean accumulate, gboolean prefetch, const float *res, gboolean stream)
 {
   __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
 #define INIT(r) \
@@ -479,8 +498,7 @@ tile_bf16_rows (const int nr, int kp, const guint32 * ap, const guint32 * b, con
     if (res) { \
       c##r##0 = _mm512_add_ps (_mm512_maskz_loadu_ps (m0, res + (gsize) r * ldc), c##r##0); \
       c##r##1 = _mm512_add_ps (_mm512_maskz_loadu_ps (m1, res + (gsize) r * ldc + 16), c##r##1); } \
-    _mm512_mask_storeu_ps (c + (gsize) r * ldc, m0, c##r##0); \
-    _mm512_mask_storeu_ps (c + (gsize) r * ldc + 16, m1, c##r##1); }
+    STORE_ROW (r, c##r##0, c##r##1) }
   FOR_ROWS (STORE)
 #undef STORE
 }
@@ -488,17 +506,19 @@ tile_bf16_rows (const int nr, int kp, const guint32 * ap, const guint32 * b, con
 BF16_TARGET static void
 tile_bf16 (int kp, const guint32 * ap, const guint32 * b, const int *boff, float *c,
     int ldc, int rows, __mmask16 m0, __mmask16 m1, const float *every, const float *bias,
-    gboolean accumulate, gboolean prefetch, const float *res)
+    gboolean accumulate, gboolean prefetch, const float *res, gboolean stream)
 {
-  tile_bf16_rows (GE_MR, kp, ap, b, boff, c, ldc, rows, m0, m1, bias, accumulate, prefetch, res);
+  tile_bf16_rows (GE_MR, kp, ap, b, boff, c, ldc, rows, m0, m1, bias, accumulate, prefetch, res,
+      stream);
 }
 
 BF16_TARGET static void
 tile_bf16_4 (int kp, const guint32 * ap, const guint32 * b, const int *boff, float *c,
     int ldc, int rows, __mmask16 m0, __mmask16 m1, const float *every, const float *bias,
-    gboolean accumulate, gboolean prefetch, const float *res)
+    gboolean accumulate, gboolean prefetch, const float *res, gboolean stream)
 {
-  tile_bf16_rows (4, kp, ap, b, boff, c, ldc, rows, m0, m1, bias, accumulate, prefetch, res);
+  tile_bf16_rows (4, kp, ap, b, boff, c, ldc, rows, m0, m1, bias, accumulate, prefetch, res,
+      stream);
 }
 
 gsize
@@ -509,10 +529,10 @@ ge_gemm_bf16_a_size (int m, int kp)
 
 void
 ge_gemm_bf16 (int m, int n, int kp, const guint32 * ap, const guint32 * b, const int *boff,
-    float *c, int ldc, const float *bias, gboolean accumulate)
+    float *c, int ldc, const float *bias, gboolean accumulate, gboolean stream)
 {
   word_gemm (tile_bf16, tile_bf16_4, m, n, kp, ap, b, boff, c, ldc, NULL, bias, accumulate,
-      NULL);
+      NULL, stream);
 }
 
 /* ---- int8 (AVX512-VNNI) ------------------------------------------------ */
@@ -537,7 +557,8 @@ ge_gemm_int8_available (void)
 INT8_TARGET static inline __attribute__((always_inline)) void
 tile_int8_rows (const int nr, int kq, const guint32 * ap, const guint32 * b, const int *boff,
     float *c, int ldc, int rows, __mmask16 m0, __mmask16 m1, const float *scale,
-    const float *offset, gboolean accumulate, gboolean prefetch, const float *res)
+    const float *offset, gboolean accumulate, gboolean prefetch, const float *res,
+    gboolean stream)
 {
   __m512i c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
 #define INIT(r) c##r##0 = c##r##1 = _mm512_setzero_si512 ();
@@ -565,8 +586,7 @@ tile_int8_rows (const int nr, int kq, const guint32 * ap, const guint32 * b, con
     if (res) { \
       v0 = _mm512_add_ps (_mm512_maskz_loadu_ps (m0, res + (gsize) r * ldc), v0); \
       v1 = _mm512_add_ps (_mm512_maskz_loadu_ps (m1, res + (gsize) r * ldc + 16), v1); } \
-    _mm512_mask_storeu_ps (c + (gsize) r * ldc, m0, v0); \
-    _mm512_mask_storeu_ps (c + (gsize) r * ldc + 16, m1, v1); }
+    STORE_ROW (r, v0, v1) }
   FOR_ROWS (STORE)
 #undef STORE
 }
@@ -574,31 +594,32 @@ tile_int8_rows (const int nr, int kq, const guint32 * ap, const guint32 * b, con
 INT8_TARGET static void
 tile_int8 (int kq, const guint32 * ap, const guint32 * b, const int *boff, float *c,
     int ldc, int rows, __mmask16 m0, __mmask16 m1, const float *scale, const float *offset,
-    gboolean accumulate, gboolean prefetch, const float *res)
+    gboolean accumulate, gboolean prefetch, const float *res, gboolean stream)
 {
   tile_int8_rows (GE_MR, kq, ap, b, boff, c, ldc, rows, m0, m1, scale, offset, accumulate,
-      prefetch, res);
+      prefetch, res, stream);
 }
 
 INT8_TARGET static void
 tile_int8_4 (int kq, const guint32 * ap, const guint32 * b, const int *boff, float *c,
     int ldc, int rows, __mmask16 m0, __mmask16 m1, const float *scale, const float *offset,
-    gboolean accumulate, gboolean prefetch, const float *res)
+    gboolean accumulate, gboolean prefetch, const float *res, gboolean stream)
 {
   tile_int8_rows (4, kq, ap, b, boff, c, ldc, rows, m0, m1, scale, offset, accumulate,
-      prefetch, res);
+      prefetch, res, stream);
 }
 
+#undef STORE_ROW
 #undef WORD_K_LOOP
 #undef FOR_ROWS
 
 void
 ge_gemm_int8 (int m, int n, int kq, const guint32 * ap, const guint32 * b, const int *boff,
     float *c, int ldc, const float *scale, const float *offset, gboolean accumulate,
-    const float *res)
+    const float *res, gboolean stream)
 {
   word_gemm (tile_int8, tile_int8_4, m, n, kq, ap, b, boff, c, ldc, scale, offset, accumulate,
-      res);
+      res, stream);
 }
 
 /* Word 2i of the result is lo[i], word 2i + 1 hi[i]: the two halves of
@@ -703,7 +724,7 @@ ge_gemm_packed_bt16 (int m, int n, int k, const float *ap, const void *w, GeDTyp
 
 void
 ge_gemm_packed (int m, int n, int k, const float *ap, const float *b, const int *boff,
-    float *c, int ldc, const float *bias, gboolean accumulate)
+    float *c, int ldc, const float *bias, gboolean accumulate, gboolean stream)
 {
   g_assert_not_reached ();
 }
@@ -723,7 +744,7 @@ ge_gemm_int8_available (void)
 void
 ge_gemm_int8 (int m, int n, int kq, const guint32 * ap, const guint32 * b, const int *boff,
     float *c, int ldc, const float *scale, const float *offset, gboolean accumulate,
-    const float *res)
+    const float *res, gboolean stream)
 {
   g_assert_not_reached ();
 }
@@ -736,7 +757,7 @@ ge_gemm_bf16_a_size (int m, int kp)
 
 void
 ge_gemm_bf16 (int m, int n, int kp, const guint32 * ap, const guint32 * b, const int *boff,
-    float *c, int ldc, const float *bias, gboolean accumulate)
+    float *c, int ldc, const float *bias, gboolean accumulate, gboolean stream)
 {
   g_assert_not_reached ();
 }

@@ -132,10 +132,15 @@ gsize ge_gemm_bf16_a_size (int m, int kp);
 
 /* C[m, n] = (accumulate ? C : 0) + bias + A * B over @kp pairs: ap packed
  * as above (rows past m zero), pair row p of B at b + boff[p] (n pairs,
- * read with masks), C f32 row-major (leading dimension ldc).  Only where
- * ge_gemm_bf16_available (). */
+ * read with masks), C f32 row-major (leading dimension ldc).  @stream: C
+ * is written past the caches (non-temporal stores, which neither read its
+ * lines first nor evict what is cached), for an output too large to be
+ * read back from cache anyway; it applies where C is 64-byte aligned, ldc a
+ * multiple of 16 and @accumulate FALSE, and to whole 32-column panels.
+ * Only where ge_gemm_bf16_available (). */
 void ge_gemm_bf16 (int m, int n, int kp, const guint32 * ap, const guint32 * b,
-    const int *boff, float *c, int ldc, const float *bias, gboolean accumulate);
+    const int *boff, float *c, int ldc, const float *bias, gboolean accumulate,
+    gboolean stream);
 
 /* ---- int8 (AVX512-VNNI) -----------------------------------------------
  *
@@ -157,9 +162,9 @@ gboolean ge_gemm_int8_available (void);
  * ap packed as ge_gemm_bf16's A ([m/MR][kq][MR] guint32s of four signed
  * bytes, ge_gemm_bf16_a_size () of them), quad row q of B at b + boff[q] (n
  * guint32s of four unsigned bytes, read with masks), @scale and @offset per
- * row of C.  Only where ge_gemm_int8_available (). */
+ * row of C; @stream as ge_gemm_bf16's.  Only where ge_gemm_int8_available (). */
 void ge_gemm_int8 (int m, int n, int kq, const guint32 * ap, const guint32 * b,
     const int *boff, float *c, int ldc, const float *scale, const float *offset,
-    gboolean accumulate, const float *res);
+    gboolean accumulate, const float *res, gboolean stream);
 
 G_END_DECLS

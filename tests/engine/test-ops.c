@@ -528,12 +528,39 @@ test_bf16_convert (void)
   g_free (pairs);
 }
 
+/* Offsets of @k rows of B @ld words apart in a shuffled order, as the
+ * convolutions' tap tables address them. */
+static int *
+shuffled_rows (int k, int ld)
+{
+  int *off = g_new (int, k);
+  for (int p = 0; p < k; p++)
+    off[p] = p * ld;
+  for (int p = k - 1; p > 0; p--) {
+    const int q = ri (0, p), t = off[p];
+    off[p] = off[q];
+    off[q] = t;
+  }
+  return off;
+}
+
+/* C as the word kernels' tests give it: 64-byte aligned (the streaming
+ * stores need it), a copy of @c0's m x ldc floats. */
+static float *
+aligned_copy (const float *c0, int m, int ldc)
+{
+  float *c = g_aligned_alloc ((gsize) m * ldc, sizeof (float), 64);
+  memcpy (c, c0, sizeof (float) * m * ldc);
+  return c;
+}
+
 /* The kernel: C = bias + A B over pairs of K against a double twin on the
  * bf16 numbers it reads, K summed pair by pair in the kernel's order and
  * in the reverse one (a compiler that reassociates either shows).  Sums
  * are f32: the bound is the f32 accumulation bound (kp + 2) 2^-23 sum
  * |a b| per element; every element is checked, under the release build
- * CI runs. */
+ * CI runs.  Half the runs stream C (non-temporal stores), most of those
+ * with rows a multiple of 16 floats apart, where they apply. */
 static void
 test_bf16_gemm (void)
 {
@@ -543,21 +570,13 @@ test_bf16_gemm (void)
   }
   for (int it = 0; it < 40; it++) {
     const int m = ri (1, 29), n = ri (1, 100), kp = it < 4 ? ri (300, 700) : ri (1, 90);
-    const int ldb = n + ri (0, 5), ldc = n + ri (0, 3);
-    const gboolean acc = ri (0, 1), with_bias = ri (0, 1);
+    const gboolean acc = ri (0, 1), with_bias = ri (0, 1), stream = ri (0, 1);
+    const int ldb = n + ri (0, 5), ldc = stream && ri (0, 3) ? (n + 15) / 16 * 16 : n + ri (0, 3);
     float *a = randn ((gsize) m * 2 * kp), *b = randn ((gsize) 2 * kp * n), *bias = randn (m);
-    float *c = randn ((gsize) m * ldc), *c0 = g_memdup2 (c, sizeof (float) * m * ldc);
+    float *c0 = randn ((gsize) m * ldc), *c = aligned_copy (c0, m, ldc);
     guint32 *ap = g_new0 (guint32, ge_gemm_bf16_a_size (m, kp));
     guint32 *bp = g_new0 (guint32, (gsize) kp * ldb + 64);
-    int *boff = g_new (int, kp);
-    /* B pair rows in a shuffled order, as tap tables address them */
-    for (int p = 0; p < kp; p++)
-      boff[p] = p * ldb;
-    for (int p = kp - 1; p > 0; p--) {
-      const int q = ri (0, p), t = boff[p];
-      boff[p] = boff[q];
-      boff[q] = t;
-    }
+    int *boff = shuffled_rows (kp, ldb);
     for (int i = 0; i < m; i++)
       for (int p = 0; p < kp; p++)
         ap[((gsize) (i / GE_MR) * kp + p) * GE_MR + i % GE_MR] =
@@ -565,7 +584,7 @@ test_bf16_gemm (void)
     for (int p = 0; p < kp; p++)
       for (int j = 0; j < n; j++)
         bp[boff[p] + j] = ge_bf16_pair (b[(gsize) 2 * p * n + j], b[(gsize) (2 * p + 1) * n + j]);
-    ge_gemm_bf16 (m, n, kp, ap, bp, boff, c, ldc, with_bias ? bias : NULL, acc);
+    ge_gemm_bf16 (m, n, kp, ap, bp, boff, c, ldc, with_bias ? bias : NULL, acc, stream);
     for (int i = 0; i < m; i++)
       for (int j = 0; j < n; j++) {
         double fwd = 0, rev = 0, mag = 0;
@@ -582,8 +601,9 @@ test_bf16_gemm (void)
         const double got = c[(gsize) i * ldc + j];
         const double bound = (kp + 2) * 0x1p-23 * (mag + fabs (base)) + 1e-30;
         if (fabs (got - (base + fwd)) > bound || fabs (fwd - rev) > 1e-9 * (mag + 1)) {
-          g_printerr ("bf16 gemm m%d n%d kp%d [%d,%d]: %.9g, twin %.9g (reverse %.9g), bound %.3g\n",
-              m, n, kp, i, j, got, base + fwd, base + rev, bound);
+          g_printerr ("bf16 gemm m%d n%d kp%d%s [%d,%d]: %.9g, twin %.9g (reverse %.9g), "
+              "bound %.3g\n", m, n, kp, stream ? " stream" : "", i, j, got, base + fwd,
+              base + rev, bound);
           g_assert_not_reached ();
         }
       }
@@ -593,8 +613,96 @@ test_bf16_gemm (void)
     g_free (a);
     g_free (b);
     g_free (bias);
-    g_free (c);
+    g_aligned_free (c);
     g_free (c0);
+    g_free (ap);
+    g_free (bp);
+    g_free (boff);
+  }
+}
+
+/* The int8 kernel against an exact twin: the quads' products summed as
+ * integers (exact in the kernel too), then C = fma (sum, scale, offset (+ C
+ * where accumulating)) + res in f32, as the kernel's epilogue rounds it:
+ * bit for bit for one K slice.  Past one slice (KC = 256 quads) the
+ * slices' sums are scaled one by one: within 4 ulps of sum |a b| scale.
+ * Half the runs stream C, as test_bf16_gemm's. */
+static void
+test_int8_gemm (void)
+{
+  if (!ge_gemm_int8_available ()) {
+    g_test_skip ("no AVX512-VNNI on this CPU (or GE_NO_INT8 / GE_NO_BF16 / GE_NO_AVX512 set)");
+    return;
+  }
+  for (int it = 0; it < 60; it++) {
+    const int m = ri (1, 29), n = ri (1, 100), kq = it < 4 ? ri (300, 600) : ri (1, 250);
+    const gboolean acc = ri (0, 1), with_offset = ri (0, 1), with_res = ri (0, 1);
+    const gboolean stream = ri (0, 1);
+    const int ldb = n + ri (0, 5), ldc = stream && ri (0, 3) ? (n + 15) / 16 * 16 : n + ri (0, 3);
+    gint8 *a = g_new (gint8, (gsize) m * 4 * kq);
+    guint8 *b = g_new (guint8, (gsize) 4 * kq * n);
+    for (gsize i = 0; i < (gsize) m * 4 * kq; i++)
+      a[i] = (gint8) ri (-128, 127);
+    for (gsize i = 0; i < (gsize) 4 * kq * n; i++)
+      b[i] = (guint8) ri (0, 255);
+    float *scale = randn (m), *offset = randn (m);
+    float *c0 = randn ((gsize) m * ldc), *res = randn ((gsize) m * ldc);
+    float *c = aligned_copy (c0, m, ldc);
+    guint32 *ap = g_new0 (guint32, ge_gemm_bf16_a_size (m, kq));
+    guint32 *bp = g_new0 (guint32, (gsize) kq * ldb + 64);
+    int *boff = shuffled_rows (kq, ldb);
+    for (int i = 0; i < m; i++)
+      for (int q = 0; q < kq; q++) {
+        guint32 w = 0;
+        for (int e = 0; e < 4; e++)
+          w |= (guint32) (guint8) a[(gsize) i * 4 * kq + 4 * q + e] << (8 * e);
+        ap[((gsize) (i / GE_MR) * kq + q) * GE_MR + i % GE_MR] = w;
+      }
+    for (int q = 0; q < kq; q++)
+      for (int j = 0; j < n; j++) {
+        guint32 w = 0;
+        for (int e = 0; e < 4; e++)
+          w |= (guint32) b[(gsize) (4 * q + e) * n + j] << (8 * e);
+        bp[boff[q] + j] = w;
+      }
+    ge_gemm_int8 (m, n, kq, ap, bp, boff, c, ldc, scale, with_offset ? offset : NULL, acc,
+        with_res ? res : NULL, stream);
+    for (int i = 0; i < m; i++)
+      for (int j = 0; j < n; j++) {
+        gint64 sum = 0, abs_sum = 0;
+        for (int k = 0; k < 4 * kq; k++) {
+          const gint64 v = (gint64) a[(gsize) i * 4 * kq + k] * b[(gsize) k * n + j];
+          sum += v;
+          abs_sum += ABS (v);
+        }
+        const gsize at = (gsize) i * ldc + j;
+        float o = with_offset ? offset[i] : 0.0f;
+        if (acc)
+          o = o + c0[at];
+        float want = fmaf ((float) sum, scale[i], o);
+        if (with_res)
+          want = res[at] + want;
+        const float got = c[at];
+        const gboolean exact = kq <= 256;
+        const double mag = (double) abs_sum * fabs (scale[i]) + fabs (o)
+            + (with_res ? fabs (res[at]) : 0);
+        if (exact ? memcmp (&got, &want, 4) != 0 : fabs (got - want) > 4 * 0x1p-23 * mag) {
+          g_printerr ("int8 gemm m%d n%d kq%d%s%s%s%s [%d,%d]: %.9g, twin %.9g\n", m, n, kq,
+              acc ? " acc" : "", with_offset ? " offset" : "", with_res ? " res" : "",
+              stream ? " stream" : "", i, j, got, want);
+          g_assert_not_reached ();
+        }
+      }
+    for (int i = 0; i < m; i++)     /* nothing past column n */
+      for (int j = n; j < ldc; j++)
+        g_assert_true (memcmp (&c[(gsize) i * ldc + j], &c0[(gsize) i * ldc + j], 4) == 0);
+    g_free (a);
+    g_free (b);
+    g_free (scale);
+    g_free (offset);
+    g_free (c0);
+    g_free (res);
+    g_aligned_free (c);
     g_free (ap);
     g_free (bp);
     g_free (boff);
@@ -2044,6 +2152,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ops/conv2d/16-bit-weights", test_conv2d_16bit);
   g_test_add_func ("/ops/bf16/convert", test_bf16_convert);
   g_test_add_func ("/ops/bf16/gemm", test_bf16_gemm);
+  g_test_add_func ("/ops/int8/gemm", test_int8_gemm);
   g_test_add_func ("/ops/bf16/conv2d", test_conv2d_bf16);
   g_test_add_func ("/ops/bf16/phase2x", test_conv2d_phase2x_bf16);
   g_test_add_func ("/ops/int8/conv2d", test_conv2d_int8);
