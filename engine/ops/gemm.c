@@ -449,8 +449,8 @@ word_gemm (WordTile tile, WordTile tile4, int m, int n, int kw, const guint32 * 
     const guint32 * b, const int *boff, float *c, int ldc, const float *every,
     const float *first, gboolean accumulate, const float *res, gboolean stream)
 {
-  /* a slice before the last is read back: only the last may stream, and
-   * only a C it does not read */
+  /* only the last slice streams (the next slice reads back the others);
+   * a C the call adds to is read anyway, and gains nothing */
   stream = stream && !accumulate && (guintptr) c % 64 == 0 && ldc % 16 == 0;
   const int slice = slice_len (kw);
   for (int k0 = 0; k0 < kw; k0 += slice) {
