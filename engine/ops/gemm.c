@@ -724,7 +724,7 @@ ge_gemm_packed_bt16 (int m, int n, int k, const float *ap, const void *w, GeDTyp
 
 void
 ge_gemm_packed (int m, int n, int k, const float *ap, const float *b, const int *boff,
-    float *c, int ldc, const float *bias, gboolean accumulate, gboolean stream)
+    float *c, int ldc, const float *bias, gboolean accumulate)
 {
   g_assert_not_reached ();
 }
