@@ -269,7 +269,7 @@ prepare (GeCtx * ctx, const GeTensor * x, const GeConvInput * in, int pt, int pl
  * last-level cache; what sysconf reports is no guide: 320 MiB on a 2-core
  * VM of a 32 MiB L3), and streaming saves reading every line in before it
  * is written.  At the SR models' 640x360 x 32 channels (29.5 MB) it took
- * 0.87-0.90 of an int8 frame's time (bench/RESULTS.md). */
+ * 0.88-0.92 of an int8 frame's time, paired on a busy host (bench/RESULTS.md). */
 #define STREAM_MIN_BYTES (16u << 20)
 
 typedef struct {
