@@ -11,14 +11,17 @@
  * (bench/sr_speed.py), diffusioninpaint a 1280x720 frame with a 160x90
  * mask at (1080, 30) (bench/inpaint_speed.py), vaeencode and vaedecode
  * 1280x720 (bench/vae_speed.py), diffusionimg2img 640x360 (no speed bench
- * of its own).  Pictures are synthetic: the time does not depend on them,
+ * of its own), gansynth one second of 48 kHz audio a hop at a time as the
+ * element feeds it (bench/speech_speed.py's signal): one channel on one
+ * thread, two channels (a stream each, on a pool) on two.  Pictures are synthetic: the time does not depend on them,
  * except inpainting's, whose box comes from the mask only.  Inpainting
  * runs at the model's exemplar guidance (the shipped model's 1: the
  * PatchMatch fill, no U-Net) unless --inpaint-guidance sets another (0:
  * the U-Net alone).
  *
  * Precisions: f32, bf16 and int8 (which runs as bf16 on models without
- * int8 convs, and as bf16 or f32 on CPUs without VNNI or BF16: "runs_as").
+ * int8 convs, and as bf16 or f32 on CPUs without VNNI or BF16: "runs_as";
+ * gansynth runs bf16 as f32).
  *
  * --paired N replaces the rounds: after a warm-up frame of each, N rounds
  * of three frames, f32, bf16 and int8, and per element and thread count
@@ -31,8 +34,12 @@
  */
 #include "ge-img2img.h"
 #include "ge-inpaint.h"
+#include "ge-pool.h"
+#include "ge-speech.h"
 #include "ge-sr.h"
 #include "ge-vae-codec.h"
+
+#include <math.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,7 +66,23 @@ typedef struct {
   guint8 *mask;
   float *latent;
   int lw, lh;
+  /* gansynth: a stream per channel, and a pool for two */
+  GeSpeechStream *streams[2];
+  int n_streams, n_hops;
+  GePool *pool;
+  float *audio, *audio_out;
 } Task;
+
+#define SPEECH_RATE 48000
+
+static void
+speech_channel (void *data, int c, int thread)
+{
+  Task *t = data;
+  const gsize n = (gsize) t->n_hops * ge_speech_model_hop (t->model, SPEECH_RATE);
+  ge_speech_stream_process (t->streams[c], t->audio, 1, t->audio_out + c * n, 1, t->n_hops,
+      1.0f);
+}
 
 static void
 fail (GError * err)
@@ -71,6 +94,13 @@ fail (GError * err)
 static GePrecision
 set (Task * t, int threads, GePrecision p)
 {
+  if (!strcmp (t->name, "gansynth")) {
+    GePrecision runs = GE_PRECISION_F32;
+    t->n_streams = threads;
+    for (int c = 0; c < threads; c++)
+      runs = ge_speech_stream_set_precision (t->streams[c], p);
+    return runs;
+  }
   if (!strcmp (t->name, "diffusionsr")) {
     ge_sr_set_n_threads (t->model, threads);
     return ge_sr_set_precision (t->model, p);
@@ -113,6 +143,13 @@ frame (Task * t, double *cpu_ms)
     ok = ge_inpaint_process (t->model, &t->work, t->mask, t->in.width, &err);
   } else if (!strcmp (t->name, "diffusionimg2img"))
     ok = ge_img2img_process (t->model, &t->in, &t->out, &err);
+  else if (!strcmp (t->name, "gansynth")) {
+    if (t->n_streams > 1)
+      ge_pool_run (t->pool, t->n_streams, speech_channel, t);
+    else
+      speech_channel (t, 0, 0);
+    ok = TRUE;
+  }
   else if (!strcmp (t->name, "vaeencode"))
     ok = ge_vae_codec_encode (t->model, &t->in, t->latent, &err);
   else
@@ -154,8 +191,8 @@ main (int argc, char **argv)
       inpaint_guidance = atof (argv[++i]);
   }
   GError *err = NULL;
-  Task tasks[5] = { {"diffusionsr"}, {"diffusioninpaint"}, {"diffusionimg2img"}, {"vaeencode"},
-  {"vaedecode"}
+  Task tasks[6] = { {"diffusionsr"}, {"diffusioninpaint"}, {"diffusionimg2img"}, {"vaeencode"},
+  {"vaedecode"}, {"gansynth"}
   };
   char *p;
   p = g_build_filename (dir, "sr", "diffusionsr-x2.safetensors", NULL);
@@ -195,6 +232,22 @@ main (int argc, char **argv)
   }
   tasks[3].latent = tasks[4].latent = g_new0 (float, (gsize) lc * tasks[3].lw * tasks[3].lh);
   frame (&tasks[3], NULL);      /* a real latent to decode */
+  p = g_build_filename (dir, "gansynth", "gansynth.safetensors", NULL);
+  if (!(tasks[5].model = ge_speech_model_new (p, &err)))
+    fail (err);
+  g_free (p);
+  tasks[5].n_hops = SPEECH_RATE / ge_speech_model_hop (tasks[5].model, SPEECH_RATE);
+  tasks[5].audio = g_new (float, SPEECH_RATE);
+  tasks[5].audio_out = g_new (float, 2 * SPEECH_RATE);
+  for (int i = 0; i < SPEECH_RATE; i++) {      /* tones and a little noise */
+    const double u = (double) ((i * 1103515245u + 12345u) >> 8 & 0xffff) / 65536.0 - 0.5;
+    tasks[5].audio[i] = (float) (0.05 * sin (2 * G_PI * 180 * i / SPEECH_RATE)
+        + 0.03 * sin (2 * G_PI * 540 * i / SPEECH_RATE) + 0.02 * u);
+  }
+  for (int c = 0; c < 2; c++)
+    if (!(tasks[5].streams[c] = ge_speech_stream_new (tasks[5].model, SPEECH_RATE, &err)))
+      fail (err);
+  tasks[5].pool = ge_pool_new (2);
 
   if (paired > 0)
     rounds = frames = 0;
@@ -208,7 +261,7 @@ main (int argc, char **argv)
     double *rw = g_new (double, paired), *rc = g_new (double, paired);
     double *w32 = g_new (double, paired), *w16 = g_new (double, paired);
     double *w8 = g_new (double, paired), *r8 = g_new (double, paired), *rc8 = g_new (double, paired);
-    for (int ti = 0; ti < 5; ti++) {
+    for (int ti = 0; ti < 6; ti++) {
       if (only && !strstr (only, tasks[ti].name))
         continue;
       for (int threads = 1; threads <= 2; threads++) {
@@ -255,7 +308,7 @@ main (int argc, char **argv)
     g_free (rc8);
   }
   for (int r = 0; r < rounds; r++)
-    for (int ti = 0; ti < 5; ti++) {
+    for (int ti = 0; ti < 6; ti++) {
       if (only && !strstr (only, tasks[ti].name))
         continue;
       for (int threads = 1; threads <= 2; threads++)

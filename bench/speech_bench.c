@@ -1,10 +1,12 @@
 /* speech_bench: times the speech enhancer on one channel, a hop at a time
  * as the element runs it (OpenBLAS on one thread).
  *
- *   speech_bench MODEL RATE IN.f32 ROUNDS
+ *   speech_bench MODEL RATE IN.f32 ROUNDS [PRECISION]
  *
- * IN.f32: raw float32 mono samples.  Prints one line per round: the
- * processing milliseconds of the whole file. */
+ * IN.f32: raw float32 mono samples; PRECISION: f32 (default), int8, auto
+ * (ge_speech_stream_set_precision).  Prints one line per round: the
+ * processing milliseconds of the whole file; then, on stderr, the precision
+ * that ran. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -16,8 +18,9 @@
 int
 main (int argc, char **argv)
 {
-  if (argc != 5) {
-    fprintf (stderr, "usage: %s MODEL RATE IN.f32 ROUNDS\n", argv[0]);
+  GePrecision want = GE_PRECISION_F32;
+  if ((argc != 5 && argc != 6) || (argc == 6 && !ge_precision_from_name (argv[5], &want))) {
+    fprintf (stderr, "usage: %s MODEL RATE IN.f32 ROUNDS [f32|int8|auto]\n", argv[0]);
     return 2;
   }
   GError *err = NULL;
@@ -43,6 +46,7 @@ main (int argc, char **argv)
     fprintf (stderr, "%s\n", err->message);
     return 1;
   }
+  fprintf (stderr, "precision %s\n", ge_precision_name (ge_speech_stream_set_precision (s, want)));
   for (int r = 0; r < rounds; r++) {
     ge_speech_stream_reset (s);
     gint64 t0 = g_get_monotonic_time ();

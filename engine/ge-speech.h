@@ -35,6 +35,7 @@
 
 #include <glib.h>
 #include "ge-error.h"
+#include "ge-precision.h"
 
 G_BEGIN_DECLS
 
@@ -59,6 +60,18 @@ GeSpeechStream *ge_speech_stream_new (const GeSpeechModel * m, int rate, GError 
 void ge_speech_stream_free (GeSpeechStream * s);
 /* Back to a fresh stream: silence history, recurrent state zero. */
 void ge_speech_stream_reset (GeSpeechStream * s);
+
+/* The arithmetic of the network's matrix-vector products (ge-precision.h's
+ * names): F32 (a new stream's, the reference) or INT8, the weights in 8
+ * bits per row and each product's vector in 16 bits (gemv.h), 0.72 MB of
+ * weights instead of 2.9 for the shipped model, within its card's SI-SDRi
+ * budget.  AUTO is INT8 for a file whose metadata "precision_auto" is
+ * "int8", F32 otherwise; BF16 runs F32 (no bf16 path: the products are
+ * bound by reading the weights, which bf16 only halves); INT8 runs F32
+ * where the CPU lacks AVX512-VNNI.  Returns what runs.  Not while
+ * ge_speech_stream_process runs on the stream. */
+GePrecision ge_speech_stream_set_precision (GeSpeechStream * s, GePrecision precision);
+GePrecision ge_speech_stream_get_precision (const GeSpeechStream * s);
 
 /* Processes @n_hops hops: reads n_hops * hop samples from @in (every
  * @in_stride floats: interleaved channels), writes as many to @out (every

@@ -190,11 +190,15 @@ main (int argc, char **argv)
   gchar *model_path = NULL;
   gdouble strength = 1.0;
   gboolean quiet = FALSE;
+  gchar *precision_name = NULL;
   GOptionEntry entries[] = {
     {"model", 'm', 0, G_OPTION_ARG_FILENAME, &model_path,
         "Model file (default: the installed " GANSYNTH_DEFAULT_MODEL ")", "FILE"},
     {"strength", 's', 0, G_OPTION_ARG_DOUBLE, &strength,
         "0 = unchanged .. 1 = fully cleaned (default 1)", "S"},
+    {"precision", 'p', 0, G_OPTION_ARG_STRING, &precision_name,
+        "auto (default: int8 where the model was validated in it), f32 or int8: as the "
+          "element's precision", "P"},
     {"quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No progress display", NULL},
     {NULL}
   };
@@ -214,6 +218,13 @@ main (int argc, char **argv)
     g_printerr ("gansynth-clean: strength must be in [0, 1]\n");
     return 2;
   }
+  GePrecision precision = GE_PRECISION_AUTO;
+  if (precision_name && !ge_precision_from_name (precision_name, &precision)) {
+    g_printerr ("gansynth-clean: precision must be auto, f32, bf16 or int8, not \"%s\"\n",
+        precision_name);
+    return 2;
+  }
+  g_free (precision_name);
   const char *in_path = argv[1], *out_path = argv[2];
   if (!model_path && !(model_path = default_model_path ())) {
     g_printerr ("gansynth-clean: no %s in %s (give one with -m)\n",
@@ -255,8 +266,10 @@ main (int argc, char **argv)
   Cleaner c = { .channels = ch, .hop = ge_speech_model_hop (model, rate),
     .strength = (float) strength, .out = g_array_new (FALSE, FALSE, sizeof (float)) };
   c.streams = g_new0 (GeSpeechStream *, ch);
-  for (int k = 0; k < ch; k++)
+  for (int k = 0; k < ch; k++) {
     c.streams[k] = ge_speech_stream_new (model, rate, NULL);
+    ge_speech_stream_set_precision (c.streams[k], precision);
+  }
   c.held = g_new0 (float, (gsize) c.hop * ch);
   c.skip = ge_speech_model_delay (model, rate);
 

@@ -24,6 +24,13 @@ ge_gru_step (const float *x, int in, float *h, int hidden, const float *w_ih,
   memcpy (gh, b_hh, sizeof (float) * 3 * H);
   cblas_sgemv (CblasRowMajor, CblasNoTrans, 3 * H, in, 1.0f, w_ih, in, x, 1, 1.0f, gi, 1);
   cblas_sgemv (CblasRowMajor, CblasNoTrans, 3 * H, H, 1.0f, w_hh, H, h, 1, 1.0f, gh, 1);
+  ge_gru_update (gi, gh, h, H);
+}
+
+void
+ge_gru_update (const float *gi, const float *gh, float *h, int hidden)
+{
+  const int H = hidden;
   /* PyTorch's gate order: reset, update, new. */
   for (int i = 0; i < H; i++) {
     const float r = sigmoidf (gi[i] + gh[i]);

@@ -1,9 +1,11 @@
 /* speech_enhance.c: the SpectralMaskGRU speech enhancer, a hop at a time
  * (see ge-speech.h and models/gansynth/net.py, the reference). */
 #include "ge-speech.h"
+#include "ge-blocks.h"
 #include "ge-model-file.h"
 #include "ge-ops.h"
 #include "ge-pool.h"
+#include "gemv.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -36,6 +38,10 @@ struct _GeSpeechModel {
   const float *conv_b;
   const float *w_ih[MAX_LAYERS], *w_hh[MAX_LAYERS], *b_ih[MAX_LAYERS], *b_hh[MAX_LAYERS];
   const float *mask_w, *mask_b, *vad_w, *vad_b, *df_w, *df_b;
+  /* The same matrices in 8 bits (gemv.h), made at load where the CPU runs
+   * them (NULL elsewhere): GE_PRECISION_INT8's products. */
+  GeGemvI8 *q_conv, *q_ih[MAX_LAYERS], *q_hh[MAX_LAYERS], *q_mask, *q_df;
+  gsize q_scratch;                      /* bytes: the widest matrix's vector */
   RatePlan plans[MAX_RATES];
   int rates[MAX_RATES];
   int n_rates;
@@ -65,6 +71,8 @@ struct _GeSpeechStream {
   float *act, *gains, *scratch, *fft_scratch;
   float *df_coef;                       /* [taps][df_bins][re, im] */
   float *out_spec;                      /* the masked frame's output spectrum [frame/2 + 1] complex */
+  void *xq;                             /* ge_gemv_i8's quantized vector */
+  GePrecision precision;                /* F32 or INT8: what runs */
 };
 
 static gboolean
@@ -115,6 +123,46 @@ plan_rate (GeSpeechModel * m, RatePlan * p, int rate, int frame_ms, int hop_ms,
   }
   p->inv_window_sum = (float) (1.0 / sum);
   return TRUE;
+}
+
+static void
+free_quantized (GeSpeechModel * m)
+{
+  ge_gemv_i8_free (m->q_conv);
+  ge_gemv_i8_free (m->q_mask);
+  ge_gemv_i8_free (m->q_df);
+  for (int l = 0; l < MAX_LAYERS; l++) {
+    ge_gemv_i8_free (m->q_ih[l]);
+    ge_gemv_i8_free (m->q_hh[l]);
+  }
+  m->q_conv = m->q_mask = m->q_df = NULL;
+  memset (m->q_ih, 0, sizeof m->q_ih);
+  memset (m->q_hh, 0, sizeof m->q_hh);
+}
+
+/* The int8 copies of every matrix the network multiplies by (0.72 MB for
+ * the shipped model), where the CPU runs them; none if one fails (a weight
+ * that is not finite: f32 then gives what that means). */
+static void
+quantize (GeSpeechModel * m)
+{
+  if (!ge_gemv_i8_available ())
+    return;
+  const int H = m->hidden, K = m->kernel * m->n_feat;
+  gboolean ok = (m->q_conv = ge_gemv_i8_new (m->conv_w, H, K, K))
+      && (m->q_mask = ge_gemv_i8_new (m->mask_w, m->bins, H, H));
+  if (ok && m->df_bins > 0) {
+    const int n_coef = 2 * m->df_taps * m->df_bins;
+    ok = (m->q_df = ge_gemv_i8_new (m->df_w, n_coef, H, H)) != NULL;
+  }
+  for (int l = 0; ok && l < m->layers; l++)
+    ok = (m->q_ih[l] = ge_gemv_i8_new (m->w_ih[l], 3 * H, H, H))
+        && (m->q_hh[l] = ge_gemv_i8_new (m->w_hh[l], 3 * H, H, H));
+  if (!ok) {
+    free_quantized (m);
+    return;
+  }
+  m->q_scratch = ge_gemv_i8_scratch_size (m->q_conv);   /* the widest: K >= H */
 }
 
 GeSpeechModel *
@@ -218,6 +266,7 @@ ge_speech_model_new (const char *path, GError ** error)
       for (int j = 0; j < kernel; j++)
         packed[((gsize) o * kernel + j) * nf + c] = conv_w[((gsize) o * nf + c) * kernel + j];
   m->conv_w = packed;
+  quantize (m);
   if (m->phase_bins > 0) {
     /* bin k's centre turns by 2 pi k hop / frame each hop at every rate */
     m->centre = ge_model_file_alloc (mf, 2 * (gsize) m->phase_bins);
@@ -255,6 +304,7 @@ ge_speech_model_free (GeSpeechModel * m)
     return;
   for (int i = 0; i < MAX_RATES; i++)
     ge_fft_free (m->plans[i].fft);
+  free_quantized (m);
   ge_model_file_unref (m->mf);
   g_free (m);
 }
@@ -317,10 +367,11 @@ ge_speech_stream_new (const GeSpeechModel * m, int rate, GError ** error)
     2 * (gsize) ring * nb, (gsize) ring * nb,
     (gsize) m->kernel * m->n_feat,
     (gsize) m->layers * H, H, nb, 6 * (gsize) H, ge_fft_scratch_size (p->fft),
-    2 * (gsize) m->df_taps * m->df_bins, 2 * (gsize) nb
+    2 * (gsize) m->df_taps * m->df_bins, 2 * (gsize) nb, (m->q_scratch + 3) / 4
   };
   float **slots[] = { &s->in_frame, &s->dry, &s->ola, &s->work, &s->spec, &s->power, &s->feats,
-    &s->state, &s->act, &s->gains, &s->scratch, &s->fft_scratch, &s->df_coef, &s->out_spec
+    &s->state, &s->act, &s->gains, &s->scratch, &s->fft_scratch, &s->df_coef, &s->out_spec,
+    (float **) &s->xq
   };
   gsize total = 0;
   for (guint i = 0; i < G_N_ELEMENTS (sizes); i++)
@@ -333,8 +384,25 @@ ge_speech_stream_new (const GeSpeechModel * m, int rate, GError ** error)
     *slots[i] = q;
     q += sizes[i];
   }
+  s->precision = GE_PRECISION_F32;
   ge_speech_stream_reset (s);
   return s;
+}
+
+GePrecision
+ge_speech_stream_set_precision (GeSpeechStream * s, GePrecision precision)
+{
+  /* no bf16 path: the products are matrix-vector, bound by reading the
+   * weights, which int8 makes a quarter of f32's and bf16 only half */
+  const GePrecision p = ge_precision_resolve (s->m->mf, precision);
+  s->precision = p == GE_PRECISION_INT8 && s->m->q_conv ? GE_PRECISION_INT8 : GE_PRECISION_F32;
+  return s->precision;
+}
+
+GePrecision
+ge_speech_stream_get_precision (const GeSpeechStream * s)
+{
+  return s->precision;
 }
 
 void
@@ -415,16 +483,29 @@ process_frame (GeSpeechStream * s, float strength)
   }
 
   /* causal convolution over the history, ReLU */
+  const gboolean int8 = s->precision == GE_PRECISION_INT8;
   memcpy (s->act, m->conv_b, sizeof (float) * H);
-  cblas_sgemv (CblasRowMajor, CblasNoTrans, H, m->kernel * NF, 1.0f, m->conv_w, m->kernel * NF,
-      s->feats, 1, 1.0f, s->act, 1);
+  if (int8)
+    ge_gemv_i8 (m->q_conv, s->feats, s->act, s->xq);
+  else
+    cblas_sgemv (CblasRowMajor, CblasNoTrans, H, m->kernel * NF, 1.0f, m->conv_w,
+        m->kernel * NF, s->feats, 1, 1.0f, s->act, 1);
   for (int i = 0; i < H; i++)
     s->act[i] = s->act[i] > 0.0f ? s->act[i] : 0.0f;
 
   const float *x = s->act;
   for (int l = 0; l < m->layers; l++) {
     float *h = s->state + (gsize) l * H;
-    ge_gru_step (x, H, h, H, m->w_ih[l], m->w_hh[l], m->b_ih[l], m->b_hh[l], s->scratch);
+    if (int8) {
+      float *gi = s->scratch, *gh = s->scratch + 3 * H;
+      memcpy (gi, m->b_ih[l], sizeof (float) * 3 * H);
+      memcpy (gh, m->b_hh[l], sizeof (float) * 3 * H);
+      ge_gemv_i8 (m->q_ih[l], x, gi, s->xq);
+      ge_gemv_i8 (m->q_hh[l], h, gh, s->xq);
+      ge_gru_update (gi, gh, h, H);
+    } else {
+      ge_gru_step (x, H, h, H, m->w_ih[l], m->w_hh[l], m->b_ih[l], m->b_hh[l], s->scratch);
+    }
     x = h;
   }
 
@@ -432,7 +513,10 @@ process_frame (GeSpeechStream * s, float strength)
   for (int i = 0; i < H; i++)
     vad += m->vad_w[i] * x[i];
   memcpy (s->gains, m->mask_b, sizeof (float) * B);
-  cblas_sgemv (CblasRowMajor, CblasNoTrans, B, H, 1.0f, m->mask_w, H, x, 1, 1.0f, s->gains, 1);
+  if (int8)
+    ge_gemv_i8 (m->q_mask, x, s->gains, s->xq);
+  else
+    cblas_sgemv (CblasRowMajor, CblasNoTrans, B, H, 1.0f, m->mask_w, H, x, 1, 1.0f, s->gains, 1);
   for (int k = 0; k < B; k++)
     s->gains[k] = sigmoidf (s->gains[k]);
   /* the frame the gains are for: lookahead frames older than the newest */
@@ -466,7 +550,10 @@ process_frame (GeSpeechStream * s, float strength)
     const int D = m->df_bins, n_coef = 2 * m->df_taps * D;
     float *c = s->df_coef;
     memcpy (c, m->df_b, sizeof (float) * n_coef);
-    cblas_sgemv (CblasRowMajor, CblasNoTrans, n_coef, H, 1.0f, m->df_w, H, x, 1, 1.0f, c, 1);
+    if (int8)
+      ge_gemv_i8 (m->q_df, x, c, s->xq);
+    else
+      cblas_sgemv (CblasRowMajor, CblasNoTrans, n_coef, H, 1.0f, m->df_w, H, x, 1, 1.0f, c, 1);
     for (int i = 0; i < n_coef; i++)
       c[i] = strength * tanhf (c[i]);
     for (int j = 0; j < m->df_taps; j++) {

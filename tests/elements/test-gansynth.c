@@ -296,6 +296,72 @@ GST_START_TEST (test_multichannel)
 
 GST_END_TEST;
 
+/* precision: the element runs what the engine runs for the request (int8
+ * where the CPU has it; auto is f32 for a file not validated in int8; bf16
+ * is f32), bit for bit the engine's output at that precision, and its stats
+ * name it; a change while playing takes effect on the next buffer. */
+GST_START_TEST (test_precision)
+{
+  const int rate = 16000, n = 8000;
+  const char *names[] = { "int8", "auto", "bf16" };
+  gchar *model = small_model ();
+  GeSpeechModel *m = ge_speech_model_new (model, NULL);
+  fail_unless (m != NULL);
+  const int delay = ge_speech_model_frame (m, rate) - ge_speech_model_hop (m, rate);
+  const int hops = (n + delay + 159) / 160;
+
+  for (guint k = 0; k < G_N_ELEMENTS (names); k++) {
+    GePrecision want;
+    fail_unless (ge_precision_from_name (names[k], &want));
+    /* int8 from the second hop on: the element gets its first hop at f32 */
+    GeSpeechStream *s = ge_speech_stream_new (m, rate, NULL);
+    gfloat *x = g_new0 (gfloat, hops * 160), *y = g_new (gfloat, hops * 160);
+    for (int i = 0; i < n; i++)
+      x[i] = signal_at (i, 0);
+    const int lead = k == 0 ? 1 : 0;
+    ge_speech_stream_process (s, x, 1, y, 1, lead, 1.0f);
+    const GePrecision runs = ge_speech_stream_set_precision (s, want);
+    ge_speech_stream_process (s, x + lead * 160, 1, y + lead * 160, 1, hops - lead, 1.0f);
+    ge_speech_stream_free (s);
+
+    GstElement *e = gansynth_with (small_models[0].file, 1.0);
+    if (k == 0)
+      g_object_set (e, "precision", 0, NULL);   /* f32 first, int8 once playing */
+    else
+      gst_util_set_object_arg (G_OBJECT (e), "precision", names[k]);
+    GstHarness *h = harness_of (e, rate, 1);
+    GstStructure *st;
+    if (k == 0) {
+      gst_harness_push (h, make_buffer (rate, 1, 0, 160));
+      g_object_get (h->element, "stats", &st, NULL);
+      fail_unless_equals_string (gst_structure_get_string (st, "precision"), "f32");
+      gst_structure_free (st);
+      gst_util_set_object_arg (G_OBJECT (h->element), "precision", names[k]);
+    }
+    guint64 n_out;
+    const int pushed = k == 0 ? 160 : 0;
+    gst_harness_push (h, make_buffer (rate, 1, pushed, n - pushed));
+    gst_harness_push_event (h, gst_event_new_eos ());
+    gfloat *out = pull_all (h, rate, 1, 0, &n_out);
+    fail_unless_equals_uint64 (n_out, n);
+    for (int i = 0; i < n; i++)
+      fail_unless (out[i] == y[i + delay], "precision %s, sample %d: %f vs %f", names[k], i,
+          out[i], y[i + delay]);
+    g_object_get (h->element, "stats", &st, NULL);
+    fail_unless_equals_string (gst_structure_get_string (st, "precision"),
+        ge_precision_name (runs));
+    gst_structure_free (st);
+    fail_unless (k == 0 ? runs == (ge_precision_int8_available () ? GE_PRECISION_INT8 :
+            GE_PRECISION_F32) : runs == GE_PRECISION_F32);
+    g_free (out), g_free (x), g_free (y);
+    gst_harness_teardown (h);
+  }
+  ge_speech_model_free (m);
+  g_free (model);
+}
+
+GST_END_TEST;
+
 /* Silence in, silence out; NaNs, infinities and clipped input give finite
  * output and leave no trace: silence after them is silence again. */
 GST_START_TEST (test_silence_clipping_nan)
@@ -475,6 +541,7 @@ gansynth_suite (void)
   tcase_add_test (tc, test_multichannel);
   tcase_add_test (tc, test_silence_clipping_nan);
   tcase_add_test (tc, test_wrong_rate);
+  tcase_add_test (tc, test_precision);
   tcase_add_test (tc, test_bad_models);
   tcase_add_test (tc, test_real_file);
   return s;

@@ -5,6 +5,7 @@
 #include "ge-ops.h"
 #include "ge-pool.h"
 #include "gemm.h"
+#include "gemv.h"
 #include "ge-safetensors.h"
 
 #include <float.h>
@@ -838,6 +839,74 @@ check_conv2d_bf16 (GeConv2d * p, int n, int h, int w, const GeConvInput * in,
   g_free (xm.data);
   g_free (y.data);
   g_free (y0);
+}
+
+/* The 8-bit-weight matrix-vector product against two twins: an exact one
+ * (the weights and the vector quantized by gemv.h's rules, products summed
+ * as 64-bit integers per 256-column block), within 4 ulps of the sum of
+ * |products|; and the f32 product, within the two roundings (half a step
+ * of each weight and of each input) of it. */
+static void
+test_int8_gemv (void)
+{
+  if (!ge_gemv_i8_available ()) {
+    g_test_skip ("no AVX512-VNNI on this CPU (or GE_NO_INT8 / GE_NO_BF16 / GE_NO_AVX512 set)");
+    return;
+  }
+  for (int it = 0; it < 80; it++) {
+    const int rows = it < 3 ? 16 * ri (1, 4) : ri (1, 70), cols = ri (1, it < 40 ? 40 : 800);
+    const int ld = cols + ri (0, 3);
+    float *w = randn ((gsize) rows * ld), *x = randn (cols), *y0 = randn (rows);
+    if (it % 7 == 3)            /* a zero row: scale 0, its y unchanged */
+      memset (w, 0, sizeof (float) * cols);
+    if (it % 11 == 5)           /* a zero vector: y unchanged */
+      memset (x, 0, sizeof (float) * cols);
+    for (int c = 0; c < cols; c++)      /* magnitudes across decades */
+      x[c] *= (float) pow (10.0, ri (-2, 1));
+    GeGemvI8 *a = ge_gemv_i8_new (w, rows, cols, ld);
+    g_assert_nonnull (a);
+    float *y = g_memdup2 (y0, sizeof (float) * rows);
+    void *scratch = g_aligned_alloc (ge_gemv_i8_scratch_size (a), 1, 64);
+    ge_gemv_i8 (a, x, y, scratch);
+
+    float xmax = 0.0f;
+    for (int c = 0; c < cols; c++)
+      xmax = MAX (xmax, fabsf (x[c]));
+    const float sx = xmax / 32767.0f;
+    for (int r = 0; r < rows; r++) {
+      const float *row = w + (gsize) r * ld;
+      float wmax = 0.0f;
+      for (int c = 0; c < cols; c++)
+        wmax = MAX (wmax, fabsf (row[c]));
+      const float sw = wmax / 127.0f;
+      g_assert_cmpfloat (ge_gemv_i8_row_scale (a, r), ==, sw);
+      double blocks = 0.0, mag = 0.0, f32 = 0.0, quant = 0.0;
+      for (int c0 = 0; c0 < cols; c0 += GE_GEMV_I8_BLOCK) {
+        gint64 sum = 0;
+        for (int c = c0; c < MIN (cols, c0 + GE_GEMV_I8_BLOCK); c++) {
+          const gint64 qw = wmax > 0 ? lrintf (row[c] * (127.0f / wmax)) : 0;
+          const gint64 qx = xmax > 0 ? lrintf (x[c] * (32767.0f / xmax)) : 0;
+          sum += qw * qx;
+          mag += (double) ABS (qw * qx);
+          f32 += (double) row[c] * x[c];
+          quant += fabs (row[c]) * sx / 2 + fabs (x[c]) * sw / 2 + (double) sw * sx / 4;
+        }
+        blocks += (float) sum;
+      }
+      const double want = y0[r] + (double) (sw * sx) * blocks;
+      const double bound = 4 * 0x1p-23 * ((double) (sw * sx) * mag + fabs (y0[r])) + 1e-30;
+      if (fabs (y[r] - want) > bound || fabs (y[r] - (y0[r] + f32)) > quant + bound) {
+        g_printerr ("int8 gemv %dx%d row %d: %.9g, exact twin %.9g (bound %.3g), f32 %.9g "
+            "(bound %.3g)\n", rows, cols, r, y[r], want, bound, y0[r] + f32, quant + bound);
+        g_assert_not_reached ();
+      }
+    }
+    g_free (w), g_free (x), g_free (y0), g_free (y);
+    g_aligned_free (scratch);
+    ge_gemv_i8_free (a);
+  }
+  const float bad[2] = { 1.0f, NAN };
+  g_assert_null (ge_gemv_i8_new (bad, 1, 2, 2));
 }
 
 static void
@@ -2153,6 +2222,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ops/bf16/convert", test_bf16_convert);
   g_test_add_func ("/ops/bf16/gemm", test_bf16_gemm);
   g_test_add_func ("/ops/int8/gemm", test_int8_gemm);
+  g_test_add_func ("/ops/int8/gemv", test_int8_gemv);
   g_test_add_func ("/ops/bf16/conv2d", test_conv2d_bf16);
   g_test_add_func ("/ops/bf16/phase2x", test_conv2d_phase2x_bf16);
   g_test_add_func ("/ops/int8/conv2d", test_conv2d_int8);

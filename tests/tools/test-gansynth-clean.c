@@ -56,14 +56,18 @@ read_all (const char *path, SF_INFO * info)
   return d;
 }
 
-/* @model: a file of tests/golden/speech */
+/* @model: a file of tests/golden/speech; @precision NULL: the tool's default */
 static void
-run_tool (const char *model_file, const char *in, const char *out, const char *strength,
-    gboolean expect_ok)
+run_tool_at (const char *model_file, const char *in, const char *out, const char *strength,
+    const char *precision, gboolean expect_ok)
 {
   char *tool = g_build_filename (g_getenv ("GE_TEST_TOOLS"), "gansynth-clean", NULL);
   char *model = source_path ("golden", "speech", model_file);
-  const char *argv[] = { tool, "-q", "-m", model, "-s", strength, in, out, NULL };
+  const char *argv[] = { tool, "-q", "-m", model, "-s", strength, in, out, NULL, NULL, NULL };
+  if (precision) {
+    argv[8] = "-p";
+    argv[9] = precision;
+  }
   char *err_out = NULL;
   int status;
   g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, NULL,
@@ -76,6 +80,13 @@ run_tool (const char *model_file, const char *in, const char *out, const char *s
   g_free (err_out);
   g_free (tool);
   g_free (model);
+}
+
+static void
+run_tool (const char *model_file, const char *in, const char *out, const char *strength,
+    gboolean expect_ok)
+{
+  run_tool_at (model_file, in, out, strength, NULL, expect_ok);
 }
 
 static void
@@ -140,14 +151,16 @@ test_wav_44k (void)
       44100 * 3 / 2 + 123, 5e-3);
 }
 
-/* Strength 1 at a model rate: what the engine gives on the same samples. */
+/* Strength 1 at a model rate: what the engine gives on the same samples,
+ * at the tool's default precision (auto: f32 for the test model, which is
+ * not marked) and at int8 (what the engine runs for it on this CPU). */
 static void
-test_engine_output (void)
+check_engine_output (const char *precision)
 {
   const int rate = 16000;
   char *in = write_input ("gansynth-clean-f.wav", SF_FORMAT_WAV | SF_FORMAT_FLOAT, rate, 1, 8000);
   char *out = g_strconcat (in, ".out.wav", NULL);
-  run_tool ("model.safetensors", in, out, "1", TRUE);
+  run_tool_at ("model.safetensors", in, out, "1", precision, TRUE);
   SF_INFO a, b;
   float *x = read_all (in, &a), *y = read_all (out, &b);
   g_assert_cmpint (b.frames, ==, a.frames);
@@ -155,6 +168,10 @@ test_engine_output (void)
   char *model_path = source_path ("golden", "speech", "model.safetensors");
   GeSpeechModel *m = ge_speech_model_new (model_path, NULL);
   GeSpeechStream *s = ge_speech_stream_new (m, rate, NULL);
+  GePrecision want = GE_PRECISION_AUTO;
+  g_assert_true (!precision || ge_precision_from_name (precision, &want));
+  g_test_message ("precision %s: %s runs", precision ? precision : "(default)",
+      ge_precision_name (ge_speech_stream_set_precision (s, want)));
   const int hop = 160, delay = 160, hops = (8000 + delay) / hop + 1;
   float *xin = g_new0 (float, hops * hop), *ref = g_new (float, hops * hop);
   memcpy (xin, x, 8000 * sizeof (float));
@@ -174,6 +191,13 @@ test_engine_output (void)
 }
 
 static void
+test_engine_output (void)
+{
+  check_engine_output (NULL);
+  check_engine_output ("int8");
+}
+
+static void
 test_errors (void)
 {
   run_tool ("model.safetensors", "/nonexistent/in.wav", "/tmp/gansynth-clean-never.wav", "1",
@@ -184,6 +208,8 @@ test_errors (void)
   g_free (read_all (in, &a));
   g_assert_cmpint (a.frames, ==, 100);
   run_tool ("model.safetensors", in, "/nonexistent/dir/out.wav", "1", FALSE);
+  run_tool_at ("model.safetensors", in, "/tmp/gansynth-clean-never.wav", "1", "f16", FALSE);
+  g_assert_false (g_file_test ("/tmp/gansynth-clean-never.wav", G_FILE_TEST_EXISTS));
   g_unlink (in);
   g_free (in);
 }
