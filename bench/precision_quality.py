@@ -16,7 +16,7 @@ elements of build/plugins (gst-launch-1.0), as the quality benches run them:
 
 For each: the mean metric in f32 and in bf16, their difference (the budget: |bf16 - f32| < 0.05
 dB), the largest per-photo difference, and the PSNR of the bf16 output against the f32 output.
-gansynth has no convolution (its GRU and projections are OpenBLAS sgemv): precision does not apply.
+gansynth (SI-SDRi on speech mixtures, int8 only) has its own: bench/speech_quality.py --precision int8.
 
 --precision int8 measures the element's precision=int8 instead of bf16 (the resnets' convs in
 8-bit integers, the rest in bf16: ge-precision.h).
@@ -262,7 +262,7 @@ def main():
         md.append(f"| {key} | {r['metric']} | {r['n']} | {r['f32']:.3f} | {r[CAND]:.3f} | {r['diff']:+.4f} +- "
                   f"{r['diff_se']:.4f} | {r['max_abs_photo_diff']:.3f} | {r['cand_vs_f32_psnr_min']:.1f} / "
                   f"{r['cand_vs_f32_psnr_mean']:.1f} | {'yes' if r['within_budget'] else 'NO'} |")
-    md.append("| gansynth | SI-SDRi | | | | | | | precision does not apply (no convolution) |")
+    md.append("| gansynth | SI-SDRi | | | | | | | bench/speech_quality.py --precision int8 |")
     text = "\n".join(md) + "\n"
     print(text)
     with open(os.path.join(args.out, "results.md"), "w") as f:

@@ -10,6 +10,12 @@ lead over another at 0 dB was within a standard error of the draw (a mixture's S
 varies by several dB with its noise); on 160 the paired leads' standard errors are 0.13-0.54
 dB (0.20-0.24 against RNNoise at 0 dB).
 
+--precision int8 is the accuracy budget of gansynth's int8 path instead (ge-speech.h): gansynth
+with precision=f32 and with precision=int8 on the same mixtures, their SI-SDRi and LSD, the paired
+difference (budget: |int8 - f32| < 0.05 dB of mean SI-SDRi), the largest per-mixture difference
+and the SNR of the int8 output against the f32 output; no other method runs.  With --write-auto a
+model within the budget gets "precision_auto": "int8" in its metadata (auto then runs it so).
+
 --noise test mixes the validation speakers with the blind test noises instead (packages kept
 aside, which the shipped model's runs never trained on and no training choice looked at;
 fetch_speech.py): a check that what was tuned while looking at the validation noises holds on
@@ -134,8 +140,10 @@ def enhance(method, items, d, model):
             run(["sox", lead, "-n", "noiseprof", prof])
             run(["sox", src, "-b", "32", "-e", "floating-point", dst, "noisered", prof, "0.5"])
             continue
-        if method == "gansynth":
+        if method.startswith("gansynth"):
             el = "gansynth" + (f" model-file={model}" if model else "")
+            if method != "gansynth":    # gansynth-f32, gansynth-int8: that precision
+                el += " precision=" + method.split("-")[1]
         else:
             el = ("webrtcdsp echo-cancel=false gain-control=false high-pass-filter=false noise-suppression=true "
                   "noise-suppression-level=very-high")
@@ -179,6 +187,41 @@ def lsd(est, ref, n=2048):
     return float(np.mean(np.sqrt(np.mean(d ** 2, axis=-1))))
 
 
+BUDGET_DB = 0.05
+
+
+def precision_report(rows, items, args, model):
+    """The int8 budget: its SI-SDRi and LSD against f32's on the same mixtures."""
+    f32, cand = METHODS[1], METHODS[2]
+    print(f"\n{len(items)} mixtures ({args.per_snr} per SNR), 48 kHz, {model}\n")
+    print("| gansynth | SI-SDRi 0 dB | 5 dB | 10 dB | mean | LSD 0 dB | 5 dB | 10 dB | mean |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for m in (f32, cand):
+        cells = []
+        for key in ("si_sdri", "lsd"):
+            for snr in list(SNRS) + [None]:
+                cells.append(np.mean([r[m][key] for r in rows if snr is None or r["snr"] == snr]))
+        print(f"| {m.split('-')[1]} | " + " | ".join(f"{v:.3f}" for v in cells) + " |")
+    d = np.array([r[cand]["si_sdri"] - r[f32]["si_sdri"] for r in rows])
+    dl = np.array([r[cand]["lsd"] - r[f32]["lsd"] for r in rows])
+    snrs = []
+    for it in items:
+        a = sf.read(os.path.join(args.out, f"{it['name']}.{f32}.wav"), dtype="float64")[0]
+        b = sf.read(os.path.join(args.out, f"{it['name']}.{cand}.wav"), dtype="float64")[0]
+        snrs.append(10 * np.log10((a @ a + 1e-20) / ((a - b) @ (a - b) + 1e-20)))
+    ok = abs(d.mean()) < BUDGET_DB
+    print(f"\n{args.precision} - f32, per mixture: SI-SDRi {d.mean():+.4f} +- {d.std(ddof=1) / np.sqrt(len(d)):.4f} dB "
+          f"(largest |difference| {np.abs(d).max():.3f}), LSD {dl.mean():+.4f} +- "
+          f"{dl.std(ddof=1) / np.sqrt(len(dl)):.4f} dB; {args.precision} output against f32 output: SNR min "
+          f"{min(snrs):.1f}, median {np.median(snrs):.1f} dB; within {BUDGET_DB} dB: {'yes' if ok else 'NO'}")
+    if args.write_auto:
+        sys.path.insert(0, os.path.join(ROOT, "bench"))
+        import precision_quality as P
+        P.CAND = args.precision
+        P.set_precision_auto(model, ok)
+        print(f"{model}: precision_auto {args.precision if ok else '(unchanged)'}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--per-snr", type=int, default=160)
@@ -186,7 +229,14 @@ def main():
     ap.add_argument("--noise", choices=("val", "test"), default="val",
                     help="the validation noises, or the blind test noises")
     ap.add_argument("--out", default=None, help="default bench/out/speech (--noise test: speech-test)")
+    ap.add_argument("--precision", choices=("int8",), default=None,
+                    help="gansynth at f32 and at this precision only: the accuracy budget")
+    ap.add_argument("--write-auto", action="store_true",
+                    help="with --precision: mark the model if within the budget")
     args = ap.parse_args()
+    global METHODS
+    if args.precision:
+        METHODS = ("noisy", "gansynth-f32", "gansynth-" + args.precision)
     args.out = args.out or os.path.join(ROOT, "bench", "out", "speech" if args.noise == "val" else "speech-test")
     model = args.model or os.path.join(ROOT, "models", "gansynth", "gansynth.safetensors")
     os.makedirs(args.out, exist_ok=True)
@@ -218,6 +268,9 @@ def main():
         summary[m]["lags"] = sorted({r[m]["lag"] for r in rows})
     json.dump({"rows": rows, "summary": summary, "seconds": seconds, "per_snr": args.per_snr,
                "model": model, "noise": args.noise}, open(os.path.join(args.out, "results.json"), "w"), indent=1)
+    if args.precision:
+        precision_report(rows, items, args, model)
+        return
     noises = "validation noises" if args.noise == "val" else "blind test noises"
     print(f"\n{len(items)} mixtures ({args.per_snr} per SNR), 48 kHz, validation speakers, {noises}\n")
     print("| method | SI-SDRi 0 dB | 5 dB | 10 dB | mean | LSD 0 dB | 5 dB | 10 dB | mean |")

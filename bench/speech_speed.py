@@ -8,6 +8,8 @@ Both are timed over their processing loop only (no file I/O): build/bench/speech
 the engine a hop at a time as the element does; bench/rnnoise_run.mjs feeds RNNoise its
 480-sample frames.  Real-time factor = processing time / audio time, median of the rounds, and
 the ratio gansynth / RNNoise per round (below 1: gansynth is faster).  Also gansynth at 16 kHz.
+gansynth runs at the element's default precision (auto: int8 for the shipped model where the CPU
+has AVX512-VNNI) unless --precision says otherwise; the table names what ran.
 """
 import argparse
 import json
@@ -32,6 +34,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--model", default=os.path.join(ROOT, "models", "gansynth", "gansynth.safetensors"))
+    ap.add_argument("--precision", default="auto", choices=("auto", "f32", "int8"))
     args = ap.parse_args()
     out = os.path.join(ROOT, "bench", "out")
     os.makedirs(out, exist_ok=True)
@@ -41,8 +44,9 @@ def main():
         f = os.path.join(out, f"speed{rate}.f32")
         signal(rate).tofile(f)
         r = subprocess.run([os.path.join(ROOT, "build", "bench", "speech_bench"), args.model, str(rate), f,
-                            str(args.rounds)], capture_output=True, text=True, check=True, env=env)
+                            str(args.rounds), args.precision], capture_output=True, text=True, check=True, env=env)
         res[f"gansynth_{rate}"] = [float(v) for v in r.stdout.split()]
+        res["gansynth_precision"] = r.stderr.split()[-1]
     f = os.path.join(out, "speed48000.f32")
     pairs = []
     for i in range(args.rounds):
@@ -52,7 +56,8 @@ def main():
     res["rnnoise_48000"] = json.loads(r.stdout)["process_ms"]
     g, rn = np.array(res["gansynth_48000"]), np.array(res["rnnoise_48000"])
     ratios = g / rn
-    print(f"{SECONDS} s of audio, 1 thread, {args.rounds} rounds (ms per round)")
+    print(f"{SECONDS} s of audio, 1 thread, {args.rounds} rounds (ms per round); gansynth precision "
+          f"{args.precision}: {res['gansynth_precision']} runs")
     print("| engine | rate | ms per round | median RTF |")
     print("|---|---:|---|---:|")
     for k, rate in (("gansynth_48000", 48000), ("rnnoise_48000", 48000), ("gansynth_16000", 16000)):

@@ -20,6 +20,9 @@
  * from its range), exact integer sums scaled back to f32.  Everything else
  * runs as in bf16.  Without VNNI (or with GE_NO_INT8) it is bf16, without
  * AVX512-BF16 f32.  AUTO picks it for models whose file says "int8".
+ *
+ * The speech enhancer (ge-speech.h) has no convolution: its INT8 is 8-bit
+ * weights for its matrix-vector products (gemv.h), its BF16 is F32.
  */
 #pragma once
 

@@ -3,7 +3,7 @@
 the project) and decodes them for the speech-enhancement model (gansynth).
 
 Run from the repository root:
-    /usr/bin/python3 models/data/fetch_speech.py [--work _work/data]
+    /usr/bin/python3 models/data/fetch_speech.py [--work _work/data] [--eval-only]
 
 Steps (each skipped when its output exists, so the script is idempotent and resumable):
   1. `apt-get download PKG` into _work/data/debs/
@@ -78,6 +78,8 @@ PACKAGES = {
 }
 VAL_NOISE = {"gcompris-qt-data", "wesnoth-1.16-data"}
 TEST_NOISE = {"lincity-ng-data", "hedgewars-data", "extremetuxracer-data", "minetest-data"}
+# the packages that hold validation clips (the speakers and noises of the split above)
+VAL_PACKAGES = {"fillets-ng-data-cs", "asterisk-core-sounds-it-g722"} | VAL_NOISE
 SPLITS = ("train", "val", "test")
 FILLETS_TRAIN_VOICES = {"m", "v"}
 AUDIO_EXT = (".ogg", ".wav", ".flac", ".g722", ".mp3")
@@ -95,8 +97,8 @@ def wanted(pkg, rel):
     return True
 
 
-def extract(debs, xdir):
-    for pkg, (_kind, paths) in PACKAGES.items():
+def extract(debs, xdir, packages):
+    for pkg, (_kind, paths) in packages.items():
         dst = os.path.join(xdir, pkg)
         stamp = os.path.join(dst, ".audio-extracted")
         if os.path.exists(stamp):
@@ -204,17 +206,22 @@ def convert(xdir, out, pkg, manifest):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", default="_work/data")
+    ap.add_argument("--eval-only", action="store_true",
+                    help="only the packages the benches read (about 470 MB): the validation "
+                    "speakers and noises and the blind test noises; not for training")
     args = ap.parse_args()
+    packages = ({p: e for p, e in PACKAGES.items() if p in VAL_PACKAGES | TEST_NOISE}
+                if args.eval_only else PACKAGES)
     debs, xdir, out = (os.path.join(args.work, d) for d in ("debs", "x", "audio"))
-    download(debs, PACKAGES)
-    extract(debs, xdir)
+    download(debs, packages)
+    extract(debs, xdir, packages)
     os.makedirs(out, exist_ok=True)
     mpath = os.path.join(out, "MANIFEST.json")
     manifest = json.load(open(mpath)) if os.path.exists(mpath) else {}
     # only the packages and files above: a package converted under older rules is converted again
     manifest = {pkg: e for pkg, e in manifest.items()
                 if pkg in PACKAGES and all(wanted(pkg, c["name"]) for c in e["clips"])}
-    for pkg in PACKAGES:
+    for pkg in packages:
         convert(xdir, out, pkg, manifest)
         with open(mpath + ".tmp", "w") as f:
             json.dump(manifest, f)

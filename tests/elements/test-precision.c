@@ -21,8 +21,8 @@
  * Besides: a change in PLAYING takes effect on the next frame (an
  * identical inpainting frame is not served from the last frame's cache
  * when the arithmetic changed), the property's type, default, flags and
- * documentation, and gansynth, which has no convolution to speak of, has
- * no such property.
+ * documentation, also gansynth's (8-bit weights for its matrix-vector
+ * products; test-gansynth checks what it runs).
  *
  * The models are the tiny random-weight ones of make_test_models.py
  * (GE_TEST_MODELS) and the diffusers fixture parts (GE_TEST_FIXTURES).
@@ -453,11 +453,21 @@ GST_START_TEST (test_property)
     gst_object_unref (e);
   }
   {
+    /* gansynth's: the same type and default, its own blurb (int8 weights
+     * for its products, bf16 runs f32); what it runs is test-gansynth's */
     GstElement *g = gst_element_factory_make ("gansynth", NULL);
+    GParamSpec *ps;
 
     fail_unless (g != NULL);
-    fail_unless (g_object_class_find_property (G_OBJECT_GET_CLASS (g),
-            "precision") == NULL);
+    ps = g_object_class_find_property (G_OBJECT_GET_CLASS (g), "precision");
+    fail_unless (ps != NULL);
+    fail_unless_equals_string (g_type_name (ps->value_type),
+        "GstGenerativePrecision");
+    fail_unless (ps->flags & GST_PARAM_MUTABLE_PLAYING);
+    fail_unless_equals_int (G_PARAM_SPEC_ENUM (ps)->default_value,
+        GE_PRECISION_AUTO);
+    fail_unless (strstr (g_param_spec_get_blurb (ps), "int8") != NULL);
+    fail_unless (strstr (g_param_spec_get_blurb (ps), "bf16 runs f32") != NULL);
     gst_object_unref (g);
   }
 }
