@@ -31,8 +31,9 @@
  * #GstGanSynth:strength blends the cleaned signal with the original
  * (controllable); #GstGanSynth:precision picks the network's arithmetic
  * (auto: 8-bit weights where the model was validated in them and the CPU
- * has AVX512-VNNI, about twice as fast); with #GstGanSynth:post-vad-messages the element posts
- * "gansynth-vad" element messages when speech starts and stops.
+ * has AVX512-VNNI, about twice as fast); with
+ * #GstGanSynth:post-vad-messages the element posts "gansynth-vad" element
+ * messages when speech starts and stops.
  *
  * ## Example launch lines
  * |[

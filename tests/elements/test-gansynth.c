@@ -16,6 +16,7 @@
 #include <math.h>
 
 #include "ge-speech.h"
+#include "gemv.h"
 
 /* channel-mask 0: unpositioned channels, any count */
 #define CAPS_FMT "audio/x-raw,format=F32LE,layout=interleaved,rate=%d,channels=%d,channel-mask=(bitmask)0"
@@ -351,7 +352,7 @@ GST_START_TEST (test_precision)
     fail_unless_equals_string (gst_structure_get_string (st, "precision"),
         ge_precision_name (runs));
     gst_structure_free (st);
-    fail_unless (k == 0 ? runs == (ge_precision_int8_available () ? GE_PRECISION_INT8 :
+    fail_unless (k == 0 ? runs == (ge_gemv_i8_available () ? GE_PRECISION_INT8 :
             GE_PRECISION_F32) : runs == GE_PRECISION_F32);
     g_free (out), g_free (x), g_free (y);
     gst_harness_teardown (h);
