@@ -276,12 +276,8 @@ void ge_fft_forward_real (const GeFft * f, const float *x, float *spec, float *s
 void ge_fft_inverse_real (const GeFft * f, const float *spec, float *x, float *scratch);
 
 /* One step of PyTorch's nn.GRU layer (gates r, z, n): @h [hidden] is
- * updated in place from @x [in]; w_ih [3 hidden, in], w_hh [3 hidden,
- * hidden]; @scratch holds 6 hidden floats. */
-void ge_gru_step (const float *x, int in, float *h, int hidden, const float *w_ih,
-    const float *w_hh, const float *b_ih, const float *b_hh, float *scratch);
-/* Its second half, for callers that make the products themselves: @h from
- * gi = b_ih + w_ih x and gh = b_hh + w_hh h ([3 hidden] each). */
+ * updated in place from gi = b_ih + w_ih x and gh = b_hh + w_hh h ([3
+ * hidden] each, the layer's two products, which the caller makes). */
 void ge_gru_update (const float *gi, const float *gh, float *h, int hidden);
 
 G_END_DECLS

@@ -1,10 +1,9 @@
 /* gru.c: one time step of a PyTorch nn.GRU layer, for the streaming audio
- * models that run a frame at a time (so two matrix-vector products, not a
- * GEMM over a sequence). */
+ * models that run a frame at a time: the gates, from the layer's two
+ * matrix-vector products, which the caller makes (in f32 or int8). */
 #include "ge-ops.h"
 #include "act.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -22,20 +21,6 @@ static inline float
 tanh_via_exp (float x)
 {
   return 2.0f / (1.0f + ge_expf (-2.0f * x)) - 1.0f;
-}
-
-void
-ge_gru_step (const float *x, int in, float *h, int hidden, const float *w_ih,
-    const float *w_hh, const float *b_ih, const float *b_hh, float *scratch)
-{
-  float *gi = scratch, *gh = scratch + 3 * hidden;
-  const int H = hidden;
-
-  memcpy (gi, b_ih, sizeof (float) * 3 * H);
-  memcpy (gh, b_hh, sizeof (float) * 3 * H);
-  cblas_sgemv (CblasRowMajor, CblasNoTrans, 3 * H, in, 1.0f, w_ih, in, x, 1, 1.0f, gi, 1);
-  cblas_sgemv (CblasRowMajor, CblasNoTrans, 3 * H, H, 1.0f, w_hh, H, h, 1, 1.0f, gh, 1);
-  ge_gru_update (gi, gh, h, H);
 }
 
 void

@@ -443,6 +443,18 @@ sigmoidf (float x)
   return 1.0f / (1.0f + ge_expf (-x));    /* act.h: no call, so the gains' loop vectorises */
 }
 
+/* y += W x (W: @rows x @cols, row-major): its int8 copy @q where the
+ * stream runs int8, else OpenBLAS on the f32 weights. */
+static void
+matvec (const GeSpeechStream * s, const GeGemvI8 * q, const float *w, int rows, int cols,
+    const float *x, float *y)
+{
+  if (s->precision == GE_PRECISION_INT8)
+    ge_gemv_i8 (q, x, y, s->xq);
+  else
+    cblas_sgemv (CblasRowMajor, CblasNoTrans, rows, cols, 1.0f, w, cols, x, 1, 1.0f, y, 1);
+}
+
 /* One hop: s->in_frame holds the newest frame, whose features the network
  * takes; its gains go to the frame lookahead hops older.  Returns the voice
  * activity and leaves the finished hop at the start of s->ola. */
@@ -487,29 +499,20 @@ process_frame (GeSpeechStream * s, float strength)
   }
 
   /* causal convolution over the history, ReLU */
-  const gboolean int8 = s->precision == GE_PRECISION_INT8;
   memcpy (s->act, m->conv_b, sizeof (float) * H);
-  if (int8)
-    ge_gemv_i8 (m->q_conv, s->feats, s->act, s->xq);
-  else
-    cblas_sgemv (CblasRowMajor, CblasNoTrans, H, m->kernel * NF, 1.0f, m->conv_w,
-        m->kernel * NF, s->feats, 1, 1.0f, s->act, 1);
+  matvec (s, m->q_conv, m->conv_w, H, m->kernel * NF, s->feats, s->act);
   for (int i = 0; i < H; i++)
     s->act[i] = s->act[i] > 0.0f ? s->act[i] : 0.0f;
 
   const float *x = s->act;
   for (int l = 0; l < m->layers; l++) {
     float *h = s->state + (gsize) l * H;
-    if (int8) {
-      float *gi = s->scratch, *gh = s->scratch + 3 * H;
-      memcpy (gi, m->b_ih[l], sizeof (float) * 3 * H);
-      memcpy (gh, m->b_hh[l], sizeof (float) * 3 * H);
-      ge_gemv_i8 (m->q_ih[l], x, gi, s->xq);
-      ge_gemv_i8 (m->q_hh[l], h, gh, s->xq);
-      ge_gru_update (gi, gh, h, H);
-    } else {
-      ge_gru_step (x, H, h, H, m->w_ih[l], m->w_hh[l], m->b_ih[l], m->b_hh[l], s->scratch);
-    }
+    float *gi = s->scratch, *gh = s->scratch + 3 * H;
+    memcpy (gi, m->b_ih[l], sizeof (float) * 3 * H);
+    memcpy (gh, m->b_hh[l], sizeof (float) * 3 * H);
+    matvec (s, m->q_ih[l], m->w_ih[l], 3 * H, H, x, gi);
+    matvec (s, m->q_hh[l], m->w_hh[l], 3 * H, H, h, gh);
+    ge_gru_update (gi, gh, h, H);
     x = h;
   }
 
@@ -517,10 +520,7 @@ process_frame (GeSpeechStream * s, float strength)
   for (int i = 0; i < H; i++)
     vad += m->vad_w[i] * x[i];
   memcpy (s->gains, m->mask_b, sizeof (float) * B);
-  if (int8)
-    ge_gemv_i8 (m->q_mask, x, s->gains, s->xq);
-  else
-    cblas_sgemv (CblasRowMajor, CblasNoTrans, B, H, 1.0f, m->mask_w, H, x, 1, 1.0f, s->gains, 1);
+  matvec (s, m->q_mask, m->mask_w, B, H, x, s->gains);
   for (int k = 0; k < B; k++)
     s->gains[k] = sigmoidf (s->gains[k]);
   /* the frame the gains are for: lookahead frames older than the newest */
@@ -554,10 +554,7 @@ process_frame (GeSpeechStream * s, float strength)
     const int D = m->df_bins, n_coef = 2 * m->df_taps * D;
     float *c = s->df_coef;
     memcpy (c, m->df_b, sizeof (float) * n_coef);
-    if (int8)
-      ge_gemv_i8 (m->q_df, x, c, s->xq);
-    else
-      cblas_sgemv (CblasRowMajor, CblasNoTrans, n_coef, H, 1.0f, m->df_w, H, x, 1, 1.0f, c, 1);
+    matvec (s, m->q_df, m->df_w, n_coef, H, x, c);
     for (int i = 0; i < n_coef; i++)
       c[i] = strength * tanhf (c[i]);
     for (int j = 0; j < m->df_taps; j++) {
