@@ -113,8 +113,9 @@ static const GEnumValue precision_values[] = {
         "the CPU has AVX512-BF16, else f32", "bf16"},
   {GST_GENERATIVE_PRECISION_AUTO, "int8 or bf16 where the model was validated "
         "in it and the CPU has it, else f32", "auto"},
-  {GST_GENERATIVE_PRECISION_INT8, "the resnet blocks' convolutions in 8-bit "
-        "integers where the CPU has AVX512-VNNI, the rest as bf16", "int8"},
+  {GST_GENERATIVE_PRECISION_INT8, "8-bit integers where the CPU has "
+        "AVX512-VNNI: the resnet blocks' convolutions, the rest as bf16 "
+        "(gansynth: its weights, the rest as f32)", "int8"},
   {0, NULL, NULL},
 };
 
