@@ -21,8 +21,9 @@ aside, which the shipped model's runs never trained on and no training choice lo
 fetch_speech.py): a check that what was tuned while looking at the validation noises holds on
 others.
 
-Needs models/data/fetch_speech.py's data, a build (build/plugins), gstreamer1.0-plugins-bad
-(webrtcdsp), sox, node and bench/node_modules (npm install --ignore-scripts).
+Needs models/data/fetch_speech.py's data (its --eval-only is enough), a build (build/plugins),
+gstreamer1.0-plugins-bad (webrtcdsp), sox, node and bench/node_modules (npm install
+--ignore-scripts).
 
 Each mixture: 1 s of noise alone, then 5 s of speech (validation clips end to end) plus the
 noise, the noise scaled to the SNR against the active speech level, peak at -3 dBFS.
