@@ -18,8 +18,10 @@
  * weights quantized per output channel (symmetric, max |w| / 127), the
  * conv's input per call over the whole tensor (unsigned bytes, zero point
  * from its range), exact integer sums scaled back to f32.  Everything else
- * runs as in bf16.  Without VNNI (or with GE_NO_INT8) it is bf16, without
- * AVX512-BF16 f32.  AUTO picks it for models whose file says "int8".
+ * runs as in bf16 where the CPU has AVX512-BF16 and as f32 where it does
+ * not (VNNI without BF16: Cascade Lake, Ice Lake; GE_NO_BF16 shows it).
+ * Without VNNI (or with GE_NO_INT8) it is bf16, or f32 without AVX512-BF16.
+ * AUTO picks it for models whose file says "int8".
  *
  * The speech enhancer (ge-speech.h) has no convolution: its INT8 is 8-bit
  * weights for its matrix-vector products (gemv.h), its BF16 is F32.

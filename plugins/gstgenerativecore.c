@@ -114,8 +114,8 @@ static const GEnumValue precision_values[] = {
   {GST_GENERATIVE_PRECISION_AUTO, "int8 or bf16 where the model was validated "
         "in it and the CPU has it, else f32", "auto"},
   {GST_GENERATIVE_PRECISION_INT8, "8-bit integers where the CPU has "
-        "AVX512-VNNI: the resnet blocks' convolutions, the rest as bf16 "
-        "(gansynth: its weights, the rest as f32)", "int8"},
+        "AVX512-VNNI: the resnet blocks' convolutions, the rest as bf16 (f32 "
+        "without AVX512-BF16); gansynth: its weights, the rest as f32", "int8"},
   {0, NULL, NULL},
 };
 
@@ -267,8 +267,9 @@ gst_generative_core_install_properties (GObjectClass * klass,
    * everything else stay f32.  Where the CPU lacks AVX512-BF16 (or the
    * environment sets GE_NO_BF16) bf16 runs f32.  int8 runs the resnet
    * blocks' convolutions in 8-bit integers (AVX512-VNNI's vpdpbusd: weights
-   * per output channel, each input per call), the rest as bf16; bf16 where
-   * the CPU lacks VNNI (or GE_NO_INT8 is set).  auto is int8 or bf16 for
+   * per output channel, each input per call), the rest as bf16, or as f32
+   * on CPUs with VNNI but without AVX512-BF16; bf16 where the CPU lacks
+   * VNNI (or GE_NO_INT8 is set).  auto is int8 or bf16 for
    * model files marked as validated in it ("precision_auto" metadata: the
    * shipped models whose card metric stays within 0.05 dB of f32), f32
    * for every other model and for diffusers folders.  The stats say which

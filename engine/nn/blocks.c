@@ -138,7 +138,13 @@ ge_conv_prepare (GeModelFile * mf, GeConv2d * conv)
    * big convs, but a small conv's conversion would be paid per call for
    * a few pixels (a quarter of the GEMM at 40x23, img2img's inner level). */
   const gsize bf16_words = ge_conv2d_packed_bf16_size (conv);
-  if (bf16_words && (!conv->weight16 || bf16_words * sizeof (guint32) <= BF16_COPY_16_MAX)) {
+  /* The int8 copy (of the resnets' convs) goes in the same cache, where
+   * the CPU runs int8, with AVX512-BF16 or without; the rule for 16-bit
+   * weights takes the bf16 copy's size (about 2 bytes a weight) either way. */
+  const gboolean int8 = ge_gemm_int8_available () && conv->groups == 1;
+  const gsize copy_bytes = bf16_words ? bf16_words * sizeof (guint32)
+      : (gsize) conv->out_channels * conv->in_channels * conv->kh * conv->kw * 2;
+  if ((bf16_words || int8) && (!conv->weight16 || copy_bytes <= BF16_COPY_16_MAX)) {
     GeConvCache *c = (GeConvCache *) ge_model_file_alloc (mf,
         (sizeof (GeConvCache) + sizeof (float) - 1) / sizeof (float));
     *c = (GeConvCache) { NULL, model_file_alloc, mf, NULL };

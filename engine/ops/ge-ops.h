@@ -96,8 +96,7 @@ void ge_conv2d_pack_bf16 (GeConv2d * p, guint32 * storage);
 /* Or later: @cache (zeroed but for alloc and owner, living as long as the
  * weights) gets the bf16 copy on the first bf16 call, and where @p->int8
  * the int8 weights on the first int8 call.  Models give every
- * conv with f32 weights one at load, where ge_conv2d_packed_bf16_size () is
- * not 0. */
+ * conv with f32 weights one at load, where the CPU runs bf16 or int8. */
 void ge_conv2d_set_cache (GeConv2d * p, GeConvCache * cache);
 /* y must be [x->n, out_channels, oh, ow].  Never builds a full-image im2col:
  * at most a band of output rows per thread.  With ctx->precision BF16 (and

@@ -18,28 +18,11 @@ struct _GeGemvI8 {
   float *scale;                 /* [row_blocks * 16] */
 };
 
-#if defined(__x86_64__) && defined(__GNUC__)
 gboolean
 ge_gemv_i8_available (void)
 {
-  /* Not ge_gemm_int8_available (), which needs AVX512-BF16 as well: VNNI
-   * alone (Cascade Lake, Ice Lake) runs this kernel. */
-  static int state = -1;
-  if (state < 0) {
-    __builtin_cpu_init ();
-    state = ge_gemm_packed_available () && __builtin_cpu_supports ("avx512bw")
-        && __builtin_cpu_supports ("avx512vl") && __builtin_cpu_supports ("avx512vnni")
-        && !g_getenv ("GE_NO_INT8");
-  }
-  return state;
+  return ge_gemm_int8_available ();
 }
-#else
-gboolean
-ge_gemv_i8_available (void)
-{
-  return FALSE;
-}
-#endif
 
 GeGemvI8 *
 ge_gemv_i8_new (const float *w, int rows, int cols, int ld)

@@ -29,9 +29,9 @@ G_BEGIN_DECLS
 
 typedef struct _GeGemvI8 GeGemvI8;
 
-/* TRUE when the CPU has AVX512-VNNI with AVX512F/BW/VL (no AVX512-BF16
- * needed, unlike the int8 convolutions); GE_NO_INT8 or GE_NO_AVX512 in the
- * environment turn it off. */
+/* TRUE when the CPU has AVX512-VNNI with AVX512F/BW/VL, as the int8
+ * convolutions need (ge_gemm_int8_available: GE_NO_INT8 or GE_NO_AVX512 in
+ * the environment turn it off). */
 gboolean ge_gemv_i8_available (void);
 
 /* Quantizes @rows x @cols row-major f32 weights (leading dimension @ld);

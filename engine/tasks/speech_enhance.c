@@ -393,8 +393,9 @@ GePrecision
 ge_speech_stream_set_precision (GeSpeechStream * s, GePrecision precision)
 {
   /* no bf16 path: the products are matrix-vector, bound by reading the
-   * weights, which int8 makes a quarter of f32's and bf16 only half.  Not
-   * ge_precision_resolve (), whose int8 needs AVX512-BF16 too. */
+   * weights, which int8 makes a quarter of f32's and bf16 only half (so
+   * not ge_precision_resolve (), which would make bf16 and int8's fallback
+   * bf16) */
   if (precision == GE_PRECISION_AUTO)
     precision = g_strcmp0 (ge_model_file_metadata (s->m->mf, "precision_auto"), "int8") == 0
         ? GE_PRECISION_INT8 : GE_PRECISION_F32;
