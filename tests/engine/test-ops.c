@@ -632,7 +632,7 @@ static void
 test_int8_gemm (void)
 {
   if (!ge_gemm_int8_available ()) {
-    g_test_skip ("no AVX512-VNNI on this CPU (or GE_NO_INT8 / GE_NO_BF16 / GE_NO_AVX512 set)");
+    g_test_skip ("no AVX512-VNNI on this CPU (or GE_NO_INT8 / GE_NO_AVX512 set)");
     return;
   }
   for (int it = 0; it < 60; it++) {
@@ -850,7 +850,7 @@ static void
 test_int8_gemv (void)
 {
   if (!ge_gemv_i8_available ()) {
-    g_test_skip ("no AVX512-VNNI on this CPU (or GE_NO_INT8 / GE_NO_BF16 / GE_NO_AVX512 set)");
+    g_test_skip ("no AVX512-VNNI on this CPU (or GE_NO_INT8 / GE_NO_AVX512 set)");
     return;
   }
   for (int it = 0; it < 80; it++) {
