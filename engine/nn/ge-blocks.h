@@ -150,9 +150,10 @@ GeTensor ge_mid_block_forward (GeCtx * ctx, const GeMidBlock * m, const GeTensor
 void ge_ctx_init (GeCtx * ctx, int n_threads);
 void ge_ctx_clear (GeCtx * ctx);
 void ge_ctx_set_n_threads (GeCtx * ctx, int n_threads);
-/* What @want means for the model in @mf on this CPU: AUTO is BF16 where
- * the file's metadata "precision_auto" is "bf16" (its bf16 output was
- * validated), else F32; BF16 is F32 where the CPU lacks AVX512-BF16. */
+/* What @want means for the model in @mf on this CPU: AUTO is what the
+ * file's metadata "precision_auto" says ("int8" or "bf16": validated in
+ * it), else F32; INT8 is BF16 where the CPU lacks AVX512-VNNI, BF16 is F32
+ * where it lacks AVX512-BF16 (ge-precision.h). */
 GePrecision ge_precision_resolve (GeModelFile * mf, GePrecision want);
 void ge_ctx_set_precision (GeCtx * ctx, GeModelFile * mf, GePrecision precision);
 

@@ -1,6 +1,7 @@
 /* speech_enhance.c: the SpectralMaskGRU speech enhancer, a hop at a time
  * (see ge-speech.h and models/gansynth/net.py, the reference). */
 #include "ge-speech.h"
+#include "ge-blocks.h"
 #include "ge-model-file.h"
 #include "ge-ops.h"
 #include "ge-pool.h"
@@ -392,15 +393,11 @@ ge_speech_stream_new (const GeSpeechModel * m, int rate, GError ** error)
 GePrecision
 ge_speech_stream_set_precision (GeSpeechStream * s, GePrecision precision)
 {
-  /* no bf16 path: the products are matrix-vector, bound by reading the
-   * weights, which int8 makes a quarter of f32's and bf16 only half (so
-   * not ge_precision_resolve (), which would make bf16 and int8's fallback
-   * bf16) */
-  if (precision == GE_PRECISION_AUTO)
-    precision = g_strcmp0 (ge_model_file_metadata (s->m->mf, "precision_auto"), "int8") == 0
-        ? GE_PRECISION_INT8 : GE_PRECISION_F32;
-  s->precision = precision == GE_PRECISION_INT8 && s->m->q_conv
-      ? GE_PRECISION_INT8 : GE_PRECISION_F32;
+  /* what the convolutional models would run, less bf16: the products are
+   * matrix-vector, bound by reading the weights, which int8 makes a
+   * quarter of f32's and bf16 only half */
+  const GePrecision p = ge_precision_resolve (s->m->mf, precision);
+  s->precision = p == GE_PRECISION_INT8 && s->m->q_conv ? GE_PRECISION_INT8 : GE_PRECISION_F32;
   return s->precision;
 }
 
