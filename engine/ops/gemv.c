@@ -68,12 +68,6 @@ ge_gemv_i8_free (GeGemvI8 * a)
   g_free (a);
 }
 
-gsize
-ge_gemv_i8_bytes (const GeGemvI8 * a)
-{
-  return (gsize) a->row_blocks * (a->pairs * 32 + 16 * sizeof (float));
-}
-
 float
 ge_gemv_i8_row_scale (const GeGemvI8 * a, int r)
 {

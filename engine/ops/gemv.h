@@ -38,8 +38,6 @@ gboolean ge_gemv_i8_available (void);
  * NULL where !ge_gemv_i8_available () or a weight is not finite. */
 GeGemvI8 *ge_gemv_i8_new (const float *w, int rows, int cols, int ld);
 void ge_gemv_i8_free (GeGemvI8 * a);
-/* Bytes of memory the quantized matrix holds. */
-gsize ge_gemv_i8_bytes (const GeGemvI8 * a);
 /* Row @r's scale (max |w| / 127; 0 for a zero row), for tests. */
 float ge_gemv_i8_row_scale (const GeGemvI8 * a, int r);
 /* Bytes of scratch ge_gemv_i8 needs (the quantized vector). */
