@@ -52,7 +52,6 @@
 #include <string.h>
 
 #include "gstgansynth.h"
-#include "gstgenerativecore.h"
 #include "gstgenerativeutil.h"
 
 GST_DEBUG_CATEGORY_STATIC (gst_gansynth_debug);
@@ -62,7 +61,6 @@ GST_DEBUG_CATEGORY_STATIC (gst_gansynth_debug);
 #define DEFAULT_STRENGTH 1.0
 #define DEFAULT_N_THREADS 1
 #define DEFAULT_POST_VAD FALSE
-#define DEFAULT_PRECISION GST_GENERATIVE_PRECISION_AUTO
 /* Voice activity hysteresis of the messages. */
 #define VAD_ON 0.6
 #define VAD_OFF 0.4
@@ -121,7 +119,7 @@ gst_gansynth_set_property (GObject * object, guint prop_id,
       self->post_vad = g_value_get_boolean (value);
       break;
     case PROP_PRECISION:
-      self->precision = g_value_get_enum (value);
+      self->precision.value = g_value_get_enum (value);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -141,7 +139,7 @@ stats_structure (GstGanSynth * self)
       self->audio_s > 0.0 ? self->busy_s / self->audio_s : 0.0,
       "max-hop-ms", G_TYPE_DOUBLE, self->max_hop_ms,
       "speech-probability", G_TYPE_DOUBLE, self->vad,
-      "precision", G_TYPE_STRING, ge_precision_name (self->precision_in_use), NULL);
+      "precision", G_TYPE_STRING, ge_precision_name (self->precision.in_use), NULL);
 }
 
 static void
@@ -168,7 +166,7 @@ gst_gansynth_get_property (GObject * object, guint prop_id, GValue * value,
       g_value_take_boxed (value, stats_structure (self));
       break;
     case PROP_PRECISION:
-      g_value_set_enum (value, self->precision);
+      g_value_set_enum (value, self->precision.value);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -338,7 +336,7 @@ gst_gansynth_setup (GstAudioFilter * filter, const GstAudioInfo * info)
   for (gint c = 0; c < channels; c++)
     self->streams[c] = ge_speech_stream_new (self->model, rate, NULL);
   self->n_streams = channels;
-  self->applied_precision = -1;         /* new streams: f32 until told */
+  self->precision.applied = -1;         /* new streams: f32 until told */
   GST_OBJECT_LOCK (self);
   n_threads = self->n_threads;
   /* The hop being filled and the stream's delay (the overlap-add's
@@ -447,18 +445,14 @@ run_hops (GstGanSynth * self, const gfloat * in, gint n_hops, guint64 limit)
   GST_OBJECT_LOCK (self);
   job.strength = (gfloat) self->strength;
   post = self->post_vad;
-  const gint precision = self->precision;
   GST_OBJECT_UNLOCK (self);
-  if (precision != self->applied_precision) {
+  GePrecision precision;
+  if (gst_generative_precision_changed (GST_ELEMENT (self), &self->precision,
+          &precision)) {
     GePrecision in_use = GE_PRECISION_F32;
     for (gint c = 0; c < ch; c++)
-      in_use = ge_speech_stream_set_precision (self->streams[c], (GePrecision) precision);
-    self->applied_precision = precision;
-    GST_INFO_OBJECT (self, "precision %s: %s runs",
-        ge_precision_name ((GePrecision) precision), ge_precision_name (in_use));
-    GST_OBJECT_LOCK (self);
-    self->precision_in_use = in_use;
-    GST_OBJECT_UNLOCK (self);
+      in_use = ge_speech_stream_set_precision (self->streams[c], precision);
+    gst_generative_precision_applied (GST_ELEMENT (self), &self->precision, in_use);
   }
   job.self = self;
   job.in = in;
@@ -748,7 +742,7 @@ gst_gansynth_class_init (GstGanSynthClass * klass)
           "about twice as fast on CPUs with AVX512-VNNI, within the model "
           "card's accuracy budget (auto: what the model was validated in, "
           "f32 otherwise; bf16 runs f32)", GST_TYPE_GENERATIVE_PRECISION,
-          DEFAULT_PRECISION, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_GENERATIVE_PRECISION_AUTO, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_PLAYING));
   g_object_class_install_property (gobject_class, PROP_STATS,
       g_param_spec_boxed ("stats", "Statistics",
@@ -784,9 +778,7 @@ gst_gansynth_init (GstGanSynth * self)
   self->strength = DEFAULT_STRENGTH;
   self->n_threads = DEFAULT_N_THREADS;
   self->post_vad = DEFAULT_POST_VAD;
-  self->precision = DEFAULT_PRECISION;
-  self->applied_precision = -1;
-  self->precision_in_use = GE_PRECISION_F32;
+  gst_generative_precision_init (&self->precision);
   self->adapter = gst_adapter_new ();
   self->base_ts = GST_CLOCK_TIME_NONE;
   self->next_in_ts = GST_CLOCK_TIME_NONE;

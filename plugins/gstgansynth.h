@@ -16,6 +16,7 @@
 
 #include "ge-pool.h"
 #include "ge-speech.h"
+#include "gstgenerativecore.h"
 
 G_BEGIN_DECLS
 
@@ -31,7 +32,7 @@ struct _GstGanSynth
   gdouble strength;             /* controllable */
   gint n_threads;
   gboolean post_vad;
-  gint precision;               /* GstGenerativePrecision */
+  GstGenerativePrecisionState precision;   /* .value: the property */
 
   /* Between start() and stop() (model) or setup() (the rest); only the
    * streaming thread uses them, but for caps and latency queries, which
@@ -45,7 +46,6 @@ struct _GstGanSynth
   gint hop, delay;              /* samples per hop; the streams' delay in samples */
   GstClockTime latency;         /* object lock: hop + delay; NONE before setup() */
   GstAdapter *adapter;
-  gint applied_precision;       /* what the streams were told; -1: not yet */
   gfloat *out;                  /* [hops * hop * channels], grown when needed */
   gsize out_size;
 
@@ -63,7 +63,6 @@ struct _GstGanSynth
   /* Statistics (object lock). */
   guint64 hops;
   gdouble busy_s, audio_s, max_hop_ms, vad;
-  GePrecision precision_in_use;
 };
 
 GST_ELEMENT_REGISTER_DECLARE (gansynth);

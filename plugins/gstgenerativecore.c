@@ -312,9 +312,7 @@ gst_generative_core_init (GstGenerativeCore * core, GstElement * element,
   core->image_guidance_scale = DEFAULT_IMAGE_GUIDANCE;
   core->noise_level = DEFAULT_NOISE_LEVEL;
   core->scheduler = DEFAULT_SCHEDULER;
-  core->precision = DEFAULT_PRECISION;
-  core->applied_precision = -1;
-  core->precision_in_use = GE_PRECISION_F32;
+  gst_generative_precision_init (&core->precision);
   core->earliest_time = GST_CLOCK_TIME_NONE;
 }
 
@@ -392,7 +390,7 @@ gst_generative_core_set_property (GstGenerativeCore * core, guint prop_id,
       core->scheduler = g_value_get_enum (value);
       break;
     case CORE_PROP_PRECISION:
-      core->precision = g_value_get_enum (value);
+      core->precision.value = g_value_get_enum (value);
       break;
   }
   GST_OBJECT_UNLOCK (e);
@@ -452,7 +450,7 @@ gst_generative_core_get_property (GstGenerativeCore * core, guint prop_id,
       g_value_set_enum (value, core->scheduler);
       break;
     case CORE_PROP_PRECISION:
-      g_value_set_enum (value, core->precision);
+      g_value_set_enum (value, core->precision.value);
       break;
   }
   GST_OBJECT_UNLOCK (e);
@@ -485,32 +483,54 @@ gst_generative_core_model_path (GstGenerativeCore * core)
   return path;
 }
 
+void
+gst_generative_precision_init (GstGenerativePrecisionState * s)
+{
+  s->value = DEFAULT_PRECISION;
+  s->applied = -1;
+  s->in_use = GE_PRECISION_F32;
+}
+
+gboolean
+gst_generative_precision_changed (GstElement * element,
+    GstGenerativePrecisionState * s, GePrecision * want)
+{
+  GstGenerativePrecision p;
+
+  GST_OBJECT_LOCK (element);
+  p = s->value;
+  GST_OBJECT_UNLOCK (element);
+  if ((gint) p == s->applied)
+    return FALSE;
+  s->applied = p;
+  *want = (GePrecision) p;
+  return TRUE;
+}
+
+void
+gst_generative_precision_applied (GstElement * element,
+    GstGenerativePrecisionState * s, GePrecision in_use)
+{
+  GST_INFO_OBJECT (element, "precision %s: %s runs",
+      ge_precision_name ((GePrecision) s->applied), ge_precision_name (in_use));
+  GST_OBJECT_LOCK (element);
+  s->in_use = in_use;
+  GST_OBJECT_UNLOCK (element);
+}
+
 gboolean
 gst_generative_core_precision_changed (GstGenerativeCore * core,
     GePrecision * precision)
 {
-  GstGenerativePrecision p;
-
-  GST_OBJECT_LOCK (core->element);
-  p = core->precision;
-  GST_OBJECT_UNLOCK (core->element);
-  if ((gint) p == core->applied_precision)
-    return FALSE;
-  core->applied_precision = p;
-  *precision = (GePrecision) p;
-  return TRUE;
+  return gst_generative_precision_changed (core->element, &core->precision,
+      precision);
 }
 
 void
 gst_generative_core_precision_applied (GstGenerativeCore * core,
     GePrecision in_use)
 {
-  GST_INFO_OBJECT (core->element, "precision %s: %s runs",
-      ge_precision_name ((GePrecision) core->applied_precision),
-      ge_precision_name (in_use));
-  GST_OBJECT_LOCK (core->element);
-  core->precision_in_use = in_use;
-  GST_OBJECT_UNLOCK (core->element);
+  gst_generative_precision_applied (core->element, &core->precision, in_use);
 }
 
 gint
@@ -567,10 +587,10 @@ gst_generative_core_start (GstGenerativeCore * core,
   core->steps_in_use = 0;
   core->earliest_time = GST_CLOCK_TIME_NONE;
   core->text_encodes = 0;
-  core->precision_in_use = GE_PRECISION_F32;
+  core->precision.in_use = GE_PRECISION_F32;
   GST_OBJECT_UNLOCK (e);
   /* A new engine object: hand it the precision on the first frame. */
-  core->applied_precision = -1;
+  core->precision.applied = -1;
   g_free (core->loaded_path);
   core->loaded_path = path;
   GST_INFO_OBJECT (e, "loaded %s in %.1f ms", path, core->timing.load_ms);
@@ -739,7 +759,7 @@ gst_generative_core_stats_string (GstGenerativeCore * core)
         "qos-reductions", G_TYPE_UINT64, core->qos_reductions, NULL);
   if (spec->props & GST_GENERATIVE_PROP_PRECISION)
     gst_structure_set (s, "precision", G_TYPE_STRING,
-        ge_precision_name (core->precision_in_use), NULL);
+        ge_precision_name (core->precision.in_use), NULL);
   if (spec->add_stats)
     spec->add_stats (e, s);
   gst_generative_timing_to_structure (&core->timing, s);

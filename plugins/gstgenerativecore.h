@@ -115,6 +115,29 @@ typedef enum
 #define GST_TYPE_GENERATIVE_PRECISION (gst_generative_precision_get_type ())
 GType gst_generative_precision_get_type (void);
 
+/* A precision property's hand-over to an engine object, the same in every
+ * element that has one (the core's and gansynth). */
+typedef struct
+{
+  GstGenerativePrecision value; /* the property (object lock) */
+  gint applied;                 /* last handed to the engine, -1: none yet
+                                 * (streaming thread) */
+  GePrecision in_use;           /* what the engine said runs (object lock;
+                                 * for stats) */
+} GstGenerativePrecisionState;
+
+/* auto, nothing handed over yet, f32 running. */
+void gst_generative_precision_init (GstGenerativePrecisionState * s);
+/* TRUE when @s's value changed since the engine last got it (or it never
+ * did): the element then hands *@want to its engine object's
+ * set_precision and reports what that returned with
+ * gst_generative_precision_applied ().  Streaming thread; @element's
+ * object lock guards the value and in_use. */
+gboolean gst_generative_precision_changed (GstElement * element,
+    GstGenerativePrecisionState * s, GePrecision * want);
+void gst_generative_precision_applied (GstElement * element,
+    GstGenerativePrecisionState * s, GePrecision in_use);
+
 #define GST_TYPE_GENERATIVE_SCHEDULER (gst_generative_scheduler_get_type ())
 GType gst_generative_scheduler_get_type (void);
 /* The engine's name of @s (NULL for auto). */
@@ -173,16 +196,13 @@ typedef struct
   gdouble guidance_scale, image_guidance_scale;
   gint noise_level;
   GstGenerativeScheduler scheduler;
-  GstGenerativePrecision precision;
+  /* precision.value is the property; applied and in_use are reset when a
+   * new engine object loads (see GstGenerativePrecisionState) */
+  GstGenerativePrecisionState precision;
 
   /* Between start() and stop(). */
   gchar *loaded_path;
   GstGenerativeSd *sd;          /* a pipeline folder, or NULL */
-  /* The precision last handed to the engine (-1: none yet; streaming
-   * thread), and what the engine said runs (object lock; for stats). */
-  gint applied_precision;
-  GePrecision precision_in_use;
-
   /* Statistics (object lock). */
   GstGenerativeTiming timing;
   gint steps_in_use;

@@ -556,7 +556,7 @@ apply_settings (GstGenerativeCore * core, GstGenerativeSd * s,
   settings->jump_n_sample = s->jump_n_sample;
   settings->prompt_changes = s->prompt_changes;
   GST_OBJECT_LOCK (e);
-  settings->precision = core->precision_in_use;
+  settings->precision = core->precision.in_use;
   GST_OBJECT_UNLOCK (e);
   return TRUE;
 }
