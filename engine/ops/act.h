@@ -42,6 +42,12 @@ ge_expf (float x)
 }
 
 static inline float
+ge_sigmoidf (float v)
+{
+  return 1.0f / (1.0f + ge_expf (-v));
+}
+
+static inline float
 ge_act1 (float v, GeAct act, float param)
 {
   switch (act) {
@@ -53,7 +59,7 @@ ge_act1 (float v, GeAct act, float param)
     case GE_ACT_RELU: return v > 0 ? v : 0;
     case GE_ACT_LEAKY_RELU: return v > 0 ? v : v * param;
     case GE_ACT_TANH: return tanhf (v);
-    case GE_ACT_SIGMOID: return 1.0f / (1.0f + ge_expf (-v));
+    case GE_ACT_SIGMOID: return ge_sigmoidf (v);
   }
   return v;
 }

@@ -435,12 +435,6 @@ ge_speech_stream_reset (GeSpeechStream * s)
   memset (s->feats, 0, sizeof (float) * m->kernel * m->n_feat);
 }
 
-static inline float
-sigmoidf (float x)
-{
-  return 1.0f / (1.0f + ge_expf (-x));    /* act.h: no call, so the gains' loop vectorises */
-}
-
 /* y += W x (W: @rows x @cols, row-major): its int8 copy @q where the
  * stream runs int8, else OpenBLAS on the f32 weights. */
 static void
@@ -520,7 +514,7 @@ process_frame (GeSpeechStream * s, float strength)
   memcpy (s->gains, m->mask_b, sizeof (float) * B);
   matvec (s, m->q_mask, m->mask_w, B, H, x, s->gains);
   for (int k = 0; k < B; k++)
-    s->gains[k] = sigmoidf (s->gains[k]);
+    s->gains[k] = ge_sigmoidf (s->gains[k]);
   /* the frame the gains are for: lookahead frames older than the newest */
   const int masked = (s->newest - m->lookahead + ring) % ring;
   spec = s->spec + (gsize) masked * 2 * nb;
@@ -568,7 +562,7 @@ process_frame (GeSpeechStream * s, float strength)
   ge_fft_inverse_real (p->fft, y, s->work, s->fft_scratch);
   for (int i = 0; i < n; i++)
     s->ola[i] += s->work[i] * p->synth_window[i];
-  return sigmoidf (vad);
+  return ge_sigmoidf (vad);
 }
 
 float
