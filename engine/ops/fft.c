@@ -266,18 +266,16 @@ ge_fft_inverse_real (const GeFft * f, const float *spec, float *x, float *scratc
   /* The forward split undone: E[k] and O[k] from X[k] and X[nc-k], then
    * z = IFFT (E + i O) holds the even and odd samples.  The inverse runs
    * as the forward transform of the conjugate. */
-  for (int k = 0; k <= nc / 2; k++) {
+  /* k = 0: E[0] and O[0] are real, from DC and Nyquist */
+  in[0] = (Cpx) { 0.5f * (X[0].r + X[nc].r), -0.5f * (X[0].r - X[nc].r) };
+  for (int k = 1; k <= nc / 2; k++) {
     const Cpx a = X[k], b = { X[nc - k].r, -X[nc - k].i };      /* X[k], conj X[nc-k] */
-    Cpx e = { 0.5f * (a.r + b.r), 0.5f * (a.i + b.i) };
-    Cpx wo = { 0.5f * (a.r - b.r), 0.5f * (a.i - b.i) };        /* w^k O[k] */
-    if (k == 0) {
-      e = (Cpx) { 0.5f * (a.r + X[nc].r), 0.0f };
-      wo = (Cpx) { 0.5f * (a.r - X[nc].r), 0.0f };
-    }
+    const Cpx e = { 0.5f * (a.r + b.r), 0.5f * (a.i + b.i) };
+    const Cpx wo = { 0.5f * (a.r - b.r), 0.5f * (a.i - b.i) };  /* w^k O[k] */
     const Cpx w = f->split[k], o = cmul ((Cpx) { w.r, -w.i }, wo);
     /* Z[k] = E[k] + i O[k], Z[nc-k] = conj E[k] + i conj O[k]; conjugated */
     in[k] = (Cpx) { e.r - o.i, -(e.i + o.r) };
-    if (k && k != nc - k)
+    if (k != nc - k)
       in[nc - k] = (Cpx) { e.r + o.i, -(-e.i + o.r) };
   }
   fft_work (f, out, in, 1, f->factors);
