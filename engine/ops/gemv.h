@@ -44,7 +44,8 @@ float ge_gemv_i8_row_scale (const GeGemvI8 * a, int r);
 gsize ge_gemv_i8_scratch_size (const GeGemvI8 * a);
 
 /* y[r] += sum_c W[r][c] x[c] for every row, as above; @x finite.
- * @scratch: ge_gemv_i8_scratch_size () bytes (any alignment). */
+ * @scratch: ge_gemv_i8_scratch_size () bytes, 4-byte aligned (read as
+ * 32-bit pairs). */
 void ge_gemv_i8 (const GeGemvI8 * a, const float *x, float *y, void *scratch);
 
 G_END_DECLS
