@@ -379,16 +379,21 @@ ge_gemm_packed_bt16 (int m, int n, int k, const float *ap, const void *w, GeDTyp
 
 #define BF16_TARGET __attribute__((target ("avx512f,avx512bw,avx512vl,avx512bf16")))
 
+/* What the bf16 and int8 kernels need besides their own instructions. */
+static gboolean
+avx512_bw_vl (void)
+{
+  __builtin_cpu_init ();
+  return ge_gemm_packed_available () && __builtin_cpu_supports ("avx512bw")
+      && __builtin_cpu_supports ("avx512vl");
+}
+
 gboolean
 ge_gemm_bf16_available (void)
 {
   static int state = -1;
-  if (state < 0) {
-    __builtin_cpu_init ();
-    state = ge_gemm_packed_available () && __builtin_cpu_supports ("avx512bw")
-        && __builtin_cpu_supports ("avx512vl") && __builtin_cpu_supports ("avx512bf16")
-        && !g_getenv ("GE_NO_BF16");
-  }
+  if (state < 0)
+    state = avx512_bw_vl () && __builtin_cpu_supports ("avx512bf16") && !g_getenv ("GE_NO_BF16");
   return state;
 }
 
@@ -545,12 +550,8 @@ gboolean
 ge_gemm_int8_available (void)
 {
   static int state = -1;
-  if (state < 0) {
-    __builtin_cpu_init ();
-    state = ge_gemm_packed_available () && __builtin_cpu_supports ("avx512bw")
-        && __builtin_cpu_supports ("avx512vl") && __builtin_cpu_supports ("avx512vnni")
-        && !g_getenv ("GE_NO_INT8");
-  }
+  if (state < 0)
+    state = avx512_bw_vl () && __builtin_cpu_supports ("avx512vnni") && !g_getenv ("GE_NO_INT8");
   return state;
 }
 
