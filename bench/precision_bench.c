@@ -12,9 +12,10 @@
  * mask at (1080, 30) (bench/inpaint_speed.py), vaeencode and vaedecode
  * 1280x720 (bench/vae_speed.py), diffusionimg2img 640x360 (no speed bench
  * of its own), gansynth one second of 48 kHz audio a hop at a time as the
- * element feeds it (bench/speech_speed.py's signal): one channel on one
- * thread, two channels (a stream each, on a pool) on two.  Pictures are synthetic: the time does not depend on them,
- * except inpainting's, whose box comes from the mask only.  Inpainting
+ * element feeds it: one channel on one thread, two channels (a stream
+ * each, on a pool) on two.  Pictures and sound are synthetic: the time does
+ * not depend on them, except inpainting's, whose box comes from the mask
+ * only.  Inpainting
  * runs at the model's exemplar guidance (the shipped model's 1: the
  * PatchMatch fill, no U-Net) unless --inpaint-guidance sets another (0:
  * the U-Net alone).

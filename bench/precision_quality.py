@@ -181,8 +181,8 @@ def summarise(rows):
             "within_budget": bool(abs(float(d.mean())) < BUDGET_DB)}
 
 
-def set_precision_auto(path, on):
-    """Sets "precision_auto" to CAND in the file's metadata (on), or removes it (not on: only for
+def set_precision_auto(path, on, cand):
+    """Sets "precision_auto" to @cand in the file's metadata (on), or removes it (not on: only for
     bf16; a model outside int8's budget keeps what it had); tensors untouched."""
     with open(path, "rb") as f:
         (n,) = struct.unpack("<Q", f.read(8))
@@ -190,8 +190,8 @@ def set_precision_auto(path, on):
         data = f.read()
     meta = header.get("__metadata__", {})
     if on:
-        meta["precision_auto"] = CAND
-    elif CAND == "bf16":
+        meta["precision_auto"] = cand
+    elif cand == "bf16":
         meta.pop("precision_auto", None)
     else:
         return
@@ -276,7 +276,7 @@ def main():
             ok = r["within_budget"] and all(results[k]["within_budget"] for k in results
                                             if results[k]["model"] == path)
             if path not in done:
-                set_precision_auto(path, ok)
+                set_precision_auto(path, ok, CAND)
                 done.add(path)
                 print(f"{path}: precision_auto {CAND if ok else '(unchanged)' if CAND == 'int8' else '(none)'}")
 

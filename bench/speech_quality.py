@@ -188,11 +188,11 @@ def lsd(est, ref, n=2048):
     return float(np.mean(np.sqrt(np.mean(d ** 2, axis=-1))))
 
 
-BUDGET_DB = 0.05
-
-
 def precision_report(rows, items, args, model):
-    """The int8 budget: its SI-SDRi and LSD against f32's on the same mixtures."""
+    """The int8 budget: its SI-SDRi and LSD against f32's on the same mixtures (the image
+    models' budget and metadata mark: bench/precision_quality.py)."""
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    import precision_quality as P
     f32, cand = METHODS[1], METHODS[2]
     print(f"\n{len(items)} mixtures ({args.per_snr} per SNR), 48 kHz, {model}\n")
     print("| gansynth | SI-SDRi 0 dB | 5 dB | 10 dB | mean | LSD 0 dB | 5 dB | 10 dB | mean |")
@@ -210,16 +210,13 @@ def precision_report(rows, items, args, model):
         a = sf.read(os.path.join(args.out, f"{it['name']}.{f32}.wav"), dtype="float64")[0]
         b = sf.read(os.path.join(args.out, f"{it['name']}.{cand}.wav"), dtype="float64")[0]
         snrs.append(10 * np.log10((a @ a + 1e-20) / ((a - b) @ (a - b) + 1e-20)))
-    ok = abs(d.mean()) < BUDGET_DB
+    ok = abs(d.mean()) < P.BUDGET_DB
     print(f"\n{args.precision} - f32, per mixture: SI-SDRi {d.mean():+.4f} +- {d.std(ddof=1) / np.sqrt(len(d)):.4f} dB "
           f"(largest |difference| {np.abs(d).max():.3f}), LSD {dl.mean():+.4f} +- "
           f"{dl.std(ddof=1) / np.sqrt(len(dl)):.4f} dB; {args.precision} output against f32 output: SNR min "
-          f"{min(snrs):.1f}, median {np.median(snrs):.1f} dB; within {BUDGET_DB} dB: {'yes' if ok else 'NO'}")
+          f"{min(snrs):.1f}, median {np.median(snrs):.1f} dB; within {P.BUDGET_DB} dB: {'yes' if ok else 'NO'}")
     if args.write_auto:
-        sys.path.insert(0, os.path.join(ROOT, "bench"))
-        import precision_quality as P
-        P.CAND = args.precision
-        P.set_precision_auto(model, ok)
+        P.set_precision_auto(model, ok, args.precision)
         print(f"{model}: precision_auto {args.precision if ok else '(unchanged)'}")
 
 
