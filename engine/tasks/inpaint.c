@@ -278,6 +278,7 @@ ge_inpaint_set_precision (GeInpaint * ip, GePrecision precision)
   /* Other arithmetic, other bytes: no box of the cache is reused. */
   if (ip->ctx.precision != before)
     ip->n_cache = 0;
+  ip->pm.precision = ip->ctx.precision;
   return ge_unet2d_set_precision (ip->unet, precision);
 }
 
@@ -731,7 +732,8 @@ exemplar_fill (GeInpaint * ip, const GeImageU8 * img, const Box * b, const gint3
   const int offs[3] = { img->r, img->g, img->b };
   guint8 *rgb = (guint8 *) tmp, *hole = rgb + 3 * vplane;   /* 4 vplane bytes <= 3 planes */
   float *ex = ge_arena_alloc (arena, 3 * plane);
-  void *scratch = ge_arena_alloc (arena, ge_patchmatch_scratch_bytes (vw, vh) / sizeof (float) + 1);
+  void *scratch = ge_arena_alloc (arena, ge_patchmatch_scratch_bytes (vw, vh,
+          ge_pool_n_threads (ip->ctx.pool)) / sizeof (float) + 1);
   for (int y = 0; y < vh; y++) {
     const guint8 *row = img->data + (gsize) (b->y0 + y) * img->stride;
     for (int x = 0; x < vw; x++) {

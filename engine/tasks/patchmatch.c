@@ -13,13 +13,10 @@
  * in place, rows in parallel.
  */
 #include "patchmatch.h"
+#include "patch_scan.h"
 #include "ge-rng.h"
-#include "../ops/gemm.h"
 
 #include <string.h>
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#endif
 
 #define R GE_PATCHMATCH_RADIUS
 #define P (2 * R + 1)
@@ -40,6 +37,7 @@ ge_patchmatch_params_init (GePatchMatchParams * p)
   p->passes = 2;
   p->centre_pick = TRUE;
   p->coarse_min_side = 8 * P;
+  p->precision = GE_PRECISION_F32;
 }
 
 typedef struct {
@@ -55,6 +53,12 @@ typedef struct {
   guint8 *target, *state;
   gint32 *nnf, *nnf_prev, *dist, *sources, *sat;
   int n_sources;
+  /* the onion fill: the first source of each row, patch_scan.h's work
+   * space per thread and kernel */
+  gint32 *row_sources;
+  guint8 *scan;
+  gsize scan_bytes;
+  GePatchScanKind scan_kind;
   guint64 seed;
   int fx0, fy0;
   /* the level at work */
@@ -79,8 +83,21 @@ level_dims (int w, int h, int l, int *wl, int *hl)
   *hl = h;
 }
 
+/* patch_scan.h's work space for one thread at any level. */
+static gsize
+scan_bytes (int w, int h)
+{
+  gsize n = 0;
+  for (int l = 0; l < MAX_LEVELS; l++) {
+    int wl, hl;
+    level_dims (w, h, l, &wl, &hl);
+    n = MAX (n, ge_patch_scan_bytes (wl));
+  }
+  return align8 (n);
+}
+
 gsize
-ge_patchmatch_scratch_bytes (int w, int h)
+ge_patchmatch_scratch_bytes (int w, int h, int n_threads)
 {
   gsize n = 0;
   for (int l = 0; l < MAX_LEVELS; l++) {
@@ -92,6 +109,8 @@ ge_patchmatch_scratch_bytes (int w, int h)
   n += 2 * align8 (plane);                              /* target, state */
   n += 4 * align8 (4 * plane);                          /* nnf, nnf_prev, dist, sources */
   n += align8 (4 * (gsize) (w + 1) * (h + 1));          /* summed-area table */
+  n += align8 (4 * (gsize) (h + 1));                    /* row_sources */
+  n += (gsize) MAX (n_threads, 1) * scan_bytes (w, h);
   return n;
 }
 
@@ -208,151 +227,86 @@ random_source (const Fill * f, int x, int y)
   return f->sources[below (u[0], (guint32) f->n_sources)];
 }
 
-/* The filled pixels (state 1) of the target patch at a ring pixel, listed
- * once for all the sources it is compared with: their offsets from the
- * patch centre in the level's RGB bytes and their values; row_end[r]: the
- * taps of patch rows up to r (the sum is checked against its bound after
- * each row, as patch_ssd does).  With AVX-512 the patch rows inside the
- * image instead, as 16-bit values and a mask of the filled ones: a row of
- * a source is one load, and its whole sum a few instructions. */
-typedef struct {
-  gint32 off[P * P];
-  guint8 rgb[P * P][3];
-  int row_end[P], n_rows;
-  gint16 row_rgb[P][32];
-  guint32 row_mask[P];
-  gint32 row_off[P];            /* the source row's first byte from the centre's */
-  gboolean vector;
-} Taps;
-
-static void
-taps_init (const Level * L, const guint8 * st, int px, int py, gboolean vector, Taps * tp)
-{
-  const int w = L->w, h = L->h;
-  int n = 0;
-  tp->n_rows = 0;
-  tp->vector = vector;
-  for (int dy = -R; dy <= R; dy++) {
-    const int ty = py + dy;
-    if (ty < 0 || ty >= h)
-      continue;
-    guint32 m = 0;
-    for (int dx = -R; dx <= R; dx++) {
-      const int tx = px + dx;
-      if (tx < 0 || tx >= w || st[(gsize) ty * w + tx] != 1)
-        continue;
-      const guint8 *t = L->rgb + ((gsize) ty * w + tx) * 3;
-      tp->off[n] = (dy * w + dx) * 3;
-      memcpy (tp->rgb[n], t, 3);
-      for (int c = 0; c < 3; c++)
-        tp->row_rgb[tp->n_rows][(dx + R) * 3 + c] = t[c];
-      m |= 7u << ((dx + R) * 3);
-      n++;
-    }
-    tp->row_end[tp->n_rows] = n;
-    tp->row_mask[tp->n_rows] = m;
-    tp->row_off[tp->n_rows] = (dy * w - R) * 3;
-    tp->n_rows++;
-  }
-}
-
-#if defined(__x86_64__) && defined(__GNUC__)
-/* The whole sum over the taps (no early stop: a sum that stopped early is
- * only ever compared with the bound it reached, and the full sum compares
- * the same way). */
-__attribute__((target ("avx512f,avx512bw,avx512vl")))
-static gint32
-taps_ssd_avx512 (const Taps * tp, const guint8 * s)
-{
-  __m512i acc = _mm512_setzero_si512 ();
-  for (int r = 0; r < tp->n_rows; r++) {
-    const __m512i sv = _mm512_cvtepu8_epi16 (_mm256_maskz_loadu_epi8 ((1u << (3 * P)) - 1,
-            s + tp->row_off[r]));
-    const __m512i d = _mm512_maskz_sub_epi16 (tp->row_mask[r], sv,
-        _mm512_loadu_si512 (tp->row_rgb[r]));
-    acc = _mm512_add_epi32 (acc, _mm512_madd_epi16 (d, d));
-  }
-  return _mm512_reduce_add_epi32 (acc);
-}
-#endif
-
-/* Sum of squared differences over the listed taps against the source patch
- * centred on byte @q3 of the level's RGB; the scalar loop stops once a
- * row's sum reaches @bound and returns the partial sum then (>= bound). */
-static gint32
-taps_ssd (const Taps * tp, const guint8 * rgb, gsize q3, gint32 bound)
-{
-  const guint8 *s = rgb + q3;
-#if defined(__x86_64__) && defined(__GNUC__)
-  if (tp->vector)
-    return taps_ssd_avx512 (tp, s);
-#endif
-  gint32 sum = 0;
-  int k = 0;
-  for (int r = 0; r < tp->n_rows; r++) {
-    for (; k < tp->row_end[r]; k++)
-      for (int c = 0; c < 3; c++) {
-        const gint32 d = (gint32) tp->rgb[k][c] - (gint32) s[tp->off[k] + c];
-        sum += d * d;
-      }
-    if (sum >= bound)
-      return sum;
-  }
-  return sum;
-}
-
 typedef struct {
   Fill *f;
   const gint32 *ring;
   int n;
 } RingJob;
 
-#define RING_TASKS 16
 /* Sources within the threshold remembered by the counting pass; with more,
  * a third pass finds the pick. */
 #define RING_PICKS 64
 
-/* One ring pixel: every source is compared with the pixel's filled
- * neighbourhood (its taps, listed once); of those within a quarter (plus a
- * level's difference a pixel) of the best, the seed's draw picks one, in
- * source order; the pixel takes the value the match is centred on. */
+/* GE_PATCH_SCAN_N ring pixels (a task's group): every source is compared
+ * with each pixel's filled neighbourhood (patch_scan.h, exactly); of those
+ * within a quarter (plus a level's difference a pixel) of the best, the
+ * seed's draw picks one, in source order; the pixel takes the value the
+ * match is centred on.  The scores are kept between the passes when the
+ * level is one band, computed again per pass when it is more. */
 static void
 ring_task (void *data, int task, int thread)
 {
   const RingJob *j = data;
   Fill *f = j->f;
   const Level *L = &f->lv[f->level];
-  const int w = L->w;
-  Taps tp;
-  memset (tp.row_rgb, 0, sizeof (tp.row_rgb));
-  const gboolean vector = ge_gemm_packed_available ();
-  for (int k = task * j->n / RING_TASKS; k < (task + 1) * j->n / RING_TASKS; k++) {
-    const gint32 i = j->ring[k];
-    const int x = i % w, y = i / w;
-    taps_init (L, f->state, x, y, vector, &tp);
-    gint32 best = G_MAXINT32;
-    for (int s = 0; s < f->n_sources; s++)
-      best = MIN (best, taps_ssd (&tp, L->rgb, (gsize) f->sources[s] * 3, best));
-    const gint32 thr = best + best / 4 + P * P * 3;
-    gint32 n = 0, within[RING_PICKS];
-    for (int s = 0; s < f->n_sources; s++)
-      if (taps_ssd (&tp, L->rgb, (gsize) f->sources[s] * 3, thr + 1) <= thr) {
-        if (n < RING_PICKS)
-          within[n] = f->sources[s];
-        n++;
+  const int w = L->w, h = L->h, row = ge_patch_scan_row (w), srows = ge_patch_scan_band_rows (w);
+  const int n_bands = (h - 2 * R + srows - 1) / srows;
+  void *scratch = f->scan + (gsize) thread * f->scan_bytes;
+  const gint32 *scores = scratch;
+  GePatchScanGroup g;
+  ge_patch_scan_group_init (&g);
+  const int k0 = task * GE_PATCH_SCAN_N, n = MIN (j->n - k0, GE_PATCH_SCAN_N);
+  for (int t = 0; t < n; t++)
+    ge_patch_scan_group_add (&g, L->rgb, f->state, w, h, j->ring[k0 + t] % w, j->ring[k0 + t] / w);
+
+  gint32 best[GE_PATCH_SCAN_N], thr[GE_PATCH_SCAN_N], count[GE_PATCH_SCAN_N] = { 0 };
+  gint32 pick[GE_PATCH_SCAN_N], q[GE_PATCH_SCAN_N], within[GE_PATCH_SCAN_N][RING_PICKS];
+  gboolean third = FALSE;
+  for (int t = 0; t < n; t++)
+    best[t] = G_MAXINT32;
+  for (int pass = 0; pass < 3; pass++) {
+    if (pass == 1)
+      for (int t = 0; t < n; t++)
+        thr[t] = best[t] + best[t] / 4 + P * P * 3;
+    if (pass == 2) {
+      for (int t = 0; t < n; t++) {
+        guint32 u[4];
+        const gint32 i = j->ring[k0 + t];
+        draw4 (f->seed, frame_pos (f, i % w, i / w), tag (f->level, INIT_ROUND, 1), u);
+        pick[t] = below (u[0], (guint32) count[t]);
+        q[t] = pick[t] < RING_PICKS ? within[t][pick[t]] : -1;
+        third |= q[t] < 0;
       }
-    guint32 u[4];
-    draw4 (f->seed, frame_pos (f, x, y), tag (f->level, INIT_ROUND, 1), u);
-    gint32 pick = below (u[0], (guint32) n), q = -1;
-    if (pick < RING_PICKS)
-      q = within[pick];
-    for (int s = 0; s < f->n_sources && q < 0; s++) {
-      const gint32 c = f->sources[s];
-      if (taps_ssd (&tp, L->rgb, (gsize) c * 3, thr + 1) <= thr && pick-- == 0)
-        q = c;
+      if (!third)
+        break;
     }
-    f->nnf[i] = q;
-    memcpy (L->rgb + (gsize) i * 3, L->rgb + (gsize) q * 3, 3);
+    for (int band = 0; band < n_bands; band++) {
+      const int y0 = R + band * srows, y1 = MIN (y0 + srows, h - R);
+      if (pass == 0 || n_bands > 1)
+        ge_patch_scan_band (f->scan_kind, &g, L->rgb, L->hole, w, h, y0, y1, scratch);
+      for (int s = f->row_sources[y0]; s < f->row_sources[y1]; s++) {
+        const gint32 c = f->sources[s];
+        const gsize o = (gsize) (c / w - y0) * row + c % w - R;
+        for (int t = 0; t < n; t++) {
+          const gint32 d = scores[(gsize) t * srows * row + o];
+          if (pass == 0)
+            best[t] = MIN (best[t], d);
+          else if (d <= thr[t]) {
+            if (pass == 1 && count[t] < RING_PICKS)
+              within[t][count[t]] = c;
+            if (pass == 1)
+              count[t]++;
+            else if (q[t] < 0 && pick[t]-- == 0)
+              q[t] = c;
+          }
+        }
+      }
+    }
+  }
+  for (int t = 0; t < n; t++) {
+    const gint32 i = j->ring[k0 + t];
+    f->nnf[i] = q[t];
+    memcpy (L->rgb + (gsize) i * 3, L->rgb + (gsize) q[t] * 3, 3);
   }
 }
 
@@ -366,9 +320,14 @@ onion_fill (Fill * f, gint32 * ring)
 {
   const Level *L = &f->lv[f->level];
   const int w = L->w, h = L->h;
-  guint8 *st = f->state;        /* 0 unfilled, 1 filled, 2 filled in this ring */
+  guint8 *st = f->state;        /* 0 unfilled, 1 filled */
   for (gsize i = 0; i < (gsize) w * h; i++)
     st[i] = L->hole[i] ? 0 : 1;
+  for (int y = 0, s = 0; y <= h; y++) {
+    while (s < f->n_sources && f->sources[s] / w < y)
+      s++;
+    f->row_sources[y] = s;
+  }
   for (;;) {
     int n = 0;
     for (int y = 0; y < h; y++)
@@ -391,7 +350,7 @@ onion_fill (Fill * f, gint32 * ring)
     if (n == 0)
       break;
     RingJob j = { f, ring, n };
-    ge_pool_run (f->pool, RING_TASKS, ring_task, &j);
+    ge_pool_run (f->pool, (n + GE_PATCH_SCAN_N - 1) / GE_PATCH_SCAN_N, ring_task, &j);
     for (int k = 0; k < n; k++)
       st[ring[k]] = 1;
   }
@@ -653,6 +612,12 @@ ge_patchmatch_fill (GePool * pool, const GePatchMatchParams * params, guint8 * r
   f.sources = (gint32 *) p;
   p += align8 (4 * plane);
   f.sat = (gint32 *) p;
+  p += align8 (4 * (gsize) (w + 1) * (h + 1));
+  f.row_sources = (gint32 *) p;
+  p += align8 (4 * (gsize) (h + 1));
+  f.scan = p;
+  f.scan_bytes = scan_bytes (w, h);
+  f.scan_kind = ge_patch_scan_kind (params->precision);
 
   memcpy (f.lv[0].rgb, rgb, 3 * plane);
   for (gsize i = 0; i < plane; i++) {

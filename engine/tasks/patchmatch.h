@@ -24,6 +24,7 @@
 
 #include <glib.h>
 #include "ge-pool.h"
+#include "ge-precision.h"
 
 G_BEGIN_DECLS
 
@@ -37,17 +38,21 @@ typedef struct {
   gboolean centre_pick;         /* finest level: each pixel from its own patch's match (TRUE) */
   int coarse_min_side;          /* no level with a side under this (56); the pyramid also
                                  * stops once the hole spans at most two patches */
+  GePrecision precision;        /* the onion fill's arithmetic (patch_scan.h): INT8 or
+                                 * anything else (F32); the same bytes either way */
 } GePatchMatchParams;
 
 void ge_patchmatch_params_init (GePatchMatchParams * p);
 
-/* Bytes of work space ge_patchmatch_fill needs for a @w x @h image. */
-gsize ge_patchmatch_scratch_bytes (int w, int h);
+/* Bytes of work space ge_patchmatch_fill needs for a @w x @h image on a
+ * pool of @n_threads. */
+gsize ge_patchmatch_scratch_bytes (int w, int h, int n_threads);
 
 /* Fills the pixels of @rgb (@w x @h, 3 bytes a pixel, 3 @w bytes a row)
  * where @hole is not 0, in place, from patches of its other pixels.
  * (@frame_x0, @frame_y0): the image's position in the frame, which keys the
- * draws.  @scratch: ge_patchmatch_scratch_bytes (@w, @h) bytes, 8-aligned.
+ * draws.  @scratch: ge_patchmatch_scratch_bytes (@w, @h, threads of @pool)
+ * bytes, 8-aligned.
  * Returns FALSE, @rgb untouched, when no 7x7 patch of known pixels fits in
  * the image. */
 gboolean ge_patchmatch_fill (GePool * pool, const GePatchMatchParams * params, guint8 * rgb,

@@ -146,7 +146,9 @@ test_golden (gconstpointer data)
 
 /* The exemplar fill alone (patchmatch.h) against the numpy implementation
  * of tests/golden/patchmatch_ref.py: integers throughout, so the bytes must
- * be the same, on one thread and on three. */
+ * be the same, on one thread and on three, with the f32 and the int8
+ * exhaustive search (which runs f32 where the CPU has no VNNI, and plain C
+ * without AVX-512: the no-avx512 suite). */
 static void
 test_patchmatch (gconstpointer data)
 {
@@ -171,8 +173,10 @@ test_patchmatch (gconstpointer data)
   GePatchMatchParams params;
   ge_patchmatch_params_init (&params);
   params.coarse_min_side = (int) prm[3];
-  void *scratch = g_malloc (ge_patchmatch_scratch_bytes (w, h));
-  for (int threads = 1; threads <= 3; threads += 2) {
+  void *scratch = g_malloc (ge_patchmatch_scratch_bytes (w, h, 3));
+  for (int run = 0; run < 4; run++) {
+    const int threads = run % 2 ? 3 : 1;
+    params.precision = run < 2 ? GE_PRECISION_F32 : GE_PRECISION_INT8;
     GePool *pool = ge_pool_new (threads);
     guint8 *rgb = g_memdup2 (t[0]->data, (gsize) w * h * 3);
     g_assert_true (ge_patchmatch_fill (pool, &params, rgb, t[1]->data, w, h, (int) prm[1],
@@ -180,7 +184,8 @@ test_patchmatch (gconstpointer data)
     gsize off = 0;
     for (gsize i = 0; i < (gsize) w * h * 3; i++)
       off += rgb[i] != ((const guint8 *) t[3]->data)[i];
-    g_test_message ("%s, %d threads: %" G_GSIZE_FORMAT " bytes differ", name, threads, off);
+    g_test_message ("%s, %d threads, %s: %" G_GSIZE_FORMAT " bytes differ", name, threads,
+        ge_precision_name (params.precision), off);
     g_assert_cmpuint (off, ==, 0);
     g_free (rgb);
     ge_pool_free (pool);
@@ -203,7 +208,7 @@ test_patchmatch_no_source (void)
   GePatchMatchParams params;
   ge_patchmatch_params_init (&params);
   GePool *pool = ge_pool_new (1);
-  void *scratch = g_malloc (ge_patchmatch_scratch_bytes (w, h));
+  void *scratch = g_malloc (ge_patchmatch_scratch_bytes (w, h, 3));
   g_assert_false (ge_patchmatch_fill (pool, &params, rgb, hole, w, h, 0, 0, 1, scratch));
   g_assert_cmpmem (rgb, sizeof (rgb), ref, sizeof (ref));
   g_free (scratch);

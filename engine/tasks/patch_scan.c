@@ -1,0 +1,271 @@
+/* patch_scan.c: exhaustive patch matching (see patch_scan.h). */
+#include "patch_scan.h"
+#include "../ops/gemm.h"
+
+#include <string.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define X86 1
+#endif
+
+#define R GE_PATCHMATCH_RADIUS
+#define P (2 * R + 1)
+#define N GE_PATCH_SCAN_N
+#define TAPS GE_PATCH_SCAN_TAPS
+/* Positions of a band (its scores: N x 4 bytes each, 512 KiB): the rows of
+ * a pyramid's coarsest level usually fit in one band. */
+#define BAND_POSITIONS 16384
+
+GePatchScanKind
+ge_patch_scan_kind (GePrecision precision)
+{
+  if (precision == GE_PRECISION_INT8 && ge_gemm_int8_available ())
+    return GE_PATCH_SCAN_INT8;
+  return ge_gemm_packed_available ()? GE_PATCH_SCAN_F32 : GE_PATCH_SCAN_SCALAR;
+}
+
+void
+ge_patch_scan_group_init (GePatchScanGroup * g)
+{
+  g->n = 0;
+  g->n_taps = 0;
+}
+
+void
+ge_patch_scan_group_add (GePatchScanGroup * g, const guint8 * rgb, const guint8 * known,
+    int w, int h, int px, int py)
+{
+  g_assert (g->n < N);
+  const int j = g->n++;
+  gboolean used[TAPS] = { FALSE };
+  for (int k = 0; k < g->n_taps; k++)
+    used[g->tap[k]] = TRUE;
+  gint64 c = 0;
+  for (int dy = -R, k = 0; dy <= R; dy++)
+    for (int dx = -R; dx <= R; dx++)
+      for (int ch = 0; ch < 3; ch++, k++) {
+        const int x = px + dx, y = py + dy;
+        const gboolean in = x >= 0 && y >= 0 && x < w && y < h && known[(gsize) y * w + x];
+        g->m[j][k] = in;
+        g->t[j][k] = in ? rgb[((gsize) y * w + x) * 3 + ch] : 0;
+        c += (gint64) g->t[j][k] * g->t[j][k];
+        if (in && !used[k]) {
+          used[k] = TRUE;
+          g->tap[g->n_taps++] = (guint8) k;
+        }
+      }
+  g->c[j] = c;
+}
+
+int
+ge_patch_scan_row (int w)
+{
+  return MAX ((w - 2 * R + 31) / 32 * 32, 32);
+}
+
+int
+ge_patch_scan_band_rows (int w)
+{
+  return MAX (BAND_POSITIONS / ge_patch_scan_row (w), 1);
+}
+
+static gsize
+align64 (gsize n)
+{
+  return (n + 63) & ~(gsize) 63;
+}
+
+/* The planes' row stride and one plane's size, in elements. */
+static int
+plane_stride (int w)
+{
+  return ge_patch_scan_row (w) + 2 * R;
+}
+
+static gsize
+plane_size (int w)
+{
+  return (gsize) plane_stride (w) * (ge_patch_scan_band_rows (w) + 2 * R);
+}
+
+static gsize
+scores_bytes (int w)
+{
+  return align64 (sizeof (gint32) * N * ge_patch_scan_band_rows (w) * ge_patch_scan_row (w));
+}
+
+gsize
+ge_patch_scan_bytes (int w)
+{
+  /* f32: the planes s and s^2 of each channel; int8: one of pairs */
+  return scores_bytes (w) + 6 * sizeof (float) * plane_size (w);
+}
+
+/* The group's used taps as offsets into the planes from a position's, and
+ * their weights for each template (0 for templates that do not use them:
+ * padding templates too). */
+typedef struct {
+  gint32 off[TAPS];
+  float wf[TAPS][N][2];         /* (-2 m t, m) */
+  guint32 wi[TAPS][N];          /* the same, int16 pairs */
+  gint32 cf[N], ci[N];          /* the constants: sum m t^2 (+ 32768 sum m) */
+} Weights;
+
+static void
+weights_init (const GePatchScanGroup * g, int w, Weights * wt)
+{
+  const int ps = plane_stride (w);
+  const gsize psz = plane_size (w);
+  memset (wt->cf, 0, sizeof (wt->cf));
+  memset (wt->ci, 0, sizeof (wt->ci));
+  for (int i = 0; i < g->n_taps; i++) {
+    const int k = g->tap[i], c = k % 3, dx = k / 3 % P, dy = k / 3 / P;
+    wt->off[i] = (gint32) (c * psz) + dy * ps + dx;
+    for (int j = 0; j < N; j++) {
+      const int m = j < g->n ? g->m[j][k] : 0, t = j < g->n ? g->t[j][k] : 0;
+      wt->wf[i][j][0] = (float) (-2 * m * t);
+      wt->wf[i][j][1] = (float) m;
+      wt->wi[i][j] = (guint32) (guint16) (gint16) (-2 * m * t) | (guint32) m << 16;
+      wt->ci[j] += 32768 * m;
+    }
+  }
+  for (int j = 0; j < g->n; j++) {
+    wt->cf[j] = (gint32) g->c[j];
+    wt->ci[j] += (gint32) g->c[j];
+  }
+}
+
+#ifdef X86
+#define AVX512_TARGET __attribute__((target ("avx512f")))
+#define VNNI_TARGET __attribute__((target ("avx512f,avx512bw,avx512vnni")))
+
+/* 32 positions of a row (two vectors) against the N templates: for each
+ * used tap, the planes' two vectors at the tap's offset and one broadcast
+ * weight per template.  @b: the planes at the first position; @q: the s^2
+ * planes' offset. */
+AVX512_TARGET static void
+scan_f32 (const Weights * wt, int n_taps, const float *pl, gsize q, int rows, int row, int ps,
+    int srows, gint32 * scores)
+{
+  for (int y = 0; y < rows; y++)
+    for (int x = 0; x < row; x += 32) {
+      const float *b = pl + (gsize) y * ps + x;
+      __m512 a[N][2];
+#pragma GCC unroll 8
+      for (int j = 0; j < N; j++)
+        a[j][0] = a[j][1] = _mm512_setzero_ps ();
+      for (int i = 0; i < n_taps; i++) {
+        const float *s = b + wt->off[i];
+        const __m512 s0 = _mm512_loadu_ps (s), s1 = _mm512_loadu_ps (s + 16);
+        const __m512 q0 = _mm512_loadu_ps (s + q), q1 = _mm512_loadu_ps (s + q + 16);
+        const float *wv = wt->wf[i][0];
+#pragma GCC unroll 8
+        for (int j = 0; j < N; j++) {
+          const __m512 u = _mm512_set1_ps (wv[2 * j]), v = _mm512_set1_ps (wv[2 * j + 1]);
+          a[j][0] = _mm512_fmadd_ps (v, q0, _mm512_fmadd_ps (u, s0, a[j][0]));
+          a[j][1] = _mm512_fmadd_ps (v, q1, _mm512_fmadd_ps (u, s1, a[j][1]));
+        }
+      }
+#pragma GCC unroll 8
+      for (int j = 0; j < N; j++) {
+        gint32 *o = scores + ((gsize) j * srows + y) * row + x;
+        const __m512i c = _mm512_set1_epi32 (wt->cf[j]);
+        _mm512_storeu_si512 (o, _mm512_add_epi32 (c, _mm512_cvtps_epi32 (a[j][0])));
+        _mm512_storeu_si512 (o + 16, _mm512_add_epi32 (c, _mm512_cvtps_epi32 (a[j][1])));
+      }
+    }
+}
+
+/* The same with vpdpwssd on the pairs. */
+VNNI_TARGET static void
+scan_int8 (const Weights * wt, int n_taps, const gint32 * pl, int rows, int row, int ps,
+    int srows, gint32 * scores)
+{
+  for (int y = 0; y < rows; y++)
+    for (int x = 0; x < row; x += 32) {
+      const gint32 *b = pl + (gsize) y * ps + x;
+      __m512i a[N][2];
+#pragma GCC unroll 8
+      for (int j = 0; j < N; j++)
+        a[j][0] = a[j][1] = _mm512_setzero_si512 ();
+      for (int i = 0; i < n_taps; i++) {
+        const gint32 *s = b + wt->off[i];
+        const __m512i s0 = _mm512_loadu_si512 (s), s1 = _mm512_loadu_si512 (s + 16);
+        const guint32 *wv = wt->wi[i];
+#pragma GCC unroll 8
+        for (int j = 0; j < N; j++) {
+          const __m512i u = _mm512_set1_epi32 ((int) wv[j]);
+          a[j][0] = _mm512_dpwssd_epi32 (a[j][0], u, s0);
+          a[j][1] = _mm512_dpwssd_epi32 (a[j][1], u, s1);
+        }
+      }
+#pragma GCC unroll 8
+      for (int j = 0; j < N; j++) {
+        gint32 *o = scores + ((gsize) j * srows + y) * row + x;
+        const __m512i c = _mm512_set1_epi32 (wt->ci[j]);
+        _mm512_storeu_si512 (o, _mm512_add_epi32 (c, a[j][0]));
+        _mm512_storeu_si512 (o + 16, _mm512_add_epi32 (c, a[j][1]));
+      }
+    }
+}
+#endif
+
+/* Without AVX-512: each position's sums straight from the image. */
+static void
+scan_scalar (const GePatchScanGroup * g, const guint8 * rgb, const guint8 * hole, int w,
+    int y0, int y1, int srows, gint32 * scores)
+{
+  const int row = ge_patch_scan_row (w);
+  for (int y = y0; y < y1; y++)
+    for (int x = R; x < w - R; x++)
+      for (int j = 0; j < g->n; j++) {
+        gint64 sum = 0;
+        for (int i = 0; i < g->n_taps; i++) {
+          const int k = g->tap[i], c = k % 3, dx = k / 3 % P - R, dy = k / 3 / P - R;
+          const gsize p = (gsize) (y + dy) * w + x + dx;
+          const int d = (int) g->t[j][k] - (hole[p] ? 0 : rgb[p * 3 + c]);
+          sum += g->m[j][k] * d * d;
+        }
+        scores[((gsize) j * srows + y - y0) * row + x - R] = (gint32) sum;
+      }
+}
+
+void
+ge_patch_scan_band (GePatchScanKind kind, const GePatchScanGroup * g, const guint8 * rgb,
+    const guint8 * hole, int w, int h, int y0, int y1, void *scratch)
+{
+  const int srows = ge_patch_scan_band_rows (w), row = ge_patch_scan_row (w);
+  g_assert (y0 >= R && y1 <= h - R && y1 - y0 <= srows);
+  gint32 *scores = scratch;
+  if (kind == GE_PATCH_SCAN_SCALAR) {
+    scan_scalar (g, rgb, hole, w, y0, y1, srows, scores);
+    return;
+  }
+#ifdef X86
+  /* the planes of rows [y0 - R, y1 + R), columns past the image 0 */
+  const int ps = plane_stride (w), rows = y1 - y0 + 2 * R;
+  const gsize psz = plane_size (w);
+  void *planes = (guint8 *) scratch + scores_bytes (w);
+  for (int c = 0; c < 3; c++)
+    for (int i = 0; i < rows; i++) {
+      const gsize p = (gsize) (y0 - R + i) * w;
+      const gsize o = c * psz + (gsize) i * ps;
+      for (int x = 0; x < ps; x++) {
+        const gint32 s = x < w && !hole[p + x] ? rgb[(p + x) * 3 + c] : 0;
+        if (kind == GE_PATCH_SCAN_F32) {
+          ((float *) planes)[o + x] = (float) s;
+          ((float *) planes)[o + 3 * psz + x] = (float) (s * s);
+        } else
+          ((guint32 *) planes)[o + x] = (guint32) s | (guint32) (guint16) (gint16) (s * s - 32768) << 16;
+      }
+    }
+  Weights wt;
+  weights_init (g, w, &wt);
+  if (kind == GE_PATCH_SCAN_F32)
+    scan_f32 (&wt, g->n_taps, planes, 3 * psz, y1 - y0, row, ps, srows, scores);
+  else
+    scan_int8 (&wt, g->n_taps, planes, y1 - y0, row, ps, srows, scores);
+#else
+  g_assert_not_reached ();
+#endif
+}
