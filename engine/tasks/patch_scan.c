@@ -57,8 +57,11 @@ ge_patch_scan_group_add (GePatchScanGroup * g, const guint8 * rgb, const guint8 
   g->c[j] = c;
 }
 
-int
-ge_patch_scan_row (int w)
+/* Positions of a score row: x in [R, w - R), padded to a multiple of 32.
+ * Template j's score at (x, y) of a band from row y0 is
+ * scores[(j * band_rows + y - y0) * row + x - R]. */
+static int
+score_row (int w)
 {
   return MAX ((w - 2 * R + 31) / 32 * 32, 32);
 }
@@ -66,7 +69,7 @@ ge_patch_scan_row (int w)
 int
 ge_patch_scan_band_rows (int w)
 {
-  return MAX (BAND_POSITIONS / ge_patch_scan_row (w), 1);
+  return MAX (BAND_POSITIONS / score_row (w), 1);
 }
 
 static gsize
@@ -79,7 +82,7 @@ align64 (gsize n)
 static int
 plane_stride (int w)
 {
-  return ge_patch_scan_row (w) + 2 * R;
+  return score_row (w) + 2 * R;
 }
 
 static gsize
@@ -88,17 +91,35 @@ plane_size (int w)
   return (gsize) plane_stride (w) * (ge_patch_scan_band_rows (w) + 2 * R);
 }
 
+/* The work space: this header, the scores, the planes (f32: s and s^2 of
+ * each channel; int8: one plane of pairs a channel). */
+typedef struct {
+  int y0, y1, w, kind;          /* the band the planes hold; y1 = 0: none */
+} Header;
+#define HEADER_BYTES 64
+
 static gsize
 scores_bytes (int w)
 {
-  return align64 (sizeof (gint32) * N * ge_patch_scan_band_rows (w) * ge_patch_scan_row (w));
+  return align64 (sizeof (gint32) * N * ge_patch_scan_band_rows (w) * score_row (w));
 }
 
 gsize
 ge_patch_scan_bytes (int w)
 {
-  /* f32: the planes s and s^2 of each channel; int8: one of pairs */
-  return scores_bytes (w) + 6 * sizeof (float) * plane_size (w);
+  return HEADER_BYTES + scores_bytes (w) + 6 * sizeof (float) * plane_size (w);
+}
+
+void
+ge_patch_scan_forget (void *scratch)
+{
+  ((Header *) scratch)->y1 = 0;
+}
+
+static const gint32 *
+scores_of (const void *scratch)
+{
+  return (const gint32 *) ((const guint8 *) scratch + HEADER_BYTES);
 }
 
 /* The group's used taps as offsets into the planes from a position's, and
@@ -215,7 +236,7 @@ static void
 scan_scalar (const GePatchScanGroup * g, const guint8 * rgb, const guint8 * hole, int w,
     int y0, int y1, int srows, gint32 * scores)
 {
-  const int row = ge_patch_scan_row (w);
+  const int row = score_row (w);
   for (int y = y0; y < y1; y++)
     for (int x = R; x < w - R; x++)
       for (int j = 0; j < g->n; j++) {
@@ -234,31 +255,36 @@ void
 ge_patch_scan_band (GePatchScanKind kind, const GePatchScanGroup * g, const guint8 * rgb,
     const guint8 * hole, int w, int h, int y0, int y1, void *scratch)
 {
-  const int srows = ge_patch_scan_band_rows (w), row = ge_patch_scan_row (w);
+  const int srows = ge_patch_scan_band_rows (w), row = score_row (w);
   g_assert (y0 >= R && y1 <= h - R && y1 - y0 <= srows);
-  gint32 *scores = scratch;
+  gint32 *scores = (gint32 *) scores_of (scratch);
   if (kind == GE_PATCH_SCAN_SCALAR) {
     scan_scalar (g, rgb, hole, w, y0, y1, srows, scores);
     return;
   }
 #ifdef X86
   /* the planes of rows [y0 - R, y1 + R), columns past the image 0 */
-  const int ps = plane_stride (w), rows = y1 - y0 + 2 * R;
+  const int ps = plane_stride (w);
   const gsize psz = plane_size (w);
-  void *planes = (guint8 *) scratch + scores_bytes (w);
-  for (int c = 0; c < 3; c++)
-    for (int i = 0; i < rows; i++) {
-      const gsize p = (gsize) (y0 - R + i) * w;
-      const gsize o = c * psz + (gsize) i * ps;
-      for (int x = 0; x < ps; x++) {
-        const gint32 s = x < w && !hole[p + x] ? rgb[(p + x) * 3 + c] : 0;
-        if (kind == GE_PATCH_SCAN_F32) {
-          ((float *) planes)[o + x] = (float) s;
-          ((float *) planes)[o + 3 * psz + x] = (float) (s * s);
-        } else
-          ((guint32 *) planes)[o + x] = (guint32) s | (guint32) (guint16) (gint16) (s * s - 32768) << 16;
+  void *planes = (guint8 *) scores + scores_bytes (w);
+  Header *hd = scratch;
+  if (hd->y0 != y0 || hd->y1 != y1 || hd->w != w || hd->kind != (int) kind) {
+    for (int c = 0; c < 3; c++)
+      for (int i = 0; i < y1 - y0 + 2 * R; i++) {
+        const gsize p = (gsize) (y0 - R + i) * w;
+        const gsize o = c * psz + (gsize) i * ps;
+        for (int x = 0; x < ps; x++) {
+          const gint32 v = x < w && !hole[p + x] ? rgb[(p + x) * 3 + c] : 0;
+          if (kind == GE_PATCH_SCAN_F32) {
+            ((float *) planes)[o + x] = (float) v;
+            ((float *) planes)[o + 3 * psz + x] = (float) (v * v);
+          } else
+            ((guint32 *) planes)[o + x] = (guint32) v
+                | (guint32) (guint16) (gint16) (v * v - 32768) << 16;
+        }
       }
-    }
+    *hd = (Header) { y0, y1, w, kind };
+  }
   Weights wt;
   weights_init (g, w, &wt);
   if (kind == GE_PATCH_SCAN_F32)
@@ -268,4 +294,121 @@ ge_patch_scan_band (GePatchScanKind kind, const GePatchScanGroup * g, const guin
 #else
   g_assert_not_reached ();
 #endif
+}
+
+/* The positions of row y (x in [R, w - R)) that are sources, 16 at a time
+ * from x: a bit each. */
+static inline guint32
+ok_bits (const guint8 * ok, int w, int y, int x)
+{
+  guint32 k = 0;
+  const int n = MIN (16, w - R - x);
+  for (int i = 0; i < n; i++)
+    k |= (guint32) (ok[(gsize) y * w + x + i] != 0) << i;
+  return k;
+}
+
+#ifdef X86
+/* The same from one load: the 16 bytes stay inside the image (x + 15 <
+ * w - R + 15, and R rows follow). */
+AVX512_TARGET static inline __mmask16
+ok_bits_avx512 (const guint8 * ok, int w, int y, int x)
+{
+  const __m512i v = _mm512_cvtepu8_epi32 (_mm_loadu_si128 ((const __m128i *) (ok + (gsize) y * w + x)));
+  const int n = MIN (16, w - R - x);
+  return _mm512_test_epi32_mask (v, v) & (__mmask16) ((1u << n) - 1);
+}
+
+AVX512_TARGET static void
+least_avx512 (const gint32 * scores, const guint8 * ok, int w, int y0, int y1, int n,
+    gint32 * best)
+{
+  const int srows = ge_patch_scan_band_rows (w), row = score_row (w);
+  for (int j = 0; j < n; j++) {
+    __m512i m = _mm512_set1_epi32 (best[j]);
+    for (int y = y0; y < y1; y++) {
+      const gint32 *sc = scores + ((gsize) j * srows + y - y0) * row - R;
+      for (int x = R; x < w - R; x += 16)
+        m = _mm512_mask_min_epi32 (m, ok_bits_avx512 (ok, w, y, x), m, _mm512_loadu_si512 (sc + x));
+    }
+    best[j] = _mm512_reduce_min_epi32 (m);
+  }
+}
+
+AVX512_TARGET static void
+within_avx512 (const gint32 * scores, const guint8 * ok, int w, int y0, int y1, int n,
+    const gint32 * thr, const gint32 * first, int cap, gint32 * count, gint32 * out)
+{
+  const int srows = ge_patch_scan_band_rows (w), row = score_row (w);
+  for (int j = 0; j < n; j++) {
+    const __m512i t = _mm512_set1_epi32 (thr[j]);
+    for (int y = y0; y < y1; y++) {
+      const gint32 *sc = scores + ((gsize) j * srows + y - y0) * row - R;
+      for (int x = R; x < w - R; x += 16) {
+        guint32 b = _mm512_mask_cmple_epi32_mask (ok_bits_avx512 (ok, w, y, x),
+            _mm512_loadu_si512 (sc + x), t);
+        const int c = __builtin_popcount (b);
+        /* ranks [count, count + c): any of them in [first, first + cap)? */
+        if (count[j] + c > first[j] && count[j] - first[j] < cap)
+          for (gint32 r = count[j] - first[j]; b; b &= b - 1, r++)
+            if (r >= 0 && r < cap)
+              out[j * cap + r] = y * w + x + __builtin_ctz (b);
+        count[j] += c;
+      }
+    }
+  }
+}
+#endif
+
+void
+ge_patch_scan_least (GePatchScanKind kind, const void *scratch, const guint8 * ok, int w,
+    int y0, int y1, int n, gint32 * best)
+{
+  const gint32 *scores = scores_of (scratch);
+#ifdef X86
+  if (kind != GE_PATCH_SCAN_SCALAR) {
+    least_avx512 (scores, ok, w, y0, y1, n, best);
+    return;
+  }
+#endif
+  const int srows = ge_patch_scan_band_rows (w), row = score_row (w);
+  for (int y = y0; y < y1; y++)
+    for (int x = R; x < w - R; x += 16) {
+      const guint32 k = ok_bits (ok, w, y, x);
+      for (int j = 0; j < n; j++) {
+        const gint32 *sc = scores + ((gsize) j * srows + y - y0) * row + x - R;
+        for (guint32 b = k; b; b &= b - 1)
+          best[j] = MIN (best[j], sc[__builtin_ctz (b)]);
+      }
+    }
+}
+
+void
+ge_patch_scan_within (GePatchScanKind kind, const void *scratch, const guint8 * ok, int w,
+    int y0, int y1, int n, const gint32 * thr, const gint32 * first, int cap, gint32 * count,
+    gint32 * out)
+{
+  const gint32 *scores = scores_of (scratch);
+#ifdef X86
+  if (kind != GE_PATCH_SCAN_SCALAR) {
+    within_avx512 (scores, ok, w, y0, y1, n, thr, first, cap, count, out);
+    return;
+  }
+#endif
+  const int srows = ge_patch_scan_band_rows (w), row = score_row (w);
+  for (int y = y0; y < y1; y++)
+    for (int x = R; x < w - R; x += 16) {
+      const guint32 k = ok_bits (ok, w, y, x);
+      for (int j = 0; j < n; j++) {
+        const gint32 *sc = scores + ((gsize) j * srows + y - y0) * row + x - R;
+        for (guint32 b = k; b; b &= b - 1) {
+          const int i = __builtin_ctz (b);
+          if (sc[i] > thr[j])
+            continue;
+          const gint32 r = count[j]++ - first[j];
+          if (r >= 0 && r < cap)
+            out[j * cap + r] = y * w + x + i;
+        }
+      }
+    }
 }

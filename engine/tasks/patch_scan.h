@@ -63,11 +63,6 @@ void ge_patch_scan_group_init (GePatchScanGroup * g);
 void ge_patch_scan_group_add (GePatchScanGroup * g, const guint8 * rgb, const guint8 * known,
     int w, int h, int px, int py);
 
-/* Positions of a row in the score rows: x in [R, w - R), padded to a
- * multiple of 32.  Template j's score at (x, y) of a band from row y0:
- * scores[(j * ge_patch_scan_band_rows (w) + y - y0) * ge_patch_scan_row (w)
- * + x - R]. */
-int ge_patch_scan_row (int w);
 /* The rows of a band for images @w wide, and the bytes of work space a
  * band needs (one per thread). */
 int ge_patch_scan_band_rows (int w);
@@ -77,9 +72,27 @@ gsize ge_patch_scan_bytes (int w);
  * (within [R, h - R), at most ge_patch_scan_band_rows (w) of them) and
  * columns [R, w - R): sum m (t - s)^2, exactly, where pixels of @hole (not
  * 0) read as 0 and are not read at all: the caller may be filling them.
- * @scratch: the band's work space, 64-byte aligned; the scores (gint32)
- * are at its start. */
+ * @scratch: the band's work space (8-byte aligned). */
 void ge_patch_scan_band (GePatchScanKind kind, const GePatchScanGroup * g, const guint8 * rgb,
     const guint8 * hole, int w, int h, int y0, int y1, void *scratch);
+
+/* The band's planes of the image are made on its first call after this
+ * and kept while the band stays the same: between calls only pixels of
+ * @hole may change (the fill writes nothing else).  Call it before a new
+ * image or level. */
+void ge_patch_scan_forget (void *scratch);
+
+/* Over the band's positions where @ok (the image's w x h bytes) is not 0,
+ * for each of the group's @n templates: @best[j] lowers to the least
+ * score; then, in ge_patch_scan_within, @count[j] grows by the positions
+ * whose score is at most @thr[j], and those of rank (in raster order,
+ * counting the bands before) [@first[j], @first[j] + @cap) are written,
+ * as pixel indices y w + x, to @out[j * cap + rank - first[j]].  @kind:
+ * the band's. */
+void ge_patch_scan_least (GePatchScanKind kind, const void *scratch, const guint8 * ok, int w,
+    int y0, int y1, int n, gint32 * best);
+void ge_patch_scan_within (GePatchScanKind kind, const void *scratch, const guint8 * ok, int w,
+    int y0, int y1, int n, const gint32 * thr, const gint32 * first, int cap, gint32 * count,
+    gint32 * out);
 
 G_END_DECLS

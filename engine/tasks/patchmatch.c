@@ -53,9 +53,7 @@ typedef struct {
   guint8 *target, *state;
   gint32 *nnf, *nnf_prev, *dist, *sources, *sat;
   int n_sources;
-  /* the onion fill: the first source of each row, patch_scan.h's work
-   * space per thread and kernel */
-  gint32 *row_sources;
+  /* the onion fill: patch_scan.h's work space per thread, its kernel */
   guint8 *scan;
   gsize scan_bytes;
   GePatchScanKind scan_kind;
@@ -109,7 +107,6 @@ ge_patchmatch_scratch_bytes (int w, int h, int n_threads)
   n += 2 * align8 (plane);                              /* target, state */
   n += 4 * align8 (4 * plane);                          /* nnf, nnf_prev, dist, sources */
   n += align8 (4 * (gsize) (w + 1) * (h + 1));          /* summed-area table */
-  n += align8 (4 * (gsize) (h + 1));                    /* row_sources */
   n += (gsize) MAX (n_threads, 1) * scan_bytes (w, h);
   return n;
 }
@@ -249,10 +246,9 @@ ring_task (void *data, int task, int thread)
   const RingJob *j = data;
   Fill *f = j->f;
   const Level *L = &f->lv[f->level];
-  const int w = L->w, h = L->h, row = ge_patch_scan_row (w), srows = ge_patch_scan_band_rows (w);
+  const int w = L->w, h = L->h, srows = ge_patch_scan_band_rows (w);
   const int n_bands = (h - 2 * R + srows - 1) / srows;
   void *scratch = f->scan + (gsize) thread * f->scan_bytes;
-  const gint32 *scores = scratch;
   GePatchScanGroup g;
   ge_patch_scan_group_init (&g);
   const int k0 = task * GE_PATCH_SCAN_N, n = MIN (j->n - k0, GE_PATCH_SCAN_N);
@@ -260,47 +256,42 @@ ring_task (void *data, int task, int thread)
     ge_patch_scan_group_add (&g, L->rgb, f->state, w, h, j->ring[k0 + t] % w, j->ring[k0 + t] / w);
 
   gint32 best[GE_PATCH_SCAN_N], thr[GE_PATCH_SCAN_N], count[GE_PATCH_SCAN_N] = { 0 };
-  gint32 pick[GE_PATCH_SCAN_N], q[GE_PATCH_SCAN_N], within[GE_PATCH_SCAN_N][RING_PICKS];
-  gboolean third = FALSE;
+  gint32 first[GE_PATCH_SCAN_N] = { 0 }, within[GE_PATCH_SCAN_N * RING_PICKS];
+  gint32 q[GE_PATCH_SCAN_N];
   for (int t = 0; t < n; t++)
     best[t] = G_MAXINT32;
+  /* passes: the best, the count within the threshold (and the first
+   * RING_PICKS of them), where needed the pick among more */
   for (int pass = 0; pass < 3; pass++) {
     if (pass == 1)
       for (int t = 0; t < n; t++)
         thr[t] = best[t] + best[t] / 4 + P * P * 3;
     if (pass == 2) {
+      gboolean more = FALSE;
       for (int t = 0; t < n; t++) {
         guint32 u[4];
         const gint32 i = j->ring[k0 + t];
         draw4 (f->seed, frame_pos (f, i % w, i / w), tag (f->level, INIT_ROUND, 1), u);
-        pick[t] = below (u[0], (guint32) count[t]);
-        q[t] = pick[t] < RING_PICKS ? within[t][pick[t]] : -1;
-        third |= q[t] < 0;
+        const gint32 pick = below (u[0], (guint32) count[t]);
+        q[t] = pick < RING_PICKS ? within[t * RING_PICKS + pick] : -1;
+        /* a template already picked asks for no rank */
+        first[t] = q[t] < 0 ? pick : G_MAXINT32;
+        count[t] = 0;
+        more |= q[t] < 0;
       }
-      if (!third)
+      if (!more)
         break;
     }
     for (int band = 0; band < n_bands; band++) {
       const int y0 = R + band * srows, y1 = MIN (y0 + srows, h - R);
       if (pass == 0 || n_bands > 1)
         ge_patch_scan_band (f->scan_kind, &g, L->rgb, L->hole, w, h, y0, y1, scratch);
-      for (int s = f->row_sources[y0]; s < f->row_sources[y1]; s++) {
-        const gint32 c = f->sources[s];
-        const gsize o = (gsize) (c / w - y0) * row + c % w - R;
-        for (int t = 0; t < n; t++) {
-          const gint32 d = scores[(gsize) t * srows * row + o];
-          if (pass == 0)
-            best[t] = MIN (best[t], d);
-          else if (d <= thr[t]) {
-            if (pass == 1 && count[t] < RING_PICKS)
-              within[t][count[t]] = c;
-            if (pass == 1)
-              count[t]++;
-            else if (q[t] < 0 && pick[t]-- == 0)
-              q[t] = c;
-          }
-        }
-      }
+      if (pass == 0)
+        ge_patch_scan_least (f->scan_kind, scratch, L->ok, w, y0, y1, n, best);
+      else if (pass == 1)
+        ge_patch_scan_within (f->scan_kind, scratch, L->ok, w, y0, y1, n, thr, first, RING_PICKS, count, within);
+      else
+        ge_patch_scan_within (f->scan_kind, scratch, L->ok, w, y0, y1, n, thr, first, 1, count, q);
     }
   }
   for (int t = 0; t < n; t++) {
@@ -323,11 +314,8 @@ onion_fill (Fill * f, gint32 * ring)
   guint8 *st = f->state;        /* 0 unfilled, 1 filled */
   for (gsize i = 0; i < (gsize) w * h; i++)
     st[i] = L->hole[i] ? 0 : 1;
-  for (int y = 0, s = 0; y <= h; y++) {
-    while (s < f->n_sources && f->sources[s] / w < y)
-      s++;
-    f->row_sources[y] = s;
-  }
+  for (int t = 0; t < ge_pool_n_threads (f->pool); t++)
+    ge_patch_scan_forget (f->scan + (gsize) t * f->scan_bytes);
   for (;;) {
     int n = 0;
     for (int y = 0; y < h; y++)
@@ -613,8 +601,6 @@ ge_patchmatch_fill (GePool * pool, const GePatchMatchParams * params, guint8 * r
   p += align8 (4 * plane);
   f.sat = (gint32 *) p;
   p += align8 (4 * (gsize) (w + 1) * (h + 1));
-  f.row_sources = (gint32 *) p;
-  p += align8 (4 * (gsize) (h + 1));
   f.scan = p;
   f.scan_bytes = scan_bytes (w, h);
   f.scan_kind = ge_patch_scan_kind (params->precision);
