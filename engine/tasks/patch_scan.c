@@ -160,16 +160,31 @@ weights_init (const GePatchScanGroup * g, int w, Weights * wt)
 #define AVX512_TARGET __attribute__((target ("avx512f")))
 #define VNNI_TARGET __attribute__((target ("avx512f,avx512bw,avx512vnni")))
 
+/* The positions of row y (x in [R, w - R)) that are sources, 16 at a time
+ * from x, a bit each, from one load: its 16 bytes stay inside the image
+ * (x + 15 < w - R + 15, and R rows follow). */
+AVX512_TARGET static inline __mmask16
+ok_bits_avx512 (const guint8 * ok, int w, int y, int x)
+{
+  const int n = MIN (16, w - R - x);
+  if (n <= 0)
+    return 0;
+  const __m512i v = _mm512_cvtepu8_epi32 (_mm_loadu_si128 ((const __m128i *) (ok + (gsize) y * w + x)));
+  return _mm512_test_epi32_mask (v, v) & (__mmask16) ((1u << n) - 1);
+}
+
 /* 32 positions of a row (two vectors) against the N templates: for each
  * used tap, the planes' two vectors at the tap's offset and one broadcast
  * weight per template.  @b: the planes at the first position; @q: the s^2
  * planes' offset. */
 AVX512_TARGET static void
-scan_f32 (const Weights * wt, int n_taps, const float *pl, gsize q, int rows, int row, int ps,
-    int srows, gint32 * scores)
+scan_f32 (const Weights * wt, int n_taps, const float *pl, gsize q, const guint8 * ok, int w,
+    int y0, int rows, int row, int ps, int srows, gint32 * scores)
 {
   for (int y = 0; y < rows; y++)
     for (int x = 0; x < row; x += 32) {
+      if (!(ok_bits_avx512 (ok, w, y0 + y, R + x) | ok_bits_avx512 (ok, w, y0 + y, R + x + 16)))
+        continue;
       const float *b = pl + (gsize) y * ps + x;
       __m512 a[N][2];
 #pragma GCC unroll 8
@@ -199,11 +214,13 @@ scan_f32 (const Weights * wt, int n_taps, const float *pl, gsize q, int rows, in
 
 /* The same with vpdpwssd on the pairs. */
 VNNI_TARGET static void
-scan_int8 (const Weights * wt, int n_taps, const gint32 * pl, int rows, int row, int ps,
-    int srows, gint32 * scores)
+scan_int8 (const Weights * wt, int n_taps, const gint32 * pl, const guint8 * ok, int w, int y0,
+    int rows, int row, int ps, int srows, gint32 * scores)
 {
   for (int y = 0; y < rows; y++)
     for (int x = 0; x < row; x += 32) {
+      if (!(ok_bits_avx512 (ok, w, y0 + y, R + x) | ok_bits_avx512 (ok, w, y0 + y, R + x + 16)))
+        continue;
       const gint32 *b = pl + (gsize) y * ps + x;
       __m512i a[N][2];
 #pragma GCC unroll 8
@@ -253,7 +270,7 @@ scan_scalar (const GePatchScanGroup * g, const guint8 * rgb, const guint8 * hole
 
 void
 ge_patch_scan_band (GePatchScanKind kind, const GePatchScanGroup * g, const guint8 * rgb,
-    const guint8 * hole, int w, int h, int y0, int y1, void *scratch)
+    const guint8 * hole, const guint8 * ok, int w, int h, int y0, int y1, void *scratch)
 {
   const int srows = ge_patch_scan_band_rows (w), row = score_row (w);
   g_assert (y0 >= R && y1 <= h - R && y1 - y0 <= srows);
@@ -288,9 +305,9 @@ ge_patch_scan_band (GePatchScanKind kind, const GePatchScanGroup * g, const guin
   Weights wt;
   weights_init (g, w, &wt);
   if (kind == GE_PATCH_SCAN_F32)
-    scan_f32 (&wt, g->n_taps, planes, 3 * psz, y1 - y0, row, ps, srows, scores);
+    scan_f32 (&wt, g->n_taps, planes, 3 * psz, ok, w, y0, y1 - y0, row, ps, srows, scores);
   else
-    scan_int8 (&wt, g->n_taps, planes, y1 - y0, row, ps, srows, scores);
+    scan_int8 (&wt, g->n_taps, planes, ok, w, y0, y1 - y0, row, ps, srows, scores);
 #else
   g_assert_not_reached ();
 #endif
@@ -309,16 +326,6 @@ ok_bits (const guint8 * ok, int w, int y, int x)
 }
 
 #ifdef X86
-/* The same from one load: the 16 bytes stay inside the image (x + 15 <
- * w - R + 15, and R rows follow). */
-AVX512_TARGET static inline __mmask16
-ok_bits_avx512 (const guint8 * ok, int w, int y, int x)
-{
-  const __m512i v = _mm512_cvtepu8_epi32 (_mm_loadu_si128 ((const __m128i *) (ok + (gsize) y * w + x)));
-  const int n = MIN (16, w - R - x);
-  return _mm512_test_epi32_mask (v, v) & (__mmask16) ((1u << n) - 1);
-}
-
 AVX512_TARGET static void
 least_avx512 (const gint32 * scores, const guint8 * ok, int w, int y0, int y1, int n,
     gint32 * best)

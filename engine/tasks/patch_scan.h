@@ -72,9 +72,11 @@ gsize ge_patch_scan_bytes (int w);
  * (within [R, h - R), at most ge_patch_scan_band_rows (w) of them) and
  * columns [R, w - R): sum m (t - s)^2, exactly, where pixels of @hole (not
  * 0) read as 0 and are not read at all: the caller may be filling them.
+ * Only positions where @ok (w x h bytes) is not 0 are asked for later;
+ * runs of 32 positions without one may be left out.
  * @scratch: the band's work space (8-byte aligned). */
 void ge_patch_scan_band (GePatchScanKind kind, const GePatchScanGroup * g, const guint8 * rgb,
-    const guint8 * hole, int w, int h, int y0, int y1, void *scratch);
+    const guint8 * hole, const guint8 * ok, int w, int h, int y0, int y1, void *scratch);
 
 /* The band's planes of the image are made on its first call after this
  * and kept while the band stays the same: between calls only pixels of

@@ -285,7 +285,7 @@ ring_task (void *data, int task, int thread)
     for (int band = 0; band < n_bands; band++) {
       const int y0 = R + band * srows, y1 = MIN (y0 + srows, h - R);
       if (pass == 0 || n_bands > 1)
-        ge_patch_scan_band (f->scan_kind, &g, L->rgb, L->hole, w, h, y0, y1, scratch);
+        ge_patch_scan_band (f->scan_kind, &g, L->rgb, L->hole, L->ok, w, h, y0, y1, scratch);
       if (pass == 0)
         ge_patch_scan_least (f->scan_kind, scratch, L->ok, w, y0, y1, n, best);
       else if (pass == 1)
