@@ -8,6 +8,8 @@
 #include "ge-pool.h"
 #include "ge-safetensors.h"
 #include "patchmatch.h"
+#include "patch_scan.h"
+#include "ops/gemm.h"
 
 #include <glib/gstdio.h>
 #include <stdlib.h>
@@ -213,6 +215,146 @@ test_patchmatch_no_source (void)
   g_assert_cmpmem (rgb, sizeof (rgb), ref, sizeof (ref));
   g_free (scratch);
   ge_pool_free (pool);
+}
+
+/* patch_scan.h's kernels against a naive loop: every source's score for a
+ * group of templates, on an image whose extremes (0 against 255 over whole
+ * patches) reach the largest sums the f32 and int16 arithmetic must hold
+ * exactly, in one band and in several. */
+static void
+test_patch_scan (void)
+{
+  const int R = GE_PATCHMATCH_RADIUS, w = 61, h = 45;
+  guint8 *rgb = g_malloc ((gsize) w * h * 3), *hole = g_malloc0 ((gsize) w * h);
+  guint8 *known = g_malloc ((gsize) w * h), *ok = g_malloc0 ((gsize) w * h);
+  GRand *rand = g_rand_new_with_seed (7);
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++)
+      for (int c = 0; c < 3; c++)       /* white left, black band, noise right */
+        rgb[((gsize) y * w + x) * 3 + c] = x < 15 ? 255 : x < 25 ? 0 : (guint8) g_rand_int (rand);
+  for (int y = 20; y < 30; y++)
+    for (int x = 35; x < 50; x++)
+      hole[(gsize) y * w + x] = 1;
+  for (gsize i = 0; i < (gsize) w * h; i++)
+    known[i] = !hole[i] && g_rand_int_range (rand, 0, 4) != 0;
+  for (int y = R; y < h - R; y++)
+    for (int x = R; x < w - R; x++) {
+      gboolean any = FALSE;
+      for (int dy = -R; dy <= R; dy++)
+        for (int dx = -R; dx <= R; dx++)
+          any |= hole[(gsize) (y + dy) * w + x + dx];
+      ok[(gsize) y * w + x] = !any;
+    }
+  /* templates: a black one in the white, a white one in the black, one at
+   * the image's corner (clipped), the rest at random */
+  const int px[GE_PATCH_SCAN_N] = { 7, 19, 0, 40, 55, 30, 12, 60 };
+  const int py[GE_PATCH_SCAN_N] = { 10, 30, 0, 25, 5, 40, 44, 22 };
+  guint8 *tmpl = g_memdup2 (rgb, (gsize) w * h * 3);
+  for (int dy = -R; dy <= R; dy++)
+    for (int dx = -R; dx <= R; dx++)
+      for (int c = 0; c < 3; c++) {
+        tmpl[((gsize) (py[0] + dy) * w + px[0] + dx) * 3 + c] = 0;
+        tmpl[((gsize) (py[1] + dy) * w + px[1] + dx) * 3 + c] = 255;
+      }
+  guint8 *all = g_malloc ((gsize) w * h);
+  memset (all, 1, (gsize) w * h);
+  GePatchScanGroup g;
+  ge_patch_scan_group_init (&g);
+  for (int j = 0; j < GE_PATCH_SCAN_N; j++)
+    ge_patch_scan_group_add (&g, tmpl, j < 2 ? all : known, w, h, px[j], py[j]);
+
+  /* the naive sums of each template against every source, raster order */
+  gint64 *naive = g_new (gint64, (gsize) GE_PATCH_SCAN_N * w * h);
+  int n_src = 0;
+  for (int y = R; y < h - R; y++)
+    for (int x = R; x < w - R; x++) {
+      if (!ok[(gsize) y * w + x])
+        continue;
+      for (int j = 0; j < GE_PATCH_SCAN_N; j++) {
+        gint64 sum = 0;
+        for (int dy = -R; dy <= R; dy++)
+          for (int dx = -R; dx <= R; dx++) {
+            const int tx = px[j] + dx, ty = py[j] + dy;
+            if (tx < 0 || ty < 0 || tx >= w || ty >= h
+                || !(j < 2 ? all : known)[(gsize) ty * w + tx])
+              continue;
+            for (int c = 0; c < 3; c++) {
+              const gint64 d = (gint64) tmpl[((gsize) ty * w + tx) * 3 + c]
+                  - rgb[((gsize) (y + dy) * w + x + dx) * 3 + c];
+              sum += d * d;
+            }
+          }
+        naive[(gsize) j * w * h + n_src] = sum;
+      }
+      n_src++;
+    }
+  /* thresholds: 41 of each template's own sums, least to largest */
+  enum { T = 41 };
+  gint32 thr[T][GE_PATCH_SCAN_N], want[T][GE_PATCH_SCAN_N];
+  gint64 largest = 0;
+  for (int j = 0; j < GE_PATCH_SCAN_N; j++) {
+    gint64 *v = g_memdup2 (naive + (gsize) j * w * h, sizeof (gint64) * n_src);
+    for (int a = 1; a < n_src; a++)     /* insertion sort: a test's sizes */
+      for (int b = a; b > 0 && v[b - 1] > v[b]; b--) {
+        const gint64 t = v[b];
+        v[b] = v[b - 1];
+        v[b - 1] = t;
+      }
+    for (int t = 0; t < T; t++) {
+      thr[t][j] = (gint32) v[(gsize) t * (n_src - 1) / (T - 1)];
+      want[t][j] = 0;
+      for (int i = 0; i < n_src; i++)
+        want[t][j] += v[i] <= thr[t][j];
+    }
+    largest = MAX (largest, v[n_src - 1]);
+    g_free (v);
+  }
+
+  const GePatchScanKind kinds[3] = { GE_PATCH_SCAN_SCALAR, GE_PATCH_SCAN_F32, GE_PATCH_SCAN_INT8 };
+  const gboolean have[3] = { TRUE, ge_gemm_packed_available (), ge_gemm_int8_available () };
+  void *scratch = g_malloc (ge_patch_scan_bytes (w));
+  gint32 *out = g_new (gint32, (gsize) GE_PATCH_SCAN_N * n_src);
+  for (int k = 0; k < 3; k++) {
+    if (!have[k])
+      continue;
+    /* one band, then bands of 7 rows */
+    for (int rows = ge_patch_scan_band_rows (w); rows >= 7; rows = rows > 7 ? 7 : 0) {
+      ge_patch_scan_forget (scratch);
+      gint32 best[GE_PATCH_SCAN_N], first[GE_PATCH_SCAN_N] = { 0 }, count[T][GE_PATCH_SCAN_N];
+      memset (count, 0, sizeof (count));
+      for (int j = 0; j < GE_PATCH_SCAN_N; j++)
+        best[j] = G_MAXINT32;
+      for (int y0 = R; y0 < h - R; y0 += rows) {
+        const int y1 = MIN (y0 + rows, h - R);
+        ge_patch_scan_band (kinds[k], &g, rgb, hole, ok, w, h, y0, y1, scratch);
+        ge_patch_scan_least (kinds[k], scratch, ok, w, y0, y1, GE_PATCH_SCAN_N, best);
+        for (int t = 0; t < T; t++)     /* the last lists every source */
+          ge_patch_scan_within (kinds[k], scratch, ok, w, y0, y1, GE_PATCH_SCAN_N, thr[t], first,
+              t == T - 1 ? n_src : 0, count[t], out);
+      }
+      for (int j = 0; j < GE_PATCH_SCAN_N; j++) {
+        g_assert_cmpint (best[j], ==, thr[0][j]);
+        for (int t = 0; t < T; t++)
+          g_assert_cmpint (count[t][j], ==, want[t][j]);
+        for (int y = R, i = 0; y < h - R; y++)
+          for (int x = R; x < w - R; x++)
+            if (ok[(gsize) y * w + x])
+              g_assert_cmpint (out[(gsize) j * n_src + i++], ==, y * w + x);
+      }
+    }
+  }
+  g_free (out);
+  g_free (naive);
+  g_test_message ("largest sum %" G_GINT64_FORMAT, largest);
+  g_assert_cmpint (largest, ==, 147 * 255 * 255);
+  g_rand_free (rand);
+  g_free (scratch);
+  g_free (all);
+  g_free (tmpl);
+  g_free (rgb);
+  g_free (hole);
+  g_free (known);
+  g_free (ok);
 }
 
 /* RePaint with an unconditional diffusers-style U-Net, against the
@@ -446,6 +588,7 @@ main (int argc, char **argv)
   g_test_add_data_func ("/inpaint/patchmatch-other-seed", "pm2", test_patchmatch);
   g_test_add_data_func ("/inpaint/patchmatch-edge", "pm3", test_patchmatch);
   g_test_add_func ("/inpaint/patchmatch-no-source", test_patchmatch_no_source);
+  g_test_add_func ("/inpaint/patch-scan", test_patch_scan);
   g_test_add_func ("/inpaint/golden-repaint", test_golden_repaint);
   g_test_add_data_func ("/inpaint/determinism-memory", "diffusioninpaint.safetensors",
       test_determinism_and_memory);
