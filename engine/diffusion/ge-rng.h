@@ -23,6 +23,11 @@ G_BEGIN_DECLS
 void ge_philox4x32_10 (const guint32 ctr[4], const guint32 key[2],
     guint32 out[4]);
 
+/* The same on @n <= 16 consecutive counters: block i is @ctr with ctr[1] +
+ * i (wrapping), its word w goes to out[w][i].  16 at once with AVX-512. */
+void ge_philox4x32_10_run (const guint32 ctr[4], const guint32 key[2], int n,
+    guint32 out[4][16]);
+
 /* @n standard normal floats: out[i] depends only on (@seed, @offset + i).
  * Box-Muller in double on two uniforms in (0, 1) built from 32 random bits
  * each (never 0, so log never sees 0). */

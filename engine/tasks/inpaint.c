@@ -471,35 +471,42 @@ alpha_at (gint32 d, int f)
 
 /* ---- the classical fill under residual models ------------------------------ */
 
+/* A window of a plane: columns [x0, x1), rows [y0, y1). */
+typedef struct {
+  int x0, x1, y0, y1;
+} Win;
+
 /* Separable Gaussian blur of an @w x @h plane, rows then columns, zero
- * outside; taps over [-3 sigma, 3 sigma], normalised in double. */
+ * outside; taps over [-3 sigma, 3 sigma], normalised in double.  Only the
+ * window @win of @dst is written (each of its pixels as the whole plane's
+ * blur would have it, sum for sum), and of @tmp the rows its columns read. */
 static void
-blur_plane (const float *src, float *tmp, float *dst, int w, int h, float sigma)
+blur_plane (const float *src, float *tmp, float *dst, int w, int h, float sigma, const Win * win)
 {
-  const int r = (int) (3.0 * sigma);
+  const int r = (int) (3.0 * sigma), x0 = win->x0, x1 = win->x1;
   float g[2 * 3 * 256 + 1];
   double sum = 0;
   for (int j = -r; j <= r; j++)
     sum += exp (-0.5 * ((double) j / sigma) * ((double) j / sigma));
   for (int j = -r; j <= r; j++)
     g[j + r] = (float) (exp (-0.5 * ((double) j / sigma) * ((double) j / sigma)) / sum);
-  for (int y = 0; y < h; y++) {
+  for (int y = MAX (win->y0 - r, 0); y < MIN (win->y1 + r, h); y++) {
     const float *s = src + (gsize) y * w;
     float *t = tmp + (gsize) y * w;
-    memset (t, 0, sizeof (float) * w);
+    memset (t + x0, 0, sizeof (float) * (x1 - x0));
     for (int j = -r; j <= r; j++) {
       const float gj = g[j + r];
-      const int x0 = MAX (0, -j), x1 = MIN (w, w - j);
-      for (int x = x0; x < x1; x++)
+      const int xa = MAX (x0, -j), xb = MIN (x1, w - j);
+      for (int x = xa; x < xb; x++)
         t[x] += gj * s[x + j];
     }
   }
-  memset (dst, 0, sizeof (float) * w * h);
-  for (int y = 0; y < h; y++) {
+  for (int y = win->y0; y < win->y1; y++) {
     float *d = dst + (gsize) y * w;
+    memset (d + x0, 0, sizeof (float) * (x1 - x0));
     for (int j = MAX (-r, -y); j <= MIN (r, h - 1 - y); j++) {
       const float gj = g[j + r], *t = tmp + (gsize) (y + j) * w;
-      for (int x = 0; x < w; x++)
+      for (int x = x0; x < x1; x++)
         d[x] += gj * t[x];
     }
   }
@@ -510,6 +517,7 @@ typedef struct {
   float *tmp, *dst;             /* 4 planes each */
   int w, h;
   float sigma;
+  Win win;
 } BlurJob;
 
 static void
@@ -517,7 +525,8 @@ blur_task (void *data, int t, int thread)
 {
   const BlurJob *j = data;
   const gsize plane = (gsize) j->w * j->h;
-  blur_plane (j->src + t * plane, j->tmp + t * plane, j->dst + t * plane, j->w, j->h, j->sigma);
+  blur_plane (j->src + t * plane, j->tmp + t * plane, j->dst + t * plane, j->w, j->h, j->sigma,
+      &j->win);
 }
 
 typedef struct {
@@ -525,6 +534,7 @@ typedef struct {
   const float *hole;
   int w, h, sweeps;
   float omega;
+  Win win;                      /* the hole's bounding box */
 } HarmonicJob;
 
 /* train.py's harmonic() on one colour plane: red-black SOR sweeps of the
@@ -540,11 +550,11 @@ harmonic_task (void *data, int c, int thread)
   float *u = j->u + (gsize) c * w * h;
   for (int s = 0; s < j->sweeps; s++)
     for (int colour = 0; colour < 2; colour++)
-      for (int y = 0; y < h; y++) {
+      for (int y = j->win.y0; y < j->win.y1; y++) {
         float *row = u + (gsize) y * w;
         const float *up = u + (gsize) MAX (y - 1, 0) * w, *down = u + (gsize) MIN (y + 1, h - 1) * w;
         const float *hole = j->hole + (gsize) y * w;
-        for (int x = (y + colour) & 1; x < w; x += 2) {
+        for (int x = j->win.x0 + ((j->win.x0 + y + colour) & 1); x < j->win.x1; x += 2) {
           if (hole[x] <= 0.0f)
             continue;
           const float left = row[x > 0 ? x - 1 : x], right = row[x < w - 1 ? x + 1 : x];
@@ -568,29 +578,41 @@ base_fill (GeInpaint * ip, const float *img, const float *hole, int w, int h, fl
   const gsize plane = (gsize) w * h;
   float *src = scratch, *tmp = scratch + 4 * plane, *blurred = scratch + 8 * plane;
   float *known = src, *den = blurred, *num = blurred + plane;
+  /* Only the hole's pixels take the estimate, so it is made only in the
+   * hole's bounding box (the blurs still read the whole plane), 0 outside */
+  Win win = { w, 0, h, 0 };
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++)
+      if (hole[(gsize) y * w + x] > 0.0f) {
+        win = (Win) { MIN (win.x0, x), MAX (win.x1, x + 1), MIN (win.y0, y), MAX (win.y1, y + 1) };
+      }
+  if (win.x1 <= win.x0)
+    win = (Win) { 0, 0, 0, 0 };
   for (gsize i = 0; i < plane; i++) {
     known[i] = 1.0f - hole[i];
     for (int c = 0; c < 3; c++)
       src[(c + 1) * plane + i] = img[c * plane + i] * known[i];
   }
+  memset (base, 0, sizeof (float) * 3 * plane);
   for (int s = 0; s < ip->n_sigmas; s++) {
-    BlurJob j = { src, tmp, blurred, w, h, ip->base_sigmas[s] };
+    BlurJob j = { src, tmp, blurred, w, h, ip->base_sigmas[s], win };
     ge_pool_run (ip->ctx.pool, 4, blur_task, &j);
     /* base holds the running estimate f */
-    for (gsize i = 0; i < plane; i++) {
-      const float d = MAX (den[i], 1e-6f);
-      const float a = MIN (MAX (den[i] / ip->base_support, 0.0f), 1.0f);
-      for (int c = 0; c < 3; c++) {
-        const float fs = num[c * plane + i] / d;
-        float *f = base + c * plane + i;
-        *f = s == 0 ? fs : a * fs + (1.0f - a) * *f;
+    for (int y = win.y0; y < win.y1; y++)
+      for (gsize i = (gsize) y * w + win.x0; i < (gsize) y * w + win.x1; i++) {
+        const float d = MAX (den[i], 1e-6f);
+        const float a = MIN (MAX (den[i] / ip->base_support, 0.0f), 1.0f);
+        for (int c = 0; c < 3; c++) {
+          const float fs = num[c * plane + i] / d;
+          float *f = base + c * plane + i;
+          *f = s == 0 ? fs : a * fs + (1.0f - a) * *f;
+        }
       }
-    }
   }
   for (int c = 0; c < 3; c++)
     for (gsize i = 0; i < plane; i++)
       base[c * plane + i] = known[i] * img[c * plane + i] + hole[i] * base[c * plane + i];
-  HarmonicJob hj = { base, hole, w, h, ip->harmonic_sweeps, ip->harmonic_omega };
+  HarmonicJob hj = { base, hole, w, h, ip->harmonic_sweeps, ip->harmonic_omega, win };
   ge_pool_run (ip->ctx.pool, 3, harmonic_task, &hj);
 }
 
@@ -810,8 +832,9 @@ run_box (GeInpaint * ip, GeImageU8 * img, const guint8 * mask, int mstride, cons
      * does not pin down, and that costs twice the error of the smooth fill's
      * guess (MODEL.md, "Texture"); its finest scales cost little. */
     float *lo = ge_arena_alloc (arena, 3 * plane), *tmp = ge_arena_alloc (arena, plane);
+    const Win all = { 0, bw, 0, bh };
     for (int c = 0; c < 3; c++) {
-      blur_plane (guide + c * plane, tmp, lo + c * plane, bw, bh, ip->exemplar_sigma);
+      blur_plane (guide + c * plane, tmp, lo + c * plane, bw, bh, ip->exemplar_sigma, &all);
       for (gsize i = 0; i < plane; i++)
         guide[c * plane + i] -= (1.0f - ip->exemplar_low) * lo[c * plane + i];
     }

@@ -17,6 +17,9 @@
 #include "ge-rng.h"
 
 #include <string.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 #define R GE_PATCHMATCH_RADIUS
 #define P (2 * R + 1)
@@ -43,6 +46,7 @@ ge_patchmatch_params_init (GePatchMatchParams * p)
 typedef struct {
   int w, h;
   guint8 *rgb, *hole, *ok;      /* ok: a source */
+  gboolean vector;              /* patch_ssd with AVX-512 */
 } Level;
 
 typedef struct {
@@ -173,9 +177,44 @@ window_count (const gint32 * sat, int w, int h, int x, int y)
 /* Sum of squared differences of the target patch at (px, py), clipped to the
  * image, and the source patch at (qx, qy) (inside it); stops once a row's
  * sum reaches @bound, and returns the partial sum then (>= bound). */
+#if defined(__x86_64__) && defined(__GNUC__)
+/* The whole sum (a sum stopped early is only ever compared with the bound
+ * it reached, and the whole sum compares the same way): a row of the
+ * patch is one masked load of each side. */
+__attribute__((target ("avx512f,avx512bw,avx512vl")))
+static gint32
+patch_ssd_avx512 (const Level * L, int px, int py, int qx, int qy, gint32 bound)
+{
+  const int w = L->w, h = L->h;
+  const int x0 = MAX (px - R, 0), x1 = MIN (px + R, w - 1);
+  const __mmask32 m = (__mmask32) ((1u << (3 * (x1 - x0 + 1))) - 1);
+  __m512i acc = _mm512_setzero_si512 ();
+  for (int dy = -R; dy <= R; dy++) {
+    const int ty = py + dy;
+    if (ty < 0 || ty >= h)
+      continue;
+    const guint8 *t = L->rgb + ((gsize) ty * w + x0) * 3;
+    const guint8 *s = L->rgb + ((gsize) (qy + dy) * w + qx + (x0 - px)) * 3;
+    const __m512i d = _mm512_sub_epi16 (_mm512_cvtepu8_epi16 (_mm256_maskz_loadu_epi8 (m, t)),
+        _mm512_cvtepu8_epi16 (_mm256_maskz_loadu_epi8 (m, s)));
+    acc = _mm512_add_epi32 (acc, _mm512_madd_epi16 (d, d));
+    if (dy == 0 && bound < G_MAXINT32) {
+      const gint32 part = _mm512_reduce_add_epi32 (acc);
+      if (part >= bound)
+        return part;
+    }
+  }
+  return _mm512_reduce_add_epi32 (acc);
+}
+#endif
+
 static gint32
 patch_ssd (const Level * L, int px, int py, int qx, int qy, gint32 bound)
 {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (L->vector)
+    return patch_ssd_avx512 (L, px, py, qx, qy, bound);
+#endif
   const int w = L->w, h = L->h;
   const int x0 = MAX (px - R, 0), x1 = MIN (px + R, w - 1);
   gint32 sum = 0;
@@ -448,15 +487,20 @@ search_pixel (Fill * f, const Level * L, int x, int y, int band_y0, int band_y1)
     const gint32 q = f->nnf[j];
     try_match (f, L, x, y, q % w, q / w - s, &best, &bd);
   }
-  /* random search around the best match, in windows halving in size */
-  const guint32 pos = frame_pos (f, x, y);
+  /* random search around the best match, in windows halving in size; the
+   * draws (k = 0, 1, ... of the round's tag) 16 at a time */
+  const guint32 ctr[4] = { frame_pos (f, x, y), tag (f->level, f->round, 0), PM_STREAM, 0 };
+  const guint32 key[2] = { (guint32) f->seed, (guint32) (f->seed >> 32) };
+  guint32 u[4][16];
   int k = 0;
   for (int rad = MAX (w, h); rad >= 1; rad /= 2, k++) {
-    guint32 u[4];
-    draw4 (f->seed, pos, tag (f->level, f->round, k), u);
+    if (k % 16 == 0) {
+      guint32 c[4] = { ctr[0], ctr[1] + (guint32) k, ctr[2], ctr[3] };
+      ge_philox4x32_10_run (c, key, 16, u);
+    }
     const int bx = best % w, by = best / w;
-    const int cx = CLAMP (bx + below (u[0], 2 * rad + 1) - rad, 0, w - 1);
-    const int cy = CLAMP (by + below (u[1], 2 * rad + 1) - rad, 0, h - 1);
+    const int cx = CLAMP (bx + below (u[0][k % 16], 2 * rad + 1) - rad, 0, w - 1);
+    const int cy = CLAMP (by + below (u[1][k % 16], 2 * rad + 1) - rad, 0, h - 1);
     try_match (f, L, x, y, cx, cy, &best, &bd);
   }
   f->nnf[i] = best;
@@ -576,9 +620,11 @@ ge_patchmatch_fill (GePool * pool, const GePatchMatchParams * params, guint8 * r
       break;
     f.n_levels++;
   }
+  f.scan_kind = ge_patch_scan_kind (params->precision);
   for (int l = 0; l < MAX_LEVELS; l++) {
     Level *L = &f.lv[l];
     level_dims (w, h, l, &L->w, &L->h);
+    L->vector = f.scan_kind != GE_PATCH_SCAN_SCALAR;
     const gsize n = (gsize) L->w * L->h;
     L->rgb = p;
     p += align8 (3 * n);
@@ -603,7 +649,6 @@ ge_patchmatch_fill (GePool * pool, const GePatchMatchParams * params, guint8 * r
   p += align8 (4 * (gsize) (w + 1) * (h + 1));
   f.scan = p;
   f.scan_bytes = scan_bytes (w, h);
-  f.scan_kind = ge_patch_scan_kind (params->precision);
 
   memcpy (f.lv[0].rgb, rgb, 3 * plane);
   for (gsize i = 0; i < plane; i++) {
