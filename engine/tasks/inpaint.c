@@ -795,7 +795,6 @@ run_box (GeInpaint * ip, GeImageU8 * img, const guint8 * mask, int mstride, cons
   float *x0 = ge_arena_alloc (arena, 3 * plane);
 
   distances (mask, mstride, W, H, b, 3 * (f + 1), d);
-  box_noise (ip, b, 0, x_in);   /* x_T */
   float *hole = x_in + 3 * plane, *known = x_in + 4 * plane;
   for (int y = 0; y < bh; y++) {
     const guint8 *row = img->data + (gsize) MIN (b->y0 + y, H - 1) * img->stride;
@@ -814,6 +813,10 @@ run_box (GeInpaint * ip, GeImageU8 * img, const guint8 * mask, int mstride, cons
    * base, scaled, or the image): each step's estimate is pulled towards it. */
   const float gd = guidance_in_use (ip);
   float *guide = gd > 0.0f ? exemplar_fill (ip, img, b, d, x0) : NULL;
+  /* the exemplar alone: no sampler step, no x_T */
+  const gboolean exemplar_only = !ip->repaint && guide && ip->residual && gd >= 1.0f;
+  if (!exemplar_only)
+    box_noise (ip, b, 0, x_in);   /* x_T */
   if (ip->residual) {
     /* input concat (r_t, hole, base): the known planes hold the whole image
      * until base_fill replaces them with the base */
@@ -846,7 +849,7 @@ run_box (GeInpaint * ip, GeImageU8 * img, const guint8 * mask, int mstride, cons
     float *noise = ge_arena_alloc (arena, 3 * plane);
     if (!repaint (ip, b, x_in, known, hole, x0, noise, error))
       return FALSE;
-  } else if (guide && ip->residual && gd >= 1.0f) {
+  } else if (exemplar_only) {
     /* every step's estimate would be the target: the U-Net's output would be
      * thrown away, so it is not run */
     memcpy (x_in, guide, sizeof (float) * 3 * plane);

@@ -453,19 +453,19 @@ run_rows (Fill * f, GePoolFunc fn)
   ge_pool_run (f->pool, j.n_tasks, fn, &j);
 }
 
+/* The candidate (qx, qy) for the target at (x, y): taken when it is a
+ * source other than the best (*bx, *by) and closer than *bd. */
 static inline void
-try_match (const Fill * f, const Level * L, int x, int y, int qx, int qy, gint32 * best,
-    gint32 * bd)
+try_match (const Level * L, int x, int y, int qx, int qy, int *bx, int *by, gint32 * bd)
 {
   const int w = L->w;
-  if (qx < 0 || qy < 0 || qx >= w || qy >= L->h)
-    return;
-  const gint32 q = qy * w + qx;
-  if (q == *best || !L->ok[q])
+  if (qx < 0 || qy < 0 || qx >= w || qy >= L->h || (qx == *bx && qy == *by)
+      || !L->ok[(gsize) qy * w + qx])
     return;
   const gint32 d = patch_ssd (L, x, y, qx, qy, *bd);
   if (d < *bd) {
-    *best = q;
+    *bx = qx;
+    *by = qy;
     *bd = d;
   }
 }
@@ -475,17 +475,18 @@ search_pixel (Fill * f, const Level * L, int x, int y, int band_y0, int band_y1)
 {
   const int w = L->w, h = L->h;
   const gsize i = (gsize) y * w + x;
-  gint32 best = f->nnf[i], bd = f->dist[i];
+  int bx = f->nnf[i] % w, by = f->nnf[i] / w;
+  gint32 bd = f->dist[i];
   /* propagation: the neighbour's match, shifted back by one pixel */
   const int s = f->backward ? 1 : -1;
   if (x + s >= 0 && x + s < w && f->target[i + s]) {
     const gint32 q = f->nnf[i + s];
-    try_match (f, L, x, y, q % w - s, q / w, &best, &bd);
+    try_match (L, x, y, q % w - s, q / w, &bx, &by, &bd);
   }
   const gssize j = (gssize) i + (gssize) s * w;
   if (y + s >= band_y0 && y + s < band_y1 && f->target[j]) {
     const gint32 q = f->nnf[j];
-    try_match (f, L, x, y, q % w, q / w - s, &best, &bd);
+    try_match (L, x, y, q % w, q / w - s, &bx, &by, &bd);
   }
   /* random search around the best match, in windows halving in size; the
    * draws (k = 0, 1, ... of the round's tag) 16 at a time */
@@ -498,12 +499,11 @@ search_pixel (Fill * f, const Level * L, int x, int y, int band_y0, int band_y1)
       guint32 c[4] = { ctr[0], ctr[1] + (guint32) k, ctr[2], ctr[3] };
       ge_philox4x32_10_run (c, key, 16, u);
     }
-    const int bx = best % w, by = best / w;
     const int cx = CLAMP (bx + below (u[0][k % 16], 2 * rad + 1) - rad, 0, w - 1);
     const int cy = CLAMP (by + below (u[1][k % 16], 2 * rad + 1) - rad, 0, h - 1);
-    try_match (f, L, x, y, cx, cy, &best, &bd);
+    try_match (L, x, y, cx, cy, &bx, &by, &bd);
   }
-  f->nnf[i] = best;
+  f->nnf[i] = by * w + bx;
   f->dist[i] = bd;
 }
 
