@@ -25,6 +25,9 @@
  *
  * The speech enhancer (ge-speech.h) has no convolution: its INT8 is 8-bit
  * weights for its matrix-vector products (gemv.h), its BF16 is F32.
+ * Inpainting's exemplar fill (tasks/patch_scan.h) runs its exhaustive
+ * search in 16-bit VNNI pair products at INT8 and in f32 otherwise: both
+ * exact, the same bytes.
  */
 #pragma once
 

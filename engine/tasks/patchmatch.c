@@ -1,8 +1,9 @@
 /* patchmatch.c: exemplar fill of a hole (see patchmatch.h).
  *
  * Per level, coarsest first:
- *   init    coarsest: the hole filled ring by ring with the rounded mean of
- *           its filled 8-neighbours, every target patch matched at random;
+ *   init    coarsest: the hole filled ring by ring, each ring pixel from a
+ *           close match of its filled neighbourhood among every source
+ *           (onion_fill, patch_scan.h), every target patch matched at random;
  *           finer: the coarser field doubled, then a vote
  *   rounds  search (propagation from the scan's previous neighbours, then
  *           random search in windows halving from the image's size), vote
@@ -178,9 +179,10 @@ window_count (const gint32 * sat, int w, int h, int x, int y)
  * image, and the source patch at (qx, qy) (inside it); stops once a row's
  * sum reaches @bound, and returns the partial sum then (>= bound). */
 #if defined(__x86_64__) && defined(__GNUC__)
-/* The whole sum (a sum stopped early is only ever compared with the bound
- * it reached, and the whole sum compares the same way): a row of the
- * patch is one masked load of each side. */
+/* patch_ssd with a row of the patch in one masked load of each side; the
+ * bound is checked once, after the centre row (a horizontal sum costs more
+ * than a row).  A sum stopped early is only ever compared with the bound
+ * it reached, so stopping at another row compares the same way. */
 __attribute__((target ("avx512f,avx512bw,avx512vl")))
 static gint32
 patch_ssd_avx512 (const Level * L, int px, int py, int qx, int qy, gint32 bound)

@@ -11,7 +11,9 @@
  * vote's average, so that the fill keeps the exemplars' texture: averaging
  * 49 slightly misaligned copies is a blur.
  *
- * Every step is integer arithmetic and the draws of the random search come
+ * Every step is integer arithmetic (or float arithmetic on integers small
+ * enough to be exact: patch_scan.h, the coarsest level's exhaustive search)
+ * and the draws of the random search come
  * from the engine's counter-based generator (Philox4x32-10 keyed by the
  * seed, stream 2) at the pixel's position in the frame, so the fill is a
  * pure function of the box's bytes, the seed and the box's position: the
