@@ -57,13 +57,13 @@ ge_patch_scan_group_add (GePatchScanGroup * g, const guint8 * rgb, const guint8 
   g->c[j] = c;
 }
 
-/* Positions of a score row: x in [R, w - R), padded to a multiple of 32.
+/* Positions of a score row: x in [R, w - R), padded to a multiple of 16.
  * Template j's score at (x, y) of a band from row y0 is
  * scores[(j * band_rows + y - y0) * row + x - R]. */
 static int
 score_row (int w)
 {
-  return MAX ((w - 2 * R + 31) / 32 * 32, 32);
+  return MAX ((w - 2 * R + 15) / 16 * 16, 16);
 }
 
 int
@@ -173,77 +173,109 @@ ok_bits_avx512 (const guint8 * ok, int w, int y, int x)
   return _mm512_test_epi32_mask (v, v) & (__mmask16) ((1u << n) - 1);
 }
 
-/* 32 positions of a row (two vectors) against the N templates: for each
- * used tap, the planes' two vectors at the tap's offset and one broadcast
+/* @V vectors of 16 positions of a row against the N templates: for each
+ * used tap, the planes' vectors at the tap's offset and one broadcast
  * weight per template.  @b: the planes at the first position; @q: the s^2
- * planes' offset. */
+ * planes' offset; @o: template 0's first score, @os: the next template's
+ * offset. */
+static inline __attribute__((always_inline)) AVX512_TARGET void
+block_f32 (const Weights * wt, int n_taps, const float *b, gsize q, gint32 * o, gsize os,
+    const int V)
+{
+  __m512 a[N][2];
+#pragma GCC unroll 8
+  for (int j = 0; j < N; j++)
+    a[j][0] = a[j][1] = _mm512_setzero_ps ();
+  for (int i = 0; i < n_taps; i++) {
+    const float *s = b + wt->off[i];
+    const __m512 s0 = _mm512_loadu_ps (s), s1 = V > 1 ? _mm512_loadu_ps (s + 16) : s0;
+    const __m512 q0 = _mm512_loadu_ps (s + q), q1 = V > 1 ? _mm512_loadu_ps (s + q + 16) : q0;
+    const float *wv = wt->wf[i][0];
+#pragma GCC unroll 8
+    for (int j = 0; j < N; j++) {
+      const __m512 u = _mm512_set1_ps (wv[2 * j]), v = _mm512_set1_ps (wv[2 * j + 1]);
+      a[j][0] = _mm512_fmadd_ps (v, q0, _mm512_fmadd_ps (u, s0, a[j][0]));
+      if (V > 1)
+        a[j][1] = _mm512_fmadd_ps (v, q1, _mm512_fmadd_ps (u, s1, a[j][1]));
+    }
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < N; j++) {
+    const __m512i c = _mm512_set1_epi32 (wt->cf[j]);
+    _mm512_storeu_si512 (o + j * os, _mm512_add_epi32 (c, _mm512_cvtps_epi32 (a[j][0])));
+    if (V > 1)
+      _mm512_storeu_si512 (o + j * os + 16, _mm512_add_epi32 (c, _mm512_cvtps_epi32 (a[j][1])));
+  }
+}
+
+/* The same with vpdpwssd on the pairs. */
+static inline __attribute__((always_inline)) VNNI_TARGET void
+block_int8 (const Weights * wt, int n_taps, const gint32 * b, gint32 * o, gsize os, const int V)
+{
+  __m512i a[N][2];
+#pragma GCC unroll 8
+  for (int j = 0; j < N; j++)
+    a[j][0] = a[j][1] = _mm512_setzero_si512 ();
+  for (int i = 0; i < n_taps; i++) {
+    const gint32 *s = b + wt->off[i];
+    const __m512i s0 = _mm512_loadu_si512 (s), s1 = V > 1 ? _mm512_loadu_si512 (s + 16) : s0;
+    const guint32 *wv = wt->wi[i];
+#pragma GCC unroll 8
+    for (int j = 0; j < N; j++) {
+      const __m512i u = _mm512_set1_epi32 ((int) wv[j]);
+      a[j][0] = _mm512_dpwssd_epi32 (a[j][0], u, s0);
+      if (V > 1)
+        a[j][1] = _mm512_dpwssd_epi32 (a[j][1], u, s1);
+    }
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < N; j++) {
+    const __m512i c = _mm512_set1_epi32 (wt->ci[j]);
+    _mm512_storeu_si512 (o + j * os, _mm512_add_epi32 (c, a[j][0]));
+    if (V > 1)
+      _mm512_storeu_si512 (o + j * os + 16, _mm512_add_epi32 (c, a[j][1]));
+  }
+}
+
+/* A band's rows, 32 positions at a time and 16 at the row's end (the rows
+ * are padded to 16), leaving out runs without a source. */
 AVX512_TARGET static void
 scan_f32 (const Weights * wt, int n_taps, const float *pl, gsize q, const guint8 * ok, int w,
     int y0, int rows, int row, int ps, int srows, gint32 * scores)
 {
+  const gsize os = (gsize) srows * row;
   for (int y = 0; y < rows; y++)
     for (int x = 0; x < row; x += 32) {
-      if (!(ok_bits_avx512 (ok, w, y0 + y, R + x) | ok_bits_avx512 (ok, w, y0 + y, R + x + 16)))
+      const gboolean two = row - x >= 32;
+      if (!(ok_bits_avx512 (ok, w, y0 + y, R + x)
+              | (two ? ok_bits_avx512 (ok, w, y0 + y, R + x + 16) : 0)))
         continue;
       const float *b = pl + (gsize) y * ps + x;
-      __m512 a[N][2];
-#pragma GCC unroll 8
-      for (int j = 0; j < N; j++)
-        a[j][0] = a[j][1] = _mm512_setzero_ps ();
-      for (int i = 0; i < n_taps; i++) {
-        const float *s = b + wt->off[i];
-        const __m512 s0 = _mm512_loadu_ps (s), s1 = _mm512_loadu_ps (s + 16);
-        const __m512 q0 = _mm512_loadu_ps (s + q), q1 = _mm512_loadu_ps (s + q + 16);
-        const float *wv = wt->wf[i][0];
-#pragma GCC unroll 8
-        for (int j = 0; j < N; j++) {
-          const __m512 u = _mm512_set1_ps (wv[2 * j]), v = _mm512_set1_ps (wv[2 * j + 1]);
-          a[j][0] = _mm512_fmadd_ps (v, q0, _mm512_fmadd_ps (u, s0, a[j][0]));
-          a[j][1] = _mm512_fmadd_ps (v, q1, _mm512_fmadd_ps (u, s1, a[j][1]));
-        }
-      }
-#pragma GCC unroll 8
-      for (int j = 0; j < N; j++) {
-        gint32 *o = scores + ((gsize) j * srows + y) * row + x;
-        const __m512i c = _mm512_set1_epi32 (wt->cf[j]);
-        _mm512_storeu_si512 (o, _mm512_add_epi32 (c, _mm512_cvtps_epi32 (a[j][0])));
-        _mm512_storeu_si512 (o + 16, _mm512_add_epi32 (c, _mm512_cvtps_epi32 (a[j][1])));
-      }
+      gint32 *o = scores + (gsize) y * row + x;
+      if (two)
+        block_f32 (wt, n_taps, b, q, o, os, 2);
+      else
+        block_f32 (wt, n_taps, b, q, o, os, 1);
     }
 }
 
-/* The same with vpdpwssd on the pairs. */
 VNNI_TARGET static void
 scan_int8 (const Weights * wt, int n_taps, const gint32 * pl, const guint8 * ok, int w, int y0,
     int rows, int row, int ps, int srows, gint32 * scores)
 {
+  const gsize os = (gsize) srows * row;
   for (int y = 0; y < rows; y++)
     for (int x = 0; x < row; x += 32) {
-      if (!(ok_bits_avx512 (ok, w, y0 + y, R + x) | ok_bits_avx512 (ok, w, y0 + y, R + x + 16)))
+      const gboolean two = row - x >= 32;
+      if (!(ok_bits_avx512 (ok, w, y0 + y, R + x)
+              | (two ? ok_bits_avx512 (ok, w, y0 + y, R + x + 16) : 0)))
         continue;
       const gint32 *b = pl + (gsize) y * ps + x;
-      __m512i a[N][2];
-#pragma GCC unroll 8
-      for (int j = 0; j < N; j++)
-        a[j][0] = a[j][1] = _mm512_setzero_si512 ();
-      for (int i = 0; i < n_taps; i++) {
-        const gint32 *s = b + wt->off[i];
-        const __m512i s0 = _mm512_loadu_si512 (s), s1 = _mm512_loadu_si512 (s + 16);
-        const guint32 *wv = wt->wi[i];
-#pragma GCC unroll 8
-        for (int j = 0; j < N; j++) {
-          const __m512i u = _mm512_set1_epi32 ((int) wv[j]);
-          a[j][0] = _mm512_dpwssd_epi32 (a[j][0], u, s0);
-          a[j][1] = _mm512_dpwssd_epi32 (a[j][1], u, s1);
-        }
-      }
-#pragma GCC unroll 8
-      for (int j = 0; j < N; j++) {
-        gint32 *o = scores + ((gsize) j * srows + y) * row + x;
-        const __m512i c = _mm512_set1_epi32 (wt->ci[j]);
-        _mm512_storeu_si512 (o, _mm512_add_epi32 (c, a[j][0]));
-        _mm512_storeu_si512 (o + 16, _mm512_add_epi32 (c, a[j][1]));
-      }
+      gint32 *o = scores + (gsize) y * row + x;
+      if (two)
+        block_int8 (wt, n_taps, b, o, os, 2);
+      else
+        block_int8 (wt, n_taps, b, o, os, 1);
     }
 }
 #endif

@@ -73,7 +73,7 @@ gsize ge_patch_scan_bytes (int w);
  * columns [R, w - R): sum m (t - s)^2, exactly, where pixels of @hole (not
  * 0) read as 0 and are not read at all: the caller may be filling them.
  * Only positions where @ok (w x h bytes) is not 0 are asked for later;
- * runs of 32 positions without one may be left out.
+ * runs of positions without one may be left out.
  * @scratch: the band's work space (8-byte aligned). */
 void ge_patch_scan_band (GePatchScanKind kind, const GePatchScanGroup * g, const guint8 * rgb,
     const guint8 * hole, const guint8 * ok, int w, int h, int y0, int y1, void *scratch);
