@@ -5,6 +5,7 @@
  * j % 4.  The 128-bit counter is {block low 32, block high 32, stream, 0}
  * (stream 0 = normals, 1 = uniforms), the key is the 64-bit seed. */
 #include "ge-rng.h"
+#include "../ops/gemm.h"
 
 #include <math.h>
 
@@ -88,12 +89,7 @@ ge_philox4x32_10_run (const guint32 ctr[4], const guint32 key[2], int n, guint32
 {
   g_assert (n >= 0 && n <= 16);
 #if defined(__x86_64__) && defined(__GNUC__)
-  static int avx512 = -1;
-  if (avx512 < 0) {
-    __builtin_cpu_init ();
-    avx512 = __builtin_cpu_supports ("avx512f") && !g_getenv ("GE_NO_AVX512");
-  }
-  if (avx512) {
+  if (ge_gemm_packed_available ()) {
     philox_x16 (ctr, key, out);
     return;
   }

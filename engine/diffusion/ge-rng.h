@@ -24,7 +24,8 @@ void ge_philox4x32_10 (const guint32 ctr[4], const guint32 key[2],
     guint32 out[4]);
 
 /* The same on @n <= 16 consecutive counters: block i is @ctr with ctr[1] +
- * i (wrapping), its word w goes to out[w][i].  16 at once with AVX-512. */
+ * i (wrapping), its word w goes to out[w][i].  With AVX-512 all 16 are
+ * made at once (and written). */
 void ge_philox4x32_10_run (const guint32 ctr[4], const guint32 key[2], int n,
     guint32 out[4][16]);
 

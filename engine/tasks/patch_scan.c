@@ -169,7 +169,8 @@ ok_bits_avx512 (const guint8 * ok, int w, int y, int x)
   const int n = MIN (16, w - R - x);
   if (n <= 0)
     return 0;
-  const __m512i v = _mm512_cvtepu8_epi32 (_mm_loadu_si128 ((const __m128i *) (ok + (gsize) y * w + x)));
+  const __m128i bytes = _mm_loadu_si128 ((const __m128i *) (ok + (gsize) y * w + x));
+  const __m512i v = _mm512_cvtepu8_epi32 (bytes);
   return _mm512_test_epi32_mask (v, v) & (__mmask16) ((1u << n) - 1);
 }
 

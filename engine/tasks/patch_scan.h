@@ -80,8 +80,8 @@ void ge_patch_scan_band (GePatchScanKind kind, const GePatchScanGroup * g, const
 
 /* The band's planes of the image are made on its first call after this
  * and kept while the band stays the same: between calls only pixels of
- * @hole may change (the fill writes nothing else).  Call it before a new
- * image or level. */
+ * @hole may change (the fill writes nothing else).  Call it on new work
+ * space, and before a new image or level. */
 void ge_patch_scan_forget (void *scratch);
 
 /* Over the band's positions where @ok (the image's w x h bytes) is not 0,

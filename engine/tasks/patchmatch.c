@@ -175,9 +175,6 @@ window_count (const gint32 * sat, int w, int h, int x, int y)
   return sat[y1 * s + x1] - sat[y0 * s + x1] - sat[y1 * s + x0] + sat[y0 * s + x0];
 }
 
-/* Sum of squared differences of the target patch at (px, py), clipped to the
- * image, and the source patch at (qx, qy) (inside it); stops once a row's
- * sum reaches @bound, and returns the partial sum then (>= bound). */
 #if defined(__x86_64__) && defined(__GNUC__)
 /* patch_ssd with a row of the patch in one masked load of each side; the
  * bound is checked once, after the centre row (a horizontal sum costs more
@@ -210,6 +207,9 @@ patch_ssd_avx512 (const Level * L, int px, int py, int qx, int qy, gint32 bound)
 }
 #endif
 
+/* Sum of squared differences of the target patch at (px, py), clipped to the
+ * image, and the source patch at (qx, qy) (inside it); stops once a row's
+ * sum reaches @bound, and returns the partial sum then (>= bound). */
 static gint32
 patch_ssd (const Level * L, int px, int py, int qx, int qy, gint32 bound)
 {
@@ -330,7 +330,8 @@ ring_task (void *data, int task, int thread)
       if (pass == 0)
         ge_patch_scan_least (f->scan_kind, scratch, L->ok, w, y0, y1, n, best);
       else if (pass == 1)
-        ge_patch_scan_within (f->scan_kind, scratch, L->ok, w, y0, y1, n, thr, first, RING_PICKS, count, within);
+        ge_patch_scan_within (f->scan_kind, scratch, L->ok, w, y0, y1, n, thr, first, RING_PICKS,
+            count, within);
       else
         ge_patch_scan_within (f->scan_kind, scratch, L->ok, w, y0, y1, n, thr, first, 1, count, q);
     }
