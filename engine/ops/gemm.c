@@ -1,5 +1,6 @@
 /* gemm.c: see gemm.h. */
 #include "gemm.h"
+#include "vnni.h"
 #include "ge-precision.h"
 #include "ge-safetensors.h"
 
@@ -568,16 +569,12 @@ tile_int8_rows (const int nr, int kq, const guint32 * ap, const guint32 * b, con
 #define INIT(r) c##r##0 = c##r##1 = _mm512_setzero_si512 ();
   FOR_ROWS (INIT)
 #undef INIT
-  /* vpdpbusd written out: gcc 12 copies every accumulator in and out of
-   * another register around the intrinsic (twice the instructions, a
-   * third of the speed). */
-#define DPBUSD(acc, b_, a_) __asm__ ("vpdpbusd %2, %1, %0" : "+v" (acc) : "v" (b_), "v" (a_))
+  /* vpdpbusd written out (vnni.h) */
 #define ROW(r) if (r < nr) { const __m512i a_ = _mm512_set1_epi32 ((int) ap[r]); \
-        DPBUSD (c##r##0, b0, a_); \
-        DPBUSD (c##r##1, b1, a_); }
+        GE_DPBUSD (c##r##0, b0, a_); \
+        GE_DPBUSD (c##r##1, b1, a_); }
   WORD_K_LOOP (kq, ROW)
 #undef ROW
-#undef DPBUSD
 #define STORE(r) \
   if (r < rows) { \
     const __m512 s_ = _mm512_set1_ps (scale[r]); \

@@ -6,6 +6,7 @@
  * past the last and the odd last column are zero. */
 #include "gemv.h"
 #include "gemm.h"
+#include "vnni.h"
 
 #include <math.h>
 #include <string.h>
@@ -120,17 +121,17 @@ ge_gemv_i8 (const GeGemvI8 * a, const float *x, float *y, void *scratch)
       int p = p0;
       for (; p + 4 <= p1; p += 4) {
         const gint8 *wp = w + (gsize) p * 32;
-        s0 = _mm512_dpwssd_epi32 (s0, _mm512_cvtepi8_epi16 (_mm256_loadu_si256 ((const __m256i *)
-                    wp)), _mm512_set1_epi32 (xp[p]));
-        s1 = _mm512_dpwssd_epi32 (s1, _mm512_cvtepi8_epi16 (_mm256_loadu_si256 ((const __m256i *)
-                    (wp + 32))), _mm512_set1_epi32 (xp[p + 1]));
-        s2 = _mm512_dpwssd_epi32 (s2, _mm512_cvtepi8_epi16 (_mm256_loadu_si256 ((const __m256i *)
-                    (wp + 64))), _mm512_set1_epi32 (xp[p + 2]));
-        s3 = _mm512_dpwssd_epi32 (s3, _mm512_cvtepi8_epi16 (_mm256_loadu_si256 ((const __m256i *)
-                    (wp + 96))), _mm512_set1_epi32 (xp[p + 3]));
+        GE_DPWSSD (s0, _mm512_cvtepi8_epi16 (_mm256_loadu_si256 ((const __m256i *) wp)),
+            _mm512_set1_epi32 (xp[p]));
+        GE_DPWSSD (s1, _mm512_cvtepi8_epi16 (_mm256_loadu_si256 ((const __m256i *) (wp + 32))),
+            _mm512_set1_epi32 (xp[p + 1]));
+        GE_DPWSSD (s2, _mm512_cvtepi8_epi16 (_mm256_loadu_si256 ((const __m256i *) (wp + 64))),
+            _mm512_set1_epi32 (xp[p + 2]));
+        GE_DPWSSD (s3, _mm512_cvtepi8_epi16 (_mm256_loadu_si256 ((const __m256i *) (wp + 96))),
+            _mm512_set1_epi32 (xp[p + 3]));
       }
       for (; p < p1; p++)
-        s0 = _mm512_dpwssd_epi32 (s0, _mm512_cvtepi8_epi16 (_mm256_loadu_si256 ((const __m256i *)
+        GE_DPWSSD (s0, _mm512_cvtepi8_epi16 (_mm256_loadu_si256 ((const __m256i *)
                     (w + (gsize) p * 32))), _mm512_set1_epi32 (xp[p]));
       const __m512i s = _mm512_add_epi32 (_mm512_add_epi32 (s0, s1), _mm512_add_epi32 (s2, s3));
       sum = _mm512_add_ps (sum, _mm512_cvtepi32_ps (s));

@@ -1,6 +1,7 @@
 /* patch_scan.c: exhaustive patch matching (see patch_scan.h). */
 #include "patch_scan.h"
 #include "../ops/gemm.h"
+#include "../ops/vnni.h"
 
 #include <string.h>
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -209,7 +210,7 @@ block_f32 (const Weights * wt, int n_taps, const float *b, gsize q, gint32 * o, 
   }
 }
 
-/* The same with vpdpwssd on the pairs. */
+/* The same with vpdpwssd on the pairs (vnni.h). */
 static inline __attribute__((always_inline)) VNNI_TARGET void
 block_int8 (const Weights * wt, int n_taps, const gint32 * b, gint32 * o, gsize os, const int V)
 {
@@ -224,9 +225,9 @@ block_int8 (const Weights * wt, int n_taps, const gint32 * b, gint32 * o, gsize 
 #pragma GCC unroll 8
     for (int j = 0; j < N; j++) {
       const __m512i u = _mm512_set1_epi32 ((int) wv[j]);
-      a[j][0] = _mm512_dpwssd_epi32 (a[j][0], u, s0);
+      GE_DPWSSD (a[j][0], u, s0);
       if (V > 1)
-        a[j][1] = _mm512_dpwssd_epi32 (a[j][1], u, s1);
+        GE_DPWSSD (a[j][1], u, s1);
     }
   }
 #pragma GCC unroll 8
