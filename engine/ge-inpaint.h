@@ -76,8 +76,10 @@ void ge_inpaint_set_repaint_jumps (GeInpaint * ip, int jump_length, int jump_n_s
 
 /* 0 = one thread per core. */
 void ge_inpaint_set_n_threads (GeInpaint * ip, int n_threads);
-/* The precision its convolutions run in (ge-precision.h); the default is
- * GE_PRECISION_F32.  Returns what runs on this CPU: F32 or BF16. */
+/* The precision its convolutions run in (ge-precision.h), and its exemplar
+ * fill's exhaustive search (exact in each: the same bytes); the default is
+ * GE_PRECISION_F32.  Returns what the U-Net runs on this CPU: F32, BF16 or
+ * INT8. */
 GePrecision ge_inpaint_set_precision (GeInpaint * ip, GePrecision precision);
 /* 0 = the model's default. */
 void ge_inpaint_set_num_steps (GeInpaint * ip, int steps);
