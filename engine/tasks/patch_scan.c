@@ -239,8 +239,20 @@ block_int8 (const Weights * wt, int n_taps, const gint32 * b, gint32 * o, gsize 
   }
 }
 
-/* A band's rows, 32 positions at a time and 16 at the row's end (the rows
- * are padded to 16), leaving out runs without a source. */
+/* The vectors of 16 positions of the block at x of a band's row y (two,
+ * or one at the row's end: the rows are padded to 16); 0 where none of
+ * them is a source, which leaves the block out. */
+AVX512_TARGET static inline int
+block_vectors (const guint8 * ok, int w, int y, int x, int row)
+{
+  const int v = row - x >= 32 ? 2 : 1;
+  const __mmask16 k = ok_bits_avx512 (ok, w, y, R + x)
+      | (v == 2 ? ok_bits_avx512 (ok, w, y, R + x + 16) : 0);
+  return k ? v : 0;
+}
+
+/* A band's rows, 32 positions at a time, leaving out blocks without a
+ * source. */
 AVX512_TARGET static void
 scan_f32 (const Weights * wt, int n_taps, const float *pl, gsize q, const guint8 * ok, int w,
     int y0, int rows, int row, int ps, int srows, gint32 * scores)
@@ -248,15 +260,12 @@ scan_f32 (const Weights * wt, int n_taps, const float *pl, gsize q, const guint8
   const gsize os = (gsize) srows * row;
   for (int y = 0; y < rows; y++)
     for (int x = 0; x < row; x += 32) {
-      const gboolean two = row - x >= 32;
-      if (!(ok_bits_avx512 (ok, w, y0 + y, R + x)
-              | (two ? ok_bits_avx512 (ok, w, y0 + y, R + x + 16) : 0)))
-        continue;
+      const int v = block_vectors (ok, w, y0 + y, x, row);
       const float *b = pl + (gsize) y * ps + x;
       gint32 *o = scores + (gsize) y * row + x;
-      if (two)
+      if (v == 2)
         block_f32 (wt, n_taps, b, q, o, os, 2);
-      else
+      else if (v == 1)
         block_f32 (wt, n_taps, b, q, o, os, 1);
     }
 }
@@ -268,15 +277,12 @@ scan_int8 (const Weights * wt, int n_taps, const gint32 * pl, const guint8 * ok,
   const gsize os = (gsize) srows * row;
   for (int y = 0; y < rows; y++)
     for (int x = 0; x < row; x += 32) {
-      const gboolean two = row - x >= 32;
-      if (!(ok_bits_avx512 (ok, w, y0 + y, R + x)
-              | (two ? ok_bits_avx512 (ok, w, y0 + y, R + x + 16) : 0)))
-        continue;
+      const int v = block_vectors (ok, w, y0 + y, x, row);
       const gint32 *b = pl + (gsize) y * ps + x;
       gint32 *o = scores + (gsize) y * row + x;
-      if (two)
+      if (v == 2)
         block_int8 (wt, n_taps, b, o, os, 2);
-      else
+      else if (v == 1)
         block_int8 (wt, n_taps, b, o, os, 1);
     }
 }
